@@ -1,0 +1,78 @@
+"""Run the registered benchmarks, print their figures, write docs/benchmarks.md.
+
+Each benchmark returns rows of (what, our figure, peer figure measured in the
+same run, unit). Figures are medians of repeated runs: machines are noisy.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    ours: float
+    peer: float | None
+    peer_name: str
+    unit: str
+
+    @property
+    def ratio(self) -> str:
+        return f"{self.ours / self.peer:.2f}" if self.peer else "-"
+
+
+Benchmark = Callable[[], list[Row]]
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def median_of(runs: int, work: Callable[[], float]) -> float:
+    return statistics.median(work() for _ in range(runs))
+
+
+def _table(rows: list[Row]) -> str:
+    head = "| benchmark | ours | peer | peer figure | ratio ours/peer | unit |\n|---|---|---|---|---|---|"
+    body = [
+        f"| {r.what} | {r.ours:,.1f} | {r.peer_name} | "
+        f"{'-' if r.peer is None else f'{r.peer:,.1f}'} | {r.ratio} | {r.unit} |"
+        for r in rows
+    ]
+    return "\n".join([head, *body])
+
+
+def main() -> int:
+    rows: list[Row] = []
+    for name, bench in BENCHMARKS.items():
+        started = time.perf_counter()
+        print(f"running {name} ...", flush=True)
+        rows.extend(bench())
+        print(f"  done in {time.perf_counter() - started:.1f}s", flush=True)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, Python {platform.python_version()}"
+    if not rows:
+        text = "No benchmarks are registered yet; later issues add them to bench/.\n"
+    else:
+        text = _table(rows) + "\n"
+    print(text)
+    out = ROOT / "docs" / "benchmarks.md"
+    out.write_text(
+        "# Benchmarks\n\n"
+        "Written by `make bench` (bench/__main__.py). Figures are medians of repeated runs on "
+        "the machine named below; each row's peer figure was measured in the same run.\n\n"
+        f"Last run: {when} on {machine}.\n\n" + text
+    )
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Composition root: which components a process hosts, built on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from services.core import migrate
+from services.core.background import Periodic
+from services.core.bus import prune_events
+from services.core.database import Database, DatabaseRuntime
+from services.core.server import Component, DispatcherServer, serve_until_signalled
+from services.core.settings import Settings
+
+_LOG = logging.getLogger(__name__)
+
+SERVICE_NAMES = ("jobs", "nodes", "admin")
+
+
+def _builders() -> dict[str, Callable[[Database, Settings], Component]]:
+    # Imported here so `dispatcher migrate` needs no generated code.
+    from services.admin import component as admin
+    from services.jobs import component as jobs
+    from services.nodes import component as nodes
+
+    return {"jobs": jobs.build, "nodes": nodes.build, "admin": admin.build}
+
+
+def build_components(names: Sequence[str], db: Database, settings: Settings) -> list[Component]:
+    builders = _builders()
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        raise ValueError(f"unknown service {', '.join(unknown)}; choose from {SERVICE_NAMES}")
+    components = [builders[name](db, settings) for name in names]
+    # Every process prunes the outbox; concurrent DELETEs from replicas are harmless.
+    components[0].background.append(
+        Periodic("prune-events", 3600.0, lambda: _prune(db, settings.event_retention_hours))
+    )
+    return components
+
+
+def _prune(db: Database, hours: float) -> None:
+    with db.transaction() as session:
+        removed = prune_events(session, hours)
+    if removed:
+        _LOG.info("pruned %d events older than %.0f h", removed, hours)
+
+
+def serve(
+    names: Sequence[str],
+    settings: Settings,
+    on_ready: Callable[[str, int], None],
+    run_migrations: bool = True,
+) -> None:
+    """Run the named services in this process until SIGINT/SIGTERM."""
+    runtime = DatabaseRuntime(settings)
+    try:
+        url = runtime.url()
+        if run_migrations:
+            migrate.upgrade(url)
+        db = Database(url, pool_size=settings.db_pool_size)
+        try:
+            server = DispatcherServer(
+                build_components(names, db, settings), worker_threads=settings.worker_threads
+            )
+            host = settings.listen.rsplit(":", 1)[0]
+            asyncio.run(
+                serve_until_signalled(
+                    server,
+                    settings.listen,
+                    settings.shutdown_grace_seconds,
+                    lambda port: on_ready(host, port),
+                )
+            )
+        finally:
+            db.dispose()
+    finally:
+        runtime.stop()

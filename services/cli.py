@@ -1,0 +1,131 @@
+"""`dispatcher`: run the whole dispatcher, one service, or its migrations."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from services.core import logs, migrate
+from services.core.database import DatabaseRuntime
+from services.core.settings import Settings, SettingsError
+
+_LOG = logging.getLogger("dispatcher")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dispatcher",
+        description="Render farm dispatcher (Muster-compatible MDispatcherAPI over gRPC).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="run jobs, nodes and admin in one process (embedded Postgres by default)"
+    )
+    run.add_argument("--listen", help="host:port to listen on (default: $MUSTER_LISTEN)")
+
+    serve = sub.add_parser("serve", help="run one or more services (as in Kubernetes)")
+    serve.add_argument("services", nargs="+", choices=["jobs", "nodes", "admin"])
+    serve.add_argument("--listen", help="host:port to listen on (default: $MUSTER_LISTEN)")
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="do not upgrade the schema at start"
+    )
+
+    status = sub.add_parser("status", help="show the health of every service at an address")
+    status.add_argument("--address", default=None,
+                        help="host:port of a dispatcher (default: $MUSTER_LISTEN)")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
+
+    mig = sub.add_parser("migrate", help="upgrade (default), downgrade or show the schema version")
+    mig.add_argument("action", nargs="?", default="upgrade",
+                     choices=["upgrade", "downgrade", "current"])
+    mig.add_argument("revision", nargs="?", help="target revision (head / base by default)")
+    return parser
+
+
+def _ready(names: Sequence[str]) -> object:
+    def announce(host: str, port: int) -> None:
+        # The one line scripts and tests wait for; keep its shape stable.
+        print(f"dispatcher ready: {' '.join(names)} at {host}:{port}", flush=True)
+
+    return announce
+
+
+def _status(address: str, timeout: float) -> int:
+    """Print a table of the services a dispatcher reflects and their health."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+            names = sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+        except Exception as exc:  # unreachable, or reflection refused
+            print(f"dispatcher at {address}: unreachable ({type(exc).__name__})", file=sys.stderr)
+            return 1
+        health = health_pb2_grpc.HealthStub(channel)
+        rows = []
+        for name in names:
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=timeout)
+                state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as exc:
+                state = "-" if exc.code() == grpc.StatusCode.NOT_FOUND else exc.code().name
+            rows.append((name, state))
+    width = max(len("service"), *(len(n) for n, _ in rows))
+    print(f"dispatcher at {address}")
+    print(f"{'service':<{width}}  health")
+    print(f"{'-' * width}  {'-' * 11}")
+    for name, state in rows:
+        print(f"{name:<{width}}  {state}")
+    return 0 if all(s in ("SERVING", "-") for _, s in rows) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "listen", None):
+        settings = replace(settings, listen=args.listen)
+    logs.configure(settings.log_level, settings.log_format)
+
+    from services import app
+
+    if args.command == "status":
+        return _status(args.address or settings.listen, args.timeout)
+
+    if args.command == "migrate":
+        runtime = DatabaseRuntime(settings)
+        try:
+            url = runtime.url()
+            if args.action == "upgrade":
+                migrate.upgrade(url, args.revision or "head")
+            elif args.action == "downgrade":
+                migrate.downgrade(url, args.revision or "base")
+            print(f"schema at {migrate.current_revision(url) or 'base'}"
+                  f" (head {migrate.head_revision()})")
+        finally:
+            runtime.stop()
+        return 0
+
+    names = list(app.SERVICE_NAMES) if args.command == "run" else list(dict.fromkeys(args.services))
+    try:
+        app.serve(names, settings, _ready(names),  # type: ignore[arg-type]
+                  run_migrations=not getattr(args, "no_migrate", False))
+    except OSError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The event bus: a transactional outbox in Postgres, NOTIFY as a wake-up.
+
+Writing: `publish(session, topic, payload)` inserts an `events` row in the
+caller's transaction, so the event exists exactly when the state change does,
+and queues a NOTIFY that Postgres delivers only if that transaction commits.
+
+Reading: consumers walk the outbox in (txid, id) order and only read events
+whose writing transaction is older than every transaction still running
+(`txid < pg_snapshot_xmin(pg_current_snapshot())`). Event ids are handed out
+before commit, so transactions can commit out of id order; reading by id alone
+would let a consumer move past an event that commits a moment later and lose
+it. Below the snapshot horizon no transaction can still commit, so a position
+(txid, id) never has anything appear behind it. Writers never serialise on a
+lock for this; the price is that a long-running transaction holds back
+delivery until it ends.
+
+A durable consumer stores its position in `event_consumers` in the same
+transaction as the handler's own database work: its effects in the database
+happen exactly once; effects outside it (pushing to a stream) at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from services.core.database import Database
+
+_LOG = logging.getLogger(__name__)
+
+CHANNEL = "muster_events"
+
+_HORIZON = "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in the outbox: everything at or before it has been read."""
+
+    txid: int = 0
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    txid: int
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def position(self) -> Position:
+        return Position(self.txid, self.id)
+
+
+_INSERT = text(
+    "INSERT INTO events (topic, key, payload) VALUES (:topic, :key, :payload) RETURNING id"
+).bindparams(bindparam("payload", type_=JSONB))
+
+
+def publish(
+    session: Session, topic: str, payload: Mapping[str, Any] | None = None, key: str = ""
+) -> int:
+    """Record an event in the session's transaction; returns its id."""
+    if not topic:
+        raise ValueError("an event needs a topic")
+    event_id = session.execute(
+        _INSERT, {"topic": topic, "key": key, "payload": dict(payload or {})}
+    ).scalar_one()
+    # Delivered on commit, dropped on rollback; identical payloads in one
+    # transaction collapse into one wake-up, which is all it is.
+    session.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
+    return int(event_id)
+
+
+def read_events(
+    session: Session,
+    after: Position,
+    topics: Sequence[str] | None = None,
+    limit: int = 500,
+) -> tuple[list[Event], bool]:
+    """Events after `after` that can no longer be overtaken, oldest first.
+
+    Returns the events and whether newer committed events exist that are held
+    back by a transaction still running (the caller should look again soon).
+    """
+    topic_filter = "AND topic = ANY(:topics)" if topics else ""
+    rows = session.execute(
+        text(
+            f"""
+            SELECT id, txid, topic, key, payload, created_at FROM events
+            WHERE (txid, id) > (:txid, :id) AND txid < {_HORIZON} {topic_filter}
+            ORDER BY txid, id
+            LIMIT :limit
+            """
+        ),
+        {"txid": after.txid, "id": after.id, "limit": limit, "topics": list(topics or [])},
+    ).all()
+    events = [
+        Event(id=r.id, txid=r.txid, topic=r.topic, key=r.key, payload=r.payload, created_at=r.created_at)
+        for r in rows
+    ]
+    held_back = False
+    if len(events) < limit:
+        last = events[-1].position if events else after
+        held_back = bool(
+            session.execute(
+                text(
+                    f"SELECT EXISTS (SELECT 1 FROM events WHERE (txid, id) > (:txid, :id)"
+                    f" AND txid >= {_HORIZON} {topic_filter})"
+                ),
+                {"txid": last.txid, "id": last.id, "topics": list(topics or [])},
+            ).scalar_one()
+        )
+    return events, held_back
+
+
+def latest_position(session: Session) -> Position:
+    """The position a new live-only subscriber should start from."""
+    row = session.execute(
+        text(f"SELECT txid, id FROM events WHERE txid < {_HORIZON} ORDER BY txid DESC, id DESC LIMIT 1")
+    ).first()
+    return Position(row.txid, row.id) if row else Position()
+
+
+def position_of(session: Session, event_id: int) -> Position | None:
+    """The position of a known event id (a client resuming after that event)."""
+    row = session.execute(text("SELECT txid, id FROM events WHERE id = :id"), {"id": event_id}).first()
+    return Position(row.txid, row.id) if row else None
+
+
+def prune_events(session: Session, older_than_hours: float) -> int:
+    """Delete events older than the retention; returns how many went."""
+    result = session.execute(
+        text("DELETE FROM events WHERE created_at < now() - make_interval(secs => :secs)"),
+        {"secs": older_than_hours * 3600.0},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+Handler = Callable[[Session, Event], None]
+
+
+class DurableConsumer:
+    """A named consumer that resumes from its stored position.
+
+    Each batch runs in one transaction: the consumer row is locked (so two
+    replicas with the same name never process the same batch), the handler
+    runs for every event with the same session, and the new position is
+    stored before commit. A handler that raises rolls the whole batch back;
+    it is retried on the next pass.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        handler: Handler,
+        topics: Sequence[str] | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        if not name:
+            raise ValueError("a durable consumer needs a name")
+        self.db = db
+        self.name = name
+        self.handler = handler
+        self.topics = list(topics) if topics else None
+        self.batch_size = batch_size
+
+    def position(self) -> Position:
+        with self.db.transaction() as session:
+            return self._lock_position(session)
+
+    def _lock_position(self, session: Session) -> Position:
+        session.execute(
+            text("INSERT INTO event_consumers (name) VALUES (:name) ON CONFLICT DO NOTHING"),
+            {"name": self.name},
+        )
+        row = session.execute(
+            text("SELECT last_txid, last_id FROM event_consumers WHERE name = :name FOR UPDATE"),
+            {"name": self.name},
+        ).one()
+        return Position(row.last_txid, row.last_id)
+
+    def process_batch(self) -> tuple[int, bool]:
+        """Handle one batch; returns (events handled, more may be waiting)."""
+        with self.db.transaction() as session:
+            position = self._lock_position(session)
+            events, held_back = read_events(session, position, self.topics, self.batch_size)
+            for event in events:
+                self.handler(session, event)
+            if events:
+                last = events[-1].position
+                session.execute(
+                    text(
+                        "UPDATE event_consumers SET last_txid = :txid, last_id = :id,"
+                        " updated_at = now() WHERE name = :name"
+                    ),
+                    {"txid": last.txid, "id": last.id, "name": self.name},
+                )
+        return len(events), held_back or len(events) == self.batch_size
+
+    def drain(self) -> int:
+        """Handle everything readable now; returns how many events."""
+        total = 0
+        while True:
+            handled, _ = self.process_batch()
+            total += handled
+            if handled == 0:
+                return total
+
+
+class Listener:
+    """Runs a consumer in a thread, woken by NOTIFY, polling as a fallback.
+
+    LISTEN needs its own connection outside the pool. Notifications are only
+    a hint: after each wake-up (or `poll_seconds` without one) the consumer
+    reads from its stored position, so a missed NOTIFY delays, never loses.
+    """
+
+    def __init__(self, consumer: DurableConsumer, poll_seconds: float = 5.0) -> None:
+        self.consumer = consumer
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"bus-{self.consumer.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        try:  # wake the thread out of its wait
+            with self.consumer.db.raw_connection() as conn:
+                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
+        except Exception:  # the database may be gone already; the poll ends it
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                with self.consumer.db.raw_connection() as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    backoff = 0.05
+                    self._loop(conn)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                self.errors += 1
+                _LOG.exception("bus listener %s failed; retrying", self.consumer.name)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _loop(self, conn: Any) -> None:
+        retry = 0.0
+        while not self._stop.is_set():
+            handled, more = self.consumer.process_batch()
+            if handled and more:
+                continue
+            # Held-back events need a quick second look; otherwise sleep until
+            # a NOTIFY arrives or the poll interval passes.
+            if more:
+                retry = min(max(retry * 2, 0.01), 0.5)
+                timeout = retry
+            else:
+                retry = 0.0
+                timeout = self.poll_seconds
+            deadline = time.monotonic() + timeout
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+            # Drain any further queued notifications without waiting.
+            if time.monotonic() < deadline:
+                for _ in conn.notifies(timeout=0.0):
+                    pass

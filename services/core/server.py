@@ -1,0 +1,285 @@
+"""Server bootstrap shared by every service.
+
+One `grpc.aio` server hosts the components it is given: the nodes service's
+long-lived streams run on the event loop, while the request/response
+servicers of jobs and admin stay synchronous and run on the server's worker
+thread pool (`migration_thread_pool`). That pool is the explicit boundary
+between the two models. Every server gets the standard health service (a
+status per service), server reflection, and the interceptor chain (error
+mapping and access log; authentication plugs in at its head).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.core.errors import DomainError, status_of
+
+_LOG = logging.getLogger(__name__)
+
+
+class Background(Protocol):
+    """Work a component runs beside its servicers (bus consumers, sweeps)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Component:
+    """One service of the dispatcher as the server hosts it."""
+
+    name: str
+    services: Sequence[ServiceDescriptor]
+    register: Callable[[grpc.aio.Server], None]
+    background: list[Background] = field(default_factory=list)
+
+    @property
+    def service_names(self) -> list[str]:
+        return [s.full_name for s in self.services]
+
+
+# --- the contract: RPCs not implemented yet --------------------------------
+
+
+def muster_functions(method: MethodDescriptor) -> list[str]:
+    """The Muster MDispatcherAPI functions an RPC serves (its proto option)."""
+    from farm.common.v1 import options_pb2
+
+    return list(method.GetOptions().Extensions[options_pb2.muster_functions])
+
+
+def _unimplemented(method: MethodDescriptor) -> Callable[[Any, Any, Any], Any]:
+    names = muster_functions(method)
+    what = " / ".join(names) if names else method.name
+    message = f"{what} ({method.full_name}) is not implemented yet in this dispatcher"
+
+    def handler(self: Any, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    handler.__name__ = method.name
+    return handler
+
+
+T = TypeVar("T")
+
+
+def contract_base(generated_base: type[T], service: ServiceDescriptor) -> type[T]:
+    """A servicer base whose every RPC answers UNIMPLEMENTED naming its function.
+
+    Concrete servicers subclass it and override the RPCs they implement; the
+    rest keep telling callers exactly which Muster function is missing.
+    """
+    methods = {m.name: _unimplemented(m) for m in service.methods}
+    return type(f"Contract{generated_base.__name__}", (generated_base,), methods)
+
+
+# --- interceptors ------------------------------------------------------------
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Maps DomainError to its status, logs each call, hides internal faults.
+
+    An unexpected exception answers INTERNAL with an incident id that is also
+    in the log, never a stack trace.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _failure(method: str, exc: BaseException, context: Any) -> tuple[grpc.StatusCode, str] | None:
+    """The status to answer for an exception, or None to let gRPC handle it."""
+    if isinstance(exc, DomainError):
+        return status_of(exc), exc.message
+    if context.code() not in (None, grpc.StatusCode.OK):
+        return None  # the handler aborted with its own status
+    incident = uuid.uuid4().hex[:12]
+    _LOG.error("internal error in %s (incident %s)", method, incident, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error (incident {incident})"
+
+
+def _log_call(method: str, started: float, code: grpc.StatusCode | str) -> None:
+    _LOG.debug(
+        "rpc",
+        extra={"method": method, "code": getattr(code, "name", code),
+               "ms": round((time.perf_counter() - started) * 1000, 2)},
+    )
+
+
+def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(behavior):
+
+        async def async_unary(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await behavior(request, context)
+            except Exception as exc:
+                failure = _failure(method, exc, context)
+                _log_call(method, started, failure[0] if failure else "ABORTED")
+                if failure is None:
+                    raise
+                await context.abort(*failure)
+            _log_call(method, started, grpc.StatusCode.OK)
+            return response
+
+        return async_unary
+
+    def sync_unary(request: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            response = behavior(request, context)
+        except Exception as exc:
+            failure = _failure(method, exc, context)
+            _log_call(method, started, failure[0] if failure else "ABORTED")
+            if failure is None:
+                raise
+            context.abort(*failure)
+        _log_call(method, started, grpc.StatusCode.OK)
+        return response
+
+    return sync_unary
+
+
+def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def async_stream(request: Any, context: Any) -> Any:
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except Exception as exc:
+                failure = _failure(method, exc, context)
+                if failure is None:
+                    raise
+                await context.abort(*failure)
+
+        return async_stream
+
+    def sync_stream(request: Any, context: Any) -> Any:
+        try:
+            yield from behavior(request, context)
+        except Exception as exc:
+            failure = _failure(method, exc, context)
+            if failure is None:
+                raise
+            context.abort(*failure)
+
+    return sync_stream
+
+
+# --- the server ----------------------------------------------------------------
+
+
+class DispatcherServer:
+    """A gRPC server hosting one or more components."""
+
+    def __init__(
+        self,
+        components: Sequence[Component],
+        worker_threads: int = 16,
+        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        if not components:
+            raise ValueError("a server needs at least one component")
+        self.components = list(components)
+        self._pool = ThreadPoolExecutor(max_workers=worker_threads, thread_name_prefix="rpc")
+        # Authentication (issue 6) goes first in this chain.
+        self.server = grpc.aio.server(
+            migration_thread_pool=self._pool,
+            interceptors=[*interceptors, ErrorMappingInterceptor()],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [n for c in self.components for n in c.service_names]
+        for component in self.components:
+            component.register(self.server)
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.service_names = names
+        self.port = 0
+
+    async def start(self, listen: str) -> int:
+        port = self.server.add_insecure_port(listen)
+        if not port:
+            raise OSError(f"cannot listen on {listen}")
+        for component in self.components:
+            for item in component.background:
+                item.start()
+        await self.server.start()
+        for name in [*self.service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.port = port
+        return port
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking calls, let in-flight ones finish within `grace` seconds."""
+        for name in [*self.service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        for component in reversed(self.components):
+            for item in reversed(component.background):
+                try:
+                    item.stop()
+                except Exception:
+                    _LOG.exception("stopping %s background work failed", component.name)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+async def serve_until_signalled(server: DispatcherServer, listen: str, grace: float,
+                                on_ready: Callable[[int], None]) -> None:
+    """Start, report readiness, and stop cleanly on SIGINT or SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    port = await server.start(listen)
+    on_ready(port)
+    await stop.wait()
+    _LOG.info("shutting down (grace %.1fs)", grace)
+    await server.stop(grace)

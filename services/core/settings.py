@@ -1,0 +1,111 @@
+"""Settings, read once from MUSTER_* environment variables.
+
+Every variable is documented in docs/configuration.md; keep the two in step
+(tests/core/test_settings.py checks that every field is documented).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A MUSTER_* variable holds a value that cannot be used."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Postgres URL (postgresql://... or postgresql+psycopg://...). Empty: the
+    # embedded PostgreSQL in <data_dir>/postgres is started and used.
+    database_url: str = ""
+    # Folder for the embedded PostgreSQL and other local state.
+    data_dir: Path = field(default_factory=lambda: Path(".data").resolve())
+    # host:port the gRPC server listens on ("127.0.0.1:0" picks a free port).
+    listen: str = "127.0.0.1:50051"
+    # Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace_seconds: float = 10.0
+    # Worker threads for the synchronous (jobs, admin) servicers.
+    worker_threads: int = 16
+    # SQLAlchemy connection pool size per process.
+    db_pool_size: int = 10
+    log_level: str = "info"
+    log_format: str = "text"
+    # Events older than this are pruned from the outbox.
+    event_retention_hours: float = 168.0
+    # Seconds a bus listener waits for a NOTIFY before polling anyway.
+    event_poll_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("MUSTER_DATA_DIR", "").strip() or ".data").expanduser().resolve()
+        return cls(
+            database_url=env.get("MUSTER_DATABASE_URL", "").strip(),
+            data_dir=data_dir,
+            listen=env.get("MUSTER_LISTEN", "").strip() or cls.listen,
+            shutdown_grace_seconds=_float(
+                env, "MUSTER_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
+            ),
+            worker_threads=_int(env, "MUSTER_WORKER_THREADS", cls.worker_threads, 1),
+            db_pool_size=_int(env, "MUSTER_DB_POOL_SIZE", cls.db_pool_size, 1),
+            log_level=_choice(
+                env, "MUSTER_LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")
+            ),
+            log_format=_choice(env, "MUSTER_LOG_FORMAT", cls.log_format, ("text", "json")),
+            event_retention_hours=_float(
+                env, "MUSTER_EVENT_RETENTION_HOURS", cls.event_retention_hours, 0.0
+            ),
+            event_poll_seconds=_float(
+                env, "MUSTER_EVENT_POLL_SECONDS", cls.event_poll_seconds, 0.05
+            ),
+        )
+
+
+# Environment variable for each field, the single source for docs and tests.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "database_url": "MUSTER_DATABASE_URL",
+    "data_dir": "MUSTER_DATA_DIR",
+    "listen": "MUSTER_LISTEN",
+    "shutdown_grace_seconds": "MUSTER_SHUTDOWN_GRACE_SECONDS",
+    "worker_threads": "MUSTER_WORKER_THREADS",
+    "db_pool_size": "MUSTER_DB_POOL_SIZE",
+    "log_level": "MUSTER_LOG_LEVEL",
+    "log_format": "MUSTER_LOG_FORMAT",
+    "event_retention_hours": "MUSTER_EVENT_RETENTION_HOURS",
+    "event_poll_seconds": "MUSTER_EVENT_POLL_SECONDS",
+}

