@@ -7,40 +7,21 @@ same run, unit). Figures are medians of repeated runs: machines are noisy.
 from __future__ import annotations
 
 import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.common import BENCHMARKS, Row
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class Row:
-    what: str
-    ours: float
-    peer: float | None
-    peer_name: str
-    unit: str
-
-    @property
-    def ratio(self) -> str:
-        return f"{self.ours / self.peer:.2f}" if self.peer else "-"
-
-
-Benchmark = Callable[[], list[Row]]
-BENCHMARKS: dict[str, Benchmark] = {}
-
-
-def median_of(runs: int, work: Callable[[], float]) -> float:
-    return statistics.median(work() for _ in range(runs))
-
-
 def _table(rows: list[Row]) -> str:
-    head = "| benchmark | ours | peer | peer figure | ratio ours/peer | unit |\n|---|---|---|---|---|---|"
+    head = (
+        "| benchmark | ours | peer | peer figure | ratio ours/peer | unit |\n"
+        "|---|---|---|---|---|---|"
+    )
     body = [
         f"| {r.what} | {r.ours:,.1f} | {r.peer_name} | "
         f"{'-' if r.peer is None else f'{r.peer:,.1f}'} | {r.ratio} | {r.unit} |"
@@ -50,6 +31,8 @@ def _table(rows: list[Row]) -> str:
 
 
 def main() -> int:
+    from bench import bus  # noqa: F401  (registers itself)
+
     rows: list[Row] = []
     for name, bench in BENCHMARKS.items():
         started = time.perf_counter()

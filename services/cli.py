@@ -35,13 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     status = sub.add_parser("status", help="show the health of every service at an address")
-    status.add_argument("--address", default=None,
-                        help="host:port of a dispatcher (default: $MUSTER_LISTEN)")
+    status.add_argument(
+        "--address", default=None, help="host:port of a dispatcher (default: $MUSTER_LISTEN)"
+    )
     status.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
 
     mig = sub.add_parser("migrate", help="upgrade (default), downgrade or show the schema version")
-    mig.add_argument("action", nargs="?", default="upgrade",
-                     choices=["upgrade", "downgrade", "current"])
+    mig.add_argument(
+        "action", nargs="?", default="upgrade", choices=["upgrade", "downgrade", "current"]
+    )
     mig.add_argument("revision", nargs="?", help="target revision (head / base by default)")
     return parser
 
@@ -111,16 +113,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 migrate.upgrade(url, args.revision or "head")
             elif args.action == "downgrade":
                 migrate.downgrade(url, args.revision or "base")
-            print(f"schema at {migrate.current_revision(url) or 'base'}"
-                  f" (head {migrate.head_revision()})")
+            print(
+                f"schema at {migrate.current_revision(url) or 'base'}"
+                f" (head {migrate.head_revision()})"
+            )
         finally:
             runtime.stop()
         return 0
 
     names = list(app.SERVICE_NAMES) if args.command == "run" else list(dict.fromkeys(args.services))
     try:
-        app.serve(names, settings, _ready(names),  # type: ignore[arg-type]
-                  run_migrations=not getattr(args, "no_migrate", False))
+        app.serve(
+            names,
+            settings,
+            _ready(names),  # type: ignore[arg-type]
+            run_migrations=not getattr(args, "no_migrate", False),
+        )
     except OSError as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return 1

@@ -80,7 +80,9 @@ def publish(
     ).scalar_one()
     # Delivered on commit, dropped on rollback; identical payloads in one
     # transaction collapse into one wake-up, which is all it is.
-    session.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
+    session.execute(
+        text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic}
+    )
     return int(event_id)
 
 
@@ -108,7 +110,14 @@ def read_events(
         {"txid": after.txid, "id": after.id, "limit": limit, "topics": list(topics or [])},
     ).all()
     events = [
-        Event(id=r.id, txid=r.txid, topic=r.topic, key=r.key, payload=r.payload, created_at=r.created_at)
+        Event(
+            id=r.id,
+            txid=r.txid,
+            topic=r.topic,
+            key=r.key,
+            payload=r.payload,
+            created_at=r.created_at,
+        )
         for r in rows
     ]
     held_back = False
@@ -129,14 +138,19 @@ def read_events(
 def latest_position(session: Session) -> Position:
     """The position a new live-only subscriber should start from."""
     row = session.execute(
-        text(f"SELECT txid, id FROM events WHERE txid < {_HORIZON} ORDER BY txid DESC, id DESC LIMIT 1")
+        text(
+            f"SELECT txid, id FROM events WHERE txid < {_HORIZON}"
+            " ORDER BY txid DESC, id DESC LIMIT 1"
+        )
     ).first()
     return Position(row.txid, row.id) if row else Position()
 
 
 def position_of(session: Session, event_id: int) -> Position | None:
     """The position of a known event id (a client resuming after that event)."""
-    row = session.execute(text("SELECT txid, id FROM events WHERE id = :id"), {"id": event_id}).first()
+    row = session.execute(
+        text("SELECT txid, id FROM events WHERE id = :id"), {"id": event_id}
+    ).first()
     return Position(row.txid, row.id) if row else None
 
 

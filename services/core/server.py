@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
+import grpc.aio
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
 from services.core.errors import DomainError, status_of
@@ -91,7 +93,7 @@ def contract_base(generated_base: type[T], service: ServiceDescriptor) -> type[T
 # --- interceptors ------------------------------------------------------------
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Maps DomainError to its status, logs each call, hides internal faults.
 
     An unexpected exception answers INTERNAL with an incident id that is also
@@ -136,8 +138,11 @@ def _failure(method: str, exc: BaseException, context: Any) -> tuple[grpc.Status
 def _log_call(method: str, started: float, code: grpc.StatusCode | str) -> None:
     _LOG.debug(
         "rpc",
-        extra={"method": method, "code": getattr(code, "name", code),
-               "ms": round((time.perf_counter() - started) * 1000, 2)},
+        extra={
+            "method": method,
+            "code": getattr(code, "name", code),
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        },
     )
 
 
@@ -212,7 +217,7 @@ class DispatcherServer:
         self,
         components: Sequence[Component],
         worker_threads: int = 16,
-        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+        interceptors: Iterable[grpc.aio.ServerInterceptor[Any, Any]] = (),
     ) -> None:
         if not components:
             raise ValueError("a server needs at least one component")
@@ -229,14 +234,17 @@ class DispatcherServer:
                 ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
-        self.health = health.aio.HealthServicer()
+        self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [n for c in self.components for n in c.service_names]
         for component in self.components:
             component.register(self.server)
         reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
         )
         self.service_names = names
@@ -269,8 +277,9 @@ class DispatcherServer:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
-async def serve_until_signalled(server: DispatcherServer, listen: str, grace: float,
-                                on_ready: Callable[[int], None]) -> None:
+async def serve_until_signalled(
+    server: DispatcherServer, listen: str, grace: float, on_ready: Callable[[int], None]
+) -> None:
     """Start, report readiness, and stop cleanly on SIGINT or SIGTERM."""
     import signal
 

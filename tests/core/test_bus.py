@@ -5,7 +5,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,16 +65,18 @@ class ListenerProcess:
         assert self.proc.wait(15) == 0
 
 
+ListenerFactory = Callable[[str], ListenerProcess]
+
+
 @pytest.fixture
-def listener_factory(database_url: str) -> Iterator[type[ListenerProcess]]:
+def listener_factory(database_url: str) -> Iterator[ListenerFactory]:
     started: list[ListenerProcess] = []
 
-    class Factory(ListenerProcess):
-        def __init__(self, name: str) -> None:
-            super().__init__(database_url, name)
-            started.append(self)
+    def factory(name: str) -> ListenerProcess:
+        started.append(ListenerProcess(database_url, name))
+        return started[-1]
 
-    yield Factory  # type: ignore[misc]
+    yield factory
     for listener in started:
         if listener.proc.poll() is None:
             listener.proc.kill()
@@ -111,7 +113,7 @@ def _publish(db: Database, topic: str, key: str = "") -> int:
 
 
 def test_event_committed_in_one_process_reaches_a_listener_in_another(
-    db: Database, listener_factory: type[ListenerProcess]
+    db: Database, listener_factory: ListenerFactory
 ) -> None:
     listener = listener_factory("cross-process")
     started = time.monotonic()
@@ -124,7 +126,7 @@ def test_event_committed_in_one_process_reaches_a_listener_in_another(
 
 
 def test_event_in_a_rolled_back_transaction_is_never_seen(
-    db: Database, listener_factory: type[ListenerProcess]
+    db: Database, listener_factory: ListenerFactory
 ) -> None:
     listener = listener_factory("rollback")
     with db.sessions() as session:
@@ -141,7 +143,7 @@ def test_event_in_a_rolled_back_transaction_is_never_seen(
 
 
 def test_stopped_listener_catches_up_on_restart_with_nothing_missed_or_repeated(
-    db: Database, listener_factory: type[ListenerProcess]
+    db: Database, listener_factory: ListenerFactory
 ) -> None:
     first = listener_factory("catch-up")
     before = [_publish(db, "chunk.finished", str(i)) for i in range(3)]
@@ -215,9 +217,7 @@ def test_consumer_reads_only_its_topics(db: Database) -> None:
 
 def test_listener_in_thread_wakes_on_notify(db: Database) -> None:
     got: queue.Queue[str] = queue.Queue()
-    listener = Listener(
-        DurableConsumer(db, "thread", lambda s, e: got.put(e.key)), poll_seconds=30
-    )
+    listener = Listener(DurableConsumer(db, "thread", lambda s, e: got.put(e.key)), poll_seconds=30)
     listener.start()
     try:
         time.sleep(0.2)

@@ -9,8 +9,11 @@ from tests.support import DispatcherProcess, health_status, reflected_services
 
 SERVICES = {
     "jobs": ["farm.jobs.v1.JobsService"],
-    "nodes": ["farm.nodes.v1.NodesService", "farm.nodes.v1.ClientsService",
-              "farm.agent.v1.AgentService"],
+    "nodes": [
+        "farm.nodes.v1.NodesService",
+        "farm.nodes.v1.ClientsService",
+        "farm.agent.v1.AgentService",
+    ],
     "admin": ["farm.admin.v1.AdminService"],
 }
 
@@ -41,7 +44,9 @@ def test_unknown_service_name_is_refused() -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "services.cli", "serve", "scheduler"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
