@@ -61,13 +61,11 @@ def serve(
             migrate.upgrade(url)
         db = Database(url, pool_size=settings.db_pool_size)
         try:
-            server = DispatcherServer(
-                build_components(names, db, settings), worker_threads=settings.worker_threads
-            )
+            components = build_components(names, db, settings)
             host = settings.listen.rsplit(":", 1)[0]
             asyncio.run(
                 serve_until_signalled(
-                    server,
+                    lambda: DispatcherServer(components, worker_threads=settings.worker_threads),
                     settings.listen,
                     settings.shutdown_grace_seconds,
                     lambda port: on_ready(host, port),

@@ -128,7 +128,7 @@ def _failure(method: str, exc: BaseException, context: Any) -> tuple[grpc.Status
     """The status to answer for an exception, or None to let gRPC handle it."""
     if isinstance(exc, DomainError):
         return status_of(exc), exc.message
-    if context.code() not in (None, grpc.StatusCode.OK):
+    if isinstance(exc, grpc.aio.AbortError):
         return None  # the handler aborted with its own status
     incident = uuid.uuid4().hex[:12]
     _LOG.error("internal error in %s (incident %s)", method, incident, exc_info=exc)
@@ -278,11 +278,16 @@ class DispatcherServer:
 
 
 async def serve_until_signalled(
-    server: DispatcherServer, listen: str, grace: float, on_ready: Callable[[int], None]
+    make_server: Callable[[], DispatcherServer],
+    listen: str,
+    grace: float,
+    on_ready: Callable[[int], None],
 ) -> None:
-    """Start, report readiness, and stop cleanly on SIGINT or SIGTERM."""
+    """Build the server on this event loop, start it, report readiness, and
+    stop cleanly on SIGINT or SIGTERM."""
     import signal
 
+    server = make_server()  # grpc.aio servers bind to the loop they are made on
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

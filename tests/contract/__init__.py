@@ -1,0 +1,1 @@
+"""Contract tests: the protobuf contract against Muster's MDispatcherAPI."""

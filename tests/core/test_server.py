@@ -1,0 +1,117 @@
+"""The server bootstrap: contract fallbacks, error mapping, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from services.core.errors import InvalidArgument, NotFound
+from services.core.server import Component, DispatcherServer, contract_base
+from services.jobs.component import JOBS_SERVICE
+
+
+class ProbeJobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  # type: ignore[misc]
+    """A servicer with a few behaviours the bootstrap must handle."""
+
+    def GetJob(self, request: jobs_pb2.GetJobRequest, context: Any) -> jobs_pb2.GetJobResponse:
+        if request.job_id < 0:
+            raise InvalidArgument("job_id must be >= 0")
+        if request.job_id == 404:
+            raise NotFound("job 404 does not exist")
+        if request.job_id == 500:
+            raise RuntimeError("a bug, with secrets in its message")
+        if request.job_id == 777:
+            time.sleep(1.0)  # an in-flight call during shutdown
+        return jobs_pb2.GetJobResponse(job=jobs_pb2.Job(id=request.job_id, name="probe"))
+
+
+def _component() -> Component:
+    servicer = ProbeJobsServicer()
+    return Component(
+        "jobs",
+        [JOBS_SERVICE],
+        lambda server: jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server),
+    )
+
+
+async def _call(stub: jobs_pb2_grpc.JobsServiceAsyncStub, job_id: int) -> tuple[str, str]:
+    try:
+        reply = await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=10)
+        return "OK", reply.job.name
+    except grpc.aio.AioRpcError as err:
+        return err.code().name, err.details() or ""
+
+
+def _run(scenario: Any) -> Any:
+    async def main() -> Any:
+        server = DispatcherServer([_component()], worker_threads=4)
+        port = await server.start("127.0.0.1:0")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                return await scenario(server, jobs_pb2_grpc.JobsServiceStub(channel))
+        finally:
+            await server.stop(1)
+
+    return asyncio.run(main())
+
+
+def test_rpc_not_implemented_yet_answers_unimplemented_naming_the_muster_function() -> None:
+    async def scenario(server: DispatcherServer, stub: Any) -> tuple[str, str]:
+        try:
+            await stub.SubmitJob(jobs_pb2.SubmitJobRequest(), timeout=10)
+        except grpc.aio.AioRpcError as err:
+            return err.code().name, err.details() or ""
+        return "OK", ""
+
+    code, message = _run(scenario)
+    assert code == "UNIMPLEMENTED"
+    assert "jobSubmit" in message
+    assert "farm.jobs.v1.JobsService.SubmitJob" in message
+
+
+@pytest.mark.parametrize(
+    ("job_id", "code", "message"),
+    [
+        (7, "OK", "probe"),
+        (-1, "INVALID_ARGUMENT", "job_id must be >= 0"),
+        (404, "NOT_FOUND", "job 404 does not exist"),
+    ],
+)
+def test_domain_errors_become_their_status_with_the_message(
+    job_id: int, code: str, message: str
+) -> None:
+    async def scenario(server: DispatcherServer, stub: Any) -> tuple[str, str]:
+        return await _call(stub, job_id)
+
+    assert _run(scenario) == (code, message)
+
+
+def test_unexpected_failure_answers_internal_with_an_incident_id_and_no_details() -> None:
+    async def scenario(server: DispatcherServer, stub: Any) -> tuple[str, str]:
+        return await _call(stub, 500)
+
+    code, message = _run(scenario)
+    assert code == "INTERNAL"
+    assert message.startswith("internal error (incident ")
+    assert "secrets" not in message
+
+
+def test_graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() -> None:
+    async def scenario(server: DispatcherServer, stub: Any) -> tuple[Any, ...]:
+        in_flight = asyncio.ensure_future(_call(stub, 777))
+        await asyncio.sleep(0.3)
+        stopping = asyncio.ensure_future(server.stop(5))
+        await asyncio.sleep(0.1)
+        after = await _call(stub, 1)
+        await stopping
+        return await in_flight, after
+
+    finished, after = _run(scenario)
+    assert finished == ("OK", "probe")
+    assert after[0] == "UNAVAILABLE"
