@@ -86,7 +86,10 @@ def ensure_database(admin_url: str | URL, name: str, template: str | None = None
         query = f'CREATE DATABASE "{name}"'
         if template:
             query += f' TEMPLATE "{template}"'
-        conn.execute(query.encode())  # identifiers cannot be bound parameters
+        try:
+            conn.execute(query.encode())  # identifiers cannot be bound parameters
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            return False  # another process created it a moment ago
         return True
 
 
