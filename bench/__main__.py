@@ -6,6 +6,7 @@ same run, unit). Figures are medians of repeated runs: machines are noisy.
 
 from __future__ import annotations
 
+import importlib
 import platform
 import sys
 import time
@@ -31,7 +32,10 @@ def _table(rows: list[Row]) -> str:
 
 
 def main() -> int:
-    from bench import bus  # noqa: F401  (registers itself)
+    # Every module of bench/ registers its benchmarks when imported.
+    for module in sorted(p.stem for p in Path(__file__).parent.glob("*.py")):
+        if module not in ("__init__", "__main__", "common"):
+            importlib.import_module(f"bench.{module}")
 
     rows: list[Row] = []
     for name, bench in BENCHMARKS.items():

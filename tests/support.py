@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -17,6 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+
+from services.core.server import Component, DispatcherServer
 
 REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"^dispatcher ready: (?P<names>[\w ]+) at (?P<address>\S+)$")
@@ -84,3 +87,59 @@ def health_status(channel: grpc.Channel, service: str) -> str:
 
 def reflected_services(channel: grpc.Channel) -> set[str]:
     return set(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+
+class InProcessServer:
+    """The production DispatcherServer on 127.0.0.1:0, run in a thread.
+
+    Tests stay synchronous: the server's event loop lives in its own thread
+    (the same boundary the dev stack has), and tests talk to `address` with
+    ordinary blocking stubs.
+
+        with InProcessServer([jobs_component.build(db, Settings())]) as server:
+            with grpc.insecure_channel(server.address) as channel: ...
+    """
+
+    def __init__(self, components: list[Component], worker_threads: int = 8) -> None:
+        self.components = components
+        self.worker_threads = worker_threads
+        self.address = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: DispatcherServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> InProcessServer:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                self._server = DispatcherServer(self.components, self.worker_threads)
+                port = loop.run_until_complete(self._server.start("127.0.0.1:0"))
+                self.address = f"127.0.0.1:{port}"
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="in-process-server", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop, server = self._loop, self._server
+        if loop is None or server is None:
+            return
+        asyncio.run_coroutine_threadsafe(server.stop(1), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(30)

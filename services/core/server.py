@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from services.core.caller import acting_as, caller_from_context
 from services.core.errors import DomainError, status_of
 
 _LOG = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]
         async def async_unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             try:
-                response = await behavior(request, context)
+                with acting_as(caller_from_context(context)):
+                    response = await behavior(request, context)
             except Exception as exc:
                 failure = _failure(method, exc, context)
                 _log_call(method, started, failure[0] if failure else "ABORTED")
@@ -167,7 +169,10 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]
     def sync_unary(request: Any, context: Any) -> Any:
         started = time.perf_counter()
         try:
-            response = behavior(request, context)
+            # Set here, in the thread that runs the servicer: a context
+            # variable set on the event loop would not reach the worker pool.
+            with acting_as(caller_from_context(context)):
+                response = behavior(request, context)
         except Exception as exc:
             failure = _failure(method, exc, context)
             _log_call(method, started, failure[0] if failure else "ABORTED")
@@ -185,8 +190,9 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any
 
         async def async_stream(request: Any, context: Any) -> Any:
             try:
-                async for item in behavior(request, context):
-                    yield item
+                with acting_as(caller_from_context(context)):
+                    async for item in behavior(request, context):
+                        yield item
             except Exception as exc:
                 failure = _failure(method, exc, context)
                 if failure is None:
@@ -197,7 +203,8 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any
 
     def sync_stream(request: Any, context: Any) -> Any:
         try:
-            yield from behavior(request, context)
+            with acting_as(caller_from_context(context)):
+                yield from behavior(request, context)
         except Exception as exc:
             failure = _failure(method, exc, context)
             if failure is None:

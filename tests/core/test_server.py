@@ -115,3 +115,36 @@ def test_graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() -> None:
     finished, after = _run(scenario)
     assert finished == ("OK", "probe")
     assert after[0] == "UNAVAILABLE"
+
+
+def test_servicers_see_the_caller_the_request_names() -> None:
+    from services.core.caller import USER_METADATA_KEY, current_caller
+
+    seen: list[str] = []
+
+    class WhoServicer(ProbeJobsServicer):
+        def GetJob(self, request: jobs_pb2.GetJobRequest, context: Any) -> jobs_pb2.GetJobResponse:
+            seen.append(current_caller().label)
+            return jobs_pb2.GetJobResponse()
+
+    async def main() -> None:
+        servicer = WhoServicer()
+        component = Component(
+            "jobs",
+            [JOBS_SERVICE],
+            lambda server: jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server),
+        )
+        server = DispatcherServer([component], worker_threads=2)
+        port = await server.start("127.0.0.1:0")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = jobs_pb2_grpc.JobsServiceStub(channel)
+                await stub.GetJob(
+                    jobs_pb2.GetJobRequest(job_id=1), metadata=((USER_METADATA_KEY, "alice"),)
+                )
+                await stub.GetJob(jobs_pb2.GetJobRequest(job_id=1))
+        finally:
+            await server.stop(1)
+
+    asyncio.run(main())
+    assert seen == ["alice", "anonymous"]
