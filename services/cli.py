@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from services.core import logs, migrate
@@ -48,8 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ready(names: Sequence[str]) -> object:
+def _ready(names: Sequence[str], write_client_file: bool) -> Callable[[str, int], None]:
     def announce(host: str, port: int) -> None:
+        if write_client_file:
+            # Lets `import MDispatcherAPI` on this machine find the dispatcher.
+            from gateway.connection import write_client_config
+
+            path = write_client_config(f"{host}:{port}")
+            _LOG.info("facade client file written to %s", path)
         # The one line scripts and tests wait for; keep its shape stable.
         print(f"dispatcher ready: {' '.join(names)} at {host}:{port}", flush=True)
 
@@ -126,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.serve(
             names,
             settings,
-            _ready(names),  # type: ignore[arg-type]
+            _ready(names, write_client_file=args.command == "run"),
             run_migrations=not getattr(args, "no_migrate", False),
         )
     except OSError as exc:

@@ -29,7 +29,14 @@ class DispatcherProcess:
     """`dispatcher run` or `dispatcher serve ...` as a real child process."""
 
     def __init__(self, args: list[str], env: dict[str, str], timeout: float = 60) -> None:
-        full_env = {**os.environ, "MUSTER_LISTEN": "127.0.0.1:0", **env}
+        client_file = REPO / ".data" / f"client-{os.getpid()}-{id(self)}.json"
+        full_env = {
+            **os.environ,
+            "MUSTER_LISTEN": "127.0.0.1:0",
+            "MUSTER_CLIENT_CONFIG": str(client_file),
+            **env,
+        }
+        self.client_file = client_file
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *args],
             cwd=REPO,

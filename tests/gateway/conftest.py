@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.connection import reset_connection
+from services import app
+from services.core import migrate
+from services.core.database import Database, drop_database, ensure_database, with_database
+from services.core.settings import Settings
+from tests.conftest import new_database_name
+from tests.support import InProcessServer
+
+
+@pytest.fixture(scope="module")
+def dispatcher_address(embedded_admin_url: str) -> Iterator[str]:
+    """The whole dispatcher (jobs, nodes, admin) in-process on its own database.
+
+    Module-scoped: the facade tests translate calls, the services' own tests
+    cover their behaviour against both PostgreSQL servers.
+    """
+    name = new_database_name()
+    ensure_database(embedded_admin_url, name)
+    url = with_database(embedded_admin_url, name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    db = Database(url, pool_size=4)
+    components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
+    try:
+        with InProcessServer(components) as server:
+            yield server.address
+    finally:
+        db.dispose()
+        drop_database(embedded_admin_url, name)
+
+
+@pytest.fixture
+def dispatcher(dispatcher_address: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The facade pointed at the in-process dispatcher, as a console script."""
+    monkeypatch.setenv("MUSTER_DISPATCHER", dispatcher_address)
+    monkeypatch.setenv("MUSTER_USER", "pipeline-td")
+    monkeypatch.delenv("MUSTER_RUNNING_CONTEXT", raising=False)
+    reset_connection()
+    yield dispatcher_address
+    reset_connection()
