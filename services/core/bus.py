@@ -303,3 +303,72 @@ class Listener:
             if time.monotonic() < deadline:
                 for _ in conn.notifies(timeout=0.0):
                     pass
+
+
+class LiveSubscription:
+    """Events from now on, for a process that reacts but keeps no position.
+
+    Used where an event only matters to whoever is alive when it happens
+    (a nodes-service replica delivering a command to the agent it holds);
+    whatever must survive a restart is re-read from the state tables on
+    reconnect instead. Runs in a thread; `callback` is called in that thread.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        topics: Sequence[str],
+        callback: Callable[[Event], None],
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.topics = list(topics)
+        self.callback = callback
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._position = Position()
+
+    def start(self) -> None:
+        with self.db.transaction() as session:
+            self._position = latest_position(session)
+        self._thread = threading.Thread(target=self._run, name="bus-live", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            with self.db.raw_connection() as conn:
+                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
+        except Exception:
+            pass
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                with self.db.raw_connection() as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    backoff = 0.05
+                    while not self._stop.is_set():
+                        with self.db.transaction() as session:
+                            events, held_back = read_events(session, self._position, self.topics)
+                        for event in events:
+                            self._position = event.position
+                            try:
+                                self.callback(event)
+                            except Exception:
+                                _LOG.exception("live subscriber failed on event %s", event.id)
+                        if events:
+                            continue
+                        timeout = 0.02 if held_back else self.poll_seconds
+                        for _ in conn.notifies(timeout=timeout, stop_after=1):
+                            pass
+            except Exception:
+                if self._stop.is_set():
+                    return
+                _LOG.exception("live subscription failed; retrying")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -57,6 +57,12 @@ class Unavailable(DomainError):
     reason = "UNAVAILABLE"
 
 
+class DeadlineExceeded(DomainError):
+    """Something the request waits for (an agent's answer) did not come in time."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+
 STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -66,6 +72,7 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 

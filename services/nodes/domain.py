@@ -1,0 +1,77 @@
+"""Rules of the nodes domain, free of SQL and gRPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.core.errors import InvalidArgument
+
+# Text values of the nodes table, in the order of the proto enums' numbers
+# (index 0 is the enum's UNSPECIFIED value).
+PLATFORMS = ("", "windows", "linux", "macos")
+NODE_STATUSES = ("", "idle", "rendering", "paused", "offline")
+PROCESS_PRIORITIES = ("", "idle", "below_normal", "normal", "above_normal", "high")
+SYSTEM_EVENTS = ("", "shutdown", "reboot", "wake_up", "logoff")
+KILL_FOLLOW_UPS = ("", "continue", "pause", "restart")
+
+MAX_NAME_LENGTH = 255
+MAX_NOTES_LENGTH = 10_000
+MAX_MESSAGE_LENGTH = 10_000
+MAX_CODE_LENGTH = 100_000
+DEFAULT_CODE_TIMEOUT_SECONDS = 30
+MAX_CODE_TIMEOUT_SECONDS = 3600
+
+
+def enum_text(values: tuple[str, ...], number: int, field_name: str) -> str:
+    """The table's text for a proto enum number; unset or unknown is refused."""
+    if number <= 0 or number >= len(values):
+        raise InvalidArgument(f"{field_name}: must be set to a known value, got {number}")
+    return values[number]
+
+
+def enum_number(values: tuple[str, ...], text: str) -> int:
+    return values.index(text) if text in values else 0
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What an agent instance says about itself when it connects."""
+
+    host_name: str
+    instance_number: int
+    platform: str
+    os_version: str = ""
+    cpu_cores: int = 0
+    memory_bytes: int = 0
+    agent_version: str = ""
+    ip_address: str = ""
+    mac_address: str = ""
+    node_id: int = 0
+    pools: list[str] = field(default_factory=list)
+
+    def validated(self) -> Registration:
+        if not self.host_name.strip():
+            raise InvalidArgument("register.host_name: must not be empty")
+        if len(self.host_name) > MAX_NAME_LENGTH:
+            raise InvalidArgument(f"register.host_name: longer than {MAX_NAME_LENGTH} characters")
+        if self.instance_number < 0 or self.instance_number > 1024:
+            raise InvalidArgument(
+                f"register.instance_number: must be within 0..1024, got {self.instance_number}"
+            )
+        if self.cpu_cores < 0 or self.memory_bytes < 0:
+            raise InvalidArgument("register: cpu_cores and memory_bytes must not be negative")
+        if self.platform not in PLATFORMS[1:]:
+            raise InvalidArgument("register.platform: must be set")
+        return self
+
+
+def node_name(host_name: str, instance_number: int) -> str:
+    """A host's first instance is named after the host; the others get a suffix."""
+    return host_name if instance_number == 0 else f"{host_name}-{instance_number}"
+
+
+def status_for(rendering: bool, paused: bool) -> str:
+    """The status of an online node."""
+    if rendering:
+        return "rendering"
+    return "paused" if paused else "idle"

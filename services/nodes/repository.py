@@ -1,0 +1,276 @@
+"""SQL of the nodes domain. Writes only nodes-domain tables; reads the live
+assignments (jobs domain) to know what a node runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from services.jobs.tables import chunk_assignments
+from services.nodes.domain import Registration, node_name
+from services.nodes.tables import (
+    node_commands,
+    node_job_exclusions,
+    node_template_exclusions,
+    nodes,
+)
+
+
+def upsert_node(
+    session: Session, reg: Registration, replica: str, session_id: str, status: str
+) -> Row[Any]:
+    """Insert or refresh the node row of one agent instance (host + instance)."""
+    values = {
+        "host_name": reg.host_name,
+        "instance_number": reg.instance_number,
+        "platform": reg.platform,
+        "os_version": reg.os_version,
+        "cpu_cores": reg.cpu_cores,
+        "memory_bytes": reg.memory_bytes,
+        "agent_version": reg.agent_version,
+        "ip_address": reg.ip_address,
+        "mac_address": reg.mac_address,
+        "replica": replica,
+        "session_id": session_id,
+        "connected_at": func.now(),
+        "last_heartbeat_at": func.now(),
+        "updated_at": func.now(),
+    }
+    statement = pg_insert(nodes).values(
+        name=node_name(reg.host_name, reg.instance_number), status=status, **values
+    )
+    # A paused node stays paused across reconnects: its status follows the flag.
+    refreshed_status = text(
+        "CASE WHEN :rendering THEN 'rendering' WHEN nodes.paused THEN 'paused' ELSE 'idle' END"
+    ).bindparams(rendering=status == "rendering")
+    upsert = statement.on_conflict_do_update(
+        index_elements=[nodes.c.host_name, nodes.c.instance_number],
+        set_={**values, "status": refreshed_status},
+    ).returning(*nodes.c)
+    return session.execute(upsert).one()
+
+
+def get_node(session: Session, node_id: int, lock: bool = False) -> Row[Any] | None:
+    query = select(nodes).where(nodes.c.id == node_id)
+    if lock:
+        query = query.with_for_update()
+    return session.execute(query).first()
+
+
+def find_node(session: Session, name: str) -> Row[Any] | None:
+    return session.execute(select(nodes).where(func.lower(nodes.c.name) == name.lower())).first()
+
+
+def list_nodes(
+    session: Session,
+    after_id: int,
+    limit: int,
+    pool: str = "",
+    statuses: Sequence[str] = (),
+    platform: str = "",
+) -> list[Row[Any]]:
+    query = select(nodes).where(nodes.c.id > after_id).order_by(nodes.c.id).limit(limit)
+    if pool:
+        query = query.where(nodes.c.pools.any(pool))
+    if statuses:
+        query = query.where(nodes.c.status.in_(list(statuses)))
+    if platform:
+        query = query.where(nodes.c.platform == platform)
+    return list(session.execute(query).all())
+
+
+def update_node(session: Session, node_id: int, **values: Any) -> Row[Any] | None:
+    return session.execute(
+        update(nodes)
+        .where(nodes.c.id == node_id)
+        .values(updated_at=func.now(), **values)
+        .returning(*nodes.c)
+    ).first()
+
+
+def delete_node(session: Session, node_id: int) -> None:
+    session.execute(delete(nodes).where(nodes.c.id == node_id))
+
+
+def running_assignment(session: Session, node_id: int) -> Row[Any] | None:
+    """The live assignment of a node (read from the jobs domain), if any."""
+    return session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.node_id == node_id)
+    ).first()
+
+
+def assignments_of_job(session: Session, job_id: int) -> list[Row[Any]]:
+    return list(
+        session.execute(
+            select(chunk_assignments)
+            .where(chunk_assignments.c.job_id == job_id)
+            .order_by(chunk_assignments.c.node_id)
+        ).all()
+    )
+
+
+def exclusions(session: Session, node_ids: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
+    """(excluded template ids, excluded job ids) per node."""
+    result: dict[int, tuple[list[int], list[int]]] = {n: ([], []) for n in node_ids}
+    if not node_ids:
+        return result
+    for node_id, template_id in session.execute(
+        select(node_template_exclusions.c.node_id, node_template_exclusions.c.template_id)
+        .where(node_template_exclusions.c.node_id.in_(list(node_ids)))
+        .order_by(node_template_exclusions.c.template_id)
+    ):
+        result[node_id][0].append(template_id)
+    for node_id, job_id in session.execute(
+        select(node_job_exclusions.c.node_id, node_job_exclusions.c.job_id)
+        .where(
+            node_job_exclusions.c.node_id.in_(list(node_ids)),
+            node_job_exclusions.c.excluded_until > func.now(),
+        )
+        .order_by(node_job_exclusions.c.job_id)
+    ):
+        result[node_id][1].append(job_id)
+    return result
+
+
+def remove_template_exclusions(session: Session, node_id: int, template_id: int) -> int:
+    query = delete(node_template_exclusions).where(node_template_exclusions.c.node_id == node_id)
+    if template_id:
+        query = query.where(node_template_exclusions.c.template_id == template_id)
+    return int(session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+
+def remove_job_exclusions(session: Session, node_id: int, job_id: int) -> int:
+    query = delete(node_job_exclusions).where(node_job_exclusions.c.node_id == node_id)
+    if job_id:
+        query = query.where(node_job_exclusions.c.job_id == job_id)
+    return int(session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+
+# --- commands to agents --------------------------------------------------------------
+
+
+def insert_command(
+    session: Session, node_id: int, kind: str, payload: dict[str, Any], requested_by: str
+) -> int:
+    return int(
+        session.execute(
+            insert(node_commands)
+            .values(node_id=node_id, kind=kind, payload=payload, requested_by=requested_by)
+            .returning(node_commands.c.id)
+        ).scalar_one()
+    )
+
+
+def undelivered_commands(session: Session, node_id: int, max_age_seconds: float) -> list[Row[Any]]:
+    return list(
+        session.execute(
+            select(node_commands)
+            .where(
+                node_commands.c.node_id == node_id,
+                node_commands.c.delivered_at.is_(None),
+                node_commands.c.acknowledged_at.is_(None),
+                node_commands.c.created_at
+                > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, max_age_seconds),
+            )
+            .order_by(node_commands.c.id)
+        ).all()
+    )
+
+
+def get_command(session: Session, command_id: int) -> Row[Any] | None:
+    return session.execute(select(node_commands).where(node_commands.c.id == command_id)).first()
+
+
+def mark_command_delivered(session: Session, command_id: int) -> None:
+    session.execute(
+        update(node_commands)
+        .where(node_commands.c.id == command_id, node_commands.c.delivered_at.is_(None))
+        .values(delivered_at=func.now())
+    )
+
+
+def record_command_result(
+    session: Session, command_id: int, result: dict[str, Any], acknowledge: bool
+) -> None:
+    """Merge an agent's answer into the command's result.
+
+    A CommandAck acknowledges; a run-code output may arrive before or after
+    its ack, so results are merged rather than replaced.
+    """
+    session.execute(
+        text(
+            "UPDATE node_commands SET result = coalesce(result, '{}'::jsonb) || CAST(:r AS jsonb),"
+            " acknowledged_at = CASE WHEN :ack THEN coalesce(acknowledged_at, now())"
+            " ELSE acknowledged_at END WHERE id = :id"
+        ),
+        {"r": json.dumps(result), "ack": acknowledge, "id": command_id},
+    )
+
+
+# --- liveness --------------------------------------------------------------------------
+
+
+def touch_heartbeats(session: Session, node_ids: Sequence[int]) -> None:
+    if node_ids:
+        session.execute(
+            update(nodes).where(nodes.c.id.in_(list(node_ids))).values(last_heartbeat_at=func.now())
+        )
+
+
+def mark_disconnected(session: Session, node_id: int, session_id: str) -> None:
+    """Forget a stream that ended, unless the node already reconnected elsewhere."""
+    session.execute(
+        update(nodes)
+        .where(nodes.c.id == node_id, nodes.c.session_id == session_id)
+        .values(replica=None, session_id=None, updated_at=func.now())
+    )
+
+
+def mark_lost(session: Session, timeout_seconds: float) -> list[Row[Any]]:
+    """Nodes silent for longer than the timeout become offline; returns them."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, timeout_seconds)
+    return list(
+        session.execute(
+            update(nodes)
+            .where(
+                nodes.c.status != "offline",
+                or_(nodes.c.last_heartbeat_at.is_(None), nodes.c.last_heartbeat_at < cutoff),
+            )
+            .values(status="offline", replica=None, session_id=None, updated_at=func.now())
+            .returning(nodes.c.id, nodes.c.name)
+        ).all()
+    )
+
+
+def online_node_ids(session: Session) -> list[int]:
+    return list(
+        session.execute(
+            select(nodes.c.id).where(
+                and_(nodes.c.status != "offline", nodes.c.session_id.isnot(None))
+            )
+        ).scalars()
+    )
+
+
+def assignments_of_nodes(session: Session, node_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    if not node_ids:
+        return {}
+    rows = session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.node_id.in_(list(node_ids)))
+    ).all()
+    return {row.node_id: row for row in rows}
+
+
+def run_code_command(session: Session, request_id: str) -> int | None:
+    found = session.execute(
+        select(node_commands.c.id).where(
+            node_commands.c.kind == "run_python_code",
+            node_commands.c.payload["request_id"].astext == request_id,
+        )
+    ).scalar()
+    return int(found) if found is not None else None

@@ -1,0 +1,352 @@
+"""gRPC servicers of the nodes service (grpc.aio): translation only.
+
+Database work runs in worker threads (`asyncio.to_thread`) so the event loop
+keeps serving thousands of agent streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from farm.agent.v1 import agent_pb2, agent_pb2_grpc
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.core.convert import to_timestamp
+from services.core.errors import DeadlineExceeded, DomainError, FailedPrecondition, status_of
+from services.core.server import contract_base
+from services.nodes.domain import (
+    DEFAULT_CODE_TIMEOUT_SECONDS,
+    KILL_FOLLOW_UPS,
+    NODE_STATUSES,
+    PLATFORMS,
+    PROCESS_PRIORITIES,
+    SYSTEM_EVENTS,
+    Registration,
+    enum_number,
+    enum_text,
+)
+from services.nodes.service import NodesService, NodeView, RunningChunk
+from services.nodes.sessions import AgentStream, SessionHub
+
+_LOG = logging.getLogger(__name__)
+
+NODES_SERVICE = nodes_pb2.DESCRIPTOR.services_by_name["NodesService"]
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+
+# How long an RPC waits for an agent's answer beyond the command's own time.
+ANSWER_GRACE_SECONDS = 10.0
+HEARTBEAT_INTERVAL_SECONDS = 5
+
+
+def node_message(view: NodeView) -> nodes_pb2.Node:
+    row = view.node
+    message = nodes_pb2.Node(
+        id=row.id,
+        name=row.name,
+        host_name=row.host_name,
+        ip_address=row.ip_address,
+        platform=enum_number(PLATFORMS, row.platform),  # type: ignore[arg-type]
+        instance_number=row.instance_number,
+        cpu_cores=row.cpu_cores,
+        memory_bytes=row.memory_bytes,
+        pools=list(row.pools),
+        status=enum_number(NODE_STATUSES, row.status),  # type: ignore[arg-type]
+        paused=row.paused,
+        process_priority=enum_number(PROCESS_PRIORITIES, row.process_priority),  # type: ignore[arg-type]
+        realtime_log=row.realtime_log,
+        notes=row.notes,
+        agent_version=row.agent_version,
+        excluded_template_ids=view.excluded_template_ids,
+        excluded_job_ids=view.excluded_job_ids,
+        mac_address=row.mac_address,
+        os_version=row.os_version,
+    )
+    if view.assignment is not None:
+        message.job_id = view.assignment.job_id
+        message.chunk_id = view.assignment.chunk_number
+    for name, value in (
+        ("last_heartbeat_time", row.last_heartbeat_at),
+        ("registration_time", row.registered_at),
+    ):
+        stamp = to_timestamp(value)
+        if stamp is not None:
+            getattr(message, name).CopyFrom(stamp)
+    return message
+
+
+async def _call(function: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(function, *args)
+
+
+class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SERVICE)):  # type: ignore[misc]
+    def __init__(self, service: NodesService) -> None:
+        self.service = service
+
+    async def ListNodes(self, request: nodes_pb2.ListNodesRequest, context: Any) -> Any:
+        statuses = [enum_text(NODE_STATUSES, s, "statuses") for s in request.statuses]
+        platform = enum_text(PLATFORMS, request.platform, "platform") if request.platform else ""
+        page = await _call(
+            self.service.page,
+            request.page_size,
+            request.page_token,
+            request.pool,
+            statuses,
+            platform,
+        )
+        return nodes_pb2.ListNodesResponse(
+            nodes=[node_message(v) for v in page.nodes], next_page_token=page.next_page_token
+        )
+
+    async def GetNode(self, request: nodes_pb2.GetNodeRequest, context: Any) -> Any:
+        return nodes_pb2.GetNodeResponse(
+            node=node_message(await _call(self.service.get, request.node_id))
+        )
+
+    async def FindNode(self, request: nodes_pb2.FindNodeRequest, context: Any) -> Any:
+        return nodes_pb2.FindNodeResponse(
+            node=node_message(await _call(self.service.find, request.name))
+        )
+
+    async def PauseNode(self, request: nodes_pb2.PauseNodeRequest, context: Any) -> Any:
+        await _call(self.service.set_paused, request.node_id, True)
+        return nodes_pb2.PauseNodeResponse()
+
+    async def ResumeNode(self, request: nodes_pb2.ResumeNodeRequest, context: Any) -> Any:
+        await _call(self.service.set_paused, request.node_id, False)
+        return nodes_pb2.ResumeNodeResponse()
+
+    async def SetNodeNotes(self, request: nodes_pb2.SetNodeNotesRequest, context: Any) -> Any:
+        await _call(self.service.set_notes, request.node_id, request.notes)
+        return nodes_pb2.SetNodeNotesResponse()
+
+    async def SetNodeProcessPriority(
+        self, request: nodes_pb2.SetNodeProcessPriorityRequest, context: Any
+    ) -> Any:
+        priority = enum_text(PROCESS_PRIORITIES, request.process_priority, "process_priority")
+        await _call(self.service.set_process_priority, request.node_id, priority)
+        return nodes_pb2.SetNodeProcessPriorityResponse()
+
+    async def SetNodeRealtimeLog(
+        self, request: nodes_pb2.SetNodeRealtimeLogRequest, context: Any
+    ) -> Any:
+        await _call(self.service.set_realtime_log, request.node_id, request.enabled)
+        return nodes_pb2.SetNodeRealtimeLogResponse()
+
+    async def RefreshNode(self, request: nodes_pb2.RefreshNodeRequest, context: Any) -> Any:
+        await _call(self.service.simple_command, request.node_id, "report_status", {})
+        return nodes_pb2.RefreshNodeResponse()
+
+    async def RestartNodeAgent(
+        self, request: nodes_pb2.RestartNodeAgentRequest, context: Any
+    ) -> Any:
+        await _call(self.service.simple_command, request.node_id, "soft_restart", {})
+        return nodes_pb2.RestartNodeAgentResponse()
+
+    async def RemoveNodeTemplateExclusion(
+        self, request: nodes_pb2.RemoveNodeTemplateExclusionRequest, context: Any
+    ) -> Any:
+        await _call(self.service.remove_template_exclusions, request.node_id, request.template_id)
+        return nodes_pb2.RemoveNodeTemplateExclusionResponse()
+
+    async def RemoveNodeJobExclusion(
+        self, request: nodes_pb2.RemoveNodeJobExclusionRequest, context: Any
+    ) -> Any:
+        await _call(self.service.remove_job_exclusions, request.node_id, request.job_id)
+        return nodes_pb2.RemoveNodeJobExclusionResponse()
+
+    async def DeleteNode(self, request: nodes_pb2.DeleteNodeRequest, context: Any) -> Any:
+        await _call(self.service.delete, request.node_id)
+        return nodes_pb2.DeleteNodeResponse()
+
+    async def SendNodeMessage(self, request: nodes_pb2.SendNodeMessageRequest, context: Any) -> Any:
+        count = await _call(
+            self.service.send_message,
+            request.node_id,
+            request.template_id,
+            request.message,
+            request.broadcast,
+        )
+        return nodes_pb2.SendNodeMessageResponse(recipients_count=count)
+
+    async def KillNodeProcess(self, request: nodes_pb2.KillNodeProcessRequest, context: Any) -> Any:
+        follow_up = enum_text(KILL_FOLLOW_UPS, request.follow_up, "follow_up")
+        await _call(self.service.kill_node, request.node_id, follow_up)
+        return nodes_pb2.KillNodeProcessResponse()
+
+    async def KillJobProcesses(
+        self, request: nodes_pb2.KillJobProcessesRequest, context: Any
+    ) -> Any:
+        follow_up = enum_text(KILL_FOLLOW_UPS, request.follow_up, "follow_up")
+        node_ids = await _call(self.service.kill_job, request.job_id, follow_up)
+        return nodes_pb2.KillJobProcessesResponse(node_ids=node_ids)
+
+    async def SendNodeSystemEvent(
+        self, request: nodes_pb2.SendNodeSystemEventRequest, context: Any
+    ) -> Any:
+        event = enum_text(SYSTEM_EVENTS, request.event, "event")
+        command_id = await _call(
+            self.service.simple_command, request.node_id, "system_event", {"event": event}
+        )
+        result = await self._answer(command_id, "ok", ANSWER_GRACE_SECONDS)
+        if not result.get("ok"):
+            raise FailedPrecondition(str(result.get("message") or f"{event} refused by the node"))
+        return nodes_pb2.SendNodeSystemEventResponse()
+
+    async def RunNodePythonCode(
+        self, request: nodes_pb2.RunNodePythonCodeRequest, context: Any
+    ) -> Any:
+        timeout = request.timeout_seconds or DEFAULT_CODE_TIMEOUT_SECONDS
+        command_id = await _call(
+            self.service.run_python_code, request.node_id, request.code, timeout
+        )
+        result = await self._answer(command_id, "output", timeout + ANSWER_GRACE_SECONDS)
+        return nodes_pb2.RunNodePythonCodeResponse(
+            output=str(result.get("output", "")),
+            exit_code=int(result.get("exit_code", 0)),
+            timed_out=bool(result.get("timed_out", False)),
+        )
+
+    async def _answer(self, command_id: int, key: str, timeout: float) -> dict[str, Any]:
+        """Wait for the agent's answer to a command (held by any replica)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while time.monotonic() < deadline:
+            row = await _call(self.service.command, command_id)
+            result = dict(row.result or {}) if row is not None else {}
+            if key in result or (result and result.get("ok") is False):
+                return result
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        raise DeadlineExceeded(
+            f"the node did not answer command {command_id} within {timeout:.0f}s"
+        )
+
+
+class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SERVICE)):  # type: ignore[misc]
+    """One bidirectional stream per agent instance."""
+
+    def __init__(self, service: NodesService, hub: SessionHub) -> None:
+        self.service = service
+        self.hub = hub
+
+    async def Session(
+        self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], context: Any
+    ) -> None:
+        self.hub.bind(asyncio.get_running_loop())
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "register":
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "the first message must be register"
+            )
+            return
+        stream: AgentStream | None = None
+        try:
+            stream, pending = await self._register(first.register)
+            await context.write(agent_pb2.SessionResponse(register_accepted=pending[0]))
+            await self.hub.deliver_rows(stream, pending[1])
+            reader = asyncio.ensure_future(self._read(request_iterator, stream))
+            while not stream.closed.is_set() and not reader.done():
+                getter = asyncio.ensure_future(stream.outgoing.get())
+                closer = asyncio.ensure_future(stream.closed.wait())
+                done, _ = await asyncio.wait(
+                    {getter, reader, closer}, return_when=asyncio.FIRST_COMPLETED
+                )
+                closer.cancel()
+                if getter in done:
+                    await context.write(getter.result())
+                else:
+                    getter.cancel()
+            reader.cancel()
+        except DomainError as exc:
+            await context.abort(status_of(exc), exc.message)
+        finally:
+            if stream is not None:
+                self.hub.remove(stream)
+                await asyncio.to_thread(
+                    self.service.disconnected, stream.node_id, stream.session_id
+                )
+
+    async def _register(
+        self, register: agent_pb2.Register
+    ) -> tuple[AgentStream, tuple[agent_pb2.RegisterAccepted, list[Any]]]:
+        running = None
+        if register.HasField("running_chunk") and register.running_chunk.fencing_token:
+            rc = register.running_chunk
+            running = RunningChunk(rc.job_id, rc.chunk_id, rc.fencing_token)
+        platform = PLATFORMS[register.platform] if 0 < register.platform < len(PLATFORMS) else ""
+        registration = Registration(
+            host_name=register.host_name,
+            instance_number=register.instance_number,
+            platform=platform,
+            os_version=register.os_version,
+            cpu_cores=register.cpu_cores,
+            memory_bytes=register.memory_bytes,
+            agent_version=register.agent_version,
+            ip_address=register.ip_address,
+            mac_address=register.mac_address,
+            node_id=register.node_id,
+        )
+        session_id = uuid.uuid4().hex
+        node, pending = await asyncio.to_thread(
+            self.service.register, registration, session_id, running
+        )
+        stream = AgentStream(node.id, session_id)
+        self.hub.add(stream)
+        accepted = agent_pb2.RegisterAccepted(
+            node_id=node.id,
+            node_name=node.name,
+            heartbeat_interval_seconds=HEARTBEAT_INTERVAL_SECONDS,
+            paused=node.paused,
+            process_priority=enum_number(PROCESS_PRIORITIES, node.process_priority),  # type: ignore[arg-type]
+            realtime_log=node.realtime_log,
+        )
+        return stream, (accepted, pending)
+
+    async def _read(
+        self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], stream: AgentStream
+    ) -> None:
+        async for message in request_iterator:
+            kind = message.WhichOneof("message")
+            if kind == "heartbeat":
+                self.hub.heartbeat(stream.node_id)
+            elif kind == "command_ack":
+                ack = message.command_ack
+                await asyncio.to_thread(
+                    self.service.command_answered,
+                    ack.command_id,
+                    {"ok": ack.success, "message": ack.error_message},
+                    True,
+                )
+            elif kind == "python_code_result":
+                await self._python_result(message.python_code_result)
+            else:
+                # Chunk progress, logs and results are recorded through the jobs
+                # service (render loop, issue 5); until then they are only logged.
+                _LOG.debug("node %s sent %s", stream.node_id, kind)
+
+    async def _python_result(self, result: agent_pb2.PythonCodeResult) -> None:
+        command_id = await asyncio.to_thread(self.service.command_for_request, result.request_id)
+        if command_id is None:
+            _LOG.warning("python code result for unknown request %s", result.request_id)
+            return
+        await asyncio.to_thread(
+            self.service.command_answered,
+            command_id,
+            {
+                "output": result.output,
+                "exit_code": result.exit_code,
+                "timed_out": result.timed_out,
+                "ok": True,
+            },
+            False,
+        )

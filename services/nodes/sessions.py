@@ -1,0 +1,167 @@
+"""The agent streams this nodes-service replica holds, on its event loop.
+
+Heartbeats are batched (one UPDATE a second for every node); commands reach
+the stream through the bus (`node.command` events) so an RPC served by any
+replica reaches an agent held by this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+from services.core.bus import Event
+from services.nodes.domain import KILL_FOLLOW_UPS, PROCESS_PRIORITIES, SYSTEM_EVENTS, enum_number
+from services.nodes.service import NodesService
+
+_LOG = logging.getLogger(__name__)
+
+HEARTBEAT_FLUSH_SECONDS = 1.0
+
+
+def command_message(command_id: int, kind: str, payload: dict[str, Any]) -> agent_pb2.Command:
+    """The protocol message for a stored command."""
+    command = agent_pb2.Command(command_id=command_id)
+    if kind == "kill_process":
+        command.kill_process.CopyFrom(
+            agent_pb2.KillProcessCommand(
+                job_id=int(payload["job_id"]),
+                chunk_id=int(payload["chunk_id"]),
+                fencing_token=int(payload["fencing_token"]),
+                follow_up=enum_number(KILL_FOLLOW_UPS, payload.get("follow_up", "")),  # type: ignore[arg-type]
+            )
+        )
+    elif kind == "pause":
+        command.pause.SetInParent()
+    elif kind == "resume":
+        command.resume.SetInParent()
+    elif kind == "set_process_priority":
+        command.set_process_priority.process_priority = enum_number(  # type: ignore[assignment]
+            PROCESS_PRIORITIES, payload["priority"]
+        )
+    elif kind == "soft_restart":
+        command.soft_restart.SetInParent()
+    elif kind == "set_realtime_log":
+        command.set_realtime_log.enabled = bool(payload["enabled"])
+    elif kind == "system_event":
+        command.system_event.event = enum_number(SYSTEM_EVENTS, payload["event"])  # type: ignore[assignment]
+    elif kind == "run_python_code":
+        command.run_python_code.CopyFrom(
+            agent_pb2.RunPythonCodeCommand(
+                request_id=str(payload["request_id"]),
+                code=str(payload["code"]),
+                timeout_seconds=int(payload.get("timeout_seconds", 0)),
+            )
+        )
+    elif kind == "custom_message":
+        command.custom_message.CopyFrom(
+            common_pb2.CustomMessage(
+                template_id=int(payload.get("template_id", 0)),
+                message=str(payload["message"]),
+                sender=str(payload.get("sender", "")),
+            )
+        )
+    elif kind == "report_status":
+        command.report_status.SetInParent()
+    else:
+        raise ValueError(f"unknown command kind {kind!r}")
+    return command
+
+
+@dataclass
+class AgentStream:
+    node_id: int
+    session_id: str
+    outgoing: asyncio.Queue[agent_pb2.SessionResponse] = field(default_factory=asyncio.Queue)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SessionHub:
+    """Agent streams held by this replica, and the work done on their behalf."""
+
+    def __init__(self, service: NodesService) -> None:
+        self.service = service
+        self.streams: dict[int, AgentStream] = {}
+        self._beats: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None:
+            self._loop = loop
+            self._flusher = loop.create_task(self._flush_heartbeats())
+
+    def add(self, stream: AgentStream) -> None:
+        previous = self.streams.get(stream.node_id)
+        if previous is not None:  # the agent reconnected: the old stream is dead
+            previous.closed.set()
+        self.streams[stream.node_id] = stream
+
+    def remove(self, stream: AgentStream) -> None:
+        if self.streams.get(stream.node_id) is stream:
+            del self.streams[stream.node_id]
+
+    def heartbeat(self, node_id: int) -> None:
+        self._beats.add(node_id)
+
+    async def _flush_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
+            beats, self._beats = sorted(self._beats), set()
+            if beats:
+                try:
+                    await asyncio.to_thread(self.service.heartbeats, beats)
+                except Exception:
+                    _LOG.exception("recording %d heartbeats failed", len(beats))
+
+    # --- bus events (called in the bus thread) ------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        node_id = int(event.payload.get("node_id", 0))
+        if event.topic == "node.command" and node_id in self.streams:
+            command_id = int(event.payload["command_id"])
+            asyncio.run_coroutine_threadsafe(self.deliver_command(node_id, command_id), loop)
+        elif event.topic == "node.deleted" and node_id in self.streams:
+            loop.call_soon_threadsafe(self._close, node_id)
+
+    def _close(self, node_id: int) -> None:
+        stream = self.streams.get(node_id)
+        if stream is not None:
+            stream.closed.set()
+
+    async def deliver_command(self, node_id: int, command_id: int) -> None:
+        row = await asyncio.to_thread(self.service.command, command_id)
+        stream = self.streams.get(node_id)
+        if row is None or stream is None or row.delivered_at is not None:
+            return
+        await self.deliver_rows(stream, [row])
+
+    async def deliver_rows(self, stream: AgentStream, rows: list[Any]) -> None:
+        for row in rows:
+            try:
+                message = command_message(row.id, row.kind, dict(row.payload))
+            except (KeyError, ValueError) as exc:
+                _LOG.error("command %s cannot be sent: %s", row.id, exc)
+                await asyncio.to_thread(
+                    self.service.command_answered, row.id, {"ok": False, "message": str(exc)}, True
+                )
+                continue
+            await stream.outgoing.put(agent_pb2.SessionResponse(command=message))
+            await asyncio.to_thread(self.service.command_delivered, row.id)
+
+    # Background protocol: the server stops it on its own event loop's thread.
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        for stream in list(self.streams.values()):
+            stream.closed.set()

@@ -1,0 +1,282 @@
+"""The nodes service over gRPC, with agents speaking the real protocol."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import text
+
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.core.database import Database
+from services.nodes.service import NodesService
+from tests.nodes.conftest import ProtocolAgent
+
+
+def _code(call: Any) -> tuple[str, str]:
+    try:
+        call()
+    except grpc.RpcError as err:
+        return err.code().name, err.details() or ""
+    return "OK", ""
+
+
+def _connect(
+    channel: grpc.Channel, agents: list[ProtocolAgent], host: str, instance: int = 0
+) -> ProtocolAgent:
+    agent = ProtocolAgent(channel, host, instance)
+    agents.append(agent)
+    return agent
+
+
+def test_an_agent_registers_and_is_listed_idle_under_its_host_name(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    first = _connect(channel, agents, "render-01")
+    second = _connect(channel, agents, "render-01", instance=1)
+    assert first.node_id != second.node_id
+    assert first.accepted.node_name == "render-01"
+    assert second.accepted.node_name == "render-01-1"
+    assert first.accepted.heartbeat_interval_seconds > 0
+
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=first.node_id)).node
+    assert node.status == nodes_pb2.NODE_STATUS_IDLE
+    assert node.platform == common_pb2.PLATFORM_LINUX
+    assert node.cpu_cores == 8
+    found = nodes_stub.FindNode(nodes_pb2.FindNodeRequest(name="RENDER-01-1")).node
+    assert found.id == second.node_id
+
+    page = nodes_stub.ListNodes(nodes_pb2.ListNodesRequest(page_size=1))
+    assert [n.id for n in page.nodes] == [first.node_id]
+    rest = nodes_stub.ListNodes(
+        nodes_pb2.ListNodesRequest(page_size=1, page_token=page.next_page_token)
+    )
+    assert [n.id for n in rest.nodes] == [second.node_id]
+    assert rest.next_page_token == ""
+
+
+def test_a_reconnecting_agent_keeps_its_node(
+    channel: grpc.Channel, agents: list[ProtocolAgent]
+) -> None:
+    first = _connect(channel, agents, "render-02")
+    first.close()
+    again = _connect(channel, agents, "render-02")
+    assert again.node_id == first.node_id
+
+
+def test_pause_and_resume_reach_the_agent_and_change_the_status(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    agent = _connect(channel, agents, "render-03")
+    nodes_stub.PauseNode(nodes_pb2.PauseNodeRequest(node_id=agent.node_id))
+    assert agent.next_command().WhichOneof("command") == "pause"
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=agent.node_id)).node
+    assert (node.status, node.paused) == (nodes_pb2.NODE_STATUS_PAUSED, True)
+
+    nodes_stub.ResumeNode(nodes_pb2.ResumeNodeRequest(node_id=agent.node_id))
+    assert agent.next_command().WhichOneof("command") == "resume"
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=agent.node_id)).node
+    assert (node.status, node.paused) == (nodes_pb2.NODE_STATUS_IDLE, False)
+
+
+def test_python_code_runs_on_the_agent_and_its_output_comes_back(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    agent = _connect(channel, agents, "render-04")
+    future = nodes_stub.RunNodePythonCode.future(
+        nodes_pb2.RunNodePythonCodeRequest(node_id=agent.node_id, code="print(6*7)")
+    )
+    command = agent.next_command()
+    assert command.run_python_code.code == "print(6*7)"
+    agent.send(command_ack=agent_pb2.CommandAck(command_id=command.command_id, success=True))
+    agent.send(
+        python_code_result=agent_pb2.PythonCodeResult(
+            request_id=command.run_python_code.request_id, output="42\n", exit_code=0
+        )
+    )
+    reply = future.result(timeout=20)
+    assert (reply.output, reply.exit_code, reply.timed_out) == ("42\n", 0, False)
+
+
+def test_a_system_event_the_node_refuses_is_failed_precondition_with_its_reason(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    agent = _connect(channel, agents, "render-05")
+    future = nodes_stub.SendNodeSystemEvent.future(
+        nodes_pb2.SendNodeSystemEventRequest(
+            node_id=agent.node_id, event=common_pb2.SYSTEM_EVENT_REBOOT
+        )
+    )
+    command = agent.next_command()
+    assert command.system_event.event == common_pb2.SYSTEM_EVENT_REBOOT
+    agent.send(
+        command_ack=agent_pb2.CommandAck(
+            command_id=command.command_id,
+            success=False,
+            error_message="system event reboot is not configured on this node",
+        )
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        future.result(timeout=20)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not configured" in (error.value.details() or "")
+
+
+def test_messages_reach_one_node_or_every_online_node(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    one, two = _connect(channel, agents, "render-06"), _connect(channel, agents, "render-07")
+    nodes_stub.SendNodeMessage(
+        nodes_pb2.SendNodeMessageRequest(node_id=one.node_id, template_id=3, message="hi")
+    )
+    command = one.next_command()
+    assert (command.custom_message.template_id, command.custom_message.message) == (3, "hi")
+    reply = nodes_stub.SendNodeMessage(
+        nodes_pb2.SendNodeMessageRequest(message="all", broadcast=True)
+    )
+    assert reply.recipients_count == 2
+    assert one.next_command().custom_message.message == "all"
+    assert two.next_command().custom_message.message == "all"
+
+
+def test_actions_on_offline_or_unknown_nodes_are_refused_and_change_nothing(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+    db: Database,
+) -> None:
+    agent = _connect(channel, agents, "render-08")
+    node_id = agent.node_id
+    with db.transaction() as session:
+        session.execute(text("UPDATE nodes SET status = 'offline', session_id = NULL"))
+
+    code, message = _code(
+        lambda: nodes_stub.SetNodeProcessPriority(
+            nodes_pb2.SetNodeProcessPriorityRequest(
+                node_id=node_id, process_priority=common_pb2.PROCESS_PRIORITY_HIGH
+            )
+        )
+    )
+    assert code == "FAILED_PRECONDITION" and "offline" in message
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=node_id)).node
+    assert node.process_priority == common_pb2.PROCESS_PRIORITY_NORMAL
+
+    # Notes and pause are stored for offline nodes.
+    nodes_stub.SetNodeNotes(nodes_pb2.SetNodeNotesRequest(node_id=node_id, notes="fan noisy"))
+    assert nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=node_id)).node.notes == "fan noisy"
+
+    assert _code(lambda: nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=999_999)))[0] == (
+        "NOT_FOUND"
+    )
+    assert _code(lambda: nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=-1)))[0] == (
+        "INVALID_ARGUMENT"
+    )
+    assert _code(lambda: nodes_stub.FindNode(nodes_pb2.FindNodeRequest(name="nope")))[0] == (
+        "NOT_FOUND"
+    )
+    assert (
+        _code(
+            lambda: nodes_stub.KillNodeProcess(nodes_pb2.KillNodeProcessRequest(node_id=node_id))
+        )[0]
+        == "INVALID_ARGUMENT"
+    )
+    code, message = _code(
+        lambda: nodes_stub.RunNodePythonCode(
+            nodes_pb2.RunNodePythonCodeRequest(node_id=node_id, code="   ")
+        )
+    )
+    assert code == "INVALID_ARGUMENT" and "code" in message
+
+
+def test_kill_on_a_node_that_runs_nothing_is_failed_precondition(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    agent = _connect(channel, agents, "render-09")
+    code, message = _code(
+        lambda: nodes_stub.KillNodeProcess(
+            nodes_pb2.KillNodeProcessRequest(
+                node_id=agent.node_id, follow_up=common_pb2.KILL_FOLLOW_UP_CONTINUE
+            )
+        )
+    )
+    assert code == "FAILED_PRECONDITION" and "runs no chunk" in message
+
+
+def test_removing_a_registration_ends_the_agent_stream(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    agent = _connect(channel, agents, "render-10")
+    nodes_stub.DeleteNode(nodes_pb2.DeleteNodeRequest(node_id=agent.node_id))
+    assert (
+        _code(lambda: nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=agent.node_id)))[0]
+        == "NOT_FOUND"
+    )
+    agent._reader.join(10)
+    assert not agent._reader.is_alive()
+
+
+def test_a_session_must_start_with_register(channel: grpc.Channel) -> None:
+    from farm.agent.v1 import agent_pb2_grpc
+
+    stub = agent_pb2_grpc.AgentServiceStub(channel)
+    responses = stub.Session(iter([agent_pb2.SessionRequest(heartbeat=agent_pb2.Heartbeat())]))
+    with pytest.raises(grpc.RpcError) as error:
+        list(responses)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_silent_nodes_become_offline_after_the_timeout(
+    channel: grpc.Channel,
+    agents: list[ProtocolAgent],
+    db: Database,
+) -> None:
+    agent = _connect(channel, agents, "render-11")
+    service = NodesService(db, "test")
+    assert service.sweep_lost(60) == []
+    with db.transaction() as session:
+        session.execute(text("UPDATE nodes SET last_heartbeat_at = now() - interval '2 minutes'"))
+    assert service.sweep_lost(60) == [agent.node_id]
+    with db.transaction() as session:
+        status, topic = session.execute(
+            text(
+                "SELECT n.status, (SELECT topic FROM events ORDER BY id DESC LIMIT 1) FROM nodes n"
+            )
+        ).one()
+    assert (status, topic) == ("offline", "node.lost")
+
+
+def test_heartbeats_keep_a_node_fresh(
+    channel: grpc.Channel, agents: list[ProtocolAgent], db: Database
+) -> None:
+    agent = _connect(channel, agents, "render-12")
+    with db.transaction() as session:
+        session.execute(text("UPDATE nodes SET last_heartbeat_at = now() - interval '1 hour'"))
+    agent.send(heartbeat=agent_pb2.Heartbeat())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with db.transaction() as session:
+            age = session.execute(
+                text("SELECT extract(epoch FROM now() - last_heartbeat_at) FROM nodes")
+            ).scalar_one()
+        if age < 60:
+            break
+        time.sleep(0.2)
+    assert age < 60
