@@ -97,6 +97,10 @@ ASSIGNMENT_STATES = ("assigned", "running", "killing")
 # What follows a confirmed kill (KillFollowUp).
 KILL_FOLLOW_UPS = ("continue", "pause", "restart")
 
+# Statuses chunkSetStatus may leave pending on a live chunk until its kill is
+# confirmed (chunk_assignments.status_after_kill).
+STATUSES_AFTER_KILL = ("queued", "hold", "skipped", "completed")
+
 # How one run of a chunk ended (ChunkRunOutcome); 'running' while it has no end.
 RUN_OUTCOMES = (
     "running",
@@ -216,6 +220,10 @@ jobs = Table(
     # Optimistic concurrency: every update sets version = version + 1 WHERE
     # version = :seen (the API's etag).
     Column("version", BigInteger, nullable=False, server_default="1"),
+    # The client's request id of the submission or folder creation (SubmitJob,
+    # CreateFolder): a retry with the same id returns the first call's job.
+    # Added by migration 0003.
+    Column("request_id", Text, nullable=True),
     CheckConstraint(one_of("kind", JOB_KINDS), name="kind"),
     CheckConstraint(one_of("status", JOB_STATUSES), name="status"),
     CheckConstraint(one_of("packet_type", PACKET_TYPES), name="packet_type"),
@@ -257,6 +265,12 @@ Index(
     ),
 )
 Index("ix_jobs_status", jobs.c.status)
+Index(
+    "ux_jobs_request_id",
+    jobs.c.request_id,
+    unique=True,
+    postgresql_where=text("request_id IS NOT NULL"),
+)
 
 # --- job dependencies ------------------------------------------------------------
 # "job_id waits for depends_on_job_id" (the API's depend ids). Deleting
@@ -359,6 +373,9 @@ chunk_assignments = Table(
     Column("state", Text, nullable=False, server_default="assigned"),
     # Set with state 'killing': what the node does once the kill is confirmed.
     Column("kill_follow_up", Text, nullable=True),
+    # Set with state 'killing' by chunkSetStatus: the status the chunk takes
+    # once the kill is confirmed or the node is lost (migration 0003).
+    Column("status_after_kill", Text, nullable=True),
     Column("assigned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Last report (progress, heartbeat) carrying this token: timeout sweeps.
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -374,6 +391,10 @@ chunk_assignments = Table(
     CheckConstraint(one_of("state", ASSIGNMENT_STATES), name="state"),
     CheckConstraint(one_of("kill_follow_up", KILL_FOLLOW_UPS), name="kill_follow_up"),
     CheckConstraint("kill_follow_up IS NULL OR state = 'killing'", name="follow_up_only_killing"),
+    CheckConstraint(one_of("status_after_kill", STATUSES_AFTER_KILL), name="status_after_kill"),
+    CheckConstraint(
+        "status_after_kill IS NULL OR state = 'killing'", name="status_after_kill_only_killing"
+    ),
 )
 
 # --- chunk runs (history) -----------------------------------------------------------
