@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from services.jobs.tables import chunk_assignments
 from services.nodes.domain import Registration, node_name
 from services.nodes.tables import (
+    client_connections,
     node_commands,
     node_job_exclusions,
     node_template_exclusions,
@@ -274,3 +275,87 @@ def run_code_command(session: Session, request_id: str) -> int | None:
         )
     ).scalar()
     return int(found) if found is not None else None
+
+
+# --- console and notificator connections ------------------------------------------------
+
+
+def insert_connection(session: Session, **values: Any) -> Row[Any]:
+    return session.execute(
+        insert(client_connections).values(**values).returning(*client_connections.c)
+    ).one()
+
+
+def get_connection(session: Session, connection_id: int, kind: str) -> Row[Any] | None:
+    return session.execute(
+        select(client_connections).where(
+            client_connections.c.id == connection_id,
+            client_connections.c.kind == kind,
+            client_connections.c.disconnected_at.is_(None),
+        )
+    ).first()
+
+
+def list_connections(
+    session: Session, kind: str, user_name: str, after_id: int, limit: int
+) -> list[Row[Any]]:
+    query = (
+        select(client_connections)
+        .where(
+            client_connections.c.kind == kind,
+            client_connections.c.disconnected_at.is_(None),
+            client_connections.c.id > after_id,
+        )
+        .order_by(client_connections.c.id)
+        .limit(limit)
+    )
+    if user_name:
+        query = query.where(client_connections.c.user_name == user_name)
+    return list(session.execute(query).all())
+
+
+def connected_ids(session: Session, kind: str) -> list[int]:
+    return list(
+        session.execute(
+            select(client_connections.c.id).where(
+                client_connections.c.kind == kind, client_connections.c.disconnected_at.is_(None)
+            )
+        ).scalars()
+    )
+
+
+def close_connection(session: Session, connection_id: int, reason: str) -> bool:
+    closed = session.execute(
+        update(client_connections)
+        .where(
+            client_connections.c.id == connection_id,
+            client_connections.c.disconnected_at.is_(None),
+        )
+        .values(disconnected_at=func.now(), disconnect_reason=reason)
+    )
+    return bool(closed.rowcount)  # type: ignore[attr-defined]
+
+
+def touch_connections(session: Session, positions: dict[int, int]) -> None:
+    """Refresh held connections and record the last event each was sent."""
+    for connection_id, last_event_id in positions.items():
+        session.execute(
+            update(client_connections)
+            .where(client_connections.c.id == connection_id)
+            .values(last_seen_at=func.now(), last_event_id=last_event_id)
+        )
+
+
+def close_stale_connections(session: Session, timeout_seconds: float) -> list[int]:
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, timeout_seconds)
+    return list(
+        session.execute(
+            update(client_connections)
+            .where(
+                client_connections.c.disconnected_at.is_(None),
+                client_connections.c.last_seen_at < cutoff,
+            )
+            .values(disconnected_at=func.now(), disconnect_reason="timed_out")
+            .returning(client_connections.c.id)
+        ).scalars()
+    )

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -21,6 +21,8 @@ from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.convert import to_timestamp
 from services.core.errors import DeadlineExceeded, DomainError, FailedPrecondition, status_of
 from services.core.server import contract_base
+from services.nodes.client_hub import ClientHub, ClientStream
+from services.nodes.clients import ClientsService
 from services.nodes.domain import (
     DEFAULT_CODE_TIMEOUT_SECONDS,
     KILL_FOLLOW_UPS,
@@ -83,6 +85,31 @@ def node_message(view: NodeView) -> nodes_pb2.Node:
 
 async def _call(function: Any, *args: Any) -> Any:
     return await asyncio.to_thread(function, *args)
+
+
+T = TypeVar("T")
+
+
+async def next_message(
+    outgoing: asyncio.Queue[T], closed: asyncio.Event, also: asyncio.Future[Any] | None = None
+) -> T | None:
+    """The next queued message, or None once `closed` is set (or `also` ends)."""
+    if closed.is_set():
+        return None
+    getter = asyncio.ensure_future(outgoing.get())
+    closer = asyncio.ensure_future(closed.wait())
+    waited: set[asyncio.Future[Any]] = {getter, closer}
+    if also is not None:
+        waited.add(also)
+    try:
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closer.cancel()
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    return None
 
 
 class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SERVICE)):  # type: ignore[misc]
@@ -255,18 +282,13 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             await context.write(agent_pb2.SessionResponse(register_accepted=pending[0]))
             await self.hub.deliver_rows(stream, pending[1])
             reader = asyncio.ensure_future(self._read(request_iterator, stream))
-            while not stream.closed.is_set() and not reader.done():
-                getter = asyncio.ensure_future(stream.outgoing.get())
-                closer = asyncio.ensure_future(stream.closed.wait())
-                done, _ = await asyncio.wait(
-                    {getter, reader, closer}, return_when=asyncio.FIRST_COMPLETED
-                )
-                closer.cancel()
-                if getter in done:
-                    await context.write(getter.result())
-                else:
-                    getter.cancel()
-            reader.cancel()
+            try:
+                while (
+                    message := await next_message(stream.outgoing, stream.closed, reader)
+                ) is not None:
+                    await context.write(message)
+            finally:
+                reader.cancel()
         except DomainError as exc:
             await context.abort(status_of(exc), exc.message)
         finally:
@@ -350,3 +372,199 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             },
             False,
         )
+
+
+CLIENTS_SERVICE = nodes_pb2.DESCRIPTOR.services_by_name["ClientsService"]
+CLIENT_KINDS = ("", "console", "notificator")
+# DisconnectReason -> client_connections.disconnect_reason.
+CLOSE_REASONS: dict[int, str] = {
+    nodes_pb2.DISCONNECT_REASON_FORCED: "forced",
+    nodes_pb2.DISCONNECT_REASON_SERVER_SHUTDOWN: "server_shutdown",
+    nodes_pb2.DISCONNECT_REASON_TOO_SLOW: "too_slow",
+}
+
+# What a notificator hears when neither the connection nor the user says.
+DEFAULT_PREFERENCES = {
+    "job_started": True,
+    "chunk_started": False,
+    "chunk_failed": True,
+    "job_completed": True,
+    "job_completed_with_warnings": True,
+    "job_completed_with_errors": True,
+    "custom_messages": True,
+    "own_jobs_only": False,
+    "node_offline": True,
+}
+
+
+def console_message(row: Any) -> nodes_pb2.ConsoleClient:
+    message = nodes_pb2.ConsoleClient(
+        id=row.id,
+        user_name=row.user_name,
+        host=row.host,
+        client_kind=nodes_pb2.CLIENT_KIND_CONSOLE,
+        version=row.client_version,
+        ip_address=row.ip_address,
+    )
+    stamp = to_timestamp(row.connected_at)
+    if stamp is not None:
+        message.connected_time.CopyFrom(stamp)
+    return message
+
+
+def notificator_message(row: Any) -> nodes_pb2.NotificatorClient:
+    message = nodes_pb2.NotificatorClient(
+        id=row.id,
+        user_name=row.user_name,
+        host=row.host,
+        client_kind=nodes_pb2.CLIENT_KIND_NOTIFICATOR,
+        version=row.client_version,
+        ip_address=row.ip_address,
+    )
+    for name, value in dict(row.notification_preferences).items():
+        if name in message.notification_preferences.DESCRIPTOR.fields_by_name:
+            setattr(message.notification_preferences, name, bool(value))
+    stamp = to_timestamp(row.connected_at)
+    if stamp is not None:
+        message.connected_time.CopyFrom(stamp)
+    return message
+
+
+class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIENTS_SERVICE)):  # type: ignore[misc]
+    """Consoles and notificators: their live streams, lists and messages."""
+
+    def __init__(self, service: ClientsService, hub: ClientHub) -> None:
+        self.service = service
+        self.hub = hub
+
+    async def Connect(self, request: nodes_pb2.ConnectRequest, context: Any) -> Any:
+        kind = enum_text(CLIENT_KINDS, request.client_kind, "client_kind")
+        preferences = dict(DEFAULT_PREFERENCES)
+        if request.HasField("notification_preferences"):
+            prefs = request.notification_preferences
+            preferences = {f.name: bool(getattr(prefs, f.name)) for f in prefs.DESCRIPTOR.fields}
+        subscription = {
+            "job_ids": list(request.job_ids),
+            "folder_ids": list(request.folder_ids),
+            "node_ids": list(request.node_ids),
+        }
+        self.hub.bind(asyncio.get_running_loop())
+        row = await _call(
+            self.service.connect, kind, request.host, request.version, subscription, preferences
+        )
+        stream = ClientStream(
+            connection_id=row.id,
+            kind=kind,
+            user_name=row.user_name,
+            job_ids=frozenset(request.job_ids),
+            folder_ids=frozenset(request.folder_ids),
+            node_ids=frozenset(request.node_ids),
+            preferences=preferences,
+        )
+        reason = "closed"
+        try:
+            yield nodes_pb2.ConnectResponse(
+                accepted=nodes_pb2.ConnectionAccepted(
+                    connection_id=row.id, last_event_id=self.hub.position.id
+                )
+            )
+            replay: list[nodes_pb2.ClientEvent] = []
+
+            async def collect(message: nodes_pb2.ClientEvent) -> None:
+                replay.append(message)
+
+            if not await self.hub.attach(stream, request.resume_after_event_id, collect):
+                reason = "resume_too_old"
+                yield _notice(
+                    nodes_pb2.DISCONNECT_REASON_RESUME_TOO_OLD,
+                    f"event {request.resume_after_event_id} is no longer kept; reload and"
+                    " reconnect without resume_after_event_id",
+                )
+                return
+            for message in replay:
+                yield nodes_pb2.ConnectResponse(event=message)
+            while (event := await next_message(stream.outgoing, stream.closed)) is not None:
+                yield nodes_pb2.ConnectResponse(event=event)
+            if stream.closed.is_set():
+                reason = CLOSE_REASONS.get(stream.close_reason, "closed")
+                yield _notice(stream.close_reason, stream.close_message)
+        finally:
+            self.hub.detach(stream)
+            await _call(self.service.closed, row.id, reason)
+
+    async def ListConsoles(self, request: nodes_pb2.ListConsolesRequest, context: Any) -> Any:
+        page = await _call(
+            self.service.page, "console", request.user_name, request.page_size, request.page_token
+        )
+        return nodes_pb2.ListConsolesResponse(
+            consoles=[console_message(r) for r in page.connections],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ListNotificators(
+        self, request: nodes_pb2.ListNotificatorsRequest, context: Any
+    ) -> Any:
+        page = await _call(
+            self.service.page,
+            "notificator",
+            request.user_name,
+            request.page_size,
+            request.page_token,
+        )
+        return nodes_pb2.ListNotificatorsResponse(
+            notificators=[notificator_message(r) for r in page.connections],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetConsole(self, request: nodes_pb2.GetConsoleRequest, context: Any) -> Any:
+        row = await _call(self.service.get, "console", request.connection_id)
+        return nodes_pb2.GetConsoleResponse(console=console_message(row))
+
+    async def GetNotificator(self, request: nodes_pb2.GetNotificatorRequest, context: Any) -> Any:
+        row = await _call(self.service.get, "notificator", request.connection_id)
+        return nodes_pb2.GetNotificatorResponse(notificator=notificator_message(row))
+
+    async def DisconnectConsole(
+        self, request: nodes_pb2.DisconnectConsoleRequest, context: Any
+    ) -> Any:
+        await _call(self.service.force_disconnect, "console", request.connection_id)
+        return nodes_pb2.DisconnectConsoleResponse()
+
+    async def DisconnectNotificator(
+        self, request: nodes_pb2.DisconnectNotificatorRequest, context: Any
+    ) -> Any:
+        await _call(self.service.force_disconnect, "notificator", request.connection_id)
+        return nodes_pb2.DisconnectNotificatorResponse()
+
+    async def SendConsoleMessage(
+        self, request: nodes_pb2.SendConsoleMessageRequest, context: Any
+    ) -> Any:
+        count = await _call(
+            self.service.send_message,
+            "console",
+            request.connection_id,
+            request.template_id,
+            request.message,
+            request.broadcast,
+        )
+        return nodes_pb2.SendConsoleMessageResponse(recipients_count=count)
+
+    async def SendNotificatorMessage(
+        self, request: nodes_pb2.SendNotificatorMessageRequest, context: Any
+    ) -> Any:
+        count = await _call(
+            self.service.send_message,
+            "notificator",
+            request.connection_id,
+            request.template_id,
+            request.message,
+            request.broadcast,
+        )
+        return nodes_pb2.SendNotificatorMessageResponse(recipients_count=count)
+
+
+def _notice(reason: int, message: str) -> nodes_pb2.ConnectResponse:
+    event = nodes_pb2.ClientEvent()
+    event.disconnect_notice.reason = reason  # type: ignore[assignment]
+    event.disconnect_notice.message = message
+    return nodes_pb2.ConnectResponse(event=event)

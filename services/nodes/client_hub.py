@@ -1,0 +1,372 @@
+"""Live console and notificator streams held by this replica.
+
+One bus reader per replica fans events out to every stream it holds, in
+event order. A stream resuming after an event id first replays what it
+missed from the outbox, then joins the live fan-out at the exact position
+the hub has reached, so nothing is skipped or sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from farm.common.v1 import common_pb2
+from farm.jobs.v1 import jobs_pb2
+from farm.nodes.v1 import nodes_pb2
+from services.core.bus import CHANNEL, Event, Position, latest_position, position_of, read_events
+from services.core.convert import to_timestamp
+from services.core.database import Database
+from services.jobs.tables import jobs
+from services.nodes.clients import ClientsService
+
+_LOG = logging.getLogger(__name__)
+
+# Topics a client may be told about.
+TOPIC_PREFIXES = ("job.", "chunk.", "node.", "client.message", "client.disconnect", "log.")
+QUEUE_LIMIT = 10_000
+REFRESH_SECONDS = 10.0
+
+NOTIFICATIONS = {
+    "job.started": (nodes_pb2.NOTIFICATION_KIND_JOB_STARTED, "job_started"),
+    "chunk.started": (nodes_pb2.NOTIFICATION_KIND_CHUNK_STARTED, "chunk_started"),
+    "chunk.failed": (nodes_pb2.NOTIFICATION_KIND_CHUNK_FAILED, "chunk_failed"),
+    "node.lost": (nodes_pb2.NOTIFICATION_KIND_NODE_OFFLINE, "node_offline"),
+}
+COMPLETIONS = {
+    "completed": (nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED, "job_completed"),
+    "completed_with_warnings": (
+        nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED_WITH_WARNINGS,
+        "job_completed_with_warnings",
+    ),
+    "completed_with_errors": (
+        nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED_WITH_ERRORS,
+        "job_completed_with_errors",
+    ),
+    "failed": (nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED_WITH_ERRORS, "job_completed_with_errors"),
+}
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    owner: str
+    name: str
+    ancestors: frozenset[int]
+
+
+@dataclass
+class ClientStream:
+    connection_id: int
+    kind: str
+    user_name: str
+    job_ids: frozenset[int] = frozenset()
+    folder_ids: frozenset[int] = frozenset()
+    node_ids: frozenset[int] = frozenset()
+    preferences: dict[str, bool] = field(default_factory=dict)
+    outgoing: asyncio.Queue[nodes_pb2.ClientEvent] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
+    )
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_reason: int = 0
+    close_message: str = ""
+    last_event_id: int = 0
+
+    def close(self, reason: int, message: str) -> None:
+        if not self.closed.is_set():
+            self.close_reason, self.close_message = reason, message
+            self.closed.set()
+
+
+class ClientHub:
+    def __init__(self, db: Database, service: ClientsService) -> None:
+        self.db = db
+        self.service = service
+        self.streams: dict[int, ClientStream] = {}
+        self.position = Position()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._facts: dict[int, JobFacts] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    # --- lifecycle (Background protocol; start/stop run on the server's loop) --------------
+
+    def start(self) -> None:
+        with self.db.transaction() as session:
+            self.position = latest_position(session)
+        self._thread = threading.Thread(target=self._read_bus, name="client-hub", daemon=True)
+        self._thread.start()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None:
+            self._loop = loop
+            self._refresher = loop.create_task(self._refresh())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for stream in list(self.streams.values()):
+            stream.close(nodes_pb2.DISCONNECT_REASON_SERVER_SHUTDOWN, "the dispatcher is stopping")
+        try:
+            with self.db.raw_connection() as conn:
+                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
+        except Exception:
+            pass
+        if self._thread is not None:
+            self._thread.join(10)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            positions = {s.connection_id: s.last_event_id for s in self.streams.values()}
+            try:
+                if positions:
+                    await asyncio.to_thread(self.service.refresh, positions)
+                await asyncio.to_thread(self.service.sweep_stale)
+            except Exception:
+                _LOG.exception("refreshing client connections failed")
+
+    # --- the bus reader (its own thread) ------------------------------------------------------
+
+    def _read_bus(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.db.raw_connection() as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        with self.db.transaction() as session:
+                            events, held_back = read_events(session, self.position)
+                        if events:
+                            self._hand_over(events)
+                            continue
+                        for _ in conn.notifies(timeout=0.02 if held_back else 5.0, stop_after=1):
+                            pass
+            except Exception:
+                if self._stop.is_set():
+                    return
+                _LOG.exception("client hub bus reader failed; retrying")
+                self._stop.wait(0.5)
+
+    def _hand_over(self, events: list[Event]) -> None:
+        done = threading.Event()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            # No client has connected yet: nothing to deliver, just advance.
+            self.position = events[-1].position
+            return
+
+        def dispatch() -> None:
+            try:
+                for event in events:
+                    self.position = event.position
+                    self._dispatch(event)
+            finally:
+                done.set()
+
+        loop.call_soon_threadsafe(dispatch)
+        done.wait(30)
+
+    # --- fan-out (event loop) -----------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        if not event.topic.startswith(TOPIC_PREFIXES):
+            return
+        if event.topic.startswith("job."):
+            self._facts.pop(int(event.payload.get("job_id", 0)), None)
+        for stream in list(self.streams.values()):
+            message = self.render(stream, event)
+            if message is None:
+                continue
+            try:
+                stream.outgoing.put_nowait(message)
+            except asyncio.QueueFull:
+                stream.close(nodes_pb2.DISCONNECT_REASON_TOO_SLOW, "events are read too slowly")
+                continue
+            stream.last_event_id = event.id
+        if event.topic == "client.disconnect":
+            target = self.streams.get(int(event.payload.get("connection_id", 0)))
+            if target is not None:
+                target.close(
+                    nodes_pb2.DISCONNECT_REASON_FORCED,
+                    "disconnected by " + str(event.payload.get("actor", "an administrator")),
+                )
+
+    def render(self, stream: ClientStream, event: Event) -> nodes_pb2.ClientEvent | None:
+        """The message `stream` gets for `event`, or None when it is not for it."""
+        if not event.topic.startswith(TOPIC_PREFIXES):
+            return None
+        payload = event.payload
+        message = nodes_pb2.ClientEvent(event_id=event.id)
+        stamp = to_timestamp(event.created_at)
+        if stamp is not None:
+            message.event_time.CopyFrom(stamp)
+        if event.topic == "client.message":
+            target = int(payload.get("connection_id", 0))
+            if payload.get("kind") != stream.kind or target not in (0, stream.connection_id):
+                return None
+            if stream.kind == "notificator" and not stream.preferences.get("custom_messages", True):
+                return None
+            message.custom_message.CopyFrom(
+                common_pb2.CustomMessage(
+                    template_id=int(payload.get("template_id", 0)),
+                    message=str(payload.get("message", "")),
+                    sender=str(payload.get("sender", "")),
+                )
+            )
+            return message
+        if event.topic == "client.disconnect":
+            return None
+        if stream.kind == "notificator":
+            return self._notification(stream, event, message)
+        return self._console_event(stream, event, message)
+
+    def _console_event(
+        self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent
+    ) -> nodes_pb2.ClientEvent | None:
+        payload = event.payload
+        node_id = int(payload.get("node_id", 0))
+        job_id = int(payload.get("job_id", 0))
+        if event.topic.startswith("node."):
+            if stream.node_ids and node_id not in stream.node_ids:
+                return None
+            if (stream.job_ids or stream.folder_ids) and not stream.node_ids:
+                return None
+            message.node_changed.node.id = node_id
+            message.node_changed.deleted = event.topic == "node.deleted"
+            return message
+        if not self._job_matches(stream, job_id):
+            return None
+        if event.topic.startswith("chunk."):
+            chunk = message.chunk_changed.chunk
+            chunk.job_id = job_id
+            chunk.id = int(payload.get("chunk_id", 0))
+            return message
+        if event.topic.startswith("log."):
+            return None
+        message.job_changed.job.CopyFrom(jobs_pb2.Job(id=job_id))
+        message.job_changed.deleted = event.topic == "job.deleted"
+        return message
+
+    def _job_matches(self, stream: ClientStream, job_id: int) -> bool:
+        if stream.node_ids and not (stream.job_ids or stream.folder_ids):
+            return False
+        if not stream.job_ids and not stream.folder_ids:
+            return True
+        if job_id in stream.job_ids:
+            return True
+        return bool(stream.folder_ids & self.facts(job_id).ancestors)
+
+    def _notification(
+        self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent
+    ) -> nodes_pb2.ClientEvent | None:
+        payload = event.payload
+        if event.topic == "job.completed":
+            kind, preference = COMPLETIONS.get(str(payload.get("status", "")), (0, ""))
+        else:
+            kind, preference = NOTIFICATIONS.get(event.topic, (0, ""))
+        if not kind or not stream.preferences.get(preference, False):
+            return None
+        job_id = int(payload.get("job_id", 0))
+        facts = self.facts(job_id) if job_id else JobFacts("", "", frozenset())
+        if job_id and stream.preferences.get("own_jobs_only") and facts.owner != stream.user_name:
+            return None
+        note = message.notification
+        note.kind = kind  # type: ignore[assignment]
+        note.job_id = job_id
+        note.job_name = facts.name
+        note.chunk_id = int(payload.get("chunk_id", 0))
+        note.node_id = int(payload.get("node_id", 0))
+        note.text = _notification_text(event.topic, payload, facts)
+        return message
+
+    def facts(self, job_id: int) -> JobFacts:
+        """Owner, name and folder ancestry of a job (read from the jobs domain)."""
+        cached = self._facts.get(job_id)
+        if cached is not None:
+            return cached
+        owner, name, ancestors = "", "", set()
+        with self.db.transaction() as session:
+            current: int | None = job_id
+            first = True
+            while current is not None and current not in ancestors:
+                row = session.execute(
+                    select(jobs.c.parent_id, jobs.c.owner, jobs.c.name).where(jobs.c.id == current)
+                ).first()
+                if row is None:
+                    break
+                if first:
+                    owner, name, first = row.owner, row.name, False
+                else:
+                    ancestors.add(current)
+                current = row.parent_id
+        facts = JobFacts(owner, name, frozenset(ancestors))
+        self._facts[job_id] = facts
+        return facts
+
+    # --- streams ---------------------------------------------------------------------------
+
+    async def attach(
+        self, stream: ClientStream, resume_after: int, send: Callable[[nodes_pb2.ClientEvent], Any]
+    ) -> bool:
+        """Replay what `stream` missed after `resume_after`, then join the live fan-out.
+
+        Returns False when that event is no longer kept (the client must reload).
+        """
+        if resume_after:
+            start = await asyncio.to_thread(self._position_of, resume_after)
+            if start is None:
+                return False
+            while start < self.position:
+                target = self.position
+                events = await asyncio.to_thread(self._between, start, target)
+                for event in events:
+                    rendered = self.render(stream, event)
+                    if rendered is not None:
+                        await send(rendered)
+                        stream.last_event_id = event.id
+                start = target
+        # No await between the check above and this line: the live fan-out
+        # continues exactly where the replay stopped.
+        self.streams[stream.connection_id] = stream
+        return True
+
+    def detach(self, stream: ClientStream) -> None:
+        if self.streams.get(stream.connection_id) is stream:
+            del self.streams[stream.connection_id]
+
+    def _position_of(self, event_id: int) -> Position | None:
+        with self.db.transaction() as session:
+            return position_of(session, event_id)
+
+    def _between(self, start: Position, end: Position) -> list[Event]:
+        result: list[Event] = []
+        with self.db.transaction() as session:
+            while True:
+                events, _ = read_events(session, start, limit=1000)
+                events = [e for e in events if e.position <= end]
+                result.extend(events)
+                if len(events) < 1000:
+                    return result
+                start = events[-1].position
+
+
+def _notification_text(topic: str, payload: dict[str, Any], facts: JobFacts) -> str:
+    job = f"job {payload.get('job_id')} ({facts.name})" if facts.name else "a job"
+    if topic == "job.started":
+        return f"{job} started"
+    if topic == "job.completed":
+        return f"{job} finished: {str(payload.get('status', 'completed')).replace('_', ' ')}"
+    if topic == "chunk.started":
+        return f"chunk {payload.get('chunk_id')} of {job} started on node {payload.get('node_id')}"
+    if topic == "chunk.failed":
+        return f"chunk {payload.get('chunk_id')} of {job} failed"
+    if topic == "node.lost":
+        return f"node {payload.get('name') or payload.get('node_id')} went offline"
+    return topic

@@ -1,0 +1,230 @@
+"""Consoles and notificators: live streams, lists, messages, resume."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from farm.common.v1 import common_pb2
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.core.bus import publish
+from services.core.caller import USER_METADATA_KEY
+from services.core.database import Database
+
+
+class LiveClient:
+    """A console or notificator connection, read in a thread."""
+
+    def __init__(self, channel: grpc.Channel, user: str, **request: Any) -> None:
+        stub = nodes_pb2_grpc.ClientsServiceStub(channel)
+        request.setdefault("client_kind", nodes_pb2.CLIENT_KIND_CONSOLE)
+        self.call: Any = stub.Connect(
+            nodes_pb2.ConnectRequest(host="ws-" + user, version="test", **request),
+            metadata=((USER_METADATA_KEY, user),),
+        )
+        self.events: queue.Queue[nodes_pb2.ClientEvent] = queue.Queue()
+        first = next(self.call)
+        assert first.WhichOneof("message") == "accepted"
+        self.connection_id = first.accepted.connection_id
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for message in self.call:
+                self.events.put(message.event)
+        except grpc.RpcError:
+            pass
+
+    def next(self, timeout: float = 10) -> nodes_pb2.ClientEvent:
+        return self.events.get(timeout=timeout)
+
+    def quiet(self, seconds: float = 0.5) -> bool:
+        try:
+            event = self.events.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        raise AssertionError(f"unexpected event {event}")
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def clients_stub(channel: grpc.Channel) -> nodes_pb2_grpc.ClientsServiceStub:
+    return nodes_pb2_grpc.ClientsServiceStub(channel)
+
+
+@pytest.fixture
+def connect(channel: grpc.Channel) -> Iterator[Any]:
+    opened: list[LiveClient] = []
+
+    def open_client(user: str, **request: Any) -> LiveClient:
+        opened.append(LiveClient(channel, user, **request))
+        return opened[-1]
+
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+def _publish(db: Database, topic: str, **payload: Any) -> int:
+    with db.transaction() as session:
+        return publish(session, topic, payload)
+
+
+def test_connected_consoles_are_listed_with_their_users(
+    connect: Any, clients_stub: nodes_pb2_grpc.ClientsServiceStub
+) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    listed = clients_stub.ListConsoles(nodes_pb2.ListConsolesRequest()).consoles
+    assert [(c.id, c.user_name) for c in listed] == [
+        (alice.connection_id, "alice"),
+        (bob.connection_id, "bob"),
+    ]
+    only_bob = clients_stub.ListConsoles(nodes_pb2.ListConsolesRequest(user_name="bob")).consoles
+    assert [c.id for c in only_bob] == [bob.connection_id]
+    one = clients_stub.GetConsole(nodes_pb2.GetConsoleRequest(connection_id=alice.connection_id))
+    assert (one.console.host, one.console.version) == ("ws-alice", "test")
+    assert clients_stub.ListNotificators(nodes_pb2.ListNotificatorsRequest()).notificators == []
+
+
+def test_broadcast_reaches_every_console_and_a_directed_message_only_its_target(
+    connect: Any, clients_stub: nodes_pb2_grpc.ClientsServiceStub
+) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    reply = clients_stub.SendConsoleMessage(
+        nodes_pb2.SendConsoleMessageRequest(message="render farm maintenance at 6", broadcast=True)
+    )
+    assert reply.recipients_count == 2
+    for client in (alice, bob):
+        assert client.next().custom_message.message == "render farm maintenance at 6"
+    clients_stub.SendConsoleMessage(
+        nodes_pb2.SendConsoleMessageRequest(
+            connection_id=bob.connection_id, template_id=4, message="just you"
+        )
+    )
+    got = bob.next().custom_message
+    assert (got.message, got.template_id) == ("just you", 4)
+    assert alice.quiet()
+
+
+def test_forced_disconnection_ends_exactly_that_client(
+    connect: Any, clients_stub: nodes_pb2_grpc.ClientsServiceStub
+) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    clients_stub.DisconnectConsole(
+        nodes_pb2.DisconnectConsoleRequest(connection_id=alice.connection_id)
+    )
+    notice = alice.next().disconnect_notice
+    assert notice.reason == nodes_pb2.DISCONNECT_REASON_FORCED
+    alice.thread.join(10)
+    assert not alice.thread.is_alive()
+    listed = clients_stub.ListConsoles(nodes_pb2.ListConsolesRequest()).consoles
+    assert [c.id for c in listed] == [bob.connection_id]
+    with pytest.raises(grpc.RpcError) as error:
+        clients_stub.GetConsole(nodes_pb2.GetConsoleRequest(connection_id=alice.connection_id))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_reconnecting_console_resumes_after_the_last_event_it_saw(
+    connect: Any, db: Database
+) -> None:
+    first = connect("alice")
+    seen = [_publish(db, "job.edited", job_id=i) for i in (1, 2)]
+    got = [first.next().event_id for _ in seen]
+    assert got == seen
+    first.close()
+
+    missed = [_publish(db, "job.edited", job_id=i) for i in (3, 4, 5)]
+    again = connect("alice", resume_after_event_id=got[-1])
+    live = _publish(db, "job.deleted", job_id=5)
+    events = [again.next() for _ in range(4)]
+    assert [e.event_id for e in events] == [*missed, live]
+    assert [e.job_changed.job.id for e in events] == [3, 4, 5, 5]
+    assert events[-1].job_changed.deleted
+    assert again.quiet()
+
+
+def test_resuming_from_an_event_no_longer_kept_asks_the_client_to_reload(connect: Any) -> None:
+    client = connect("alice", resume_after_event_id=10**9)
+    notice = client.next().disconnect_notice
+    assert notice.reason == nodes_pb2.DISCONNECT_REASON_RESUME_TOO_OLD
+
+
+def test_consoles_only_get_the_jobs_and_nodes_they_subscribed_to(
+    connect: Any, db: Database
+) -> None:
+    watcher = connect("alice", job_ids=[7])
+    _publish(db, "job.edited", job_id=8)
+    _publish(db, "node.changed", node_id=3)
+    wanted = _publish(db, "chunk.status_changed", job_id=7, chunk_id=2)
+    event = watcher.next()
+    assert (event.event_id, event.chunk_changed.chunk.id) == (wanted, 2)
+    assert watcher.quiet()
+
+
+def test_a_notificator_hears_only_what_its_preferences_ask_for(
+    connect: Any, db: Database, clients_stub: nodes_pb2_grpc.ClientsServiceStub
+) -> None:
+    prefs = common_pb2.NotificationPreferences(
+        job_started=True, job_completed=True, node_offline=True, custom_messages=True
+    )
+    applet = connect(
+        "carol", client_kind=nodes_pb2.CLIENT_KIND_NOTIFICATOR, notification_preferences=prefs
+    )
+    _publish(db, "chunk.started", job_id=9, chunk_id=1, node_id=2)  # not asked for
+    _publish(db, "job.started", job_id=9)
+    _publish(db, "job.completed", job_id=9, status="completed")
+    _publish(db, "job.completed", job_id=9, status="completed_with_errors")  # not asked for
+    _publish(db, "node.lost", node_id=2, name="render-02")
+    kinds = [applet.next().notification.kind for _ in range(3)]
+    assert kinds == [
+        nodes_pb2.NOTIFICATION_KIND_JOB_STARTED,
+        nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED,
+        nodes_pb2.NOTIFICATION_KIND_NODE_OFFLINE,
+    ]
+    assert applet.quiet()
+    listed = clients_stub.ListNotificators(nodes_pb2.ListNotificatorsRequest()).notificators
+    assert [(n.user_name, n.notification_preferences.job_started) for n in listed] == [
+        ("carol", True)
+    ]
+    clients_stub.SendNotificatorMessage(
+        nodes_pb2.SendNotificatorMessageRequest(
+            connection_id=applet.connection_id, message="coffee"
+        )
+    )
+    assert applet.next().custom_message.message == "coffee"
+
+
+def test_bad_requests_are_refused(
+    connect: Any, clients_stub: nodes_pb2_grpc.ClientsServiceStub
+) -> None:
+    client = connect("alice")
+    with pytest.raises(grpc.RpcError) as error:
+        clients_stub.SendConsoleMessage(
+            nodes_pb2.SendConsoleMessageRequest(
+                connection_id=client.connection_id, message="x" * (64 * 1024 + 1)
+            )
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as error:
+        clients_stub.SendConsoleMessage(
+            nodes_pb2.SendConsoleMessageRequest(connection_id=999_999, message="hello")
+        )
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as error:
+        clients_stub.DisconnectNotificator(
+            nodes_pb2.DisconnectNotificatorRequest(connection_id=client.connection_id)
+        )  # a console, not a notificator
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    stream: Any = clients_stub.Connect(nodes_pb2.ConnectRequest())
+    with pytest.raises(grpc.RpcError) as error:
+        next(stream)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
