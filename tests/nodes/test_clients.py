@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -23,9 +23,12 @@ class LiveClient:
     def __init__(self, channel: grpc.Channel, user: str, **request: Any) -> None:
         stub = nodes_pb2_grpc.ClientsServiceStub(channel)
         request.setdefault("client_kind", nodes_pb2.CLIENT_KIND_CONSOLE)
-        self.call: Any = stub.Connect(
-            nodes_pb2.ConnectRequest(host="ws-" + user, version="test", **request),
-            metadata=((USER_METADATA_KEY, user),),
+        self.call: Any = cast(
+            Any,
+            stub.Connect(
+                nodes_pb2.ConnectRequest(host="ws-" + user, version="test", **request),
+                metadata=((USER_METADATA_KEY, user),),
+            ),
         )
         self.events: queue.Queue[nodes_pb2.ClientEvent] = queue.Queue()
         first = next(self.call)
