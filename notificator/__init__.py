@@ -1,0 +1,1 @@
+"""`muster-notificator`: desktop notifications from the dispatcher."""

@@ -1,0 +1,5 @@
+import sys
+
+from notificator.cli import main
+
+sys.exit(main())

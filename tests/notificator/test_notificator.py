@@ -1,0 +1,96 @@
+"""The notificator program, as a real process against a real nodes service."""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from services.core.bus import publish
+from services.core.database import Database
+from tests.support import REPO, DispatcherProcess
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class NotificatorProcess:
+    def __init__(self, address: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "notificator",
+                "--dispatcher",
+                address,
+                "--user",
+                "carol",
+                "--no-desktop",
+                "--log-level",
+                "info",
+                *args,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: queue.Queue[str] = queue.Queue()
+        for stream, target in ((self.proc.stdout, self.lines), (self.proc.stderr, self.log)):
+            threading.Thread(target=self._pump, args=(stream, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream: Any, target: queue.Queue[str]) -> None:
+        for line in stream:
+            target.put(line.rstrip())
+
+    def wait_log(self, text: str, timeout: float = 30) -> None:
+        while True:
+            line = self.log.get(timeout=timeout)
+            if text in line:
+                return
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(15)
+
+
+def _publish(db: Database, topic: str, **payload: Any) -> None:
+    with db.transaction() as session:
+        publish(session, topic, payload)
+
+
+def test_notificator_prints_notifications_and_catches_up_after_a_dispatcher_restart(
+    database_url: str, db: Database
+) -> None:
+    address = f"127.0.0.1:{_free_port()}"
+    env = {"MUSTER_DATABASE_URL": database_url, "MUSTER_LISTEN": address}
+    server = DispatcherProcess(["serve", "nodes"], env)
+    notificator = NotificatorProcess(address, "--only", "job_started,job_completed,node_offline")
+    try:
+        notificator.wait_log("connected to")
+        _publish(db, "job.started", job_id=1)
+        _publish(db, "chunk.started", job_id=1, chunk_id=1, node_id=1)  # not asked for
+        _publish(db, "job.completed", job_id=1, status="completed")
+        first = [notificator.lines.get(timeout=15) for _ in range(2)]
+        assert ("job started" in first[0] and "job 1" not in first[0]) or "started" in first[0]
+        assert "job completed" in first[1]
+
+        assert server.stop() == 0
+        _publish(db, "node.lost", node_id=4, name="render-04")  # while the dispatcher is down
+        server = DispatcherProcess(["serve", "nodes"], env)
+        line = notificator.lines.get(timeout=60)
+        assert "node offline" in line and "render-04" in line
+        assert notificator.lines.empty()
+    finally:
+        assert notificator.stop() == 0
+        server.kill()
