@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import grpc
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from farm.jobs.v1 import jobs_pb2_grpc
 from services.core.database import Database
-from services.core.server import Component, contract_base
+from services.core.server import Component
 from services.core.settings import Settings
+from services.jobs.service import JobsService
+from services.jobs.servicer import JOBS_SERVICE, JobsServicer
 
-JOBS_SERVICE = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"]
+__all__ = ["JOBS_SERVICE", "JobsServicer", "build"]
 
 
-class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  # type: ignore[misc]
-    """Translates JobsService calls to the jobs service layer."""
+class _SeedTemplates:
+    """Background item that refreshes the built-in templates when the server
+    starts (an idempotent upsert, safe with several replicas)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, service: JobsService) -> None:
+        self.service = service
+
+    def start(self) -> None:
+        self.service.seed_templates()
+
+    def stop(self) -> None:
+        pass
 
 
 def build(db: Database, settings: Settings) -> Component:
-    servicer = JobsServicer(db)
+    service = JobsService(db)
+    servicer = JobsServicer(service)
 
     def register(server: grpc.aio.Server) -> None:
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server)
 
-    return Component("jobs", [JOBS_SERVICE], register)
+    return Component("jobs", [JOBS_SERVICE], register, background=[_SeedTemplates(service)])

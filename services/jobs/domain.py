@@ -1,0 +1,526 @@
+"""Rules of the jobs domain: validation, chunk plans, status rollup, state rules.
+
+Pure functions and plain dataclasses: no SQL, no gRPC, no I/O. Values use the
+lower-case text of the tables' CHECK constraints (services/jobs/tables.py);
+services/jobs/enums.py is the one place that maps them to protobuf numbers.
+The scheduler (a later issue) calls `rollup` when chunks finish, so a job's
+status follows one rule whoever recomputes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.core.errors import FailedPrecondition, InvalidArgument
+from services.jobs.tables import (
+    CHUNK_STATUSES,
+    DEPEND_MODES,
+    JOB_KINDS,
+    LOGS_ERROR_CHECKS,
+    PACKET_TYPES,
+)
+
+ROOT = -1  # the API's queue root; NULL in jobs.parent_id
+
+# --- limits (docs/jobs.md lists them) --------------------------------------------
+MAX_NAME_LENGTH = 255
+MAX_LABEL_LENGTH = 255  # owner, project, department, job group, pool names
+MAX_NOTES_LENGTH = 65_536
+MAX_PRIORITY = 65_535
+MAX_INT32 = 2_147_483_647
+MAX_POOLS = 256
+MAX_DEPENDENCIES = 1_000
+MAX_ATTRIBUTES = 256
+MAX_ATTRIBUTE_NAME_LENGTH = 128
+MAX_ATTRIBUTES_BYTES = 256 * 1024
+MAX_ENVIRONMENT_ENTRIES = 256
+MAX_ENVIRONMENT_BYTES = 64 * 1024
+MAX_CHUNKS_PER_JOB = 1_000_000
+MAX_FRAME = 1e9  # frame numbers beyond this are a typo, not a render
+# Frame arithmetic is floating point: a range 1..2 by 0.1 must give 11 frames.
+FRAME_EPSILON = 1e-9
+
+ATTRIBUTE_TYPES = ("string", "float", "int", "bool")
+
+# Chunk statuses grouped as the job counters count them (tables.py, jobs).
+QUEUED_BUCKET = frozenset({"queued", "waiting_dependencies"})
+RUNNING_BUCKET = frozenset({"assigned", "running"})
+COMPLETED_BUCKET = frozenset({"completed", "completed_with_warnings", "skipped"})
+FAILED_BUCKET = frozenset({"failed"})
+LIVE_CHUNK_STATUSES = RUNNING_BUCKET
+
+# Job statuses after which nothing more runs.
+FINISHED_JOB_STATUSES = frozenset(
+    {"completed", "completed_with_warnings", "completed_with_errors", "failed"}
+)
+SUCCESSFUL_JOB_STATUSES = frozenset({"completed", "completed_with_warnings"})
+
+# Targets chunkSetStatus accepts.
+SETTABLE_CHUNK_STATUSES = ("queued", "hold", "skipped", "completed")
+
+
+# --- jobs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A typed template attribute (Muster's attributeSetString/Float/Int/Bool)."""
+
+    name: str
+    type: str  # one of ATTRIBUTE_TYPES
+    value: str | float | int | bool
+    substitute_paths: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": self.type, "value": self.value, "substitute_paths": self.substitute_paths}
+
+
+def attributes_from_json(raw: Mapping[str, Any]) -> list[Attribute]:
+    """The attributes column back as Attribute values, in name order."""
+    return [
+        Attribute(name, item["type"], item["value"], bool(item.get("substitute_paths", False)))
+        for name, item in sorted(raw.items())
+    ]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The writable properties of a job or folder, as submitted or edited."""
+
+    name: str
+    owner: str
+    kind: str = "job"
+    parent_id: int = ROOT
+    priority: int = 0
+    template_id: int | None = None
+    start_frame: float = 1.0
+    end_frame: float = 1.0
+    by_frame: float = 1.0
+    packet_size: int = 1
+    packet_type: str | None = None  # None: the template's default
+    included_pools: tuple[str, ...] = ()
+    excluded_pools: tuple[str, ...] = ()
+    depend_ids: tuple[int, ...] = ()
+    depend_mode: str = "success"
+    max_nodes: int = 0
+    project: str = ""
+    department: str = ""
+    job_group: str = ""
+    notes: str = ""
+    chunk_timeout_seconds: int = 0
+    max_chunk_requeues: int = 0
+    logs_error_check: str = "all"
+    attributes: tuple[Attribute, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    paused: bool = False
+    locked: bool = False
+
+
+# Fields of JobSpec an edit may change (jobEdit); the rest of Job is output only.
+EDITABLE_FIELDS = frozenset(
+    {
+        "parent_id",
+        "name",
+        "owner",
+        "priority",
+        "template_id",
+        "start_frame",
+        "end_frame",
+        "by_frame",
+        "packet_size",
+        "packet_type",
+        "included_pools",
+        "excluded_pools",
+        "depend_ids",
+        "depend_mode",
+        "max_nodes",
+        "project",
+        "department",
+        "job_group",
+        "notes",
+        "chunk_timeout_seconds",
+        "max_chunk_requeues",
+        "logs_error_check",
+        "attributes",
+        "environment",
+        "paused",
+        "locked",
+    }
+)
+# Changing one of these rebuilds the chunk list (or waits for the next reinit).
+CHUNK_SHAPE_FIELDS = frozenset(
+    {"start_frame", "end_frame", "by_frame", "packet_size", "packet_type"}
+)
+OUTPUT_ONLY_FIELDS = frozenset(
+    {
+        "id",
+        "submit_time",
+        "start_time",
+        "end_time",
+        "progress",
+        "status",
+        "requeue_count",
+        "chunks_total",
+        "chunks_queued",
+        "chunks_running",
+        "chunks_completed",
+        "chunks_failed",
+        "nodes_working",
+        "update_time",
+        "submitter",
+        "etag",
+    }
+)
+
+
+def _check_text(value: str, field_name: str, limit: int, required: bool = False) -> None:
+    if required and not value.strip():
+        raise InvalidArgument(f"{field_name}: must not be empty")
+    if len(value) > limit:
+        raise InvalidArgument(f"{field_name}: at most {limit} characters, got {len(value)}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{field_name}: must not contain NUL characters")
+
+
+def _check_range(value: float, field_name: str, low: float, high: float) -> None:
+    if not (low <= value <= high):  # also refuses NaN
+        raise InvalidArgument(f"{field_name}: must be within {low:g}..{high:g}, got {value}")
+
+
+def _check_one_of(value: str, field_name: str, allowed: Iterable[str]) -> None:
+    if value not in allowed:
+        raise InvalidArgument(f"{field_name}: unknown value {value!r}")
+
+
+def validate_job(spec: JobSpec, prefix: str = "job") -> None:
+    """Every field of a job or folder on its own (references are checked by the
+    service, which can see the database). Raises InvalidArgument naming the field."""
+    _check_one_of(spec.kind, f"{prefix}.kind", JOB_KINDS)
+    _check_text(spec.name, f"{prefix}.name", MAX_NAME_LENGTH, required=True)
+    _check_text(spec.owner, f"{prefix}.owner", MAX_LABEL_LENGTH, required=True)
+    _check_range(spec.priority, f"{prefix}.priority", 0, MAX_PRIORITY)
+    if spec.parent_id < ROOT or spec.parent_id == 0:
+        raise InvalidArgument(f"{prefix}.parent_id: must be -1 (root) or a folder id")
+    for name in ("project", "department", "job_group"):
+        _check_text(getattr(spec, name), f"{prefix}.{name}", MAX_LABEL_LENGTH)
+    _check_text(spec.notes, f"{prefix}.notes", MAX_NOTES_LENGTH)
+    for name in ("included_pools", "excluded_pools"):
+        pools = getattr(spec, name)
+        if len(pools) > MAX_POOLS:
+            raise InvalidArgument(f"{prefix}.{name}: at most {MAX_POOLS} pools, got {len(pools)}")
+        for pool in pools:
+            _check_text(pool, f"{prefix}.{name}", MAX_LABEL_LENGTH, required=True)
+    _check_range(spec.max_nodes, f"{prefix}.max_nodes", 0, MAX_INT32)
+    _check_range(spec.chunk_timeout_seconds, f"{prefix}.chunk_timeout_seconds", 0, MAX_INT32)
+    _check_range(spec.max_chunk_requeues, f"{prefix}.max_chunk_requeues", 0, MAX_INT32)
+    _check_one_of(spec.depend_mode, f"{prefix}.depend_mode", DEPEND_MODES)
+    _check_one_of(spec.logs_error_check, f"{prefix}.logs_error_check", LOGS_ERROR_CHECKS)
+    if len(spec.depend_ids) > MAX_DEPENDENCIES:
+        raise InvalidArgument(
+            f"{prefix}.depend_ids: at most {MAX_DEPENDENCIES} dependencies, "
+            f"got {len(spec.depend_ids)}"
+        )
+    if any(d <= 0 for d in spec.depend_ids):
+        raise InvalidArgument(f"{prefix}.depend_ids: ids must be positive")
+    validate_attributes(spec.attributes, f"{prefix}.attributes")
+    validate_environment(spec.environment, f"{prefix}.environment")
+    if spec.kind == "folder":
+        return
+    if spec.template_id is None or spec.template_id <= 0:
+        raise InvalidArgument(f"{prefix}.template_id: a job needs a template id")
+    for name in ("start_frame", "end_frame"):
+        value = getattr(spec, name)
+        if not math.isfinite(value) or abs(value) > MAX_FRAME:
+            raise InvalidArgument(f"{prefix}.{name}: must be a finite frame within ±{MAX_FRAME:g}")
+    if not math.isfinite(spec.by_frame) or spec.by_frame <= 0:
+        raise InvalidArgument(f"{prefix}.by_frame: must be > 0, got {spec.by_frame}")
+    if spec.end_frame < spec.start_frame:
+        raise InvalidArgument(
+            f"{prefix}.end_frame: must be >= start_frame ({spec.start_frame:g}), "
+            f"got {spec.end_frame:g}"
+        )
+    if spec.packet_size < 1 or spec.packet_size > MAX_CHUNKS_PER_JOB:
+        raise InvalidArgument(
+            f"{prefix}.packet_size: must be within 1..{MAX_CHUNKS_PER_JOB}, got {spec.packet_size}"
+        )
+    if spec.packet_type is not None:
+        _check_one_of(spec.packet_type, f"{prefix}.packet_type", PACKET_TYPES)
+
+
+def validate_attributes(attributes: Iterable[Attribute], field_name: str) -> None:
+    items = list(attributes)
+    if len(items) > MAX_ATTRIBUTES:
+        raise InvalidArgument(
+            f"{field_name}: at most {MAX_ATTRIBUTES} attributes, got {len(items)}"
+        )
+    seen: set[str] = set()
+    for item in items:
+        _check_text(item.name, f"{field_name}.name", MAX_ATTRIBUTE_NAME_LENGTH, required=True)
+        if item.name in seen:
+            raise InvalidArgument(f"{field_name}: attribute {item.name!r} appears twice")
+        seen.add(item.name)
+        _check_one_of(item.type, f"{field_name}[{item.name}].type", ATTRIBUTE_TYPES)
+        if isinstance(item.value, float) and not math.isfinite(item.value):
+            raise InvalidArgument(f"{field_name}[{item.name}]: float values must be finite")
+        if isinstance(item.value, str) and "\x00" in item.value:
+            raise InvalidArgument(f"{field_name}[{item.name}]: must not contain NUL characters")
+    size = len(json.dumps({a.name: a.as_json() for a in items}))
+    if size > MAX_ATTRIBUTES_BYTES:
+        raise InvalidArgument(
+            f"{field_name}: at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}"
+        )
+
+
+def validate_environment(environment: Mapping[str, str], field_name: str) -> None:
+    if len(environment) > MAX_ENVIRONMENT_ENTRIES:
+        raise InvalidArgument(
+            f"{field_name}: at most {MAX_ENVIRONMENT_ENTRIES} variables, got {len(environment)}"
+        )
+    for name, value in environment.items():
+        if not name or "=" in name or "\x00" in name or "\x00" in value:
+            raise InvalidArgument(f"{field_name}: {name!r} is not a valid variable name")
+    size = sum(len(k) + len(v) for k, v in environment.items())
+    if size > MAX_ENVIRONMENT_BYTES:
+        raise InvalidArgument(
+            f"{field_name}: at most {MAX_ENVIRONMENT_BYTES} bytes in all, got {size}"
+        )
+
+
+# --- chunk plans ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a job splits into chunks. Chunk k (1-based) covers frame indexes
+    f0 .. min(f0 + frames_per_chunk, frames) - 1 with f0 = ((k-1) // slices) *
+    frames_per_chunk, and slice (k-1) % slices. The repository generates the
+    same rows in SQL (generate_series), so a 100,000-chunk job is one INSERT."""
+
+    count: int
+    frames: int
+    frames_per_chunk: int
+    slices: int
+    start_frame: float
+    by_frame: float
+
+
+def frame_count(start_frame: float, end_frame: float, by_frame: float) -> int:
+    return math.floor((end_frame - start_frame) / by_frame + FRAME_EPSILON) + 1
+
+
+def plan_chunks(spec: JobSpec, packet_type: str) -> ChunkPlan:
+    """The chunk plan of a (validated) job, refused when it exceeds the limit."""
+    frames = frame_count(spec.start_frame, spec.end_frame, spec.by_frame)
+    if packet_type == "frames":
+        per_chunk, slices = spec.packet_size, 1
+        count = -(-frames // per_chunk)
+    elif packet_type == "slices":
+        per_chunk, slices = 1, spec.packet_size
+        count = frames * slices
+    else:
+        # single: the whole range in one process. broadcast: one chunk here;
+        # the scheduler runs it once per eligible node (docs/jobs.md).
+        per_chunk, slices, count = frames, 1, 1
+    if count > MAX_CHUNKS_PER_JOB:
+        raise InvalidArgument(
+            f"job.packet_size: the frame range and packet settings make {count:,} chunks; "
+            f"at most {MAX_CHUNKS_PER_JOB:,} per job"
+        )
+    return ChunkPlan(count, frames, per_chunk, slices, spec.start_frame, spec.by_frame)
+
+
+def chunk_frames(plan: ChunkPlan, number: int) -> tuple[float, float, int]:
+    """(start frame, end frame, slice index) of chunk `number` (1-based)."""
+    index = number - 1
+    first = (index // plan.slices) * plan.frames_per_chunk
+    last = min(first + plan.frames_per_chunk, plan.frames) - 1
+    return (
+        plan.start_frame + first * plan.by_frame,
+        plan.start_frame + last * plan.by_frame,
+        index % plan.slices,
+    )
+
+
+# --- status ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The job's chunk counters (jobs.chunks_*)."""
+
+    total: int = 0
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+def bucket_of(chunk_status: str) -> str | None:
+    """The counter a chunk in this status counts in; None for held chunks."""
+    if chunk_status in QUEUED_BUCKET:
+        return "queued"
+    if chunk_status in RUNNING_BUCKET:
+        return "running"
+    if chunk_status in COMPLETED_BUCKET:
+        return "completed"
+    if chunk_status in FAILED_BUCKET:
+        return "failed"
+    return None
+
+
+def counters_of(status_counts: Mapping[str, int]) -> Counters:
+    totals = {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+    for status, count in status_counts.items():
+        bucket = bucket_of(status)
+        if bucket is not None:
+            totals[bucket] += count
+    return Counters(total=sum(status_counts.values()), **totals)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    status: str
+    progress: float
+    counters: Counters
+
+
+def dependencies_met(depend_mode: str, dependency_statuses: Iterable[str]) -> bool:
+    """Whether jobs with these statuses release a job waiting in `depend_mode`."""
+    done = SUCCESSFUL_JOB_STATUSES if depend_mode == "success" else FINISHED_JOB_STATUSES
+    return all(status in done for status in dependency_statuses)
+
+
+def rollup(
+    status_counts: Mapping[str, int], *, dependencies_met: bool = True, aborted: bool = False
+) -> Rollup:
+    """A job's status and progress from the number of its chunks in each status.
+
+    - aborted (a template aborted the render): failed, until reinit;
+    - every chunk finished (completed, with warnings, skipped or failed):
+      completed_with_errors if any failed, completed_with_warnings if any
+      warned, completed otherwise;
+    - a chunk is assigned/running, or some finished and others remain
+      (queued or held): running;
+    - nothing started: waiting_dependencies while dependencies are unmet,
+      queued otherwise.
+    Progress is the share of finished chunks, 0-100.
+    """
+    unknown = set(status_counts) - set(CHUNK_STATUSES)
+    if unknown:
+        raise ValueError(f"unknown chunk statuses {sorted(unknown)}")
+    counters = counters_of(status_counts)
+    finished = counters.completed + counters.failed
+    progress = 100.0 * finished / counters.total if counters.total else 0.0
+    if aborted:
+        status = "failed"
+    elif counters.total and finished == counters.total:
+        if counters.failed:
+            status = "completed_with_errors"
+        elif status_counts.get("completed_with_warnings", 0):
+            status = "completed_with_warnings"
+        else:
+            status = "completed"
+    elif counters.running or finished:
+        status = "running"
+    elif not dependencies_met:
+        status = "waiting_dependencies"
+    else:
+        status = "queued"
+    return Rollup(status, progress, counters)
+
+
+# --- chunk state rules ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkChange:
+    """What chunkSetStatus does to a chunk."""
+
+    # The status the chunk gets now; None while a kill is pending.
+    status: str | None
+    # True: the chunk is live; its node must kill the process, and `target`
+    # applies once the kill is confirmed or the node is lost.
+    kill: bool
+    target: str
+    # True: counts as a requeue (chunk and job requeue counters).
+    requeue: bool
+
+
+# Current status -> targets allowed from it (live statuses accept every target).
+_ALLOWED_FROM: dict[str, frozenset[str]] = {
+    "queued": frozenset({"queued", "hold", "skipped", "completed"}),
+    "waiting_dependencies": frozenset({"queued", "hold", "skipped", "completed"}),
+    "hold": frozenset({"queued", "hold", "skipped", "completed"}),
+    "failed": frozenset({"queued", "hold", "skipped", "completed"}),
+    "skipped": frozenset({"queued", "skipped", "completed"}),
+    "completed": frozenset({"queued", "completed"}),
+    "completed_with_warnings": frozenset({"queued", "completed"}),
+}
+_REQUEUED_FROM = frozenset({"failed", "skipped", "completed", "completed_with_warnings"})
+
+
+def chunk_change(current: str, target: str) -> ChunkChange:
+    """The chunkSetStatus state rule (docs/jobs.md has the table)."""
+    if target not in SETTABLE_CHUNK_STATUSES:
+        raise InvalidArgument(
+            f"status: must be one of {', '.join(s.upper() for s in SETTABLE_CHUNK_STATUSES)}, "
+            f"got {target.upper()}"
+        )
+    if current in LIVE_CHUNK_STATUSES:
+        return ChunkChange(None, kill=True, target=target, requeue=target == "queued")
+    if target not in _ALLOWED_FROM[current]:
+        raise FailedPrecondition(
+            f"status: a {current} chunk cannot become {target}; requeue it first"
+        )
+    return ChunkChange(
+        target, kill=False, target=target, requeue=target == "queued" and current in _REQUEUED_FROM
+    )
+
+
+# --- tree and dependency rules ------------------------------------------------------------
+
+
+def check_move(job_id: int, new_parent_id: int, new_parent_ancestors: Iterable[int]) -> None:
+    """Refuse a move that would make a folder its own ancestor."""
+    if new_parent_id == job_id or job_id in set(new_parent_ancestors):
+        raise FailedPrecondition(
+            f"new_parent_id: folder {new_parent_id} is {job_id} itself or inside it"
+        )
+
+
+def find_dependency_cycle(
+    job_id: int, depend_ids: Iterable[int], edges: Mapping[int, Iterable[int]]
+) -> list[int] | None:
+    """A path depend -> ... -> job_id if making job_id wait for depend_ids would
+    close a cycle, else None. `edges` maps a job to the jobs it waits for."""
+    for start in depend_ids:
+        if start == job_id:
+            return [job_id, job_id]
+        stack: list[tuple[int, list[int]]] = [(start, [job_id, start])]
+        seen = {start}
+        while stack:
+            node, path = stack.pop()
+            for nxt in edges.get(node, ()):
+                if nxt == job_id:
+                    return [*path, job_id]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def folder_cycle(parents: Mapping[int, int | None]) -> int | None:
+    """A job id that is its own ancestor in a parent map, or None."""
+    for start in parents:
+        seen = {start}
+        node = parents.get(start)
+        while node is not None:
+            if node in seen:
+                return start
+            seen.add(node)
+            node = parents.get(node)
+    return None

@@ -1,0 +1,592 @@
+"""SQL of the jobs domain (SQLAlchemy Core on the tables of services/jobs/tables.py).
+
+Every function takes the caller's Session, so a use case composes several of
+them in one transaction. Nothing here decides a rule; services/jobs/domain.py
+does. Only jobs-domain tables are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from services.jobs.domain import ChunkPlan
+from services.jobs.tables import (
+    backup_jobs,
+    chunk_assignments,
+    chunk_runs,
+    chunks,
+    job_dependencies,
+    jobs,
+    templates,
+)
+from services.jobs.templates import Template
+
+# --- jobs ---------------------------------------------------------------------------
+
+# Derived per-job values read with every job: cheap correlated lookups on the
+# primary keys of job_dependencies and chunk_assignments.
+_DEPEND_IDS = (
+    select(func.coalesce(func.array_agg(job_dependencies.c.depends_on_job_id), text("'{}'")))
+    .where(job_dependencies.c.job_id == jobs.c.id)
+    .scalar_subquery()
+    .label("depend_ids")
+)
+_NODES_WORKING = (
+    select(func.count())
+    .select_from(chunk_assignments)
+    .where(chunk_assignments.c.job_id == jobs.c.id)
+    .scalar_subquery()
+    .label("nodes_working")
+)
+
+
+def _job_select() -> Select[Any]:
+    return select(jobs, _DEPEND_IDS, _NODES_WORKING)
+
+
+def get_job(session: Session, job_id: int, lock: bool = False) -> Row[Any] | None:
+    query = _job_select().where(jobs.c.id == job_id)
+    if lock:
+        # Serialises changes of one job (edit, chunk status, reinit) so the
+        # counters are computed from a stable set of chunks.
+        query = query.with_for_update(of=jobs)
+    return session.execute(query).first()
+
+
+def job_id_for_request(session: Session, request_id: str) -> int | None:
+    found = session.execute(select(jobs.c.id).where(jobs.c.request_id == request_id)).scalar()
+    return int(found) if found is not None else None
+
+
+def list_jobs(
+    session: Session,
+    *,
+    after: int | None,
+    limit: int,
+    parent_id: int | None = None,
+    root_only: bool = False,
+    owner: str = "",
+    statuses: Sequence[str] = (),
+    kind: str | None = None,
+    project: str = "",
+) -> list[Row[Any]]:
+    query = _job_select().order_by(jobs.c.id).limit(limit)
+    if after is not None:
+        query = query.where(jobs.c.id > after)
+    if root_only:
+        query = query.where(jobs.c.parent_id.is_(None))
+    elif parent_id is not None:
+        query = query.where(jobs.c.parent_id == parent_id)
+    if owner:
+        query = query.where(jobs.c.owner == owner)
+    if statuses:
+        query = query.where(jobs.c.status.in_(statuses))
+    if kind:
+        query = query.where(jobs.c.kind == kind)
+    if project:
+        query = query.where(jobs.c.project == project)
+    return list(session.execute(query).all())
+
+
+def insert_job(session: Session, values: Mapping[str, Any]) -> int:
+    job_id = session.execute(insert(jobs).values(**values).returning(jobs.c.id)).scalar_one()
+    return int(job_id)
+
+
+def update_job(session: Session, job_id: int, values: Mapping[str, Any]) -> None:
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(**values, version=jobs.c.version + 1, updated_at=func.now())
+    )
+
+
+def set_dependencies(session: Session, job_id: int, depend_ids: Iterable[int]) -> None:
+    session.execute(delete(job_dependencies).where(job_dependencies.c.job_id == job_id))
+    rows = [{"job_id": job_id, "depends_on_job_id": d} for d in sorted(set(depend_ids))]
+    if rows:
+        session.execute(insert(job_dependencies), rows)
+
+
+def existing_jobs(session: Session, ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """id -> (id, kind, status) of the given ids that exist."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query: Select[Any] = select(jobs.c.id, jobs.c.kind, jobs.c.status).where(jobs.c.id.in_(wanted))
+    rows = session.execute(query).all()
+    return {int(r.id): r for r in rows}
+
+
+def ancestors(session: Session, folder_id: int) -> list[int]:
+    """The folder's parent chain up to the root (nearest first)."""
+    chain = (
+        select(jobs.c.id, jobs.c.parent_id, literal_column("1").label("depth"))
+        .where(jobs.c.id == folder_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(jobs.c.id, jobs.c.parent_id, (chain.c.depth + 1).label("depth")).where(
+            jobs.c.id == chain.c.parent_id
+        )
+    )
+    rows = session.execute(select(chain.c.parent_id).order_by(chain.c.depth)).scalars()
+    return [int(r) for r in rows if r is not None]
+
+
+def subtree(session: Session, job_id: int) -> list[Row[Any]]:
+    """The job or folder and everything inside it: (id, kind, locked, parent_id)."""
+    tree = (
+        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id)
+        .where(jobs.c.id == job_id)
+        .cte("tree", recursive=True)
+    )
+    tree = tree.union_all(
+        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id).where(
+            jobs.c.parent_id == tree.c.id
+        )
+    )
+    return list(session.execute(select(tree)).all())
+
+
+def dependency_edges(session: Session, start_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The "waits for" edges reachable from start_ids (for cycle checks)."""
+    starts = sorted(set(start_ids))
+    if not starts:
+        return {}
+    reach = (
+        select(job_dependencies.c.job_id, job_dependencies.c.depends_on_job_id)
+        .where(job_dependencies.c.job_id.in_(starts))
+        .cte("reach", recursive=True)
+    )
+    reach = reach.union(
+        select(job_dependencies.c.job_id, job_dependencies.c.depends_on_job_id).where(
+            job_dependencies.c.job_id == reach.c.depends_on_job_id
+        )
+    )
+    edges: dict[int, list[int]] = {}
+    for row in session.execute(select(reach)).all():
+        edges.setdefault(int(row.job_id), []).append(int(row.depends_on_job_id))
+    return edges
+
+
+def delete_jobs(session: Session, job_id: int) -> None:
+    # ON DELETE CASCADE removes the folder's contents, their chunks, live
+    # assignments and dependency rows; chunk_runs and backup_jobs stay.
+    session.execute(delete(jobs).where(jobs.c.id == job_id))
+
+
+# --- chunks -----------------------------------------------------------------------------
+
+
+def insert_chunks(session: Session, job_id: int, plan: ChunkPlan) -> None:
+    """The job's chunks from its plan in one INSERT ... SELECT generate_series.
+
+    Mirrors domain.chunk_frames: chunk k covers frame indexes f0 ..
+    min(f0 + per, frames) - 1, f0 = ((k-1) / slices) * per.
+    """
+    session.execute(
+        text(
+            "INSERT INTO chunks (job_id, chunk_number, start_frame, end_frame, by_frame,"
+            " slice_index)"
+            " SELECT :job, g,"
+            " :start + (((g - 1) / :slices) * :per)::float8 * :by,"
+            " :start + (LEAST(((g - 1) / :slices) * :per + :per, :frames) - 1)::float8 * :by,"
+            " :by, (g - 1) % :slices"
+            " FROM generate_series(1, :count) AS g"
+        ),
+        {
+            "job": job_id,
+            "start": plan.start_frame,
+            "by": plan.by_frame,
+            "per": plan.frames_per_chunk,
+            "slices": plan.slices,
+            "frames": plan.frames,
+            "count": plan.count,
+        },
+    )
+    align_runs_count(session, [job_id])
+
+
+def align_runs_count(session: Session, job_ids: Sequence[int] | None) -> None:
+    """Keep chunks.runs_count at least the highest run number in the history.
+
+    History outlives chunks (reinit, delete, restore, import), and the next
+    run of a chunk is numbered runs_count + 1, which must not collide with a
+    run kept from before.
+    """
+    scope = "" if job_ids is None else "AND r.job_id = ANY(:ids)"
+    session.execute(
+        text(
+            "UPDATE chunks c SET runs_count = m.last FROM ("
+            " SELECT r.job_id, r.chunk_number, max(r.run_number) AS last FROM chunk_runs r"
+            f" WHERE true {scope} GROUP BY r.job_id, r.chunk_number) m"
+            " WHERE c.job_id = m.job_id AND c.chunk_number = m.chunk_number"
+            " AND c.runs_count < m.last"
+        ),
+        {} if job_ids is None else {"ids": list(job_ids)},
+    )
+
+
+def delete_chunks(session: Session, job_id: int) -> None:
+    session.execute(delete(chunks).where(chunks.c.job_id == job_id))
+
+
+def chunk_status_counts(session: Session, job_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(chunks.c.status, func.count())
+        .where(chunks.c.job_id == job_id)
+        .group_by(chunks.c.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+def any_chunk_started(session: Session, job_id: int) -> bool:
+    started = session.execute(
+        select(chunks.c.chunk_number)
+        .where(
+            chunks.c.job_id == job_id,
+            or_(
+                chunks.c.runs_count > 0,
+                chunks.c.status.not_in(("queued", "waiting_dependencies", "hold")),
+            ),
+        )
+        .limit(1)
+    ).first()
+    return started is not None
+
+
+def list_chunks(
+    session: Session, job_id: int, statuses: Sequence[str], after: int | None, limit: int
+) -> list[Row[Any]]:
+    query = (
+        select(chunks).where(chunks.c.job_id == job_id).order_by(chunks.c.chunk_number).limit(limit)
+    )
+    if after is not None:
+        query = query.where(chunks.c.chunk_number > after)
+    if statuses:
+        query = query.where(chunks.c.status.in_(statuses))
+    return list(session.execute(query).all())
+
+
+def get_chunk(session: Session, job_id: int, chunk_number: int) -> Row[Any] | None:
+    return session.execute(
+        select(chunks).where(chunks.c.job_id == job_id, chunks.c.chunk_number == chunk_number)
+    ).first()
+
+
+def update_chunk(
+    session: Session, job_id: int, chunk_number: int, values: Mapping[str, Any]
+) -> None:
+    session.execute(
+        update(chunks)
+        .where(chunks.c.job_id == job_id, chunks.c.chunk_number == chunk_number)
+        .values(**values, version=chunks.c.version + 1)
+    )
+
+
+def assignment_of(session: Session, job_id: int, chunk_number: int) -> Row[Any] | None:
+    return session.execute(
+        select(chunk_assignments).where(
+            chunk_assignments.c.job_id == job_id,
+            chunk_assignments.c.chunk_number == chunk_number,
+        )
+    ).first()
+
+
+def request_kill(session: Session, job_id: int, chunk_number: int, status_after: str) -> None:
+    """Mark a live assignment for killing; the status applies once the kill is
+    confirmed or the node is lost (nodes service)."""
+    session.execute(
+        update(chunk_assignments)
+        .where(
+            chunk_assignments.c.job_id == job_id,
+            chunk_assignments.c.chunk_number == chunk_number,
+        )
+        .values(
+            state="killing",
+            kill_follow_up="continue",
+            status_after_kill=status_after,
+            updated_at=func.now(),
+        )
+    )
+
+
+def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:
+    """End the live assignments of these jobs now: their runs end as killed in
+    the history, the rows go, and the ids of the nodes that ran them are
+    returned so the nodes service can kill the processes."""
+    if not job_ids:
+        return []
+    live = select(chunk_assignments.c.job_id, chunk_assignments.c.chunk_number).where(
+        chunk_assignments.c.job_id.in_(job_ids)
+    )
+    session.execute(
+        update(chunk_runs)
+        .where(
+            chunk_runs.c.outcome == "running",
+            tuple_(chunk_runs.c.job_id, chunk_runs.c.chunk_number).in_(live),
+        )
+        .values(outcome="killed", ended_at=func.now(), message=message)
+    )
+    nodes = session.execute(
+        delete(chunk_assignments)
+        .where(chunk_assignments.c.job_id.in_(job_ids))
+        .returning(chunk_assignments.c.node_id)
+    ).scalars()
+    return sorted({int(n) for n in nodes})
+
+
+def live_assignments_count(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(chunk_assignments)).scalar_one())
+
+
+# --- history ----------------------------------------------------------------------------
+
+
+def list_runs(
+    session: Session, job_id: int, chunk_number: int | None, after: int | None, limit: int
+) -> list[Row[Any]]:
+    query = select(chunk_runs).where(chunk_runs.c.job_id == job_id)
+    if chunk_number is not None:
+        query = query.where(chunk_runs.c.chunk_number == chunk_number)
+    if after is not None:
+        query = query.where(chunk_runs.c.id > after)
+    return list(session.execute(query.order_by(chunk_runs.c.id).limit(limit)).all())
+
+
+def runs_exist(session: Session, job_id: int, chunk_number: int | None = None) -> bool:
+    query = select(chunk_runs.c.id).where(chunk_runs.c.job_id == job_id)
+    if chunk_number is not None:
+        query = query.where(chunk_runs.c.chunk_number == chunk_number)
+    return session.execute(query.limit(1)).first() is not None
+
+
+# --- templates -----------------------------------------------------------------------
+
+
+def upsert_templates(session: Session, definitions: Iterable[Template]) -> None:
+    for t in definitions:
+        values = {
+            "id": t.id,
+            "name": t.name,
+            "description": t.description,
+            "commands": [c.as_json() for c in t.commands],
+            "log_error_patterns": list(t.log_error_patterns),
+            "log_warning_patterns": list(t.log_warning_patterns),
+            "success_exit_codes": list(t.success_exit_codes),
+            "default_packet_type": t.default_packet_type,
+            "script_name": t.script_name,
+            "enabled": t.enabled,
+        }
+        statement = pg_insert(templates).values(**values)
+        changed = {k: statement.excluded[k] for k in values if k != "id"}
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[templates.c.id], set_={**changed, "updated_at": func.now()}
+            )
+        )
+
+
+def get_template(session: Session, template_id: int) -> Row[Any] | None:
+    return session.execute(select(templates).where(templates.c.id == template_id)).first()
+
+
+def list_templates(
+    session: Session, platform: str | None, after: int | None, limit: int
+) -> list[Row[Any]]:
+    query = select(templates).order_by(templates.c.id).limit(limit)
+    if after is not None:
+        query = query.where(templates.c.id > after)
+    if platform:
+        query = query.where(
+            templates.c.commands.contains([{"platform": platform}])  # JSONB @>
+        )
+    return list(session.execute(query).all())
+
+
+def template_ids(session: Session) -> set[int]:
+    return {int(i) for i in session.execute(select(templates.c.id)).scalars()}
+
+
+# --- backup store ------------------------------------------------------------------
+
+
+def table_rows(session: Session, query: Select[Any]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in session.execute(query).all()]
+
+
+def snapshot_parts(session: Session, job_id: int) -> dict[str, list[dict[str, Any]]]:
+    """The rows a backup keeps: the job, its dependencies, chunks and runs."""
+    return {
+        "job": table_rows(session, select(jobs).where(jobs.c.id == job_id)),
+        "dependencies": table_rows(
+            session, select(job_dependencies).where(job_dependencies.c.job_id == job_id)
+        ),
+        "chunks": table_rows(
+            session,
+            select(chunks).where(chunks.c.job_id == job_id).order_by(chunks.c.chunk_number),
+        ),
+        "runs": table_rows(
+            session,
+            select(chunk_runs).where(chunk_runs.c.job_id == job_id).order_by(chunk_runs.c.id),
+        ),
+    }
+
+
+def folder_rows(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = table_rows(session, select(jobs).where(jobs.c.id.in_(ids)))
+    order = {folder_id: i for i, folder_id in enumerate(ids)}
+    return sorted(rows, key=lambda r: order[r["id"]])
+
+
+def backup_ids_of_job(session: Session, job_id: int) -> list[int]:
+    return [
+        int(i)
+        for i in session.execute(
+            select(backup_jobs.c.id).where(backup_jobs.c.job_id == job_id)
+        ).scalars()
+    ]
+
+
+def insert_backup(session: Session, values: Mapping[str, Any]) -> int:
+    backup_id = session.execute(
+        insert(backup_jobs).values(**values).returning(backup_jobs.c.id)
+    ).scalar_one()
+    return int(backup_id)
+
+
+def delete_backups(session: Session, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(delete(backup_jobs).where(backup_jobs.c.id.in_(ids)))
+
+
+def get_backup(session: Session, backup_id: int) -> Row[Any] | None:
+    return session.execute(select(backup_jobs).where(backup_jobs.c.id == backup_id)).first()
+
+
+def backup_boundaries(session: Session) -> tuple[datetime | None, datetime | None, int]:
+    first, last, count = session.execute(
+        select(
+            func.min(backup_jobs.c.backed_up_at),
+            func.max(backup_jobs.c.backed_up_at),
+            func.count(),
+        )
+    ).one()
+    return first, last, int(count)
+
+
+def query_backups(
+    session: Session,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    name_contains: str = "",
+    owner: str = "",
+    project: str = "",
+    job_id: int = 0,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Row[Any]]:
+    """Newest backup first; keyset on (backed_up_at, id) descending."""
+    conditions: list[ColumnElement[bool]] = []
+    if name_contains:
+        escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(backup_jobs.c.name.ilike(f"%{escaped}%", escape="\\"))
+    if owner:
+        conditions.append(backup_jobs.c.owner == owner)
+    if project:
+        conditions.append(backup_jobs.c.project == project)
+    if job_id:
+        conditions.append(backup_jobs.c.job_id == job_id)
+    if since is not None:
+        conditions.append(backup_jobs.c.backed_up_at >= since)
+    if until is not None:
+        conditions.append(backup_jobs.c.backed_up_at <= until)
+    if after is not None:
+        conditions.append(
+            tuple_(backup_jobs.c.backed_up_at, backup_jobs.c.id)
+            < tuple_(bindparam("after_time", after[0]), bindparam("after_id", after[1]))
+        )
+    query = (
+        select(backup_jobs)
+        .where(and_(True, *conditions))
+        .order_by(backup_jobs.c.backed_up_at.desc(), backup_jobs.c.id.desc())
+        .limit(limit)
+    )
+    return list(session.execute(query).all())
+
+
+# --- whole queue (snapshots) -----------------------------------------------------------
+
+
+def queue_rows(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the queue tables in the export's fixed order."""
+    return {
+        "jobs": table_rows(session, select(jobs).order_by(jobs.c.id)),
+        "job_dependencies": table_rows(
+            session,
+            select(job_dependencies).order_by(
+                job_dependencies.c.job_id, job_dependencies.c.depends_on_job_id
+            ),
+        ),
+        "chunks": table_rows(
+            session, select(chunks).order_by(chunks.c.job_id, chunks.c.chunk_number)
+        ),
+    }
+
+
+def clear_queue(session: Session) -> None:
+    session.execute(delete(jobs))  # cascades to chunks, dependencies, assignments
+
+
+def insert_rows(session: Session, table_name: str, rows: list[dict[str, Any]]) -> None:
+    table = {"jobs": jobs, "job_dependencies": job_dependencies, "chunks": chunks}[table_name]
+    if rows:
+        session.execute(insert(table), rows)
+
+
+def set_parents(session: Session, parents: Mapping[int, int]) -> None:
+    if parents:
+        session.execute(
+            update(jobs).where(jobs.c.id == bindparam("child")).values(parent_id=bindparam("p")),
+            [{"child": child, "p": parent} for child, parent in parents.items()],
+        )
+
+
+def reset_job_id_sequence(session: Session) -> None:
+    """Move the jobs identity past every id inserted explicitly."""
+    session.execute(
+        text(
+            "SELECT setval(pg_get_serial_sequence('jobs', 'id'),"
+            " COALESCE((SELECT max(id) FROM jobs), 1),"
+            " (SELECT max(id) FROM jobs) IS NOT NULL)"
+        )
+    )
+
+
+def jobs_count(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(jobs)).scalar_one())
