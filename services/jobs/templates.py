@@ -12,7 +12,8 @@ Tokens in a template's executable, arguments, working folder and environment:
     {frame}                alias of {start} (one-frame chunks, slices)
     {slice}                the slice index (0-based; 0 unless packet type is slices)
     {chunk} {job}          the chunk id and the job id
-    {@name}                the value of the job attribute `name`
+    {@name}                the value of the job attribute `name`, whose own frame
+                           tokens ({start}...) expand too
     {*name}                as a whole argument: the attribute's value split
                            like a shell would (shlex), one argument per word
     {{ }}                  literal braces
@@ -236,13 +237,15 @@ def build_command(
         "job": str(job.id),
     }
 
-    def expand(text: str) -> str:
+    def expand(text: str, attributes: bool = True) -> str:
         def one(match: re.Match[str]) -> str:
             whole, sigil, name, padding = match.group(0), match[1], match[2], match[3]
             if whole in ("{{", "}}"):
                 return whole[0]
-            if sigil == "@" or sigil == "*":
-                return values.get(name, "")
+            if sigil:
+                # An attribute's own frame tokens expand too (one level: an
+                # attribute never pulls in another one).
+                return expand(values.get(name, ""), attributes=False) if attributes else whole
             if name in frames:
                 return format_frame(frames[name], int(padding or 0))
             if name in plain and padding is None:

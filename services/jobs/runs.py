@@ -1,0 +1,278 @@
+"""The render loop on the jobs side: how a run's end changes its chunk and job.
+
+Reports arrive from the nodes service with the fencing token of the live
+assignment they are about. The assignment row is the proof: a report whose
+token has no live assignment (the chunk was reassigned after its node was
+lost, or the report is a duplicate) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from services.core.bus import publish
+from services.core.caller import current_caller
+from services.core.database import Database
+from services.core.errors import InvalidArgument
+from services.jobs.domain import rollup
+from services.jobs.tables import chunk_assignments, chunk_run_logs, chunk_runs, chunks, jobs
+
+_LOG = logging.getLogger(__name__)
+
+# Requeues of one chunk when neither the job nor the configuration sets a maximum.
+DEFAULT_MAX_REQUEUES = 3
+MAX_LOG_LINES_PER_CALL = 1000
+MAX_LOG_LINE_BYTES = 64 * 1024
+FINISHED_OUTCOMES = (
+    "succeeded",
+    "succeeded_with_warnings",
+    "failed",
+    "killed",
+    "timed_out",
+    "lost",
+)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    job_id: int
+    chunk_number: int
+    fencing_token: int
+    node_id: int
+    exit_code: int
+    outcome: str
+    message: str = ""
+    ended_at: datetime | None = None
+    # Set when the dispatcher asked for the kill: continue | pause | restart.
+    kill_follow_up: str = ""
+
+
+def next_chunk_status(
+    outcome: str,
+    kill_follow_up: str,
+    status_after_kill: str | None,
+    requeue_count: int,
+    max_requeues: int,
+) -> str:
+    """The status a chunk takes when its run ends this way (pure rule).
+
+    - success: completed (with warnings);
+    - a kill the dispatcher asked for: the status chunkSetStatus asked for,
+      else failed for "kill and go on", back to the queue for restart/pause;
+    - failure, timeout, lost node, or a kill nobody asked for: back to the
+      queue while the chunk has requeues left, failed after that.
+    """
+    if outcome == "succeeded":
+        return "completed"
+    if outcome == "succeeded_with_warnings":
+        return "completed_with_warnings"
+    if status_after_kill:
+        return status_after_kill
+    if outcome == "killed" and kill_follow_up:
+        return "failed" if kill_follow_up == "continue" else "queued"
+    return "queued" if requeue_count < max_requeues else "failed"
+
+
+class ChunkRuns:
+    def __init__(self, db: Database, max_requeues: int = DEFAULT_MAX_REQUEUES) -> None:
+        self.db = db
+        self.max_requeues = max_requeues
+
+    def finish(self, end: RunEnd) -> str | None:
+        """Apply a run's end; returns the chunk's new status, None when stale."""
+        if end.outcome not in FINISHED_OUTCOMES:
+            raise InvalidArgument(f"outcome: must be a finished outcome, got {end.outcome!r}")
+        if end.fencing_token <= 0:
+            raise InvalidArgument("fencing_token: must be set")
+        with self.db.transaction() as session:
+            assignment = session.execute(
+                select(chunk_assignments)
+                .where(chunk_assignments.c.fencing_token == end.fencing_token)
+                .with_for_update()
+            ).first()
+            if (
+                assignment is None
+                or assignment.job_id != end.job_id
+                or assignment.chunk_number != end.chunk_number
+            ):
+                _LOG.info(
+                    "stale report for job %s chunk %s (token %s) from node %s ignored",
+                    end.job_id,
+                    end.chunk_number,
+                    end.fencing_token,
+                    end.node_id,
+                )
+                return None
+            return self._apply(session, end, assignment)
+
+    def _apply(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
+        job = session.execute(select(jobs).where(jobs.c.id == end.job_id).with_for_update()).one()
+        chunk = session.execute(
+            select(chunks)
+            .where(chunks.c.job_id == end.job_id, chunks.c.chunk_number == end.chunk_number)
+            .with_for_update()
+        ).one()
+        follow_up = end.kill_follow_up or (assignment.kill_follow_up or "")
+        limit = job.max_chunk_requeues or self.max_requeues
+        status = next_chunk_status(
+            end.outcome, follow_up, assignment.status_after_kill, chunk.requeue_count, limit
+        )
+        requeued = status == "queued"
+        ended_at = end.ended_at or func.now()
+        session.execute(
+            update(chunk_runs)
+            .where(chunk_runs.c.fencing_token == end.fencing_token)
+            .values(
+                ended_at=ended_at,
+                exit_code=end.exit_code,
+                outcome=end.outcome,
+                message=end.message[:4000],
+            )
+        )
+        session.execute(
+            update(chunks)
+            .where(chunks.c.job_id == end.job_id, chunks.c.chunk_number == end.chunk_number)
+            .values(
+                status=status,
+                ended_at=None if requeued else ended_at,
+                exit_code=end.exit_code,
+                progress=100.0 if status.startswith("completed") else chunk.progress,
+                requeue_count=chunk.requeue_count + (1 if requeued else 0),
+                fencing_token=None,
+                version=chunks.c.version + 1,
+            )
+        )
+        session.execute(
+            delete(chunk_assignments).where(chunk_assignments.c.fencing_token == end.fencing_token)
+        )
+        actor = current_caller().label
+        payload = {
+            "job_id": end.job_id,
+            "chunk_id": end.chunk_number,
+            "node_id": end.node_id,
+            "outcome": end.outcome,
+            "status": status,
+            "actor": actor,
+        }
+        publish(session, "chunk.finished", payload, key=str(end.job_id))
+        if status == "failed":
+            publish(session, "chunk.failed", payload, key=str(end.job_id))
+        if requeued:
+            session.execute(
+                update(jobs)
+                .where(jobs.c.id == end.job_id)
+                .values(requeue_count=jobs.c.requeue_count + 1)
+            )
+            publish(session, "chunk.requeued", payload, key=str(end.job_id))
+        refresh_job(session, end.job_id, job.status)
+        return status
+
+    def release_node(self, node_id: int, reason: str) -> list[tuple[int, int, str]]:
+        """End every live assignment of a lost node as LOST."""
+        released = []
+        with self.db.transaction() as session:
+            tokens = session.execute(
+                select(
+                    chunk_assignments.c.fencing_token,
+                    chunk_assignments.c.job_id,
+                    chunk_assignments.c.chunk_number,
+                )
+                .where(chunk_assignments.c.node_id == node_id)
+                .with_for_update()
+            ).all()
+            for token, job_id, chunk_number in tokens:
+                assignment = session.execute(
+                    select(chunk_assignments).where(chunk_assignments.c.fencing_token == token)
+                ).one()
+                status = self._apply(
+                    session,
+                    RunEnd(job_id, chunk_number, token, node_id, -1, "lost", reason),
+                    assignment,
+                )
+                released.append((job_id, chunk_number, status))
+        return released
+
+    def append_log(
+        self, job_id: int, chunk_number: int, fencing_token: int, lines: list[tuple[Any, str, str]]
+    ) -> bool:
+        """Store (time, stream, text) lines for the run holding the token."""
+        if len(lines) > MAX_LOG_LINES_PER_CALL:
+            raise InvalidArgument(f"lines: at most {MAX_LOG_LINES_PER_CALL} per call")
+        for _, _, text in lines:
+            if len(text.encode(errors="replace")) > MAX_LOG_LINE_BYTES:
+                raise InvalidArgument(f"lines: a line is larger than {MAX_LOG_LINE_BYTES} bytes")
+        with self.db.transaction() as session:
+            run = session.execute(
+                select(chunk_runs.c.id).where(
+                    chunk_runs.c.fencing_token == fencing_token,
+                    chunk_runs.c.job_id == job_id,
+                    chunk_runs.c.chunk_number == chunk_number,
+                )
+            ).first()
+            if run is None or not lines:
+                return run is not None
+            last = session.execute(
+                select(func.coalesce(func.max(chunk_run_logs.c.seq), 0)).where(
+                    chunk_run_logs.c.run_id == run.id
+                )
+            ).scalar_one()
+            session.execute(
+                insert(chunk_run_logs),
+                [
+                    {
+                        "run_id": run.id,
+                        "seq": last + i + 1,
+                        "logged_at": when or func.now(),
+                        "stream": stream,
+                        "line": text.replace("\x00", ""),
+                    }
+                    for i, (when, stream, text) in enumerate(lines)
+                ],
+            )
+            return True
+
+
+def refresh_job(session: Session, job_id: int, previous_status: str) -> None:
+    """Recompute a job's counters and status from its chunks; publish its end."""
+    counts = {
+        str(status): int(count)
+        for status, count in session.execute(
+            select(chunks.c.status, func.count())
+            .where(chunks.c.job_id == job_id)
+            .group_by(chunks.c.status)
+        ).all()
+    }
+    result = rollup(counts)
+    finished = result.status in (
+        "completed",
+        "completed_with_warnings",
+        "completed_with_errors",
+        "failed",
+    )
+    values: dict[str, Any] = {
+        "status": result.status,
+        "progress": result.progress,
+        "chunks_total": result.counters.total,
+        "chunks_queued": result.counters.queued,
+        "chunks_running": result.counters.running,
+        "chunks_completed": result.counters.completed,
+        "chunks_failed": result.counters.failed,
+        "updated_at": func.now(),
+        "version": jobs.c.version + 1,
+    }
+    if finished:
+        values["ended_at"] = func.now()
+    session.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    if finished and previous_status != result.status:
+        publish(
+            session,
+            "job.completed",
+            {"job_id": job_id, "status": result.status, "actor": current_caller().label},
+            key=str(job_id),
+        )

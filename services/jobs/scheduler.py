@@ -1,0 +1,358 @@
+"""The scheduler: matches ready chunks to idle nodes, one leader per farm.
+
+Leadership is a Postgres session advisory lock held on a dedicated
+connection: the lock goes the moment the leader's connection dies, and a
+standby takes it at its next try. Each tick reads the farm once, decides in
+memory, and commits every assignment of the tick in one transaction; the
+database arbitrates (one live assignment per chunk and per node, conditional
+chunk updates), so a second scheduler by mistake can only lose races, never
+double-book. Agents hear of an assignment only from its committed event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from services.core.bus import CHANNEL, publish
+from services.core.database import Database
+from services.jobs.domain import dependencies_met
+
+_LOG = logging.getLogger(__name__)
+
+LEADER_LOCK_KEY = 0x6D75737465720002
+
+
+@dataclass
+class FreeNode:
+    id: int
+    name: str
+    host_name: str
+    pools: set[str]
+
+
+@dataclass
+class CandidateJob:
+    id: int
+    template_id: int | None
+    included_pools: list[str]
+    excluded_pools: list[str]
+    max_nodes: int
+    working: int
+    depend_mode: str
+    started: bool
+    dependency_statuses: list[str] = field(default_factory=list)
+
+
+def eligible(
+    node: FreeNode,
+    job: CandidateJob,
+    excluded_jobs: set[tuple[int, int]],
+    excluded_templates: set[tuple[int, int]],
+) -> bool:
+    """Whether `node` may run a chunk of `job` (pure rule)."""
+    included = {p.lower() for p in job.included_pools}
+    excluded = {p.lower() for p in job.excluded_pools}
+    if included and not included & node.pools:
+        return False
+    if excluded & node.pools:
+        return False
+    if (node.id, job.id) in excluded_jobs:
+        return False
+    return not (job.template_id is not None and (node.id, job.template_id) in excluded_templates)
+
+
+class Scheduler:
+    def __init__(self, db: Database, tick_seconds: float = 1.0, batch_size: int = 500) -> None:
+        self.db = db
+        self.tick_seconds = tick_seconds
+        self.batch_size = batch_size
+        self.is_leader = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.assigned_total = 0
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            with self.db.raw_connection() as conn:
+                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
+        except Exception:
+            pass
+        if self._thread is not None:
+            self._thread.join(15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.db.raw_connection() as conn:
+                    got = conn.execute(
+                        "SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)
+                    ).fetchone()
+                    if not got or not got[0]:
+                        self._stop.wait(1.0)
+                        continue
+                    _LOG.info("scheduler: this process is the leader")
+                    self.is_leader.set()
+                    try:
+                        conn.execute(f"LISTEN {CHANNEL}")
+                        self._lead(conn)
+                    finally:
+                        self.is_leader.clear()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                _LOG.exception("scheduler failed; retrying")
+                self._stop.wait(1.0)
+
+    def _lead(self, conn: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                assigned = self.tick()
+            except (IntegrityError, DBAPIError) as exc:
+                # Lost a race (a node or chunk changed under us): next tick.
+                _LOG.debug("scheduler tick rolled back: %s", exc)
+                assigned = 0
+            if assigned >= self.batch_size:
+                continue  # more may be ready right away
+            # Sleep until something happens on the bus or the tick passes.
+            for _ in conn.notifies(timeout=self.tick_seconds, stop_after=1):
+                pass
+            # Leadership holds only while this connection lives.
+            conn.execute("SELECT 1")
+
+    # --- one tick -----------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Assign what can be assigned now; returns how many chunks."""
+        with self.db.transaction() as session:
+            if not self._engine_running(session):
+                return 0
+            nodes = self._free_nodes(session)
+            if not nodes:
+                return 0
+            candidates = self._candidate_jobs(session)
+            if not candidates:
+                return 0
+            excluded_jobs, excluded_templates = self._exclusions(session)
+            plan: list[tuple[CandidateJob, int, float, float, FreeNode]] = []
+            for job in candidates:
+                if not nodes:
+                    break
+                if job.dependency_statuses and not dependencies_met(
+                    job.depend_mode, job.dependency_statuses
+                ):
+                    continue
+                capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
+                usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]
+                take = min(capacity, len(usable), self.batch_size - len(plan))
+                if take <= 0:
+                    continue
+                ready = session.execute(
+                    text(
+                        "SELECT chunk_number, start_frame, end_frame FROM chunks"
+                        " WHERE job_id = :job AND status = 'queued'"
+                        " ORDER BY chunk_number LIMIT :take FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"job": job.id, "take": take},
+                ).all()
+                for chunk, node in zip(ready, usable, strict=False):
+                    plan.append((job, chunk.chunk_number, chunk.start_frame, chunk.end_frame, node))
+                    nodes.remove(node)
+                if len(plan) >= self.batch_size:
+                    break
+            if plan:
+                self._commit(session, plan)
+            self.assigned_total += len(plan)
+            return len(plan)
+
+    @staticmethod
+    def _engine_running(session: Session) -> bool:
+        status = session.execute(text("SELECT status FROM engine_state WHERE id = 1")).scalar()
+        return status in (None, "running")
+
+    def _free_nodes(self, session: Session) -> list[FreeNode]:
+        rows = session.execute(
+            text(
+                "SELECT n.id, n.name, n.host_name, n.pools FROM nodes n"
+                " WHERE n.status = 'idle' AND NOT n.paused AND n.session_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                " ORDER BY n.id LIMIT :limit"
+            ),
+            {"limit": self.batch_size},
+        ).all()
+        if not rows:
+            return []
+        members: dict[str, set[str]] = defaultdict(set)
+        for pool, node_name in session.execute(
+            text("SELECT p.name, m.node_name FROM pool_members m JOIN pools p ON p.id = m.pool_id")
+        ).all():
+            members[str(node_name).lower()].add(str(pool).lower())
+        return [
+            FreeNode(
+                r.id,
+                r.name,
+                r.host_name,
+                {p.lower() for p in r.pools}
+                | members[r.name.lower()]
+                | members[r.host_name.lower()],
+            )
+            for r in rows
+        ]
+
+    def _candidate_jobs(self, session: Session) -> list[CandidateJob]:
+        rows = session.execute(
+            text(
+                "SELECT j.id, j.template_id, j.included_pools, j.excluded_pools, j.max_nodes,"
+                " j.depend_mode, j.started_at IS NOT NULL AS started,"
+                " (SELECT count(*) FROM chunk_assignments a WHERE a.job_id = j.id) AS working"
+                " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
+                " AND j.status <> 'failed'"
+                " ORDER BY j.priority DESC, j.submitted_at, j.id LIMIT 2000"
+            )
+        ).all()
+        candidates = {
+            r.id: CandidateJob(
+                r.id,
+                r.template_id,
+                list(r.included_pools),
+                list(r.excluded_pools),
+                r.max_nodes,
+                r.working,
+                r.depend_mode,
+                r.started,
+            )
+            for r in rows
+        }
+        if candidates:
+            for job_id, status in session.execute(
+                text(
+                    "SELECT d.job_id, j.status FROM job_dependencies d"
+                    " JOIN jobs j ON j.id = d.depends_on_job_id WHERE d.job_id IN :ids"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"ids": list(candidates)},
+            ).all():
+                candidates[job_id].dependency_statuses.append(status)
+        return list(candidates.values())
+
+    @staticmethod
+    def _exclusions(session: Session) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+        jobs = {
+            (int(n), int(j))
+            for n, j in session.execute(
+                text("SELECT node_id, job_id FROM node_job_exclusions WHERE excluded_until > now()")
+            ).all()
+        }
+        templates = {
+            (int(n), int(t))
+            for n, t in session.execute(
+                text("SELECT node_id, template_id FROM node_template_exclusions")
+            ).all()
+        }
+        return jobs, templates
+
+    @staticmethod
+    def _commit(
+        session: Session, plan: list[tuple[CandidateJob, int, float, float, FreeNode]]
+    ) -> None:
+        per_job: dict[int, int] = defaultdict(int)
+        for job, chunk_number, start, end, node in plan:
+            token = session.execute(
+                text(
+                    "INSERT INTO chunk_assignments (job_id, chunk_number, node_id)"
+                    " VALUES (:job, :chunk, :node) RETURNING fencing_token"
+                ),
+                {"job": job.id, "chunk": chunk_number, "node": node.id},
+            ).scalar_one()
+            run_number = session.execute(
+                text(
+                    "UPDATE chunks SET status = 'assigned', node_id = :node, node_name = :name,"
+                    " fencing_token = :token, started_at = now(), ended_at = NULL,"
+                    " exit_code = NULL, progress = 0, runs_count = runs_count + 1,"
+                    " version = version + 1"
+                    " WHERE job_id = :job AND chunk_number = :chunk AND status = 'queued'"
+                    " RETURNING runs_count"
+                ),
+                {
+                    "node": node.id,
+                    "name": node.name,
+                    "token": token,
+                    "job": job.id,
+                    "chunk": chunk_number,
+                },
+            ).scalar()
+            if run_number is None:
+                raise IntegrityError("chunk changed while assigning", None, Exception())
+            session.execute(
+                text(
+                    "INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id,"
+                    " node_name, fencing_token, start_frame, end_frame, started_at, outcome)"
+                    " VALUES (:job, :chunk, :run, :node, :name, :token, :start, :end, now(),"
+                    " 'running')"
+                ),
+                {
+                    "job": job.id,
+                    "chunk": chunk_number,
+                    "run": run_number,
+                    "node": node.id,
+                    "name": node.name,
+                    "token": token,
+                    "start": start,
+                    "end": end,
+                },
+            )
+            per_job[job.id] += 1
+            publish(
+                session,
+                "chunk.assigned",
+                {
+                    "job_id": job.id,
+                    "chunk_id": chunk_number,
+                    "node_id": node.id,
+                    "fencing_token": token,
+                    "actor": "scheduler",
+                },
+                key=str(node.id),
+            )
+            publish(
+                session,
+                "chunk.started",
+                {
+                    "job_id": job.id,
+                    "chunk_id": chunk_number,
+                    "node_id": node.id,
+                    "actor": "scheduler",
+                },
+                key=str(job.id),
+            )
+        jobs_by_id = {job.id: job for job, *_ in plan}
+        for job_id, count in per_job.items():
+            session.execute(
+                text(
+                    "UPDATE jobs SET chunks_queued = chunks_queued - :n,"
+                    " chunks_running = chunks_running + :n, status = 'running',"
+                    " started_at = coalesce(started_at, now()), updated_at = now(),"
+                    " version = version + 1 WHERE id = :job"
+                ),
+                {"n": count, "job": job_id},
+            )
+            if not jobs_by_id[job_id].started:
+                publish(
+                    session,
+                    "job.started",
+                    {"job_id": job_id, "actor": "scheduler"},
+                    key=str(job_id),
+                )
