@@ -50,6 +50,9 @@ class Component:
     services: Sequence[ServiceDescriptor]
     register: Callable[[grpc.aio.Server], None]
     background: list[Background] = field(default_factory=list)
+    # Told the address the server listens on once it is bound (a service
+    # that calls a co-hosted service by RPC needs it when the port was 0).
+    on_listening: list[Callable[[str], None]] = field(default_factory=list)
 
     @property
     def service_names(self) -> list[str]:
@@ -261,7 +264,12 @@ class DispatcherServer:
         port = self.server.add_insecure_port(listen)
         if not port:
             raise OSError(f"cannot listen on {listen}")
+        host = listen.rsplit(":", 1)[0]
+        if host in ("0.0.0.0", "[::]", ""):
+            host = "127.0.0.1"
         for component in self.components:
+            for told in component.on_listening:
+                told(f"{host}:{port}")
             for item in component.background:
                 item.start()
         await self.server.start()

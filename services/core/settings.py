@@ -69,6 +69,9 @@ class Settings:
     event_retention_hours: float = 168.0
     # Seconds a bus listener waits for a NOTIFY before polling anyway.
     event_poll_seconds: float = 5.0
+    # host:port of the jobs service, for the nodes service's render reports.
+    # Empty: the server this process runs (the jobs service must be co-hosted).
+    jobs_address: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -93,6 +96,7 @@ class Settings:
             event_poll_seconds=_float(
                 env, "MUSTER_EVENT_POLL_SECONDS", cls.event_poll_seconds, 0.05
             ),
+            jobs_address=env.get("MUSTER_JOBS_ADDRESS", "").strip(),
         )
 
 
@@ -108,4 +112,5 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "log_format": "MUSTER_LOG_FORMAT",
     "event_retention_hours": "MUSTER_EVENT_RETENTION_HOURS",
     "event_poll_seconds": "MUSTER_EVENT_POLL_SECONDS",
+    "jobs_address": "MUSTER_JOBS_ADDRESS",
 }

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import grpc
 
-from farm.jobs.v1 import jobs_pb2_grpc
+from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2_grpc
 from services.core.database import Database
 from services.core.server import Component
 from services.core.settings import Settings
+from services.jobs.runs import ChunkRuns
+from services.jobs.runs_servicer import CHUNK_RUNS_SERVICE, ChunkRunsServicer
+from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
 from services.jobs.servicer import JOBS_SERVICE, JobsServicer
 
@@ -31,8 +34,16 @@ class _SeedTemplates:
 def build(db: Database, settings: Settings) -> Component:
     service = JobsService(db)
     servicer = JobsServicer(service)
+    runs = ChunkRunsServicer(ChunkRuns(db))
 
     def register(server: grpc.aio.Server) -> None:
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server)
+        chunk_runs_pb2_grpc.add_ChunkRunsServiceServicer_to_server(runs, server)
 
-    return Component("jobs", [JOBS_SERVICE], register, background=[_SeedTemplates(service)])
+    return Component(
+        "jobs",
+        [JOBS_SERVICE, CHUNK_RUNS_SERVICE],
+        register,
+        # Every replica runs a scheduler; one at a time leads (advisory lock).
+        background=[_SeedTemplates(service), Scheduler(db)],
+    )

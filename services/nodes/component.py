@@ -14,6 +14,7 @@ from services.core.server import Component
 from services.core.settings import Settings
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
+from services.nodes.render import RenderBridge
 from services.nodes.service import NodesService, new_replica_id
 from services.nodes.servicer import (
     AGENT_SERVICE,
@@ -35,9 +36,12 @@ def build(db: Database, settings: Settings) -> Component:
     service = NodesService(db, replica)
     hub = SessionHub(service)
     client_hub = ClientHub(db, ClientsService(db, replica))
+    render = RenderBridge(db, service, hub)
+    render.jobs_address = settings.jobs_address
+    hub.render_listener = render
     nodes = NodesServicer(service)
     clients = ClientsServicer(client_hub.service, client_hub)
-    agent = AgentServicer(service, hub)
+    agent = AgentServicer(service, hub, render)
 
     def register(server: grpc.aio.Server) -> None:
         nodes_pb2_grpc.add_NodesServiceServicer_to_server(nodes, server)
@@ -48,16 +52,25 @@ def build(db: Database, settings: Settings) -> Component:
         "nodes",
         [NODES_SERVICE, CLIENTS_SERVICE, AGENT_SERVICE],
         register,
+        on_listening=[render.listening],
         background=[
             hub,
             client_hub,
             LiveSubscription(
-                db, ["node.command", "node.deleted"], hub.on_event, settings.event_poll_seconds
+                db,
+                ["node.command", "node.deleted", "chunk.assigned"],
+                hub.on_event,
+                settings.event_poll_seconds,
             ),
             Periodic(
                 "lost-nodes",
                 LOST_SWEEP_SECONDS,
-                lambda: service.sweep_lost(NODE_LOST_TIMEOUT_SECONDS),
+                lambda: render.release_lost(
+                    sorted(
+                        set(service.sweep_lost(NODE_LOST_TIMEOUT_SECONDS))
+                        | set(service.offline_with_chunks())
+                    )
+                ),
             ),
         ],
     )

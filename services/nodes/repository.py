@@ -359,3 +359,16 @@ def close_stale_connections(session: Session, timeout_seconds: float) -> list[in
             .returning(client_connections.c.id)
         ).scalars()
     )
+
+
+def offline_nodes_with_assignments(session: Session) -> list[int]:
+    return list(
+        session.execute(
+            select(nodes.c.id)
+            .where(
+                nodes.c.status == "offline",
+                nodes.c.id.in_(select(chunk_assignments.c.node_id)),
+            )
+            .order_by(nodes.c.id)
+        ).scalars()
+    )

@@ -116,6 +116,23 @@ class NodesService:
                 _event(session, "node.lost", node.id, name=node.name)
         return [n.id for n in lost]
 
+    def set_rendering(self, node_id: int, rendering: bool) -> None:
+        """The node started or ended a chunk; an idle node wakes the scheduler."""
+        with self.db.transaction() as session:
+            node = repo.get_node(session, node_id, lock=True)
+            if node is None or node.status == "offline":
+                return
+            status = status_for(rendering, node.paused)
+            if status != node.status:
+                repo.update_node(session, node_id, status=status)
+                if status == "idle":
+                    _event(session, "node.idle", node_id)
+
+    def offline_with_chunks(self) -> list[int]:
+        """Offline nodes that still hold live assignments (their chunks need releasing)."""
+        with self.db.transaction() as session:
+            return repo.offline_nodes_with_assignments(session)
+
     def command_delivered(self, command_id: int) -> None:
         with self.db.transaction() as session:
             repo.mark_command_delivered(session, command_id)

@@ -34,6 +34,7 @@ from services.nodes.domain import (
     enum_number,
     enum_text,
 )
+from services.nodes.render import RenderBridge
 from services.nodes.service import NodesService, NodeView, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
 
@@ -259,9 +260,10 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
 class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SERVICE)):  # type: ignore[misc]
     """One bidirectional stream per agent instance."""
 
-    def __init__(self, service: NodesService, hub: SessionHub) -> None:
+    def __init__(self, service: NodesService, hub: SessionHub, render: RenderBridge) -> None:
         self.service = service
         self.hub = hub
+        self.render = render
 
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], context: Any
@@ -281,6 +283,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             stream, pending = await self._register(first.register)
             await context.write(agent_pb2.SessionResponse(register_accepted=pending[0]))
             await self.hub.deliver_rows(stream, pending[1])
+            await self.render.reconcile(stream, _running(first.register.running_chunk))
             reader = asyncio.ensure_future(self._read(request_iterator, stream))
             try:
                 while (
@@ -301,10 +304,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
     async def _register(
         self, register: agent_pb2.Register
     ) -> tuple[AgentStream, tuple[agent_pb2.RegisterAccepted, list[Any]]]:
-        running = None
-        if register.HasField("running_chunk") and register.running_chunk.fencing_token:
-            rc = register.running_chunk
-            running = RunningChunk(rc.job_id, rc.chunk_id, rc.fencing_token)
+        running = _running(register.running_chunk)
         platform = PLATFORMS[register.platform] if 0 < register.platform < len(PLATFORMS) else ""
         registration = Registration(
             host_name=register.host_name,
@@ -351,10 +351,12 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
                 )
             elif kind == "python_code_result":
                 await self._python_result(message.python_code_result)
-            else:
-                # Chunk progress, logs and results are recorded through the jobs
-                # service (render loop, issue 5); until then they are only logged.
-                _LOG.debug("node %s sent %s", stream.node_id, kind)
+            elif kind == "result":
+                await self.render.result(stream, message.result)
+            elif kind == "log":
+                await self.render.log(stream, message.log)
+            elif kind == "progress":
+                pass  # shown live to consoles later; the result is what counts
 
     async def _python_result(self, result: agent_pb2.PythonCodeResult) -> None:
         command_id = await asyncio.to_thread(self.service.command_for_request, result.request_id)
@@ -561,6 +563,12 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
             request.broadcast,
         )
         return nodes_pb2.SendNotificatorMessageResponse(recipients_count=count)
+
+
+def _running(chunk: agent_pb2.RunningChunk) -> RunningChunk | None:
+    if not chunk.fencing_token:
+        return None
+    return RunningChunk(chunk.job_id, chunk.chunk_id, chunk.fencing_token)
 
 
 def _notice(reason: int, message: str) -> nodes_pb2.ConnectResponse:

@@ -86,6 +86,8 @@ class SessionHub:
     def __init__(self, service: NodesService) -> None:
         self.service = service
         self.streams: dict[int, AgentStream] = {}
+        # Told of render events (chunk.assigned) for streams held here.
+        self.render_listener: Any = None
         self._beats: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -130,6 +132,8 @@ class SessionHub:
             asyncio.run_coroutine_threadsafe(self.deliver_command(node_id, command_id), loop)
         elif event.topic == "node.deleted" and node_id in self.streams:
             loop.call_soon_threadsafe(self._close, node_id)
+        elif event.topic.startswith("chunk.") and self.render_listener is not None:
+            self.render_listener.on_event(event.topic, event.payload, loop)
 
     def _close(self, node_id: int) -> None:
         stream = self.streams.get(node_id)

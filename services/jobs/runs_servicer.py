@@ -1,0 +1,69 @@
+"""ChunkRunsService: the render loop's reports from the nodes service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
+from services.core.convert import from_timestamp
+from services.jobs.enums import CHUNK_STATUS, RUN_OUTCOME
+from services.jobs.runs import ChunkRuns, RunEnd
+
+CHUNK_RUNS_SERVICE = chunk_runs_pb2.DESCRIPTOR.services_by_name["ChunkRunsService"]
+KILL_FOLLOW_UPS = {1: "continue", 2: "pause", 3: "restart"}
+LOG_STREAMS = {1: "stdout", 2: "stderr", 3: "agent"}
+
+
+class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
+    def __init__(self, runs: ChunkRuns) -> None:
+        self.runs = runs
+
+    def FinishChunkRun(self, request: chunk_runs_pb2.FinishChunkRunRequest, context: Any) -> Any:
+        status = self.runs.finish(
+            RunEnd(
+                job_id=request.job_id,
+                chunk_number=request.chunk_id,
+                fencing_token=request.fencing_token,
+                node_id=request.node_id,
+                exit_code=request.exit_code,
+                outcome=RUN_OUTCOME.text(request.outcome, "outcome"),
+                message=request.message,
+                ended_at=from_timestamp(request.end_time),
+                kill_follow_up=KILL_FOLLOW_UPS.get(request.kill_follow_up, ""),
+            )
+        )
+        if status is None:
+            return chunk_runs_pb2.FinishChunkRunResponse(applied=False)
+        return chunk_runs_pb2.FinishChunkRunResponse(
+            applied=True,
+            chunk_status=CHUNK_STATUS.number(status),
+        )
+
+    def AppendChunkRunLog(
+        self, request: chunk_runs_pb2.AppendChunkRunLogRequest, context: Any
+    ) -> Any:
+        accepted = self.runs.append_log(
+            request.job_id,
+            request.chunk_id,
+            request.fencing_token,
+            [
+                (from_timestamp(line.time), LOG_STREAMS.get(line.stream, "stdout"), line.text)
+                for line in request.lines
+            ],
+        )
+        return chunk_runs_pb2.AppendChunkRunLogResponse(accepted=accepted)
+
+    def ReleaseNodeChunks(
+        self, request: chunk_runs_pb2.ReleaseNodeChunksRequest, context: Any
+    ) -> Any:
+        released = self.runs.release_node(request.node_id, request.reason or "node lost")
+        return chunk_runs_pb2.ReleaseNodeChunksResponse(
+            chunks=[
+                chunk_runs_pb2.ReleasedChunk(
+                    job_id=job_id,
+                    chunk_id=chunk_number,
+                    chunk_status=CHUNK_STATUS.number(status),
+                )
+                for job_id, chunk_number, status in released
+            ]
+        )

@@ -1,0 +1,270 @@
+"""The nodes service's side of the render loop.
+
+- `chunk.assigned` (committed by the scheduler) -> the Assignment goes down
+  the stream of the agent that holds the node, and the node is rendering;
+- a (re)connecting agent is reconciled with the live assignment of its node:
+  a missing assignment is sent again, a process whose assignment is gone is
+  killed (its late report will be stale);
+- results and log lines go to the jobs service (ChunkRunsService) with their
+  fencing tokens; the agent hears ResultAccepted only once the jobs service
+  has recorded the result, so it re-sends otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+import grpc.aio
+from sqlalchemy import Row, select, text
+
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
+from services.core.database import Database
+from services.jobs import templates as template_defs
+from services.jobs.domain import attributes_from_json
+from services.jobs.tables import chunk_assignments, chunks, jobs
+from services.jobs.tables import templates as templates_table
+from services.nodes.domain import KILL_FOLLOW_UPS
+from services.nodes.service import NodesService, RunningChunk
+from services.nodes.sessions import AgentStream, SessionHub
+from services.nodes.tables import node_commands
+
+_LOG = logging.getLogger(__name__)
+
+RPC_TIMEOUT_SECONDS = 30.0
+
+
+def build_assignment(db: Database, node: Row[Any], assignment: Row[Any]) -> agent_pb2.Assignment:
+    """The Assignment message for a live assignment (reads the jobs domain)."""
+    with db.transaction() as session:
+        job = session.execute(select(jobs).where(jobs.c.id == assignment.job_id)).one()
+        chunk = session.execute(
+            select(chunks).where(
+                chunks.c.job_id == assignment.job_id,
+                chunks.c.chunk_number == assignment.chunk_number,
+            )
+        ).one()
+        template_row = session.execute(
+            select(templates_table).where(templates_table.c.id == job.template_id)
+        ).one()
+        run_number = chunk.runs_count
+    template = template_defs.Template(
+        id=template_row.id,
+        name=template_row.name,
+        commands=tuple(template_defs.TemplateCommand.from_json(c) for c in template_row.commands),
+        log_error_patterns=tuple(template_row.log_error_patterns),
+        log_warning_patterns=tuple(template_row.log_warning_patterns),
+        success_exit_codes=tuple(template_row.success_exit_codes),
+    )
+    built = template_defs.build_command(
+        template,
+        template_defs.JobInput(
+            id=job.id,
+            attributes=attributes_from_json(job.attributes or {}),
+            environment=dict(job.environment or {}),
+        ),
+        template_defs.ChunkInput(
+            id=chunk.chunk_number,
+            start_frame=chunk.start_frame,
+            end_frame=chunk.end_frame,
+            by_frame=chunk.by_frame,
+            slice_index=chunk.slice_index,
+        ),
+        node.platform,
+    )
+    return agent_pb2.Assignment(
+        job_id=job.id,
+        chunk_id=chunk.chunk_number,
+        fencing_token=assignment.fencing_token,
+        run_number=run_number,
+        job_name=job.name,
+        template_id=template.id,
+        start_frame=chunk.start_frame,
+        end_frame=chunk.end_frame,
+        by_frame=chunk.by_frame,
+        executable=built.executable,
+        arguments=list(built.arguments),
+        working_directory=built.working_directory,
+        environment=dict(built.environment),
+        timeout_seconds=int(job.chunk_timeout_seconds or 0),
+        success_exit_codes=list(template.success_exit_codes),
+        log_error_patterns=list(template.log_error_patterns),
+        log_warning_patterns=list(template.log_warning_patterns),
+    )
+
+
+class RenderBridge:
+    def __init__(self, db: Database, service: NodesService, hub: SessionHub) -> None:
+        self.db = db
+        self.service = service
+        self.hub = hub
+        self.jobs_address = ""
+        self._channel: grpc.aio.Channel | None = None
+
+    def listening(self, address: str) -> None:
+        """Co-hosted jobs service: report to the server's own address."""
+        if not self.jobs_address:
+            self.jobs_address = address
+
+    def _stub(self) -> chunk_runs_pb2_grpc.ChunkRunsServiceAsyncStub:
+        if self._channel is None:
+            if not self.jobs_address:
+                raise RuntimeError("no jobs service address (MUSTER_JOBS_ADDRESS)")
+            self._channel = grpc.aio.insecure_channel(self.jobs_address)
+        return chunk_runs_pb2_grpc.ChunkRunsServiceStub(self._channel)
+
+    # --- assignments down ---------------------------------------------------------------
+
+    def on_event(
+        self, topic: str, payload: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Called in the bus thread for chunk.assigned events."""
+        node_id = int(payload.get("node_id", 0))
+        if topic == "chunk.assigned" and node_id in self.hub.streams:
+            asyncio.run_coroutine_threadsafe(self.send_assignment(node_id), loop)
+
+    async def send_assignment(self, node_id: int) -> None:
+        stream = self.hub.streams.get(node_id)
+        if stream is None:
+            return
+        message = await asyncio.to_thread(self._assignment_for, node_id)
+        if message is None:
+            return
+        await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
+        await asyncio.to_thread(self.service.set_rendering, node_id, True)
+
+    def _assignment_for(self, node_id: int) -> agent_pb2.Assignment | None:
+        with self.db.transaction() as session:
+            assignment = session.execute(
+                select(chunk_assignments).where(chunk_assignments.c.node_id == node_id)
+            ).first()
+            node = session.execute(
+                text("SELECT id, platform FROM nodes WHERE id = :id"), {"id": node_id}
+            ).first()
+        if assignment is None or node is None:
+            return None
+        try:
+            return build_assignment(self.db, node, assignment)
+        except Exception:
+            _LOG.exception("cannot build the assignment of node %s", node_id)
+            return None
+
+    async def reconcile(self, stream: AgentStream, running: RunningChunk | None) -> None:
+        """After a (re)connect: line the agent up with its node's live assignment."""
+        assignment = await asyncio.to_thread(self._live_token, stream.node_id)
+        if running is not None and running.fencing_token != assignment:
+            # The agent runs something the dispatcher gave away meanwhile.
+            kill = agent_pb2.Command(
+                command_id=0,
+                kill_process=agent_pb2.KillProcessCommand(
+                    job_id=running.job_id,
+                    chunk_id=running.chunk_id,
+                    fencing_token=running.fencing_token,
+                    follow_up=common_pb2.KILL_FOLLOW_UP_CONTINUE,
+                ),
+            )
+            await stream.outgoing.put(agent_pb2.SessionResponse(command=kill))
+        if assignment and (running is None or running.fencing_token != assignment):
+            await self.send_assignment(stream.node_id)
+
+    def _live_token(self, node_id: int) -> int:
+        with self.db.transaction() as session:
+            token = session.execute(
+                select(chunk_assignments.c.fencing_token).where(
+                    chunk_assignments.c.node_id == node_id
+                )
+            ).scalar()
+        return int(token or 0)
+
+    # --- reports up --------------------------------------------------------------------------
+
+    async def result(self, stream: AgentStream, result: agent_pb2.ChunkResult) -> None:
+        follow_up = await asyncio.to_thread(self._kill_follow_up, result.fencing_token)
+        request = chunk_runs_pb2.FinishChunkRunRequest(
+            job_id=result.job_id,
+            chunk_id=result.chunk_id,
+            fencing_token=result.fencing_token,
+            node_id=stream.node_id,
+            exit_code=result.exit_code,
+            outcome=result.outcome,
+            message=result.message,
+            kill_follow_up=KILL_FOLLOW_UPS.index(follow_up) if follow_up else 0,  # type: ignore[arg-type]
+        )
+        if result.HasField("end_time"):
+            request.end_time.CopyFrom(result.end_time)
+        try:
+            reply = await self._stub().FinishChunkRun(request, timeout=RPC_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            # Not recorded: no ResultAccepted, so the agent sends it again.
+            _LOG.warning("result of node %s not recorded yet: %s", stream.node_id, exc.details())
+            return
+        await stream.outgoing.put(
+            agent_pb2.SessionResponse(
+                result_accepted=agent_pb2.ResultAccepted(
+                    job_id=result.job_id,
+                    chunk_id=result.chunk_id,
+                    fencing_token=result.fencing_token,
+                    applied=reply.applied,
+                )
+            )
+        )
+        still = await asyncio.to_thread(self._live_token, stream.node_id)
+        if not still:
+            await asyncio.to_thread(self.service.set_rendering, stream.node_id, False)
+
+    def _kill_follow_up(self, fencing_token: int) -> str:
+        with self.db.transaction() as session:
+            follow_up = session.execute(
+                select(node_commands.c.payload["follow_up"].astext)
+                .where(
+                    node_commands.c.kind == "kill_process",
+                    node_commands.c.payload["fencing_token"].astext == str(fencing_token),
+                )
+                .order_by(node_commands.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return str(follow_up or "")
+
+    async def log(self, stream: AgentStream, log: agent_pb2.ChunkLog) -> None:
+        try:
+            await self._stub().AppendChunkRunLog(
+                chunk_runs_pb2.AppendChunkRunLogRequest(
+                    job_id=log.job_id,
+                    chunk_id=log.chunk_id,
+                    fencing_token=log.fencing_token,
+                    lines=log.lines,
+                ),
+                timeout=RPC_TIMEOUT_SECONDS,
+            )
+        except grpc.aio.AioRpcError as exc:
+            _LOG.warning("log lines of node %s dropped: %s", stream.node_id, exc.details())
+
+    def release_lost(self, node_ids: list[int]) -> None:
+        """Requeue the chunks of lost nodes (called from the sweep thread)."""
+        if not node_ids:
+            return
+        address = self.jobs_address
+        if not address:
+            return
+        with grpc.insecure_channel(address) as channel:
+            stub = chunk_runs_pb2_grpc.ChunkRunsServiceStub(channel)
+            for node_id in node_ids:
+                try:
+                    stub.ReleaseNodeChunks(
+                        chunk_runs_pb2.ReleaseNodeChunksRequest(
+                            node_id=node_id, reason="node lost: no heartbeat"
+                        ),
+                        timeout=RPC_TIMEOUT_SECONDS,
+                    )
+                except grpc.RpcError as exc:
+                    _LOG.warning(
+                        "releasing the chunks of lost node %s failed: %s", node_id, exc.details()
+                    )
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
