@@ -1,0 +1,223 @@
+"""The scheduler's rules, one tick at a time on a real database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from services.core.database import Database
+from services.jobs.domain import Attribute, JobSpec
+from services.jobs.runs import ChunkRuns, RunEnd, next_chunk_status
+from services.jobs.scheduler import Scheduler
+from services.jobs.service import JobsService
+from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+
+
+@pytest.fixture
+def jobs(db: Database) -> JobsService:
+    service = JobsService(db)
+    service.seed_templates()
+    return service
+
+
+def _node(db: Database, name: str, pools: tuple[str, ...] = (), paused: bool = False) -> int:
+    with db.transaction() as session:
+        return int(
+            session.execute(
+                text(
+                    "INSERT INTO nodes (name, host_name, platform, status, paused, pools,"
+                    " session_id, last_heartbeat_at)"
+                    " VALUES (:n, :n, 'linux', :s, :p, :pools, 'live', now())"
+                    " RETURNING id"
+                ),
+                {"n": name, "s": "paused" if paused else "idle", "p": paused, "pools": list(pools)},
+            ).scalar_one()
+        )
+
+
+def _job(jobs: JobsService, frames: int = 2, **fields: Any) -> int:
+    spec = JobSpec(
+        name=fields.pop("name", "job"),
+        owner="alice",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=frames,
+        packet_size=1,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+        **fields,
+    )
+    return int(jobs.submit_job(spec).id)
+
+
+def _assigned(db: Database) -> list[tuple[int, int, int]]:
+    with db.transaction() as session:
+        return [
+            tuple(r)
+            for r in session.execute(
+                text(
+                    "SELECT job_id, chunk_number, node_id FROM chunk_assignments"
+                    " ORDER BY job_id, chunk_number"
+                )
+            ).all()
+        ]
+
+
+def test_higher_priority_first_then_older_and_chunks_in_frame_order(
+    db: Database, jobs: JobsService
+) -> None:
+    low = _job(jobs, priority=10, name="low")
+    high = _job(jobs, priority=90, name="high")
+    a, b = _node(db, "a"), _node(db, "b")
+    assert Scheduler(db).tick() == 2
+    assert _assigned(db) == [(high, 1, a), (high, 2, b)]
+    with db.transaction() as session:
+        status, queued, running = session.execute(
+            text("SELECT status, chunks_queued, chunks_running FROM jobs WHERE id = :j"),
+            {"j": high},
+        ).one()
+    assert (status, queued, running) == ("running", 0, 2)
+    del low
+
+
+def test_a_busy_node_is_never_booked_twice_and_a_second_tick_finds_nothing(
+    db: Database, jobs: JobsService
+) -> None:
+    _job(jobs, frames=5)
+    _node(db, "a")
+    scheduler = Scheduler(db)
+    assert scheduler.tick() == 1
+    assert scheduler.tick() == 0
+    assert len(_assigned(db)) == 1
+
+
+def test_pools_decide_which_nodes_a_job_may_use(db: Database, jobs: JobsService) -> None:
+    gpu_job = _job(jobs, frames=3, included_pools=("gpu",))
+    cpu = _node(db, "cpu-1")
+    gpu = _node(db, "gpu-1", pools=("GPU",))  # declared by the agent; case does not matter
+    member = _node(db, "box-7")
+    with db.transaction() as session:
+        pool = session.execute(
+            text("INSERT INTO pools (name) VALUES ('gpu') RETURNING id")
+        ).scalar_one()
+        session.execute(
+            text("INSERT INTO pool_members (pool_id, node_name) VALUES (:p, 'box-7')"), {"p": pool}
+        )
+    Scheduler(db).tick()
+    assert {node for _, _, node in _assigned(db)} == {gpu, member}
+    excluded = _job(jobs, frames=1, excluded_pools=("gpu",), name="not on gpu")
+    Scheduler(db).tick()
+    assert (excluded, 1, cpu) in _assigned(db)
+    del gpu_job
+
+
+def test_maximum_nodes_paused_jobs_and_paused_nodes(db: Database, jobs: JobsService) -> None:
+    capped = _job(jobs, frames=4, max_nodes=1)
+    _job(jobs, frames=4, paused=True, name="paused")
+    _node(db, "a")
+    _node(db, "b")
+    _node(db, "z", paused=True)
+    Scheduler(db).tick()
+    assert [job for job, _, _ in _assigned(db)] == [capped]
+
+
+def test_a_job_waits_for_its_dependency_by_mode(db: Database, jobs: JobsService) -> None:
+    first = _job(jobs, frames=1, priority=1, name="first")
+    after_success = _job(jobs, frames=1, depend_ids=(first,), priority=99, name="needs success")
+    after_any = _job(
+        jobs,
+        frames=1,
+        depend_ids=(first,),
+        depend_mode="completion",
+        priority=98,
+        name="needs completion",
+    )
+    node = _node(db, "a")
+    scheduler = Scheduler(db)
+    scheduler.tick()
+    assert _assigned(db) == [(first, 1, node)]
+    token = _token(db, first)
+    assert ChunkRuns(db).finish(RunEnd(first, 1, token, node, 3, "failed")) == "queued"
+    # Requeued, not finished: still blocking.
+    scheduler.tick()
+    assert [job for job, _, _ in _assigned(db)] == [first]
+    with db.transaction() as session:
+        session.execute(text("UPDATE jobs SET max_chunk_requeues = 1 WHERE id = :j"), {"j": first})
+    assert ChunkRuns(db).finish(RunEnd(first, 1, _token(db, first), node, 3, "failed")) == "failed"
+    scheduler.tick()
+    # The dependency ended with errors: only the completion-mode job may start.
+    assert [job for job, _, _ in _assigned(db)] == [after_any]
+    del after_success
+
+
+def test_a_paused_engine_dispatches_nothing(db: Database, jobs: JobsService) -> None:
+    _job(jobs)
+    _node(db, "a")
+    with db.transaction() as session:
+        session.execute(text("UPDATE engine_state SET status = 'paused'"))
+    assert Scheduler(db).tick() == 0
+    with db.transaction() as session:
+        session.execute(text("UPDATE engine_state SET status = 'running'"))
+    assert Scheduler(db).tick() == 1
+
+
+def test_an_excluded_node_gets_no_chunk_of_that_job(db: Database, jobs: JobsService) -> None:
+    job = _job(jobs)
+    node = _node(db, "a")
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO node_job_exclusions (node_id, job_id, failures, excluded_until)"
+                " VALUES (:n, :j, 3, now() + interval '1 hour')"
+            ),
+            {"n": node, "j": job},
+        )
+    assert Scheduler(db).tick() == 0
+
+
+def _token(db: Database, job_id: int) -> int:
+    with db.transaction() as session:
+        return int(
+            session.execute(
+                text("SELECT fencing_token FROM chunk_assignments WHERE job_id = :j"), {"j": job_id}
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "follow_up", "after_kill", "requeues", "expected"),
+    [
+        ("succeeded", "", None, 0, "completed"),
+        ("succeeded_with_warnings", "", None, 0, "completed_with_warnings"),
+        ("failed", "", None, 0, "queued"),
+        ("failed", "", None, 3, "failed"),
+        ("timed_out", "", None, 1, "queued"),
+        ("lost", "", None, 3, "failed"),
+        ("killed", "continue", None, 0, "failed"),
+        ("killed", "restart", None, 9, "queued"),
+        ("killed", "pause", None, 9, "queued"),
+        ("killed", "continue", "hold", 0, "hold"),
+    ],
+)
+def test_what_a_run_s_end_does_to_its_chunk(
+    outcome: str, follow_up: str, after_kill: str | None, requeues: int, expected: str
+) -> None:
+    assert next_chunk_status(outcome, follow_up, after_kill, requeues, 3) == expected
+
+
+def test_leadership_is_one_process_at_a_time(db: Database) -> None:
+    import time
+
+    first, second = Scheduler(db, tick_seconds=0.1), Scheduler(db, tick_seconds=0.1)
+    first.start()
+    try:
+        assert first.is_leader.wait(10)
+        second.start()
+        time.sleep(0.5)
+        assert not second.is_leader.is_set()
+        first.stop()
+        assert second.is_leader.wait(10)  # the standby takes over
+    finally:
+        first.stop()
+        second.stop()
