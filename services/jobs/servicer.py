@@ -6,8 +6,11 @@ services/jobs/service.py, and its rows become messages.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
@@ -85,6 +88,21 @@ def job_spec(job: jobs_pb2.Job, owner: str = "") -> JobSpec:
 
 
 # --- rows -> messages -------------------------------------------------------------------
+# Lists return up to 10,000 messages per page, so these conversions are the
+# hot path of ListJobs and ListChunks: unset (zero, empty) fields are left out
+# of the constructor, since each keyword costs a field set in the C runtime.
+
+
+def _stamp(value: datetime | None) -> Timestamp | None:
+    """Like services.core.convert.to_timestamp for the aware datetimes the
+    database returns, without its timetuple round trip (about 5x faster)."""
+    if value is None:
+        return None
+    return Timestamp(seconds=math.floor(value.timestamp()), nanos=value.microsecond * 1000)
+
+
+def _set(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v}
 
 
 def job_message(row: Any) -> jobs_pb2.Job:
@@ -95,68 +113,72 @@ def job_message(row: Any) -> jobs_pb2.Job:
         setattr(attribute, _ATTRIBUTE_FIELD[a.type], a.value)
         attributes.append(attribute)
     return jobs_pb2.Job(
-        id=row.id,
-        parent_id=-1 if row.parent_id is None else row.parent_id,
-        kind=enums.JOB_KIND.number(row.kind),
-        name=row.name,
-        owner=row.owner,
-        priority=row.priority,
-        template_id=row.template_id or 0,
-        start_frame=row.start_frame,
-        end_frame=row.end_frame,
-        by_frame=row.by_frame,
-        packet_size=row.packet_size,
-        packet_type=enums.PACKET_TYPE.number(row.packet_type),
-        included_pools=row.included_pools,
-        excluded_pools=row.excluded_pools,
-        depend_ids=sorted(row.depend_ids),
-        depend_mode=enums.DEPEND_MODE.number(row.depend_mode),
-        max_nodes=row.max_nodes,
-        project=row.project,
-        department=row.department,
-        job_group=row.job_group,
-        notes=row.notes,
-        chunk_timeout_seconds=row.chunk_timeout_seconds,
-        logs_error_check=enums.LOGS_ERROR_CHECK.number(row.logs_error_check),
-        attributes=attributes,
-        environment=row.environment,
-        submit_time=to_timestamp(row.submitted_at),
-        start_time=to_timestamp(row.started_at),
-        end_time=to_timestamp(row.ended_at),
-        progress=row.progress,
-        status=_JOB_STATUS[row.status],
-        paused=row.paused,
-        locked=row.locked,
-        requeue_count=row.requeue_count,
-        chunks_total=row.chunks_total,
-        chunks_queued=row.chunks_queued,
-        chunks_running=row.chunks_running,
-        chunks_completed=row.chunks_completed,
-        chunks_failed=row.chunks_failed,
-        nodes_working=row.nodes_working,
-        update_time=to_timestamp(row.updated_at),
-        submitter=row.submitter,
-        max_chunk_requeues=row.max_chunk_requeues,
-        etag=str(row.version),
+        **_set(
+            id=row.id,
+            parent_id=-1 if row.parent_id is None else row.parent_id,
+            kind=enums.JOB_KIND.number(row.kind),
+            name=row.name,
+            owner=row.owner,
+            priority=row.priority,
+            template_id=row.template_id or 0,
+            start_frame=row.start_frame,
+            end_frame=row.end_frame,
+            by_frame=row.by_frame,
+            packet_size=row.packet_size,
+            packet_type=enums.PACKET_TYPE.number(row.packet_type),
+            included_pools=row.included_pools,
+            excluded_pools=row.excluded_pools,
+            depend_ids=sorted(row.depend_ids),
+            depend_mode=enums.DEPEND_MODE.number(row.depend_mode),
+            max_nodes=row.max_nodes,
+            project=row.project,
+            department=row.department,
+            job_group=row.job_group,
+            notes=row.notes,
+            chunk_timeout_seconds=row.chunk_timeout_seconds,
+            logs_error_check=enums.LOGS_ERROR_CHECK.number(row.logs_error_check),
+            attributes=attributes,
+            environment=row.environment,
+            submit_time=_stamp(row.submitted_at),
+            start_time=_stamp(row.started_at),
+            end_time=_stamp(row.ended_at),
+            progress=row.progress,
+            status=_JOB_STATUS[row.status],
+            paused=row.paused,
+            locked=row.locked,
+            requeue_count=row.requeue_count,
+            chunks_total=row.chunks_total,
+            chunks_queued=row.chunks_queued,
+            chunks_running=row.chunks_running,
+            chunks_completed=row.chunks_completed,
+            chunks_failed=row.chunks_failed,
+            nodes_working=row.nodes_working,
+            update_time=_stamp(row.updated_at),
+            submitter=row.submitter,
+            max_chunk_requeues=row.max_chunk_requeues,
+            etag=str(row.version),
+        )
     )
 
 
 def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
     return jobs_pb2.Chunk(
-        id=row.chunk_number,
-        job_id=row.job_id,
-        start_frame=row.start_frame,
-        end_frame=row.end_frame,
-        by_frame=row.by_frame,
-        status=_CHUNK_STATUS[row.status],
-        node_id=row.node_id or 0,
-        node_name=row.node_name or "",
-        start_time=to_timestamp(row.started_at),
-        end_time=to_timestamp(row.ended_at),
-        requeue_count=row.requeue_count,
-        exit_code=row.exit_code or 0,
-        progress=row.progress,
-        slice_index=row.slice_index,
+        **_set(
+            id=row.chunk_number,
+            job_id=row.job_id,
+            start_frame=row.start_frame,
+            end_frame=row.end_frame,
+            by_frame=row.by_frame,
+            status=_CHUNK_STATUS[row.status],
+            node_id=row.node_id or 0,
+            node_name=row.node_name or "",
+            start_time=_stamp(row.started_at),
+            end_time=_stamp(row.ended_at),
+            requeue_count=row.requeue_count,
+            exit_code=row.exit_code or 0,
+            progress=row.progress,
+            slice_index=row.slice_index,
+        )
     )
 
 
@@ -168,8 +190,8 @@ def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
         node_id=row.node_id,
         node_name=row.node_name,
         fencing_token=row.fencing_token,
-        start_time=to_timestamp(row.started_at),
-        end_time=to_timestamp(row.ended_at),
+        start_time=_stamp(row.started_at),
+        end_time=_stamp(row.ended_at),
         exit_code=row.exit_code or 0,
         outcome=enums.RUN_OUTCOME.number(row.outcome),
         message=row.message,
