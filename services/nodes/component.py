@@ -8,7 +8,7 @@ import grpc
 from farm.agent.v1 import agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from services.core.background import Periodic
-from services.core.bus import LiveSubscription
+from services.core.bus import DurableConsumer, Listener, LiveSubscription
 from services.core.database import Database
 from services.core.server import Component
 from services.core.settings import Settings
@@ -54,6 +54,20 @@ def build(db: Database, settings: Settings) -> Component:
         register,
         on_listening=[render.listening],
         background=[
+            Listener(
+                DurableConsumer(
+                    db,
+                    "nodes-job-failures",
+                    lambda session, event: service.record_chunk_end(
+                        session,
+                        int(event.payload.get("node_id", 0)),
+                        int(event.payload.get("job_id", 0)),
+                        str(event.payload.get("outcome", "")),
+                    ),
+                    topics=["chunk.finished"],
+                ),
+                settings.event_poll_seconds,
+            ),
             hub,
             client_hub,
             LiveSubscription(

@@ -372,3 +372,32 @@ def offline_nodes_with_assignments(session: Session) -> list[int]:
             .order_by(nodes.c.id)
         ).scalars()
     )
+
+
+def count_job_failure(session: Session, node_id: int, job_id: int) -> int:
+    """Count one more failure of `job_id` on `node_id` (a forgiven exclusion
+    starts counting again); returns the failure count."""
+    failures = session.execute(
+        text(
+            "INSERT INTO node_job_exclusions AS x (node_id, job_id, failures, last_failure_at)"
+            " SELECT :node, :job, 1, now() FROM nodes WHERE id = :node"
+            " ON CONFLICT (node_id, job_id) DO UPDATE SET"
+            " failures = CASE WHEN x.excluded_until < now() THEN 1 ELSE x.failures + 1 END,"
+            " excluded_until = CASE WHEN x.excluded_until < now() THEN NULL"
+            " ELSE x.excluded_until END,"
+            " last_failure_at = now()"
+            " RETURNING failures"
+        ),
+        {"node": node_id, "job": job_id},
+    ).scalar()
+    return int(failures or 0)
+
+
+def exclude_node_from_job(
+    session: Session, node_id: int, job_id: int, forgive_seconds: float
+) -> None:
+    session.execute(
+        update(node_job_exclusions)
+        .where(node_job_exclusions.c.node_id == node_id, node_job_exclusions.c.job_id == job_id)
+        .values(excluded_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, forgive_seconds))
+    )

@@ -34,6 +34,10 @@ from services.nodes.domain import (
 
 # Commands not delivered within this time are dropped at the next connect.
 COMMAND_MAX_AGE_SECONDS = 300.0
+# A node failing a job this many times is excluded from it, and forgiven
+# after this long (Afanasy's defaults), until the configuration says otherwise.
+EXCLUSION_FAILURES = 3
+EXCLUSION_FORGIVE_SECONDS = 5 * 3600.0
 
 
 def new_replica_id() -> str:
@@ -127,6 +131,24 @@ class NodesService:
                 repo.update_node(session, node_id, status=status)
                 if status == "idle":
                     _event(session, "node.idle", node_id)
+
+    def record_chunk_end(
+        self,
+        session: Session,
+        node_id: int,
+        job_id: int,
+        outcome: str,
+        threshold: int = EXCLUSION_FAILURES,
+        forgive_seconds: float = EXCLUSION_FORGIVE_SECONDS,
+    ) -> None:
+        """A node that fails a job `threshold` times is kept off it for a while
+        (called in the bus consumer's transaction)."""
+        if outcome not in ("failed", "timed_out") or threshold <= 0 or not node_id:
+            return
+        failures = repo.count_job_failure(session, node_id, job_id)
+        if failures >= threshold:
+            repo.exclude_node_from_job(session, node_id, job_id, forgive_seconds)
+            _event(session, "node.excluded", node_id, job_id=job_id, failures=failures)
 
     def offline_with_chunks(self) -> list[int]:
         """Offline nodes that still hold live assignments (their chunks need releasing)."""

@@ -3,6 +3,7 @@ agents speaking the real protocol (driven by the test)."""
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -189,3 +190,35 @@ def test_a_lost_node_s_chunk_is_requeued_and_renders_elsewhere(
         common_pb2.CHUNK_RUN_OUTCOME_LOST,
         common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
     ]
+
+
+def test_a_node_failing_a_job_three_times_is_excluded_from_it(
+    farm: grpc.Channel, agents: list[ProtocolAgent], db: Database
+) -> None:
+    jobs = jobs_pb2_grpc.JobsServiceStub(farm)
+    agent = ProtocolAgent(farm, "render-f")
+    agents.append(agent)
+    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(1, max_chunk_requeues=10))).job_id
+    for _ in range(3):
+        assignment = _assignment(agent)
+        assert _finish(
+            agent, assignment, outcome=common_pb2.CHUNK_RUN_OUTCOME_FAILED, exit_code=1
+        ).applied
+    deadline = time.monotonic() + 10
+    excluded: list[int] = []
+    while time.monotonic() < deadline and not excluded:
+        with db.transaction() as session:
+            excluded = list(
+                session.execute(
+                    text(
+                        "SELECT job_id FROM node_job_exclusions WHERE node_id = :n"
+                        " AND excluded_until > now()"
+                    ),
+                    {"n": agent.node_id},
+                ).scalars()
+            )
+        time.sleep(0.1)
+    assert excluded == [job_id]
+    # The chunk went back to the queue, but this node no longer gets it.
+    with pytest.raises(queue.Empty):
+        _assignment(agent, timeout=2)
