@@ -86,6 +86,22 @@ def publish(
     return int(event_id)
 
 
+def publish_many(session: Session, events: Sequence[tuple[str, Mapping[str, Any], str]]) -> None:
+    """Record several (topic, payload, key) events with one statement and one wake-up."""
+    if not events:
+        return
+    session.execute(
+        _INSERT_MANY,
+        [{"topic": topic, "key": key, "payload": dict(payload)} for topic, payload, key in events],
+    )
+    session.execute(text("SELECT pg_notify(:channel, 'batch')"), {"channel": CHANNEL})
+
+
+_INSERT_MANY = text(
+    "INSERT INTO events (topic, key, payload) VALUES (:topic, :key, :payload)"
+).bindparams(bindparam("payload", type_=JSONB))
+
+
 def read_events(
     session: Session,
     after: Position,

@@ -34,7 +34,7 @@ class _SeedTemplates:
 def build(db: Database, settings: Settings) -> Component:
     service = JobsService(db)
     servicer = JobsServicer(service)
-    runs = ChunkRunsServicer(ChunkRuns(db))
+    runs = ChunkRunsServicer(ChunkRuns(service))
 
     def register(server: grpc.aio.Server) -> None:
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server)

@@ -20,7 +20,8 @@ from services.core.bus import publish
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
-from services.jobs.domain import rollup
+from services.jobs.domain import bucket_of
+from services.jobs.service import JobsService
 from services.jobs.tables import chunk_assignments, chunk_run_logs, chunk_runs, chunks, jobs
 
 _LOG = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ def next_chunk_status(
 
 
 class ChunkRuns:
-    def __init__(self, db: Database, max_requeues: int = DEFAULT_MAX_REQUEUES) -> None:
-        self.db = db
+    def __init__(self, jobs_service: JobsService, max_requeues: int = DEFAULT_MAX_REQUEUES) -> None:
+        self.jobs = jobs_service
+        self.db: Database = jobs_service.db
         self.max_requeues = max_requeues
 
     def finish(self, end: RunEnd) -> str | None:
@@ -170,7 +172,31 @@ class ChunkRuns:
                 .values(requeue_count=jobs.c.requeue_count + 1)
             )
             publish(session, "chunk.requeued", payload, key=str(end.job_id))
-        refresh_job(session, end.job_id, job.status)
+        # Counters move by one; the full rollup (status, job.completed) runs
+        # only when nothing is left to render, not on every chunk of a big job.
+        left = session.execute(
+            update(jobs)
+            .where(jobs.c.id == end.job_id)
+            .values(
+                chunks_running=jobs.c.chunks_running - 1,
+                chunks_queued=jobs.c.chunks_queued + (1 if requeued else 0),
+                chunks_completed=jobs.c.chunks_completed
+                + (1 if bucket_of(status) == "completed" else 0),
+                chunks_failed=jobs.c.chunks_failed + (1 if status == "failed" else 0),
+                progress=100.0
+                * (
+                    jobs.c.chunks_completed
+                    + jobs.c.chunks_failed
+                    + (1 if bucket_of(status) in ("completed", "failed") else 0)
+                )
+                / func.greatest(jobs.c.chunks_total, 1),
+                updated_at=func.now(),
+                version=jobs.c.version + 1,
+            )
+            .returning(jobs.c.chunks_queued, jobs.c.chunks_running)
+        ).one()
+        if left.chunks_queued + left.chunks_running == 0 or bucket_of(status) is None:
+            self.jobs.refresh(session, end.job_id)
         return status
 
     def release_node(self, node_id: int, reason: str) -> list[tuple[int, int, str]]:
@@ -236,43 +262,3 @@ class ChunkRuns:
                 ],
             )
             return True
-
-
-def refresh_job(session: Session, job_id: int, previous_status: str) -> None:
-    """Recompute a job's counters and status from its chunks; publish its end."""
-    counts = {
-        str(status): int(count)
-        for status, count in session.execute(
-            select(chunks.c.status, func.count())
-            .where(chunks.c.job_id == job_id)
-            .group_by(chunks.c.status)
-        ).all()
-    }
-    result = rollup(counts)
-    finished = result.status in (
-        "completed",
-        "completed_with_warnings",
-        "completed_with_errors",
-        "failed",
-    )
-    values: dict[str, Any] = {
-        "status": result.status,
-        "progress": result.progress,
-        "chunks_total": result.counters.total,
-        "chunks_queued": result.counters.queued,
-        "chunks_running": result.counters.running,
-        "chunks_completed": result.counters.completed,
-        "chunks_failed": result.counters.failed,
-        "updated_at": func.now(),
-        "version": jobs.c.version + 1,
-    }
-    if finished:
-        values["ended_at"] = func.now()
-    session.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-    if finished and previous_status != result.status:
-        publish(
-            session,
-            "job.completed",
-            {"job_id": job_id, "status": result.status, "actor": current_caller().label},
-            key=str(job_id),
-        )

@@ -11,6 +11,7 @@ double-book. Agents hear of an assignment only from its committed event.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import defaultdict
@@ -21,7 +22,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from services.core.bus import CHANNEL, publish
+from services.core.bus import CHANNEL, publish_many
 from services.core.database import Database
 from services.jobs.domain import dependencies_met
 
@@ -268,91 +269,88 @@ class Scheduler:
     def _commit(
         session: Session, plan: list[tuple[CandidateJob, int, float, float, FreeNode]]
     ) -> None:
-        per_job: dict[int, int] = defaultdict(int)
-        for job, chunk_number, start, end, node in plan:
-            token = session.execute(
-                text(
-                    "INSERT INTO chunk_assignments (job_id, chunk_number, node_id)"
-                    " VALUES (:job, :chunk, :node) RETURNING fencing_token"
-                ),
-                {"job": job.id, "chunk": chunk_number, "node": node.id},
-            ).scalar_one()
-            run_number = session.execute(
-                text(
-                    "UPDATE chunks SET status = 'assigned', node_id = :node, node_name = :name,"
-                    " fencing_token = :token, started_at = now(), ended_at = NULL,"
-                    " exit_code = NULL, progress = 0, runs_count = runs_count + 1,"
-                    " version = version + 1"
-                    " WHERE job_id = :job AND chunk_number = :chunk AND status = 'queued'"
-                    " RETURNING runs_count"
-                ),
-                {
-                    "node": node.id,
-                    "name": node.name,
-                    "token": token,
-                    "job": job.id,
-                    "chunk": chunk_number,
-                },
-            ).scalar()
-            if run_number is None:
-                raise IntegrityError("chunk changed while assigning", None, Exception())
+        """Write the tick's assignments: a few set-based statements, whatever the count."""
+        tokens = (
             session.execute(
-                text(
-                    "INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id,"
-                    " node_name, fencing_token, start_frame, end_frame, started_at, outcome)"
-                    " VALUES (:job, :chunk, :run, :node, :name, :token, :start, :end, now(),"
-                    " 'running')"
-                ),
-                {
-                    "job": job.id,
-                    "chunk": chunk_number,
-                    "run": run_number,
-                    "node": node.id,
-                    "name": node.name,
-                    "token": token,
-                    "start": start,
-                    "end": end,
-                },
+                text("SELECT nextval('fencing_tokens') FROM generate_series(1, :n)"),
+                {"n": len(plan)},
             )
-            per_job[job.id] += 1
-            publish(
-                session,
-                "chunk.assigned",
-                {
-                    "job_id": job.id,
-                    "chunk_id": chunk_number,
-                    "node_id": node.id,
-                    "fencing_token": token,
-                    "actor": "scheduler",
-                },
-                key=str(node.id),
+            .scalars()
+            .all()
+        )
+        rows = [
+            {
+                "job": job.id,
+                "chunk": chunk,
+                "node": node.id,
+                "name": node.name,
+                "token": int(token),
+                "start": start,
+                "end": end,
+            }
+            for (job, chunk, start, end, node), token in zip(plan, tokens, strict=True)
+        ]
+        # The unique constraints refuse a second live assignment per chunk or node.
+        session.execute(
+            text(
+                "INSERT INTO chunk_assignments (fencing_token, job_id, chunk_number, node_id)"
+                " VALUES (:token, :job, :chunk, :node)"
+            ),
+            rows,
+        )
+        updated = session.execute(
+            text(
+                "UPDATE chunks c SET status = 'assigned', node_id = v.node, node_name = v.name,"
+                " fencing_token = v.token, started_at = now(), ended_at = NULL,"
+                " exit_code = NULL, progress = 0, runs_count = c.runs_count + 1,"
+                " version = c.version + 1"
+                " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
+                " AS v(job bigint, chunk int, node bigint, name text, token bigint)"
+                " WHERE c.job_id = v.job AND c.chunk_number = v.chunk AND c.status = 'queued'"
+            ),
+            {"rows": json.dumps(rows)},
+        ).rowcount  # type: ignore[attr-defined]
+        if updated != len(rows):
+            raise IntegrityError("chunks changed while assigning", None, Exception())
+        session.execute(
+            text(
+                "INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
+                " fencing_token, start_frame, end_frame, started_at, outcome)"
+                " SELECT c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
+                " c.fencing_token, c.start_frame, c.end_frame, now(), 'running'"
+                " FROM chunks c JOIN jsonb_to_recordset(CAST(:rows AS jsonb))"
+                " AS v(job bigint, chunk int) ON c.job_id = v.job AND c.chunk_number = v.chunk"
+            ),
+            {"rows": json.dumps(rows)},
+        )
+        per_job: dict[Any, int] = defaultdict(int)
+        events: list[tuple[str, dict[str, Any], str]] = []
+        for row in rows:
+            per_job[row["job"]] += 1
+            assigned = {
+                "job_id": row["job"],
+                "chunk_id": row["chunk"],
+                "node_id": row["node"],
+                "actor": "scheduler",
+            }
+            events.append(
+                ("chunk.assigned", {**assigned, "fencing_token": row["token"]}, str(row["node"]))
             )
-            publish(
-                session,
-                "chunk.started",
-                {
-                    "job_id": job.id,
-                    "chunk_id": chunk_number,
-                    "node_id": node.id,
-                    "actor": "scheduler",
-                },
-                key=str(job.id),
-            )
-        jobs_by_id = {job.id: job for job, *_ in plan}
-        for job_id, count in per_job.items():
-            session.execute(
-                text(
-                    "UPDATE jobs SET chunks_queued = chunks_queued - :n,"
-                    " chunks_running = chunks_running + :n, status = 'running',"
-                    " started_at = coalesce(started_at, now()), updated_at = now(),"
-                    " version = version + 1 WHERE id = :job"
-                ),
-                {"n": count, "job": job_id},
-            )
-            if not jobs_by_id[job_id].started:
-                publish(
-                    session,
-                    "job.started",
-                    {"job_id": job_id, "actor": "scheduler"},
-                    key=str(job_id),
-                )
+            events.append(("chunk.started", assigned, str(row["job"])))
+        session.execute(
+            text(
+                "UPDATE jobs j SET chunks_queued = j.chunks_queued - v.n,"
+                " chunks_running = j.chunks_running + v.n, status = 'running',"
+                " started_at = coalesce(j.started_at, now()), updated_at = now(),"
+                " version = j.version + 1"
+                " FROM jsonb_to_recordset(CAST(:counts AS jsonb)) AS v(job bigint, n int)"
+                " WHERE j.id = v.job"
+            ),
+            {"counts": json.dumps([{"job": j, "n": n} for j, n in per_job.items()])},
+        )
+        started = {job.id for job, *_ in plan if not job.started}
+        events.extend(
+            ("job.started", {"job_id": job_id, "actor": "scheduler"}, str(job_id))
+            for job_id in sorted(started)
+        )
+        publish_many(session, events)

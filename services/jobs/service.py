@@ -358,7 +358,7 @@ class JobsService:
                 repo.delete_chunks(session, job_id)
                 repo.insert_chunks(session, job_id, plan)
             if rebuilt or "depend_ids" in changed or "depend_mode" in changed:
-                self._refresh(session, job_id)
+                self.refresh(session, job_id)
             _event(
                 session,
                 "job.edited",
@@ -434,7 +434,7 @@ class JobsService:
                     each,
                     {"requeue_count": 0, "started_at": None, "ended_at": None, "status": "queued"},
                 )
-                self._refresh(session, each, reinit=True)
+                self.refresh(session, each, reinit=True)
             _event(session, "job.reinit", job_id, job_id=job_id, job_ids=job_ids, node_ids=nodes)
 
     def delete_job(self, job_id: int) -> None:
@@ -464,7 +464,7 @@ class JobsService:
         with self.db.transaction() as session:
             row = self._job(session, job_id, lock=True)
             if row.kind == "job":
-                self._refresh(session, job_id)
+                self.refresh(session, job_id)
             return self._job(session, job_id)
 
     def publish_job(self, job_id: int) -> None:
@@ -473,7 +473,7 @@ class JobsService:
             row = self._job(session, job_id)
             _event(session, "job.updated", job_id, job_id=job_id, version=int(row.version))
 
-    def _refresh(self, session: Session, job_id: int, reinit: bool = False) -> str:
+    def refresh(self, session: Session, job_id: int, reinit: bool = False) -> str:
         """Recount a (locked) job's chunks and apply the status rollup; publish
         what changed (job.properties_changed, job.completed)."""
         row = self._job(session, job_id)
@@ -587,7 +587,7 @@ class JobsService:
                     old_status=chunk.status,
                     new_status=change.status,
                 )
-                self._refresh(session, job_id)
+                self.refresh(session, job_id)
             return self._chunk(session, job_id, chunk_id)
 
     def list_history(
@@ -694,7 +694,7 @@ class JobsService:
             repo.insert_rows(session, "chunks", chunk_rows)
             repo.align_runs_count(session, [job_id])
             repo.reset_job_id_sequence(session)
-            self._refresh(session, job_id)
+            self.refresh(session, job_id)
             if action_flags & RESTORE_REMOVE_BACKUP:
                 repo.delete_backups(session, [backup_id])
             _event(

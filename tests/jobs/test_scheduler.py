@@ -138,13 +138,15 @@ def test_a_job_waits_for_its_dependency_by_mode(db: Database, jobs: JobsService)
     scheduler.tick()
     assert _assigned(db) == [(first, 1, node)]
     token = _token(db, first)
-    assert ChunkRuns(db).finish(RunEnd(first, 1, token, node, 3, "failed")) == "queued"
+    assert ChunkRuns(jobs).finish(RunEnd(first, 1, token, node, 3, "failed")) == "queued"
     # Requeued, not finished: still blocking.
     scheduler.tick()
     assert [job for job, _, _ in _assigned(db)] == [first]
     with db.transaction() as session:
         session.execute(text("UPDATE jobs SET max_chunk_requeues = 1 WHERE id = :j"), {"j": first})
-    assert ChunkRuns(db).finish(RunEnd(first, 1, _token(db, first), node, 3, "failed")) == "failed"
+    assert (
+        ChunkRuns(jobs).finish(RunEnd(first, 1, _token(db, first), node, 3, "failed")) == "failed"
+    )
     scheduler.tick()
     # The dependency ended with errors: only the completion-mode job may start.
     assert [job for job, _, _ in _assigned(db)] == [after_any]
