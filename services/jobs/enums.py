@@ -8,42 +8,9 @@ to a proto enum needs no edit here (the tables' CHECK lists still need one).
 
 from __future__ import annotations
 
-from typing import Any
-
-from google.protobuf.descriptor import EnumDescriptor
-
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
-from services.core.errors import InvalidArgument
-
-
-class EnumMap:
-    """Proto enum numbers <-> text values; UNSPECIFIED has no text value."""
-
-    def __init__(self, descriptor: EnumDescriptor, prefix: str) -> None:
-        self.to_text: dict[int, str] = {}
-        # Values typed Any: each generated enum has its own ValueType.
-        self.to_number: dict[str, Any] = {}
-        for value in descriptor.values:
-            if value.number == 0:
-                continue
-            text = value.name.removeprefix(prefix).lower()
-            self.to_text[value.number] = text
-            self.to_number[text] = value.number
-
-    def text(self, number: int, field_name: str, default: str | None = None) -> str:
-        """The text of `number`; unspecified gives `default` or INVALID_ARGUMENT."""
-        if number == 0 and default is not None:
-            return default
-        try:
-            return self.to_text[number]
-        except KeyError:
-            message = f"{field_name}: must be set to a known value, got {number}"
-            raise InvalidArgument(message) from None
-
-    def number(self, text: str) -> Any:
-        return self.to_number[text]
-
+from services.core.enums import EnumMap
 
 JOB_KIND = EnumMap(jobs_pb2.JobKind.DESCRIPTOR, "JOB_KIND_")
 JOB_STATUS = EnumMap(jobs_pb2.JobStatus.DESCRIPTOR, "JOB_STATUS_")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.core.convert import from_timestamp
+from services.core.enums import EnumMap
 from services.jobs.enums import CHUNK_STATUS, RUN_OUTCOME
 from services.jobs.runs import ChunkRuns, RunEnd
 
 CHUNK_RUNS_SERVICE = chunk_runs_pb2.DESCRIPTOR.services_by_name["ChunkRunsService"]
-KILL_FOLLOW_UPS = {1: "continue", 2: "pause", 3: "restart"}
-LOG_STREAMS = {1: "stdout", 2: "stderr", 3: "agent"}
+KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR)
+LOG_STREAM = EnumMap(common_pb2.LogStream.DESCRIPTOR)
 
 
 class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
@@ -29,7 +31,7 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
                 outcome=RUN_OUTCOME.text(request.outcome, "outcome"),
                 message=request.message,
                 ended_at=from_timestamp(request.end_time),
-                kill_follow_up=KILL_FOLLOW_UPS.get(request.kill_follow_up, ""),
+                kill_follow_up=KILL_FOLLOW_UP.to_text.get(request.kill_follow_up, ""),
             )
         )
         if status is None:
@@ -47,7 +49,11 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
             request.chunk_id,
             request.fencing_token,
             [
-                (from_timestamp(line.time), LOG_STREAMS.get(line.stream, "stdout"), line.text)
+                (
+                    from_timestamp(line.time),
+                    LOG_STREAM.to_text.get(line.stream, "stdout"),
+                    line.text,
+                )
                 for line in request.lines
             ],
         )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from farm.common.v1 import common_pb2
+from farm.nodes.v1 import nodes_pb2
+from services.core.enums import EnumMap
 from services.core.errors import InvalidArgument
 
-# Text values of the nodes table, in the order of the proto enums' numbers
-# (index 0 is the enum's UNSPECIFIED value).
-PLATFORMS = ("", "windows", "linux", "macos")
-NODE_STATUSES = ("", "idle", "rendering", "paused", "offline")
-PROCESS_PRIORITIES = ("", "idle", "below_normal", "normal", "above_normal", "high")
-SYSTEM_EVENTS = ("", "shutdown", "reboot", "wake_up", "logoff")
-KILL_FOLLOW_UPS = ("", "continue", "pause", "restart")
+# Proto enums <-> the nodes table's text values.
+PLATFORM = EnumMap(common_pb2.Platform.DESCRIPTOR)
+NODE_STATUS = EnumMap(nodes_pb2.NodeStatus.DESCRIPTOR)
+PROCESS_PRIORITY = EnumMap(common_pb2.ProcessPriority.DESCRIPTOR)
+SYSTEM_EVENT = EnumMap(common_pb2.SystemEvent.DESCRIPTOR)
+KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR)
+CLIENT_KIND = EnumMap(nodes_pb2.ClientKind.DESCRIPTOR)
 
 MAX_NAME_LENGTH = 255
 MAX_NOTES_LENGTH = 10_000
@@ -20,17 +23,6 @@ MAX_MESSAGE_LENGTH = 10_000
 MAX_CODE_LENGTH = 100_000
 DEFAULT_CODE_TIMEOUT_SECONDS = 30
 MAX_CODE_TIMEOUT_SECONDS = 3600
-
-
-def enum_text(values: tuple[str, ...], number: int, field_name: str) -> str:
-    """The table's text for a proto enum number; unset or unknown is refused."""
-    if number <= 0 or number >= len(values):
-        raise InvalidArgument(f"{field_name}: must be set to a known value, got {number}")
-    return values[number]
-
-
-def enum_number(values: tuple[str, ...], text: str) -> int:
-    return values.index(text) if text in values else 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ class Registration:
             )
         if self.cpu_cores < 0 or self.memory_bytes < 0:
             raise InvalidArgument("register: cpu_cores and memory_bytes must not be negative")
-        if self.platform not in PLATFORMS[1:]:
+        if self.platform not in PLATFORM.to_number:
             raise InvalidArgument("register.platform: must be set")
         return self
 

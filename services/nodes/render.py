@@ -28,7 +28,7 @@ from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
 from services.jobs.tables import chunk_assignments, chunks, jobs
 from services.jobs.tables import templates as templates_table
-from services.nodes.domain import KILL_FOLLOW_UPS
+from services.nodes.domain import KILL_FOLLOW_UP
 from services.nodes.service import NodesService, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
 from services.nodes.tables import node_commands
@@ -192,7 +192,7 @@ class RenderBridge:
             exit_code=result.exit_code,
             outcome=result.outcome,
             message=result.message,
-            kill_follow_up=KILL_FOLLOW_UPS.index(follow_up) if follow_up else 0,  # type: ignore[arg-type]
+            kill_follow_up=KILL_FOLLOW_UP.number(follow_up),
         )
         if result.HasField("end_time"):
             request.end_time.CopyFrom(result.end_time)

@@ -24,15 +24,14 @@ from services.core.server import contract_base
 from services.nodes.client_hub import ClientHub, ClientStream
 from services.nodes.clients import ClientsService
 from services.nodes.domain import (
+    CLIENT_KIND,
     DEFAULT_CODE_TIMEOUT_SECONDS,
-    KILL_FOLLOW_UPS,
-    NODE_STATUSES,
-    PLATFORMS,
-    PROCESS_PRIORITIES,
-    SYSTEM_EVENTS,
+    KILL_FOLLOW_UP,
+    NODE_STATUS,
+    PLATFORM,
+    PROCESS_PRIORITY,
+    SYSTEM_EVENT,
     Registration,
-    enum_number,
-    enum_text,
 )
 from services.nodes.render import RenderBridge
 from services.nodes.service import NodesService, NodeView, RunningChunk
@@ -55,14 +54,14 @@ def node_message(view: NodeView) -> nodes_pb2.Node:
         name=row.name,
         host_name=row.host_name,
         ip_address=row.ip_address,
-        platform=enum_number(PLATFORMS, row.platform),  # type: ignore[arg-type]
+        platform=PLATFORM.number(row.platform),
         instance_number=row.instance_number,
         cpu_cores=row.cpu_cores,
         memory_bytes=row.memory_bytes,
         pools=list(row.pools),
-        status=enum_number(NODE_STATUSES, row.status),  # type: ignore[arg-type]
+        status=NODE_STATUS.number(row.status),
         paused=row.paused,
-        process_priority=enum_number(PROCESS_PRIORITIES, row.process_priority),  # type: ignore[arg-type]
+        process_priority=PROCESS_PRIORITY.number(row.process_priority),
         realtime_log=row.realtime_log,
         notes=row.notes,
         agent_version=row.agent_version,
@@ -118,8 +117,8 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
         self.service = service
 
     async def ListNodes(self, request: nodes_pb2.ListNodesRequest, context: Any) -> Any:
-        statuses = [enum_text(NODE_STATUSES, s, "statuses") for s in request.statuses]
-        platform = enum_text(PLATFORMS, request.platform, "platform") if request.platform else ""
+        statuses = [NODE_STATUS.text(s, "statuses") for s in request.statuses]
+        platform = PLATFORM.text(request.platform, "platform") if request.platform else ""
         page = await _call(
             self.service.page,
             request.page_size,
@@ -157,7 +156,7 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
     async def SetNodeProcessPriority(
         self, request: nodes_pb2.SetNodeProcessPriorityRequest, context: Any
     ) -> Any:
-        priority = enum_text(PROCESS_PRIORITIES, request.process_priority, "process_priority")
+        priority = PROCESS_PRIORITY.text(request.process_priority, "process_priority")
         await _call(self.service.set_process_priority, request.node_id, priority)
         return nodes_pb2.SetNodeProcessPriorityResponse()
 
@@ -204,21 +203,21 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
         return nodes_pb2.SendNodeMessageResponse(recipients_count=count)
 
     async def KillNodeProcess(self, request: nodes_pb2.KillNodeProcessRequest, context: Any) -> Any:
-        follow_up = enum_text(KILL_FOLLOW_UPS, request.follow_up, "follow_up")
+        follow_up = KILL_FOLLOW_UP.text(request.follow_up, "follow_up")
         await _call(self.service.kill_node, request.node_id, follow_up)
         return nodes_pb2.KillNodeProcessResponse()
 
     async def KillJobProcesses(
         self, request: nodes_pb2.KillJobProcessesRequest, context: Any
     ) -> Any:
-        follow_up = enum_text(KILL_FOLLOW_UPS, request.follow_up, "follow_up")
+        follow_up = KILL_FOLLOW_UP.text(request.follow_up, "follow_up")
         node_ids = await _call(self.service.kill_job, request.job_id, follow_up)
         return nodes_pb2.KillJobProcessesResponse(node_ids=node_ids)
 
     async def SendNodeSystemEvent(
         self, request: nodes_pb2.SendNodeSystemEventRequest, context: Any
     ) -> Any:
-        event = enum_text(SYSTEM_EVENTS, request.event, "event")
+        event = SYSTEM_EVENT.text(request.event, "event")
         command_id = await _call(
             self.service.simple_command, request.node_id, "system_event", {"event": event}
         )
@@ -305,7 +304,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         self, register: agent_pb2.Register
     ) -> tuple[AgentStream, tuple[agent_pb2.RegisterAccepted, list[Any]]]:
         running = _running(register.running_chunk)
-        platform = PLATFORMS[register.platform] if 0 < register.platform < len(PLATFORMS) else ""
+        platform = PLATFORM.to_text.get(register.platform, "")
         registration = Registration(
             host_name=register.host_name,
             instance_number=register.instance_number,
@@ -329,7 +328,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             node_name=node.name,
             heartbeat_interval_seconds=HEARTBEAT_INTERVAL_SECONDS,
             paused=node.paused,
-            process_priority=enum_number(PROCESS_PRIORITIES, node.process_priority),  # type: ignore[arg-type]
+            process_priority=PROCESS_PRIORITY.number(node.process_priority),
             realtime_log=node.realtime_log,
         )
         return stream, (accepted, pending)
@@ -377,7 +376,6 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
 
 
 CLIENTS_SERVICE = nodes_pb2.DESCRIPTOR.services_by_name["ClientsService"]
-CLIENT_KINDS = ("", "console", "notificator")
 # DisconnectReason -> client_connections.disconnect_reason.
 CLOSE_REASONS: dict[int, str] = {
     nodes_pb2.DISCONNECT_REASON_FORCED: "forced",
@@ -440,7 +438,7 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
         self.hub = hub
 
     async def Connect(self, request: nodes_pb2.ConnectRequest, context: Any) -> Any:
-        kind = enum_text(CLIENT_KINDS, request.client_kind, "client_kind")
+        kind = CLIENT_KIND.text(request.client_kind, "client_kind")
         preferences = dict(DEFAULT_PREFERENCES)
         if request.HasField("notification_preferences"):
             prefs = request.notification_preferences
@@ -571,8 +569,8 @@ def _running(chunk: agent_pb2.RunningChunk) -> RunningChunk | None:
     return RunningChunk(chunk.job_id, chunk.chunk_id, chunk.fencing_token)
 
 
-def _notice(reason: int, message: str) -> nodes_pb2.ConnectResponse:
+def _notice(reason: Any, message: str) -> nodes_pb2.ConnectResponse:
     event = nodes_pb2.ClientEvent()
-    event.disconnect_notice.reason = reason  # type: ignore[assignment]
+    event.disconnect_notice.reason = reason
     event.disconnect_notice.message = message
     return nodes_pb2.ConnectResponse(event=event)

@@ -15,7 +15,7 @@ from typing import Any
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from services.core.bus import Event
-from services.nodes.domain import KILL_FOLLOW_UPS, PROCESS_PRIORITIES, SYSTEM_EVENTS, enum_number
+from services.nodes.domain import KILL_FOLLOW_UP, PROCESS_PRIORITY, SYSTEM_EVENT
 from services.nodes.service import NodesService
 
 _LOG = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def command_message(command_id: int, kind: str, payload: dict[str, Any]) -> agen
                 job_id=int(payload["job_id"]),
                 chunk_id=int(payload["chunk_id"]),
                 fencing_token=int(payload["fencing_token"]),
-                follow_up=enum_number(KILL_FOLLOW_UPS, payload.get("follow_up", "")),  # type: ignore[arg-type]
+                follow_up=KILL_FOLLOW_UP.number(payload.get("follow_up", "")),
             )
         )
     elif kind == "pause":
@@ -40,15 +40,13 @@ def command_message(command_id: int, kind: str, payload: dict[str, Any]) -> agen
     elif kind == "resume":
         command.resume.SetInParent()
     elif kind == "set_process_priority":
-        command.set_process_priority.process_priority = enum_number(  # type: ignore[assignment]
-            PROCESS_PRIORITIES, payload["priority"]
-        )
+        command.set_process_priority.process_priority = PROCESS_PRIORITY.number(payload["priority"])
     elif kind == "soft_restart":
         command.soft_restart.SetInParent()
     elif kind == "set_realtime_log":
         command.set_realtime_log.enabled = bool(payload["enabled"])
     elif kind == "system_event":
-        command.system_event.event = enum_number(SYSTEM_EVENTS, payload["event"])  # type: ignore[assignment]
+        command.system_event.event = SYSTEM_EVENT.number(payload["event"])
     elif kind == "run_python_code":
         command.run_python_code.CopyFrom(
             agent_pb2.RunPythonCodeCommand(
