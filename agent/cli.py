@@ -1,0 +1,148 @@
+"""`muster-agent`: the render-node agent.
+
+    muster-agent --dispatcher 127.0.0.1:50051 --instances 2
+
+One process, one event loop, one gRPC channel; each instance is a node of
+its own with its own stream. SIGTERM or Ctrl-C stops running chunks
+(reported KILLED), waits briefly for the dispatcher to record them, and
+exits; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import grpc.aio
+
+from agent import VERSION
+from agent.config import AgentConfig, ConfigError, load
+from agent.session import Instance, Session
+from agent.state import StateStore, WorkDirBusy, lock_work_dir
+from agent.system import HostFacts, host_facts
+
+_LOG = logging.getLogger("muster-agent")
+
+# How long a stop or a soft restart waits for the dispatcher to record the
+# results of the chunks it killed; they are in the state file anyway.
+SETTLE_SECONDS = 5.0
+FLUSH_SECONDS = 2.0
+
+# The channel reconnects on the same schedule as the sessions (0.2 s doubling
+# to 10 s), so a session retry never waits on a slower channel backoff.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 10_000),
+]
+
+
+def restart_argv() -> list[str]:
+    """The command line this process was started with, for execv
+    (`python -m agent ...` and the `muster-agent` script alike)."""
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+class Agent:
+    """Every instance of this process, and what concerns them all: stopping
+    and soft restarts (they share one process)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.state = StateStore(config.work_dir, config.dispatcher)
+        self.instances = [Instance(n, config, self.state, self) for n in range(config.instances)]
+        self.stopping = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._winding_down: asyncio.Task[None] | None = None
+
+    def request_stop(self) -> None:
+        if self._stop_requested.is_set():
+            _LOG.warning("second stop signal: exiting now")
+            self.stopping.set()
+        self._stop_requested.set()
+
+    async def facts(self) -> HostFacts:
+        return await asyncio.to_thread(host_facts, self.config.name, self.config.dispatcher)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        channel = grpc.aio.insecure_channel(self.config.dispatcher, options=CHANNEL_OPTIONS)
+        sessions = [
+            asyncio.create_task(Session(i, channel, self.facts).run(self.stopping))
+            for i in self.instances
+        ]
+        try:
+            stop = asyncio.create_task(self._stop_requested.wait())
+            await asyncio.wait([stop, *sessions], return_when=asyncio.FIRST_COMPLETED)
+            _LOG.info("stopping")
+            await self._wind_down("agent stopped")
+        finally:
+            self.stopping.set()
+            await asyncio.gather(*sessions, return_exceptions=True)
+            await channel.close(None)
+        return 0
+
+    async def _wind_down(self, message: str) -> None:
+        """Kill every running chunk and wait (a little) until its result is recorded."""
+        if self._winding_down is None:
+            self._winding_down = asyncio.ensure_future(self._kill_and_settle(message))
+        waiting = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([self._winding_down, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+
+    async def _kill_and_settle(self, message: str) -> None:
+        for instance in self.instances:
+            instance.closing = True
+        await asyncio.gather(*(i.kill_running(message) for i in self.instances))
+        settled = await asyncio.gather(*(i.wait_settled(SETTLE_SECONDS) for i in self.instances))
+        if not all(settled):
+            _LOG.warning("some results are not confirmed yet; they are re-sent on the next start")
+
+    # --- AgentHooks -----------------------------------------------------------------------
+
+    async def prepare_restart(self) -> None:
+        await self._wind_down("agent soft restart")
+
+    async def restart(self) -> None:
+        await asyncio.gather(*(i.flush(FLUSH_SECONDS) for i in self.instances))
+        argv = restart_argv()
+        _LOG.warning("soft restart: exec %s", " ".join(argv))
+        logging.shutdown()
+        os.execv(argv[0], argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load(argv)
+    except ConfigError as exc:
+        print(f"muster-agent: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    try:
+        lock = lock_work_dir(config.work_dir)
+    except (WorkDirBusy, OSError) as exc:
+        print(f"muster-agent: {exc}", file=sys.stderr)
+        return 2
+    _LOG.info(
+        "muster-agent %s: %d instance(s) named %s, dispatcher %s, work folder %s",
+        VERSION,
+        config.instances,
+        config.name,
+        config.dispatcher,
+        config.work_dir,
+    )
+    try:
+        return asyncio.run(Agent(config).run())
+    finally:
+        lock.close()

@@ -1,0 +1,211 @@
+"""The agent's configuration: command-line options, environment fallbacks and
+the optional JSON file (system-event commands, kill grace period).
+
+Precedence for every option: the command line, then the environment
+variable, then the default. The dispatcher address falls back to the client
+file `dispatcher run` writes, read through the facade's own code so both
+programs agree on where it lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from farm.common.v1 import common_pb2
+
+DEFAULT_KILL_GRACE_SECONDS = 5.0
+DEFAULT_PORT = 50051
+
+# SystemEvent -> the name used in the configuration file and in messages.
+SYSTEM_EVENT_NAMES: dict[int, str] = {
+    common_pb2.SYSTEM_EVENT_SHUTDOWN: "shutdown",
+    common_pb2.SYSTEM_EVENT_REBOOT: "reboot",
+    common_pb2.SYSTEM_EVENT_WAKE_UP: "wake_up",
+    common_pb2.SYSTEM_EVENT_LOGOFF: "logoff",
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    dispatcher: str
+    instances: int = 1
+    name: str = field(default_factory=socket.gethostname)
+    work_dir: Path = field(default_factory=lambda: default_work_dir({}))
+    # Event name ("shutdown", "reboot", "wake_up", "logoff") -> argv, run without a shell.
+    system_events: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS
+    log_level: str = "info"
+
+
+def default_work_dir(env: Mapping[str, str]) -> Path:
+    explicit = env.get("MUSTER_AGENT_DIR", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path.home() / ".local" / "share" / "muster-agent"
+
+
+def default_dispatcher(env: Mapping[str, str]) -> str:
+    """$MUSTER_DISPATCHER, else the address in the client file of a local dispatcher."""
+    address = env.get("MUSTER_DISPATCHER", "").strip()
+    if address:
+        return address
+    # Imported here: the facade's module loads every service's stubs, which
+    # an agent started with an explicit address does not need to hold in memory.
+    from gateway.connection import _read_client_config, client_config_path
+
+    address = str(_read_client_config().get("address", "")).strip()
+    if address:
+        return address
+    raise ConfigError(
+        "no dispatcher address: pass --dispatcher host:port, set MUSTER_DISPATCHER, or start"
+        f" a local dispatcher with `make run` (which writes {client_config_path()})"
+    )
+
+
+def normalise_address(address: str) -> str:
+    """host[:port] -> host:port (the default port when none is given)."""
+    address = address.strip()
+    if not address:
+        raise ConfigError("the dispatcher address is empty")
+    if address.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
+        return address  # a gRPC target name: passed through untouched
+    host, sep, port = address.rpartition(":")
+    if not sep or "]" in port:  # no port, or a bare [ipv6] literal
+        return f"{address}:{DEFAULT_PORT}"
+    if not port.isdigit() or not host:
+        raise ConfigError(f"dispatcher address {address!r} is not host:port")
+    return address
+
+
+def read_config_file(path: Path) -> tuple[dict[str, list[str]], float]:
+    """The system-event commands and the kill grace period of a JSON file.
+
+    {"system_events": {"shutdown": ["systemctl", "poweroff"], "reboot": "systemctl reboot"},
+     "kill_grace_seconds": 10}
+    A command is a list of arguments or one string split like a shell would
+    (no shell runs it: no pipes, no variables).
+    """
+    try:
+        data: Any = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be an object")
+    unknown = set(data) - {"system_events", "kill_grace_seconds"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+    events: dict[str, list[str]] = {}
+    raw_events = data.get("system_events", {})
+    if not isinstance(raw_events, dict):
+        raise ConfigError(f"{path}: system_events must be an object")
+    for name, command in raw_events.items():
+        if name not in SYSTEM_EVENT_NAMES.values():
+            raise ConfigError(
+                f"{path}: unknown system event {name!r}"
+                f" (known: {', '.join(SYSTEM_EVENT_NAMES.values())})"
+            )
+        if isinstance(command, str):
+            argv = shlex.split(command)
+        elif isinstance(command, list) and all(isinstance(a, str) for a in command):
+            argv = list(command)
+        else:
+            raise ConfigError(f"{path}: the command of {name} must be a string or a string list")
+        if not argv:
+            raise ConfigError(f"{path}: the command of {name} is empty")
+        events[name] = argv
+    grace = data.get("kill_grace_seconds", DEFAULT_KILL_GRACE_SECONDS)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        raise ConfigError(f"{path}: kill_grace_seconds must be a number >= 0")
+    return events, float(grace)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="muster-agent",
+        description="Render-node agent: registers with the dispatcher, runs the chunks it"
+        " assigns and obeys node commands. Every option falls back to an environment variable.",
+    )
+    p.add_argument(
+        "--dispatcher",
+        metavar="HOST:PORT",
+        help="the dispatcher's address (env MUSTER_DISPATCHER; default: the client file"
+        " `make run` writes)",
+    )
+    p.add_argument(
+        "--instances",
+        metavar="N",
+        help="independent instances (nodes) this agent runs (env MUSTER_AGENT_INSTANCES;"
+        " default 1)",
+    )
+    p.add_argument(
+        "--name",
+        help="node name; instance N>0 is NAME-N (env MUSTER_AGENT_NAME; default the host name)",
+    )
+    p.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="state file and default working directory of render processes (env"
+        " MUSTER_AGENT_DIR; default ~/.local/share/muster-agent)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON file: system-event commands, kill grace period (env MUSTER_AGENT_CONFIG)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="(env MUSTER_AGENT_LOG_LEVEL; default info)",
+    )
+    return p
+
+
+def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> AgentConfig:
+    """The configuration from a command line and an environment (raises ConfigError)."""
+    args = parser().parse_args(argv)
+    env = os.environ if env is None else env
+
+    def pick(value: str | None, name: str) -> str:
+        return (value if value is not None else env.get(name, "")).strip()
+
+    raw_instances = pick(args.instances, "MUSTER_AGENT_INSTANCES") or "1"
+    try:
+        instances = int(raw_instances)
+    except ValueError:
+        raise ConfigError(f"--instances must be a whole number, got {raw_instances!r}") from None
+    if not 1 <= instances <= 64:
+        raise ConfigError(f"--instances must be within 1..64, got {instances}")
+    log_level = pick(args.log_level, "MUSTER_AGENT_LOG_LEVEL").lower() or "info"
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    work_dir = pick(args.work_dir, "MUSTER_AGENT_DIR")
+    events: dict[str, list[str]] = {}
+    grace = DEFAULT_KILL_GRACE_SECONDS
+    config_file = pick(args.config, "MUSTER_AGENT_CONFIG")
+    if config_file:
+        events, grace = read_config_file(Path(config_file).expanduser())
+    dispatcher = pick(args.dispatcher, "MUSTER_DISPATCHER") or default_dispatcher(env)
+    return AgentConfig(
+        dispatcher=normalise_address(dispatcher),
+        instances=instances,
+        name=pick(args.name, "MUSTER_AGENT_NAME") or socket.gethostname(),
+        work_dir=Path(work_dir).expanduser() if work_dir else default_work_dir(env),
+        system_events=events,
+        kill_grace_seconds=grace,
+        log_level=log_level,
+    )

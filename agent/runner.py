@@ -1,0 +1,337 @@
+"""Running one chunk: the render process, its output, its end and its outcome.
+
+The process gets a session (and so a process group) of its own, so a kill or
+a timeout reaches every process the renderer started, not only the one the
+agent knows. Its output is read line by line from both pipes, checked
+against the template's patterns and sent as ChunkLog batches; the outcome is
+decided once the process group is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeAlias
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent.system import Priority, nice_value, set_group_priority
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+
+BATCH_SECONDS = 0.2
+BATCH_LINES = 200
+# One line longer than this is sent in pieces (a renderer printing a progress
+# bar without newlines must not grow the agent's memory without bound).
+MAX_LINE_BYTES = 64 * 1024
+# After the main process exits, how long its pipes may stay open (held by a
+# background child) before the rest of the group is killed.
+DRAIN_SECONDS = 2.0
+POLL_SECONDS = 0.05
+
+Outcome: TypeAlias = common_pb2.ChunkRunOutcome.ValueType
+LogStream: TypeAlias = common_pb2.LogStream.ValueType
+
+
+def now_timestamp() -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(time.time_ns())
+    return stamp
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its user id: still there
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class LogBatcher:
+    """Collects lines and hands them on every BATCH_SECONDS or BATCH_LINES,
+    whichever comes first: one message per line would swamp the stream."""
+
+    def __init__(
+        self,
+        send: Callable[[list[common_pb2.LogLine]], None],
+        seconds: float = BATCH_SECONDS,
+        lines: int = BATCH_LINES,
+    ) -> None:
+        self._send = send
+        self._seconds = seconds
+        self._max = lines
+        self._lines: list[common_pb2.LogLine] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, line: common_pb2.LogLine) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= self._max:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._seconds, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._send(lines)
+
+
+def _compile(patterns: list[str], kind: str, notes: list[str]) -> list[re.Pattern[str]]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            # A broken template pattern must not fail every chunk of the job.
+            notes.append(f"ignoring invalid {kind} pattern {pattern!r}: {exc}")
+    return compiled
+
+
+class ChunkRun:
+    """One run of one assigned chunk as a child process group."""
+
+    def __init__(
+        self,
+        assignment: agent_pb2.Assignment,
+        *,
+        priority: Priority,
+        work_dir: Path,
+        kill_grace_seconds: float,
+        send_log: Callable[[agent_pb2.ChunkLog], None],
+        batch_seconds: float = BATCH_SECONDS,
+        batch_lines: int = BATCH_LINES,
+    ) -> None:
+        self.assignment = assignment
+        self.priority = priority
+        self.work_dir = work_dir
+        self.kill_grace_seconds = kill_grace_seconds
+        self._send_log = send_log
+        self._batcher = LogBatcher(self._send_lines, batch_seconds, batch_lines)
+        self.pid = 0
+        self.start_time = now_timestamp()
+        self._process: asyncio.subprocess.Process | None = None
+        self._kill_message = ""
+        self._timed_out = False
+        self._terminating: asyncio.Future[None] | None = None
+        self._error_line = ""
+        self._warning_line = ""
+        notes: list[str] = []
+        self._errors = _compile(list(assignment.log_error_patterns), "error", notes)
+        self._warnings = _compile(list(assignment.log_warning_patterns), "warning", notes)
+        self._notes = notes
+
+    # --- what the session asks -----------------------------------------------------------
+
+    @property
+    def fencing_token(self) -> int:
+        return self.assignment.fencing_token
+
+    def running_chunk(self) -> agent_pb2.RunningChunk:
+        return agent_pb2.RunningChunk(
+            job_id=self.assignment.job_id,
+            chunk_id=self.assignment.chunk_id,
+            fencing_token=self.assignment.fencing_token,
+            pid=self.pid,
+            start_time=self.start_time,
+        )
+
+    def set_priority(self, priority: Priority) -> None:
+        """Renice the whole process group now (raises OSError); later chunks
+        get the priority from the instance."""
+        if nice_value(priority) is None:
+            return
+        self.priority = priority
+        if self.pid and self._process is not None and self._process.returncode is None:
+            set_group_priority(self.pid, priority)
+
+    async def kill(self, message: str = "killed on request") -> None:
+        """Stop the process group; returns once it is gone (or SIGKILLed)."""
+        if not self._kill_message and not self._timed_out:
+            self._kill_message = message
+        await self._terminate()
+
+    # --- the run ----------------------------------------------------------------------------
+
+    async def run(self) -> agent_pb2.ChunkResult:
+        a = self.assignment
+        if self._kill_message:  # killed before it could start
+            return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message)
+        for note in self._notes:
+            self._agent_line(note)
+        cwd = a.working_directory or str(self.work_dir)
+        env = {**os.environ, **dict(a.environment)}
+        self._agent_line(f"starting {a.executable} {' '.join(a.arguments)} in {cwd}")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                a.executable,
+                *a.arguments,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=MAX_LINE_BYTES,
+            )
+        except OSError as exc:
+            message = f"cannot start {a.executable}: {exc.strerror or exc}"
+            self._agent_line(message)
+            self._batcher.flush()
+            return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_FAILED, message)
+        self._process = process
+        self.pid = process.pid  # == its process group id (start_new_session)
+        self.start_time = now_timestamp()
+        self._apply_priority()
+        if self._kill_message:  # the kill came while the process was starting
+            self._terminate()
+        readers = [
+            asyncio.create_task(self._pump(process.stdout, common_pb2.LOG_STREAM_STDOUT)),
+            asyncio.create_task(self._pump(process.stderr, common_pb2.LOG_STREAM_STDERR)),
+        ]
+        exit_code = await self._wait(process)
+        if self._terminating is not None:
+            await self._terminating
+        await self._drain(readers)
+        if self._kill_message:
+            self._agent_line(self._kill_message)
+        elif self._timed_out:
+            self._agent_line(f"timed out after {a.timeout_seconds}s: process group killed")
+        outcome, message = self._judge(exit_code)
+        self._agent_line(f"process {self.pid} exited with code {exit_code}: {message}")
+        self._batcher.flush()
+        return self._result(exit_code, outcome, message)
+
+    async def _wait(self, process: asyncio.subprocess.Process) -> int:
+        timeout = self.assignment.timeout_seconds
+        waiting = asyncio.ensure_future(process.wait())
+        if timeout > 0:
+            done, _ = await asyncio.wait({waiting}, timeout=timeout)
+            if not done and not self._kill_message:
+                self._timed_out = True
+                await self._terminate()
+        return await waiting
+
+    async def _drain(self, readers: list[asyncio.Task[None]]) -> None:
+        """Read the pipes to their end; a background child that keeps them
+        open past DRAIN_SECONDS is killed with the rest of its group."""
+        _, pending = await asyncio.wait(readers, timeout=DRAIN_SECONDS)
+        if pending or group_alive(self.pid):
+            self._agent_line("killing processes left behind by the render process")
+            signal_group(self.pid, signal.SIGKILL)
+            _, pending = await asyncio.wait(readers, timeout=DRAIN_SECONDS)
+            for reader in pending:
+                reader.cancel()
+
+    def _terminate(self) -> asyncio.Future[None]:
+        # One termination however many kills and timeouts ask for it.
+        if self._process is None:  # not started yet: run() terminates it once it is
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        if self._terminating is None:
+            self._terminating = asyncio.ensure_future(self._terminate_group(self._process))
+        return self._terminating
+
+    async def _terminate_group(self, process: asyncio.subprocess.Process) -> None:
+        signal_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_grace_seconds
+        while time.monotonic() < deadline:
+            if process.returncode is not None and not group_alive(self.pid):
+                return
+            await asyncio.sleep(POLL_SECONDS)
+        signal_group(self.pid, signal.SIGKILL)
+        await process.wait()
+
+    def _apply_priority(self) -> None:
+        # Set after the start, on the whole group: a preexec_fn would run in a
+        # forked copy of a multi-threaded process (gRPC's threads), which is unsafe.
+        try:
+            set_group_priority(self.pid, self.priority)
+        except OSError as exc:
+            self._agent_line(
+                f"cannot set priority nice {nice_value(self.priority)}: {exc.strerror};"
+                " running at the agent's priority"
+            )
+
+    async def _pump(self, reader: asyncio.StreamReader | None, stream: LogStream) -> None:
+        if reader is None:
+            return
+        while True:
+            try:
+                raw = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:
+                if end.partial:
+                    self._line(end.partial, stream)
+                return
+            except asyncio.LimitOverrunError as long_line:
+                raw = await reader.read(long_line.consumed or MAX_LINE_BYTES)
+            self._line(raw, stream)
+
+    def _line(self, raw: bytes, stream: LogStream) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not self._error_line and any(p.search(text) for p in self._errors):
+            self._error_line = text
+        if not self._warning_line and any(p.search(text) for p in self._warnings):
+            self._warning_line = text
+        self._batcher.add(common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream))
+
+    def _agent_line(self, text: str) -> None:
+        self._batcher.add(
+            common_pb2.LogLine(time=now_timestamp(), text=text, stream=common_pb2.LOG_STREAM_AGENT)
+        )
+
+    def _send_lines(self, lines: list[common_pb2.LogLine]) -> None:
+        a = self.assignment
+        self._send_log(
+            agent_pb2.ChunkLog(
+                job_id=a.job_id, chunk_id=a.chunk_id, fencing_token=a.fencing_token, lines=lines
+            )
+        )
+
+    def _judge(self, exit_code: int) -> tuple[Outcome, str]:
+        if self._kill_message:
+            return common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message
+        if self._timed_out:
+            return (
+                common_pb2.CHUNK_RUN_OUTCOME_TIMED_OUT,
+                f"timed out after {self.assignment.timeout_seconds}s",
+            )
+        success = list(self.assignment.success_exit_codes) or [0]
+        if exit_code not in success:
+            return common_pb2.CHUNK_RUN_OUTCOME_FAILED, f"exit code {exit_code}"
+        if self._error_line:
+            return common_pb2.CHUNK_RUN_OUTCOME_FAILED, f"error in log: {self._error_line[:500]}"
+        if self._warning_line:
+            return (
+                common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED_WITH_WARNINGS,
+                f"warning in log: {self._warning_line[:500]}",
+            )
+        return common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED, f"exit code {exit_code}"
+
+    def _result(self, exit_code: int, outcome: Outcome, message: str) -> agent_pb2.ChunkResult:
+        a = self.assignment
+        return agent_pb2.ChunkResult(
+            job_id=a.job_id,
+            chunk_id=a.chunk_id,
+            fencing_token=a.fencing_token,
+            exit_code=exit_code,
+            outcome=outcome,
+            message=message,
+            end_time=now_timestamp(),
+        )

@@ -1,0 +1,197 @@
+"""Facts about the host the agent reports, and the process-priority mapping.
+
+Only the standard library: the agent must stay small in memory, and these
+facts are cheap to read from /proc and sysconf on Linux (macOS gets the
+portable subset). Windows is not supported by this agent (process groups and
+nice values are POSIX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import platform
+import socket
+import struct
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from farm.common.v1 import common_pb2
+
+Priority: TypeAlias = common_pb2.ProcessPriority.ValueType
+
+# ProcessPriority -> nice value, as common.proto defines it for Linux and macOS.
+NICE_VALUES: dict[int, int] = {
+    common_pb2.PROCESS_PRIORITY_IDLE: 19,
+    common_pb2.PROCESS_PRIORITY_BELOW_NORMAL: 10,
+    common_pb2.PROCESS_PRIORITY_NORMAL: 0,
+    common_pb2.PROCESS_PRIORITY_ABOVE_NORMAL: -5,
+    common_pb2.PROCESS_PRIORITY_HIGH: -10,
+}
+DEFAULT_PRIORITY: Priority = common_pb2.PROCESS_PRIORITY_NORMAL
+
+# A UDP "connect" sends nothing; it only asks the kernel which source address
+# it would route from. This public address finds the main card when the
+# dispatcher itself is on loopback.
+_ROUTE_PROBE = ("192.0.2.1", 9)  # TEST-NET-1: routed by the default route, never answered
+_SIOCGIFADDR = 0x8915
+
+
+def nice_value(priority: int) -> int | None:
+    """The nice value of a ProcessPriority; None for UNSPECIFIED (keep the current one)."""
+    return NICE_VALUES.get(priority)
+
+
+def set_group_priority(pgid: int, priority: int) -> None:
+    """Apply a ProcessPriority to every process of a process group (raises OSError)."""
+    nice = nice_value(priority)
+    if nice is not None:
+        os.setpriority(os.PRIO_PGRP, pgid, nice)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    host_name: str
+    platform: int
+    os_version: str
+    cpu_cores: int
+    memory_bytes: int
+    ip_address: str
+    mac_address: str
+
+
+def current_platform() -> int:
+    if sys.platform.startswith("linux"):
+        return common_pb2.PLATFORM_LINUX
+    if sys.platform == "darwin":
+        return common_pb2.PLATFORM_MACOS
+    if sys.platform.startswith("win"):
+        return common_pb2.PLATFORM_WINDOWS
+    return common_pb2.PLATFORM_LINUX  # other Unixes behave like Linux for the dispatcher
+
+
+def os_version() -> str:
+    kernel = f"{platform.system()} {platform.release()}"
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return f"{line.split('=', 1)[1].strip().strip(chr(34))} ({kernel})"
+    if sys.platform == "darwin":
+        return f"macOS {platform.mac_ver()[0]} ({kernel})"
+    return kernel
+
+
+def memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _source_address(host: str, port: int) -> str:
+    """The local address the kernel would use to reach host:port ('' if none)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return ""
+    for family, kind, proto, _, address in infos:
+        with contextlib.suppress(OSError), socket.socket(family, kind, proto) as probe:
+            probe.connect(address)
+            return str(probe.getsockname()[0])
+    return ""
+
+
+def ip_address(dispatcher: str) -> str:
+    """The address of the card that reaches the dispatcher; the main card when
+    the dispatcher is local (a loopback address identifies nothing)."""
+    host, _, port = dispatcher.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    address = _source_address(host, int(port) if port.isdigit() else 50051)
+    if not address or ipaddress.ip_address(address).is_loopback:
+        address = _source_address(*_ROUTE_PROBE) or address
+    return address or "127.0.0.1"
+
+
+def _interface_address(name: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        packed = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
+    return socket.inet_ntoa(packed[20:24])
+
+
+def mac_address(ip: str) -> str:
+    """MAC of the card holding `ip` (for Wake-on-LAN); '' when unknown."""
+    if sys.platform.startswith("linux"):
+        for _, name in socket.if_nameindex():
+            with contextlib.suppress(OSError):
+                if _interface_address(name) == ip:
+                    mac = Path(f"/sys/class/net/{name}/address").read_text().strip()
+                    if mac and mac != "00:00:00:00:00:00":
+                        return mac
+    node = uuid.getnode()
+    if node >> 40 & 1:  # the multicast bit: uuid made a random number up
+        return ""
+    return ":".join(f"{node >> shift & 0xFF:02x}" for shift in range(40, -1, -8))
+
+
+def host_facts(name: str, dispatcher: str) -> HostFacts:
+    """Everything Register reports about the machine (blocking: DNS, ioctl)."""
+    ip = ip_address(dispatcher)
+    return HostFacts(
+        host_name=name,
+        platform=current_platform(),
+        os_version=os_version(),
+        cpu_cores=os.cpu_count() or 1,
+        memory_bytes=memory_bytes(),
+        ip_address=ip,
+        mac_address=mac_address(ip),
+    )
+
+
+class UsageMeter:
+    """Machine CPU and memory use for heartbeats, from /proc on Linux.
+
+    CPU use is measured between two calls (the heartbeat interval), which is
+    what the dispatcher shows; elsewhere the load average stands in for it.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int] | None = self._cpu_times()
+
+    @staticmethod
+    def _cpu_times() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    def cpu_percent(self) -> float:
+        now = self._cpu_times()
+        if now is None:
+            with contextlib.suppress(OSError, AttributeError):
+                return min(100.0, os.getloadavg()[0] / (os.cpu_count() or 1) * 100.0)
+            return 0.0
+        last, self._last = self._last, now
+        if last is None or now[0] <= last[0]:
+            return 0.0
+        busy = (now[0] - last[0]) - (now[1] - last[1])
+        return max(0.0, min(100.0, 100.0 * busy / (now[0] - last[0])))
+
+    @staticmethod
+    def memory_used() -> int:
+        values: dict[str, int] = {}
+        with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                key, _, rest = line.partition(":")
+                if key in ("MemTotal", "MemAvailable"):
+                    values[key] = int(rest.split()[0]) * 1024
+        if len(values) == 2:
+            return values["MemTotal"] - values["MemAvailable"]
+        return 0
