@@ -216,9 +216,12 @@ class MJob(MObject):
     def __init__(self, message: Message | None = None) -> None:
         super().__init__(message)
         if message is None:
-            # Muster's defaults: a job at the queue root.
+            # Muster's defaults: a job at the queue root, every frame, one
+            # frame per chunk.
             self._message.kind = jobs_pb2.JOB_KIND_JOB
             self._message.parent_id = -1
+            self._message.by_frame = 1.0
+            self._message.packet_size = 1
 
     # Typed attributes, keyed by name: attributeSet<Type>(name, value[, subst]).
     def _attribute(self, name: str, create: bool) -> Any:

@@ -21,6 +21,7 @@ happen exactly once; effects outside it (pushing to a stream) at least once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -199,6 +200,7 @@ class DurableConsumer:
         handler: Handler,
         topics: Sequence[str] | None = None,
         batch_size: int = 500,
+        transactional: bool = True,
     ) -> None:
         if not name:
             raise ValueError("a durable consumer needs a name")
@@ -207,6 +209,12 @@ class DurableConsumer:
         self.handler = handler
         self.topics = list(topics) if topics else None
         self.batch_size = batch_size
+        # False: each event is handled in its own short transaction and the
+        # position is stored after the batch (at least once). For slow
+        # handlers (hooks): a long transaction holding a row lock would hold
+        # back every consumer's horizon. Run such a consumer with
+        # Listener(exclusive=True) so one replica at a time handles it.
+        self.transactional = transactional
 
     def position(self) -> Position:
         with self.db.transaction() as session:
@@ -225,6 +233,8 @@ class DurableConsumer:
 
     def process_batch(self) -> tuple[int, bool]:
         """Handle one batch; returns (events handled, more may be waiting)."""
+        if not self.transactional:
+            return self._process_outside_transaction()
         with self.db.transaction() as session:
             position = self._lock_position(session)
             events, held_back = read_events(session, position, self.topics, self.batch_size)
@@ -232,6 +242,35 @@ class DurableConsumer:
                 self.handler(session, event)
             if events:
                 last = events[-1].position
+                session.execute(
+                    text(
+                        "UPDATE event_consumers SET last_txid = :txid, last_id = :id,"
+                        " updated_at = now() WHERE name = :name"
+                    ),
+                    {"txid": last.txid, "id": last.id, "name": self.name},
+                )
+        return len(events), held_back or len(events) == self.batch_size
+
+    def _process_outside_transaction(self) -> tuple[int, bool]:
+        with self.db.transaction() as session:
+            session.execute(
+                text("INSERT INTO event_consumers (name) VALUES (:name) ON CONFLICT DO NOTHING"),
+                {"name": self.name},
+            )
+        with self.db.transaction() as session:
+            row = session.execute(
+                text("SELECT last_txid, last_id FROM event_consumers WHERE name = :name"),
+                {"name": self.name},
+            ).one()
+            events, held_back = read_events(
+                session, Position(row.last_txid, row.last_id), self.topics, self.batch_size
+            )
+        for event in events:
+            with self.db.transaction() as session:
+                self.handler(session, event)
+        if events:
+            last = events[-1].position
+            with self.db.transaction() as session:
                 session.execute(
                     text(
                         "UPDATE event_consumers SET last_txid = :txid, last_id = :id,"
@@ -259,9 +298,13 @@ class Listener:
     reads from its stored position, so a missed NOTIFY delays, never loses.
     """
 
-    def __init__(self, consumer: DurableConsumer, poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self, consumer: DurableConsumer, poll_seconds: float = 5.0, exclusive: bool = False
+    ) -> None:
         self.consumer = consumer
         self.poll_seconds = poll_seconds
+        # Only the process holding the consumer's advisory lock handles events.
+        self.exclusive = exclusive
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors = 0
@@ -287,6 +330,9 @@ class Listener:
         while not self._stop.is_set():
             try:
                 with self.consumer.db.raw_connection() as conn:
+                    if self.exclusive and not self._lead(conn):
+                        self._stop.wait(1.0)
+                        continue
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.05
                     self._loop(conn)
@@ -297,6 +343,13 @@ class Listener:
                 _LOG.exception("bus listener %s failed; retrying", self.consumer.name)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _lead(self, conn: Any) -> bool:
+        key = int.from_bytes(
+            hashlib.sha256(self.consumer.name.encode()).digest()[:8], "big", signed=True
+        )
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
 
     def _loop(self, conn: Any) -> None:
         retry = 0.0

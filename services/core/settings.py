@@ -72,6 +72,14 @@ class Settings:
     # host:port of the jobs service, for the nodes service's render reports.
     # Empty: the server this process runs (the jobs service must be co-hosted).
     jobs_address: str = ""
+    # Folder of dispatcher hook files (*.py). Empty: <data_dir>/hooks.
+    hooks_dir: Path | None = None
+    # Seconds a hook may run before it is abandoned.
+    hook_timeout_seconds: float = 10.0
+
+    @property
+    def hooks_folder(self) -> Path:
+        return self.hooks_dir or self.data_dir / "hooks"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -97,6 +105,14 @@ class Settings:
                 env, "MUSTER_EVENT_POLL_SECONDS", cls.event_poll_seconds, 0.05
             ),
             jobs_address=env.get("MUSTER_JOBS_ADDRESS", "").strip(),
+            hooks_dir=(
+                Path(env["MUSTER_HOOKS_DIR"]).expanduser().resolve()
+                if env.get("MUSTER_HOOKS_DIR", "").strip()
+                else None
+            ),
+            hook_timeout_seconds=_float(
+                env, "MUSTER_HOOK_TIMEOUT_SECONDS", cls.hook_timeout_seconds, 0.1
+            ),
         )
 
 
@@ -113,4 +129,6 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "event_retention_hours": "MUSTER_EVENT_RETENTION_HOURS",
     "event_poll_seconds": "MUSTER_EVENT_POLL_SECONDS",
     "jobs_address": "MUSTER_JOBS_ADDRESS",
+    "hooks_dir": "MUSTER_HOOKS_DIR",
+    "hook_timeout_seconds": "MUSTER_HOOK_TIMEOUT_SECONDS",
 }

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
-from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2_grpc
+from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+from gateway.hooks import REACTIONS, HookRunner
+from services.core.bus import DurableConsumer, Event, Listener
 from services.core.database import Database
+from services.core.errors import NotFound
 from services.core.server import Component
 from services.core.settings import Settings
 from services.jobs.runs import ChunkRuns
 from services.jobs.runs_servicer import CHUNK_RUNS_SERVICE, ChunkRunsServicer
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
-from services.jobs.servicer import JOBS_SERVICE, JobsServicer
+from services.jobs.servicer import JOBS_SERVICE, JobsServicer, job_message
 
 __all__ = ["JOBS_SERVICE", "JobsServicer", "build"]
 
@@ -33,7 +38,8 @@ class _SeedTemplates:
 
 def build(db: Database, settings: Settings) -> Component:
     service = JobsService(db)
-    servicer = JobsServicer(service)
+    hooks = HookRunner(settings.hooks_folder, timeout=settings.hook_timeout_seconds)
+    servicer = JobsServicer(service, hooks)
     runs = ChunkRunsServicer(ChunkRuns(service))
 
     def register(server: grpc.aio.Server) -> None:
@@ -45,5 +51,48 @@ def build(db: Database, settings: Settings) -> Component:
         [JOBS_SERVICE, CHUNK_RUNS_SERVICE],
         register,
         # Every replica runs a scheduler; one at a time leads (advisory lock).
-        background=[_SeedTemplates(service), Scheduler(db)],
+        background=[
+            _SeedTemplates(service),
+            Scheduler(db),
+            Listener(
+                DurableConsumer(
+                    db,
+                    "dispatcher-hooks",
+                    lambda session, event: _react(service, hooks, event),
+                    topics=list(REACTIONS),
+                    transactional=False,
+                ),
+                settings.event_poll_seconds,
+                exclusive=True,
+            ),
+            _Hooks(hooks),
+        ],
+        on_listening=[lambda address: setattr(hooks, "dispatcher_address", address)],
     )
+
+
+def _react(service: JobsService, hooks: HookRunner, event: Event) -> None:
+    """Run the reaction hooks of a job event (the job as it is now, when it exists)."""
+    if not hooks.enabled:
+        return
+    job_id = int(event.payload.get("job_id", 0))
+    try:
+        row = service.get_job(job_id)
+        job: Any = job_message(row)
+        template_id = row.template_id
+    except NotFound:
+        job, template_id = jobs_pb2.Job(id=job_id), None
+    hooks.react(event.topic, job, template_id=template_id)
+
+
+class _Hooks:
+    """Stops the hook worker with the server."""
+
+    def __init__(self, hooks: HookRunner) -> None:
+        self.hooks = hooks
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.hooks.close()

@@ -14,8 +14,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from gateway.hooks import HookRunner
 from services.core.convert import from_timestamp, to_timestamp
-from services.core.errors import InvalidArgument
+from services.core.errors import FailedPrecondition, InvalidArgument
 from services.core.server import contract_base
 from services.jobs import enums
 from services.jobs.domain import Attribute, JobSpec, attributes_from_json
@@ -252,8 +253,9 @@ class _Record:
 class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  # type: ignore[misc]
     """Translates JobsService calls to the jobs service layer."""
 
-    def __init__(self, service: JobsService) -> None:
+    def __init__(self, service: JobsService, hooks: HookRunner | None = None) -> None:
         self.service = service
+        self.hooks = hooks
 
     def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Any) -> Any:
         filters = JobFilter(
@@ -276,7 +278,17 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
         return jobs_pb2.MoveJobResponse(job=job_message(row))
 
     def SubmitJob(self, request: jobs_pb2.SubmitJobRequest, context: Any) -> Any:
-        row = self.service.submit_job(job_spec(request.job, request.owner), request.request_id)
+        spec = job_spec(request.job, request.owner)
+        if self.hooks is not None:
+            proposed = jobs_pb2.Job()
+            proposed.CopyFrom(request.job)
+            proposed.owner = spec.owner
+            reason = self.hooks.validate(
+                "onValidateJobSubmission", proposed, template_id=spec.template_id
+            )
+            if reason is not None:
+                raise FailedPrecondition(f"refused by onValidateJobSubmission: {reason}")
+        row = self.service.submit_job(spec, request.request_id)
         return jobs_pb2.SubmitJobResponse(job_id=row.id, job=job_message(row))
 
     def UpdateJob(self, request: jobs_pb2.UpdateJobRequest, context: Any) -> Any:

@@ -1,0 +1,168 @@
+"""The dispatcher side of hooks: a worker process and the calls into it.
+
+Validators (`onValidateJobSubmission`, ...) are called synchronously where
+the decision is made, with a time limit; reactions (`onSubmitJob`,
+`onJobCompleted`, ...) run from the event bus after the change committed.
+A hook that raises is logged with its traceback; one that overruns its time
+is abandoned (its worker killed and restarted). Either way the service goes
+on: a validator that fails or times out does not block the submission.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
+
+_LOG = logging.getLogger(__name__)
+
+# Bus topic -> the hooks it fires, in order.
+REACTIONS: dict[str, tuple[str, ...]] = {
+    "job.submitted": ("onSubmitJob",),
+    "job.deleted": ("onDeleteJob",),
+    "job.reinit": ("onReinitJob",),
+    "job.edited": ("onEditJob",),
+    "job.properties_changed": ("onJobPropertiesChanged",),
+    "job.started": ("onJobStart",),
+    "job.completed": ("onJobCompleted", "onJobEnd"),
+}
+
+
+class HookError(Exception):
+    """A hook raised or overran its time (already logged)."""
+
+
+def encode(value: Any) -> Any:
+    """Arguments for the worker: MJob/MChunk travel as their message bytes."""
+    if isinstance(value, Message):
+        kind = "MChunk" if type(value).__name__ == "Chunk" else "MJob"
+        return {kind: base64.b64encode(value.SerializeToString()).decode()}
+    return value
+
+
+class HookRunner:
+    def __init__(self, folder: Path, dispatcher_address: str = "", timeout: float = 10.0) -> None:
+        self.folder = folder
+        self.dispatcher_address = dispatcher_address
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.folder.is_dir() and any(self.folder.glob("*.py"))
+
+    def _start(self) -> subprocess.Popen[str]:
+        env = {
+            **os.environ,
+            "MUSTER_RUNNING_CONTEXT": "dispatcher",
+            "MUSTER_USER": "dispatcher",
+        }
+        if self.dispatcher_address:
+            env["MUSTER_DISPATCHER"] = self.dispatcher_address
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.hook_worker", str(self.folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        stderr = proc.stderr
+        assert stderr is not None
+
+        def relay() -> None:
+            for line in stderr:
+                _LOG.info("hook: %s", line.rstrip())
+
+        self._stderr = threading.Thread(target=relay, name="hook-output", daemon=True)
+        self._stderr.start()
+        return proc
+
+    def call(
+        self, hook: str, *args: Any, template_id: int | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run every `hook` function; returns {"accept", "reason"?, "value"?, "ran"}."""
+        if not self.enabled:
+            return {"accept": True, "ran": 0}
+        request = {
+            "id": next(self._ids),
+            "hook": hook,
+            "template_id": template_id,
+            "args": [encode(a) for a in args],
+        }
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start()
+            proc = self._proc
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()
+            except BrokenPipeError:
+                self._proc = None
+                raise HookError(f"{hook}: the hook worker died") from None
+            answer = self._read(proc, timeout or self.timeout)
+            if answer is None:
+                _LOG.error("hook %s overran %.1fs and was stopped", hook, timeout or self.timeout)
+                proc.kill()
+                proc.wait()
+                self._proc = None
+                raise HookError(f"{hook}: no answer within {timeout or self.timeout:.0f}s")
+        if "error" in answer:
+            _LOG.error("hook %s failed: %s\n%s", hook, answer["error"], answer.get("traceback"))
+            raise HookError(f"{hook}: {answer['error']}")
+        return answer
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:
+        result: list[str] = []
+        assert proc.stdout is not None
+        stdout = proc.stdout
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if reader.is_alive() or not result or not result[0]:
+            return None
+        answer: dict[str, Any] = json.loads(result[0])
+        return answer
+
+    def validate(self, hook: str, *args: Any, template_id: int | None = None) -> str | None:
+        """A validator's refusal reason, or None to go ahead (also when it failed)."""
+        try:
+            answer = self.call(hook, *args, template_id=template_id)
+        except HookError:
+            return None
+        if answer.get("accept", True):
+            return None
+        return str(answer.get("reason") or "refused by a dispatcher hook")
+
+    def react(self, topic: str, *args: Any, template_id: int | None = None) -> None:
+        for hook in REACTIONS.get(topic, ()):
+            # Logged by call(); a failing reaction never stops the others.
+            with contextlib.suppress(HookError):
+                self.call(hook, *args, template_id=template_id)
+
+    def reload(self) -> None:
+        if self.enabled:
+            with contextlib.suppress(HookError):
+                self.call("__reload__")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None

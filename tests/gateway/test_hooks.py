@@ -1,0 +1,168 @@
+"""Dispatcher hooks: real hook files run by the dispatcher, calling MDispatcherAPI."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import MClientAPI
+import MDispatcherAPI
+import pytest
+
+from gateway import errors
+from gateway.connection import reset_connection
+from services import app
+from services.core.database import Database
+from services.core.settings import Settings
+from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from tests.support import InProcessServer
+
+
+@pytest.fixture
+def hooks_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "hooks"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def farm(db: Database, hooks_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    settings = Settings(hooks_dir=hooks_dir, hook_timeout_seconds=2.0, event_poll_seconds=0.5)
+    with InProcessServer(app.build_components(list(app.SERVICE_NAMES), db, settings)) as server:
+        monkeypatch.setenv("MUSTER_DISPATCHER", server.address)
+        monkeypatch.setenv("MUSTER_USER", "td")
+        monkeypatch.delenv("MUSTER_RUNNING_CONTEXT", raising=False)
+        reset_connection()
+        yield server.address
+    reset_connection()
+
+
+def _hook(folder: Path, name: str, code: str) -> None:
+    (folder / name).write_text(textwrap.dedent(code))
+
+
+def _job(name: str, template: int = COMMAND_LINE_TEMPLATE_ID) -> Any:
+    job = MClientAPI.MJob()
+    job.setName(name)
+    job.setTemplateID(template)
+    job.attributeSetString("executable", "/bin/true")
+    job.attributeSetString("job_file", "/tmp/scene.blend")
+    job.attributeSetString("output_pattern", "/tmp/out_####")
+    job.attributeSetFloat("start_frame", 1)
+    job.attributeSetFloat("end_frame", 2)
+    job.setPacketSize(1)
+    return job
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+def _names() -> list[str]:
+    err, jobs = MDispatcherAPI.jobGetList()
+    assert err.getErrorCode() == 0, err
+    return [j.getName() for j in jobs]
+
+
+def test_a_validator_refuses_a_submission_with_its_reason(farm: str, hooks_dir: Path) -> None:
+    _hook(
+        hooks_dir,
+        "naming.py",
+        """
+        import MClientAPI
+
+        def onValidateJobSubmission(job):
+            if not job.getName().startswith("shot"):
+                return MClientAPI.MUSTERERR(1, "job names start with 'shot'")
+    """,
+    )
+    err, job_id = MDispatcherAPI.jobSubmit(_job("lighting"), "td")
+    assert err.getErrorCode() == errors.kErrorFailedPrecondition
+    assert "job names start with 'shot'" in err.getDescription()
+    assert job_id == 0
+    assert _names() == []
+    err, job_id = MDispatcherAPI.jobSubmit(_job("shot010"), "td")
+    assert err.getErrorCode() == 0 and job_id > 0
+
+
+def test_reactions_run_in_the_dispatcher_context_and_may_submit_jobs(
+    farm: str, hooks_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "context.txt"
+    _hook(
+        hooks_dir,
+        "follow_up.py",
+        f"""
+        import muster
+        import MDispatcherAPI
+        import MClientAPI
+
+        def onSubmitJob(job):
+            open({str(marker)!r}, "a").write(muster.runningContext() + " " + job.getName() + "\\n")
+
+        def onJobCompleted(job):
+            if job.getName().startswith("follow-up"):
+                return
+            follow = MClientAPI.MJob()
+            follow.setName("follow-up of " + job.getName())
+            follow.setTemplateID(job.getTemplateID())
+            follow.attributeSetString("executable", "/bin/true")
+            err, new_id = MDispatcherAPI.jobSubmit(follow, job.getOwner())
+            assert err.getErrorCode() == 0, err.getDescription()
+    """,
+    )
+    err, job_id = MDispatcherAPI.jobSubmit(_job("comp"), "td")
+    assert err.getErrorCode() == 0
+    _eventually(lambda: marker.exists() and "dispatcher comp" in marker.read_text())
+    for chunk in (1, 2):
+        err = MDispatcherAPI.chunkSetStatus(job_id, chunk, MClientAPI.MChunk.kChunkStatusCompleted)
+        assert err.getErrorCode() == 0, err
+    _eventually(lambda: "follow-up of comp" in _names())
+
+
+def test_a_hook_that_raises_or_hangs_never_stops_the_service(farm: str, hooks_dir: Path) -> None:
+    _hook(
+        hooks_dir,
+        "broken.py",
+        """
+        import time
+
+        def onValidateJobSubmission(job):
+            if job.getName() == "hang":
+                time.sleep(60)
+            raise RuntimeError("this hook is broken")
+    """,
+    )
+    err, _ = MDispatcherAPI.jobSubmit(_job("raise"), "td")
+    assert err.getErrorCode() == 0
+    started = time.monotonic()
+    err, _ = MDispatcherAPI.jobSubmit(_job("hang"), "td")
+    assert err.getErrorCode() == 0
+    assert time.monotonic() - started < 10  # abandoned after the 2 s limit
+    assert sorted(_names()) == ["hang", "raise"]
+
+
+def test_a_hook_tied_to_templates_only_sees_their_jobs(farm: str, hooks_dir: Path) -> None:
+    _hook(
+        hooks_dir,
+        "blender_only.py",
+        f"""
+        TEMPLATES = ({BLENDER_TEMPLATE_ID},)
+
+        def onValidateJobSubmission(job):
+            return False
+    """,
+    )
+    err, _ = MDispatcherAPI.jobSubmit(_job("cmd"), "td")
+    assert err.getErrorCode() == 0
+    err, _ = MDispatcherAPI.jobSubmit(_job("blend", BLENDER_TEMPLATE_ID), "td")
+    assert err.getErrorCode() == errors.kErrorFailedPrecondition
