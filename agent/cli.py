@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 import grpc.aio
@@ -31,6 +32,7 @@ _LOG = logging.getLogger("muster-agent")
 # results of the chunks it killed; they are in the state file anyway.
 SETTLE_SECONDS = 5.0
 FLUSH_SECONDS = 2.0
+FACTS_SECONDS = 60.0
 
 # The channel reconnects on the same schedule as the sessions (0.2 s doubling
 # to 10 s), so a session retry never waits on a slower channel backoff.
@@ -58,6 +60,8 @@ class Agent:
         self.stopping = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._winding_down: asyncio.Task[None] | None = None
+        self._facts: HostFacts | None = None
+        self._facts_time = 0.0
 
     def request_stop(self) -> None:
         if self._stop_requested.is_set():
@@ -66,7 +70,15 @@ class Agent:
         self._stop_requested.set()
 
     async def facts(self) -> HostFacts:
-        return await asyncio.to_thread(host_facts, self.config.name, self.config.dispatcher)
+        # Read in the loop's thread, at most once a minute for all instances: a
+        # worker thread for this would cost more memory than the agent's own
+        # state, and the only slow part (a DNS lookup of the dispatcher) is
+        # cached by the resolver in practice.
+        now = time.monotonic()
+        if self._facts is None or now - self._facts_time > FACTS_SECONDS:
+            self._facts = host_facts(self.config.name, self.config.dispatcher)
+            self._facts_time = now
+        return self._facts
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

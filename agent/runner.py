@@ -34,6 +34,7 @@ MAX_LINE_BYTES = 64 * 1024
 # background child) before the rest of the group is killed.
 DRAIN_SECONDS = 2.0
 POLL_SECONDS = 0.05
+MAX_POLL_SECONDS = 1.0
 
 Outcome: TypeAlias = common_pb2.ChunkRunOutcome.ValueType
 LogStream: TypeAlias = common_pb2.LogStream.ValueType
@@ -46,6 +47,25 @@ def now_timestamp() -> Timestamp:
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process remains in the group.
+
+    Orphaned children of the render process are reaped by init, which may
+    take its time (some container inits reap every few seconds): a zombie is
+    dead and must not hold up the end of a kill, so on Linux /proc is read.
+    """
+    if os.path.isdir("/proc/self"):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+                return True
+        return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -218,14 +238,36 @@ class ChunkRun:
         return self._result(exit_code, outcome, message)
 
     async def _wait(self, process: asyncio.subprocess.Process) -> int:
+        """The exit code of the render process, killing its group at the timeout.
+
+        asyncio's `wait()` also waits for the pipes to close, which a child
+        left in the background may never do; the exit code itself is known as
+        soon as the process is reaped, so it is checked too (more rarely as
+        the run goes on: an idle render costs no CPU).
+        """
         timeout = self.assignment.timeout_seconds
+        deadline = time.monotonic() + timeout if timeout > 0 else None
         waiting = asyncio.ensure_future(process.wait())
-        if timeout > 0:
-            done, _ = await asyncio.wait({waiting}, timeout=timeout)
-            if not done and not self._kill_message:
-                self._timed_out = True
-                await self._terminate()
-        return await waiting
+        step = POLL_SECONDS
+        try:
+            while process.returncode is None:
+                wait = step
+                if deadline is not None and not self._timed_out:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        if not self._kill_message:
+                            self._timed_out = True
+                            self._terminate()
+                    else:
+                        wait = min(wait, left)
+                done, _ = await asyncio.wait({waiting}, timeout=wait)
+                if done:
+                    break
+                step = min(step * 2, MAX_POLL_SECONDS)
+        finally:
+            waiting.cancel()
+        assert process.returncode is not None
+        return process.returncode
 
     async def _drain(self, readers: list[asyncio.Task[None]]) -> None:
         """Read the pipes to their end; a background child that keeps them
@@ -256,7 +298,10 @@ class ChunkRun:
                 return
             await asyncio.sleep(POLL_SECONDS)
         signal_group(self.pid, signal.SIGKILL)
-        await process.wait()
+        # The exit code, not process.wait(): that also waits for the pipes, which
+        # a process that left the group could hold open forever.
+        while process.returncode is None:
+            await asyncio.sleep(POLL_SECONDS)
 
     def _apply_priority(self) -> None:
         # Set after the start, on the whole group: a preexec_fn would run in a
@@ -280,7 +325,7 @@ class ChunkRun:
                     self._line(end.partial, stream)
                 return
             except asyncio.LimitOverrunError as long_line:
-                raw = await reader.read(long_line.consumed or MAX_LINE_BYTES)
+                raw = await reader.read(min(long_line.consumed, MAX_LINE_BYTES) or MAX_LINE_BYTES)
             self._line(raw, stream)
 
     def _line(self, raw: bytes, stream: LogStream) -> None:
