@@ -72,6 +72,8 @@ class Settings:
     # host:port of the jobs service, for the nodes service's render reports.
     # Empty: the server this process runs (the jobs service must be co-hosted).
     jobs_address: str = ""
+    # Seconds without a heartbeat after which a node is lost (its chunk requeued).
+    node_lost_timeout_seconds: float = 60.0
     # Folder of dispatcher hook files (*.py). Empty: <data_dir>/hooks.
     hooks_dir: Path | None = None
     # Seconds a hook may run before it is abandoned.
@@ -105,6 +107,9 @@ class Settings:
                 env, "MUSTER_EVENT_POLL_SECONDS", cls.event_poll_seconds, 0.05
             ),
             jobs_address=env.get("MUSTER_JOBS_ADDRESS", "").strip(),
+            node_lost_timeout_seconds=_float(
+                env, "MUSTER_NODE_LOST_TIMEOUT_SECONDS", cls.node_lost_timeout_seconds, 1.0
+            ),
             hooks_dir=(
                 Path(env["MUSTER_HOOKS_DIR"]).expanduser().resolve()
                 if env.get("MUSTER_HOOKS_DIR", "").strip()
@@ -129,6 +134,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "event_retention_hours": "MUSTER_EVENT_RETENTION_HOURS",
     "event_poll_seconds": "MUSTER_EVENT_POLL_SECONDS",
     "jobs_address": "MUSTER_JOBS_ADDRESS",
+    "node_lost_timeout_seconds": "MUSTER_NODE_LOST_TIMEOUT_SECONDS",
     "hooks_dir": "MUSTER_HOOKS_DIR",
     "hook_timeout_seconds": "MUSTER_HOOK_TIMEOUT_SECONDS",
 }

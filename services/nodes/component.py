@@ -26,8 +26,6 @@ from services.nodes.servicer import (
 )
 from services.nodes.sessions import SessionHub
 
-# Until the dispatcher configuration (admin) drives them.
-NODE_LOST_TIMEOUT_SECONDS = 60.0
 LOST_SWEEP_SECONDS = 5.0
 
 
@@ -41,7 +39,7 @@ def build(db: Database, settings: Settings) -> Component:
     hub.render_listener = render
     nodes = NodesServicer(service)
     clients = ClientsServicer(client_hub.service, client_hub)
-    agent = AgentServicer(service, hub, render)
+    agent = AgentServicer(service, hub, render, settings.node_lost_timeout_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         nodes_pb2_grpc.add_NodesServiceServicer_to_server(nodes, server)
@@ -78,10 +76,10 @@ def build(db: Database, settings: Settings) -> Component:
             ),
             Periodic(
                 "lost-nodes",
-                LOST_SWEEP_SECONDS,
+                max(0.5, min(LOST_SWEEP_SECONDS, settings.node_lost_timeout_seconds / 2)),
                 lambda: render.release_lost(
                     sorted(
-                        set(service.sweep_lost(NODE_LOST_TIMEOUT_SECONDS))
+                        set(service.sweep_lost(settings.node_lost_timeout_seconds))
                         | set(service.offline_with_chunks())
                     )
                 ),

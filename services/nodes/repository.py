@@ -216,11 +216,31 @@ def record_command_result(
 # --- liveness --------------------------------------------------------------------------
 
 
-def touch_heartbeats(session: Session, node_ids: Sequence[int]) -> None:
-    if node_ids:
-        session.execute(
-            update(nodes).where(nodes.c.id.in_(list(node_ids))).values(last_heartbeat_at=func.now())
-        )
+def touch_heartbeats(session: Session, replica: str, streams: dict[int, str]) -> list[int]:
+    """Refresh the nodes whose streams this replica holds (node id -> session id).
+
+    A node the lost-node sweep marked offline while its stream was in fact
+    alive (a slow network, a paused process) comes back: idle, or paused,
+    with its session. Returns the nodes that came back.
+    """
+    if not streams:
+        return []
+    back = session.execute(
+        text(
+            "UPDATE nodes n SET last_heartbeat_at = now(), session_id = v.session,"
+            " replica = :replica, updated_at = now(),"
+            " status = CASE WHEN n.status <> 'offline' THEN n.status"
+            " WHEN n.paused THEN 'paused' ELSE 'idle' END"
+            " FROM jsonb_to_recordset(CAST(:streams AS jsonb)) AS v(node bigint, session text)"
+            " WHERE n.id = v.node"
+            " RETURNING n.id, (n.session_id IS DISTINCT FROM v.session) AS revived"
+        ),
+        {
+            "replica": replica,
+            "streams": json.dumps([{"node": k, "session": v} for k, v in streams.items()]),
+        },
+    ).all()
+    return [row.id for row in back if row.revived]
 
 
 def mark_disconnected(session: Session, node_id: int, session_id: str) -> None:

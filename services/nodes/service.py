@@ -108,9 +108,11 @@ class NodesService:
         with self.db.transaction() as session:
             repo.mark_disconnected(session, node_id, session_id)
 
-    def heartbeats(self, node_ids: list[int]) -> None:
+    def heartbeats(self, streams: dict[int, str]) -> None:
+        """Record heartbeats (node id -> session id of the stream that sent them)."""
         with self.db.transaction() as session:
-            repo.touch_heartbeats(session, node_ids)
+            for node_id in repo.touch_heartbeats(session, self.replica, streams):
+                _event(session, "node.registered", node_id, replica=self.replica)
 
     def sweep_lost(self, timeout_seconds: float) -> list[int]:
         """Mark nodes silent for longer than the timeout offline (node.lost)."""

@@ -44,6 +44,7 @@ AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 
 # How long an RPC waits for an agent's answer beyond the command's own time.
 ANSWER_GRACE_SECONDS = 10.0
+# Agents heartbeat at most this often, and at least three times per lost timeout.
 HEARTBEAT_INTERVAL_SECONDS = 5
 
 
@@ -259,10 +260,19 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
 class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SERVICE)):  # type: ignore[misc]
     """One bidirectional stream per agent instance."""
 
-    def __init__(self, service: NodesService, hub: SessionHub, render: RenderBridge) -> None:
+    def __init__(
+        self,
+        service: NodesService,
+        hub: SessionHub,
+        render: RenderBridge,
+        node_lost_timeout_seconds: float = 60.0,
+    ) -> None:
         self.service = service
         self.hub = hub
         self.render = render
+        self.heartbeat_interval = max(
+            1, min(HEARTBEAT_INTERVAL_SECONDS, int(node_lost_timeout_seconds / 3))
+        )
 
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], context: Any
@@ -326,7 +336,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         accepted = agent_pb2.RegisterAccepted(
             node_id=node.id,
             node_name=node.name,
-            heartbeat_interval_seconds=HEARTBEAT_INTERVAL_SECONDS,
+            heartbeat_interval_seconds=self.heartbeat_interval,
             paused=node.paused,
             process_priority=PROCESS_PRIORITY.number(node.process_priority),
             realtime_log=node.realtime_log,

@@ -111,7 +111,8 @@ class SessionHub:
     async def _flush_heartbeats(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
-            beats, self._beats = sorted(self._beats), set()
+            beats = {n: self.streams[n].session_id for n in self._beats if n in self.streams}
+            self._beats = set()
             if beats:
                 try:
                     await asyncio.to_thread(self.service.heartbeats, beats)

@@ -1,0 +1,105 @@
+"""End-to-end: the dispatcher and real agent processes running real commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from farm.jobs.v1 import jobs_pb2_grpc
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from tests.support import REPO, DispatcherProcess
+
+
+class AgentProcess:
+    def __init__(self, address: str, name: str, work_dir: Path, instances: int = 1) -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log = work_dir / "agent.log"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "--dispatcher",
+                address,
+                "--name",
+                name,
+                "--work-dir",
+                str(work_dir),
+                "--instances",
+                str(instances),
+                "--log-level",
+                "debug",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+            env={**os.environ},
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(15)
+
+
+@pytest.fixture
+def dispatcher(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProcess]:
+    proc = DispatcherProcess(
+        ["serve", "jobs", "nodes", "admin"],
+        {
+            "MUSTER_DATABASE_URL": database_url,
+            "MUSTER_NODE_LOST_TIMEOUT_SECONDS": "4",
+            "MUSTER_EVENT_POLL_SECONDS": "1",
+            "MUSTER_HOOKS_DIR": str(shared_tmp / "no-hooks"),
+        },
+    )
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture
+def channel(dispatcher: DispatcherProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(dispatcher.address) as ch:
+        yield ch
+
+
+@pytest.fixture
+def jobs(channel: grpc.Channel) -> jobs_pb2_grpc.JobsServiceStub:
+    return jobs_pb2_grpc.JobsServiceStub(channel)
+
+
+@pytest.fixture
+def nodes(channel: grpc.Channel) -> nodes_pb2_grpc.NodesServiceStub:
+    return nodes_pb2_grpc.NodesServiceStub(channel)
+
+
+@pytest.fixture
+def start_agent(
+    dispatcher: DispatcherProcess, shared_tmp: Path
+) -> Iterator[Callable[..., AgentProcess]]:
+    started: list[AgentProcess] = []
+
+    def start(name: str, instances: int = 1) -> AgentProcess:
+        agent = AgentProcess(dispatcher.address, name, shared_tmp / "agents" / name, instances)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.kill()
+
+
+def online_nodes(nodes: nodes_pb2_grpc.NodesServiceStub) -> list[nodes_pb2.Node]:
+    return [
+        n
+        for n in nodes.ListNodes(nodes_pb2.ListNodesRequest()).nodes
+        if n.status != nodes_pb2.NODE_STATUS_OFFLINE
+    ]
