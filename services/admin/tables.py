@@ -71,10 +71,18 @@ users = Table(
     Column("max_job_priority", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The client's request id of the Create call (a retry returns this row).
+    Column("request_id", Text, nullable=True),
     UniqueConstraint("name"),
     CheckConstraint(one_of("role", USER_ROLES), name="role"),
     CheckConstraint("NOT (directory AND password_hash IS NOT NULL)", name="directory_no_password"),
     CheckConstraint("max_job_priority BETWEEN 0 AND 65535", name="max_job_priority_range"),
+)
+Index(
+    "ux_users_request_id",
+    users.c.request_id,
+    unique=True,
+    postgresql_where=text("request_id IS NOT NULL"),
 )
 
 # --- groups ----------------------------------------------------------------------
@@ -85,7 +93,15 @@ groups = Table(
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The client's request id of the Create call (a retry returns this row).
+    Column("request_id", Text, nullable=True),
     UniqueConstraint("name"),
+)
+Index(
+    "ux_groups_request_id",
+    groups.c.request_id,
+    unique=True,
+    postgresql_where=text("request_id IS NOT NULL"),
 )
 
 # Memberships; removing a user or a group removes its memberships.
@@ -109,7 +125,15 @@ pools = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The client's request id of the Create call (a retry returns this row).
+    Column("request_id", Text, nullable=True),
     UniqueConstraint("name"),
+)
+Index(
+    "ux_pools_request_id",
+    pools.c.request_id,
+    unique=True,
+    postgresql_where=text("request_id IS NOT NULL"),
 )
 
 # Members of a pool, by node name: nodes belong to the nodes domain and a pool
@@ -138,7 +162,15 @@ repositories = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The client's request id of the Create call (a retry returns this row).
+    Column("request_id", Text, nullable=True),
     UniqueConstraint("name"),
+)
+Index(
+    "ux_repositories_request_id",
+    repositories.c.request_id,
+    unique=True,
+    postgresql_where=text("request_id IS NOT NULL"),
 )
 
 # --- dispatcher configuration ------------------------------------------------------
@@ -153,6 +185,11 @@ dispatcher_config = Table(
     Column("secrets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     # True when the values of `secrets` are ciphertext (key from a deployment secret).
     Column("secrets_encrypted", Boolean, nullable=False, server_default=text("false")),
+    # The configuration in effect on every replica now (same shape as config
+    # and secrets). An unstored change writes only these; the admin service
+    # copies config/secrets over them when it starts (see docs/admin.md).
+    Column("runtime_config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("runtime_secrets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_by", Text, nullable=False, server_default=""),
     CheckConstraint("id = 1", name="single_row"),
@@ -167,6 +204,11 @@ ldap_config = Table(
     Column("config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("secrets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("secrets_encrypted", Boolean, nullable=False, server_default=text("false")),
+    # The configuration in effect on every replica now (same shape as config
+    # and secrets). An unstored change writes only these; the admin service
+    # copies config/secrets over them when it starts (see docs/admin.md).
+    Column("runtime_config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("runtime_secrets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_by", Text, nullable=False, server_default=""),
     CheckConstraint("id = 1", name="single_row"),
