@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from services.core import logs, migrate
 from services.core.database import DatabaseRuntime
@@ -26,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="run jobs, nodes and admin in one process (embedded Postgres by default)"
     )
     run.add_argument("--listen", help="host:port to listen on (default: $MUSTER_LISTEN)")
+    run.add_argument(
+        "--agents",
+        type=int,
+        default=None,
+        help="local render-node agent instances to start beside the dispatcher"
+        " (default: $MUSTER_LOCAL_AGENTS, else 2; 0 starts none)",
+    )
 
     serve = sub.add_parser("serve", help="run one or more services (as in Kubernetes)")
     serve.add_argument("services", nargs="+", choices=["jobs", "nodes", "admin"])
@@ -48,7 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ready(names: Sequence[str], write_client_file: bool) -> Callable[[str, int], None]:
+def _ready(
+    names: Sequence[str],
+    write_client_file: bool,
+    agents: int = 0,
+    data_dir: Path | None = None,
+    started: list[subprocess.Popen[bytes]] | None = None,
+) -> Callable[[str, int], None]:
     def announce(host: str, port: int) -> None:
         if write_client_file:
             # Lets `import MDispatcherAPI` on this machine find the dispatcher.
@@ -56,10 +73,36 @@ def _ready(names: Sequence[str], write_client_file: bool) -> Callable[[str, int]
 
             path = write_client_config(f"{host}:{port}")
             _LOG.info("facade client file written to %s", path)
+        if agents > 0 and data_dir is not None and started is not None:
+            started.append(_start_local_agents(f"{host}:{port}", agents, data_dir))
         # The one line scripts and tests wait for; keep its shape stable.
         print(f"dispatcher ready: {' '.join(names)} at {host}:{port}", flush=True)
 
     return announce
+
+
+def _start_local_agents(address: str, instances: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    """One `muster-agent` process with `instances` render slots (dev stack)."""
+    work_dir = data_dir / "agent"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    _LOG.info("starting %d local agent instance(s); log in %s", instances, work_dir / "agent.log")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "--dispatcher",
+            address,
+            "--instances",
+            str(instances),
+            "--name",
+            f"{socket.gethostname()}-local",
+            "--work-dir",
+            str(work_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work_dir / "agent.log").open("ab"),
+    )
 
 
 def _status(address: str, timeout: float) -> int:
@@ -127,18 +170,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             runtime.stop()
         return 0
 
-    names = list(app.SERVICE_NAMES) if args.command == "run" else list(dict.fromkeys(args.services))
+    running = args.command == "run"
+    names = list(app.SERVICE_NAMES) if running else list(dict.fromkeys(args.services))
+    agents = 0
+    if running:
+        agents = args.agents if args.agents is not None else _local_agents()
+        if agents < 0:
+            print("dispatcher: --agents must be >= 0", file=sys.stderr)
+            return 2
+    started: list[subprocess.Popen[bytes]] = []
     try:
         app.serve(
             names,
             settings,
-            _ready(names, write_client_file=args.command == "run"),
+            _ready(names, running, agents, settings.data_dir, started),
             run_migrations=not getattr(args, "no_migrate", False),
         )
     except OSError as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for proc in started:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return 0
+
+
+def _local_agents() -> int:
+    raw = os.environ.get("MUSTER_LOCAL_AGENTS", "").strip()
+    try:
+        return int(raw) if raw else 2
+    except ValueError:
+        return 2
 
 
 if __name__ == "__main__":

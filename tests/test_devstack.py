@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
 
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.support import DispatcherProcess, health_status, reflected_services
 
 ALL_SERVICES = [
@@ -37,6 +39,18 @@ def test_run_from_a_clean_data_folder_serves_everything_and_a_restart_reuses_the
             for name in ALL_SERVICES:
                 assert health_status(channel, name) == "SERVING"
             assert set(ALL_SERVICES) <= reflected_services(channel)
+            # Two local agent instances register by default.
+            nodes = nodes_pb2_grpc.NodesServiceStub(channel)
+            deadline = time.monotonic() + 60
+            online: list[str] = []
+            while time.monotonic() < deadline and len(online) < 2:
+                online = [
+                    n.name
+                    for n in nodes.ListNodes(nodes_pb2.ListNodesRequest()).nodes
+                    if n.status == nodes_pb2.NODE_STATUS_IDLE
+                ]
+                time.sleep(0.2)
+            assert len(online) == 2, online
         # Leave a mark in the embedded database while it runs.
         with psycopg.connect(_socket_url(data_dir), autocommit=True) as conn:
             conn.execute("INSERT INTO events (topic, key) VALUES ('test.mark', 'first-run')")
