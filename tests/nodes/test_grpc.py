@@ -280,3 +280,43 @@ def test_heartbeats_keep_a_node_fresh(
             break
         time.sleep(0.2)
     assert age < 60
+
+
+def test_purging_exclusions_lets_the_node_take_the_work_again(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+    db: Database,
+) -> None:
+    agent = _connect(channel, agents, "render-13")
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO node_job_exclusions (node_id, job_id, failures, excluded_until)"
+                " VALUES (:n, 5, 3, now() + interval '1 hour'),"
+                " (:n, 6, 3, now() + interval '1 hour')"
+            ),
+            {"n": agent.node_id},
+        )
+        session.execute(
+            text("INSERT INTO node_template_exclusions (node_id, template_id) VALUES (:n, 1000)"),
+            {"n": agent.node_id},
+        )
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=agent.node_id)).node
+    assert (list(node.excluded_job_ids), list(node.excluded_template_ids)) == ([5, 6], [1000])
+    nodes_stub.RemoveNodeJobExclusion(
+        nodes_pb2.RemoveNodeJobExclusionRequest(node_id=agent.node_id, job_id=5)
+    )
+    nodes_stub.RemoveNodeTemplateExclusion(
+        nodes_pb2.RemoveNodeTemplateExclusionRequest(node_id=agent.node_id, template_id=0)
+    )
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=agent.node_id)).node
+    assert (list(node.excluded_job_ids), list(node.excluded_template_ids)) == ([6], [])
+    assert (
+        _code(
+            lambda: nodes_stub.RemoveNodeJobExclusion(
+                nodes_pb2.RemoveNodeJobExclusionRequest(node_id=999_999, job_id=5)
+            )
+        )[0]
+        == "NOT_FOUND"
+    )
