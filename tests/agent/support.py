@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -25,6 +26,17 @@ def alive(pid: int) -> bool:
             return stat.read().rpartition(b")")[2].split()[0] != b"Z"
     except OSError:
         return False
+
+
+def gone(pid: int, within: float = 2.0) -> bool:
+    """Whether a process is dead, or dies within a moment (a killed process
+    closes its pipes a little before the kernel marks it a zombie)."""
+    deadline = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def pids_in(text: str) -> list[int]:

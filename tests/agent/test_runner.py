@@ -11,7 +11,7 @@ from pathlib import Path
 from agent.runner import ChunkRun, LogBatcher
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
-from tests.agent.support import alive, pids_in, run
+from tests.agent.support import gone, pids_in, run
 
 SUCCEEDED = common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED
 FAILED = common_pb2.CHUNK_RUN_OUTCOME_FAILED
@@ -164,7 +164,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert result.message == "timed out after 1s"
     pids = pids_in(captured.output()[0])
     assert len(pids) == 2
-    assert not any(alive(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
 
 
 def test_kill_stops_the_group_and_reports_killed(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_kill_stops_the_group_and_reports_killed(tmp_path: Path) -> None:
     assert result.outcome == common_pb2.CHUNK_RUN_OUTCOME_KILLED
     assert result.message == "killed on request"
     assert result.exit_code == -15
-    assert not alive(pids_in(captured.output()[0])[0])
+    assert gone(pids_in(captured.output()[0])[0])
 
 
 def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
@@ -210,7 +210,7 @@ def test_background_children_left_behind_are_killed(tmp_path: Path) -> None:
     result = run(runner.run)
     assert result.outcome == SUCCEEDED
     assert time.monotonic() - started < 6
-    assert not alive(pids_in(captured.output()[0])[0])
+    assert gone(pids_in(captured.output()[0])[0])
     assert any("left behind" in t for t in captured.lines(common_pb2.LOG_STREAM_AGENT))
 
 
