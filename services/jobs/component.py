@@ -53,7 +53,7 @@ def build(db: Database, settings: Settings) -> Component:
         # Every replica runs a scheduler; one at a time leads (advisory lock).
         background=[
             _SeedTemplates(service),
-            Scheduler(db),
+            Scheduler(db, hooks=hooks),
             Listener(
                 DurableConsumer(
                     db,

@@ -11,9 +11,11 @@ double-book. Agents hear of an assignment only from its committed event.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.hooks import HookError, HookRunner
 from services.core.bus import CHANNEL, publish_many
 from services.core.database import Database
 from services.jobs.domain import dependencies_met
@@ -71,10 +74,24 @@ def eligible(
 
 
 class Scheduler:
-    def __init__(self, db: Database, tick_seconds: float = 1.0, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tick_seconds: float = 1.0,
+        batch_size: int = 500,
+        hooks: HookRunner | None = None,
+        idle_seconds: float = 60.0,
+    ) -> None:
         self.db = db
         self.tick_seconds = tick_seconds
         self.batch_size = batch_size
+        # onValidateJobDependancies may hold a job whose dependencies are met;
+        # onDispatcherIdling runs once the farm had nothing to dispatch for
+        # `idle_seconds`.
+        self.hooks = hooks
+        self.idle_seconds = idle_seconds
+        self._last_busy = time.monotonic()
+        self._idle_reported = False
         self.is_leader = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,6 +144,7 @@ class Scheduler:
                 # Lost a race (a node or chunk changed under us): next tick.
                 _LOG.debug("scheduler tick rolled back: %s", exc)
                 assigned = 0
+            self._note_idling(assigned)
             if assigned >= self.batch_size:
                 continue  # more may be ready right away
             # Sleep until something happens on the bus or the tick passes.
@@ -134,6 +152,34 @@ class Scheduler:
                 pass
             # Leadership holds only while this connection lives.
             conn.execute("SELECT 1")
+
+    def _note_idling(self, assigned: int) -> None:
+        now = time.monotonic()
+        if assigned:
+            self._last_busy, self._idle_reported = now, False
+        elif (
+            self.hooks is not None
+            and not self._idle_reported
+            and now - self._last_busy >= self.idle_seconds
+        ):
+            self._idle_reported = True
+            with contextlib.suppress(HookError):
+                self.hooks.call("onDispatcherIdling")
+
+    def _dependencies_vetoed(self, job: CandidateJob) -> bool:
+        """Whether onValidateJobDependancies holds back a job whose dependencies are met."""
+        if self.hooks is None or not job.dependency_statuses:
+            return False
+        from farm.jobs.v1 import jobs_pb2
+
+        return (
+            self.hooks.validate(
+                "onValidateJobDependancies",
+                jobs_pb2.Job(id=job.id, template_id=job.template_id or 0),
+                template_id=job.template_id,
+            )
+            is not None
+        )
 
     # --- one tick -----------------------------------------------------------------------
 
@@ -156,6 +202,8 @@ class Scheduler:
                 if job.dependency_statuses and not dependencies_met(
                     job.depend_mode, job.dependency_statuses
                 ):
+                    continue
+                if self._dependencies_vetoed(job):
                     continue
                 capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
                 usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]

@@ -166,3 +166,59 @@ def test_a_hook_tied_to_templates_only_sees_their_jobs(farm: str, hooks_dir: Pat
     assert err.getErrorCode() == 0
     err, _ = MDispatcherAPI.jobSubmit(_job("blend", BLENDER_TEMPLATE_ID), "td")
     assert err.getErrorCode() == errors.kErrorFailedPrecondition
+
+
+def test_idling_and_dependency_hooks_run_from_the_scheduler(
+    db: Database, hooks_dir: Path, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from gateway.hooks import HookRunner
+    from services.core.bus import publish
+    from services.jobs.domain import Attribute, JobSpec
+    from services.jobs.scheduler import Scheduler
+    from services.jobs.service import JobsService
+
+    marker = tmp_path / "idle.txt"
+    _hook(
+        hooks_dir,
+        "farm.py",
+        f"""
+        import muster
+
+        def onDispatcherIdling():
+            open({str(marker)!r}, "w").write(muster.runningContext())
+
+        def onValidateJobDependancies(job):
+            return False  # hold every job that depends on another
+    """,
+    )
+    runner = HookRunner(hooks_dir, timeout=5)
+    try:
+        scheduler = Scheduler(db, hooks=runner, idle_seconds=0)
+        scheduler._note_idling(0)
+        assert marker.read_text() == "dispatcher"
+
+        jobs = JobsService(db)
+        jobs.seed_templates()
+        spec = dict(
+            owner="td",
+            template_id=COMMAND_LINE_TEMPLATE_ID,
+            attributes=(Attribute("executable", "string", "/bin/true"),),
+        )
+        first = jobs.submit_job(JobSpec(name="first", **spec))  # type: ignore[arg-type]
+        jobs.set_chunk_status(first.id, 1, "completed")
+        jobs.submit_job(JobSpec(name="second", depend_ids=(first.id,), **spec))  # type: ignore[arg-type]
+        with db.transaction() as session:
+            session.execute(
+                text(
+                    "INSERT INTO nodes (name, host_name, platform, status, session_id)"
+                    " VALUES ('n', 'n', 'linux', 'idle', 'live')"
+                )
+            )
+            publish(session, "test.node", {})
+        assert scheduler.tick() == 0  # the dependency is met, the hook holds it
+        (hooks_dir / "farm.py").unlink()
+        assert scheduler.tick() == 1  # without the hook it goes
+    finally:
+        runner.close()
