@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from agent.cli import restart_argv
@@ -48,3 +51,28 @@ def test_the_restart_command_line_is_the_one_started() -> None:
     argv = restart_argv()
     assert argv[0] == sys.executable
     assert argv[1:] == sys.orig_argv[1:]
+
+
+def test_without_a_dispatcher_it_retries_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    # A port nobody listens on: the sessions back off and retry until stopped.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["--dispatcher", f"127.0.0.1:{port}", "--instances", "2", "--work-dir", str(tmp_path)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    retries = 0
+    started = time.monotonic()
+    for line in process.stderr:
+        retries += "reconnecting in" in line
+        if retries >= 4 or time.monotonic() - started > 10:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(10) == 0
+    assert retries >= 4
+    assert (tmp_path / "agent.lock").exists()
