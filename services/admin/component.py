@@ -1,28 +1,85 @@
-"""The admin service as the server hosts it: users, pools, repositories, system."""
+"""The admin service as the server hosts it: users, pools, repositories,
+configuration, logs, statistics, and its background work:
+
+- at start, the configuration in effect becomes the stored one and the engine
+  starts as start_engine_on_startup says (SystemService.start);
+- the durable bus consumer "admin-action-log" writes the action and activity
+  logs from every service's events;
+- the statistics sampler takes samples at the configured interval.
+"""
 
 from __future__ import annotations
 
 import grpc
+from argon2 import PasswordHasher
+from sqlalchemy.orm import Session
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
+from farm.admin.v1 import admin_pb2_grpc
+from services.admin.logs import record_event
+from services.admin.service import AdminService
+from services.admin.servicer import ADMIN_SERVICE, AdminServicer
+from services.core.background import Periodic
+from services.core.bus import DurableConsumer, Event, Listener
 from services.core.database import Database
-from services.core.server import Component, contract_base
+from services.core.server import Component
 from services.core.settings import Settings
 
-ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+__all__ = ["ADMIN_SERVICE", "AdminServicer", "build"]
+
+# How often the sampler looks whether a sample is due (the interval itself
+# is statistics_sample_interval_seconds, at least 5 s).
+SAMPLER_TICK_SECONDS = 5.0
+ACTION_LOG_CONSUMER = "admin-action-log"
 
 
-class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SERVICE)):  # type: ignore[misc]
-    """Translates AdminService calls to the admin service layer."""
+class _Start:
+    """Background item run once when the server starts."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, service: AdminService) -> None:
+        self.service = service
+
+    def start(self) -> None:
+        self.service.system.start()
+
+    def stop(self) -> None:
+        pass
 
 
-def build(db: Database, settings: Settings) -> Component:
-    servicer = AdminServicer(db)
+def handle_event(service: AdminService, session: Session, event: Event) -> None:
+    """What the admin domain does with any event: log lines, and the end of a
+    network scan the nodes service reports."""
+    record_event(session, event)
+    if event.topic == "system.network_scan_finished":
+        service.system.network_scan_finished(session)
+
+
+def build(
+    db: Database,
+    settings: Settings,
+    hasher: PasswordHasher | None = None,
+    sampler_tick_seconds: float = SAMPLER_TICK_SECONDS,
+) -> Component:
+    """The component; tests pass cheap argon2 parameters and a slow sampler tick."""
+    service = AdminService(db, hasher)
+    servicer = AdminServicer(service)
 
     def register(server: grpc.aio.Server) -> None:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
 
-    return Component("admin", [ADMIN_SERVICE], register)
+    return Component(
+        "admin",
+        [ADMIN_SERVICE],
+        register,
+        background=[
+            _Start(service),
+            Listener(
+                DurableConsumer(
+                    db,
+                    ACTION_LOG_CONSUMER,
+                    lambda session, event: handle_event(service, session, event),
+                ),
+                settings.event_poll_seconds,
+            ),
+            Periodic("admin-statistics", sampler_tick_seconds, service.statistics.sample_if_due),
+        ],
+    )

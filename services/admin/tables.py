@@ -229,6 +229,10 @@ engine_state = Table(
     Column(
         "statistics_reset_at", DateTime(timezone=True), nullable=False, server_default=func.now()
     ),
+    # When systemStartNodesNetworkScan last started a scan, and when the nodes
+    # service reported it finished; a scan runs in between (at most 10 minutes).
+    Column("network_scan_started_at", DateTime(timezone=True), nullable=True),
+    Column("network_scan_finished_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("id = 1", name="single_row"),
     CheckConstraint(one_of("status", ENGINE_STATUSES), name="status"),
 )

@@ -8,6 +8,9 @@
 - users / groups / pools / repositories .request_id: the client's request id
   of the Create call, unique when set, so a retried creation returns the row
   the first call made.
+- engine_state.network_scan_started_at / network_scan_finished_at: when
+  systemStartNodesNetworkScan last started a scan and when the nodes
+  service reported it finished (a scan runs in between, at most 10 minutes).
 
 Mirrors services/admin/tables.py (comments there).
 
@@ -43,6 +46,8 @@ def upgrade() -> None:
                     nullable=False,
                 ),
             )
+    for column in ("network_scan_started_at", "network_scan_finished_at"):
+        op.add_column("engine_state", sa.Column(column, sa.DateTime(timezone=True), nullable=True))
     for table in _CREATED_TABLES:
         op.add_column(table, sa.Column("request_id", sa.Text(), nullable=True))
         op.create_index(
@@ -58,6 +63,8 @@ def downgrade() -> None:
     for table in _CREATED_TABLES:
         op.drop_index(op.f(f"ux_{table}_request_id"), table_name=table)
         op.drop_column(table, "request_id")
+    op.drop_column("engine_state", "network_scan_finished_at")
+    op.drop_column("engine_state", "network_scan_started_at")
     for table in _CONFIG_TABLES:
         op.drop_column(table, "runtime_secrets")
         op.drop_column(table, "runtime_config")

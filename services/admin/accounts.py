@@ -1,0 +1,353 @@
+"""Use cases of users and groups (Muster's user* and group* functions).
+
+Each public method runs in one transaction, validates everything before it
+writes, and publishes user.* / group.* events (docs/admin.md lists them).
+Passwords are hashed with argon2; the hash never leaves this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
+
+from services.admin import domain
+from services.admin import repository as repo
+from services.admin.common import Page, creating, named_page, publish_change
+from services.admin.domain import GroupSpec, UserSpec
+from services.admin.tables import groups, users
+from services.core.database import Database
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+
+@dataclass(frozen=True)
+class UserView:
+    """A user as the API shows it: no password, no hash."""
+
+    name: str
+    role: str
+    groups: tuple[str, ...]
+    enabled: bool
+    email: str
+    display_name: str
+    max_job_priority: int
+    notification_preferences: Mapping[str, bool]
+    directory: bool
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GroupView:
+    name: str
+    description: str
+    members: tuple[str, ...] = field(default_factory=tuple)
+
+
+# Looks up directory (LDAP) users after a name, in name order; the LDAP part
+# of the admin service provides it (services/admin/directory.py).
+DirectoryLister = Callable[[str | None, int], list[UserView]]
+
+
+def _users(session: Session, rows: list[Row[Any]]) -> list[UserView]:
+    memberships = repo.groups_of_users(session, [r.id for r in rows])
+    return [
+        UserView(
+            name=r.name,
+            role=r.role,
+            groups=tuple(memberships.get(r.id, ())),
+            enabled=r.enabled,
+            email=r.email,
+            display_name=r.display_name,
+            max_job_priority=r.max_job_priority,
+            notification_preferences=dict(r.notification_preferences),
+            directory=r.directory,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+def _groups(session: Session, rows: list[Row[Any]]) -> list[GroupView]:
+    members = repo.members_of_groups(session, [r.id for r in rows])
+    return [GroupView(r.name, r.description, tuple(members.get(r.id, ()))) for r in rows]
+
+
+def _spec(row: Row[Any], groups_of: Sequence[str]) -> UserSpec:
+    return UserSpec(
+        name=row.name,
+        role=row.role,
+        groups=tuple(groups_of),
+        enabled=row.enabled,
+        email=row.email,
+        display_name=row.display_name,
+        max_job_priority=row.max_job_priority,
+        notification_preferences=dict(row.notification_preferences),
+    )
+
+
+class AccountsService:
+    def __init__(
+        self,
+        db: Database,
+        hasher: PasswordHasher | None = None,
+        directory: DirectoryLister | None = None,
+    ) -> None:
+        self.db = db
+        # Tests pass cheap parameters; production uses argon2-cffi's defaults.
+        self.hasher = hasher or PasswordHasher()
+        self.directory = directory
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def list_users(self, page_size: int, page_token: str, group: str = "") -> Page[UserView]:
+        with self.db.transaction() as session:
+            where = [repo.user_ids_in_group(session, group)] if group else []
+            page = named_page(
+                session, users, page_size, page_token, _users, {"group": group}, *where
+            )
+        if self.directory is None or group:
+            return page
+        return self._with_directory_users(page, page_size, page_token, group)
+
+    def _with_directory_users(
+        self, page: Page[UserView], page_size: int, page_token: str, group: str
+    ) -> Page[UserView]:
+        """Merge the directory's users (not stored locally) into the page, in
+        name order; the page token is the last name either way."""
+        from services.core.paging import page_request
+
+        assert self.directory is not None
+        request = page_request(page_size, page_token, {"group": group})
+        known = {u.name for u in page.items}
+        listed = self.directory(request.after, request.size + 1)
+        merged = sorted(
+            [*page.items, *(u for u in listed if u.name not in known)], key=lambda u: u.name
+        )
+        last_local = page.items[-1].name if page.items and page.next_page_token else None
+        if last_local is not None:
+            merged = [u for u in merged if u.name <= last_local]
+        more = len(merged) > request.size or bool(page.next_page_token)
+        items = merged[: request.size]
+        token = request.next_token(items[-1].name) if more and items else ""
+        return Page(items, token)
+
+    def get_user(self, name: str) -> UserView:
+        name = domain.without_directory_prefix(name)
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, users, name)
+            if row is not None:
+                return _users(session, [row])[0]
+        if self.directory is not None:
+            for user in self.directory(None, 0):
+                if user.name == name:
+                    return user
+        raise NotFound(f"name: no user named {name!r}")
+
+    def create_user(self, spec: UserSpec, request_id: str = "") -> UserView:
+        domain.check_user(spec)
+        with creating("user", spec.name), self.db.transaction() as session:
+            if request_id:
+                earlier = repo.row_by_request_id(session, users, request_id)
+                if earlier is not None:
+                    return _users(session, [earlier])[0]
+            if repo.row_by_name(session, users, spec.name) is not None:
+                raise AlreadyExists(f"user.name: {spec.name!r} already exists")
+            self._check_groups_exist(session, spec.groups)
+            row = repo.insert_row(
+                session,
+                users,
+                {
+                    "name": spec.name,
+                    "role": spec.role,
+                    "password_hash": self.hasher.hash(spec.password) if spec.password else None,
+                    "enabled": spec.enabled,
+                    "email": spec.email,
+                    "display_name": spec.display_name,
+                    "max_job_priority": spec.max_job_priority,
+                    "notification_preferences": dict(spec.notification_preferences),
+                    "request_id": request_id or None,
+                },
+            )
+            repo.set_user_groups(session, row.id, spec.groups)
+            publish_change(
+                session, "user.created", {"user": spec.name, "role": spec.role}, key=spec.name
+            )
+            return _users(session, [row])[0]
+
+    def update_user(self, name: str, changes: Mapping[str, Any]) -> UserView:
+        """Change the fields in `changes` (UserSpec field names); an empty
+        password keeps the current one."""
+        unknown = set(changes) - set(domain.USER_FIELDS)
+        if unknown:
+            raise InvalidArgument(f"update_mask: user has no writable field {sorted(unknown)[0]!r}")
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, users, name, lock=True)
+            if row is None:
+                raise NotFound(f"user.name: no user named {name!r}")
+            current = _spec(row, repo.groups_of_users(session, [row.id]).get(row.id, []))
+            values = {k: v for k, v in changes.items() if k != "password"}
+            if "groups" in values:
+                values["groups"] = tuple(values["groups"])
+            spec = domain.check_user(dataclasses.replace(current, **values))
+            password = str(changes.get("password", ""))
+            domain.check_text("user.password", password, 1024)
+            if row.directory and password:
+                raise FailedPrecondition(
+                    f"user.password: {name!r} is a directory user; change it in the directory"
+                )
+            domain.ensure_an_administrator_remains(
+                repo.enabled_administrators(session), name, spec.role, spec.enabled
+            )
+            self._check_groups_exist(session, spec.groups)
+            update: dict[str, Any] = {
+                "role": spec.role,
+                "enabled": spec.enabled,
+                "email": spec.email,
+                "display_name": spec.display_name,
+                "max_job_priority": spec.max_job_priority,
+                "notification_preferences": dict(spec.notification_preferences),
+            }
+            if password:
+                update["password_hash"] = self.hasher.hash(password)
+            update = {k: v for k, v in update.items() if getattr(row, k) != v}
+            repo.update_row(session, users, row.id, update)
+            if spec.groups != current.groups:
+                repo.set_user_groups(session, row.id, spec.groups)
+            changed = sorted(
+                {*update, *(["groups"] if spec.groups != current.groups else [])}
+                - {"password_hash"}
+            ) + (["password"] if password else [])
+            publish_change(session, "user.updated", {"user": name, "fields": changed}, key=name)
+            fresh = repo.row_by_name(session, users, name)
+            assert fresh is not None
+            return _users(session, [fresh])[0]
+
+    def delete_user(self, name: str) -> None:
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, users, name, lock=True)
+            if row is None:
+                raise NotFound(f"name: no user named {name!r}")
+            if row.directory:
+                raise FailedPrecondition(
+                    f"name: {name!r} is a directory user; remove it in the directory"
+                )
+            domain.ensure_an_administrator_remains(
+                repo.enabled_administrators(session), name, None, None
+            )
+            repo.delete_row(session, users, row.id)
+            publish_change(session, "user.deleted", {"user": name}, key=name)
+
+    def verify_password(self, name: str, password: str) -> bool:
+        """Whether an enabled local user has this password (authentication's
+        local check; directory users bind through services/admin/directory.py)."""
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, users, name)
+        if row is None or not row.enabled or not row.password_hash or not password:
+            return False
+        try:
+            return bool(self.hasher.verify(row.password_hash, password))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _check_groups_exist(self, session: Session, names: Sequence[str]) -> None:
+        known = repo.existing_names(session, groups, names)
+        missing = [g for g in names if g not in known]
+        if missing:
+            raise InvalidArgument(f"user.groups: no group named {missing[0]!r}")
+
+    # --- groups --------------------------------------------------------------------------------
+
+    def list_groups(self, page_size: int, page_token: str) -> Page[GroupView]:
+        with self.db.transaction() as session:
+            return named_page(session, groups, page_size, page_token, _groups)
+
+    def get_group(self, name: str) -> GroupView:
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, groups, name)
+            if row is None:
+                raise NotFound(f"name: no group named {name!r}")
+            return _groups(session, [row])[0]
+
+    def create_group(self, spec: GroupSpec, request_id: str = "") -> GroupView:
+        domain.check_group(spec)
+        with creating("group", spec.name), self.db.transaction() as session:
+            if request_id:
+                earlier = repo.row_by_request_id(session, groups, request_id)
+                if earlier is not None:
+                    return _groups(session, [earlier])[0]
+            if repo.row_by_name(session, groups, spec.name) is not None:
+                raise AlreadyExists(f"group.name: {spec.name!r} already exists")
+            self._check_members_exist(session, spec.members)
+            row = repo.insert_row(
+                session,
+                groups,
+                {
+                    "name": spec.name,
+                    "description": spec.description,
+                    "request_id": request_id or None,
+                },
+            )
+            repo.set_group_members(session, row.id, spec.members)
+            publish_change(
+                session,
+                "group.created",
+                {"group": spec.name, "members": list(spec.members)},
+                key=spec.name,
+            )
+            return _groups(session, [row])[0]
+
+    def update_group(self, name: str, changes: Mapping[str, Any]) -> GroupView:
+        unknown = set(changes) - {"description", "members"}
+        if unknown:
+            raise InvalidArgument(
+                f"update_mask: group has no writable field {sorted(unknown)[0]!r}"
+            )
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, groups, name, lock=True)
+            if row is None:
+                raise NotFound(f"group.name: no group named {name!r}")
+            current = _groups(session, [row])[0]
+            spec = domain.check_group(
+                GroupSpec(
+                    name=name,
+                    description=changes.get("description", current.description),
+                    members=tuple(changes.get("members", current.members)),
+                )
+            )
+            self._check_members_exist(session, spec.members)
+            repo.update_row(session, groups, row.id, {"description": spec.description})
+            if spec.members != current.members:
+                repo.set_group_members(session, row.id, spec.members)
+            publish_change(
+                session,
+                "group.updated",
+                {"group": name, "members": list(spec.members)},
+                key=name,
+            )
+            return self._group(session, name)
+
+    def _group(self, session: Session, name: str) -> GroupView:
+        row = repo.row_by_name(session, groups, name)
+        assert row is not None
+        return _groups(session, [row])[0]
+
+    def delete_group(self, name: str) -> None:
+        with self.db.transaction() as session:
+            row = repo.row_by_name(session, groups, name, lock=True)
+            if row is None:
+                raise NotFound(f"name: no group named {name!r}")
+            repo.delete_row(session, groups, row.id)
+            publish_change(session, "group.deleted", {"group": name}, key=name)
+
+    def _check_members_exist(self, session: Session, names: Sequence[str]) -> None:
+        known = repo.existing_names(session, users, names)
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise InvalidArgument(f"group.members: no user named {missing[0]!r}")

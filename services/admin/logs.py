@@ -1,0 +1,167 @@
+"""The dispatcher log (logAddMessage, logAddInternalMessage, logClear), the
+per-day activity and action logs, and the bus consumer that writes them.
+
+Services write only their own tables, so the action and activity logs are
+built from the bus: `record_event` runs in the durable consumer
+"admin-action-log" and turns each event into its log lines in the same
+transaction that stores the consumer's position (exactly once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from services.admin import domain
+from services.admin import repository as repo
+from services.admin.common import Page, publish_change
+from services.core.bus import Event
+from services.core.caller import current_caller
+from services.core.database import Database
+from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.core.paging import page_request
+
+
+@dataclass(frozen=True)
+class LogEntryView:
+    time: datetime
+    level: str
+    message: str
+    source: str
+    internal: bool
+
+
+@dataclass(frozen=True)
+class LogFileView:
+    name: str
+    size_bytes: int
+    modified: datetime
+
+
+def record_event(session: Session, event: Event) -> None:
+    """The action-log and activity-log lines of one bus event."""
+    action = domain.action_entry(event.topic, event.payload)
+    if action is not None:
+        repo.add_action(
+            session,
+            {
+                "logged_at": event.created_at,
+                "user_name": action.user_name,
+                "peer": action.peer,
+                "action": action.action,
+                "target": action.target,
+                "outcome": "succeeded",
+                "status_code": "OK",
+                "detail": action.detail,
+            },
+        )
+    activity = domain.activity_entry(event.topic, event.payload)
+    if activity is not None:
+        repo.add_activity(
+            session,
+            {
+                "logged_at": event.created_at,
+                "category": activity.category,
+                "message": activity.message,
+                "job_id": activity.job_id,
+                "node_id": activity.node_id,
+                "detail": activity.detail,
+            },
+        )
+
+
+class LogsService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- the dispatcher log --------------------------------------------------------------------
+
+    def add_message(self, message: str, level: str, internal: bool) -> int:
+        domain.check_log_message(message)
+        if level not in domain.LOG_LEVELS:
+            raise InvalidArgument(f"level: must be one of {', '.join(domain.LOG_LEVELS)}")
+        with self.db.transaction() as session:
+            entry_id = repo.add_log_message(
+                session, level, current_caller().label, message, internal
+            )
+            publish_change(
+                session,
+                "log.message_added",
+                {"log_entry_id": entry_id, "level": level, "internal": internal},
+            )
+            return entry_id
+
+    def clear(self) -> int:
+        with self.db.transaction() as session:
+            deleted = repo.clear_log_messages(session)
+            publish_change(session, "log.cleared", {"deleted_count": deleted})
+            return deleted
+
+    def list_entries(
+        self, page_size: int, page_token: str, min_level: str, include_internal: bool
+    ) -> Page[LogEntryView]:
+        """Newest first. Internal entries only on request: hiding them from
+        non-administrators whatever they ask comes with authentication."""
+        if min_level and min_level not in domain.LOG_LEVELS:
+            raise InvalidArgument(f"min_level: must be one of {', '.join(domain.LOG_LEVELS)}")
+        levels = list(domain.LOG_LEVELS[domain.LOG_LEVELS.index(min_level) :]) if min_level else []
+        filters = {"min_level": min_level, "internal": include_internal}
+        page = page_request(page_size, page_token, filters)
+        if page.after is not None and not isinstance(page.after, int):
+            raise InvalidArgument("page_token is not a token this service issued")
+        with self.db.transaction() as session:
+            rows = repo.log_messages_page(
+                session, page.after, page.size + 1, levels, include_internal
+            )
+        more = len(rows) > page.size
+        rows = rows[: page.size]
+        return Page(
+            [LogEntryView(r.logged_at, r.level, r.message, r.source, r.internal) for r in rows],
+            page.next_token(rows[-1].id) if more else "",
+        )
+
+    # --- per-day logs ("files") ------------------------------------------------------------------
+
+    def list_files(self, kind: str, page_size: int, page_token: str) -> Page[LogFileView]:
+        page = page_request(page_size, page_token, {"kind": kind})
+        before: date | None = None
+        if page.after is not None:
+            try:
+                before = date.fromisoformat(str(page.after))
+            except ValueError:
+                raise InvalidArgument("page_token is not a token this service issued") from None
+        with self.db.transaction() as session:
+            rows = repo.log_days(session, kind, before, page.size + 1)
+        more = len(rows) > page.size
+        rows = rows[: page.size]
+        return Page(
+            [LogFileView(domain.log_file_name(kind, r.day), int(r.size), r.modified) for r in rows],
+            page.next_token(rows[-1].day.isoformat()) if more else "",
+        )
+
+    def read_file(self, kind: str, name: str) -> str:
+        day = domain.log_file_day(kind, name)
+        with self.db.transaction() as session:
+            content = repo.log_day_content(session, kind, day)
+        if content is None:
+            raise NotFound(f"name: no {kind} log named {name!r}")
+        return content
+
+    def remove_file(self, kind: str, name: str) -> int:
+        day = domain.log_file_day(kind, name)
+        with self.db.transaction() as session:
+            if day >= repo.utc_today(session):
+                raise FailedPrecondition(
+                    f"name: {name!r} is the log being written today; it can be removed tomorrow"
+                )
+            deleted = repo.delete_log_day(session, kind, day)
+            if not deleted:
+                raise NotFound(f"name: no {kind} log named {name!r}")
+            publish_change(
+                session,
+                "log.file_removed",
+                {"log": kind, "name": name, "deleted_count": deleted},
+            )
+            return deleted

@@ -1,0 +1,33 @@
+"""The admin service layer, assembled: one object per part of the domain.
+
+accounts (users, groups), resources (pools, repositories), system
+(configuration, LDAP configuration, engine, system controls), logs (dispatcher
+log, activity and action logs) and statistics (samples). Each part's use cases
+run in one transaction and publish their events (docs/admin.md).
+"""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+
+from services.admin.accounts import AccountsService, DirectoryLister
+from services.admin.logs import LogsService
+from services.admin.resources import ResourcesService
+from services.admin.statistics import StatisticsService
+from services.admin.system import SystemService
+from services.core.database import Database
+
+
+class AdminService:
+    def __init__(
+        self,
+        db: Database,
+        hasher: PasswordHasher | None = None,
+        directory: DirectoryLister | None = None,
+    ) -> None:
+        self.db = db
+        self.accounts = AccountsService(db, hasher, directory)
+        self.resources = ResourcesService(db)
+        self.system = SystemService(db)
+        self.logs = LogsService(db)
+        self.statistics = StatisticsService(db)
