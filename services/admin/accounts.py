@@ -188,6 +188,9 @@ class AccountsService:
         if unknown:
             raise InvalidArgument(f"update_mask: user has no writable field {sorted(unknown)[0]!r}")
         with self.db.transaction() as session:
+            # Administrators first, then the user: one lock order for every
+            # change, so two concurrent ones wait instead of deadlocking.
+            administrators = repo.enabled_administrators(session)
             row = repo.row_by_name(session, users, name, lock=True)
             if row is None:
                 raise NotFound(f"user.name: no user named {name!r}")
@@ -202,9 +205,7 @@ class AccountsService:
                 raise FailedPrecondition(
                     f"user.password: {name!r} is a directory user; change it in the directory"
                 )
-            domain.ensure_an_administrator_remains(
-                repo.enabled_administrators(session), name, spec.role, spec.enabled
-            )
+            domain.ensure_an_administrator_remains(administrators, name, spec.role, spec.enabled)
             self._check_groups_exist(session, spec.groups)
             update: dict[str, Any] = {
                 "role": spec.role,
@@ -231,6 +232,7 @@ class AccountsService:
 
     def delete_user(self, name: str) -> None:
         with self.db.transaction() as session:
+            administrators = repo.enabled_administrators(session)  # lock order: see update_user
             row = repo.row_by_name(session, users, name, lock=True)
             if row is None:
                 raise NotFound(f"name: no user named {name!r}")
@@ -238,9 +240,7 @@ class AccountsService:
                 raise FailedPrecondition(
                     f"name: {name!r} is a directory user; remove it in the directory"
                 )
-            domain.ensure_an_administrator_remains(
-                repo.enabled_administrators(session), name, None, None
-            )
+            domain.ensure_an_administrator_remains(administrators, name, None, None)
             repo.delete_row(session, users, row.id)
             publish_change(session, "user.deleted", {"user": name}, key=name)
 
