@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
+import psycopg
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
@@ -139,6 +140,16 @@ def _failure(method: str, exc: BaseException, context: Any) -> tuple[grpc.Status
     return grpc.StatusCode.INTERNAL, f"internal error (incident {incident})"
 
 
+# Transactions PostgreSQL rolled back because of a concurrent one: the use
+# case committed nothing, so running it again is safe.
+RETRIES = 3
+
+
+def _retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+
+
 def _log_call(method: str, started: float, code: grpc.StatusCode | str) -> None:
     _LOG.debug(
         "rpc",
@@ -157,7 +168,14 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]
             started = time.perf_counter()
             try:
                 with acting_as(caller_from_context(context)):
-                    response = await behavior(request, context)
+                    for attempt in range(RETRIES):
+                        try:
+                            response = await behavior(request, context)
+                            break
+                        except Exception as exc:
+                            if attempt + 1 == RETRIES or not _retryable(exc):
+                                raise
+                            _LOG.info("%s: retrying after %s", method, type(exc.orig).__name__)  # type: ignore[attr-defined]
             except Exception as exc:
                 failure = _failure(method, exc, context)
                 _log_call(method, started, failure[0] if failure else "ABORTED")
@@ -175,7 +193,14 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]
             # Set here, in the thread that runs the servicer: a context
             # variable set on the event loop would not reach the worker pool.
             with acting_as(caller_from_context(context)):
-                response = behavior(request, context)
+                for attempt in range(RETRIES):
+                    try:
+                        response = behavior(request, context)
+                        break
+                    except Exception as exc:
+                        if attempt + 1 == RETRIES or not _retryable(exc):
+                            raise
+                        _LOG.info("%s: retrying after %s", method, type(exc.orig).__name__)  # type: ignore[attr-defined]
         except Exception as exc:
             failure = _failure(method, exc, context)
             _log_call(method, started, failure[0] if failure else "ABORTED")
@@ -232,6 +257,7 @@ class DispatcherServer:
         if not components:
             raise ValueError("a server needs at least one component")
         self.components = list(components)
+        self.worker_threads = worker_threads
         self._pool = ThreadPoolExecutor(max_workers=worker_threads, thread_name_prefix="rpc")
         # Authentication (issue 6) goes first in this chain.
         self.server = grpc.aio.server(
@@ -242,6 +268,8 @@ class DispatcherServer:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Agents and consoles ping to notice a dead server; accept it.
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
         self.health = health_aio.HealthServicer()
@@ -303,6 +331,11 @@ async def serve_until_signalled(
     import signal
 
     server = make_server()  # grpc.aio servers bind to the loop they are made on
+    # asyncio.to_thread (database work of the async nodes service) runs on the
+    # loop's default executor: as wide as the synchronous servicers' pool.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=server.worker_threads, thread_name_prefix="io")
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -69,7 +69,16 @@ def get_job(session: Session, job_id: int, lock: bool = False) -> Row[Any] | Non
     query = _job_select().where(jobs.c.id == job_id)
     if lock:
         # Serialises changes of one job (edit, chunk status, reinit) so the
-        # counters are computed from a stable set of chunks.
+        # counters are computed from a stable set of chunks. The job's live
+        # assignments are locked first: a run's end (services/jobs/runs.py)
+        # locks its assignment, then its chunk, then updates the job, and the
+        # same order everywhere is what keeps the two from deadlocking.
+        session.execute(
+            select(chunk_assignments.c.fencing_token)
+            .where(chunk_assignments.c.job_id == job_id)
+            .order_by(chunk_assignments.c.fencing_token)
+            .with_for_update()
+        ).all()
         query = query.with_for_update(of=jobs)
     return session.execute(query).first()
 

@@ -114,7 +114,11 @@ class ChunkRuns:
             return self._apply(session, end, assignment)
 
     def _apply(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
-        job = session.execute(select(jobs).where(jobs.c.id == end.job_id).with_for_update()).one()
+        # The job row is not locked here: its counters move with one atomic
+        # UPDATE at the end (lock order everywhere: assignment, chunk, job).
+        job = session.execute(
+            select(jobs.c.max_chunk_requeues, jobs.c.status).where(jobs.c.id == end.job_id)
+        ).one()
         chunk = session.execute(
             select(chunks)
             .where(chunks.c.job_id == end.job_id, chunks.c.chunk_number == end.chunk_number)

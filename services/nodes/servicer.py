@@ -284,7 +284,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             return
         if first.WhichOneof("message") != "register":
             await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION, "the first message must be register"
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be register"
             )
             return
         stream: AgentStream | None = None

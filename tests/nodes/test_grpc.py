@@ -240,7 +240,7 @@ def test_a_session_must_start_with_register(channel: grpc.Channel) -> None:
     responses = stub.Session(iter([agent_pb2.SessionRequest(heartbeat=agent_pb2.Heartbeat())]))
     with pytest.raises(grpc.RpcError) as error:
         list(responses)
-    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_silent_nodes_become_offline_after_the_timeout(
