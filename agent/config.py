@@ -64,9 +64,9 @@ def default_dispatcher(env: Mapping[str, str]) -> str:
         return address
     # Imported here: the facade's module loads every service's stubs, which
     # an agent started with an explicit address does not need to hold in memory.
-    from gateway.connection import _read_client_config, client_config_path
+    from gateway.client_config import client_config_path, read_client_config
 
-    address = str(_read_client_config().get("address", "")).strip()
+    address = str(read_client_config().get("address", "")).strip()
     if address:
         return address
     raise ConfigError(

@@ -15,14 +15,13 @@ import getpass
 import json
 import os
 import threading
-from pathlib import Path
-from typing import Any
 
 import grpc
 
 from farm.admin.v1 import admin_pb2_grpc
 from farm.jobs.v1 import jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
+from gateway.client_config import client_config_path, read_client_config
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -47,33 +46,6 @@ _SERVICE_CONFIG = json.dumps(
 CHANNEL_OPTIONS = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
 
 
-def client_config_path() -> Path:
-    explicit = os.environ.get("MUSTER_CLIENT_CONFIG", "").strip()
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
-    return Path(base) / "muster-dispatcher" / "client.json"
-
-
-def write_client_config(address: str, path: Path | None = None, **extra: Any) -> Path:
-    """Record where a local dispatcher listens (done by `dispatcher run`)."""
-    target = path or client_config_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"address": address, **extra}, indent=2) + "\n")
-    temporary.chmod(0o600)
-    temporary.replace(target)
-    return target
-
-
-def _read_client_config() -> dict[str, Any]:
-    try:
-        data = json.loads(client_config_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 class NotConfigured(Exception):
     """No dispatcher address is known."""
 
@@ -93,7 +65,7 @@ class Connection:
         address = os.environ.get("MUSTER_DISPATCHER", "").strip()
         if address:
             return address
-        address = str(_read_client_config().get("address", "")).strip()
+        address = str(read_client_config().get("address", "")).strip()
         if address:
             return address
         raise NotConfigured(
@@ -104,7 +76,7 @@ class Connection:
     def user(self) -> str:
         return (
             os.environ.get("MUSTER_USER", "").strip()
-            or str(_read_client_config().get("user", "")).strip()
+            or str(read_client_config().get("user", "")).strip()
             or getpass.getuser()
         )
 

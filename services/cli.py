@@ -69,7 +69,7 @@ def _ready(
     def announce(host: str, port: int) -> None:
         if write_client_file:
             # Lets `import MDispatcherAPI` on this machine find the dispatcher.
-            from gateway.connection import write_client_config
+            from gateway.client_config import write_client_config
 
             path = write_client_config(f"{host}:{port}")
             _LOG.info("facade client file written to %s", path)
