@@ -50,8 +50,8 @@ class GroupView:
     members: tuple[str, ...] = field(default_factory=tuple)
 
 
-# Looks up directory (LDAP) users after a name, in name order; the LDAP part
-# of the admin service provides it (services/admin/directory.py).
+# Lists directory (LDAP) users after a name, in name order, at most `limit`
+# (0: all); none while LDAP is disabled (services/admin/directory.py).
 DirectoryLister = Callable[[str | None, int], list[UserView]]
 
 
@@ -125,10 +125,12 @@ class AccountsService:
 
         assert self.directory is not None
         request = page_request(page_size, page_token, {"group": group})
-        known = {u.name for u in page.items}
         listed = self.directory(request.after, request.size + 1)
+        # A directory user with a local row is listed once, from the row.
+        with self.db.transaction() as session:
+            local = repo.existing_names(session, users, [u.name for u in listed])
         merged = sorted(
-            [*page.items, *(u for u in listed if u.name not in known)], key=lambda u: u.name
+            [*page.items, *(u for u in listed if u.name not in local)], key=lambda u: u.name
         )
         last_local = page.items[-1].name if page.items and page.next_page_token else None
         if last_local is not None:

@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
 from farm.admin.v1 import admin_pb2_grpc
+from services.admin.directory import Directory
 from services.admin.logs import record_event
 from services.admin.service import AdminService
 from services.admin.servicer import ADMIN_SERVICE, AdminServicer
@@ -60,7 +61,7 @@ def build(
     sampler_tick_seconds: float = SAMPLER_TICK_SECONDS,
 ) -> Component:
     """The component; tests pass cheap argon2 parameters and a slow sampler tick."""
-    service = AdminService(db, hasher)
+    service = AdminService(db, hasher, Directory(db).list_users)
     servicer = AdminServicer(service)
 
     def register(server: grpc.aio.Server) -> None:

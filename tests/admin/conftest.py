@@ -15,6 +15,7 @@ from services.admin.component import build
 from services.admin.service import AdminService
 from services.core.database import Database
 from services.core.settings import Settings
+from tests.admin.slapd import Slapd, slapd_unavailable
 from tests.support import InProcessServer
 
 
@@ -37,3 +38,15 @@ def stub(db: Database) -> Iterator[admin_pb2_grpc.AdminServiceStub]:
         grpc.insecure_channel(server.address) as channel,
     ):
         yield admin_pb2_grpc.AdminServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """A real OpenLDAP on a loopback port with a small directory (see slapd.py)."""
+    reason = slapd_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = Slapd(tmp_path_factory.mktemp("slapd"))
+    server.start()
+    yield server
+    server.stop()
