@@ -20,9 +20,12 @@ from sqlalchemy import select
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from farm.nodes.v1 import nodes_pb2
+from services.admin.tables import log_messages
 from services.core.bus import CHANNEL, Event, Position, latest_position, position_of, read_events
 from services.core.convert import to_timestamp
 from services.core.database import Database
+from services.jobs.repository import get_job
+from services.jobs.servicer import job_message
 from services.jobs.tables import jobs
 from services.nodes.clients import ClientsService
 
@@ -58,6 +61,15 @@ class JobFacts:
     owner: str
     name: str
     ancestors: frozenset[int]
+
+
+@dataclass
+class Extra:
+    """What the bus reader looked up for an event, once for every stream."""
+
+    job: jobs_pb2.Job | None = None
+    facts: JobFacts | None = None
+    log: nodes_pb2.DispatcherLogMessage | None = None
 
 
 @dataclass
@@ -144,7 +156,7 @@ class ClientHub:
                         with self.db.transaction() as session:
                             events, held_back = read_events(session, self.position)
                         if events:
-                            self._hand_over(events)
+                            self._hand_over([(e, self.enrich(e)) for e in events])
                             continue
                         for _ in conn.notifies(timeout=0.02 if held_back else 5.0, stop_after=1):
                             pass
@@ -154,19 +166,19 @@ class ClientHub:
                 _LOG.exception("client hub bus reader failed; retrying")
                 self._stop.wait(0.5)
 
-    def _hand_over(self, events: list[Event]) -> None:
+    def _hand_over(self, events: list[tuple[Event, Extra]]) -> None:
         done = threading.Event()
         loop = self._loop
         if loop is None or loop.is_closed():
             # No client has connected yet: nothing to deliver, just advance.
-            self.position = events[-1].position
+            self.position = events[-1][0].position
             return
 
         def dispatch() -> None:
             try:
-                for event in events:
+                for event, extra in events:
                     self.position = event.position
-                    self._dispatch(event)
+                    self._dispatch(event, extra)
             finally:
                 done.set()
 
@@ -175,13 +187,41 @@ class ClientHub:
 
     # --- fan-out (event loop) -----------------------------------------------------------------
 
-    def _dispatch(self, event: Event) -> None:
+    def enrich(self, event: Event) -> Extra:
+        """Look up, once per event, what streams show with it (bus reader thread)."""
+        extra = Extra()
+        if not event.topic.startswith(TOPIC_PREFIXES):
+            return extra
+        job_id = int(event.payload.get("job_id", 0))
+        if event.topic.startswith("job."):
+            self._facts.pop(job_id, None)
+        if job_id:
+            extra.facts = self.facts(job_id)
+            if event.topic.startswith("job.") and event.topic != "job.deleted":
+                with self.db.transaction() as session:
+                    row = get_job(session, job_id)
+                extra.job = job_message(row) if row is not None else None
+        if event.topic == "log.message_added" and not event.payload.get("internal"):
+            with self.db.transaction() as session:
+                row = session.execute(
+                    select(log_messages).where(
+                        log_messages.c.id == int(event.payload.get("log_entry_id", 0))
+                    )
+                ).first()
+            if row is not None:
+                extra.log = nodes_pb2.DispatcherLogMessage(
+                    level=row.level, message=row.message, source=row.source
+                )
+                stamp = to_timestamp(row.logged_at)
+                if stamp is not None:
+                    extra.log.time.CopyFrom(stamp)
+        return extra
+
+    def _dispatch(self, event: Event, extra: Extra) -> None:
         if not event.topic.startswith(TOPIC_PREFIXES):
             return
-        if event.topic.startswith("job."):
-            self._facts.pop(int(event.payload.get("job_id", 0)), None)
         for stream in list(self.streams.values()):
-            message = self.render(stream, event)
+            message = self.render(stream, event, extra)
             if message is None:
                 continue
             try:
@@ -198,7 +238,9 @@ class ClientHub:
                     "disconnected by " + str(event.payload.get("actor", "an administrator")),
                 )
 
-    def render(self, stream: ClientStream, event: Event) -> nodes_pb2.ClientEvent | None:
+    def render(
+        self, stream: ClientStream, event: Event, extra: Extra
+    ) -> nodes_pb2.ClientEvent | None:
         """The message `stream` gets for `event`, or None when it is not for it."""
         if not event.topic.startswith(TOPIC_PREFIXES):
             return None
@@ -224,15 +266,33 @@ class ClientHub:
         if event.topic == "client.disconnect":
             return None
         if stream.kind == "notificator":
-            return self._notification(stream, event, message)
-        return self._console_event(stream, event, message)
+            return self._notification(stream, event, message, extra)
+        return self._console_event(stream, event, message, extra)
 
     def _console_event(
-        self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent
+        self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent, extra: Extra
     ) -> nodes_pb2.ClientEvent | None:
         payload = event.payload
         node_id = int(payload.get("node_id", 0))
         job_id = int(payload.get("job_id", 0))
+        if event.topic == "log.message_added":
+            if extra.log is None or stream.job_ids or stream.folder_ids or stream.node_ids:
+                return None
+            message.dispatcher_log.CopyFrom(extra.log)
+            return message
+        if event.topic == "log.chunk":
+            if stream.node_ids and node_id not in stream.node_ids:
+                return None
+            if (stream.job_ids or stream.folder_ids) and not self._job_matches(
+                stream, job_id, extra
+            ):
+                return None
+            lines = message.chunk_log_lines
+            lines.node_id, lines.job_id = node_id, job_id
+            lines.chunk_id = int(payload.get("chunk_id", 0))
+            for line in payload.get("lines", []):
+                lines.lines.add(text=str(line.get("text", "")), stream=int(line.get("stream", 0)))
+            return message
         if event.topic.startswith("node."):
             if stream.node_ids and node_id not in stream.node_ids:
                 return None
@@ -241,7 +301,7 @@ class ClientHub:
             message.node_changed.node.id = node_id
             message.node_changed.deleted = event.topic == "node.deleted"
             return message
-        if not self._job_matches(stream, job_id):
+        if not self._job_matches(stream, job_id, extra):
             return None
         if event.topic.startswith("chunk."):
             chunk = message.chunk_changed.chunk
@@ -250,21 +310,22 @@ class ClientHub:
             return message
         if event.topic.startswith("log."):
             return None
-        message.job_changed.job.CopyFrom(jobs_pb2.Job(id=job_id))
+        message.job_changed.job.CopyFrom(extra.job or jobs_pb2.Job(id=job_id))
         message.job_changed.deleted = event.topic == "job.deleted"
         return message
 
-    def _job_matches(self, stream: ClientStream, job_id: int) -> bool:
+    @staticmethod
+    def _job_matches(stream: ClientStream, job_id: int, extra: Extra) -> bool:
         if stream.node_ids and not (stream.job_ids or stream.folder_ids):
             return False
         if not stream.job_ids and not stream.folder_ids:
             return True
         if job_id in stream.job_ids:
             return True
-        return bool(stream.folder_ids & self.facts(job_id).ancestors)
+        return extra.facts is not None and bool(stream.folder_ids & extra.facts.ancestors)
 
     def _notification(
-        self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent
+        self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent, extra: Extra
     ) -> nodes_pb2.ClientEvent | None:
         payload = event.payload
         if event.topic == "job.completed":
@@ -274,7 +335,7 @@ class ClientHub:
         if not kind or not stream.preferences.get(preference, False):
             return None
         job_id = int(payload.get("job_id", 0))
-        facts = self.facts(job_id) if job_id else JobFacts("", "", frozenset())
+        facts = extra.facts or JobFacts("", "", frozenset())
         if job_id and stream.preferences.get("own_jobs_only") and facts.owner != stream.user_name:
             return None
         note = message.notification
@@ -326,8 +387,8 @@ class ClientHub:
             while start < self.position:
                 target = self.position
                 events = await asyncio.to_thread(self._between, start, target)
-                for event in events:
-                    rendered = self.render(stream, event)
+                for event, extra in events:
+                    rendered = self.render(stream, event, extra)
                     if rendered is not None:
                         await send(rendered)
                         stream.last_event_id = event.id
@@ -345,13 +406,13 @@ class ClientHub:
         with self.db.transaction() as session:
             return position_of(session, event_id)
 
-    def _between(self, start: Position, end: Position) -> list[Event]:
-        result: list[Event] = []
+    def _between(self, start: Position, end: Position) -> list[tuple[Event, Extra]]:
+        result: list[tuple[Event, Extra]] = []
         with self.db.transaction() as session:
             while True:
                 events, _ = read_events(session, start, limit=1000)
                 events = [e for e in events if e.position <= end]
-                result.extend(events)
+                result.extend((e, self.enrich(e)) for e in events)
                 if len(events) < 1000:
                     return result
                 start = events[-1].position

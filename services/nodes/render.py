@@ -230,6 +230,8 @@ class RenderBridge:
         return str(follow_up or "")
 
     async def log(self, stream: AgentStream, log: agent_pb2.ChunkLog) -> None:
+        if stream.node_id in self.hub.realtime and log.lines:
+            await asyncio.to_thread(self.service.publish_log, stream.node_id, log)
         try:
             await self._stub().AppendChunkRunLog(
                 chunk_runs_pb2.AppendChunkRunLogRequest(

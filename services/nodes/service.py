@@ -152,6 +152,22 @@ class NodesService:
             repo.exclude_node_from_job(session, node_id, job_id, forgive_seconds)
             _event(session, "node.excluded", node_id, job_id=job_id, failures=failures)
 
+    def publish_log(self, node_id: int, log: Any) -> None:
+        """Forward a node's render log lines to consoles (its realtime log is on)."""
+        with self.db.transaction() as session:
+            publish(
+                session,
+                "log.chunk",
+                {
+                    "node_id": node_id,
+                    "job_id": log.job_id,
+                    "chunk_id": log.chunk_id,
+                    "lines": [{"text": line.text, "stream": line.stream} for line in log.lines],
+                    "actor": "dispatcher",
+                },
+                key=str(node_id),
+            )
+
     def offline_with_chunks(self) -> list[int]:
         """Offline nodes that still hold live assignments (their chunks need releasing)."""
         with self.db.transaction() as session:

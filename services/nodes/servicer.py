@@ -333,6 +333,8 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         )
         stream = AgentStream(node.id, session_id)
         self.hub.add(stream)
+        if node.realtime_log:
+            self.hub.realtime.add(node.id)
         accepted = agent_pb2.RegisterAccepted(
             node_id=node.id,
             node_name=node.name,

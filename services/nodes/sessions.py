@@ -86,6 +86,8 @@ class SessionHub:
         self.streams: dict[int, AgentStream] = {}
         # Told of render events (chunk.assigned) for streams held here.
         self.render_listener: Any = None
+        # Nodes held here whose render log goes to consoles as it comes.
+        self.realtime: set[int] = set()
         self._beats: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -104,6 +106,7 @@ class SessionHub:
     def remove(self, stream: AgentStream) -> None:
         if self.streams.get(stream.node_id) is stream:
             del self.streams[stream.node_id]
+            self.realtime.discard(stream.node_id)
 
     def heartbeat(self, node_id: int) -> None:
         self._beats.add(node_id)
@@ -157,6 +160,11 @@ class SessionHub:
                 )
                 continue
             await stream.outgoing.put(agent_pb2.SessionResponse(command=message))
+            if row.kind == "set_realtime_log":
+                if row.payload.get("enabled"):
+                    self.realtime.add(stream.node_id)
+                else:
+                    self.realtime.discard(stream.node_id)
             await asyncio.to_thread(self.service.command_delivered, row.id)
 
     # Background protocol: the server stops it on its own event loop's thread.
