@@ -25,6 +25,7 @@ from services.admin.domain import GroupSpec, UserSpec
 from services.admin.tables import groups, users
 from services.core.database import Database
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.core.paging import page_request
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,6 @@ class AccountsService:
     ) -> Page[UserView]:
         """Merge the directory's users (not stored locally) into the page, in
         name order; the page token is the last name either way."""
-        from services.core.paging import page_request
-
         assert self.directory is not None
         request = page_request(page_size, page_token, {"group": group})
         listed = self.directory(request.after, request.size + 1)
