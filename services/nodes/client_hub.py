@@ -89,6 +89,18 @@ class ClientStream:
     close_message: str = ""
     last_event_id: int = 0
 
+    def view(self, topic: str) -> tuple[Any, ...]:
+        """What decides how an event looks to this stream."""
+        return (
+            self.kind,
+            self.job_ids,
+            self.folder_ids,
+            self.node_ids,
+            tuple(sorted(self.preferences.items())),
+            self.connection_id if topic == "client.message" else 0,
+            self.user_name if self.preferences.get("own_jobs_only") else "",
+        )
+
     def close(self, reason: int, message: str) -> None:
         if not self.closed.is_set():
             self.close_reason, self.close_message = reason, message
@@ -220,8 +232,14 @@ class ClientHub:
     def _dispatch(self, event: Event, extra: Extra) -> None:
         if not event.topic.startswith(TOPIC_PREFIXES):
             return
+        # Streams with the same view of an event share one rendered message:
+        # with a thousand unfiltered consoles it is built once, not 1,000 times.
+        rendered: dict[tuple[Any, ...], nodes_pb2.ClientEvent | None] = {}
         for stream in list(self.streams.values()):
-            message = self.render(stream, event, extra)
+            view = stream.view(event.topic)
+            if view not in rendered:
+                rendered[view] = self.render(stream, event, extra)
+            message = rendered[view]
             if message is None:
                 continue
             try:
