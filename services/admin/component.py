@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from farm.admin.v1 import admin_pb2_grpc
 from services.admin.directory import Directory
-from services.admin.logs import record_event
+from services.admin.logs import record_event_batched
 from services.admin.service import AdminService
 from services.admin.servicer import ADMIN_SERVICE, AdminServicer
 from services.core.background import Periodic
@@ -49,7 +49,7 @@ class _Start:
 def handle_event(service: AdminService, session: Session, event: Event) -> None:
     """What the admin domain does with any event: log lines, and the end of a
     network scan the nodes service reports."""
-    record_event(session, event)
+    record_event_batched(session, event)
     if event.topic == "system.network_scan_finished":
         service.system.network_scan_finished(session)
 

@@ -340,12 +340,14 @@ def utc_today(session: Session) -> date:
     return value
 
 
-def add_action(session: Session, values: Mapping[str, Any]) -> None:
-    session.execute(insert(action_log).values(**values))
+def add_actions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(action_log), list(rows))
 
 
-def add_activity(session: Session, values: Mapping[str, Any]) -> None:
-    session.execute(insert(activity_log).values(**values))
+def add_activities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(activity_log), list(rows))
 
 
 def prune_logs(session: Session, days: int) -> None:
