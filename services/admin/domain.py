@@ -544,6 +544,9 @@ ACTIVITY_PREFIXES = ("chunk.", "node.", "job.")
 # Actors that are the dispatcher's own automatic work, not an API caller:
 # their events go to the activity log only.
 AUTOMATIC_ACTORS = ("scheduler",)
+# Topics that carry data, not a change anyone made (render output forwarded to
+# consoles): never an action-log line.
+STREAM_TOPICS = ("log.chunk",)
 # Payload keys that name what an event acted on, in order of preference.
 _TARGET_KEYS = (
     ("job_id", "job"),
@@ -568,7 +571,7 @@ class ActionEntry:
 def action_entry(topic: str, payload: Mapping[str, Any]) -> ActionEntry | None:
     """The action-log line of an event, or None for automatic work."""
     actor = str(payload.get("actor", ""))
-    if not actor or actor in AUTOMATIC_ACTORS:
+    if not actor or actor in AUTOMATIC_ACTORS or topic in STREAM_TOPICS:
         return None
     detail = {k: v for k, v in payload.items() if k not in ("actor", "peer")}
     return ActionEntry(

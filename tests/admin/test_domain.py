@@ -219,6 +219,8 @@ def test_an_event_by_a_caller_is_an_action_and_a_scheduler_event_only_activity()
         {"job_id": 7},
     )
     assert domain.action_entry("chunk.assigned", {"job_id": 7, "actor": "scheduler"}) is None
+    render_output = {"node_id": 3, "lines": [{"text": "frame 1"}], "actor": "dispatcher"}
+    assert domain.action_entry("log.chunk", render_output) is None
     activity = domain.activity_entry("chunk.assigned", {"job_id": 7, "node_id": 3})
     assert activity is not None and (activity.job_id, activity.node_id) == (7, 3)
     assert domain.activity_entry("user.created", {"user": "ann"}) is None
