@@ -9,6 +9,8 @@ lost, or the report is a duplicate) changes nothing.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from services.core.bus import publish
+from services.core.bus import publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
@@ -88,36 +90,61 @@ class ChunkRuns:
 
     def finish(self, end: RunEnd) -> str | None:
         """Apply a run's end; returns the chunk's new status, None when stale."""
-        if end.outcome not in FINISHED_OUTCOMES:
-            raise InvalidArgument(f"outcome: must be a finished outcome, got {end.outcome!r}")
-        if end.fencing_token <= 0:
-            raise InvalidArgument("fencing_token: must be set")
+        return self.finish_many([end])[0]
+
+    def finish_many(self, ends: Sequence[RunEnd]) -> list[str | None]:
+        """Apply several runs' ends in one transaction (the nodes service batches
+        them): each job's counters move once per batch, not once per chunk, so a
+        busy job's row is not a queue every result waits in."""
+        for end in ends:
+            if end.outcome not in FINISHED_OUTCOMES:
+                raise InvalidArgument(f"outcome: must be a finished outcome, got {end.outcome!r}")
+            if end.fencing_token <= 0:
+                raise InvalidArgument("fencing_token: must be set")
         with self.db.transaction() as session:
-            assignment = session.execute(
-                select(chunk_assignments)
-                .where(chunk_assignments.c.fencing_token == end.fencing_token)
-                .with_for_update()
-            ).first()
-            if (
-                assignment is None
-                or assignment.job_id != end.job_id
-                or assignment.chunk_number != end.chunk_number
-            ):
-                _LOG.info(
-                    "stale report for job %s chunk %s (token %s) from node %s ignored",
-                    end.job_id,
-                    end.chunk_number,
-                    end.fencing_token,
-                    end.node_id,
-                )
-                return None
-            return self._apply(session, end, assignment)
+            live = {
+                row.fencing_token: row
+                for row in session.execute(
+                    select(chunk_assignments)
+                    .where(chunk_assignments.c.fencing_token.in_({e.fencing_token for e in ends}))
+                    .order_by(chunk_assignments.c.fencing_token)
+                    .with_for_update()
+                ).all()
+            }
+            results: list[str | None] = []
+            moves: dict[int, list[str]] = defaultdict(list)
+            for end in ends:
+                assignment = live.pop(end.fencing_token, None)  # a duplicate is stale
+                if (
+                    assignment is None
+                    or assignment.job_id != end.job_id
+                    or assignment.chunk_number != end.chunk_number
+                ):
+                    _LOG.info(
+                        "stale report for job %s chunk %s (token %s) from node %s ignored",
+                        end.job_id,
+                        end.chunk_number,
+                        end.fencing_token,
+                        end.node_id,
+                    )
+                    results.append(None)
+                    continue
+                status = self._end_run(session, end, assignment)
+                moves[end.job_id].append(status)
+                results.append(status)
+            for job_id in sorted(moves):
+                self._move_counters(session, job_id, moves[job_id])
+            return results
 
     def _apply(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
-        # The job row is not locked here: its counters move with one atomic
-        # UPDATE at the end (lock order everywhere: assignment, chunk, job).
+        status = self._end_run(session, end, assignment)
+        self._move_counters(session, end.job_id, [status])
+        return status
+
+    def _end_run(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
+        """The run's history entry, its chunk and its assignment (not the job)."""
         job = session.execute(
-            select(jobs.c.max_chunk_requeues, jobs.c.status).where(jobs.c.id == end.job_id)
+            select(jobs.c.max_chunk_requeues).where(jobs.c.id == end.job_id)
         ).one()
         chunk = session.execute(
             select(chunks)
@@ -157,51 +184,52 @@ class ChunkRuns:
         session.execute(
             delete(chunk_assignments).where(chunk_assignments.c.fencing_token == end.fencing_token)
         )
-        actor = current_caller().label
         payload = {
             "job_id": end.job_id,
             "chunk_id": end.chunk_number,
             "node_id": end.node_id,
             "outcome": end.outcome,
             "status": status,
-            "actor": actor,
+            "actor": current_caller().label,
         }
-        publish(session, "chunk.finished", payload, key=str(end.job_id))
+        key = str(end.job_id)
+        events = [("chunk.finished", payload, key)]
         if status == "failed":
-            publish(session, "chunk.failed", payload, key=str(end.job_id))
+            events.append(("chunk.failed", payload, key))
         if requeued:
-            session.execute(
-                update(jobs)
-                .where(jobs.c.id == end.job_id)
-                .values(requeue_count=jobs.c.requeue_count + 1)
-            )
-            publish(session, "chunk.requeued", payload, key=str(end.job_id))
-        # Counters move by one; the full rollup (status, job.completed) runs
-        # only when nothing is left to render, not on every chunk of a big job.
+            events.append(("chunk.requeued", payload, key))
+        publish_many(session, events)
+        return status
+
+    def _move_counters(self, session: Session, job_id: int, statuses: list[str]) -> None:
+        """Move a job's counters for chunks that left `running` for these statuses.
+
+        The full rollup (status, job.completed) runs only when nothing is left
+        to render, not on every chunk of a big job.
+        """
+        requeued = statuses.count("queued")
+        completed = sum(1 for s in statuses if bucket_of(s) == "completed")
+        failed = statuses.count("failed")
         left = session.execute(
             update(jobs)
-            .where(jobs.c.id == end.job_id)
+            .where(jobs.c.id == job_id)
             .values(
-                chunks_running=jobs.c.chunks_running - 1,
-                chunks_queued=jobs.c.chunks_queued + (1 if requeued else 0),
-                chunks_completed=jobs.c.chunks_completed
-                + (1 if bucket_of(status) == "completed" else 0),
-                chunks_failed=jobs.c.chunks_failed + (1 if status == "failed" else 0),
+                chunks_running=jobs.c.chunks_running - len(statuses),
+                chunks_queued=jobs.c.chunks_queued + requeued,
+                chunks_completed=jobs.c.chunks_completed + completed,
+                chunks_failed=jobs.c.chunks_failed + failed,
+                requeue_count=jobs.c.requeue_count + requeued,
                 progress=100.0
-                * (
-                    jobs.c.chunks_completed
-                    + jobs.c.chunks_failed
-                    + (1 if bucket_of(status) in ("completed", "failed") else 0)
-                )
+                * (jobs.c.chunks_completed + jobs.c.chunks_failed + completed + failed)
                 / func.greatest(jobs.c.chunks_total, 1),
                 updated_at=func.now(),
                 version=jobs.c.version + 1,
             )
             .returning(jobs.c.chunks_queued, jobs.c.chunks_running)
         ).one()
-        if left.chunks_queued + left.chunks_running == 0 or bucket_of(status) is None:
-            self.jobs.refresh(session, end.job_id)
-        return status
+        held = any(bucket_of(s) is None for s in statuses)
+        if left.chunks_queued + left.chunks_running == 0 or held:
+            self.jobs.refresh(session, job_id)
 
     def release_node(self, node_id: int, reason: str) -> list[tuple[int, int, str]]:
         """End every live assignment of a lost node as LOST."""

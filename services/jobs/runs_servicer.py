@@ -8,10 +8,12 @@ from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.core.convert import from_timestamp
 from services.core.enums import EnumMap
+from services.core.errors import InvalidArgument
 from services.jobs.enums import CHUNK_STATUS, RUN_OUTCOME
 from services.jobs.runs import ChunkRuns, RunEnd
 
 CHUNK_RUNS_SERVICE = chunk_runs_pb2.DESCRIPTOR.services_by_name["ChunkRunsService"]
+MAX_RUNS_PER_CALL = 1000
 KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR)
 LOG_STREAM = EnumMap(common_pb2.LogStream.DESCRIPTOR)
 
@@ -21,25 +23,13 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
         self.runs = runs
 
     def FinishChunkRun(self, request: chunk_runs_pb2.FinishChunkRunRequest, context: Any) -> Any:
-        status = self.runs.finish(
-            RunEnd(
-                job_id=request.job_id,
-                chunk_number=request.chunk_id,
-                fencing_token=request.fencing_token,
-                node_id=request.node_id,
-                exit_code=request.exit_code,
-                outcome=RUN_OUTCOME.text(request.outcome, "outcome"),
-                message=request.message,
-                ended_at=from_timestamp(request.end_time),
-                kill_follow_up=KILL_FOLLOW_UP.to_text.get(request.kill_follow_up, ""),
-            )
-        )
-        if status is None:
-            return chunk_runs_pb2.FinishChunkRunResponse(applied=False)
-        return chunk_runs_pb2.FinishChunkRunResponse(
-            applied=True,
-            chunk_status=CHUNK_STATUS.number(status),
-        )
+        return _answer(self.runs.finish(_run_end(request)))
+
+    def FinishChunkRuns(self, request: chunk_runs_pb2.FinishChunkRunsRequest, context: Any) -> Any:
+        if len(request.runs) > MAX_RUNS_PER_CALL:
+            raise InvalidArgument(f"runs: at most {MAX_RUNS_PER_CALL} per call")
+        statuses = self.runs.finish_many([_run_end(r) for r in request.runs])
+        return chunk_runs_pb2.FinishChunkRunsResponse(results=[_answer(s) for s in statuses])
 
     def AppendChunkRunLog(
         self, request: chunk_runs_pb2.AppendChunkRunLogRequest, context: Any
@@ -73,3 +63,25 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
                 for job_id, chunk_number, status in released
             ]
         )
+
+
+def _run_end(request: chunk_runs_pb2.FinishChunkRunRequest) -> RunEnd:
+    return RunEnd(
+        job_id=request.job_id,
+        chunk_number=request.chunk_id,
+        fencing_token=request.fencing_token,
+        node_id=request.node_id,
+        exit_code=request.exit_code,
+        outcome=RUN_OUTCOME.text(request.outcome, "outcome"),
+        message=request.message,
+        ended_at=from_timestamp(request.end_time),
+        kill_follow_up=KILL_FOLLOW_UP.to_text.get(request.kill_follow_up, ""),
+    )
+
+
+def _answer(status: str | None) -> chunk_runs_pb2.FinishChunkRunResponse:
+    if status is None:
+        return chunk_runs_pb2.FinishChunkRunResponse(applied=False)
+    return chunk_runs_pb2.FinishChunkRunResponse(
+        applied=True, chunk_status=CHUNK_STATUS.number(status)
+    )

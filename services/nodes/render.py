@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from sqlalchemy import Row, select, text
+from sqlalchemy import Row, select, tuple_
 
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
@@ -31,27 +31,71 @@ from services.jobs.tables import templates as templates_table
 from services.nodes.domain import KILL_FOLLOW_UP
 from services.nodes.service import NodesService, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
-from services.nodes.tables import node_commands
+from services.nodes.tables import node_commands, nodes
 
 _LOG = logging.getLogger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30.0
+# Results are sent to the jobs service in batches: one transaction moves a
+# job's counters once for every result of the batch.
+BATCH_WINDOW_SECONDS = 0.005
+MAX_BATCH = 500
 
 
-def build_assignment(db: Database, node: Row[Any], assignment: Row[Any]) -> agent_pb2.Assignment:
-    """The Assignment message for a live assignment (reads the jobs domain)."""
+def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
+    """The Assignment messages of these nodes' live assignments, read in one
+    transaction with a few set-based queries (reads of the jobs domain)."""
     with db.transaction() as session:
-        job = session.execute(select(jobs).where(jobs.c.id == assignment.job_id)).one()
-        chunk = session.execute(
-            select(chunks).where(
-                chunks.c.job_id == assignment.job_id,
-                chunks.c.chunk_number == assignment.chunk_number,
+        live = session.execute(
+            select(chunk_assignments, nodes.c.platform)
+            .join(nodes, nodes.c.id == chunk_assignments.c.node_id)
+            .where(chunk_assignments.c.node_id.in_(node_ids))
+        ).all()
+        if not live:
+            return {}
+        job_rows = {
+            row.id: row
+            for row in session.execute(
+                select(jobs).where(jobs.c.id.in_({a.job_id for a in live}))
+            ).all()
+        }
+        chunk_rows = {
+            (row.job_id, row.chunk_number): row
+            for row in session.execute(
+                select(chunks).where(
+                    tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(
+                        [(a.job_id, a.chunk_number) for a in live]
+                    )
+                )
+            ).all()
+        }
+        template_rows = {
+            row.id: row
+            for row in session.execute(
+                select(templates_table).where(
+                    templates_table.c.id.in_({j.template_id for j in job_rows.values()})
+                )
+            ).all()
+        }
+    messages = {}
+    for assignment in live:
+        try:
+            messages[assignment.node_id] = _assignment_message(
+                assignment,
+                assignment.platform,
+                job_rows[assignment.job_id],
+                chunk_rows[(assignment.job_id, assignment.chunk_number)],
+                template_rows[job_rows[assignment.job_id].template_id],
             )
-        ).one()
-        template_row = session.execute(
-            select(templates_table).where(templates_table.c.id == job.template_id)
-        ).one()
-        run_number = chunk.runs_count
+        except Exception:
+            _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
+    return messages
+
+
+def _assignment_message(
+    assignment: Row[Any], platform: str, job: Row[Any], chunk: Row[Any], template_row: Row[Any]
+) -> agent_pb2.Assignment:
+    run_number = chunk.runs_count
     template = template_defs.Template(
         id=template_row.id,
         name=template_row.name,
@@ -74,7 +118,7 @@ def build_assignment(db: Database, node: Row[Any], assignment: Row[Any]) -> agen
             by_frame=chunk.by_frame,
             slice_index=chunk.slice_index,
         ),
-        node.platform,
+        platform,
     )
     return agent_pb2.Assignment(
         job_id=job.id,
@@ -104,6 +148,11 @@ class RenderBridge:
         self.hub = hub
         self.jobs_address = ""
         self._channel: grpc.aio.Channel | None = None
+        self._results: asyncio.Queue[tuple[AgentStream, agent_pb2.ChunkResult]] | None = None
+        self._wanted: set[int] = set()
+        self._wake = asyncio.Event()
+        self._deliverer: asyncio.Future[None] | None = None
+        self._sender: asyncio.Future[None] | None = None
 
     def listening(self, address: str) -> None:
         """Co-hosted jobs service: report to the server's own address."""
@@ -125,33 +174,33 @@ class RenderBridge:
         """Called in the bus thread for chunk.assigned events."""
         node_id = int(payload.get("node_id", 0))
         if topic == "chunk.assigned" and node_id in self.hub.streams:
-            asyncio.run_coroutine_threadsafe(self.send_assignment(node_id), loop)
+            loop.call_soon_threadsafe(self.want_assignment, node_id)
 
-    async def send_assignment(self, node_id: int) -> None:
-        stream = self.hub.streams.get(node_id)
-        if stream is None:
-            return
-        message = await asyncio.to_thread(self._assignment_for, node_id)
-        if message is None:
-            return
-        await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
-        await asyncio.to_thread(self.service.set_rendering, node_id, True)
+    def want_assignment(self, node_id: int) -> None:
+        """Send this node its live assignment with the next batch (event loop)."""
+        self._wanted.add(node_id)
+        if self._deliverer is None:
+            self._deliverer = asyncio.ensure_future(self._deliver_assignments())
+        self._wake.set()
 
-    def _assignment_for(self, node_id: int) -> agent_pb2.Assignment | None:
-        with self.db.transaction() as session:
-            assignment = session.execute(
-                select(chunk_assignments).where(chunk_assignments.c.node_id == node_id)
-            ).first()
-            node = session.execute(
-                text("SELECT id, platform FROM nodes WHERE id = :id"), {"id": node_id}
-            ).first()
-        if assignment is None or node is None:
-            return None
-        try:
-            return build_assignment(self.db, node, assignment)
-        except Exception:
-            _LOG.exception("cannot build the assignment of node %s", node_id)
-            return None
+    async def _deliver_assignments(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            wanted = sorted(n for n in self._wanted if n in self.hub.streams)
+            self._wanted.clear()
+            if not wanted:
+                continue
+            try:
+                messages = await asyncio.to_thread(build_assignments, self.db, wanted)
+                for node_id, message in messages.items():
+                    stream = self.hub.streams.get(node_id)
+                    if stream is not None:
+                        await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
+                await asyncio.to_thread(self.service.set_rendering_many, sorted(messages))
+            except Exception:
+                _LOG.exception("delivering %d assignments failed", len(wanted))
 
     async def reconcile(self, stream: AgentStream, running: RunningChunk | None) -> None:
         """After a (re)connect: line the agent up with its node's live assignment."""
@@ -169,7 +218,7 @@ class RenderBridge:
             )
             await stream.outgoing.put(agent_pb2.SessionResponse(command=kill))
         if assignment and (running is None or running.fencing_token != assignment):
-            await self.send_assignment(stream.node_id)
+            self.want_assignment(stream.node_id)
 
     def _live_token(self, node_id: int) -> int:
         with self.db.transaction() as session:
@@ -183,51 +232,75 @@ class RenderBridge:
     # --- reports up --------------------------------------------------------------------------
 
     async def result(self, stream: AgentStream, result: agent_pb2.ChunkResult) -> None:
-        follow_up = await asyncio.to_thread(self._kill_follow_up, result.fencing_token)
-        request = chunk_runs_pb2.FinishChunkRunRequest(
-            job_id=result.job_id,
-            chunk_id=result.chunk_id,
-            fencing_token=result.fencing_token,
-            node_id=stream.node_id,
-            exit_code=result.exit_code,
-            outcome=result.outcome,
-            message=result.message,
-            kill_follow_up=KILL_FOLLOW_UP.number(follow_up),
-        )
-        if result.HasField("end_time"):
-            request.end_time.CopyFrom(result.end_time)
+        """Queue a result for the next batch (sent within a few milliseconds)."""
+        if self._results is None:
+            self._results = asyncio.Queue()
+            self._sender = asyncio.ensure_future(self._send_results())
+        await self._results.put((stream, result))
+
+    async def _send_results(self) -> None:
+        assert self._results is not None
+        while True:
+            batch = [await self._results.get()]
+            await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            while not self._results.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._results.get_nowait())
+            try:
+                await self._finish(batch)
+            except Exception:
+                # Not recorded: no ResultAccepted, so the agents send them again.
+                _LOG.exception("recording %d results failed", len(batch))
+
+    async def _finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> None:
+        tokens = [result.fencing_token for _, result in batch]
+        follow_ups = await asyncio.to_thread(self._kill_follow_ups, tokens)
+        request = chunk_runs_pb2.FinishChunkRunsRequest()
+        for stream, result in batch:
+            run = request.runs.add(
+                job_id=result.job_id,
+                chunk_id=result.chunk_id,
+                fencing_token=result.fencing_token,
+                node_id=stream.node_id,
+                exit_code=result.exit_code,
+                outcome=result.outcome,
+                message=result.message,
+                kill_follow_up=KILL_FOLLOW_UP.number(follow_ups.get(result.fencing_token, "")),
+            )
+            if result.HasField("end_time"):
+                run.end_time.CopyFrom(result.end_time)
         try:
-            reply = await self._stub().FinishChunkRun(request, timeout=RPC_TIMEOUT_SECONDS)
+            reply = await self._stub().FinishChunkRuns(request, timeout=RPC_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
-            # Not recorded: no ResultAccepted, so the agent sends it again.
-            _LOG.warning("result of node %s not recorded yet: %s", stream.node_id, exc.details())
+            _LOG.warning("%d results not recorded yet: %s", len(batch), exc.details())
             return
-        await stream.outgoing.put(
-            agent_pb2.SessionResponse(
-                result_accepted=agent_pb2.ResultAccepted(
-                    job_id=result.job_id,
-                    chunk_id=result.chunk_id,
-                    fencing_token=result.fencing_token,
-                    applied=reply.applied,
+        for (stream, result), answer in zip(batch, reply.results, strict=True):
+            await stream.outgoing.put(
+                agent_pb2.SessionResponse(
+                    result_accepted=agent_pb2.ResultAccepted(
+                        job_id=result.job_id,
+                        chunk_id=result.chunk_id,
+                        fencing_token=result.fencing_token,
+                        applied=answer.applied,
+                    )
                 )
             )
-        )
-        still = await asyncio.to_thread(self._live_token, stream.node_id)
-        if not still:
-            await asyncio.to_thread(self.service.set_rendering, stream.node_id, False)
+        await asyncio.to_thread(self.service.set_idle, [stream.node_id for stream, _ in batch])
 
-    def _kill_follow_up(self, fencing_token: int) -> str:
+    def _kill_follow_ups(self, tokens: list[int]) -> dict[int, str]:
+        """What the dispatcher asked for after killing these runs, by token."""
         with self.db.transaction() as session:
-            follow_up = session.execute(
-                select(node_commands.c.payload["follow_up"].astext)
+            rows = session.execute(
+                select(
+                    node_commands.c.payload["fencing_token"].astext,
+                    node_commands.c.payload["follow_up"].astext,
+                )
                 .where(
                     node_commands.c.kind == "kill_process",
-                    node_commands.c.payload["fencing_token"].astext == str(fencing_token),
+                    node_commands.c.payload["fencing_token"].astext.in_([str(t) for t in tokens]),
                 )
-                .order_by(node_commands.c.id.desc())
-                .limit(1)
-            ).scalar()
-        return str(follow_up or "")
+                .order_by(node_commands.c.id)
+            ).all()
+        return {int(token): str(follow_up or "") for token, follow_up in rows}
 
     async def log(self, stream: AgentStream, log: agent_pb2.ChunkLog) -> None:
         if stream.node_id in self.hub.realtime and log.lines:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -421,3 +421,30 @@ def exclude_node_from_job(
         .where(node_job_exclusions.c.node_id == node_id, node_job_exclusions.c.job_id == job_id)
         .values(excluded_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, forgive_seconds))
     )
+
+
+def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
+    """Rendering nodes without a live assignment go back to idle (or paused)."""
+    if not node_ids:
+        return []
+    return list(
+        session.execute(
+            text(
+                "UPDATE nodes n SET status = CASE WHEN n.paused THEN 'paused' ELSE 'idle' END,"
+                " updated_at = now()"
+                " WHERE n.id IN :ids AND n.status = 'rendering'"
+                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                " RETURNING n.id"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": sorted(set(node_ids))},
+        ).scalars()
+    )
+
+
+def mark_rendering(session: Session, node_ids: Sequence[int]) -> None:
+    if node_ids:
+        session.execute(
+            update(nodes)
+            .where(nodes.c.id.in_(list(node_ids)), nodes.c.status != "offline")
+            .values(status="rendering", updated_at=func.now())
+        )

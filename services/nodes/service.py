@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from services.core.bus import publish
+from services.core.bus import publish, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -122,18 +122,6 @@ class NodesService:
                 _event(session, "node.lost", node.id, name=node.name)
         return [n.id for n in lost]
 
-    def set_rendering(self, node_id: int, rendering: bool) -> None:
-        """The node started or ended a chunk; an idle node wakes the scheduler."""
-        with self.db.transaction() as session:
-            node = repo.get_node(session, node_id, lock=True)
-            if node is None or node.status == "offline":
-                return
-            status = status_for(rendering, node.paused)
-            if status != node.status:
-                repo.update_node(session, node_id, status=status)
-                if status == "idle":
-                    _event(session, "node.idle", node_id)
-
     def record_chunk_end(
         self,
         session: Session,
@@ -151,6 +139,24 @@ class NodesService:
         if failures >= threshold:
             repo.exclude_node_from_job(session, node_id, job_id, forgive_seconds)
             _event(session, "node.excluded", node_id, job_id=job_id, failures=failures)
+
+    def set_rendering_many(self, node_ids: list[int]) -> None:
+        """Nodes that were just sent a chunk show as rendering."""
+        with self.db.transaction() as session:
+            repo.mark_rendering(session, node_ids)
+
+    def set_idle(self, node_ids: list[int]) -> None:
+        """Nodes whose chunk ended and that hold no new one are idle (or paused)
+        again; one transaction and one wake-up of the scheduler for all of them."""
+        with self.db.transaction() as session:
+            idle = repo.release_rendering(session, node_ids)
+            publish_many(
+                session,
+                [
+                    ("node.idle", {"node_id": n, "actor": current_caller().label}, str(n))
+                    for n in idle
+                ],
+            )
 
     def publish_log(self, node_id: int, log: Any) -> None:
         """Forward a node's render log lines to consoles (its realtime log is on)."""
