@@ -48,6 +48,7 @@ from gateway.objects import (
 # them too: it targets the dispatcher through the network API).
 ALLOWED_CONTEXTS = ("dispatcher", "console")
 PAGE_SIZE = 1000
+DIRECTORY_PREFIX = "@directory@"
 
 
 class BadArguments(Exception):
@@ -933,7 +934,12 @@ def userGetList() -> tuple[MUSTERERR, list[MUser]]:
             c.admin().ListUsers, admin_pb2.ListUsersRequest(), "users", t, m
         ),
     )
-    return err, [MUser(x) for x in items or []]
+    users = [MUser(x) for x in items or []]
+    for user in users:
+        # Muster lists directory (LDAP) users with this prefix.
+        if user.message.directory_user and not user.message.name.startswith(DIRECTORY_PREFIX):
+            user.message.name = DIRECTORY_PREFIX + user.message.name
+    return err, users
 
 
 def userGet(name: Any) -> tuple[MUSTERERR, MUser | None]:
