@@ -133,6 +133,8 @@ class InProcessServer:
                 return
             ready.set()
             loop.run_forever()
+            # Let worker threads (asyncio.to_thread) finish before the loop goes.
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
         self._thread = threading.Thread(target=run, name="in-process-server", daemon=True)
