@@ -52,6 +52,7 @@ def build(db: Database, settings: Settings) -> Component:
         register,
         on_listening=[render.listening],
         background=[
+            render,
             Listener(
                 DurableConsumer(
                     db,

@@ -340,6 +340,12 @@ class RenderBridge:
                         "releasing the chunks of lost node %s failed: %s", node_id, exc.details()
                     )
 
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
+    # Background protocol: stopped by the server on its event loop's thread.
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        for task in (self._sender, self._deliverer):
+            if task is not None:
+                task.cancel()
+        # The channel to the jobs service goes with the event loop.
