@@ -99,8 +99,11 @@ def list_jobs(
     statuses: Sequence[str] = (),
     kind: str | None = None,
     project: str = "",
+    versions_only: bool = False,
 ) -> list[Row[Any]]:
-    query = _job_select().order_by(jobs.c.id).limit(limit)
+    """A page of jobs in id order; with versions_only, just (id, version) of each."""
+    query = select(jobs.c.id, jobs.c.version) if versions_only else _job_select()
+    query = query.order_by(jobs.c.id).limit(limit)
     if after is not None:
         query = query.where(jobs.c.id > after)
     if root_only:
@@ -116,6 +119,12 @@ def list_jobs(
     if project:
         query = query.where(jobs.c.project == project)
     return list(session.execute(query).all())
+
+
+def jobs_by_ids(session: Session, ids: Sequence[int]) -> list[Row[Any]]:
+    if not ids:
+        return []
+    return list(session.execute(_job_select().where(jobs.c.id.in_(list(ids)))).all())
 
 
 def insert_job(session: Session, values: Mapping[str, Any]) -> int:

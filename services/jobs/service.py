@@ -188,7 +188,11 @@ class JobsService:
 
     # --- reading the queue -------------------------------------------------------------
 
-    def list_jobs(self, filters: JobFilter, page_size: int, page_token: str) -> Page[Row[Any]]:
+    def list_jobs(
+        self, filters: JobFilter, page_size: int, page_token: str, versions_only: bool = False
+    ) -> Page[Row[Any]]:
+        """A page of jobs; with versions_only, only (id, version) of each, for a
+        reader that keeps the jobs it already knows (see jobs_by_ids)."""
         request = page_request(page_size, page_token, dataclasses.asdict(filters))
         with self.db.transaction() as session:
             rows = repo.list_jobs(
@@ -201,8 +205,13 @@ class JobsService:
                 statuses=filters.statuses,
                 kind=filters.kind,
                 project=filters.project,
+                versions_only=versions_only,
             )
         return _page(rows, request.size, lambda r: r.id, request.next_token)
+
+    def jobs_by_ids(self, ids: list[int]) -> list[Row[Any]]:
+        with self.db.transaction() as session:
+            return repo.jobs_by_ids(session, ids)
 
     def get_job(self, job_id: int) -> Row[Any]:
         with self.db.transaction() as session:

@@ -7,6 +7,9 @@ services/jobs/service.py, and its rows become messages.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -162,6 +165,44 @@ def job_message(row: Any) -> jobs_pb2.Job:
     )
 
 
+class JobMessageCache:
+    """Job messages by id, each valid for one version of its row.
+
+    Every change of a job bumps jobs.version (edits, counters, status), so a
+    list reads only (id, version) and rebuilds the messages of the jobs that
+    changed: consoles that page through thousands of jobs every few seconds
+    cost the database an index scan and Python almost nothing. Bounded LRU.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._items: OrderedDict[int, tuple[int, jobs_pb2.Job]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def messages(
+        self, versions: list[Row[Any]], load: Callable[[list[int]], list[Row[Any]]]
+    ) -> list[jobs_pb2.Job]:
+        with self._lock:
+            missing = [
+                v.id
+                for v in versions
+                if (cached := self._items.get(v.id)) is None or cached[0] != v.version
+            ]
+        fresh = {row.id: (row.version, job_message(row)) for row in load(missing)}
+        result = []
+        with self._lock:
+            self._items.update(fresh)
+            for v in versions:
+                entry = self._items.get(v.id)
+                if entry is None:  # deleted meanwhile
+                    continue
+                self._items.move_to_end(v.id)
+                result.append(entry[1])
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        return result
+
+
 def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
     return jobs_pb2.Chunk(
         **_set(
@@ -256,6 +297,7 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
     def __init__(self, service: JobsService, hooks: HookRunner | None = None) -> None:
         self.service = service
         self.hooks = hooks
+        self.job_cache = JobMessageCache()
 
     def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Any) -> Any:
         filters = JobFilter(
@@ -265,9 +307,12 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
             kind=enums.JOB_KIND.text(request.kind, "kind") if request.kind else None,
             project=request.project,
         )
-        page = self.service.list_jobs(filters, request.page_size, request.page_token)
+        page = self.service.list_jobs(
+            filters, request.page_size, request.page_token, versions_only=True
+        )
         return jobs_pb2.ListJobsResponse(
-            jobs=[job_message(r) for r in page.items], next_page_token=page.next_page_token
+            jobs=self.job_cache.messages(page.items, self.service.jobs_by_ids),
+            next_page_token=page.next_page_token,
         )
 
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: Any) -> Any:
