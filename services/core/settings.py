@@ -73,7 +73,8 @@ class Settings:
     # Empty: the server this process runs (the jobs service must be co-hosted).
     jobs_address: str = ""
     # Seconds without a heartbeat after which a node is lost (its chunk requeued).
-    node_lost_timeout_seconds: float = 60.0
+    # None: the dispatcher configuration's node_lost_timeout_seconds.
+    node_lost_timeout_seconds: float | None = None
     # Folder of dispatcher hook files (*.py). Empty: <data_dir>/hooks.
     hooks_dir: Path | None = None
     # Seconds a hook may run before it is abandoned.
@@ -107,8 +108,10 @@ class Settings:
                 env, "MUSTER_EVENT_POLL_SECONDS", cls.event_poll_seconds, 0.05
             ),
             jobs_address=env.get("MUSTER_JOBS_ADDRESS", "").strip(),
-            node_lost_timeout_seconds=_float(
-                env, "MUSTER_NODE_LOST_TIMEOUT_SECONDS", cls.node_lost_timeout_seconds, 1.0
+            node_lost_timeout_seconds=(
+                _float(env, "MUSTER_NODE_LOST_TIMEOUT_SECONDS", 60.0, 1.0)
+                if env.get("MUSTER_NODE_LOST_TIMEOUT_SECONDS", "").strip()
+                else None
             ),
             hooks_dir=(
                 Path(env["MUSTER_HOOKS_DIR"]).expanduser().resolve()

@@ -25,8 +25,9 @@ from services.nodes.servicer import (
     NodesServicer,
 )
 from services.nodes.sessions import SessionHub
+from services.nodes.timings import NodeTimings
 
-LOST_SWEEP_SECONDS = 5.0
+LOST_SWEEP_SECONDS = 1.0
 
 
 def build(db: Database, settings: Settings) -> Component:
@@ -39,7 +40,9 @@ def build(db: Database, settings: Settings) -> Component:
     hub.render_listener = render
     nodes = NodesServicer(service)
     clients = ClientsServicer(client_hub.service, client_hub)
-    agent = AgentServicer(service, hub, render, settings.node_lost_timeout_seconds)
+    timings = NodeTimings(db, settings.node_lost_timeout_seconds)
+    hub.timings = timings
+    agent = AgentServicer(service, hub, render, timings)
 
     def register(server: grpc.aio.Server) -> None:
         nodes_pb2_grpc.add_NodesServiceServicer_to_server(nodes, server)
@@ -62,6 +65,7 @@ def build(db: Database, settings: Settings) -> Component:
                         int(event.payload.get("node_id", 0)),
                         int(event.payload.get("job_id", 0)),
                         str(event.payload.get("outcome", "")),
+                        *timings.exclusion(),
                     ),
                     topics=["chunk.finished"],
                 ),
@@ -71,16 +75,22 @@ def build(db: Database, settings: Settings) -> Component:
             client_hub,
             LiveSubscription(
                 db,
-                ["node.command", "node.deleted", "chunk.assigned"],
+                [
+                    "node.command",
+                    "node.deleted",
+                    "chunk.assigned",
+                    "system.soft_restart",
+                    "config.changed",
+                ],
                 hub.on_event,
                 settings.event_poll_seconds,
             ),
             Periodic(
                 "lost-nodes",
-                max(0.5, min(LOST_SWEEP_SECONDS, settings.node_lost_timeout_seconds / 2)),
+                LOST_SWEEP_SECONDS,
                 lambda: render.release_lost(
                     sorted(
-                        set(service.sweep_lost(settings.node_lost_timeout_seconds))
+                        set(service.sweep_lost(timings.lost_timeout()))
                         | set(service.offline_with_chunks())
                     )
                 ),

@@ -36,6 +36,7 @@ from services.nodes.domain import (
 from services.nodes.render import RenderBridge
 from services.nodes.service import NodesService, NodeView, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
+from services.nodes.timings import NodeTimings
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 
 # How long an RPC waits for an agent's answer beyond the command's own time.
 ANSWER_GRACE_SECONDS = 10.0
-# Agents heartbeat at most this often, and at least three times per lost timeout.
-HEARTBEAT_INTERVAL_SECONDS = 5
 
 
 def node_message(view: NodeView) -> nodes_pb2.Node:
@@ -265,14 +264,12 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         service: NodesService,
         hub: SessionHub,
         render: RenderBridge,
-        node_lost_timeout_seconds: float = 60.0,
+        timings: NodeTimings,
     ) -> None:
         self.service = service
         self.hub = hub
         self.render = render
-        self.heartbeat_interval = max(
-            1, min(HEARTBEAT_INTERVAL_SECONDS, int(node_lost_timeout_seconds / 3))
-        )
+        self.timings = timings
 
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], context: Any
@@ -338,7 +335,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         accepted = agent_pb2.RegisterAccepted(
             node_id=node.id,
             node_name=node.name,
-            heartbeat_interval_seconds=self.heartbeat_interval,
+            heartbeat_interval_seconds=await asyncio.to_thread(self.timings.heartbeat_interval),
             paused=node.paused,
             process_priority=PROCESS_PRIORITY.number(node.process_priority),
             realtime_log=node.realtime_log,

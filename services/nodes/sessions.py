@@ -88,6 +88,8 @@ class SessionHub:
         self.render_listener: Any = None
         # Nodes held here whose render log goes to consoles as it comes.
         self.realtime: set[int] = set()
+        # Timings in effect (NodeTimings), reloaded on configuration changes.
+        self.timings: Any = None
         self._beats: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -134,6 +136,13 @@ class SessionHub:
             asyncio.run_coroutine_threadsafe(self.deliver_command(node_id, command_id), loop)
         elif event.topic == "node.deleted" and node_id in self.streams:
             loop.call_soon_threadsafe(self._close, node_id)
+        elif event.topic in ("config.changed", "system.soft_restart") and self.timings:
+            self.timings.reload()
+            if event.topic == "system.soft_restart":
+                # Agents re-register (their processes keep running): close
+                # every stream; they reconnect with their running chunks.
+                for held in list(self.streams):
+                    loop.call_soon_threadsafe(self._close, held)
         elif event.topic.startswith("chunk.") and self.render_listener is not None:
             self.render_listener.on_event(event.topic, event.payload, loop)
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.core.bus import publish
 from services.core.database import Database
 from services.nodes.service import NodesService
 from tests.nodes.conftest import ProtocolAgent
@@ -320,3 +321,15 @@ def test_purging_exclusions_lets_the_node_take_the_work_again(
         )[0]
         == "NOT_FOUND"
     )
+
+
+def test_a_dispatcher_soft_restart_makes_agents_re_register_without_losing_their_node(
+    channel: grpc.Channel, agents: list[ProtocolAgent], db: Database
+) -> None:
+    agent = _connect(channel, agents, "render-14")
+    with db.transaction() as session:
+        publish(session, "system.soft_restart", {"actor": "admin"})
+    agent._reader.join(15)  # the stream ends
+    assert not agent._reader.is_alive()
+    again = _connect(channel, agents, "render-14")
+    assert again.node_id == agent.node_id

@@ -1,0 +1,56 @@
+"""Node timings and exclusion rules in effect: the dispatcher configuration
+(admin), re-read every few seconds so systemSetConfiguration applies at once;
+MUSTER_NODE_LOST_TIMEOUT_SECONDS overrides the lost timeout when set."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from services.admin.configuration import effective_configuration
+from services.core.database import Database
+
+REFRESH_SECONDS = 5.0
+# Agents heartbeat at most this often, and at least three times per lost timeout.
+MAX_HEARTBEAT_SECONDS = 5
+
+
+class NodeTimings:
+    def __init__(self, db: Database, lost_timeout_override: float | None = None) -> None:
+        self.db = db
+        self.override = lost_timeout_override
+        self._lock = threading.Lock()
+        self._read_at = 0.0
+        self._lost = 60.0
+        self._failures = 3
+        self._forgive = 5 * 3600.0
+
+    def _refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._read_at < REFRESH_SECONDS:
+                return
+            self._read_at = time.monotonic()
+        config = effective_configuration(self.db)
+        with self._lock:
+            self._lost = float(config.node_lost_timeout_seconds)
+            self._failures = int(config.job_exclusion_failures)
+            self._forgive = float(config.job_exclusion_forgive_seconds)
+
+    def reload(self) -> None:
+        """Read the configuration at the next use (config.changed, soft restart)."""
+        with self._lock:
+            self._read_at = 0.0
+
+    def lost_timeout(self) -> float:
+        if self.override is not None:
+            return self.override
+        self._refresh()
+        return self._lost
+
+    def heartbeat_interval(self) -> int:
+        return max(1, min(MAX_HEARTBEAT_SECONDS, int(self.lost_timeout() / 3)))
+
+    def exclusion(self) -> tuple[int, float]:
+        """(failures before a node is excluded from a job, seconds until forgiven)."""
+        self._refresh()
+        return self._failures, self._forgive
