@@ -22,6 +22,7 @@ import grpc.aio
 
 from agent import VERSION
 from agent.config import AgentConfig, ConfigError, load
+from agent.discovery import discovery_address, listen
 from agent.session import Instance, Session
 from agent.state import StateStore, WorkDirBusy, lock_work_dir
 from agent.system import HostFacts, host_facts
@@ -85,6 +86,13 @@ class Agent:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
         channel = grpc.aio.insecure_channel(self.config.dispatcher, options=CHANNEL_OPTIONS)
+        discovery = await listen(
+            discovery_address(os.environ),
+            self.config.name,
+            self.config.instances,
+            self.config.dispatcher,
+            VERSION,
+        )
         sessions = [
             asyncio.create_task(Session(i, channel, self.facts).run(self.stopping))
             for i in self.instances
@@ -98,6 +106,8 @@ class Agent:
             self.stopping.set()
             await asyncio.gather(*sessions, return_exceptions=True)
             await channel.close(None)
+            if discovery is not None:
+                discovery.close()
         return 0
 
     async def _wind_down(self, message: str) -> None:

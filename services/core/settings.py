@@ -75,6 +75,8 @@ class Settings:
     # Seconds without a heartbeat after which a node is lost (its chunk requeued).
     # None: the dispatcher configuration's node_lost_timeout_seconds.
     node_lost_timeout_seconds: float | None = None
+    # UDP port render-node agents answer network scan beacons on.
+    discovery_port: int = 50052
     # Folder of dispatcher hook files (*.py). Empty: <data_dir>/hooks.
     hooks_dir: Path | None = None
     # Seconds a hook may run before it is abandoned.
@@ -113,6 +115,7 @@ class Settings:
                 if env.get("MUSTER_NODE_LOST_TIMEOUT_SECONDS", "").strip()
                 else None
             ),
+            discovery_port=_int(env, "MUSTER_DISCOVERY_PORT", cls.discovery_port, 1),
             hooks_dir=(
                 Path(env["MUSTER_HOOKS_DIR"]).expanduser().resolve()
                 if env.get("MUSTER_HOOKS_DIR", "").strip()
@@ -138,6 +141,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "event_poll_seconds": "MUSTER_EVENT_POLL_SECONDS",
     "jobs_address": "MUSTER_JOBS_ADDRESS",
     "node_lost_timeout_seconds": "MUSTER_NODE_LOST_TIMEOUT_SECONDS",
+    "discovery_port": "MUSTER_DISCOVERY_PORT",
     "hooks_dir": "MUSTER_HOOKS_DIR",
     "hook_timeout_seconds": "MUSTER_HOOK_TIMEOUT_SECONDS",
 }

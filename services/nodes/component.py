@@ -15,6 +15,7 @@ from services.core.settings import Settings
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
 from services.nodes.render import RenderBridge
+from services.nodes.scan import run_scan
 from services.nodes.service import NodesService, new_replica_id
 from services.nodes.servicer import (
     AGENT_SERVICE,
@@ -56,6 +57,17 @@ def build(db: Database, settings: Settings) -> Component:
         on_listening=[render.listening],
         background=[
             render,
+            Listener(
+                DurableConsumer(
+                    db,
+                    "nodes-network-scan",
+                    lambda session, event: run_scan(session, event, settings.discovery_port),
+                    topics=["system.network_scan"],
+                    transactional=False,
+                ),
+                settings.event_poll_seconds,
+                exclusive=True,
+            ),
             Listener(
                 DurableConsumer(
                     db,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +19,14 @@ from tests.support import REPO, DispatcherProcess
 
 
 class AgentProcess:
-    def __init__(self, address: str, name: str, work_dir: Path, instances: int = 1) -> None:
+    def __init__(
+        self,
+        address: str,
+        name: str,
+        work_dir: Path,
+        instances: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log = work_dir / "agent.log"
@@ -41,13 +49,23 @@ class AgentProcess:
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("w"),
-            env={**os.environ},
+            # Scan answers off unless a test asks: agents would share port 50052.
+            env={**os.environ, "MUSTER_AGENT_DISCOVERY": "off", **(env or {})},
         )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(15)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+DISCOVERY_PORT = free_port(socket.SOCK_DGRAM)
 
 
 @pytest.fixture
@@ -59,6 +77,7 @@ def dispatcher(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProces
             "MUSTER_NODE_LOST_TIMEOUT_SECONDS": "4",
             "MUSTER_EVENT_POLL_SECONDS": "1",
             "MUSTER_HOOKS_DIR": str(shared_tmp / "no-hooks"),
+            "MUSTER_DISCOVERY_PORT": str(DISCOVERY_PORT),
         },
     )
     yield proc
@@ -87,8 +106,12 @@ def start_agent(
 ) -> Iterator[Callable[..., AgentProcess]]:
     started: list[AgentProcess] = []
 
-    def start(name: str, instances: int = 1) -> AgentProcess:
-        agent = AgentProcess(dispatcher.address, name, shared_tmp / "agents" / name, instances)
+    def start(
+        name: str, instances: int = 1, env: dict[str, str] | None = None, address: str = ""
+    ) -> AgentProcess:
+        agent = AgentProcess(
+            address or dispatcher.address, name, shared_tmp / "agents" / name, instances, env
+        )
         started.append(agent)
         return agent
 
