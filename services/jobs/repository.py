@@ -295,11 +295,35 @@ def any_chunk_started(session: Session, job_id: int) -> bool:
     return started is not None
 
 
+# What a chunk list shows, with times as epoch seconds computed by the
+# database (building Timestamps from datetimes dominated listing big jobs).
+_CHUNK_LIST_COLUMNS = (
+    chunks.c.chunk_number,
+    chunks.c.job_id,
+    chunks.c.start_frame,
+    chunks.c.end_frame,
+    chunks.c.by_frame,
+    chunks.c.status,
+    chunks.c.node_id,
+    chunks.c.node_name,
+    func.date_part("epoch", chunks.c.started_at).label("started_epoch"),
+    func.date_part("epoch", chunks.c.ended_at).label("ended_epoch"),
+    chunks.c.requeue_count,
+    chunks.c.exit_code,
+    chunks.c.progress,
+    chunks.c.slice_index,
+)
+
+
 def list_chunks(
     session: Session, job_id: int, statuses: Sequence[str], after: int | None, limit: int
 ) -> list[Row[Any]]:
+    """A page of a job's chunks (the list columns only, see _CHUNK_LIST_COLUMNS)."""
     query = (
-        select(chunks).where(chunks.c.job_id == job_id).order_by(chunks.c.chunk_number).limit(limit)
+        select(*_CHUNK_LIST_COLUMNS)
+        .where(chunks.c.job_id == job_id)
+        .order_by(chunks.c.chunk_number)
+        .limit(limit)
     )
     if after is not None:
         query = query.where(chunks.c.chunk_number > after)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from services.admin.configuration import read_configuration
 from services.core.bus import publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
@@ -62,6 +63,7 @@ def next_chunk_status(
     status_after_kill: str | None,
     requeue_count: int,
     max_requeues: int,
+    requeue_lost: bool = True,
 ) -> str:
     """The status a chunk takes when its run ends this way (pure rule).
 
@@ -69,7 +71,8 @@ def next_chunk_status(
     - a kill the dispatcher asked for: the status chunkSetStatus asked for,
       else failed for "kill and go on", back to the queue for restart/pause;
     - failure, timeout, lost node, or a kill nobody asked for: back to the
-      queue while the chunk has requeues left, failed after that.
+      queue while the chunk has requeues left, failed after that (a lost
+      node's chunk fails at once when requeue on disconnection is off).
     """
     if outcome == "succeeded":
         return "completed"
@@ -79,6 +82,8 @@ def next_chunk_status(
         return status_after_kill
     if outcome == "killed" and kill_follow_up:
         return "failed" if kill_follow_up == "continue" else "queued"
+    if outcome == "lost" and not requeue_lost:
+        return "failed"  # the configuration says: no requeue on disconnection
     return "queued" if requeue_count < max_requeues else "failed"
 
 
@@ -87,6 +92,7 @@ class ChunkRuns:
         self.jobs = jobs_service
         self.db: Database = jobs_service.db
         self.max_requeues = max_requeues
+        self.requeue_lost = True
 
     def finish(self, end: RunEnd) -> str | None:
         """Apply a run's end; returns the chunk's new status, None when stale."""
@@ -102,6 +108,7 @@ class ChunkRuns:
             if end.fencing_token <= 0:
                 raise InvalidArgument("fencing_token: must be set")
         with self.db.transaction() as session:
+            self._load_configuration(session)
             live = {
                 row.fencing_token: row
                 for row in session.execute(
@@ -136,6 +143,12 @@ class ChunkRuns:
                 self._move_counters(session, job_id, moves[job_id])
             return results
 
+    def _load_configuration(self, session: Session) -> None:
+        """The requeue rules in effect (systemSetConfiguration applies at once)."""
+        config = read_configuration(session)
+        self.max_requeues = config.max_chunk_requeues
+        self.requeue_lost = config.requeue_chunks_on_disconnection
+
     def _apply(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
         status = self._end_run(session, end, assignment)
         self._move_counters(session, end.job_id, [status])
@@ -154,7 +167,12 @@ class ChunkRuns:
         follow_up = end.kill_follow_up or (assignment.kill_follow_up or "")
         limit = job.max_chunk_requeues or self.max_requeues
         status = next_chunk_status(
-            end.outcome, follow_up, assignment.status_after_kill, chunk.requeue_count, limit
+            end.outcome,
+            follow_up,
+            assignment.status_after_kill,
+            chunk.requeue_count,
+            limit,
+            self.requeue_lost,
         )
         requeued = status == "queued"
         ended_at = end.ended_at or func.now()
@@ -235,6 +253,7 @@ class ChunkRuns:
         """End every live assignment of a lost node as LOST."""
         released = []
         with self.db.transaction() as session:
+            self._load_configuration(session)
             tokens = session.execute(
                 select(
                     chunk_assignments.c.fencing_token,

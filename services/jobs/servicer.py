@@ -224,6 +224,29 @@ def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
     )
 
 
+def listed_chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
+    """chunk_message for a row of repository.list_chunks (epoch-second times)."""
+    message = jobs_pb2.Chunk(
+        id=row.chunk_number,
+        job_id=row.job_id,
+        start_frame=row.start_frame,
+        end_frame=row.end_frame,
+        by_frame=row.by_frame,
+        status=_CHUNK_STATUS[row.status],
+        node_id=row.node_id or 0,
+        node_name=row.node_name or "",
+        requeue_count=row.requeue_count,
+        exit_code=row.exit_code or 0,
+        progress=row.progress,
+        slice_index=row.slice_index,
+    )
+    if row.started_epoch is not None:
+        message.start_time.FromNanoseconds(int(row.started_epoch * 1_000_000) * 1000)
+    if row.ended_epoch is not None:
+        message.end_time.FromNanoseconds(int(row.ended_epoch * 1_000_000) * 1000)
+    return message
+
+
 def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
     return jobs_pb2.ChunkRun(
         job_id=row.job_id,
@@ -371,7 +394,8 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
             request.job_id, statuses, request.page_size, request.page_token
         )
         return jobs_pb2.ListChunksResponse(
-            chunks=[chunk_message(r) for r in page.items], next_page_token=page.next_page_token
+            chunks=[listed_chunk_message(r) for r in page.items],
+            next_page_token=page.next_page_token,
         )
 
     def GetChunk(self, request: jobs_pb2.GetChunkRequest, context: Any) -> Any:

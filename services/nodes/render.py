@@ -23,6 +23,7 @@ from sqlalchemy import Row, select, tuple_
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
+from services.admin.configuration import read_configuration
 from services.core.database import Database
 from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
@@ -69,6 +70,7 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
                 )
             ).all()
         }
+        config = read_configuration(session)
         template_rows = {
             row.id: row
             for row in session.execute(
@@ -86,6 +88,7 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
                 job_rows[assignment.job_id],
                 chunk_rows[(assignment.job_id, assignment.chunk_number)],
                 template_rows[job_rows[assignment.job_id].template_id],
+                config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
             )
         except Exception:
             _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
@@ -93,7 +96,12 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
 
 
 def _assignment_message(
-    assignment: Row[Any], platform: str, job: Row[Any], chunk: Row[Any], template_row: Row[Any]
+    assignment: Row[Any],
+    platform: str,
+    job: Row[Any],
+    chunk: Row[Any],
+    template_row: Row[Any],
+    default_timeout: int,
 ) -> agent_pb2.Assignment:
     run_number = chunk.runs_count
     template = template_defs.Template(
@@ -134,7 +142,8 @@ def _assignment_message(
         arguments=list(built.arguments),
         working_directory=built.working_directory,
         environment=dict(built.environment),
-        timeout_seconds=int(job.chunk_timeout_seconds or 0),
+        # The job's own chunk timeout, else the configuration's global one.
+        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
         success_exit_codes=list(template.success_exit_codes),
         log_error_patterns=list(template.log_error_patterns),
         log_warning_patterns=list(template.log_warning_patterns),

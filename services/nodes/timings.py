@@ -11,7 +11,7 @@ from services.admin.configuration import effective_configuration
 from services.core.database import Database
 
 REFRESH_SECONDS = 5.0
-# Agents heartbeat at most this often, and at least three times per lost timeout.
+# With MUSTER_NODE_LOST_TIMEOUT_SECONDS set, agents heartbeat at most this often.
 MAX_HEARTBEAT_SECONDS = 5
 
 
@@ -22,6 +22,7 @@ class NodeTimings:
         self._lock = threading.Lock()
         self._read_at = 0.0
         self._lost = 60.0
+        self._heartbeat = 10
         self._failures = 3
         self._forgive = 5 * 3600.0
 
@@ -33,6 +34,7 @@ class NodeTimings:
         config = effective_configuration(self.db)
         with self._lock:
             self._lost = float(config.node_lost_timeout_seconds)
+            self._heartbeat = int(config.heartbeat_interval_seconds)
             self._failures = int(config.job_exclusion_failures)
             self._forgive = float(config.job_exclusion_forgive_seconds)
 
@@ -48,7 +50,10 @@ class NodeTimings:
         return self._lost
 
     def heartbeat_interval(self) -> int:
-        return max(1, min(MAX_HEARTBEAT_SECONDS, int(self.lost_timeout() / 3)))
+        """The configured interval, but at least three heartbeats per lost timeout."""
+        lost = self.lost_timeout()
+        configured = MAX_HEARTBEAT_SECONDS if self.override is not None else self._heartbeat
+        return max(1, min(configured, int(lost / 3)))
 
     def exclusion(self) -> tuple[int, float]:
         """(failures before a node is excluded from a job, seconds until forgiven)."""
