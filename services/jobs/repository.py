@@ -329,7 +329,8 @@ def list_chunks(
         query = query.where(chunks.c.chunk_number > after)
     if statuses:
         query = query.where(chunks.c.status.in_(statuses))
-    return list(session.execute(query).all())
+    rows: list[Row[Any]] = list(session.execute(query).all())  # type: ignore[arg-type]
+    return rows
 
 
 def get_chunk(session: Session, job_id: int, chunk_number: int) -> Row[Any] | None:
