@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,6 +26,8 @@ from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.admin.configuration import read_configuration
+from services.admin.paths import RepositoryPaths, map_path
+from services.admin.repository import all_repositories
 from services.core.database import Database
 from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
@@ -71,6 +75,10 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
             ).all()
         }
         config = read_configuration(session)
+        mappings = [
+            RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
+            for r in all_repositories(session)
+        ]
         template_rows = {
             row.id: row
             for row in session.execute(
@@ -89,10 +97,23 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
                 chunk_rows[(assignment.job_id, assignment.chunk_number)],
                 template_rows[job_rows[assignment.job_id].template_id],
                 config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
+                # Attributes flagged for substitution become the node's own paths.
+                functools.partial(
+                    _substitute,
+                    mappings=mappings,
+                    platform=assignment.platform,
+                    case_sensitive=config.substitution_paths_case_sensitive,
+                ),
             )
         except Exception:
             _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
     return messages
+
+
+def _substitute(
+    path: str, *, mappings: list[RepositoryPaths], platform: str, case_sensitive: bool
+) -> str:
+    return map_path(path, mappings, platform, case_sensitive)
 
 
 def _assignment_message(
@@ -102,6 +123,7 @@ def _assignment_message(
     chunk: Row[Any],
     template_row: Row[Any],
     default_timeout: int,
+    substitute: Callable[[str], str],
 ) -> agent_pb2.Assignment:
     run_number = chunk.runs_count
     template = template_defs.Template(
@@ -127,6 +149,7 @@ def _assignment_message(
             slice_index=chunk.slice_index,
         ),
         platform,
+        substitute,
     )
     return agent_pb2.Assignment(
         job_id=job.id,

@@ -222,3 +222,31 @@ def test_a_node_failing_a_job_three_times_is_excluded_from_it(
     # The chunk went back to the queue, but this node no longer gets it.
     with pytest.raises(queue.Empty):
         _assignment(agent, timeout=2)
+
+
+def test_attributes_flagged_for_substitution_reach_the_node_as_its_own_paths(
+    farm: grpc.Channel, agents: list[ProtocolAgent], db: Database
+) -> None:
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO repositories (name, windows_path, linux_path, macos_path)"
+                " VALUES ('projects', 'P:\\projects', '/mnt/projects', '/Volumes/projects')"
+            )
+        )
+    jobs = jobs_pb2_grpc.JobsServiceStub(farm)
+    agent = ProtocolAgent(farm, "render-g")  # a Linux node
+    agents.append(agent)
+    job = _job(1)
+    del job.attributes[:]
+    job.attributes.extend(
+        [
+            jobs_pb2.JobAttribute(name="executable", string_value="/bin/echo"),
+            jobs_pb2.JobAttribute(
+                name="arguments", string_value="P:\\PROJECTS\\show\\a.ma", substitute_paths=True
+            ),
+        ]
+    )
+    jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job))
+    assignment = _assignment(agent)
+    assert list(assignment.arguments) == ["/mnt/projects/show/a.ma"]
