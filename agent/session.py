@@ -114,6 +114,7 @@ class Instance:
             agent_version=VERSION,
             ip_address=facts.ip_address,
             mac_address=facts.mac_address,
+            instance_count=self.config.instances,
         )
         if self.run is not None:
             register.running_chunk.CopyFrom(self.run.running_chunk())

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from services.admin.configuration import read_configuration
 from services.core import migrate
 from services.core.background import Periodic
 from services.core.bus import prune_events
@@ -40,8 +41,10 @@ def build_components(names: Sequence[str], db: Database, settings: Settings) -> 
     return components
 
 
-def _prune(db: Database, hours: float) -> None:
+def _prune(db: Database, hours: float | None) -> None:
     with db.transaction() as session:
+        if hours is None:
+            hours = float(read_configuration(session).event_retention_hours)
         removed = prune_events(session, hours)
     if removed:
         _LOG.info("pruned %d events older than %.0f h", removed, hours)

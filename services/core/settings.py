@@ -65,8 +65,9 @@ class Settings:
     db_pool_size: int = 10
     log_level: str = "info"
     log_format: str = "text"
-    # Events older than this are pruned from the outbox.
-    event_retention_hours: float = 168.0
+    # Events older than this are pruned from the outbox. None: the dispatcher
+    # configuration's event_retention_hours.
+    event_retention_hours: float | None = None
     # Seconds a bus listener waits for a NOTIFY before polling anyway.
     event_poll_seconds: float = 5.0
     # host:port of the jobs service, for the nodes service's render reports.
@@ -103,8 +104,10 @@ class Settings:
                 env, "MUSTER_LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")
             ),
             log_format=_choice(env, "MUSTER_LOG_FORMAT", cls.log_format, ("text", "json")),
-            event_retention_hours=_float(
-                env, "MUSTER_EVENT_RETENTION_HOURS", cls.event_retention_hours, 0.0
+            event_retention_hours=(
+                _float(env, "MUSTER_EVENT_RETENTION_HOURS", 168.0, 0.0)
+                if env.get("MUSTER_EVENT_RETENTION_HOURS", "").strip()
+                else None
             ),
             event_poll_seconds=_float(
                 env, "MUSTER_EVENT_POLL_SECONDS", cls.event_poll_seconds, 0.05

@@ -40,6 +40,8 @@ class Registration:
     mac_address: str = ""
     node_id: int = 0
     pools: list[str] = field(default_factory=list)
+    # Instances the agent runs on this host (0: unknown).
+    instance_count: int = 0
 
     def validated(self) -> Registration:
         if not self.host_name.strip():

@@ -448,3 +448,31 @@ def mark_rendering(session: Session, node_ids: Sequence[int]) -> None:
             .where(nodes.c.id.in_(list(node_ids)), nodes.c.status != "offline")
             .values(status="rendering", updated_at=func.now())
         )
+
+
+def rename_host_of_address(session: Session, ip: str, instance: int, host_name: str) -> None:
+    """Identity by address: the row of (ip, instance) takes the reported host name."""
+    session.execute(
+        text(
+            "UPDATE nodes SET host_name = :host WHERE ip_address = :ip"
+            " AND instance_number = :n AND host_name <> :host"
+            " AND NOT EXISTS (SELECT 1 FROM nodes o WHERE o.host_name = :host"
+            " AND o.instance_number = :n)"
+        ),
+        {"host": host_name, "ip": ip, "n": instance},
+    )
+
+
+def remove_orphans(session: Session, host_name: str, instance_count: int) -> list[int]:
+    """Instances of a host beyond the count it runs now, offline and idle: gone."""
+    return list(
+        session.execute(
+            text(
+                "DELETE FROM nodes n WHERE n.host_name = :host AND n.instance_number >= :count"
+                " AND n.session_id IS NULL"
+                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                " RETURNING n.id"
+            ),
+            {"host": host_name, "count": instance_count},
+        ).scalars()
+    )

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from services.admin.configuration import read_configuration
 from services.core.bus import publish, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
@@ -99,7 +100,16 @@ class NodesService:
         reg = reg.validated()
         status = "rendering" if running else "idle"
         with self.db.transaction() as session:
+            config = read_configuration(session)
+            if config.instance_identity == "ip_address" and reg.ip_address:
+                # The node is this address's instance, whatever the host calls itself.
+                repo.rename_host_of_address(
+                    session, reg.ip_address, reg.instance_number, reg.host_name
+                )
             node = repo.upsert_node(session, reg, self.replica, session_id, status)
+            if config.remove_orphaned_instances and reg.instance_count:
+                for orphan in repo.remove_orphans(session, reg.host_name, reg.instance_count):
+                    _event(session, "node.deleted", orphan, reason="orphaned instance")
             pending = repo.undelivered_commands(session, node.id, COMMAND_MAX_AGE_SECONDS)
             _event(session, "node.registered", node.id, name=node.name, replica=self.replica)
         return node, pending

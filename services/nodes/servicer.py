@@ -323,6 +323,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             ip_address=register.ip_address,
             mac_address=register.mac_address,
             node_id=register.node_id,
+            instance_count=max(0, register.instance_count),
         )
         session_id = uuid.uuid4().hex
         node, pending = await asyncio.to_thread(

@@ -25,7 +25,14 @@ class ProtocolAgent:
     what it receives.
     """
 
-    def __init__(self, channel: grpc.Channel, host: str, instance: int = 0) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        host: str,
+        instance: int = 0,
+        instance_count: int = 0,
+        ip_address: str = "127.0.0.1",
+    ) -> None:
         self._outgoing: queue.Queue[agent_pb2.SessionRequest | None] = queue.Queue()
         self.received: queue.Queue[agent_pb2.SessionResponse] = queue.Queue()
         self.error: grpc.RpcError | None = None
@@ -39,7 +46,8 @@ class ProtocolAgent:
                     cpu_cores=8,
                     memory_bytes=16 << 30,
                     agent_version="test",
-                    ip_address="127.0.0.1",
+                    ip_address=ip_address,
+                    instance_count=instance_count,
                 )
             )
         )

@@ -333,3 +333,38 @@ def test_a_dispatcher_soft_restart_makes_agents_re_register_without_losing_their
     assert not agent._reader.is_alive()
     again = _connect(channel, agents, "render-14")
     assert again.node_id == agent.node_id
+
+
+def test_orphaned_instances_go_when_their_host_registers_with_fewer(
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    three = [ProtocolAgent(channel, "render-15", n, instance_count=3) for n in range(3)]
+    agents.extend(three)
+    for agent in three:
+        agent.close()
+    survivor = ProtocolAgent(channel, "render-15", 0, instance_count=1)
+    agents.append(survivor)
+    names = [n.name for n in nodes_stub.ListNodes(nodes_pb2.ListNodesRequest()).nodes]
+    assert names == ["render-15"]
+    assert survivor.node_id == three[0].node_id
+
+
+def test_instances_can_be_told_apart_by_address_instead_of_host_name(
+    channel: grpc.Channel,
+    agents: list[ProtocolAgent],
+    db: Database,
+) -> None:
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "UPDATE dispatcher_config SET runtime_config = jsonb_set(runtime_config,"
+                " '{instance_identity}', '\"ip_address\"')"
+            )
+        )
+    first = _connect(channel, agents, "old-name")
+    first.close()
+    renamed = ProtocolAgent(channel, "new-name")  # same address, same instance
+    agents.append(renamed)
+    assert renamed.node_id == first.node_id
