@@ -43,6 +43,7 @@ def build(db: Database, settings: Settings) -> Component:
     clients = ClientsServicer(client_hub.service, client_hub)
     timings = NodeTimings(db, settings.node_lost_timeout_seconds)
     hub.timings = timings
+    render.timings = timings
     agent = AgentServicer(service, hub, render, timings)
 
     def register(server: grpc.aio.Server) -> None:
@@ -67,21 +68,6 @@ def build(db: Database, settings: Settings) -> Component:
                 ),
                 settings.event_poll_seconds,
                 exclusive=True,
-            ),
-            Listener(
-                DurableConsumer(
-                    db,
-                    "nodes-job-failures",
-                    lambda session, event: service.record_chunk_end(
-                        session,
-                        int(event.payload.get("node_id", 0)),
-                        int(event.payload.get("job_id", 0)),
-                        str(event.payload.get("outcome", "")),
-                        *timings.exclusion(),
-                    ),
-                    topics=["chunk.finished"],
-                ),
-                settings.event_poll_seconds,
             ),
             hub,
             client_hub,

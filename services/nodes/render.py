@@ -29,6 +29,7 @@ from services.admin.configuration import read_configuration
 from services.admin.paths import RepositoryPaths, map_path
 from services.admin.repository import all_repositories
 from services.core.database import Database
+from services.core.enums import EnumMap
 from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
 from services.jobs.tables import chunk_assignments, chunks, jobs
@@ -41,6 +42,7 @@ from services.nodes.tables import node_commands, nodes
 _LOG = logging.getLogger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30.0
+RUN_OUTCOME = EnumMap(common_pb2.ChunkRunOutcome.DESCRIPTOR)
 # Results are sent to the jobs service in batches: one transaction moves a
 # job's counters once for every result of the batch.
 BATCH_WINDOW_SECONDS = 0.005
@@ -179,6 +181,8 @@ class RenderBridge:
         self.service = service
         self.hub = hub
         self.jobs_address = ""
+        # NodeTimings: the exclusion rule in effect (set by the component).
+        self.timings: Any = None
         self._channel: grpc.aio.Channel | None = None
         self._results: asyncio.Queue[tuple[AgentStream, agent_pb2.ChunkResult]] | None = None
         self._wanted: set[int] = set()
@@ -316,7 +320,18 @@ class RenderBridge:
                     )
                 )
             )
-        await asyncio.to_thread(self.service.set_idle, [stream.node_id for stream, _ in batch])
+        ended = [
+            (stream.node_id, result.job_id, RUN_OUTCOME.to_text.get(result.outcome, ""))
+            for (stream, result), answer in zip(batch, reply.results, strict=True)
+            if answer.applied
+        ]
+        exclusion = await asyncio.to_thread(self.timings.exclusion) if self.timings else None
+        await asyncio.to_thread(
+            self.service.set_idle,
+            [stream.node_id for stream, _ in batch],
+            ended,
+            *([exclusion] if exclusion else []),
+        )
 
     def _kill_follow_ups(self, tokens: list[int]) -> dict[int, str]:
         """What the dispatcher asked for after killing these runs, by token."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,8 +142,7 @@ class NodesService:
         threshold: int = EXCLUSION_FAILURES,
         forgive_seconds: float = EXCLUSION_FORGIVE_SECONDS,
     ) -> None:
-        """A node that fails a job `threshold` times is kept off it for a while
-        (called in the bus consumer's transaction)."""
+        """A node that fails a job `threshold` times is kept off it for a while."""
         if outcome not in ("failed", "timed_out") or threshold <= 0 or not node_id:
             return
         failures = repo.count_job_failure(session, node_id, job_id)
@@ -155,10 +155,23 @@ class NodesService:
         with self.db.transaction() as session:
             repo.mark_rendering(session, node_ids)
 
-    def set_idle(self, node_ids: list[int]) -> None:
+    def set_idle(
+        self,
+        node_ids: list[int],
+        ended: Sequence[tuple[int, int, str]] = (),
+        exclusion: tuple[int, float] = (EXCLUSION_FAILURES, EXCLUSION_FORGIVE_SECONDS),
+    ) -> None:
         """Nodes whose chunk ended and that hold no new one are idle (or paused)
-        again; one transaction and one wake-up of the scheduler for all of them."""
+        again; one transaction and one wake-up of the scheduler for all of them.
+
+        `ended` (node, job, outcome) counts failures first, in the same
+        transaction: a node that just failed a job for the last time allowed
+        is excluded before the scheduler can see it idle and give it the job
+        again.
+        """
         with self.db.transaction() as session:
+            for node_id, job_id, outcome in ended:
+                self.record_chunk_end(session, node_id, job_id, outcome, *exclusion)
             idle = repo.release_rendering(session, node_ids)
             publish_many(
                 session,
