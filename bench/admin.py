@@ -13,21 +13,15 @@ normalisation, boundary check, longest prefix), against a bare
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from sqlalchemy import text
 
-from bench.common import BENCHMARKS, Row, median_of
+from bench.common import BENCHMARKS, Row, bench_database, median_of
 from services.admin.logs import record_event_batched
 from services.admin.paths import RepositoryPaths, map_path
-from services.core import migrate
 from services.core.bus import DurableConsumer
 from services.core.database import (
     Database,
-    EmbeddedPostgres,
-    drop_database,
-    ensure_database,
-    with_database,
 )
 
 BACKLOG = 10_000
@@ -84,23 +78,9 @@ def _bare_rate() -> float:
 
 
 def run() -> list[Row]:
-    data_dir = Path(__file__).resolve().parent.parent / ".data" / "bench"
-    server = EmbeddedPostgres(data_dir)
-    server.start()
-    admin = server.admin_url()
-    name = "bench_admin"
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    url = with_database(admin, name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    db = Database(url, pool_size=2)
-    try:
+    with bench_database("bench_admin", pool_size=2) as db:
         ours_log = median_of(RUNS, lambda: _drain_rate(db, True))
         bus_only = median_of(RUNS, lambda: _drain_rate(db, False))
-    finally:
-        db.dispose()
-        drop_database(admin, name)
-        server.stop()
     return [
         Row(
             f"action log: {BACKLOG:,} events to action + activity lines",

@@ -15,20 +15,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.common import BENCHMARKS, Row, median_of
-from services.core import migrate
+from bench.common import BENCHMARKS, Row, bench_database, median_of
 from services.core.bus import DurableConsumer, publish
 from services.core.database import (
     Database,
-    EmbeddedPostgres,
-    drop_database,
-    ensure_database,
-    with_database,
 )
 
 WRITERS = 8
@@ -101,27 +95,13 @@ def _bare_read_rate(db: Database) -> float:
 
 
 def run() -> list[Row]:
-    data_dir = Path(__file__).resolve().parent.parent / ".data" / "bench"
-    server = EmbeddedPostgres(data_dir)
-    server.start()
-    admin = server.admin_url()
-    name = "bench_bus"
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    url = with_database(admin, name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    db = Database(url, pool_size=WRITERS)
-    try:
+    with bench_database("bench_bus", pool_size=WRITERS) as db:
         ours_w, peer_w = [], []
         for _ in range(RUNS):  # alternate so drift hits both alike
             ours_w.append(_write_rate(db, lambda s, t: publish(s, t)))
             peer_w.append(_write_rate(db, _serialised_publish))
         ours_r = median_of(RUNS, lambda: _drain_rate(db))
         peer_r = median_of(RUNS, lambda: _bare_read_rate(db))
-    finally:
-        db.dispose()
-        drop_database(admin, name)
-        server.stop()
     from statistics import median
 
     return [

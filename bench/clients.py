@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,16 +22,11 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from bench.common import BENCHMARKS, Row
+from bench.common import BENCHMARKS, Row, bench_database, dispatcher_process, rss_mb
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.core import migrate
 from services.core.bus import publish_many
 from services.core.database import (
     Database,
-    EmbeddedPostgres,
-    drop_database,
-    ensure_database,
-    with_database,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,13 +35,6 @@ EVENTS = int(os.environ.get("BENCH_CONSOLE_EVENTS", "400"))
 # Events arrive as a render makes them: 20 a second.
 BATCH = 1
 BATCH_INTERVAL_SECONDS = 0.05
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def _consoles(address: str, db: Database, pid: int) -> dict[str, float]:
@@ -88,7 +74,7 @@ async def _consoles(address: str, db: Database, pid: int) -> dict[str, float]:
 
         tasks = [asyncio.create_task(console(i)) for i in range(CONSOLES)]
         await asyncio.wait_for(ready.wait(), 120)
-        rss = _rss_mb(pid)
+        rss = rss_mb(pid)
 
         def emit() -> None:
             for start in range(0, EVENTS, BATCH):
@@ -106,7 +92,7 @@ async def _consoles(address: str, db: Database, pid: int) -> dict[str, float]:
         await asyncio.to_thread(emit)
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 600)
         elapsed = time.perf_counter() - started
-        rss = max(rss, _rss_mb(pid))
+        rss = max(rss, rss_mb(pid))
     missing = CONSOLES * EVENTS - sum(received)
     latencies.sort()
     return {
@@ -149,42 +135,12 @@ async def _bare_fan_out() -> float:
 
 
 def run() -> list[Row]:
-    server = EmbeddedPostgres(ROOT / ".data" / "bench")
-    server.start()
-    admin = server.admin_url()
-    name = "bench_clients"
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    url = with_database(admin, name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    db = Database(url, pool_size=2)
-    env = {
-        **os.environ,
-        "MUSTER_DATABASE_URL": url,
-        "MUSTER_LISTEN": "127.0.0.1:0",
-        "MUSTER_LOG_LEVEL": "warning",
-        "MUSTER_LOCAL_AGENTS": "0",
-        "MUSTER_HOOKS_DIR": str(ROOT / ".data" / "bench" / "none"),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "nodes"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        address = proc.stdout.readline().rsplit(" at ", 1)[1].strip()
-        figures = asyncio.run(_consoles(address, db, proc.pid))
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        db.dispose()
+    with (
+        bench_database("bench_clients", pool_size=2) as db,
+        dispatcher_process(db, ["nodes"]) as (address, pid),
+    ):
+        figures = asyncio.run(_consoles(address, db, pid))
     peer = asyncio.run(_bare_fan_out())
-    drop_database(admin, name)
-    server.stop()
     return [
         Row(
             f"console fan-out: {CONSOLES} consoles x {EVENTS:,} events",

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+from services.core import migrate
+from services.core.database import (
+    Database,
+    EmbeddedPostgres,
+    drop_database,
+    ensure_database,
+    with_database,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -26,3 +42,62 @@ BENCHMARKS: dict[str, Benchmark] = {}
 
 def median_of(runs: int, work: Callable[[], float]) -> float:
     return statistics.median(work() for _ in range(runs))
+
+
+@contextlib.contextmanager
+def bench_database(name: str, pool_size: int = 4) -> Iterator[Database]:
+    """A fresh database `name` at the head migration on the embedded PostgreSQL
+    in .data/bench, dropped afterwards (the server stops with the last user)."""
+    server = EmbeddedPostgres(ROOT / ".data" / "bench")
+    server.start()
+    admin = server.admin_url()
+    drop_database(admin, name)
+    ensure_database(admin, name)
+    url = with_database(admin, name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    db = Database(url, pool_size=pool_size)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        drop_database(admin, name)
+        server.stop()
+
+
+@contextlib.contextmanager
+def dispatcher_process(db: Database, services: list[str]) -> Iterator[tuple[str, int]]:
+    """`dispatcher serve SERVICES` on `db` as its own process: (address, pid)."""
+    env = {
+        **os.environ,
+        "MUSTER_DATABASE_URL": db.url.render_as_string(hide_password=False),
+        "MUSTER_LISTEN": "127.0.0.1:0",
+        "MUSTER_LOG_LEVEL": "warning",
+        "MUSTER_HOOKS_DIR": str(ROOT / ".data" / "bench" / "no-hooks"),
+        "MUSTER_WORKER_THREADS": "32",
+        "MUSTER_DB_POOL_SIZE": "20",
+    }
+    log = (ROOT / ".data" / "bench" / "dispatcher.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", *services],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().rsplit(" at ", 1)[1].strip()
+        yield address, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

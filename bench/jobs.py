@@ -14,23 +14,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from statistics import median
 from typing import Any
 
 import grpc
 from sqlalchemy import text
 
-from bench.common import BENCHMARKS, Row
+from bench.common import BENCHMARKS, Row, bench_database
 from farm.jobs.v1 import jobs_pb2 as pb
 from farm.jobs.v1 import jobs_pb2_grpc
-from services.core import migrate
 from services.core.database import (
     Database,
-    EmbeddedPostgres,
-    drop_database,
-    ensure_database,
-    with_database,
 )
 from services.core.server import Component, DispatcherServer, contract_base
 from services.core.settings import Settings
@@ -124,26 +118,12 @@ def _seed_jobs(db: Database) -> None:
 
 
 def run() -> list[Row]:
-    data_dir = Path(__file__).resolve().parent.parent / ".data" / "bench"
-    server = EmbeddedPostgres(data_dir)
-    server.start()
-    admin = server.admin_url()
-    name = "bench_jobs"
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    url = with_database(admin, name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    db = Database(url, pool_size=4)
     canned = _Canned()
     peer = Component(
         "peer", [JOBS_SERVICE], lambda s: jobs_pb2_grpc.add_JobsServiceServicer_to_server(canned, s)
     )
-    try:
+    with bench_database("bench_jobs", pool_size=4) as db:
         ours, theirs = _measure(db, build(db, Settings()), peer, canned)
-    finally:
-        db.dispose()
-        drop_database(admin, name)
-        server.stop()
     labels = [
         (f"jobSubmit of a {SUBMIT_CHUNKS:,}-chunk job", "ms"),
         (f"jobGetList: {LISTED_JOBS:,} jobs, all pages (5,000 per page)", "ms"),

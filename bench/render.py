@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -25,17 +23,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from bench.common import BENCHMARKS, Row
+from bench.common import BENCHMARKS, Row, bench_database, dispatcher_process, rss_mb
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core import migrate
 from services.core.database import (
-    EmbeddedPostgres,
-    drop_database,
-    ensure_database,
     libpq_url,
-    with_database,
 )
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
@@ -104,13 +97,6 @@ class SimulatedNode:
         await self.outgoing.put(None)
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _job(chunks: int) -> jobs_pb2.Job:
     return jobs_pb2.Job(
         name="bench",
@@ -132,7 +118,7 @@ async def _render(address: str, dispatcher_pid: int) -> dict[str, float]:
         ready, registered = asyncio.Event(), []  # type: ignore[var-annotated]
         tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
         await asyncio.wait_for(ready.wait(), 120)
-        rss_streams = _rss_mb(dispatcher_pid)
+        rss_streams = rss_mb(dispatcher_pid)
 
         async def throughput(chunks: int, seconds: float) -> float:
             before = sum(n.done for n in nodes)
@@ -203,49 +189,14 @@ async def _pgqueuer(url: str, jobs_count: int) -> float:
 
 
 def run() -> list[Row]:
-    server = EmbeddedPostgres(ROOT / ".data" / "bench")
-    server.start()
-    admin = server.admin_url()
-    name = "bench_render"
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    url = with_database(admin, name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    env = {
-        **os.environ,
-        "MUSTER_DATABASE_URL": url,
-        "MUSTER_LISTEN": "127.0.0.1:0",
-        "MUSTER_LOG_LEVEL": "warning",
-        "MUSTER_HOOKS_DIR": str(ROOT / ".data" / "bench" / "none"),
-        "MUSTER_WORKER_THREADS": "32",
-        "MUSTER_DB_POOL_SIZE": "20",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "jobs", "nodes", "admin"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=(ROOT / ".data" / "bench" / "dispatcher.log").open("w"),
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        address = line.rsplit(" at ", 1)[1].strip()
-        idle_rss = _rss_mb(proc.pid)
-        figures = asyncio.run(_render(address, proc.pid))
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    pgq_name = "bench_pgqueuer"
-    drop_database(admin, pgq_name)
-    ensure_database(admin, pgq_name)
-    peer = asyncio.run(
-        _pgqueuer(with_database(admin, pgq_name).render_as_string(hide_password=False), CHUNKS)
-    )
-    drop_database(admin, name)
-    drop_database(admin, pgq_name)
-    server.stop()
+    with (
+        bench_database("bench_render", pool_size=4) as db,
+        dispatcher_process(db, ["jobs", "nodes", "admin"]) as (address, pid),
+    ):
+        idle_rss = rss_mb(pid)
+        figures = asyncio.run(_render(address, pid))
+    with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
+        peer = asyncio.run(_pgqueuer(peer_db.url.render_as_string(hide_password=False), CHUNKS))
     return [
         Row(
             f"render loop: {NODES} simulated nodes, {CHUNKS:,} queued chunks",
