@@ -540,7 +540,7 @@ class JobsService:
         with self.db.transaction() as session:
             self._job_with_chunks(session, job_id)
             rows = repo.list_chunks(session, job_id, statuses, request.after, request.size + 1)
-        return _page(rows, request.size, lambda r: r.chunk_number, request.next_token)
+        return _page(rows, request.size, lambda r: r[0], request.next_token)
 
     def get_chunk(self, job_id: int, chunk_id: int) -> Row[Any]:
         with self.db.transaction() as session:

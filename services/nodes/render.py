@@ -281,13 +281,25 @@ class RenderBridge:
             await asyncio.sleep(BATCH_WINDOW_SECONDS)
             while not self._results.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._results.get_nowait())
-            try:
-                await self._finish(batch)
-            except Exception:
-                # Not recorded: no ResultAccepted, so the agents send them again.
-                _LOG.exception("recording %d results failed", len(batch))
+            delay = 0.2
+            # The jobs service may be restarting (or its leader moving): keep
+            # the batch and try again; the agents are not told before it lands.
+            while not await self._try_finish(batch):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                batch = [(s, r) for s, r in batch if self.hub.streams.get(s.node_id) is s]
+                if not batch:
+                    break  # those agents reconnected: they send their results again
 
-    async def _finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> None:
+    async def _try_finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> bool:
+        try:
+            return await self._finish(batch)
+        except Exception:  # the database or the jobs service is down: retried
+            _LOG.exception("recording %d results failed", len(batch))
+            return False
+
+    async def _finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> bool:
+        """Record a batch of results; False when the jobs service did not take it."""
         tokens = [result.fencing_token for _, result in batch]
         follow_ups = await asyncio.to_thread(self._kill_follow_ups, tokens)
         request = chunk_runs_pb2.FinishChunkRunsRequest()
@@ -308,7 +320,7 @@ class RenderBridge:
             reply = await self._stub().FinishChunkRuns(request, timeout=RPC_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             _LOG.warning("%d results not recorded yet: %s", len(batch), exc.details())
-            return
+            return False
         for (stream, result), answer in zip(batch, reply.results, strict=True):
             await stream.outgoing.put(
                 agent_pb2.SessionResponse(
@@ -332,6 +344,7 @@ class RenderBridge:
             ended,
             *([exclusion] if exclusion else []),
         )
+        return True
 
     def _kill_follow_ups(self, tokens: list[int]) -> dict[int, str]:
         """What the dispatcher asked for after killing these runs, by token."""
