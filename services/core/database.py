@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,12 +110,20 @@ class Database:
             pool_pre_ping=True,
         )
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        # Same pool; statements commit as they run (reads of one statement).
+        self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on error."""
         with self.sessions.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for a single read: no transaction round trips around it."""
+        with self.autocommit_engine.connect() as connection:
+            yield connection
 
     def raw_connection(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A dedicated psycopg connection outside the pool (LISTEN needs one)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Row, text
+from sqlalchemy import Row, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -216,6 +216,16 @@ class JobsService:
     def get_job(self, job_id: int) -> Row[Any]:
         with self.db.transaction() as session:
             return self._job(session, job_id)
+
+    def job_version(self, job_id: int) -> Any:
+        """(id, version) of a job: enough for a reader that keeps known jobs."""
+        with self.db.read() as connection:
+            row = connection.execute(
+                select(jobs.c.id, jobs.c.version).where(jobs.c.id == job_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"job_id: job {job_id} does not exist")
+        return row
 
     def _job(
         self, session: Session, job_id: int, lock: bool = False, field: str = "job_id"

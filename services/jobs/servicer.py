@@ -365,7 +365,9 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
         )
 
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: Any) -> Any:
-        return jobs_pb2.GetJobResponse(job=job_message(self.service.get_job(request.job_id)))
+        version = self.service.job_version(request.job_id)
+        (job,) = self.job_cache.messages([version], self.service.jobs_by_ids)
+        return jobs_pb2.GetJobResponse(job=job)
 
     def MoveJob(self, request: jobs_pb2.MoveJobRequest, context: Any) -> Any:
         row = self.service.move_job(request.job_id, request.new_parent_id)
