@@ -104,3 +104,26 @@ def test_an_agent_killed_mid_chunk_loses_nothing(
         common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
     ]
     assert runs[0].node_name == "e2e-victim" and runs[1].node_name == "e2e-rescuer"
+
+
+def test_a_chunk_that_times_out_is_requeued_then_failed_at_the_maximum(
+    jobs: jobs_pb2_grpc.JobsServiceStub,
+    nodes: nodes_pb2_grpc.NodesServiceStub,
+    start_agent: Callable[..., Any],
+    shared_tmp: Path,
+) -> None:
+    out = shared_tmp / "frames"
+    out.mkdir()
+    start_agent("e2e-slow")
+    eventually(lambda: len(online_nodes(nodes)) == 1, what="agent online")
+    job = frame_job(out, 1, 1, seconds=30, chunk_timeout_seconds=1, max_chunk_requeues=1)
+    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job)).job_id
+    eventually(
+        lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED_WITH_ERRORS,
+        timeout=60,
+        what="the job ends with errors",
+    )
+    runs = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
+    assert [r.outcome for r in runs] == [common_pb2.CHUNK_RUN_OUTCOME_TIMED_OUT] * 2
+    chunk = jobs.GetChunk(jobs_pb2.GetChunkRequest(job_id=job_id, chunk_id=1)).chunk
+    assert (chunk.status, chunk.requeue_count) == (jobs_pb2.CHUNK_STATUS_FAILED, 1)
