@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 class ListenerProcess:
     """A real second process running a durable bus listener."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, poll_seconds: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.core.bus_listener_main", url, name],
+            [sys.executable, "-m", "tests.core.bus_listener_main", url, name, str(poll_seconds)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -47,10 +47,12 @@ class ListenerProcess:
         for line in self.proc.stdout:
             self.lines.put(line.strip())
 
-    def next_line(self, timeout: float = 10) -> str:
+    # Generous: on a shared PostgreSQL another test's transaction may hold
+    # events back for a while (the horizon is cluster-wide).
+    def next_line(self, timeout: float = 30) -> str:
         return self.lines.get(timeout=timeout)
 
-    def events(self, count: int, timeout: float = 10) -> list[str]:
+    def events(self, count: int, timeout: float = 30) -> list[str]:
         return [self.next_line(timeout) for _ in range(count)]
 
     def quiet_for(self, seconds: float) -> bool:
@@ -65,15 +67,15 @@ class ListenerProcess:
         assert self.proc.wait(15) == 0
 
 
-ListenerFactory = Callable[[str], ListenerProcess]
+ListenerFactory = Callable[..., ListenerProcess]
 
 
 @pytest.fixture
 def listener_factory(database_url: str) -> Iterator[ListenerFactory]:
     started: list[ListenerProcess] = []
 
-    def factory(name: str) -> ListenerProcess:
-        started.append(ListenerProcess(database_url, name))
+    def factory(name: str, poll_seconds: float = 30.0) -> ListenerProcess:
+        started.append(ListenerProcess(database_url, name, poll_seconds))
         return started[-1]
 
     yield factory
@@ -145,14 +147,14 @@ def test_event_in_a_rolled_back_transaction_is_never_seen(
 def test_stopped_listener_catches_up_on_restart_with_nothing_missed_or_repeated(
     db: Database, listener_factory: ListenerFactory
 ) -> None:
-    first = listener_factory("catch-up")
+    first = listener_factory("catch-up", poll_seconds=1.0)
     before = [_publish(db, "chunk.finished", str(i)) for i in range(3)]
     assert first.events(3) == [f"event {i} chunk.finished {n}" for n, i in enumerate(before)]
     first.stop()
 
     while_down = [_publish(db, "chunk.finished", str(i)) for i in range(3, 6)]
 
-    second = listener_factory("catch-up")
+    second = listener_factory("catch-up", poll_seconds=1.0)
     assert second.events(3) == [
         f"event {i} chunk.finished {n}" for n, i in zip(range(3, 6), while_down, strict=True)
     ]
