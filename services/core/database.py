@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -128,14 +128,6 @@ class Database:
     def raw_connection(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A dedicated psycopg connection outside the pool (LISTEN needs one)."""
         return psycopg.connect(libpq_url(self.url), autocommit=autocommit)
-
-    def ping(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
 
     def dispose(self) -> None:
         self.engine.dispose()
