@@ -290,68 +290,94 @@ class DurableConsumer:
                 return total
 
 
-class Listener:
-    """Runs a consumer in a thread, woken by NOTIFY, polling as a fallback.
+def try_advisory_lock(conn: Any, key: int) -> bool:
+    """Take a session advisory lock on `conn` if free: held until the
+    connection closes, so it goes the moment its process dies."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
 
-    LISTEN needs its own connection outside the pool. Notifications are only
-    a hint: after each wake-up (or `poll_seconds` without one) the consumer
-    reads from its stored position, so a missed NOTIFY delays, never loses.
+
+class ListeningThread:
+    """A thread holding its own LISTEN connection, reconnecting with backoff.
+
+    LISTEN needs a dedicated connection outside the pool. Subclasses say what
+    to do with the connection (`_serve`) and, optionally, whether this
+    process may use it at all (`_admit`).
     """
 
-    def __init__(
-        self, consumer: DurableConsumer, poll_seconds: float = 5.0, exclusive: bool = False
-    ) -> None:
-        self.consumer = consumer
+    def __init__(self, db: Database, name: str, poll_seconds: float) -> None:
+        self.db = db
+        self.name = name
         self.poll_seconds = poll_seconds
-        # Only the process holding the consumer's advisory lock handles events.
-        self.exclusive = exclusive
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"bus-{self.consumer.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         try:  # wake the thread out of its wait
-            with self.consumer.db.raw_connection() as conn:
+            with self.db.raw_connection() as conn:
                 conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
         except Exception:  # the database may be gone already; the poll ends it
             pass
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _admit(self, conn: Any) -> bool:
+        return True
+
+    def _serve(self, conn: Any) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
             try:
-                with self.consumer.db.raw_connection() as conn:
-                    if self.exclusive and not self._lead(conn):
+                with self.db.raw_connection() as conn:
+                    if not self._admit(conn):
                         self._stop.wait(1.0)
                         continue
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.05
-                    self._loop(conn)
+                    self._serve(conn)
             except Exception:
                 if self._stop.is_set():
                     return
                 self.errors += 1
-                _LOG.exception("bus listener %s failed; retrying", self.consumer.name)
+                _LOG.exception("%s failed; retrying", self.name)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def _lead(self, conn: Any) -> bool:
+
+class Listener(ListeningThread):
+    """Runs a consumer in a thread, woken by NOTIFY, polling as a fallback.
+
+    Notifications are only a hint: after each wake-up (or `poll_seconds`
+    without one) the consumer reads from its stored position, so a missed
+    NOTIFY delays, never loses.
+    """
+
+    def __init__(
+        self, consumer: DurableConsumer, poll_seconds: float = 5.0, exclusive: bool = False
+    ) -> None:
+        super().__init__(consumer.db, f"bus-{consumer.name}", poll_seconds)
+        self.consumer = consumer
+        # Only the process holding the consumer's advisory lock handles events.
+        self.exclusive = exclusive
+
+    def _admit(self, conn: Any) -> bool:
+        if not self.exclusive:
+            return True
         key = int.from_bytes(
             hashlib.sha256(self.consumer.name.encode()).digest()[:8], "big", signed=True
         )
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        return bool(row and row[0])
+        return try_advisory_lock(conn, key)
 
-    def _loop(self, conn: Any) -> None:
+    def _serve(self, conn: Any) -> None:
         retry = 0.0
         while not self._stop.is_set():
             handled, more = self.consumer.process_batch()
@@ -374,70 +400,45 @@ class Listener:
                     pass
 
 
-class LiveSubscription:
+class LiveSubscription(ListeningThread):
     """Events from now on, for a process that reacts but keeps no position.
 
     Used where an event only matters to whoever is alive when it happens
-    (a nodes-service replica delivering a command to the agent it holds);
-    whatever must survive a restart is re-read from the state tables on
-    reconnect instead. Runs in a thread; `callback` is called in that thread.
+    (a nodes-service replica delivering a command to the agent it holds, or
+    pushing to the consoles it holds); whatever must survive a restart is
+    re-read from the state tables on reconnect instead. `on_events` gets each
+    batch, oldest first, in the subscription's thread; `position` is the last
+    event handed over. No topics: every event.
     """
 
     def __init__(
         self,
         db: Database,
         topics: Sequence[str],
-        callback: Callable[[Event], None],
+        on_events: Callable[[list[Event]], None],
         poll_seconds: float = 5.0,
     ) -> None:
-        self.db = db
+        super().__init__(db, "bus-live", poll_seconds)
         self.topics = list(topics)
-        self.callback = callback
-        self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._position = Position()
+        self.on_events = on_events
+        self.position = Position()
 
     def start(self) -> None:
         with self.db.transaction() as session:
-            self._position = latest_position(session)
-        self._thread = threading.Thread(target=self._run, name="bus-live", daemon=True)
-        self._thread.start()
+            self.position = latest_position(session)
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        try:
-            with self.db.raw_connection() as conn:
-                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
-        except Exception:
-            pass
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        backoff = 0.05
+    def _serve(self, conn: Any) -> None:
         while not self._stop.is_set():
-            try:
-                with self.db.raw_connection() as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    backoff = 0.05
-                    while not self._stop.is_set():
-                        with self.db.transaction() as session:
-                            events, held_back = read_events(session, self._position, self.topics)
-                        for event in events:
-                            self._position = event.position
-                            try:
-                                self.callback(event)
-                            except Exception:
-                                _LOG.exception("live subscriber failed on event %s", event.id)
-                        if events:
-                            continue
-                        timeout = 0.02 if held_back else self.poll_seconds
-                        for _ in conn.notifies(timeout=timeout, stop_after=1):
-                            pass
-            except Exception:
-                if self._stop.is_set():
-                    return
-                _LOG.exception("live subscription failed; retrying")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+            with self.db.transaction() as session:
+                events, held_back = read_events(session, self.position, self.topics or None)
+            if events:
+                try:
+                    self.on_events(events)
+                except Exception:
+                    _LOG.exception("live subscriber failed on events up to %s", events[-1].id)
+                self.position = events[-1].position
+                continue
+            timeout = 0.02 if held_back else self.poll_seconds
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass

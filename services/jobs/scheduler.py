@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.hooks import HookError, HookRunner
-from services.core.bus import CHANNEL, publish_many
+from services.core.bus import ListeningThread, publish_many, try_advisory_lock
 from services.core.database import Database
 from services.jobs.domain import dependencies_met
 
@@ -73,7 +73,7 @@ def eligible(
     return not (job.template_id is not None and (node.id, job.template_id) in excluded_templates)
 
 
-class Scheduler:
+class Scheduler(ListeningThread):
     def __init__(
         self,
         db: Database,
@@ -82,7 +82,7 @@ class Scheduler:
         hooks: HookRunner | None = None,
         idle_seconds: float = 60.0,
     ) -> None:
-        self.db = db
+        super().__init__(db, "scheduler", tick_seconds)
         self.tick_seconds = tick_seconds
         self.batch_size = batch_size
         # onValidateJobDependancies may hold a job whose dependencies are met;
@@ -93,48 +93,22 @@ class Scheduler:
         self._last_busy = time.monotonic()
         self._idle_reported = False
         self.is_leader = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.assigned_total = 0
 
-    # --- lifecycle --------------------------------------------------------------------
+    # --- leadership (ListeningThread) ---------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-        self._thread.start()
+    def _admit(self, conn: Any) -> bool:
+        if not try_advisory_lock(conn, LEADER_LOCK_KEY):
+            return False
+        _LOG.info("scheduler: this process is the leader")
+        self.is_leader.set()
+        return True
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _serve(self, conn: Any) -> None:
         try:
-            with self.db.raw_connection() as conn:
-                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
-        except Exception:
-            pass
-        if self._thread is not None:
-            self._thread.join(15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with self.db.raw_connection() as conn:
-                    got = conn.execute(
-                        "SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)
-                    ).fetchone()
-                    if not got or not got[0]:
-                        self._stop.wait(1.0)
-                        continue
-                    _LOG.info("scheduler: this process is the leader")
-                    self.is_leader.set()
-                    try:
-                        conn.execute(f"LISTEN {CHANNEL}")
-                        self._lead(conn)
-                    finally:
-                        self.is_leader.clear()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                _LOG.exception("scheduler failed; retrying")
-                self._stop.wait(1.0)
+            self._lead(conn)
+        finally:
+            self.is_leader.clear()
 
     def _lead(self, conn: Any) -> None:
         while not self._stop.is_set():

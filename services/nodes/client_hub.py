@@ -21,7 +21,7 @@ from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from farm.nodes.v1 import nodes_pb2
 from services.admin.tables import log_messages
-from services.core.bus import CHANNEL, Event, Position, latest_position, position_of, read_events
+from services.core.bus import Event, LiveSubscription, Position, position_of, read_events
 from services.core.convert import to_timestamp
 from services.core.database import Database
 from services.jobs.repository import get_job
@@ -114,18 +114,19 @@ class ClientHub:
         self.streams: dict[int, ClientStream] = {}
         self.position = Position()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # One bus reader for every stream held here; events are enriched once
+        # in its thread, then fanned out on the event loop.
+        self._subscription = LiveSubscription(
+            db, [], lambda events: self._hand_over([(e, self.enrich(e)) for e in events])
+        )
         self._facts: dict[int, JobFacts] = {}
         self._refresher: asyncio.Task[None] | None = None
 
     # --- lifecycle (Background protocol; start/stop run on the server's loop) --------------
 
     def start(self) -> None:
-        with self.db.transaction() as session:
-            self.position = latest_position(session)
-        self._thread = threading.Thread(target=self._read_bus, name="client-hub", daemon=True)
-        self._thread.start()
+        self._subscription.start()
+        self.position = self._subscription.position
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is None:
@@ -133,18 +134,11 @@ class ClientHub:
             self._refresher = loop.create_task(self._refresh())
 
     def stop(self) -> None:
-        self._stop.set()
         if self._refresher is not None:
             self._refresher.cancel()
         for stream in list(self.streams.values()):
             stream.close(nodes_pb2.DISCONNECT_REASON_SERVER_SHUTDOWN, "the dispatcher is stopping")
-        try:
-            with self.db.raw_connection() as conn:
-                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
-        except Exception:
-            pass
-        if self._thread is not None:
-            self._thread.join(10)
+        self._subscription.stop()
 
     async def _refresh(self) -> None:
         while True:
@@ -158,25 +152,6 @@ class ClientHub:
                 _LOG.exception("refreshing client connections failed")
 
     # --- the bus reader (its own thread) ------------------------------------------------------
-
-    def _read_bus(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with self.db.raw_connection() as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    while not self._stop.is_set():
-                        with self.db.transaction() as session:
-                            events, held_back = read_events(session, self.position)
-                        if events:
-                            self._hand_over([(e, self.enrich(e)) for e in events])
-                            continue
-                        for _ in conn.notifies(timeout=0.02 if held_back else 5.0, stop_after=1):
-                            pass
-            except Exception:
-                if self._stop.is_set():
-                    return
-                _LOG.exception("client hub bus reader failed; retrying")
-                self._stop.wait(0.5)
 
     def _hand_over(self, events: list[tuple[Event, Extra]]) -> None:
         done = threading.Event()

@@ -80,7 +80,7 @@ def build(db: Database, settings: Settings) -> Component:
                     "system.soft_restart",
                     "config.changed",
                 ],
-                hub.on_event,
+                hub.on_events,
                 settings.event_poll_seconds,
             ),
             Periodic(

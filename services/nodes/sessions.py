@@ -126,6 +126,10 @@ class SessionHub:
 
     # --- bus events (called in the bus thread) ------------------------------------------
 
+    def on_events(self, events: list[Event]) -> None:
+        for event in events:
+            self.on_event(event)
+
     def on_event(self, event: Event) -> None:
         loop = self._loop
         if loop is None:
