@@ -18,14 +18,13 @@ import sys
 import time
 from collections.abc import Sequence
 
-import grpc.aio
-
 from agent import VERSION
 from agent.config import AgentConfig, ConfigError, load
 from agent.discovery import discovery_address, listen
 from agent.session import Instance, Session
 from agent.state import StateStore, WorkDirBusy, lock_work_dir
 from agent.system import HostFacts, host_facts
+from services.core.tls import open_aio_channel
 
 _LOG = logging.getLogger("muster-agent")
 
@@ -85,7 +84,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-        channel = grpc.aio.insecure_channel(self.config.dispatcher, options=CHANNEL_OPTIONS)
+        channel = open_aio_channel(self.config.dispatcher, CHANNEL_OPTIONS)
         discovery = await listen(
             discovery_address(os.environ),
             self.config.name,

@@ -48,6 +48,8 @@ class AgentConfig:
     system_events: Mapping[str, Sequence[str]] = field(default_factory=dict)
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS
     log_level: str = "info"
+    # The farm's enrollment secret (docs/security.md); exchanged for a token.
+    enrollment_secret: str = ""
 
 
 def default_work_dir(env: Mapping[str, str]) -> Path:
@@ -168,6 +170,13 @@ def parser() -> argparse.ArgumentParser:
         help="JSON file: system-event commands, kill grace period (env MUSTER_AGENT_CONFIG)",
     )
     p.add_argument(
+        "--enrollment-secret-file",
+        metavar="FILE",
+        help="file holding the farm's enrollment secret (env MUSTER_ENROLLMENT_SECRET_FILE,"
+        " or the secret itself in MUSTER_ENROLLMENT_SECRET; default: the client file"
+        " `make run` writes)",
+    )
+    p.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         help="(env MUSTER_AGENT_LOG_LEVEL; default info)",
@@ -200,6 +209,7 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
     if config_file:
         events, grace = read_config_file(Path(config_file).expanduser())
     dispatcher = pick(args.dispatcher, "MUSTER_DISPATCHER") or default_dispatcher(env)
+    secret_file = pick(args.enrollment_secret_file, "MUSTER_ENROLLMENT_SECRET_FILE")
     return AgentConfig(
         dispatcher=normalise_address(dispatcher),
         instances=instances,
@@ -208,4 +218,19 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
         system_events=events,
         kill_grace_seconds=grace,
         log_level=log_level,
+        enrollment_secret=enrollment_secret(secret_file, env),
+    )
+
+
+def enrollment_secret(secret_file: str, env: Mapping[str, str]) -> str:
+    """The secret from its file, else MUSTER_ENROLLMENT_SECRET, else the client file's."""
+    if secret_file:
+        try:
+            return Path(secret_file).expanduser().read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"enrollment secret file {secret_file!r}: {exc.strerror}") from None
+    from gateway.client_config import read_client_config
+
+    return env.get("MUSTER_ENROLLMENT_SECRET", "").strip() or str(
+        read_client_config().get("enrollment_secret", "")
     )

@@ -416,7 +416,16 @@ class Session:
         """One stream; True once it registered (the backoff starts again)."""
         instance = self.instance
         facts = await self.facts()
-        call = self.stub.Session(None)  # messages go through call.write
+        enrolled = await self.stub.Enroll(
+            agent_pb2.EnrollRequest(
+                enrollment_secret=instance.config.enrollment_secret,
+                host_name=facts.host_name,
+                instance_number=instance.number,
+            ),
+            timeout=REGISTER_TIMEOUT_SECONDS,
+        )
+        # messages go through call.write
+        call = self.stub.Session(None, metadata=(("authorization", f"Bearer {enrolled.token}"),))
         try:
             await call.write(instance.register_request(facts))
             first = await asyncio.wait_for(call.read(), REGISTER_TIMEOUT_SECONDS)

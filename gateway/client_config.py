@@ -25,8 +25,10 @@ def write_client_config(address: str, path: Path | None = None, **extra: Any) ->
     target = path or client_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"address": address, **extra}, indent=2) + "\n")
+    # Created private: it holds a password and the enrollment secret.
+    temporary.touch(mode=0o600)
     temporary.chmod(0o600)
+    temporary.write_text(json.dumps({**extra, "address": address}, indent=2) + "\n")
     temporary.replace(target)
     return target
 

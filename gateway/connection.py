@@ -5,8 +5,10 @@ every service), else the client file that `dispatcher run` writes
 (`$MUSTER_CLIENT_CONFIG`, default `~/.config/muster-dispatcher/client.json`).
 `MUSTER_JOBS_ADDRESS`, `MUSTER_NODES_ADDRESS`, `MUSTER_ADMIN_ADDRESS` send one
 service's calls elsewhere (Kubernetes without a single front door).
-The user name sent with calls: `MUSTER_USER`, else the client file's, else
-the login name.
+Who calls: `MUSTER_TOKEN` (a token, as hooks get the dispatcher's own), else
+a login with `MUSTER_USER` and `MUSTER_PASSWORD`, else with the user and
+password of the client file (`dispatcher run` writes its administrator's).
+TLS: services/core/tls.py (`MUSTER_TLS_CA_FILE`, ...).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import getpass
 import json
 import os
 import threading
+import time
 
 import grpc
 
-from farm.admin.v1 import admin_pb2_grpc
+from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from farm.jobs.v1 import jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from gateway.client_config import client_config_path, read_client_config
+from services.core.tls import open_channel
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -56,6 +60,8 @@ class Connection:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
+        self._token = ""
+        self._token_expires = 0.0
         self.timeout = float(os.environ.get("MUSTER_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
 
     def address(self, service: str) -> str:
@@ -73,22 +79,57 @@ class Connection:
             f" `make run` (which writes {client_config_path()})"
         )
 
+    def credentials(self) -> tuple[str, str]:
+        """(user, password): MUSTER_USER / MUSTER_PASSWORD, else the client file's."""
+        user = os.environ.get("MUSTER_USER", "").strip()
+        password = os.environ.get("MUSTER_PASSWORD", "")
+        if user and password:
+            return user, password
+        known = read_client_config()
+        if not user or user == known.get("user"):
+            return str(known.get("user", "")).strip(), str(known.get("password", ""))
+        return user, ""
+
     def user(self) -> str:
-        return (
-            os.environ.get("MUSTER_USER", "").strip()
-            or str(read_client_config().get("user", "")).strip()
-            or getpass.getuser()
+        return self.credentials()[0] or getpass.getuser()
+
+    def token(self) -> str:
+        """The token calls carry: MUSTER_TOKEN, else one got by logging in
+        (renewed a minute before it expires); '' without credentials."""
+        given = os.environ.get("MUSTER_TOKEN", "").strip()
+        if given:
+            return given
+        with self._lock:
+            if self._token and time.time() < self._token_expires - 60:
+                return self._token
+        user, password = self.credentials()
+        if not (user and password):
+            return ""
+        reply = self.admin().Login(
+            admin_pb2.LoginRequest(user_name=user, password=password), timeout=self.timeout
         )
+        with self._lock:
+            self._token = reply.token
+            self._token_expires = reply.expire_time.seconds
+            return self._token
+
+    def forget_token(self) -> bool:
+        """Drop the login token; whether logging in again could help."""
+        with self._lock:
+            had = bool(self._token)
+            self._token, self._token_expires = "", 0.0
+        return had and all(self.credentials())
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("x-muster-user", self.user()),)
+        token = self.token()
+        return (("authorization", f"Bearer {token}"),) if token else ()
 
     def channel(self, service: str) -> grpc.Channel:
         address = self.address(service)
         with self._lock:
             channel = self._channels.get(address)
             if channel is None:
-                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                channel = open_channel(address, CHANNEL_OPTIONS)
                 self._channels[address] = channel
             return channel
 

@@ -68,7 +68,14 @@ def _invoke(function: str, call: Call) -> tuple[MUSTERERR, Any]:
         ), None
     try:
         conn = connection()
-        return errors.SUCCESS, call(conn, conn.timeout, conn.metadata())
+        try:
+            return errors.SUCCESS, call(conn, conn.timeout, conn.metadata())
+        except grpc.RpcError as exc:
+            # A token that expired or was issued under another signing key:
+            # log in again once, when we hold a password to do it with.
+            if exc.code() != grpc.StatusCode.UNAUTHENTICATED or not conn.forget_token():
+                raise
+            return errors.SUCCESS, call(conn, conn.timeout, conn.metadata())
     except BadArguments as exc:
         return MUSTERERR(errors.kErrorBadArguments, f"{function}: {exc}"), None
     except NotConfigured as exc:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,18 @@ def encode(value: Any) -> Any:
 
 
 class HookRunner:
-    def __init__(self, folder: Path, dispatcher_address: str = "", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        dispatcher_address: str = "",
+        timeout: float = 10.0,
+        token: Callable[[], str] | None = None,
+    ) -> None:
         self.folder = folder
         self.dispatcher_address = dispatcher_address
         self.timeout = timeout
+        # The dispatcher's own identity for MDispatcherAPI inside hooks.
+        self.token = token
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen[str] | None = None
@@ -72,6 +81,8 @@ class HookRunner:
         }
         if self.dispatcher_address:
             env["MUSTER_DISPATCHER"] = self.dispatcher_address
+        if self.token is not None:
+            env["MUSTER_TOKEN"] = self.token()
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.hook_worker", str(self.folder)],
             stdin=subprocess.PIPE,

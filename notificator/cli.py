@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import random
 import shutil
 import signal
@@ -28,6 +29,7 @@ import grpc
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from gateway.connection import CHANNEL_OPTIONS, Connection
+from services.core.tls import open_channel
 
 _LOG = logging.getLogger("muster-notificator")
 VERSION = "0.1.0"
@@ -62,12 +64,15 @@ class Notificator:
         self,
         address: str,
         user: str,
+        credentials: Callable[[], tuple[tuple[str, str], ...]],
         preferences: common_pb2.NotificationPreferences | None,
         show: Callable[[str], None],
         desktop: bool,
     ) -> None:
         self.address = address
         self.user = user
+        # Call metadata with a fresh token (logs in when needed).
+        self.credentials = credentials
         self.preferences = preferences
         self.show = show
         self.desktop = desktop and shutil.which("notify-send") is not None
@@ -114,9 +119,9 @@ class Notificator:
         )
         if self.preferences is not None:
             request.notification_preferences.CopyFrom(self.preferences)
-        with grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+        with open_channel(self.address, CHANNEL_OPTIONS) as channel:
             stub = nodes_pb2_grpc.ClientsServiceStub(channel)
-            self._call = stub.Connect(request, metadata=(("x-muster-user", self.user),))
+            self._call = stub.Connect(request, metadata=self.credentials())
             for response in self._call:
                 if response.HasField("accepted"):
                     _LOG.info(
@@ -185,9 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    if args.user:
+        os.environ["MUSTER_USER"] = args.user  # the login (password: $MUSTER_PASSWORD)
+    if args.dispatcher:
+        os.environ["MUSTER_DISPATCHER"] = args.dispatcher
     connection = Connection()
     try:
-        address = args.dispatcher or connection.address("nodes")
+        address = connection.address("nodes")
     except Exception as exc:
         print(f"muster-notificator: {exc}", file=sys.stderr)
         return 2
@@ -206,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(preferences, name, True)
     notificator = Notificator(
         address,
-        args.user or connection.user(),
+        connection.user(),
+        connection.metadata,
         preferences,
         show=lambda line: print(line, flush=True),
         desktop=not args.no_desktop,

@@ -13,6 +13,7 @@ from services.core.bus import prune_events
 from services.core.database import Database, DatabaseRuntime
 from services.core.server import Component, DispatcherServer, serve_until_signalled
 from services.core.settings import Settings
+from services.core.tls import ServerTLS
 
 _LOG = logging.getLogger(__name__)
 
@@ -50,13 +51,32 @@ def _prune(db: Database, hours: float | None) -> None:
         _LOG.info("pruned %d events older than %.0f h", removed, hours)
 
 
+def bootstrap_administrator(db: Database, settings: Settings) -> str:
+    """Create the first administrator from MUSTER_ADMIN_PASSWORD_FILE when the
+    farm has none; returns the password used ('' when none was created)."""
+    from services.admin.accounts import AccountsService
+    from services.admin.login import bootstrap_administrator as create
+
+    configured = settings.admin_password()
+    if not configured:
+        return ""
+    created = create(AccountsService(db), settings.admin_user, configured)
+    if created:
+        _LOG.info("created the administrator %r from the password file", settings.admin_user)
+    return created
+
+
 def serve(
     names: Sequence[str],
     settings: Settings,
     on_ready: Callable[[str, int], None],
     run_migrations: bool = True,
+    prepare: Callable[[Database], None] | None = None,
 ) -> None:
-    """Run the named services in this process until SIGINT/SIGTERM."""
+    """Run the named services in this process until SIGINT/SIGTERM.
+
+    `prepare` runs once the schema is current, before the server starts
+    (`dispatcher run` creates the local administrator there)."""
     runtime = DatabaseRuntime(settings)
     try:
         url = runtime.url()
@@ -64,11 +84,18 @@ def serve(
             migrate.upgrade(url)
         db = Database(url, pool_size=settings.db_pool_size)
         try:
+            if prepare is None:
+                bootstrap_administrator(db, settings)
+            else:
+                prepare(db)
             components = build_components(names, db, settings)
             host = settings.listen.rsplit(":", 1)[0]
+            tls = ServerTLS.from_env()
             asyncio.run(
                 serve_until_signalled(
-                    lambda: DispatcherServer(components, worker_threads=settings.worker_threads),
+                    lambda: DispatcherServer(
+                        components, worker_threads=settings.worker_threads, tls=tls
+                    ),
                     settings.listen,
                     settings.shutdown_grace_seconds,
                     lambda port: on_ready(host, port),

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from services.core import logs, migrate
-from services.core.database import DatabaseRuntime
+from services.core.database import Database, DatabaseRuntime
 from services.core.settings import Settings, SettingsError
 
 _LOG = logging.getLogger("dispatcher")
@@ -45,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
         "--no-migrate", action="store_true", help="do not upgrade the schema at start"
     )
 
+    reset = sub.add_parser(
+        "reset-password",
+        help="give a user a new random password (printed; for a lost administrator password)",
+    )
+    reset.add_argument("user", help="the user's login name")
+    reset.add_argument(
+        "--write-client-file",
+        action="store_true",
+        help="also record it in the local client file the facade logs in with",
+    )
+
+    sub.add_parser(
+        "enrollment-secret",
+        help="print the secret render-node agents enroll with (docs/security.md)",
+    )
+
     status = sub.add_parser("status", help="show the health of every service at an address")
     status.add_argument(
         "--address", default=None, help="host:port of a dispatcher (default: $MUSTER_LISTEN)"
@@ -59,29 +75,83 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class LocalFarm:
+    """What `dispatcher run` sets up for this machine's user: the administrator
+    (random password on first start) and the agents' enrollment secret, both
+    recorded in the local client file (mode 0600) the facade reads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.user = settings.admin_user
+        self.password = ""
+        self.enrollment_secret = ""
+
+    def prepare(self, db: Database) -> None:
+        from gateway.client_config import read_client_config
+        from services.admin.accounts import AccountsService
+        from services.admin.login import bootstrap_administrator, reset_password
+        from services.core.auth import ENROLLMENT_SECRET, farm_secret
+
+        accounts = AccountsService(db)
+        created = bootstrap_administrator(accounts, self.user, self.settings.admin_password())
+        if created:
+            self.password = created
+            _LOG.info("created the administrator %r (password in the client file)", self.user)
+        else:
+            known = read_client_config()
+            if known.get("user") == self.user and accounts.verify_password(
+                self.user, str(known.get("password", ""))
+            ):
+                self.password = str(known["password"])
+            elif not self.settings.database_url:
+                # The embedded database is this user's own: recover access.
+                self.password = reset_password(accounts, self.user)
+                _LOG.info("new password for %r written to the client file", self.user)
+            else:
+                _LOG.warning(
+                    "the client file has no working password for %r; run"
+                    " `dispatcher reset-password %s --write-client-file`",
+                    self.user,
+                    self.user,
+                )
+        self.enrollment_secret = farm_secret(
+            db, ENROLLMENT_SECRET, self.settings.enrollment_secret()
+        )
+
+
 def _ready(
     names: Sequence[str],
-    write_client_file: bool,
+    farm: LocalFarm | None,
     agents: int = 0,
     data_dir: Path | None = None,
     started: list[subprocess.Popen[bytes]] | None = None,
 ) -> Callable[[str, int], None]:
     def announce(host: str, port: int) -> None:
-        if write_client_file:
-            # Lets `import MDispatcherAPI` on this machine find the dispatcher.
+        if farm is not None:
+            # Lets `import MDispatcherAPI` on this machine find the dispatcher
+            # and log in as its administrator.
             from gateway.client_config import write_client_config
 
-            path = write_client_config(f"{host}:{port}")
+            path = write_client_config(
+                f"{host}:{port}",
+                user=farm.user,
+                password=farm.password,
+                enrollment_secret=farm.enrollment_secret,
+            )
             _LOG.info("facade client file written to %s", path)
-        if agents > 0 and data_dir is not None and started is not None:
-            started.append(_start_local_agents(f"{host}:{port}", agents, data_dir))
+        if agents > 0 and data_dir is not None and started is not None and farm is not None:
+            started.append(
+                _start_local_agents(f"{host}:{port}", agents, data_dir, farm.enrollment_secret)
+            )
         # The one line scripts and tests wait for; keep its shape stable.
         print(f"dispatcher ready: {' '.join(names)} at {host}:{port}", flush=True)
 
     return announce
 
 
-def _start_local_agents(address: str, instances: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def _start_local_agents(
+    address: str, instances: int, data_dir: Path, enrollment_secret: str
+) -> subprocess.Popen[bytes]:
     """One `muster-agent` process with `instances` render slots (dev stack)."""
     work_dir = data_dir / "agent"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +172,7 @@ def _start_local_agents(address: str, instances: int, data_dir: Path) -> subproc
         ],
         stdout=subprocess.DEVNULL,
         stderr=(work_dir / "agent.log").open("ab"),
+        env={**os.environ, "MUSTER_ENROLLMENT_SECRET": enrollment_secret},
     )
 
 
@@ -113,7 +184,9 @@ def _status(address: str, timeout: float) -> int:
         ProtoReflectionDescriptorDatabase,
     )
 
-    with grpc.insecure_channel(address) as channel:
+    from services.core.tls import open_channel
+
+    with open_channel(address) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
             names = sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
@@ -138,6 +211,48 @@ def _status(address: str, timeout: float) -> int:
     return 0 if all(s in ("SERVING", "-") for _, s in rows) else 1
 
 
+def _with_database(settings: Settings, work: Callable[[Database], int]) -> int:
+    runtime = DatabaseRuntime(settings)
+    try:
+        url = runtime.url()
+        migrate.upgrade(url)
+        db = Database(url, pool_size=2)
+        try:
+            return work(db)
+        finally:
+            db.dispose()
+    finally:
+        runtime.stop()
+
+
+def _operator_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    """Commands for whoever can reach the database (the farm's operator)."""
+    from services.core.auth import ENROLLMENT_SECRET, farm_secret
+
+    if args.command == "enrollment-secret":
+        print(farm_secret(db, ENROLLMENT_SECRET, settings.enrollment_secret()))
+        return 0
+    from services.admin.accounts import AccountsService
+    from services.admin.login import reset_password
+    from services.core.errors import DomainError
+
+    try:
+        password = reset_password(AccountsService(db), args.user)
+    except DomainError as exc:
+        print(f"dispatcher: {exc.message}", file=sys.stderr)
+        return 1
+    if args.write_client_file:
+        from gateway.client_config import read_client_config, write_client_config
+
+        known = read_client_config()
+        address = str(known.pop("address", ""))
+        path = write_client_config(address, **{**known, "user": args.user, "password": password})
+        print(f"new password for {args.user} written to {path}")
+    else:
+        print(password)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -153,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "status":
         return _status(args.address or settings.listen, args.timeout)
+
+    if args.command in ("reset-password", "enrollment-secret"):
+        return _with_database(settings, lambda db: _operator_command(args, settings, db))
 
     if args.command == "migrate":
         runtime = DatabaseRuntime(settings)
@@ -171,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     running = args.command == "run"
+    farm = LocalFarm(settings) if running else None
     names = list(app.SERVICE_NAMES) if running else list(dict.fromkeys(args.services))
     agents = 0
     if running:
@@ -183,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.serve(
             names,
             settings,
-            _ready(names, running, agents, settings.data_dir, started),
+            _ready(names, farm, agents, settings.data_dir, started),
             run_migrations=not getattr(args, "no_migrate", False),
+            prepare=farm.prepare if farm is not None else None,
         )
     except OSError as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from services.core import migrate
+from services.core.auth import ENROLLMENT_SECRET, SIGNING_KEY, store_secret
 from services.core.database import (
     Database,
     EmbeddedPostgres,
@@ -27,6 +28,7 @@ from services.core.database import (
     libpq_url,
     with_database,
 )
+from tests.support import TEST_ADMIN_PASSWORD, TEST_ENROLLMENT_SECRET, TEST_SIGNING_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = REPO / ".data" / "test"
@@ -87,9 +89,48 @@ def template_database(postgres_admin_url: str) -> Iterator[str]:
     name = f"{PREFIX}_{os.getpid()}_template"
     drop_database(postgres_admin_url, name)
     ensure_database(postgres_admin_url, name)
-    migrate.upgrade(with_database(postgres_admin_url, name).render_as_string(False))
+    url = with_database(postgres_admin_url, name).render_as_string(False)
+    migrate.upgrade(url)
+    _seed_farm_secrets(url)
     yield name
     drop_database(postgres_admin_url, name)
+
+
+def _seed_farm_secrets(url: str) -> None:
+    """Known secrets in every test database: tests sign their own tokens
+    (tests/support.py) and agents enroll with the environment's secret."""
+    database = Database(url, pool_size=1)
+    try:
+        store_secret(database, SIGNING_KEY, TEST_SIGNING_KEY)
+        store_secret(database, ENROLLMENT_SECRET, TEST_ENROLLMENT_SECRET)
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def farm_secrets_environment() -> Iterator[None]:
+    """Every dispatcher and agent process tests start shares the test secrets:
+    dispatchers read them from files, agents from the environment."""
+    folder = REPO / ".data" / f"secrets-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "MUSTER_ENROLLMENT_SECRET_FILE": TEST_ENROLLMENT_SECRET,
+        "MUSTER_ADMIN_PASSWORD_FILE": TEST_ADMIN_PASSWORD,
+    }
+    saved = {k: os.environ.get(k) for k in [*files, "MUSTER_ENROLLMENT_SECRET"]}
+    for variable, value in files.items():
+        path = folder / variable.lower()
+        path.write_text(value)
+        path.chmod(0o600)
+        os.environ[variable] = str(path)
+    os.environ["MUSTER_ENROLLMENT_SECRET"] = TEST_ENROLLMENT_SECRET
+    yield
+    for variable, previous in saved.items():
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def new_database_name() -> str:

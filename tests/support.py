@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import os
 import queue
 import re
@@ -12,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,10 +22,103 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from farm.admin.v1 import admin_pb2, admin_pb2_grpc
+from services.core.auth import TokenSigner, auth_metadata
 from services.core.server import Component, DispatcherServer
+from services.core.tls import open_channel
 
 REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"^dispatcher ready: (?P<names>[\w ]+) at (?P<address>\S+)$")
+
+# The farm secrets of every test database (tests/conftest.py seeds them in the
+# template) and of every dispatcher process tests start (environment files).
+TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef"
+TEST_ENROLLMENT_SECRET = "test-enrollment-secret"
+TEST_ADMIN = "admin"
+TEST_ADMIN_PASSWORD = "test-admin-password"
+TEST_SIGNER = TokenSigner(TEST_SIGNING_KEY.encode())
+
+
+def token(name: str = TEST_ADMIN, role: str = "administrator", kind: str = "user") -> str:
+    """A token signed with the test databases' key."""
+    return TEST_SIGNER.issue(name, kind, role, 3600)[0]
+
+
+def agent_auth(host: str, instance: int = 0) -> tuple[tuple[str, str]]:
+    """Call metadata of an agent enrolled as `host` instance `instance`."""
+    signed = TEST_SIGNER.issue(
+        f"agent:{host}#{instance}", "agent", "", 3600, host=host, instance=instance
+    )[0]
+    return auth_metadata(signed)
+
+
+def auth(name: str = TEST_ADMIN, role: str = "administrator") -> tuple[tuple[str, str]]:
+    """Call metadata for `name` (an administrator unless said otherwise)."""
+    return auth_metadata(token(name, role))
+
+
+class _Authorize(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Adds a token to every call that does not carry one."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        given = list(details.metadata or ())
+        if any(k == "authorization" for k, _ in given):
+            return details
+        return _Details(
+            details.method,
+            details.timeout,
+            [*given, *self.metadata],
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class _Details(
+    collections.namedtuple(
+        "_Details",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+def authorized_channel(
+    address: str, name: str = TEST_ADMIN, role: str = "administrator", bearer: str = ""
+) -> grpc.Channel:
+    """A channel whose calls carry a token for `name` (or `bearer`) by default."""
+    metadata = auth_metadata(bearer or token(name, role))
+    return grpc.intercept_channel(open_channel(address), _Authorize(metadata))
+
+
+def login(address: str, user: str = TEST_ADMIN, password: str = TEST_ADMIN_PASSWORD) -> str:
+    """A token from the Login RPC of the dispatcher at `address`."""
+    with open_channel(address) as channel:
+        reply = admin_pb2_grpc.AdminServiceStub(channel).Login(
+            admin_pb2.LoginRequest(user_name=user, password=password), timeout=30
+        )
+    return str(reply.token)
 
 
 class DispatcherProcess:
@@ -79,6 +175,26 @@ class DispatcherProcess:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("dispatcher did not stop:\n" + "\n".join(self.output)) from None
+
+    def credentials(self) -> tuple[str, str]:
+        """The administrator's login: the client file `run` writes, else the test one."""
+        try:
+            known = json.loads(self.client_file.read_text())
+            return str(known["user"]), str(known["password"])
+        except (OSError, ValueError, KeyError):
+            return TEST_ADMIN, TEST_ADMIN_PASSWORD
+
+    def token(self) -> str:
+        return login(self.address, *self.credentials())
+
+    def channel(self) -> grpc.Channel:
+        """A channel to this dispatcher authorized as its administrator."""
+        return authorized_channel(self.address, bearer=self.token())
+
+    def facade_env(self) -> dict[str, str]:
+        """Environment for a facade script talking to this dispatcher as its administrator."""
+        user, password = self.credentials()
+        return {"MUSTER_DISPATCHER": self.address, "MUSTER_USER": user, "MUSTER_PASSWORD": password}
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -143,6 +259,15 @@ class InProcessServer:
         if failure:
             raise failure[0]
         return self
+
+    def token(self, name: str = TEST_ADMIN, role: str = "administrator") -> str:
+        """A token for `name`, signed with this server's own key."""
+        security = next(c.security for c in self.components if c.security is not None)
+        return security.signer.issue(name, "user", role, 3600)[0]
+
+    def channel(self, name: str = TEST_ADMIN, role: str = "administrator") -> grpc.Channel:
+        """A channel to this server whose calls carry a token for `name`."""
+        return authorized_channel(self.address, bearer=self.token(name, role))
 
     def __exit__(self, *exc: object) -> None:
         loop, server = self._loop, self._server

@@ -30,8 +30,7 @@ class Page(Generic[T]):
 
 def publish_change(session: Session, topic: str, payload: Mapping[str, Any], key: str = "") -> None:
     """Publish a state change with who made it (the action log reads both)."""
-    caller = current_caller()
-    publish(session, topic, {**payload, "actor": caller.label, "peer": caller.peer}, key=key)
+    publish(session, topic, {**payload, **current_caller().stamp()}, key=key)
 
 
 def named_page(

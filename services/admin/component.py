@@ -19,6 +19,7 @@ from services.admin.directory import Directory
 from services.admin.logs import record_event_batched
 from services.admin.service import AdminService
 from services.admin.servicer import ADMIN_SERVICE, AdminServicer
+from services.core.auth import security_for
 from services.core.background import Periodic
 from services.core.bus import DurableConsumer, Event, Listener
 from services.core.database import Database
@@ -61,7 +62,8 @@ def build(
     sampler_tick_seconds: float = SAMPLER_TICK_SECONDS,
 ) -> Component:
     """The component; tests pass cheap argon2 parameters and a slow sampler tick."""
-    service = AdminService(db, hasher, Directory(db).list_users)
+    security = security_for(db)
+    service = AdminService(db, hasher, Directory(db), security.signer, settings.token_ttl_seconds)
     servicer = AdminServicer(service)
 
     def register(server: grpc.aio.Server) -> None:
@@ -83,4 +85,5 @@ def build(
             ),
             Periodic("admin-statistics", sampler_tick_seconds, service.statistics.sample_if_due),
         ],
+        security=security,
     )

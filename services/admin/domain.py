@@ -544,6 +544,7 @@ ACTIVITY_PREFIXES = ("chunk.", "node.", "job.")
 # Actors that are the dispatcher's own automatic work, not an API caller:
 # their events go to the activity log only.
 AUTOMATIC_ACTORS = ("scheduler",)
+AUDIT_TOPICS = ("call.denied", "call.failed")
 # Topics that carry data, not a change anyone made (render output forwarded to
 # consoles): never an action-log line.
 STREAM_TOPICS = ("log.chunk",)
@@ -577,7 +578,8 @@ def action_entry(topic: str, payload: Mapping[str, Any]) -> ActionEntry | None:
     return ActionEntry(
         user_name=actor,
         peer=str(payload.get("peer", "")),
-        action=topic,
+        # A refused or failed call names the RPC it was (services/core/audit.py).
+        action=str(payload["method"]) if topic in AUDIT_TOPICS else topic,
         target=event_target(payload),
         detail=detail,
     )

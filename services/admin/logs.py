@@ -55,8 +55,9 @@ def _lines(event: Event) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
             "peer": action.peer,
             "action": action.action,
             "target": action.target,
-            "outcome": "succeeded",
-            "status_code": "OK",
+            # Refused and failed calls (services/core/audit.py) say how they ended.
+            "outcome": str(event.payload.get("outcome", "succeeded")),
+            "status_code": str(event.payload.get("status_code", "OK")),
             "detail": action.detail,
         },
         None
@@ -134,8 +135,9 @@ class LogsService:
     def list_entries(
         self, page_size: int, page_token: str, min_level: str, include_internal: bool
     ) -> Page[LogEntryView]:
-        """Newest first. Internal entries only on request: hiding them from
-        non-administrators whatever they ask comes with authentication."""
+        """Newest first. Internal entries only on request, and only for
+        administrators: a user asking for them gets the others."""
+        include_internal = include_internal and current_caller().is_administrator
         if min_level and min_level not in domain.LOG_LEVELS:
             raise InvalidArgument(f"min_level: must be one of {', '.join(domain.LOG_LEVELS)}")
         levels = list(domain.LOG_LEVELS[domain.LOG_LEVELS.index(min_level) :]) if min_level else []

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 
-from services.admin.accounts import AccountsService, DirectoryLister
+from services.admin.accounts import AccountsService
+from services.admin.directory import Directory
+from services.admin.login import LoginService
 from services.admin.logs import LogsService
 from services.admin.resources import ResourcesService
 from services.admin.statistics import StatisticsService
 from services.admin.system import SystemService
+from services.core.auth import TokenSigner, signer_for
 from services.core.database import Database
+from services.core.settings import DEFAULT_TOKEN_TTL_SECONDS
 
 
 class AdminService:
@@ -23,10 +27,15 @@ class AdminService:
         self,
         db: Database,
         hasher: PasswordHasher | None = None,
-        directory: DirectoryLister | None = None,
+        directory: Directory | None = None,
+        signer: TokenSigner | None = None,
+        token_ttl_seconds: float = DEFAULT_TOKEN_TTL_SECONDS,
     ) -> None:
         self.db = db
-        self.accounts = AccountsService(db, hasher, directory)
+        self.accounts = AccountsService(db, hasher, directory.list_users if directory else None)
+        self.login = LoginService(
+            db, self.accounts, directory, signer or signer_for(db), token_ttl_seconds
+        )
         self.resources = ResourcesService(db)
         self.system = SystemService(db)
         self.logs = LogsService(db)

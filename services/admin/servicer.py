@@ -9,6 +9,7 @@ writable field (Muster's *Configure functions send the whole object).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -257,6 +258,17 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
         self.system = service.system
         self.logs = service.logs
         self.statistics = service.statistics
+        self.login = service.login
+
+    # --- authentication -----------------------------------------------------
+
+    def Login(self, request: pb.LoginRequest, context: Any) -> Any:
+        session = self.login.login(request.user_name, request.password)
+        return pb.LoginResponse(
+            token=session.token,
+            expire_time=to_timestamp(datetime.fromtimestamp(session.expires_at, UTC)),
+            role=ROLE.number(session.role),
+        )
 
     # --- users and groups ------------------------------------------------
 

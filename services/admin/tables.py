@@ -237,6 +237,23 @@ engine_state = Table(
     CheckConstraint(one_of("status", ENGINE_STATUSES), name="status"),
 )
 
+# --- authentication ----------------------------------------------------------------
+# Failed logins, for rate limiting per user name and per address (every
+# replica counts the same rows). Rows older than the window are pruned.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("user_name", Text, nullable=False),
+    # The caller's IP address, without the port.
+    Column("address", Text, nullable=False),
+)
+Index(
+    "ix_login_failures_user_name_failed_at", login_failures.c.user_name, login_failures.c.failed_at
+)
+Index("ix_login_failures_address_failed_at", login_failures.c.address, login_failures.c.failed_at)
+
 # --- logs ------------------------------------------------------------------------------
 # The dispatcher log (logAddMessage, logAddInternalMessage, logClear).
 log_messages = Table(

@@ -1,9 +1,9 @@
 """Who is calling: set for every RPC by the server, read by service layers.
 
 Service layers record the caller in events (the action log is built from
-them) and, once authentication lands (issue 6), decide permissions from it.
-Until then the name comes from the `x-muster-user` metadata the facade sends,
-and is a claim, not a proof.
+them) and decide ownership from it. The server's guard (services/core/auth.py)
+builds it from the verified token of each call, so the name is a proof, not a
+claim.
 """
 
 from __future__ import annotations
@@ -12,24 +12,44 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-USER_METADATA_KEY = "x-muster-user"
 
 
 @dataclass(frozen=True)
 class Caller:
     name: str = ""
     peer: str = ""
-    # Filled by authentication (issue 6): "administrator" or "user".
+    # "administrator" or "user" (empty for agents and anonymous callers).
     role: str = ""
+    # "user", "service" (the dispatcher's own services) or "agent".
+    kind: str = "user"
+    # Agents only: the host name and instance their token is bound to.
+    host: str = ""
+    instance: int = 0
 
     @property
     def label(self) -> str:
         return self.name or "anonymous"
 
+    @property
+    def is_administrator(self) -> bool:
+        return self.role == "administrator"
 
-SYSTEM = Caller(name="dispatcher", peer="local", role="administrator")
+    def may_act_for(self, owner: str) -> bool:
+        """Whether this caller may change something `owner` owns."""
+        return self.is_administrator or (self.kind == "user" and self.name == owner)
+
+    def describe(self) -> str:
+        if not self.name:
+            return "caller is not logged in"
+        role = f", {self.role}" if self.role else ""
+        return f"caller is {self.name} ({self.kind}{role})"
+
+    def stamp(self) -> dict[str, str]:
+        """Who and from where, for the events a change publishes (the action log)."""
+        return {"actor": self.label, "peer": self.peer}
+
+
+SYSTEM = Caller(name="dispatcher", peer="local", role="administrator", kind="service")
 
 _current: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller", default=SYSTEM)
 
@@ -46,10 +66,3 @@ def acting_as(caller: Caller) -> Iterator[Caller]:
         yield caller
     finally:
         _current.reset(token)
-
-
-def caller_from_context(context: Any) -> Caller:
-    """The caller an RPC context describes (peer address, claimed user name)."""
-    metadata = dict(context.invocation_metadata() or ())
-    name = metadata.get(USER_METADATA_KEY, "")
-    return Caller(name=str(name)[:256], peer=str(context.peer() or ""))

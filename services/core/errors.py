@@ -53,6 +53,12 @@ class Unauthenticated(DomainError):
     reason = "UNAUTHENTICATED"
 
 
+class ResourceExhausted(DomainError):
+    """Too much: too many failed logins, a message or field above its limit."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+
 class Unavailable(DomainError):
     reason = "UNAVAILABLE"
 
@@ -71,6 +77,7 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     Conflict: grpc.StatusCode.ABORTED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }

@@ -68,3 +68,13 @@ event_consumers = Table(
     Column("last_id", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Farm-wide secrets every replica shares (services/core/auth.py): the token
+# signing key, the agent enrollment secret. Created at random on first use.
+farm_secrets = Table(
+    "farm_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -29,10 +29,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
-from services.core.caller import acting_as, caller_from_context
+from services.core.auth import Guard, Security
+from services.core.caller import Caller, acting_as
 from services.core.errors import DomainError, status_of
+from services.core.permissions import Access, access_of
+from services.core.tls import ServerTLS
 
 _LOG = logging.getLogger(__name__)
+
+# The largest request any RPC accepts (a queue import, a big job submission).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class Background(Protocol):
@@ -54,6 +60,9 @@ class Component:
     # Told the address the server listens on once it is bound (a service
     # that calls a co-hosted service by RPC needs it when the port was 0).
     on_listening: list[Callable[[str], None]] = field(default_factory=list)
+    # The signer and audit the server's guard uses (services/core/auth.py);
+    # every component built on one database carries the same.
+    security: Security | None = None
 
     @property
     def service_names(self) -> list[str]:
@@ -98,12 +107,33 @@ def contract_base(generated_base: type[T], service: ServiceDescriptor) -> type[T
 # --- interceptors ------------------------------------------------------------
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Maps DomainError to its status, logs each call, hides internal faults.
+@dataclass(frozen=True)
+class Refusal:
+    """A call that ended in an error, for the audit (services/admin/logs.py)."""
 
-    An unexpected exception answers INTERNAL with an incident id that is also
-    in the log, never a stack trace.
+    caller: Caller
+    method: str
+    access: Access
+    code: grpc.StatusCode
+    message: str
+
+
+# Told of every refused call and of every failed state-changing call.
+AuditSink = Callable[[Refusal], None]
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Admits the caller, maps DomainError to its status, logs each call.
+
+    Every call first passes the guard (a verified token and the method's
+    access level, services/core/auth.py). An unexpected exception answers
+    INTERNAL with an incident id that is also in the log, never a stack trace.
+    Refusals and failed state-changing calls go to the audit sink.
     """
+
+    def __init__(self, guard: Guard, audit: AuditSink | None = None) -> None:
+        self.guard = guard
+        self.audit = audit
 
     async def intercept_service(
         self,
@@ -113,32 +143,24 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        call = _Call(self, handler_call_details.method)
+        for kind, make in _HANDLER_KINDS.items():
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return make(
+                    call.wrap(behavior, streaming_response=kind.endswith("_stream")),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
 
-def _failure(method: str, exc: BaseException, context: Any) -> tuple[grpc.StatusCode, str] | None:
-    """The status to answer for an exception, or None to let gRPC handle it."""
-    if isinstance(exc, DomainError):
-        return status_of(exc), exc.message
-    if isinstance(exc, grpc.aio.AbortError):
-        return None  # the handler aborted with its own status
-    incident = uuid.uuid4().hex[:12]
-    _LOG.error("internal error in %s (incident %s)", method, incident, exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error (incident {incident})"
-
+_HANDLER_KINDS: dict[str, Callable[..., Any]] = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 
 # Transactions PostgreSQL rolled back because of a concurrent one: the use
 # case committed nothing, so running it again is safe.
@@ -150,96 +172,171 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
 
 
-def _log_call(method: str, started: float, code: grpc.StatusCode | str) -> None:
-    _LOG.debug(
-        "rpc",
-        extra={
-            "method": method,
-            "code": getattr(code, "name", code),
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
+class _Call:
+    """One RPC method as the interceptor serves it."""
 
+    def __init__(self, interceptor: ErrorMappingInterceptor, method: str) -> None:
+        self.interceptor = interceptor
+        self.method = method
+        self.access = access_of(method)
 
-def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-    if inspect.iscoroutinefunction(behavior):
+    def identify(self, context: Any) -> Caller:
+        return self.interceptor.guard.identify(
+            self.method, context.invocation_metadata() or (), str(context.peer() or "")
+        )
 
-        async def async_unary(request: Any, context: Any) -> Any:
-            started = time.perf_counter()
+    def authorize(self, caller: Caller) -> None:
+        self.interceptor.guard.authorize(self.method, caller)
+
+    def failure(self, exc: BaseException, caller: Caller) -> tuple[grpc.StatusCode, str] | None:
+        """The status to answer for an exception, or None to let gRPC handle it."""
+        if isinstance(exc, DomainError):
+            code, message = status_of(exc), exc.message
+        elif isinstance(exc, grpc.aio.AbortError):
+            return None  # the handler aborted with its own status
+        else:
+            incident = uuid.uuid4().hex[:12]
+            _LOG.error("internal error in %s (incident %s)", self.method, incident, exc_info=exc)
+            code, message = grpc.StatusCode.INTERNAL, f"internal error (incident {incident})"
+        return code, message
+
+    def audited(self, caller: Caller, code: grpc.StatusCode, message: str) -> Refusal | None:
+        refused = code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+        if self.interceptor.audit is None or not (refused or self.access.changes_state):
+            return None
+        return Refusal(caller, self.method, self.access, code, message)
+
+    def log(self, started: float, code: grpc.StatusCode | str) -> None:
+        _LOG.debug(
+            "rpc",
+            extra={
+                "method": self.method,
+                "code": getattr(code, "name", code),
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    def wrap(self, behavior: Callable[..., Any], streaming_response: bool) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(behavior):
+            return self._async_stream(behavior)
+        # A coroutine answers once, or streams with context.write(): either
+        # way one awaited call.
+        if inspect.iscoroutinefunction(behavior):
+            return self._async_unary(behavior)
+        if streaming_response:
+            return self._sync_stream(behavior)
+        return self._sync_unary(behavior)
+
+    def _settle(
+        self, exc: Exception, caller: Caller, started: float | None
+    ) -> tuple[tuple[grpc.StatusCode, str] | None, Refusal | None]:
+        """The status to abort with (None: re-raise) and the refusal to audit."""
+        failure = self.failure(exc, caller)
+        if started is not None:
+            self.log(started, failure[0] if failure else "ABORTED")
+        return failure, (self.audited(caller, *failure) if failure else None)
+
+    def _retrying(self, exc: Exception, attempt: int) -> None:
+        """Re-raise unless `exc` is a concurrency rollback worth another attempt."""
+        if attempt + 1 == RETRIES or not _retryable(exc):
+            raise exc
+        _LOG.info("%s: retrying after %s", self.method, type(exc.orig).__name__)  # type: ignore[attr-defined]
+
+    def _async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def handler(request: Any, context: Any) -> Any:
+            started, caller = time.perf_counter(), Caller(peer=str(context.peer() or ""))
             try:
-                with acting_as(caller_from_context(context)):
+                caller = self.identify(context)
+                self.authorize(caller)
+                with acting_as(caller):
                     for attempt in range(RETRIES):
                         try:
                             response = await behavior(request, context)
                             break
                         except Exception as exc:
-                            if attempt + 1 == RETRIES or not _retryable(exc):
-                                raise
-                            _LOG.info("%s: retrying after %s", method, type(exc.orig).__name__)  # type: ignore[attr-defined]
+                            self._retrying(exc, attempt)
             except Exception as exc:
-                failure = _failure(method, exc, context)
-                _log_call(method, started, failure[0] if failure else "ABORTED")
+                failure, refusal = self._settle(exc, caller, started)
                 if failure is None:
                     raise
+                if refusal is not None:
+                    await asyncio.to_thread(self._report, refusal)
                 await context.abort(*failure)
-            _log_call(method, started, grpc.StatusCode.OK)
+            self.log(started, grpc.StatusCode.OK)
             return response
 
-        return async_unary
+        return handler
 
-    def sync_unary(request: Any, context: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            # Set here, in the thread that runs the servicer: a context
-            # variable set on the event loop would not reach the worker pool.
-            with acting_as(caller_from_context(context)):
-                for attempt in range(RETRIES):
-                    try:
-                        response = behavior(request, context)
-                        break
-                    except Exception as exc:
-                        if attempt + 1 == RETRIES or not _retryable(exc):
-                            raise
-                        _LOG.info("%s: retrying after %s", method, type(exc.orig).__name__)  # type: ignore[attr-defined]
-        except Exception as exc:
-            failure = _failure(method, exc, context)
-            _log_call(method, started, failure[0] if failure else "ABORTED")
-            if failure is None:
-                raise
-            context.abort(*failure)
-        _log_call(method, started, grpc.StatusCode.OK)
-        return response
-
-    return sync_unary
-
-
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-    if inspect.isasyncgenfunction(behavior):
-
-        async def async_stream(request: Any, context: Any) -> Any:
+    def _sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def handler(request: Any, context: Any) -> Any:
+            started, caller = time.perf_counter(), Caller(peer=str(context.peer() or ""))
             try:
-                with acting_as(caller_from_context(context)):
+                caller = self.identify(context)
+                self.authorize(caller)
+                # Set here, in the thread that runs the servicer: a context
+                # variable set on the event loop would not reach the worker pool.
+                with acting_as(caller):
+                    for attempt in range(RETRIES):
+                        try:
+                            response = behavior(request, context)
+                            break
+                        except Exception as exc:
+                            self._retrying(exc, attempt)
+            except Exception as exc:
+                failure, refusal = self._settle(exc, caller, started)
+                if failure is None:
+                    raise
+                if refusal is not None:
+                    self._report(refusal)
+                context.abort(*failure)
+            self.log(started, grpc.StatusCode.OK)
+            return response
+
+        return handler
+
+    def _async_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def handler(request: Any, context: Any) -> Any:
+            caller = Caller(peer=str(context.peer() or ""))
+            try:
+                caller = self.identify(context)
+                self.authorize(caller)
+                with acting_as(caller):
                     async for item in behavior(request, context):
                         yield item
             except Exception as exc:
-                failure = _failure(method, exc, context)
+                failure, refusal = self._settle(exc, caller, None)
                 if failure is None:
                     raise
+                if refusal is not None:
+                    await asyncio.to_thread(self._report, refusal)
                 await context.abort(*failure)
 
-        return async_stream
+        return handler
 
-    def sync_stream(request: Any, context: Any) -> Any:
+    def _sync_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def handler(request: Any, context: Any) -> Any:
+            caller = Caller(peer=str(context.peer() or ""))
+            try:
+                caller = self.identify(context)
+                self.authorize(caller)
+                with acting_as(caller):
+                    yield from behavior(request, context)
+            except Exception as exc:
+                failure, refusal = self._settle(exc, caller, None)
+                if failure is None:
+                    raise
+                if refusal is not None:
+                    self._report(refusal)
+                context.abort(*failure)
+
+        return handler
+
+    def _report(self, refusal: Refusal) -> None:
+        assert self.interceptor.audit is not None
         try:
-            with acting_as(caller_from_context(context)):
-                yield from behavior(request, context)
-        except Exception as exc:
-            failure = _failure(method, exc, context)
-            if failure is None:
-                raise
-            context.abort(*failure)
-
-    return sync_stream
+            self.interceptor.audit(refusal)
+        except Exception:  # the audit never turns a refusal into another error
+            _LOG.exception("could not record the refusal of %s", self.method)
 
 
 # --- the server ----------------------------------------------------------------
@@ -253,17 +350,27 @@ class DispatcherServer:
         components: Sequence[Component],
         worker_threads: int = 16,
         interceptors: Iterable[grpc.aio.ServerInterceptor[Any, Any]] = (),
+        security: Security | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         if not components:
             raise ValueError("a server needs at least one component")
         self.components = list(components)
+        security = security or next((c.security for c in components if c.security), None)
+        if security is None:
+            # Closed by default: a server never runs without its guard.
+            raise ValueError("a server needs a Security (token signer) to admit callers")
+        self.security = security
+        self.tls = tls
         self.worker_threads = worker_threads
         self._pool = ThreadPoolExecutor(max_workers=worker_threads, thread_name_prefix="rpc")
-        # Authentication (issue 6) goes first in this chain.
         self.server = grpc.aio.server(
             migration_thread_pool=self._pool,
-            interceptors=[*interceptors, ErrorMappingInterceptor()],
+            interceptors=[*interceptors, ErrorMappingInterceptor(security.guard, security.audit)],
             options=[
+                # Larger messages are refused with RESOURCE_EXHAUSTED before
+                # any servicer sees them (docs/security.md).
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.max_pings_without_data", 0),
@@ -289,7 +396,10 @@ class DispatcherServer:
         self.port = 0
 
     async def start(self, listen: str) -> int:
-        port = self.server.add_insecure_port(listen)
+        if self.tls is None:
+            port = self.server.add_insecure_port(listen)
+        else:
+            port = self.server.add_secure_port(listen, self.tls.credentials())
         if not port:
             raise OSError(f"cannot listen on {listen}")
         host = listen.rsplit(":", 1)[0]

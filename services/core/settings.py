@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# How long a login token is valid (MUSTER_TOKEN_TTL_SECONDS).
+DEFAULT_TOKEN_TTL_SECONDS = 12 * 3600.0
+
 
 class SettingsError(ValueError):
     """A MUSTER_* variable holds a value that cannot be used."""
@@ -48,6 +51,23 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return value
 
 
+def _path(env: dict[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
+
+
+def _secret_file(path: Path | None, name: str) -> str:
+    if path is None:
+        return ""
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}={str(path)!r}: {exc.strerror or exc}") from None
+    if len(value) < 8:
+        raise SettingsError(f"{name}: the secret in {str(path)!r} is shorter than 8 characters")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     # Postgres URL (postgresql://... or postgresql+psycopg://...). Empty: the
@@ -82,6 +102,17 @@ class Settings:
     hooks_dir: Path | None = None
     # Seconds a hook may run before it is abandoned.
     hook_timeout_seconds: float = 10.0
+    # Seconds a login token stays valid.
+    token_ttl_seconds: float = DEFAULT_TOKEN_TTL_SECONDS
+    # Name of the first administrator, created at start when the farm has none.
+    admin_user: str = "admin"
+    # File holding that administrator's initial password (a Kubernetes Secret).
+    # Unset: `dispatcher serve` creates no administrator; `dispatcher run`
+    # creates one with a random password written to the local client file.
+    admin_password_file: Path | None = None
+    # File holding the agents' enrollment secret. Unset: a random secret kept
+    # in the database (`dispatcher enrollment-secret` prints it).
+    enrollment_secret_file: Path | None = None
 
     @property
     def hooks_folder(self) -> Path:
@@ -127,7 +158,19 @@ class Settings:
             hook_timeout_seconds=_float(
                 env, "MUSTER_HOOK_TIMEOUT_SECONDS", cls.hook_timeout_seconds, 0.1
             ),
+            token_ttl_seconds=_float(env, "MUSTER_TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60.0),
+            admin_user=env.get("MUSTER_ADMIN_USER", "").strip() or cls.admin_user,
+            admin_password_file=_path(env, "MUSTER_ADMIN_PASSWORD_FILE"),
+            enrollment_secret_file=_path(env, "MUSTER_ENROLLMENT_SECRET_FILE"),
         )
+
+    def enrollment_secret(self) -> str:
+        """The configured enrollment secret ('' when the database keeps it)."""
+        return _secret_file(self.enrollment_secret_file, "MUSTER_ENROLLMENT_SECRET_FILE")
+
+    def admin_password(self) -> str:
+        """The configured initial administrator password ('' when none)."""
+        return _secret_file(self.admin_password_file, "MUSTER_ADMIN_PASSWORD_FILE")
 
 
 # Environment variable for each field, the single source for docs and tests.
@@ -147,4 +190,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "discovery_port": "MUSTER_DISCOVERY_PORT",
     "hooks_dir": "MUSTER_HOOKS_DIR",
     "hook_timeout_seconds": "MUSTER_HOOK_TIMEOUT_SECONDS",
+    "token_ttl_seconds": "MUSTER_TOKEN_TTL_SECONDS",
+    "admin_user": "MUSTER_ADMIN_USER",
+    "admin_password_file": "MUSTER_ADMIN_PASSWORD_FILE",
+    "enrollment_secret_file": "MUSTER_ENROLLMENT_SECRET_FILE",
 }

@@ -8,6 +8,7 @@ import grpc
 
 from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from gateway.hooks import REACTIONS, HookRunner
+from services.core.auth import security_for
 from services.core.bus import DurableConsumer, Event, Listener
 from services.core.database import Database
 from services.core.errors import NotFound
@@ -36,9 +37,18 @@ class _SeedTemplates:
         pass
 
 
+# The hook worker lives until the hooks change or the dispatcher restarts.
+HOOK_TOKEN_TTL_SECONDS = 30 * 24 * 3600.0
+
+
 def build(db: Database, settings: Settings) -> Component:
+    security = security_for(db)
     service = JobsService(db)
-    hooks = HookRunner(settings.hooks_folder, timeout=settings.hook_timeout_seconds)
+    hooks = HookRunner(
+        settings.hooks_folder,
+        timeout=settings.hook_timeout_seconds,
+        token=lambda: security.service_token("dispatcher", HOOK_TOKEN_TTL_SECONDS),
+    )
     servicer = JobsServicer(service, hooks)
     runs = ChunkRunsServicer(ChunkRuns(service))
 
@@ -68,6 +78,7 @@ def build(db: Database, settings: Settings) -> Component:
             _Hooks(hooks),
         ],
         on_listening=[lambda address: setattr(hooks, "dispatcher_address", address)],
+        security=security,
     )
 
 

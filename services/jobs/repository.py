@@ -174,14 +174,14 @@ def ancestors(session: Session, folder_id: int) -> list[int]:
 
 
 def subtree(session: Session, job_id: int) -> list[Row[Any]]:
-    """The job or folder and everything inside it: (id, kind, locked, parent_id)."""
+    """The job or folder and everything inside it: (id, kind, locked, parent_id, owner)."""
     tree = (
-        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id)
+        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id, jobs.c.owner)
         .where(jobs.c.id == job_id)
         .cte("tree", recursive=True)
     )
     tree = tree.union_all(
-        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id).where(
+        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id, jobs.c.owner).where(
             jobs.c.parent_id == tree.c.id
         )
     )

@@ -28,6 +28,7 @@ from services.core.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
 )
 from services.core.paging import page_request
 from services.jobs import domain, queue_sql
@@ -90,7 +91,7 @@ def _sized(page_size: int, page_token: str, filters: Any, sizes: tuple[int, int]
 
 
 def _event(session: Session, topic: str, key: int, **payload: Any) -> None:
-    publish(session, topic, {**payload, "actor": current_caller().label}, key=str(key))
+    publish(session, topic, {**payload, **current_caller().stamp()}, key=str(key))
 
 
 def spec_of_row(row: Row[Any]) -> JobSpec:
@@ -155,6 +156,34 @@ def _columns_of(spec: JobSpec, packet_type: str) -> dict[str, Any]:
         "paused": spec.paused,
         "locked": spec.locked,
     }
+
+
+def _submitted_by_caller(spec: JobSpec) -> JobSpec:
+    """A user submits as themself (the owner defaults to them); only
+    administrators and the dispatcher's services submit for someone else."""
+    caller = current_caller()
+    if caller.is_administrator:
+        return spec
+    if not spec.owner:
+        return dataclasses.replace(spec, owner=caller.name)
+    if spec.owner != caller.name:
+        raise PermissionDenied(
+            f"job.owner: {caller.describe()}; only an administrator submits as {spec.owner!r}"
+        )
+    return spec
+
+
+def ensure_may_change(rows: Iterable[Row[Any]], giving_to: str = "") -> None:
+    """Users change only their own jobs and folders; administrators everything."""
+    caller = current_caller()
+    for row in rows:
+        if not caller.may_act_for(row.owner):
+            raise PermissionDenied(
+                f"job {row.id} belongs to {row.owner!r}; {caller.describe()}:"
+                " only its owner or an administrator may change it"
+            )
+    if giving_to and not caller.is_administrator:
+        raise PermissionDenied(f"job.owner: only an administrator gives a job to {giving_to!r}")
 
 
 class JobsService:
@@ -241,6 +270,7 @@ class JobsService:
         """jobSubmit: the job (or folder) and its chunks, in one transaction."""
         if spec.parent_id == 0:
             spec = dataclasses.replace(spec, parent_id=ROOT)  # unset in proto3 = the root
+        spec = _submitted_by_caller(spec)
         domain.validate_job(spec)
         if len(request_id) > domain.MAX_LABEL_LENGTH:
             raise InvalidArgument(f"request_id: at most {domain.MAX_LABEL_LENGTH} characters")
@@ -331,6 +361,7 @@ class JobsService:
         changing = self._edit_fields(fields)
         with self.db.transaction() as session:
             row = self._job(session, job_id, lock=True, field="job.id")
+            ensure_may_change([row])
             if etag and etag != str(row.version):
                 raise Conflict(f"job.etag: job {job_id} changed since etag {etag}")
             current = spec_of_row(row)
@@ -341,6 +372,8 @@ class JobsService:
                 del updates["parent_id"]  # unset in proto3: keep the job where it is
             if "owner" in updates and not updates["owner"]:
                 del updates["owner"]
+            if updates.get("owner", row.owner) != row.owner:
+                ensure_may_change([row], giving_to=updates["owner"])
             merged = dataclasses.replace(current, **updates)
             if merged.kind == "folder":
                 merged = dataclasses.replace(merged, template_id=None)
@@ -411,6 +444,7 @@ class JobsService:
         """jobReparent."""
         with self.db.transaction() as session:
             row = self._job(session, job_id, lock=True)
+            ensure_may_change([row])
             if new_parent_id == 0 or new_parent_id < ROOT:
                 raise NotFound(f"new_parent_id: folder {new_parent_id} does not exist")
             self._check_move(session, job_id, new_parent_id, "new_parent_id")
@@ -430,6 +464,7 @@ class JobsService:
 
     def _subtree_unlocked(self, session: Session, job_id: int) -> list[Row[Any]]:
         tree = repo.subtree(session, job_id)
+        ensure_may_change(tree)
         locked = sorted(int(r.id) for r in tree if r.locked)
         if locked:
             raise FailedPrecondition(f"job_id: job {locked[0]} is locked; unlock it first")
@@ -567,6 +602,7 @@ class JobsService:
         """chunkSetStatus, with the state rules of domain.chunk_change."""
         with self.db.transaction() as session:
             job = self._job_with_chunks(session, job_id, lock=True)
+            ensure_may_change([job])
             chunk = self._chunk(session, job_id, chunk_id)
             change = domain.chunk_change(chunk.status, status)
             if job.locked:
@@ -642,6 +678,7 @@ class JobsService:
 
     def _backup(self, session: Session, job_id: int, overwrite_mode: str) -> int:
         row = self._job(session, job_id, lock=True)
+        ensure_may_change([row])
         if row.kind != "job":
             raise InvalidArgument(f"job_id: {job_id} is a folder; only jobs are backed up")
         existing = repo.backup_ids_of_job(session, job_id)

@@ -16,7 +16,7 @@ from sqlalchemy import Row
 from services.core.bus import publish
 from services.core.caller import current_caller
 from services.core.database import Database
-from services.core.errors import InvalidArgument, NotFound
+from services.core.errors import InvalidArgument, NotFound, PermissionDenied
 from services.core.paging import page_request
 from services.nodes import repository as repo
 
@@ -94,13 +94,19 @@ class ClientsService:
         return ConnectionPage(rows, page.next_token(rows[-1].id) if more and rows else "")
 
     def force_disconnect(self, kind: str, connection_id: int) -> None:
-        self.get(kind, connection_id)
+        row = self.get(kind, connection_id)
+        caller = current_caller()
+        if not caller.may_act_for(row.user_name):
+            raise PermissionDenied(
+                f"{kind} {connection_id} is {row.user_name!r}'s; {caller.describe()}:"
+                " only an administrator disconnects another user's clients"
+            )
         with self.db.transaction() as session:
             repo.close_connection(session, connection_id, "forced")
             publish(
                 session,
                 "client.disconnect",
-                {"connection_id": connection_id, "kind": kind, "actor": current_caller().label},
+                {"connection_id": connection_id, "kind": kind, **caller.stamp()},
                 key=str(connection_id),
             )
 

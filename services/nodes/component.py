@@ -7,6 +7,7 @@ import grpc
 
 from farm.agent.v1 import agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
+from services.core.auth import ENROLLMENT_SECRET, ServiceIdentity, farm_secret, security_for
 from services.core.background import Periodic
 from services.core.bus import DurableConsumer, Listener, LiveSubscription
 from services.core.database import Database
@@ -14,6 +15,7 @@ from services.core.server import Component
 from services.core.settings import Settings
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
+from services.nodes.enrollment import Enrollment
 from services.nodes.render import RenderBridge
 from services.nodes.scan import run_scan
 from services.nodes.service import NodesService, new_replica_id
@@ -36,7 +38,8 @@ def build(db: Database, settings: Settings) -> Component:
     service = NodesService(db, replica)
     hub = SessionHub(service)
     client_hub = ClientHub(db, ClientsService(db, replica))
-    render = RenderBridge(db, service, hub)
+    security = security_for(db)
+    render = RenderBridge(db, service, hub, ServiceIdentity(security, "nodes"))
     render.jobs_address = settings.jobs_address
     hub.render_listener = render
     nodes = NodesServicer(service)
@@ -44,7 +47,10 @@ def build(db: Database, settings: Settings) -> Component:
     timings = NodeTimings(db, settings.node_lost_timeout_seconds)
     hub.timings = timings
     render.timings = timings
-    agent = AgentServicer(service, hub, render, timings)
+    enrollment = Enrollment(
+        security.signer, farm_secret(db, ENROLLMENT_SECRET, settings.enrollment_secret())
+    )
+    agent = AgentServicer(service, hub, render, timings, enrollment)
 
     def register(server: grpc.aio.Server) -> None:
         nodes_pb2_grpc.add_NodesServiceServicer_to_server(nodes, server)
@@ -56,6 +62,7 @@ def build(db: Database, settings: Settings) -> Component:
         [NODES_SERVICE, CLIENTS_SERVICE, AGENT_SERVICE],
         register,
         on_listening=[render.listening],
+        security=security,
         background=[
             render,
             Listener(

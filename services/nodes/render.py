@@ -28,8 +28,10 @@ from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.admin.configuration import read_configuration
 from services.admin.paths import RepositoryPaths, map_path
 from services.admin.repository import all_repositories
+from services.core.auth import ServiceIdentity
 from services.core.database import Database
 from services.core.enums import EnumMap
+from services.core.tls import open_aio_channel, open_channel
 from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
 from services.jobs.tables import chunk_assignments, chunks, jobs
@@ -176,10 +178,14 @@ def _assignment_message(
 
 
 class RenderBridge:
-    def __init__(self, db: Database, service: NodesService, hub: SessionHub) -> None:
+    def __init__(
+        self, db: Database, service: NodesService, hub: SessionHub, identity: ServiceIdentity
+    ) -> None:
         self.db = db
         self.service = service
         self.hub = hub
+        # The nodes service's own token for the jobs service's internal RPCs.
+        self.identity = identity
         self.jobs_address = ""
         # NodeTimings: the exclusion rule in effect (set by the component).
         self.timings: Any = None
@@ -199,7 +205,7 @@ class RenderBridge:
         if self._channel is None:
             if not self.jobs_address:
                 raise RuntimeError("no jobs service address (MUSTER_JOBS_ADDRESS)")
-            self._channel = grpc.aio.insecure_channel(self.jobs_address)
+            self._channel = open_aio_channel(self.jobs_address)
         return chunk_runs_pb2_grpc.ChunkRunsServiceStub(self._channel)
 
     # --- assignments down ---------------------------------------------------------------
@@ -317,7 +323,9 @@ class RenderBridge:
             if result.HasField("end_time"):
                 run.end_time.CopyFrom(result.end_time)
         try:
-            reply = await self._stub().FinishChunkRuns(request, timeout=RPC_TIMEOUT_SECONDS)
+            reply = await self._stub().FinishChunkRuns(
+                request, timeout=RPC_TIMEOUT_SECONDS, metadata=self.identity.metadata()
+            )
         except grpc.aio.AioRpcError as exc:
             _LOG.warning("%d results not recorded yet: %s", len(batch), exc.details())
             return False
@@ -374,6 +382,7 @@ class RenderBridge:
                     lines=log.lines,
                 ),
                 timeout=RPC_TIMEOUT_SECONDS,
+                metadata=self.identity.metadata(),
             )
         except grpc.aio.AioRpcError as exc:
             _LOG.warning("log lines of node %s dropped: %s", stream.node_id, exc.details())
@@ -385,7 +394,7 @@ class RenderBridge:
         address = self.jobs_address
         if not address:
             return
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address) as channel:
             stub = chunk_runs_pb2_grpc.ChunkRunsServiceStub(channel)
             for node_id in node_ids:
                 try:
@@ -394,6 +403,7 @@ class RenderBridge:
                             node_id=node_id, reason="node lost: no heartbeat"
                         ),
                         timeout=RPC_TIMEOUT_SECONDS,
+                        metadata=self.identity.metadata(),
                     )
                 except grpc.RpcError as exc:
                     _LOG.warning(

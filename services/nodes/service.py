@@ -22,7 +22,7 @@ from services.admin.configuration import read_configuration
 from services.core.bus import publish, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.core.paging import page_request
 from services.nodes import repository as repo
 from services.nodes.domain import (
@@ -33,6 +33,7 @@ from services.nodes.domain import (
     Registration,
     status_for,
 )
+from services.nodes.enrollment import check_agent_identity
 
 # Commands not delivered within this time are dropped at the next connect.
 COMMAND_MAX_AGE_SECONDS = 300.0
@@ -81,7 +82,7 @@ def _event(session: Session, topic: str, node_id: int, **payload: Any) -> None:
     publish(
         session,
         topic,
-        {"node_id": node_id, "actor": current_caller().label, **payload},
+        {"node_id": node_id, **current_caller().stamp(), **payload},
         key=str(node_id),
     )
 
@@ -99,6 +100,7 @@ class NodesService:
         """Record an agent instance's (re)connection; returns its node row and
         the commands still waiting for it."""
         reg = reg.validated()
+        check_agent_identity(current_caller(), reg.host_name, reg.instance_number)
         status = "rendering" if running else "idle"
         with self.db.transaction() as session:
             config = read_configuration(session)
@@ -175,10 +177,7 @@ class NodesService:
             idle = repo.release_rendering(session, node_ids)
             publish_many(
                 session,
-                [
-                    ("node.idle", {"node_id": n, "actor": current_caller().label}, str(n))
-                    for n in idle
-                ],
+                [("node.idle", {"node_id": n, **current_caller().stamp()}, str(n)) for n in idle],
             )
 
     def publish_log(self, node_id: int, log: Any) -> None:
@@ -418,6 +417,12 @@ class NodesService:
             exists = session.execute(jobs.select().where(jobs.c.id == job_id)).first()
             if exists is None:
                 raise NotFound(f"job {job_id} does not exist")
+            caller = current_caller()
+            if not caller.may_act_for(exists.owner):
+                raise PermissionDenied(
+                    f"job {job_id} belongs to {exists.owner!r}; {caller.describe()}:"
+                    " only its owner or an administrator kills its processes"
+                )
             killed = []
             for assignment in repo.assignments_of_job(session, job_id):
                 node = repo.get_node(session, assignment.node_id, lock=True)

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -33,6 +34,7 @@ from services.nodes.domain import (
     SYSTEM_EVENT,
     Registration,
 )
+from services.nodes.enrollment import Enrollment
 from services.nodes.render import RenderBridge
 from services.nodes.service import NodesService, NodeView, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
@@ -265,11 +267,21 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         hub: SessionHub,
         render: RenderBridge,
         timings: NodeTimings,
+        enrollment: Enrollment,
     ) -> None:
         self.service = service
         self.hub = hub
         self.render = render
         self.timings = timings
+        self.enrollment = enrollment
+
+    def Enroll(self, request: agent_pb2.EnrollRequest, context: Any) -> agent_pb2.EnrollResponse:
+        token, expires_at = self.enrollment.enroll(
+            request.enrollment_secret, request.host_name, request.instance_number
+        )
+        return agent_pb2.EnrollResponse(
+            token=token, expire_time=to_timestamp(datetime.fromtimestamp(expires_at, UTC))
+        )
 
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], context: Any

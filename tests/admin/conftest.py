@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 from argon2 import PasswordHasher
 
@@ -35,7 +34,7 @@ def stub(db: Database) -> Iterator[admin_pb2_grpc.AdminServiceStub]:
     )
     with (
         InProcessServer([component], worker_threads=4) as server,
-        grpc.insecure_channel(server.address) as channel,
+        server.channel() as channel,
     ):
         yield admin_pb2_grpc.AdminServiceStub(channel)
 

@@ -98,7 +98,7 @@ def test_list_users_merges_directory_users_in_name_order(
 def test_an_unreachable_directory_is_unavailable_not_an_empty_list(
     slapd: Slapd, db: Database
 ) -> None:
-    service = AdminService(db, cheap_hasher(), Directory(db).list_users)
+    service = AdminService(db, cheap_hasher(), Directory(db))
     configure(service, slapd, server_uri="ldap://127.0.0.1:1")
     with pytest.raises(Unavailable, match="ldap"):
         service.accounts.list_users(0, "")

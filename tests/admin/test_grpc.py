@@ -20,6 +20,7 @@ from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
 from farm.common.v1 import common_pb2
 from services.admin.tables import action_log, activity_log, history_samples, statistics_samples
 from services.core.database import Database
+from tests.support import auth
 
 pytestmark = pytest.mark.database
 Code = grpc.StatusCode
@@ -564,7 +565,7 @@ def _wait_for_action(stub: AdminServiceStub, action: str) -> tuple[str, str]:
 
 
 def test_every_change_reaches_the_action_log_with_its_caller(stub: AdminServiceStub) -> None:
-    metadata = (("x-muster-user", "wrangler"),)
+    metadata = auth("wrangler")
     stub.CreatePool(pb.CreatePoolRequest(pool=pb.Pool(name="gpu")), metadata=metadata)
     name, content = _wait_for_action(stub, "pool.created")
     assert name == f"actions-{datetime.now(UTC).date().isoformat()}.log"

@@ -169,6 +169,8 @@ NON_MUSTER_RPCS = frozenset(
         ("farm.jobs.v1.JobsService", "GetTemplate"),
         ("farm.nodes.v1.ClientsService", "Connect"),
         ("farm.admin.v1.AdminService", "ListLogEntries"),
+        # Authentication (docs/security.md): the facade logs in by itself.
+        ("farm.admin.v1.AdminService", "Login"),
     }
 )
 AGENT_SERVICE = "farm.agent.v1.AgentService"
@@ -323,11 +325,12 @@ def test_facade_service_rpcs_serve_muster_functions_or_are_allow_listed(
         assert rpc in services[name].methods_by_name, f"stale allow-list entry {name}.{rpc}"
 
 
-def test_agent_service_is_one_bidirectional_session(
+def test_agent_service_is_enrollment_and_one_bidirectional_session(
     services: dict[str, ServiceDescriptor],
 ) -> None:
     agent = services[AGENT_SERVICE]
-    assert [method.name for method in agent.methods] == ["Session"]
+    assert [method.name for method in agent.methods] == ["Enroll", "Session"]
+    assert _muster_functions(agent.methods_by_name["Enroll"]) == []
     session = agent.methods_by_name["Session"]
     assert session.client_streaming and session.server_streaming
     assert _muster_functions(session) == []

@@ -11,9 +11,11 @@ import grpc.aio
 import pytest
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from services.core.auth import Security
 from services.core.errors import InvalidArgument, NotFound
 from services.core.server import Component, DispatcherServer, contract_base
 from services.jobs.component import JOBS_SERVICE
+from tests.support import TEST_SIGNER, auth
 
 
 class ProbeJobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  # type: ignore[misc]
@@ -37,12 +39,15 @@ def _component() -> Component:
         "jobs",
         [JOBS_SERVICE],
         lambda server: jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server),
+        security=Security(TEST_SIGNER),
     )
 
 
 async def _call(stub: jobs_pb2_grpc.JobsServiceAsyncStub, job_id: int) -> tuple[str, str]:
     try:
-        reply = await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=10)
+        reply = await stub.GetJob(
+            jobs_pb2.GetJobRequest(job_id=job_id), timeout=10, metadata=auth()
+        )
         return "OK", reply.job.name
     except grpc.aio.AioRpcError as err:
         return err.code().name, err.details() or ""
@@ -64,7 +69,7 @@ def _run(scenario: Any) -> Any:
 def test_rpc_not_implemented_yet_answers_unimplemented_naming_the_muster_function() -> None:
     async def scenario(server: DispatcherServer, stub: Any) -> tuple[str, str]:
         try:
-            await stub.SubmitJob(jobs_pb2.SubmitJobRequest(), timeout=10)
+            await stub.SubmitJob(jobs_pb2.SubmitJobRequest(), timeout=10, metadata=auth())
         except grpc.aio.AioRpcError as err:
             return err.code().name, err.details() or ""
         return "OK", ""
@@ -117,34 +122,47 @@ def test_graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() -> None:
     assert after[0] == "UNAVAILABLE"
 
 
-def test_servicers_see_the_caller_the_request_names() -> None:
-    from services.core.caller import USER_METADATA_KEY, current_caller
+def test_servicers_see_the_caller_its_token_names_and_calls_without_one_are_refused() -> None:
+    from services.core.caller import current_caller
 
-    seen: list[str] = []
+    seen: list[tuple[str, str]] = []
 
     class WhoServicer(ProbeJobsServicer):
         def GetJob(self, request: jobs_pb2.GetJobRequest, context: Any) -> jobs_pb2.GetJobResponse:
-            seen.append(current_caller().label)
+            caller = current_caller()
+            seen.append((caller.label, caller.role))
             return jobs_pb2.GetJobResponse()
 
-    async def main() -> None:
+    async def main() -> list[str]:
         servicer = WhoServicer()
         component = Component(
             "jobs",
             [JOBS_SERVICE],
             lambda server: jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server),
+            security=Security(TEST_SIGNER),
         )
         server = DispatcherServer([component], worker_threads=2)
         port = await server.start("127.0.0.1:0")
+        codes = []
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = jobs_pb2_grpc.JobsServiceStub(channel)
-                await stub.GetJob(
-                    jobs_pb2.GetJobRequest(job_id=1), metadata=((USER_METADATA_KEY, "alice"),)
-                )
-                await stub.GetJob(jobs_pb2.GetJobRequest(job_id=1))
+                await stub.GetJob(jobs_pb2.GetJobRequest(job_id=1), metadata=auth("alice", "user"))
+                for metadata in [(), (("x-muster-user", "admin"),), (("authorization", "x"),)]:
+                    try:
+                        await stub.GetJob(jobs_pb2.GetJobRequest(job_id=1), metadata=metadata)
+                    except grpc.aio.AioRpcError as err:
+                        codes.append(err.code().name)
         finally:
             await server.stop(1)
+        return codes
 
-    asyncio.run(main())
-    assert seen == ["alice", "anonymous"]
+    codes = asyncio.run(main())
+    assert seen == [("alice", "user")]
+    assert codes == ["UNAUTHENTICATED"] * 3
+
+
+def test_a_server_without_a_token_signer_refuses_to_start() -> None:
+    component = Component("jobs", [JOBS_SERVICE], lambda server: None)
+    with pytest.raises(ValueError, match="Security"):
+        DispatcherServer([component])

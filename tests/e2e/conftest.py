@@ -86,7 +86,7 @@ def dispatcher(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProces
 
 @pytest.fixture
 def channel(dispatcher: DispatcherProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(dispatcher.address) as ch:
+    with dispatcher.channel() as ch:
         yield ch
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from sqlalchemy import text
 
@@ -18,7 +17,7 @@ from farm.nodes.v1 import nodes_pb2_grpc
 from services.core.database import Database
 from tests.e2e.conftest import AgentProcess, free_port, online_nodes
 from tests.e2e.test_render import eventually, frame_job, job_status
-from tests.support import DispatcherProcess
+from tests.support import DispatcherProcess, authorized_channel
 
 
 @pytest.fixture
@@ -53,10 +52,10 @@ def test_the_standby_scheduler_takes_over_and_nothing_runs_twice(
         AgentProcess(nodes_address, f"e2e-fo-{n}", shared_tmp / "agents" / str(n)) for n in range(3)
     ]
     try:
-        with grpc.insecure_channel(nodes_address) as ch:
+        with authorized_channel(nodes_address) as ch:
             nodes = nodes_pb2_grpc.NodesServiceStub(ch)
             eventually(lambda: len(online_nodes(nodes)) == 3, what="three agents online")
-        with grpc.insecure_channel(split_farm["standby"].address) as ch:
+        with authorized_channel(split_farm["standby"].address) as ch:
             jobs = jobs_pb2_grpc.JobsServiceStub(ch)
             job_id = jobs.SubmitJob(
                 jobs_pb2.SubmitJobRequest(job=frame_job(out, 24, 1, seconds=0.3))

@@ -14,7 +14,7 @@ from tests.support import InProcessServer
 
 
 @pytest.fixture(scope="module")
-def dispatcher_address(embedded_admin_url: str) -> Iterator[str]:
+def dispatcher_server(embedded_admin_url: str) -> Iterator[InProcessServer]:
     """The whole dispatcher (jobs, nodes, admin) in-process on its own database.
 
     Module-scoped: the facade tests translate calls, the services' own tests
@@ -28,17 +28,21 @@ def dispatcher_address(embedded_admin_url: str) -> Iterator[str]:
     components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
     try:
         with InProcessServer(components) as server:
-            yield server.address
+            yield server
     finally:
         db.dispose()
         drop_database(embedded_admin_url, name)
 
 
 @pytest.fixture
-def dispatcher(dispatcher_address: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def dispatcher(
+    dispatcher_server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The facade pointed at the in-process dispatcher, as a console script."""
+    dispatcher_address = dispatcher_server.address
     monkeypatch.setenv("MUSTER_DISPATCHER", dispatcher_address)
     monkeypatch.setenv("MUSTER_USER", "pipeline-td")
+    monkeypatch.setenv("MUSTER_TOKEN", dispatcher_server.token("pipeline-td"))
     monkeypatch.delenv("MUSTER_RUNNING_CONTEXT", raising=False)
     reset_connection()
     yield dispatcher_address

@@ -34,6 +34,7 @@ def farm(db: Database, hooks_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     with InProcessServer(app.build_components(list(app.SERVICE_NAMES), db, settings)) as server:
         monkeypatch.setenv("MUSTER_DISPATCHER", server.address)
         monkeypatch.setenv("MUSTER_USER", "td")
+        monkeypatch.setenv("MUSTER_TOKEN", server.token("td"))
         monkeypatch.delenv("MUSTER_RUNNING_CONTEXT", raising=False)
         reset_connection()
         yield server.address

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
@@ -29,7 +28,7 @@ def service(db: Database) -> JobsService:
 def stub(db: Database) -> Iterator[jobs_pb2_grpc.JobsServiceStub]:
     with (
         InProcessServer([build(db, Settings())], worker_threads=4) as server,
-        grpc.insecure_channel(server.address) as channel,
+        server.channel() as channel,
     ):
         yield jobs_pb2_grpc.JobsServiceStub(channel)
 

@@ -14,7 +14,7 @@ from farm.nodes.v1 import nodes_pb2_grpc
 from services.core.database import Database
 from services.core.settings import Settings
 from services.nodes import component
-from tests.support import InProcessServer
+from tests.support import InProcessServer, agent_auth
 
 
 class ProtocolAgent:
@@ -51,7 +51,9 @@ class ProtocolAgent:
                 )
             )
         )
-        self._call = stub.Session(iter(self._outgoing.get, None))
+        self._call = stub.Session(
+            iter(self._outgoing.get, None), metadata=agent_auth(host, instance)
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         accepted = self.next(10)
@@ -90,7 +92,7 @@ def nodes_server(db: Database) -> Iterator[InProcessServer]:
 
 @pytest.fixture
 def channel(nodes_server: InProcessServer) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(nodes_server.address) as ch:
+    with nodes_server.channel() as ch:
         yield ch
 
 

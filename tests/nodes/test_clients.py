@@ -13,8 +13,8 @@ import pytest
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.bus import publish
-from services.core.caller import USER_METADATA_KEY
 from services.core.database import Database
+from tests.support import auth
 
 
 class LiveClient:
@@ -27,7 +27,7 @@ class LiveClient:
             Any,
             stub.Connect(
                 nodes_pb2.ConnectRequest(host="ws-" + user, version="test", **request),
-                metadata=((USER_METADATA_KEY, user),),
+                metadata=auth(user, "user"),
             ),
         )
         self.events: queue.Queue[nodes_pb2.ClientEvent] = queue.Queue()

@@ -16,6 +16,7 @@ from services.core.bus import publish
 from services.core.database import Database
 from services.nodes.service import NodesService
 from tests.nodes.conftest import ProtocolAgent
+from tests.support import agent_auth
 
 
 def _code(call: Any) -> tuple[str, str]:
@@ -238,7 +239,10 @@ def test_a_session_must_start_with_register(channel: grpc.Channel) -> None:
     from farm.agent.v1 import agent_pb2_grpc
 
     stub = agent_pb2_grpc.AgentServiceStub(channel)
-    responses = stub.Session(iter([agent_pb2.SessionRequest(heartbeat=agent_pb2.Heartbeat())]))
+    responses = stub.Session(
+        iter([agent_pb2.SessionRequest(heartbeat=agent_pb2.Heartbeat())]),
+        metadata=agent_auth("first-message-host"),
+    )
     with pytest.raises(grpc.RpcError) as error:
         list(responses)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

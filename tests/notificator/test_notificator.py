@@ -12,7 +12,7 @@ from typing import Any
 
 from services.core.bus import publish
 from services.core.database import Database
-from tests.support import REPO, DispatcherProcess
+from tests.support import REPO, DispatcherProcess, token
 
 
 def _free_port() -> int:
@@ -41,7 +41,9 @@ class NotificatorProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ},
+            # Only the nodes service runs here (no Login): a token signed
+            # with the test database's key stands for carol's login.
+            env={**os.environ, "MUSTER_TOKEN": token("carol", "user")},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: queue.Queue[str] = queue.Queue()

@@ -26,7 +26,7 @@ from tests.support import InProcessServer
 @pytest.fixture
 def farm(db: Database) -> Iterator[grpc.Channel]:
     components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
-    with InProcessServer(components) as server, grpc.insecure_channel(server.address) as ch:
+    with InProcessServer(components) as server, server.channel() as ch:
         yield ch
 
 
