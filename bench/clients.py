@@ -22,8 +22,9 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from bench.common import BENCHMARKS, Row, bench_database, dispatcher_process, rss_mb
+from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process, rss_mb
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.core.auth import auth_metadata
 from services.core.bus import publish_many
 from services.core.database import (
     Database,
@@ -51,7 +52,7 @@ async def _consoles(address: str, db: Database, pid: int) -> dict[str, float]:
             last = 0
             call = stub.Connect(
                 nodes_pb2.ConnectRequest(client_kind=nodes_pb2.CLIENT_KIND_CONSOLE, host="bench"),
-                metadata=(("x-muster-user", f"console-{index}"),),
+                metadata=auth_metadata(bench_token(db, f"console-{index}", "user")),
             )
             async for response in call:
                 if response.HasField("accepted"):

@@ -95,6 +95,13 @@ def dispatcher_process(db: Database, services: list[str]) -> Iterator[tuple[str,
         log.close()
 
 
+def bench_token(db: Database, name: str = "bench", role: str = "administrator") -> str:
+    """A token signed with `db`'s farm key, as a login would return."""
+    from services.core.auth import security_for
+
+    return security_for(db).signer.issue(name, "user", role, 3600)[0]
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

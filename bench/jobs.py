@@ -28,6 +28,7 @@ from services.core.database import (
 )
 from services.core.server import Component, DispatcherServer, contract_base
 from services.core.settings import Settings
+from services.core.tls import with_token
 from services.jobs.component import JOBS_SERVICE, build
 from services.jobs.templates import BLENDER_TEMPLATE_ID
 
@@ -79,7 +80,11 @@ def _served(components: list[Component]) -> Iterator[jobs_pb2_grpc.JobsServiceSt
     ready.wait(30)
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{holder['port']}", options=options) as channel:
+        token = next(c.security for c in components if c.security).signer.issue(
+            "bench", "user", "administrator", 3600
+        )[0]
+        plain = grpc.insecure_channel(f"127.0.0.1:{holder['port']}", options=options)
+        with with_token(plain, token) as channel:
             yield jobs_pb2_grpc.JobsServiceStub(channel)
     finally:
         asyncio.run_coroutine_threadsafe(holder["server"].stop(1), loop).result(30)

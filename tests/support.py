@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import queue
@@ -14,7 +13,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,7 +23,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from services.core.auth import TokenSigner, auth_metadata
 from services.core.server import Component, DispatcherServer
-from services.core.tls import open_channel
+from services.core.tls import open_channel, with_token
 
 REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"^dispatcher ready: (?P<names>[\w ]+) at (?P<address>\S+)$")
@@ -57,59 +55,11 @@ def auth(name: str = TEST_ADMIN, role: str = "administrator") -> tuple[tuple[str
     return auth_metadata(token(name, role))
 
 
-class _Authorize(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
-):
-    """Adds a token to every call that does not carry one."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.metadata = metadata
-
-    def _details(self, details: Any) -> Any:
-        given = list(details.metadata or ())
-        if any(k == "authorization" for k, _ in given):
-            return details
-        return _Details(
-            details.method,
-            details.timeout,
-            [*given, *self.metadata],
-            details.credentials,
-            details.wait_for_ready,
-            details.compression,
-        )
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-
-class _Details(
-    collections.namedtuple(
-        "_Details",
-        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
-    ),
-    grpc.ClientCallDetails,
-):
-    pass
-
-
 def authorized_channel(
     address: str, name: str = TEST_ADMIN, role: str = "administrator", bearer: str = ""
 ) -> grpc.Channel:
     """A channel whose calls carry a token for `name` (or `bearer`) by default."""
-    metadata = auth_metadata(bearer or token(name, role))
-    return grpc.intercept_channel(open_channel(address), _Authorize(metadata))
+    return with_token(open_channel(address), bearer or token(name, role))
 
 
 def login(address: str, user: str = TEST_ADMIN, password: str = TEST_ADMIN_PASSWORD) -> str:

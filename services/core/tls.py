@@ -15,6 +15,7 @@ not on a network (docs/security.md).
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -128,3 +129,59 @@ def open_aio_channel(
     if tls is None:
         return grpc.aio.insecure_channel(address, options=list(options))
     return grpc.aio.secure_channel(address, tls.credentials(), options=[*options, *tls.options()])
+
+
+# --- calls carrying a token ----------------------------------------------------------
+
+
+class _Authorize(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Adds a token to every call that does not carry one already."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        given = list(details.metadata or ())
+        if any(k == "authorization" for k, _ in given):
+            return details
+        return _Details(
+            details.method,
+            details.timeout,
+            [*given, *self.metadata],
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class _Details(
+    collections.namedtuple(
+        "_Details",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+def with_token(channel: grpc.Channel, token: str) -> grpc.Channel:
+    """`channel` whose calls carry `token` unless they name their own
+    (command-line tools, benchmarks and tests; the facade adds its own)."""
+    return grpc.intercept_channel(channel, _Authorize((("authorization", f"Bearer {token}"),)))

@@ -24,7 +24,7 @@ LOGIN = "/farm.admin.v1.AdminService/Login"
 HEALTH = "/grpc.health.v1.Health/Check"
 
 
-def _token(kind: str = "user", role: str = "user", ttl: float = 60, **extra: object) -> str:
+def _token(kind: str = "user", role: str = "user", ttl: float = 3600, **extra: object) -> str:
     return SIGNER.issue("alice", kind, role, ttl, **extra)[0]  # type: ignore[arg-type]
 
 
@@ -85,7 +85,7 @@ def test_the_bearer_token_comes_from_the_authorization_metadata() -> None:
 
 USER = _token("user", "user")
 ADMIN = _token("user", "administrator")
-SERVICE = SIGNER.issue("service:nodes", "service", "administrator", 60)[0]
+SERVICE = SIGNER.issue("service:nodes", "service", "administrator", 3600)[0]
 AGENT = _token("agent", "", host="h", instance=0)
 
 

@@ -14,24 +14,30 @@ from tests.support import InProcessServer
 
 
 @pytest.fixture(scope="module")
-def dispatcher_server(embedded_admin_url: str) -> Iterator[InProcessServer]:
-    """The whole dispatcher (jobs, nodes, admin) in-process on its own database.
-
-    Module-scoped: the facade tests translate calls, the services' own tests
-    cover their behaviour against both PostgreSQL servers.
-    """
+def dispatcher_database(embedded_admin_url: str) -> Iterator[Database]:
+    """The database of the module's dispatcher (its own, migrated here)."""
     name = new_database_name()
     ensure_database(embedded_admin_url, name)
     url = with_database(embedded_admin_url, name).render_as_string(hide_password=False)
     migrate.upgrade(url)
     db = Database(url, pool_size=4)
-    components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
     try:
-        with InProcessServer(components) as server:
-            yield server
+        yield db
     finally:
         db.dispose()
         drop_database(embedded_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def dispatcher_server(dispatcher_database: Database) -> Iterator[InProcessServer]:
+    """The whole dispatcher (jobs, nodes, admin) in-process on its own database.
+
+    Module-scoped: the facade tests translate calls, the services' own tests
+    cover their behaviour against both PostgreSQL servers.
+    """
+    components = app.build_components(list(app.SERVICE_NAMES), dispatcher_database, Settings())
+    with InProcessServer(components) as server:
+        yield server
 
 
 @pytest.fixture

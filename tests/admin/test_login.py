@@ -1,0 +1,138 @@
+"""Logging in: tokens for the right password only, the same answer for every
+wrong one, rate limits per user and per address, directory users by bind."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from farm.admin.v1 import admin_pb2 as pb
+from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
+from services.admin import login as login_module
+from services.admin.directory import Directory
+from services.admin.domain import UserSpec
+from services.admin.login import REFUSED, bootstrap_administrator, peer_address
+from services.admin.service import AdminService
+from services.core.auth import auth_metadata, signer_for
+from services.core.caller import Caller, acting_as
+from services.core.database import Database
+from services.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from tests.admin.conftest import cheap_hasher
+from tests.admin.slapd import Slapd
+
+pytestmark = pytest.mark.database
+
+
+def _user(service: AdminService, name: str, password: str, **fields: object) -> None:
+    service.accounts.create_user(
+        UserSpec(name=name, role=str(fields.pop("role", "user")), password=password, **fields)  # type: ignore[arg-type]
+    )
+
+
+def _refused(stub: AdminServiceStub, user: str, password: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Login(pb.LoginRequest(user_name=user, password=password))
+    return error.value
+
+
+def test_the_right_password_gets_a_token_that_opens_the_api(
+    stub: AdminServiceStub, service: AdminService
+) -> None:
+    _user(service, "alice", "alice-password-1", role="administrator")
+    reply = stub.Login(pb.LoginRequest(user_name="alice", password="alice-password-1"))
+    assert reply.role == pb.USER_ROLE_ADMINISTRATOR
+    assert reply.expire_time.seconds == pytest.approx(time.time() + 12 * 3600, abs=60)
+    users = stub.ListUsers(pb.ListUsersRequest(), metadata=auth_metadata(reply.token)).users
+    assert "alice" in [u.name for u in users]
+
+
+def test_unknown_user_wrong_password_and_disabled_account_get_one_answer(
+    stub: AdminServiceStub, service: AdminService
+) -> None:
+    _user(service, "bob", "bob-password-1")
+    _user(service, "gone", "gone-password-1", enabled=False)
+    for user, password in (("bob", "wrong"), ("nobody", "x"), ("gone", "gone-password-1")):
+        error = _refused(stub, user, password)
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert error.details() == REFUSED
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [("", "x"), ("a" * 300, "x"), ("bob\x00", "x"), ("bob", ""), ("bob", "p" * 2000)],
+)
+def test_empty_or_oversized_credentials_are_invalid(
+    service: AdminService, user: str, password: str
+) -> None:
+    with pytest.raises(InvalidArgument):
+        service.login.login(user, password)
+
+
+def test_failed_logins_are_limited_per_user_even_with_the_right_password_then(
+    service: AdminService,
+) -> None:
+    _user(service, "carol", "carol-password-1")
+    with acting_as(Caller(peer="ipv4:10.1.1.1:4000")):
+        for _ in range(login_module.FAILURES_PER_USER):
+            with pytest.raises(Unauthenticated):
+                service.login.login("carol", "guess")
+        with pytest.raises(ResourceExhausted, match="too many failed logins for 'carol'"):
+            service.login.login("carol", "carol-password-1")
+    # Another user from another address is not affected.
+    _user(service, "dan", "dan-password-1")
+    with acting_as(Caller(peer="ipv4:10.1.1.2:4000")):
+        assert service.login.login("dan", "dan-password-1").role == "user"
+
+
+def test_failed_logins_are_limited_per_address(service: AdminService) -> None:
+    _user(service, "erin", "erin-password-1")
+    with acting_as(Caller(peer="ipv6:[fd00::7]:4000")):
+        for n in range(login_module.FAILURES_PER_ADDRESS):
+            with pytest.raises(Unauthenticated):
+                service.login.login(f"probe{n}", "guess")
+        with pytest.raises(ResourceExhausted, match="from fd00::7"):
+            service.login.login("erin", "erin-password-1")
+    with acting_as(Caller(peer="ipv4:10.9.9.9:1")):
+        assert service.login.login("erin", "erin-password-1").user_name == "erin"
+
+
+def test_peer_addresses_lose_their_port() -> None:
+    assert peer_address("ipv4:10.0.0.5:51234") == "10.0.0.5"
+    assert peer_address("ipv6:[::1]:5") == "::1"
+    assert peer_address("unix:/tmp/s") == "unix:/tmp/s"
+
+
+def test_the_first_administrator_is_created_once_with_a_random_or_given_password(
+    service: AdminService,
+) -> None:
+    password = bootstrap_administrator(service.accounts, "admin")
+    assert len(password) >= 20
+    assert bootstrap_administrator(service.accounts, "admin") == ""  # exists now
+    assert service.login.login("admin", password).role == "administrator"
+
+
+def test_a_token_signed_by_another_farm_is_refused(stub: AdminServiceStub, db: Database) -> None:
+    from services.core.auth import TokenSigner
+
+    foreign = TokenSigner(b"another-farm-key" * 2).issue("admin", "user", "administrator", 60)[0]
+    mine = signer_for(db).issue("admin", "user", "administrator", 60)[0]
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ListUsers(pb.ListUsersRequest(), metadata=auth_metadata(foreign))
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    stub.ListUsers(pb.ListUsersRequest(), metadata=auth_metadata(mine))
+
+
+def test_a_directory_user_logs_in_by_bind_with_the_directory_role(
+    slapd: Slapd, db: Database
+) -> None:
+    from tests.admin.test_directory import configure
+
+    service = AdminService(db, cheap_hasher(), Directory(db))
+    configure(service, slapd)
+    dora = service.login.login("@directory@dora", "dora-pw")
+    assert (dora.user_name, dora.role) == ("dora", "administrator")
+    assert service.login.login("eli", "eli-pw").role == "user"
+    with pytest.raises(Unauthenticated):
+        service.login.login("eli", "wrong")
