@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from statistics import median
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from sqlalchemy import text
@@ -23,6 +23,7 @@ from sqlalchemy import text
 from bench.common import BENCHMARKS, Row, bench_database
 from farm.jobs.v1 import jobs_pb2 as pb
 from farm.jobs.v1 import jobs_pb2_grpc
+from services.core.auth import security_for
 from services.core.database import (
     Database,
 )
@@ -36,6 +37,12 @@ LISTED_JOBS = 10_000
 SUBMIT_CHUNKS = 10_000
 LISTED_CHUNKS = 100_000
 RUNS = 5
+
+
+class Served(NamedTuple):
+    stub: jobs_pb2_grpc.JobsServiceStub
+    address: str
+    token: str
 
 
 class _Canned(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  # type: ignore[misc]
@@ -61,8 +68,9 @@ class _Canned(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  
 
 
 @contextmanager
-def _served(components: list[Component]) -> Iterator[jobs_pb2_grpc.JobsServiceStub]:
-    """A DispatcherServer on 127.0.0.1:0 in a thread, and a stub to it."""
+def served(components: list[Component]) -> Iterator[Served]:
+    """A DispatcherServer on 127.0.0.1:0 in a thread, a stub to it, its
+    address and an administrator's token (the stub's calls carry it)."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, Any] = {}
@@ -85,7 +93,9 @@ def _served(components: list[Component]) -> Iterator[jobs_pb2_grpc.JobsServiceSt
         )[0]
         plain = grpc.insecure_channel(f"127.0.0.1:{holder['port']}", options=options)
         with with_token(plain, token) as channel:
-            yield jobs_pb2_grpc.JobsServiceStub(channel)
+            yield Served(
+                jobs_pb2_grpc.JobsServiceStub(channel), f"127.0.0.1:{holder['port']}", token
+            )
     finally:
         asyncio.run_coroutine_threadsafe(holder["server"].stop(1), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -124,10 +134,13 @@ def _seed_jobs(db: Database) -> None:
 
 def run() -> list[Row]:
     canned = _Canned()
-    peer = Component(
-        "peer", [JOBS_SERVICE], lambda s: jobs_pb2_grpc.add_JobsServiceServicer_to_server(canned, s)
-    )
     with bench_database("bench_jobs", pool_size=4) as db:
+        peer = Component(
+            "peer",
+            [JOBS_SERVICE],
+            lambda s: jobs_pb2_grpc.add_JobsServiceServicer_to_server(canned, s),
+            security=security_for(db),
+        )
         ours, theirs = _measure(db, build(db, Settings()), peer, canned)
     labels = [
         (f"jobSubmit of a {SUBMIT_CHUNKS:,}-chunk job", "ms"),
@@ -144,7 +157,7 @@ def _measure(
 ) -> tuple[list[float], list[float]]:
     ours: list[float] = []
     theirs: list[float] = []
-    with _served([jobs]) as stub:
+    with served([jobs]) as (stub, _, _):
         big = pb.Job(
             name="bench",
             owner="bench",
@@ -180,7 +193,7 @@ def _measure(
         chunk_listings = [_timed(lambda: _all_pages(list_chunks)) for _ in range(3)]
         canned.chunk_pages = dict(_all_pages(list_chunks))
     ours = [median(submits), median(listings), median(gets), median(chunk_listings)]
-    with _served([peer]) as stub:
+    with served([peer]) as (stub, _, _):
         theirs = [
             median(
                 _timed(lambda: stub.SubmitJob(pb.SubmitJobRequest(job=big))) for _ in range(RUNS)
