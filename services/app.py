@@ -99,6 +99,7 @@ def serve(
                     settings.listen,
                     settings.shutdown_grace_seconds,
                     lambda port: on_ready(host, port),
+                    settings.health_listen,
                 )
             )
         finally:

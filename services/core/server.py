@@ -394,8 +394,11 @@ class DispatcherServer:
         )
         self.service_names = names
         self.port = 0
+        self._health_server: grpc.aio.Server | None = None
 
-    async def start(self, listen: str) -> int:
+    async def start(self, listen: str, health_listen: str = "") -> int:
+        """Listen on `listen`; with `health_listen`, also answer the health
+        check alone in plaintext there (MUSTER_HEALTH_LISTEN)."""
         if self.tls is None:
             port = self.server.add_insecure_port(listen)
         else:
@@ -410,17 +413,32 @@ class DispatcherServer:
                 told(f"{host}:{port}")
             for item in component.background:
                 item.start()
+        if health_listen:
+            self._health_server = await self._serve_health(health_listen)
         await self.server.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.port = port
         return port
 
+    async def _serve_health(self, listen: str) -> grpc.aio.Server:
+        """A plaintext listener with only the health service, sharing the
+        statuses of the main one: for probes that cannot use TLS (Kubernetes
+        `grpc:` probes). Health is public and carries no data."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if not server.add_insecure_port(listen):
+            raise OSError(f"cannot listen on {listen} (MUSTER_HEALTH_LISTEN)")
+        await server.start()
+        return server
+
     async def stop(self, grace: float) -> None:
         """Stop taking calls, let in-flight ones finish within `grace` seconds."""
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(None)
         for component in reversed(self.components):
             for item in reversed(component.background):
                 try:
@@ -435,6 +453,7 @@ async def serve_until_signalled(
     listen: str,
     grace: float,
     on_ready: Callable[[int], None],
+    health_listen: str = "",
 ) -> None:
     """Build the server on this event loop, start it, report readiness, and
     stop cleanly on SIGINT or SIGTERM."""
@@ -450,7 +469,7 @@ async def serve_until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    port = await server.start(listen)
+    port = await server.start(listen, health_listen)
     on_ready(port)
     await stop.wait()
     _LOG.info("shutting down (grace %.1fs)", grace)

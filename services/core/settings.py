@@ -77,6 +77,9 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".data").resolve())
     # host:port the gRPC server listens on ("127.0.0.1:0" picks a free port).
     listen: str = "127.0.0.1:50051"
+    # host:port of a plaintext listener answering only the gRPC health check
+    # (Kubernetes probes cannot use TLS). Empty: none.
+    health_listen: str = ""
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = 10.0
     # Worker threads for the synchronous (jobs, admin) servicers.
@@ -126,6 +129,7 @@ class Settings:
             database_url=env.get("MUSTER_DATABASE_URL", "").strip(),
             data_dir=data_dir,
             listen=env.get("MUSTER_LISTEN", "").strip() or cls.listen,
+            health_listen=env.get("MUSTER_HEALTH_LISTEN", "").strip(),
             shutdown_grace_seconds=_float(
                 env, "MUSTER_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
@@ -178,6 +182,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "database_url": "MUSTER_DATABASE_URL",
     "data_dir": "MUSTER_DATA_DIR",
     "listen": "MUSTER_LISTEN",
+    "health_listen": "MUSTER_HEALTH_LISTEN",
     "shutdown_grace_seconds": "MUSTER_SHUTDOWN_GRACE_SECONDS",
     "worker_threads": "MUSTER_WORKER_THREADS",
     "db_pool_size": "MUSTER_DB_POOL_SIZE",

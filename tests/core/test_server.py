@@ -166,3 +166,57 @@ def test_a_server_without_a_token_signer_refuses_to_start() -> None:
     component = Component("jobs", [JOBS_SERVICE], lambda server: None)
     with pytest.raises(ValueError, match="Security"):
         DispatcherServer([component])
+
+
+def test_the_health_listener_answers_only_the_health_check_with_the_main_statuses() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tests.e2e.conftest import free_port
+
+    health_address = f"127.0.0.1:{free_port()}"
+
+    async def check(channel: grpc.aio.Channel, service: str) -> str:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=10
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+    async def main() -> tuple[list[str], str, str]:
+        server = DispatcherServer([_component()], worker_threads=2)
+        await server.start("127.0.0.1:0", health_address)
+        async with grpc.aio.insecure_channel(health_address) as channel:
+            try:
+                statuses = [await check(channel, name) for name in ("", JOBS_SERVICE.full_name)]
+                try:
+                    await jobs_pb2_grpc.JobsServiceStub(channel).GetJob(
+                        jobs_pb2.GetJobRequest(job_id=1), timeout=10, metadata=auth()
+                    )
+                    other = "OK"
+                except grpc.aio.AioRpcError as err:
+                    other = err.code().name
+            finally:
+                await server.stop(1)
+            try:
+                after = await check(channel, "")
+            except grpc.aio.AioRpcError as err:
+                after = err.code().name
+        return statuses, other, after
+
+    statuses, other, after = asyncio.run(main())
+    assert statuses == ["SERVING", "SERVING"]
+    assert other == "UNIMPLEMENTED"  # the health port serves nothing else
+    assert after == "UNAVAILABLE"  # it closes with the server
+
+
+def test_a_health_listener_on_a_busy_port_fails_the_start() -> None:
+    async def main() -> None:
+        first = DispatcherServer([_component()], worker_threads=2)
+        port = await first.start("127.0.0.1:0")
+        try:
+            second = DispatcherServer([_component()], worker_threads=2)
+            with pytest.raises((OSError, RuntimeError), match=f"127.0.0.1:{port}"):
+                await second.start("127.0.0.1:0", f"127.0.0.1:{port}")
+        finally:
+            await first.stop(1)
+
+    asyncio.run(main())

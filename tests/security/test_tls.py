@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.tls import ClientTLS, open_channel
-from tests.e2e.conftest import online_nodes
+from tests.e2e.conftest import free_port, online_nodes
 from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import DispatcherProcess, health_status
 
@@ -121,6 +121,8 @@ def test_a_job_renders_over_mutual_tls_and_plaintext_or_unknown_clients_are_refu
         "MUSTER_HOOKS_DIR": str(shared_tmp / "no-hooks"),
         "MUSTER_AGENT_DISCOVERY": "off",
         "MUSTER_EVENT_POLL_SECONDS": "1",
+        # Kubernetes `grpc:` probes speak plaintext: they use this port.
+        "MUSTER_HEALTH_LISTEN": f"127.0.0.1:{free_port()}",
     }
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)  # this test is a TLS client too
@@ -156,5 +158,13 @@ def test_a_job_renders_over_mutual_tls_and_plaintext_or_unknown_clients_are_refu
         )
         with open_channel(dispatcher.address, tls=stranger) as foreign:
             assert _refused(foreign)
+        # ... while the health listener answers the health check alone, in plaintext.
+        with grpc.insecure_channel(env["MUSTER_HEALTH_LISTEN"]) as probe:
+            assert health_status(probe, "") == "SERVING"
+            with pytest.raises(grpc.RpcError) as other:
+                nodes_pb2_grpc.NodesServiceStub(probe).ListNodes(
+                    nodes_pb2.ListNodesRequest(), timeout=10
+                )
+            assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         dispatcher.kill()
