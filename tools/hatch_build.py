@@ -16,4 +16,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
         sys.path.insert(0, str(Path(self.root) / "tools"))
         import gen_protos
 
-        gen_protos.generate(Path(self.root) / "gen")
+        out = Path(self.root) / "gen"
+        gen_protos.generate(out)
+        # gen/ is git-ignored, and hatchling leaves ignored files out: name it.
+        build_data["force_include"][str(out / "farm")] = "farm"
