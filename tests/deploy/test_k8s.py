@@ -323,3 +323,17 @@ def test_the_nodes_service_keeps_a_replica_through_voluntary_disruptions() -> No
     labels = nodes["spec"]["template"]["metadata"]["labels"]
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert nodes["spec"]["replicas"] > budget["spec"]["minAvailable"] >= 1
+
+
+@pytest.mark.parametrize(
+    "path", [REPO / "docs" / "kubernetes.md", SECRETS / "secrets.yaml"], ids=lambda p: p.name
+)
+def test_the_documented_kubectl_commands_create_the_secrets_the_manifests_read(
+    path: Path,
+) -> None:
+    text = path.read_text().replace("\\\n", " ")
+    created: dict[str, set[str]] = {}
+    for name, rest in re.findall(r"create secret generic ([a-z-]+)([^\n]*)", text):
+        created[name] = set(re.findall(r"--from-(?:file|literal)=([A-Za-z0-9._-]+)=", rest))
+    expected = {name: set(s["stringData"]) for name, s in SECRET_TEMPLATES.items()}
+    assert created == expected
