@@ -23,7 +23,7 @@ from services.core.bus import publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
-from services.jobs.domain import bucket_of
+from services.jobs.domain import bucket_of, check_chunk_id
 from services.jobs.service import JobsService
 from services.jobs.tables import chunk_assignments, chunk_run_logs, chunk_runs, chunks, jobs
 
@@ -107,6 +107,7 @@ class ChunkRuns:
                 raise InvalidArgument(f"outcome: must be a finished outcome, got {end.outcome!r}")
             if end.fencing_token <= 0:
                 raise InvalidArgument("fencing_token: must be set")
+            check_chunk_id(end.chunk_number)
         with self.db.transaction() as session:
             self._load_configuration(session)
             live = {
@@ -279,6 +280,7 @@ class ChunkRuns:
         self, job_id: int, chunk_number: int, fencing_token: int, lines: list[tuple[Any, str, str]]
     ) -> bool:
         """Store (time, stream, text) lines for the run holding the token."""
+        check_chunk_id(chunk_number)
         if len(lines) > MAX_LOG_LINES_PER_CALL:
             raise InvalidArgument(f"lines: at most {MAX_LOG_LINES_PER_CALL} per call")
         for _, _, text in lines:

@@ -145,9 +145,7 @@ def _integer_range(kind: int) -> tuple[int, int]:
 def integers(kind: int) -> st.SearchStrategy[int]:
     low, high = _integer_range(kind)
     edges = [v for v in (low, low + 1, -1, 0, 1, 2, 3, 5, 1000, 1001, high - 1, high) if v >= low]
-    return st.one_of(
-        st.sampled_from(edges), st.integers(max(low, -2), 12), st.integers(low, high)
-    )
+    return st.one_of(st.sampled_from(edges), st.integers(max(low, -2), 12), st.integers(low, high))
 
 
 def _field_names() -> list[str]:
@@ -486,9 +484,7 @@ def fuzz_module(channel: grpc.Channel, db: Database, module: str) -> FuzzReport:
     expected = {m.full_name for m in methods_of(names)} - set(EXCLUDED)
     missed = sorted(name for name in expected if report.cases[name] == 0)
     assert not missed, f"RPCs not fuzzed: {missed}"
-    assert not report.failures, report.summary() + "\n\n" + "\n\n".join(
-        report.failures.values()
-    )
+    assert not report.failures, report.summary() + "\n\n" + "\n\n".join(report.failures.values())
     for name in [*names, ""]:
         assert health_status(channel, name) == "SERVING", name
     problems = audit(db)
