@@ -33,6 +33,9 @@ _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEUES = 3
 MAX_LOG_LINES_PER_CALL = 1000
 MAX_LOG_LINE_BYTES = 64 * 1024
+# Tokens come from a bigint sequence: a larger one (the API's field is
+# uint64) was never issued, so a report carrying it is stale.
+MAX_FENCING_TOKEN = 2**63 - 1
 FINISHED_OUTCOMES = (
     "succeeded",
     "succeeded_with_warnings",
@@ -114,7 +117,11 @@ class ChunkRuns:
                 row.fencing_token: row
                 for row in session.execute(
                     select(chunk_assignments)
-                    .where(chunk_assignments.c.fencing_token.in_({e.fencing_token for e in ends}))
+                    .where(
+                        chunk_assignments.c.fencing_token.in_(
+                            {e.fencing_token for e in ends if e.fencing_token <= MAX_FENCING_TOKEN}
+                        )
+                    )
                     .order_by(chunk_assignments.c.fencing_token)
                     .with_for_update()
                 ).all()
@@ -281,6 +288,8 @@ class ChunkRuns:
     ) -> bool:
         """Store (time, stream, text) lines for the run holding the token."""
         check_chunk_id(chunk_number)
+        if fencing_token > MAX_FENCING_TOKEN:
+            return False  # never issued: stale
         if len(lines) > MAX_LOG_LINES_PER_CALL:
             raise InvalidArgument(f"lines: at most {MAX_LOG_LINES_PER_CALL} per call")
         for _, _, text in lines:

@@ -875,6 +875,11 @@ class JobsService:
                 repo.insert_rows(session, "job_dependencies", parsed.rows["job_dependencies"])
                 repo.insert_rows(session, "chunks", parsed.rows["chunks"])
                 repo.align_runs_count(session, None)
+                # Counters, progress and status follow the imported chunks,
+                # whatever the text says about them.
+                for row in job_rows:
+                    if row["kind"] == "job":
+                        self.refresh(session, row["id"])
                 repo.reset_job_id_sequence(session)
                 count = repo.jobs_count(session)
                 publish(
