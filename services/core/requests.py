@@ -22,7 +22,7 @@ tighter, per-field limits (docs/jobs.md, docs/admin.md).
 
 from __future__ import annotations
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from services.core.errors import InvalidArgument
@@ -39,11 +39,17 @@ def check_request(request: object) -> None:
         _check_message(request, "")
 
 
+def _message_type(field: FieldDescriptor) -> Descriptor:
+    kind = field.message_type
+    assert kind is not None  # a message field always has its type
+    return kind
+
+
 def _check_message(message: Message, prefix: str) -> None:
     for field, value in message.ListFields():
         path = prefix + field.name
         if field.type == FieldDescriptor.TYPE_MESSAGE:
-            if field.message_type.GetOptions().map_entry:
+            if _message_type(field).GetOptions().map_entry:
                 _check_map(field, value, path)
             elif field.is_repeated:
                 for index, item in enumerate(value):
@@ -59,8 +65,8 @@ def _check_message(message: Message, prefix: str) -> None:
 
 
 def _check_map(field: FieldDescriptor, value: object, path: str) -> None:
-    key_field = field.message_type.fields_by_name["key"]
-    value_field = field.message_type.fields_by_name["value"]
+    key_field = _message_type(field).fields_by_name["key"]
+    value_field = _message_type(field).fields_by_name["value"]
     for key, item in value.items():  # type: ignore[attr-defined]
         where = f"{path}[{key!r}]"
         if key_field.type == FieldDescriptor.TYPE_STRING:

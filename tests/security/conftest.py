@@ -16,6 +16,7 @@ from services.jobs import component as jobs
 from services.nodes import component as nodes
 from tests.admin.conftest import cheap_hasher
 from tests.conftest import new_database_name
+from tests.security.fuzz import seed_queue
 from tests.support import InProcessServer, admin_channel
 
 
@@ -50,3 +51,10 @@ def stack(
 def channel(stack: InProcessServer) -> Iterator[grpc.Channel]:
     with admin_channel(stack.address) as ch:
         yield ch
+
+
+@pytest.fixture(scope="module")
+def seeded(channel: grpc.Channel) -> grpc.Channel:
+    """The module's channel, once its queue holds the seed jobs (fuzz.seed_queue)."""
+    seed_queue(channel)
+    return channel

@@ -38,6 +38,8 @@ from farm.agent.v1 import agent_pb2
 from farm.jobs.v1 import chunk_runs_pb2, jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2
 from services.core.database import Database
+from services.core.errors import InvalidArgument
+from services.core.requests import check_request
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.security.audit import audit
 from tests.support import health_status, reflected_services
@@ -167,6 +169,12 @@ FIELD_NAMES = _field_names()
 MAX_DEPTH = 3
 
 
+def _message_type(f: FieldDescriptor) -> Descriptor:
+    kind = f.message_type
+    assert kind is not None
+    return kind
+
+
 def _scalar(f: FieldDescriptor) -> st.SearchStrategy[Any]:
     kind = f.type
     if kind == FieldDescriptor.TYPE_STRING:
@@ -180,6 +188,7 @@ def _scalar(f: FieldDescriptor) -> st.SearchStrategy[Any]:
     if kind == FieldDescriptor.TYPE_FLOAT:
         return st.floats(width=32)
     if kind == FieldDescriptor.TYPE_ENUM:
+        assert f.enum_type is not None
         numbers = [v.number for v in f.enum_type.values]
         return st.one_of(
             st.sampled_from(numbers), st.integers(-3, 64), st.integers(-(2**31), 2**31 - 1)
@@ -209,7 +218,7 @@ def _well_known(descriptor: Descriptor) -> st.SearchStrategy[dict[str, Any]] | N
 
 def _value(f: FieldDescriptor, depth: int) -> st.SearchStrategy[Any] | None:
     if f.type == FieldDescriptor.TYPE_MESSAGE:
-        return _message_fields(f.message_type, depth + 1)
+        return _message_fields(_message_type(f), depth + 1)
     return _scalar(f)
 
 
@@ -221,9 +230,9 @@ def _message_fields(descriptor: Descriptor, depth: int) -> st.SearchStrategy[dic
         return st.just({})
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for f in descriptor.fields:
-        if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
-            key = f.message_type.fields_by_name["key"]
-            value = f.message_type.fields_by_name["value"]
+        if f.type == FieldDescriptor.TYPE_MESSAGE and _message_type(f).GetOptions().map_entry:
+            key = _message_type(f).fields_by_name["key"]
+            value = _message_type(f).fields_by_name["value"]
             value_strategy = _value(value, depth)
             if value_strategy is None:
                 continue
@@ -242,10 +251,10 @@ def _message_fields(descriptor: Descriptor, depth: int) -> st.SearchStrategy[dic
 def _fill(message: Message, values: dict[str, Any]) -> None:
     descriptor = message.DESCRIPTOR
     for name, value in values.items():
-        f = descriptor.fields_by_name[name]
+        f: FieldDescriptor = descriptor.fields_by_name[name]  # type: ignore[assignment]
         target = getattr(message, name)
-        if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
-            value_field = f.message_type.fields_by_name["value"]
+        if f.type == FieldDescriptor.TYPE_MESSAGE and _message_type(f).GetOptions().map_entry:
+            value_field = _message_type(f).fields_by_name["value"]
             for k, v in value.items():
                 if value_field.type == FieldDescriptor.TYPE_MESSAGE:
                     _fill(target[k], v)
@@ -316,8 +325,8 @@ def _serializers(method: MethodDescriptor) -> dict[str, Callable[..., Any]]:
 def _outcome(method: MethodDescriptor, error: grpc.RpcError | None, hung: bool = False) -> Outcome:
     if error is None:
         return Outcome(method.full_name, grpc.StatusCode.OK, "")
-    code = error.code()  # type: ignore[attr-defined]
-    details = str(error.details() or "")  # type: ignore[attr-defined]
+    code = error.code()
+    details = str(error.details() or "")
     # Our own deadline expired: the service never answered.
     hung = hung or (code == grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded")
     return Outcome(method.full_name, code, details, hung)
@@ -370,7 +379,7 @@ def _read_briefly(method: MethodDescriptor, stream: Any) -> Outcome:
     reader.join(5.0)
     stream.cancel()
     reader.join(5.0)
-    if error and error[0].code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+    if error and error[0].code() != grpc.StatusCode.CANCELLED:
         return _outcome(method, error[0])
     if not first and not error:
         # Neither a message nor a status: a stream must say at least hello or no.
@@ -418,11 +427,25 @@ def fuzz_method(
         report.cases[method.full_name] += 1
         report.codes[outcome.code.name] += 1
         assert outcome.acceptable, f"{outcome.describe()}\nrequest: {_short(request)}"
+        if not method.client_streaming and breaks_request_limits(request):
+            # NUL or an over-long text anywhere: refused, whatever the RPC.
+            assert outcome.code in LIMIT_CODES, f"{outcome.describe()}\nrequest: {_short(request)}"
 
     try:
         one()
     except AssertionError as failure:
         report.failures[method.full_name] = str(failure)
+
+
+LIMIT_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def breaks_request_limits(request: Message) -> bool:
+    try:
+        check_request(request)
+    except InvalidArgument:
+        return True
+    return False
 
 
 def _short(request: Message) -> str:

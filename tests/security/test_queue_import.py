@@ -3,8 +3,6 @@ attempt is refused and the queue, and every other table, is unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 from sqlalchemy import text
@@ -15,7 +13,6 @@ from services.core.database import Database
 from services.core.requests import MAX_REQUEST_BYTES
 from services.jobs.queue_sql import MAX_SQL_BYTES
 from tests.security.audit import audit
-from tests.security.fuzz import seed_queue
 
 pytestmark = pytest.mark.database
 
@@ -39,9 +36,8 @@ def snapshot(db: Database) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def jobs(channel: grpc.Channel) -> Iterator[JobsServiceStub]:
-    seed_queue(channel)
-    yield JobsServiceStub(channel)
+def jobs(seeded: grpc.Channel) -> JobsServiceStub:
+    return JobsServiceStub(seeded)
 
 
 @pytest.fixture(scope="module")
