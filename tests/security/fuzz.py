@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from farm.admin.v1 import admin_pb2
 from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2
 from services.core.database import Database
@@ -453,6 +454,88 @@ def _short(request: Message) -> str:
     return text if len(text) < 600 else text[:600] + f"... ({len(text)} characters)"
 
 
+AGENT_SESSION = "farm.agent.v1.AgentService.Session"
+
+
+def _registered_session(
+    channel: grpc.Channel, host: str, messages: list[Message]
+) -> tuple[list[Any], grpc.RpcError | None]:
+    """A session that registers `host` then sends `messages`; what it got
+    back within a short while (messages, and the status if the stream ended)."""
+    method = SERVICES["farm.agent.v1.AgentService"].methods_by_name["Session"]
+    register = agent_pb2.SessionRequest(
+        register=agent_pb2.Register(
+            host_name=host,
+            platform=common_pb2.PLATFORM_LINUX,
+            cpu_cores=4,
+            memory_bytes=8 << 30,
+            agent_version="fuzz",
+            ip_address="127.0.0.1",
+        )
+    )
+    done = threading.Event()
+
+    def outgoing() -> Iterator[Message]:
+        yield register
+        yield from messages
+        done.wait(CALL_TIMEOUT_SECONDS)
+
+    stream: Any = channel.stream_stream(_path(method), **_serializers(method))(
+        outgoing(), timeout=CALL_TIMEOUT_SECONDS
+    )
+    received: list[Any] = []
+    error: list[grpc.RpcError] = []
+
+    def read() -> None:
+        try:
+            for item in stream:
+                received.append(item)
+        except grpc.RpcError as exc:
+            error.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(0.3)  # long enough for the service to act on the messages
+    stream.cancel()
+    done.set()
+    reader.join(5.0)
+    failure = error[0] if error and error[0].code() != grpc.StatusCode.CANCELLED else None
+    return received, failure
+
+
+def fuzz_agent_session(channel: grpc.Channel, report: FuzzReport, examples: int) -> None:
+    """The agent protocol after a valid Register: up to three hostile messages
+    (reports with random tokens, logs, acknowledgements...) on a live session.
+    Every answer is a message or a precise status, and the session's node is
+    then lost (its chunks requeued) as with any agent that goes away."""
+    method = SERVICES["farm.agent.v1.AgentService"].methods_by_name["Session"]
+    name = AGENT_SESSION + " (registered)"
+
+    @hypothesis_seed(report.seed)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        print_blob=True,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.integers(0, 3), st.lists(requests(method.input_type), min_size=1, max_size=3))
+    def one(host: int, messages: list[Message]) -> None:
+        received, error = _registered_session(channel, f"fuzz-agent-{host}", messages)
+        report.cases[name] += 1
+        outcome = _outcome(method, error)
+        report.codes[outcome.code.name] += 1
+        assert received or error, f"{name}: no register_accepted nor status"
+        assert outcome.acceptable, f"{outcome.describe()}\nmessages: {messages}"
+
+    try:
+        one()
+    except AssertionError as failure:
+        report.failures[name] = str(failure)
+
+
 def methods_of(service_names: list[str]) -> list[MethodDescriptor]:
     return [m for name in service_names for m in SERVICES[name].methods]
 
@@ -503,6 +586,8 @@ def fuzz_module(channel: grpc.Channel, db: Database, module: str) -> FuzzReport:
     names = [name for name, owner in FUZZ_PLAN.items() if owner == module]
     seed_queue(channel)
     report = fuzz_services(channel, names, fuzz_seed())
+    if "farm.agent.v1.AgentService" in names:
+        fuzz_agent_session(channel, report, EXAMPLES_PER_RPC)
     print(report.summary())
     expected = {m.full_name for m in methods_of(names)} - set(EXCLUDED)
     missed = sorted(name for name in expected if report.cases[name] == 0)
