@@ -406,22 +406,31 @@ class FuzzReport:
         )
 
 
+def _run_settings(seed: int, examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A fixed number of examples, no deadline, the run's seed; failures shrink."""
+
+    def apply(test: Callable[..., None]) -> Callable[..., None]:
+        configured = settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=False,
+            print_blob=True,
+            phases=[Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        )(test)
+        return hypothesis_seed(seed)(configured)
+
+    return apply
+
+
 def fuzz_method(
     channel: grpc.Channel, method: MethodDescriptor, report: FuzzReport, examples: int
 ) -> None:
     """Run `examples` hostile calls of one RPC; record the first failure
     (shrunk by hypothesis to a small request) in the report."""
 
-    @hypothesis_seed(report.seed)
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        print_blob=True,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
+    @_run_settings(report.seed, examples)
     @given(requests(method.input_type))
     def one(request: Message) -> None:
         outcome = call(channel, method, request)
@@ -511,16 +520,7 @@ def fuzz_agent_session(channel: grpc.Channel, report: FuzzReport, examples: int)
     method = SERVICES["farm.agent.v1.AgentService"].methods_by_name["Session"]
     name = AGENT_SESSION + " (registered)"
 
-    @hypothesis_seed(report.seed)
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        print_blob=True,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
+    @_run_settings(report.seed, examples)
     @given(st.integers(0, 3), st.lists(requests(method.input_type), min_size=1, max_size=3))
     def one(host: int, messages: list[Message]) -> None:
         received, error = _registered_session(channel, f"fuzz-agent-{host}", messages)
