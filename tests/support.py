@@ -229,10 +229,11 @@ class InProcessServer:
             self._thread.join(30)
 
 
-def admin_channel(address: str) -> grpc.Channel:
-    """A channel to `address` that calls as the farm's administrator.
-
-    The one place the hostile-input suite gets its channels from: when calls
-    need a token (issue 6), it is attached here.
-    """
-    return grpc.insecure_channel(address)
+def admin_channel(address: str, service: bool = False) -> grpc.Channel:
+    """A channel to `address` that calls as the farm's administrator (a token
+    signed with the test databases' key), or with `service` as the
+    dispatcher's own service identity: the one place the hostile-input suite
+    gets its channels from."""
+    if service:
+        return authorized_channel(address, bearer=token("service:nodes", kind="service"))
+    return authorized_channel(address)

@@ -43,7 +43,7 @@ from services.core.errors import InvalidArgument
 from services.core.requests import check_request
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.security.audit import audit
-from tests.support import health_status, reflected_services
+from tests.support import admin_channel, agent_auth, health_status, reflected_services
 
 # Every service a dispatcher serves, and the test module that fuzzes it. The
 # modules check that the server's reflection lists exactly these services.
@@ -55,6 +55,11 @@ FUZZ_PLAN: dict[str, str] = {
     "farm.agent.v1.AgentService": "test_fuzz_nodes",
     "farm.admin.v1.AdminService": "test_fuzz_admin",
 }
+
+# Services only the dispatcher's own services call (issue 6): fuzzed with a
+# service identity, so the requests reach the service rather than stop at
+# PERMISSION_DENIED. Every other service is fuzzed as an administrator.
+SERVICE_CALLED = {"farm.jobs.v1.ChunkRunsService"}
 
 # Served next to them, not part of the dispatcher's API.
 INFRASTRUCTURE = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
@@ -73,6 +78,8 @@ SERVICES = {s.full_name: s for s in SERVICES.values()}
 # fuzzed. (None today: RestartDispatcher only publishes a reload event.)
 EXCLUDED: dict[str, str] = {}
 
+# The node the agent stream's token speaks for.
+FUZZ_AGENT_HOST = "fuzz-agent-0"
 # A call that has not answered after this long counts as hung.
 CALL_TIMEOUT_SECONDS = 15.0
 # Examples per RPC (each one real call).
@@ -343,8 +350,11 @@ def call(channel: grpc.Channel, method: MethodDescriptor, request: Message) -> O
         done = threading.Event()
         try:
             if method.client_streaming:
+                # The agent stream speaks for one enrolled node (issue 6).
                 stream = channel.stream_stream(path, **kinds)(
-                    _first_then_wait(request, done), timeout=CALL_TIMEOUT_SECONDS
+                    _first_then_wait(request, done),
+                    timeout=CALL_TIMEOUT_SECONDS,
+                    metadata=agent_auth(FUZZ_AGENT_HOST),
                 )
             else:
                 stream = channel.unary_stream(path, **kinds)(request, timeout=CALL_TIMEOUT_SECONDS)
@@ -447,7 +457,14 @@ def fuzz_method(
         report.failures[method.full_name] = str(failure)
 
 
-LIMIT_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+# A request breaking the request limits never gets further than these; the
+# caller's rights are checked first (PERMISSION_DENIED for an agent token on
+# another node's messages, for instance).
+LIMIT_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
 
 
 def breaks_request_limits(request: Message) -> bool:
@@ -490,7 +507,7 @@ def _registered_session(
         done.wait(CALL_TIMEOUT_SECONDS)
 
     stream: Any = channel.stream_stream(_path(method), **_serializers(method))(
-        outgoing(), timeout=CALL_TIMEOUT_SECONDS
+        outgoing(), timeout=CALL_TIMEOUT_SECONDS, metadata=agent_auth(host)
     )
     received: list[Any] = []
     error: list[grpc.RpcError] = []
@@ -541,13 +558,15 @@ def methods_of(service_names: list[str]) -> list[MethodDescriptor]:
 
 
 def fuzz_services(
-    channel: grpc.Channel, service_names: list[str], seed: int, examples: int = EXAMPLES_PER_RPC
+    address: str, service_names: list[str], seed: int, examples: int = EXAMPLES_PER_RPC
 ) -> FuzzReport:
-    """Fuzz every RPC of the services (except EXCLUDED)."""
+    """Fuzz every RPC of the services (except EXCLUDED), each as its real caller."""
     report = FuzzReport(seed)
-    for method in methods_of(service_names):
-        if method.full_name not in EXCLUDED:
-            fuzz_method(channel, method, report, examples)
+    with admin_channel(address) as admin, admin_channel(address, service=True) as service:
+        for method in methods_of(service_names):
+            if method.full_name not in EXCLUDED:
+                caller = service if method.containing_service.full_name in SERVICE_CALLED else admin
+                fuzz_method(caller, method, report, examples)
     return report
 
 
@@ -577,7 +596,7 @@ def seed_queue(channel: grpc.Channel) -> None:
         )
 
 
-def fuzz_module(channel: grpc.Channel, db: Database, module: str) -> FuzzReport:
+def fuzz_module(address: str, channel: grpc.Channel, db: Database, module: str) -> FuzzReport:
     """Fuzz every RPC of the services FUZZ_PLAN gives `module`, then check
     that the run skipped nothing, every service still serves, and the
     database audit finds the queue consistent."""
@@ -585,7 +604,7 @@ def fuzz_module(channel: grpc.Channel, db: Database, module: str) -> FuzzReport:
     assert served == set(FUZZ_PLAN), f"services without a fuzz plan: {served ^ set(FUZZ_PLAN)}"
     names = [name for name, owner in FUZZ_PLAN.items() if owner == module]
     seed_queue(channel)
-    report = fuzz_services(channel, names, fuzz_seed())
+    report = fuzz_services(address, names, fuzz_seed())
     if "farm.agent.v1.AgentService" in names:
         fuzz_agent_session(channel, report, EXAMPLES_PER_RPC)
     print(report.summary())

@@ -9,11 +9,12 @@ import pytest
 
 from services.core.database import Database
 from tests.security.fuzz import fuzz_module
+from tests.support import InProcessServer
 
 pytestmark = pytest.mark.database
 
 
 def test_every_rpc_answers_hostile_requests_with_a_precise_status(
-    channel: grpc.Channel, stack_db: Database
+    stack: InProcessServer, channel: grpc.Channel, stack_db: Database
 ) -> None:
-    fuzz_module(channel, stack_db, __name__.rsplit(".", 1)[-1])
+    fuzz_module(stack.address, channel, stack_db, __name__.rsplit(".", 1)[-1])

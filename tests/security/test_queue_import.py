@@ -10,8 +10,7 @@ from sqlalchemy import text
 from farm.jobs.v1 import jobs_pb2 as pb
 from farm.jobs.v1.jobs_pb2_grpc import JobsServiceStub
 from services.core.database import Database
-from services.core.requests import MAX_REQUEST_BYTES
-from services.jobs.queue_sql import MAX_SQL_BYTES
+from services.core.server import MAX_MESSAGE_BYTES
 from tests.security.audit import audit
 
 pytestmark = pytest.mark.database
@@ -160,11 +159,11 @@ def test_counters_in_the_text_do_not_make_an_inconsistent_queue(
 
 def test_huge_input_is_refused(jobs: JobsServiceStub, export: str, stack_db: Database) -> None:
     before = snapshot(stack_db)
-    # Above the import's own limit, within the request limit: the service refuses it.
-    over_import = export + "\n" * (MAX_SQL_BYTES + 1 - len(export.encode()))
-    code, details = _refused(jobs, over_import)
+    # Just within the request limit, a valid dump then a huge word: the parser refuses it.
+    near_limit = export + "x" * (MAX_MESSAGE_BYTES - 1024 - len(export.encode()))
+    code, details = _refused(jobs, near_limit)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     # Above the request limit: gRPC refuses it before any code of ours runs.
-    code, details = _refused(jobs, "x" * (MAX_REQUEST_BYTES + 1))
+    code, details = _refused(jobs, "x" * (MAX_MESSAGE_BYTES + 1))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
     assert snapshot(stack_db) == before

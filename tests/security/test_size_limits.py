@@ -19,7 +19,8 @@ from farm.nodes.v1 import nodes_pb2
 from farm.nodes.v1.nodes_pb2_grpc import NodesServiceStub
 from services.admin.domain import MAX_LOG_MESSAGE
 from services.core.database import Database
-from services.core.requests import MAX_REQUEST_BYTES, MAX_STRING_CHARS
+from services.core.requests import MAX_STRING_CHARS
+from services.core.server import MAX_MESSAGE_BYTES
 from services.jobs.domain import MAX_NOTES_LENGTH
 from tests.security.audit import audit
 from tests.security.fuzz import FUZZ_PLAN
@@ -64,7 +65,7 @@ def test_requests_above_the_request_limit_are_resource_exhausted(
     seeded: grpc.Channel, stack_db: Database
 ) -> None:
     channel = seeded
-    for field, call in _calls(channel, "x" * (MAX_REQUEST_BYTES + 1)).items():
+    for field, call in _calls(channel, "x" * (MAX_MESSAGE_BYTES + 1)).items():
         code, details = _refused(call)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (field, details)
     _serving(channel)
