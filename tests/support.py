@@ -227,3 +227,13 @@ class InProcessServer:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(30)
+
+
+def admin_channel(address: str, service: bool = False) -> grpc.Channel:
+    """A channel to `address` that calls as the farm's administrator (a token
+    signed with the test databases' key), or with `service` as the
+    dispatcher's own service identity: the one place the hostile-input suite
+    gets its channels from."""
+    if service:
+        return authorized_channel(address, bearer=token("service:nodes", kind="service"))
+    return authorized_channel(address)

@@ -214,6 +214,13 @@ def check_repository(spec: RepositorySpec) -> RepositorySpec:
         check_text(f"repository.{name}", value, 1024)
         if value and value != value.strip():
             raise InvalidArgument(f"repository.{name}: must not start or end with spaces")
+        if not value.isprintable():
+            raise InvalidArgument(f"repository.{name}: must not contain control characters")
+        if ".." in re.split(r"[\\/]", value):
+            raise InvalidArgument(
+                f"repository.{name}: must not contain '..' (a repository names its folder"
+                f" directly), got {value[:80]!r}"
+            )
     if spec.linux_path and not spec.linux_path.startswith("/"):
         raise InvalidArgument(f"repository.linux_path: must be absolute, got {spec.linux_path!r}")
     if spec.macos_path and not spec.macos_path.startswith("/"):

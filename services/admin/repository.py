@@ -30,11 +30,14 @@ from services.admin.tables import (
     statistics_samples,
     users,
 )
+from services.core.database import storable_text
 
 # --- named rows (users, groups, pools, repositories) ------------------------------------------
 
 
 def row_by_name(session: Session, table: Table, name: str, lock: bool = False) -> Row[Any] | None:
+    if not storable_text(name):
+        return None
     query = select(table).where(table.c.name == name)
     if lock:
         query = query.with_for_update()

@@ -528,6 +528,7 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
 
 
 def _range(time_range: common_pb2.TimeRange) -> tuple[Any, Any]:
-    start = from_timestamp(time_range.start_time) if time_range.HasField("start_time") else None
-    end = from_timestamp(time_range.end_time) if time_range.HasField("end_time") else None
-    return start, end
+    return (
+        from_timestamp(time_range.start_time, "time_range.start_time"),
+        from_timestamp(time_range.end_time, "time_range.end_time"),
+    )

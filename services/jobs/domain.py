@@ -191,6 +191,13 @@ def _check_range(value: float, field_name: str, low: float, high: float) -> None
         raise InvalidArgument(f"{field_name}: must be within {low:g}..{high:g}, got {value}")
 
 
+def check_chunk_id(chunk_id: int, field_name: str = "chunk_id") -> int:
+    """A chunk id as a request gives it: chunk numbers are 32-bit
+    (chunks.chunk_number), so a larger one names no chunk and is refused."""
+    _check_range(chunk_id, field_name, -MAX_INT32 - 1, MAX_INT32)
+    return chunk_id
+
+
 def _check_one_of(value: str, field_name: str, allowed: Iterable[str]) -> None:
     if value not in allowed:
         raise InvalidArgument(f"{field_name}: unknown value {value!r}")

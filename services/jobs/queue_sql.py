@@ -184,7 +184,7 @@ class _Parser:
         token = self._current
         if token.kind != kind or (text is not None and token.text != text):
             wanted = text or kind
-            got = token.text or "the end of the text"
+            got = token.text[:40] or "the end of the text"
             raise self._fail(f"expected {wanted}, got {got!r}")
         return self._next()
 
@@ -206,7 +206,9 @@ class _Parser:
         name = self._expect("word").text
         table = TABLES.get(name)
         if table is None:
-            raise self._fail(f"table {name!r} is not a queue table ({', '.join(TABLES)})", start)
+            raise self._fail(
+                f"table {name[:40]!r} is not a queue table ({', '.join(TABLES)})", start
+            )
         columns = self._list(lambda: self._expect("word").text)
         expected = [c.name for c in table.columns]
         if columns != expected:
@@ -249,7 +251,7 @@ class _Parser:
                 self._next()
                 cast = self._expect("word").text
                 if cast not in ("timestamptz", "jsonb"):
-                    raise self._fail(f"cast to {cast!r} is not part of a snapshot")
+                    raise self._fail(f"cast to {cast[:40]!r} is not part of a snapshot")
                 return cast, value
             return "string", value
         if token.kind == "word" and token.text == "ARRAY":
@@ -266,7 +268,7 @@ class _Parser:
             self._expect("punct", "[")
             self._expect("punct", "]")
             return "array", items
-        got = token.text or "the end of the text"
+        got = token.text[:40] or "the end of the text"
         raise self._fail(f"expected a value, got {got!r}", token.line)
 
 

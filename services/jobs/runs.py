@@ -23,7 +23,7 @@ from services.core.bus import publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
-from services.jobs.domain import bucket_of
+from services.jobs.domain import bucket_of, check_chunk_id
 from services.jobs.service import JobsService
 from services.jobs.tables import chunk_assignments, chunk_run_logs, chunk_runs, chunks, jobs
 
@@ -33,6 +33,9 @@ _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEUES = 3
 MAX_LOG_LINES_PER_CALL = 1000
 MAX_LOG_LINE_BYTES = 64 * 1024
+# Tokens come from a bigint sequence: a larger one (the API's field is
+# uint64) was never issued, so a report carrying it is stale.
+MAX_FENCING_TOKEN = 2**63 - 1
 FINISHED_OUTCOMES = (
     "succeeded",
     "succeeded_with_warnings",
@@ -107,13 +110,18 @@ class ChunkRuns:
                 raise InvalidArgument(f"outcome: must be a finished outcome, got {end.outcome!r}")
             if end.fencing_token <= 0:
                 raise InvalidArgument("fencing_token: must be set")
+            check_chunk_id(end.chunk_number)
         with self.db.transaction() as session:
             self._load_configuration(session)
             live = {
                 row.fencing_token: row
                 for row in session.execute(
                     select(chunk_assignments)
-                    .where(chunk_assignments.c.fencing_token.in_({e.fencing_token for e in ends}))
+                    .where(
+                        chunk_assignments.c.fencing_token.in_(
+                            {e.fencing_token for e in ends if e.fencing_token <= MAX_FENCING_TOKEN}
+                        )
+                    )
                     .order_by(chunk_assignments.c.fencing_token)
                     .with_for_update()
                 ).all()
@@ -279,6 +287,9 @@ class ChunkRuns:
         self, job_id: int, chunk_number: int, fencing_token: int, lines: list[tuple[Any, str, str]]
     ) -> bool:
         """Store (time, stream, text) lines for the run holding the token."""
+        check_chunk_id(chunk_number)
+        if fencing_token > MAX_FENCING_TOKEN:
+            return False  # never issued: stale
         if len(lines) > MAX_LOG_LINES_PER_CALL:
             raise InvalidArgument(f"lines: at most {MAX_LOG_LINES_PER_CALL} per call")
         for _, _, text in lines:

@@ -40,7 +40,7 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
             request.fencing_token,
             [
                 (
-                    from_timestamp(line.time),
+                    from_timestamp(line.time, "lines.time"),
                     LOG_STREAM.to_text.get(line.stream, "stdout"),
                     line.text,
                 )
@@ -74,7 +74,7 @@ def _run_end(request: chunk_runs_pb2.FinishChunkRunRequest) -> RunEnd:
         exit_code=request.exit_code,
         outcome=RUN_OUTCOME.text(request.outcome, "outcome"),
         message=request.message,
-        ended_at=from_timestamp(request.end_time),
+        ended_at=from_timestamp(request.end_time, "end_time"),
         kill_follow_up=KILL_FOLLOW_UP.to_text.get(request.kill_follow_up, ""),
     )
 

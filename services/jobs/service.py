@@ -593,7 +593,7 @@ class JobsService:
             return self._chunk(session, job_id, chunk_id)
 
     def _chunk(self, session: Session, job_id: int, chunk_id: int) -> Row[Any]:
-        row = repo.get_chunk(session, job_id, chunk_id)
+        row = repo.get_chunk(session, job_id, domain.check_chunk_id(chunk_id))
         if row is None:
             raise NotFound(f"chunk_id: chunk {chunk_id} of job {job_id} does not exist")
         return row
@@ -651,6 +651,8 @@ class JobsService:
         """chunkGetHistory. History outlives its job, so a deleted job's runs
         are still listed; NOT_FOUND only when neither the job (chunk) nor any
         run of it is known."""
+        if chunk_id is not None:
+            domain.check_chunk_id(chunk_id)
         request = _sized(page_size, page_token, {"job": job_id, "chunk": chunk_id}, CHUNK_PAGE)
         with self.db.transaction() as session:
             if not repo.runs_exist(session, job_id, chunk_id):
@@ -873,6 +875,11 @@ class JobsService:
                 repo.insert_rows(session, "job_dependencies", parsed.rows["job_dependencies"])
                 repo.insert_rows(session, "chunks", parsed.rows["chunks"])
                 repo.align_runs_count(session, None)
+                # Counters, progress and status follow the imported chunks,
+                # whatever the text says about them.
+                for row in job_rows:
+                    if row["kind"] == "job":
+                        self.refresh(session, row["id"])
                 repo.reset_job_id_sequence(session)
                 count = repo.jobs_count(session)
                 publish(

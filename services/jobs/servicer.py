@@ -488,8 +488,12 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
             owner=query.owner,
             project=query.project,
             job_id=query.job_id,
-            since=from_timestamp(query.backup_time_range.start_time),
-            until=from_timestamp(query.backup_time_range.end_time),
+            since=from_timestamp(
+                query.backup_time_range.start_time, "query.backup_time_range.start_time"
+            ),
+            until=from_timestamp(
+                query.backup_time_range.end_time, "query.backup_time_range.end_time"
+            ),
         )
         page = self.service.query_backups(filters, request.page_size, request.page_token)
         return jobs_pb2.ListBackupJobsResponse(

@@ -11,6 +11,7 @@ from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from services.core.database import storable_text
 from services.jobs.tables import chunk_assignments
 from services.nodes.domain import Registration, node_name
 from services.nodes.tables import (
@@ -64,6 +65,8 @@ def get_node(session: Session, node_id: int, lock: bool = False) -> Row[Any] | N
 
 
 def find_node(session: Session, name: str) -> Row[Any] | None:
+    if not storable_text(name):
+        return None
     return session.execute(select(nodes).where(func.lower(nodes.c.name) == name.lower())).first()
 
 
