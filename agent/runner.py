@@ -17,11 +17,11 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.system import Priority, nice_value, set_group_priority
+from agent.system import CannotRunAs, Priority, nice_value, run_as, set_group_priority
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 
@@ -196,6 +196,19 @@ class ChunkRun:
             self._agent_line(note)
         cwd = a.working_directory or str(self.work_dir)
         env = {**os.environ, **dict(a.environment)}
+        try:
+            identity = run_as(a.run_as_user)
+        except CannotRunAs as exc:
+            return self._refuse(str(exc))
+        switch: dict[str, Any] = {}
+        if identity is not None:
+            env.update(identity.environment())
+            switch = {
+                "user": identity.uid,
+                "group": identity.gid,
+                "extra_groups": list(identity.groups),
+            }
+            self._agent_line(f"running as user {identity.user} (uid {identity.uid})")
         self._agent_line(f"starting {a.executable} {' '.join(a.arguments)} in {cwd}")
         try:
             process = await asyncio.create_subprocess_exec(
@@ -203,6 +216,7 @@ class ChunkRun:
                 *a.arguments,
                 cwd=cwd,
                 env=env,
+                **switch,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -210,10 +224,7 @@ class ChunkRun:
                 limit=MAX_LINE_BYTES,
             )
         except OSError as exc:
-            message = f"cannot start {a.executable}: {exc.strerror or exc}"
-            self._agent_line(message)
-            self._batcher.flush()
-            return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_FAILED, message)
+            return self._refuse(f"cannot start {a.executable}: {exc.strerror or exc}")
         self._process = process
         self.pid = process.pid  # == its process group id (start_new_session)
         self.start_time = now_timestamp()
@@ -368,6 +379,12 @@ class ChunkRun:
                 f"warning in log: {self._warning_line[:500]}",
             )
         return common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED, f"exit code {exit_code}"
+
+    def _refuse(self, message: str) -> agent_pb2.ChunkResult:
+        """A chunk failed before its process could start: said in its log too."""
+        self._agent_line(message)
+        self._batcher.flush()
+        return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_FAILED, message)
 
     def _result(self, exit_code: int, outcome: Outcome, message: str) -> agent_pb2.ChunkResult:
         a = self.assignment

@@ -13,6 +13,7 @@ import fcntl
 import ipaddress
 import os
 import platform
+import pwd
 import socket
 import struct
 import sys
@@ -52,6 +53,50 @@ def set_group_priority(pgid: int, priority: int) -> None:
     nice = nice_value(priority)
     if nice is not None:
         os.setpriority(os.PRIO_PGRP, pgid, nice)
+
+
+class CannotRunAs(Exception):
+    """The agent cannot run a process as the user an assignment asks for."""
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The identity a render process takes (subprocess user/group/extra_groups)."""
+
+    user: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+    def environment(self) -> dict[str, str]:
+        return {"USER": self.user, "LOGNAME": self.user, "HOME": self.home}
+
+
+def run_as(user: str) -> RunAs | None:
+    """The identity for an assignment's `run_as_user`; None when the process
+    simply runs as the agent (no user asked, or the agent's own user).
+
+    Raises CannotRunAs when the user does not exist on this node, or when it
+    is another user and the agent is not root: the process never silently
+    runs as the agent instead.
+    """
+    if not user:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise CannotRunAs(f"cannot run as user {user!r}: no such user on this node") from None
+    own = os.geteuid()
+    if entry.pw_uid == own:
+        return None
+    if own != 0:
+        raise CannotRunAs(
+            f"cannot run as user {user!r}: the agent runs as uid {own}, and only an agent"
+            " running as root may start processes as another user"
+        )
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,11 @@ class Hooks:
             modules.append(module)
         self.modules, self._stamp = modules, stamp
 
+    def defined(self) -> list[str]:
+        """The execution-context functions some hook file defines."""
+        self.load()
+        return [c for c in CONTEXTS if any(callable(getattr(m, c, None)) for m in self.modules)]
+
     def functions(self, context: str, template_id: int | None) -> list[Any]:
         self.load()
         found = []
@@ -137,6 +142,8 @@ def serve(folder: Path) -> None:
             if request["hook"] == "__reload__":
                 hooks._stamp = ()
                 hooks.load()
+            elif request["hook"] == "__defined__":
+                answer["value"] = hooks.defined()
             else:
                 args = [_argument(a) for a in request.get("args", [])]
                 for function in hooks.functions(request["hook"], request.get("template_id")):

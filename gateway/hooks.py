@@ -68,10 +68,38 @@ class HookRunner:
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: threading.Thread | None = None
+        # The functions the hook files define, for the files as they were.
+        self._defined: tuple[tuple[tuple[str, float], ...], frozenset[str]] = ((), frozenset())
 
     @property
     def enabled(self) -> bool:
         return self.folder.is_dir() and any(self.folder.glob("*.py"))
+
+    def _stamp(self) -> tuple[tuple[str, float], ...]:
+        if not self.folder.is_dir():
+            return ()
+        stamps = []
+        for path in self.folder.glob("*.py"):
+            with contextlib.suppress(OSError):
+                stamps.append((path.name, path.stat().st_mtime))
+        return tuple(sorted(stamps))
+
+    def defines(self, hook: str) -> bool:
+        """Whether some hook file defines `hook` (asked of the worker once per
+        change of the files): callers skip the work of preparing a call that
+        no file would answer (per-chunk hooks in the scheduler)."""
+        stamp = self._stamp()
+        if not stamp:
+            return False
+        known, names = self._defined
+        if known != stamp:
+            try:
+                answer = self.call("__defined__")
+            except HookError:
+                return False
+            names = frozenset(answer.get("value") or ())
+            self._defined = (stamp, names)
+        return hook in names
 
     def _start(self) -> subprocess.Popen[str]:
         env = {

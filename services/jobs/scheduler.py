@@ -28,10 +28,15 @@ from gateway.hooks import HookError, HookRunner
 from services.core.bus import ListeningThread, publish_many, try_advisory_lock
 from services.core.database import Database
 from services.jobs.domain import dependencies_met
+from services.jobs.repository import jobs_by_ids
+from services.jobs.servicer import chunk_message, job_message
 
 _LOG = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x6D75737465720002
+# Extra queued chunks read for a job whose chunks onValidateChunkDependancies
+# may hold back, so that vetoed chunks do not leave its nodes idle.
+CHUNK_VETO_LOOKAHEAD = 32
 
 
 @dataclass
@@ -53,6 +58,81 @@ class CandidateJob:
     depend_mode: str
     started: bool
     dependency_statuses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Planned:
+    """One assignment of a tick: a chunk row for a node, run as `run_as_user`
+    ("" = the agent's own user)."""
+
+    job: CandidateJob
+    chunk: Any
+    node: FreeNode
+    run_as_user: str = ""
+
+
+class _TickHooks:
+    """The scheduling validators of one tick, over a HookRunner.
+
+    Per-chunk hooks cost one call per chunk, so they are called only when a
+    hook file defines them (asked once per tick), and the job messages they
+    receive are read once per tick.
+    """
+
+    def __init__(self, hooks: HookRunner | None, session: Session) -> None:
+        self.hooks = hooks
+        self.session = session
+        defines = hooks.defines if hooks is not None else lambda _: False
+        self.checks_jobs = defines("onValidateJobDependancies")
+        self.checks_chunks = defines("onValidateChunkDependancies")
+        self.impersonates = defines("onDispatcherOverrideImpersonationUser")
+        self._jobs: dict[int, Any] = {}
+
+    def job(self, job: CandidateJob) -> Any:
+        message = self._jobs.get(job.id)
+        if message is None:
+            (row,) = jobs_by_ids(self.session, [job.id])
+            message = self._jobs[job.id] = job_message(row)
+        return message
+
+    def job_vetoed(self, job: CandidateJob) -> bool:
+        """onValidateJobDependancies holds back a job whose dependencies are met."""
+        if not self.checks_jobs:
+            return False
+        assert self.hooks is not None
+        reason = self.hooks.validate(
+            "onValidateJobDependancies", self.job(job), template_id=job.template_id
+        )
+        return reason is not None
+
+    def chunk_vetoed(self, job: CandidateJob, chunk: Any) -> bool:
+        """onValidateChunkDependancies holds back one chunk of such a job."""
+        assert self.hooks is not None
+        reason = self.hooks.validate(
+            "onValidateChunkDependancies",
+            self.job(job),
+            chunk_message(chunk),
+            template_id=job.template_id,
+        )
+        return reason is not None
+
+    def run_as_user(self, job: CandidateJob, chunk: Any, node: FreeNode) -> str:
+        """The OS user onDispatcherOverrideImpersonationUser picks ("" = the agent's)."""
+        if not self.impersonates:
+            return ""
+        assert self.hooks is not None
+        try:
+            answer = self.hooks.call(
+                "onDispatcherOverrideImpersonationUser",
+                self.job(job),
+                chunk_message(chunk),
+                node.name,
+                template_id=job.template_id,
+            )
+        except HookError:
+            return ""  # logged; the chunk runs as the agent's own user
+        value = answer.get("value")
+        return value.strip() if isinstance(value, str) else ""
 
 
 def eligible(
@@ -140,21 +220,6 @@ class Scheduler(ListeningThread):
             with contextlib.suppress(HookError):
                 self.hooks.call("onDispatcherIdling")
 
-    def _dependencies_vetoed(self, job: CandidateJob) -> bool:
-        """Whether onValidateJobDependancies holds back a job whose dependencies are met."""
-        if self.hooks is None or not job.dependency_statuses:
-            return False
-        from farm.jobs.v1 import jobs_pb2
-
-        return (
-            self.hooks.validate(
-                "onValidateJobDependancies",
-                jobs_pb2.Job(id=job.id, template_id=job.template_id or 0),
-                template_id=job.template_id,
-            )
-            is not None
-        )
-
     # --- one tick -----------------------------------------------------------------------
 
     def tick(self) -> int:
@@ -169,7 +234,8 @@ class Scheduler(ListeningThread):
             if not candidates:
                 return 0
             excluded_jobs, excluded_templates = self._exclusions(session)
-            plan: list[tuple[CandidateJob, int, float, float, FreeNode]] = []
+            hooks = _TickHooks(self.hooks, session)
+            plan: list[Planned] = []
             for job in candidates:
                 if not nodes:
                     break
@@ -177,23 +243,27 @@ class Scheduler(ListeningThread):
                     job.depend_mode, job.dependency_statuses
                 ):
                     continue
-                if self._dependencies_vetoed(job):
+                if job.dependency_statuses and hooks.job_vetoed(job):
                     continue
                 capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
                 usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]
                 take = min(capacity, len(usable), self.batch_size - len(plan))
                 if take <= 0:
                     continue
+                # A job with dependencies may have chunks vetoed by
+                # onValidateChunkDependancies: look a little further.
+                vetoes = job.dependency_statuses and hooks.checks_chunks
                 ready = session.execute(
                     text(
-                        "SELECT chunk_number, start_frame, end_frame FROM chunks"
-                        " WHERE job_id = :job AND status = 'queued'"
-                        " ORDER BY chunk_number LIMIT :take FOR UPDATE SKIP LOCKED"
+                        "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
+                        " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
                     ),
-                    {"job": job.id, "take": take},
+                    {"job": job.id, "limit": take + CHUNK_VETO_LOOKAHEAD if vetoes else take},
                 ).all()
+                if vetoes:
+                    ready = [c for c in ready if not hooks.chunk_vetoed(job, c)][:take]
                 for chunk, node in zip(ready, usable, strict=False):
-                    plan.append((job, chunk.chunk_number, chunk.start_frame, chunk.end_frame, node))
+                    plan.append(Planned(job, chunk, node, hooks.run_as_user(job, chunk, node)))
                     nodes.remove(node)
                 if len(plan) >= self.batch_size:
                     break
@@ -288,9 +358,7 @@ class Scheduler(ListeningThread):
         return jobs, templates
 
     @staticmethod
-    def _commit(
-        session: Session, plan: list[tuple[CandidateJob, int, float, float, FreeNode]]
-    ) -> None:
+    def _commit(session: Session, plan: list[Planned]) -> None:
         """Write the tick's assignments: a few set-based statements, whatever the count."""
         tokens = (
             session.execute(
@@ -302,21 +370,21 @@ class Scheduler(ListeningThread):
         )
         rows = [
             {
-                "job": job.id,
-                "chunk": chunk,
-                "node": node.id,
-                "name": node.name,
+                "job": p.job.id,
+                "chunk": p.chunk.chunk_number,
+                "node": p.node.id,
+                "name": p.node.name,
                 "token": int(token),
-                "start": start,
-                "end": end,
+                "run_as": p.run_as_user,
             }
-            for (job, chunk, start, end, node), token in zip(plan, tokens, strict=True)
+            for p, token in zip(plan, tokens, strict=True)
         ]
         # The unique constraints refuse a second live assignment per chunk or node.
         session.execute(
             text(
-                "INSERT INTO chunk_assignments (fencing_token, job_id, chunk_number, node_id)"
-                " VALUES (:token, :job, :chunk, :node)"
+                "INSERT INTO chunk_assignments"
+                " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
+                " VALUES (:token, :job, :chunk, :node, :run_as)"
             ),
             rows,
         )
@@ -370,7 +438,7 @@ class Scheduler(ListeningThread):
             ),
             {"counts": json.dumps([{"job": j, "n": n} for j, n in per_job.items()])},
         )
-        started = {job.id for job, *_ in plan if not job.started}
+        started = {p.job.id for p in plan if not p.job.started}
         events.extend(
             ("job.started", {"job_id": job_id, "actor": "scheduler"}, str(job_id))
             for job_id in sorted(started)

@@ -174,6 +174,7 @@ def _assignment_message(
         success_exit_codes=list(template.success_exit_codes),
         log_error_patterns=list(template.log_error_patterns),
         log_warning_patterns=list(template.log_warning_patterns),
+        run_as_user=assignment.run_as_user,
     )
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from agent.runner import ChunkRun, LogBatcher
 from farm.agent.v1 import agent_pb2
@@ -285,3 +289,67 @@ def test_the_batcher_sends_by_time_and_by_count() -> None:
         return sizes
 
     assert run(body) == [3, 1, 1]
+
+
+# --- run as another user (onDispatcherOverrideImpersonationUser) --------------------------
+
+
+def test_the_process_runs_as_the_assignments_user_when_the_agent_is_root(
+    shared_tmp: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only an agent running as root may switch users")
+    nobody = pwd.getpwnam("nobody")
+    out = shared_tmp / "ids.txt"
+    shared_tmp.chmod(0o777)
+    runner, captured = chunk(
+        assignment(f"id -u > {out}; id -g >> {out}; echo $USER", run_as_user="nobody"),
+        shared_tmp,
+    )
+    result = run(runner.run)
+    assert result.outcome == SUCCEEDED, captured.lines()
+    assert out.read_text().split() == [str(nobody.pw_uid), str(nobody.pw_gid)]
+    assert captured.output() == ["nobody"]
+    assert f"running as user nobody (uid {nobody.pw_uid})" in captured.lines()
+
+
+def test_the_agents_own_user_needs_no_switch(tmp_path: Path) -> None:
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    runner, captured = chunk(assignment("id -u", run_as_user=me), tmp_path)
+    result = run(runner.run)
+    assert result.outcome == SUCCEEDED
+    assert captured.output() == [str(os.geteuid())]
+
+
+def test_an_unknown_user_fails_the_chunk_and_says_why(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    runner, captured = chunk(
+        assignment(f"touch {marker}", run_as_user="no-such-user-xyz"), tmp_path
+    )
+    result = run(runner.run)
+    assert result.outcome == FAILED
+    message = "cannot run as user 'no-such-user-xyz': no such user on this node"
+    assert result.message == message
+    assert captured.lines(common_pb2.LOG_STREAM_AGENT) == [message]
+    assert not marker.exists()  # never ran as the agent instead
+
+
+def test_an_agent_that_is_not_root_refuses_another_user() -> None:
+    # In a child process that (when the tests run as root) first drops to nobody.
+    code = (
+        "import os, pwd\n"
+        "from agent.system import CannotRunAs, run_as\n"
+        "if os.geteuid() == 0:\n"
+        "    nobody = pwd.getpwnam('nobody')\n"
+        "    os.setgid(nobody.pw_gid)\n"
+        "    os.setuid(nobody.pw_uid)\n"
+        "try:\n"
+        "    run_as('root')\n"
+        "except CannotRunAs as exc:\n"
+        "    print(exc)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "cannot run as user 'root': the agent runs as uid" in output
+    assert "only an agent running as root may start processes as another user" in output

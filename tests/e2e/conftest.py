@@ -76,12 +76,21 @@ def dispatcher(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProces
             "MUSTER_DATABASE_URL": database_url,
             "MUSTER_NODE_LOST_TIMEOUT_SECONDS": "4",
             "MUSTER_EVENT_POLL_SECONDS": "1",
-            "MUSTER_HOOKS_DIR": str(shared_tmp / "no-hooks"),
+            # Empty unless a test writes hook files there (the hooks_dir fixture).
+            "MUSTER_HOOKS_DIR": str(shared_tmp / "hooks"),
             "MUSTER_DISCOVERY_PORT": str(DISCOVERY_PORT),
         },
     )
     yield proc
     proc.kill()
+
+
+@pytest.fixture
+def hooks_dir(dispatcher: DispatcherProcess, shared_tmp: Path) -> Path:
+    """The dispatcher's hooks folder: files written here run as its hooks."""
+    folder = shared_tmp / "hooks"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture
