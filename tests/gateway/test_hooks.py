@@ -169,16 +169,45 @@ def test_a_hook_tied_to_templates_only_sees_their_jobs(farm: str, hooks_dir: Pat
     assert err.getErrorCode() == errors.kErrorFailedPrecondition
 
 
+def _dependent_farm(db: Database, nodes: int, frames: int = 1) -> int:
+    """A completed job, a job of `frames` one-frame chunks depending on it, and
+    `nodes` idle nodes; returns the dependent job's id."""
+    from sqlalchemy import text
+
+    from services.core.bus import publish
+    from services.jobs.domain import Attribute, JobSpec
+    from services.jobs.service import JobsService
+
+    jobs = JobsService(db)
+    jobs.seed_templates()
+    spec: dict[str, Any] = dict(
+        owner="td",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+    )
+    first = jobs.submit_job(JobSpec(name="first", **spec))
+    jobs.set_chunk_status(first.id, 1, "completed")
+    second = jobs.submit_job(
+        JobSpec(name="second", depend_ids=(first.id,), start_frame=1, end_frame=frames, **spec)
+    )
+    with db.transaction() as session:
+        for n in range(nodes):
+            session.execute(
+                text(
+                    "INSERT INTO nodes (name, host_name, platform, status, session_id)"
+                    " VALUES (:n, :n, 'linux', 'idle', 'live')"
+                ),
+                {"n": f"n{n}"},
+            )
+        publish(session, "test.node", {})
+    return int(second.id)
+
+
 def test_idling_and_dependency_hooks_run_from_the_scheduler(
     db: Database, hooks_dir: Path, tmp_path: Path
 ) -> None:
-    from sqlalchemy import text
-
     from gateway.hooks import HookRunner
-    from services.core.bus import publish
-    from services.jobs.domain import Attribute, JobSpec
     from services.jobs.scheduler import Scheduler
-    from services.jobs.service import JobsService
 
     marker = tmp_path / "idle.txt"
     _hook(
@@ -200,26 +229,54 @@ def test_idling_and_dependency_hooks_run_from_the_scheduler(
         scheduler._note_idling(0)
         assert marker.read_text() == "dispatcher"
 
-        jobs = JobsService(db)
-        jobs.seed_templates()
-        spec = dict(
-            owner="td",
-            template_id=COMMAND_LINE_TEMPLATE_ID,
-            attributes=(Attribute("executable", "string", "/bin/true"),),
-        )
-        first = jobs.submit_job(JobSpec(name="first", **spec))  # type: ignore[arg-type]
-        jobs.set_chunk_status(first.id, 1, "completed")
-        jobs.submit_job(JobSpec(name="second", depend_ids=(first.id,), **spec))  # type: ignore[arg-type]
-        with db.transaction() as session:
-            session.execute(
-                text(
-                    "INSERT INTO nodes (name, host_name, platform, status, session_id)"
-                    " VALUES ('n', 'n', 'linux', 'idle', 'live')"
-                )
-            )
-            publish(session, "test.node", {})
+        _dependent_farm(db, nodes=1)
         assert scheduler.tick() == 0  # the dependency is met, the hook holds it
         (hooks_dir / "farm.py").unlink()
         assert scheduler.tick() == 1  # without the hook it goes
+    finally:
+        runner.close()
+
+
+def test_the_chunk_dependency_hook_holds_back_single_chunks(
+    db: Database, hooks_dir: Path, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from gateway.hooks import HookRunner
+    from services.jobs.scheduler import Scheduler
+
+    calls = tmp_path / "calls.txt"
+    _hook(
+        hooks_dir,
+        "frames.py",
+        f"""
+        def onValidateChunkDependancies(job, chunk):
+            with open({str(calls)!r}, "a") as out:
+                out.write(f"{{job.getName()}} {{chunk.getId()}} {{chunk.getStartFrame():g}}\\n")
+            if chunk.getStartFrame() == 2:
+                return MClientAPI.MUSTERERR(1, "frame 2 waits for its plates")
+            return chunk.getStartFrame() != 4
+
+        import MClientAPI
+    """,
+    )
+    runner = HookRunner(hooks_dir, timeout=5)
+    try:
+        scheduler = Scheduler(db, hooks=runner)
+        second = _dependent_farm(db, nodes=4, frames=5)
+        # Chunks 2 and 4 are held; 1, 3 and 5 go to three of the four nodes.
+        assert scheduler.tick() == 3
+        with db.transaction() as session:
+            assigned = session.execute(
+                text("SELECT chunk_number FROM chunk_assignments WHERE job_id = :j ORDER BY 1"),
+                {"j": second},
+            ).scalars()
+            assert list(assigned) == [1, 3, 5]
+        # Only the chunks of the job with dependencies were asked about.
+        assert calls.read_text().splitlines() == [f"second {n} {n}" for n in range(1, 6)]
+        assert scheduler.tick() == 0  # asked again, held again
+        assert calls.read_text().splitlines()[5:] == ["second 2 2", "second 4 4"]
+        (hooks_dir / "frames.py").unlink()
+        assert scheduler.tick() == 1  # without the hook the next goes (one node left)
     finally:
         runner.close()
