@@ -67,7 +67,7 @@ def test_a_script_runs_in_the_dispatcher_context_with_its_arguments(
     word, job_id, *rest = lines[2].split(" ")
     assert word == "job" and rest == ["from", "script", "script-owner"]
     err, job = MDispatcherAPI.jobGet(int(job_id))  # really stored by the dispatcher
-    assert err.getErrorCode() == 0 and job.getName() == "from script"
+    assert err.getErrorCode() == 0 and job is not None and job.getName() == "from script"
 
 
 def test_a_script_finds_the_dispatcher_through_the_client_file(
