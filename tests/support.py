@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from farm.admin.v1 import admin_pb2, admin_pb2_grpc
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.auth import TokenSigner, auth_metadata
 from services.core.server import Component, DispatcherServer
 from services.core.tls import open_channel, with_token
@@ -69,6 +71,91 @@ def login(address: str, user: str = TEST_ADMIN, password: str = TEST_ADMIN_PASSW
             admin_pb2.LoginRequest(user_name=user, password=password), timeout=30
         )
     return str(reply.token)
+
+
+class AgentProcess:
+    """A real render-node agent (`python -m agent`) as a child process."""
+
+    def __init__(
+        self,
+        address: str,
+        name: str,
+        work_dir: Path,
+        instances: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log = work_dir / "agent.log"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "--dispatcher",
+                address,
+                "--name",
+                name,
+                "--work-dir",
+                str(work_dir),
+                "--instances",
+                str(instances),
+                "--log-level",
+                "debug",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+            # Scan answers off unless a test asks: agents would share port 50052.
+            env={**os.environ, "MUSTER_AGENT_DISCOVERY": "off", **(env or {})},
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(15)
+
+
+class LiveClient:
+    """A console or notificator connection, read in a thread."""
+
+    def __init__(self, channel: grpc.Channel, user: str, **request: Any) -> None:
+        stub = nodes_pb2_grpc.ClientsServiceStub(channel)
+        request.setdefault("client_kind", nodes_pb2.CLIENT_KIND_CONSOLE)
+        self.call: Any = cast(
+            Any,
+            stub.Connect(
+                nodes_pb2.ConnectRequest(host="ws-" + user, version="test", **request),
+                metadata=auth(user, "user"),
+            ),
+        )
+        self.events: queue.Queue[nodes_pb2.ClientEvent] = queue.Queue()
+        first = next(self.call)
+        assert first.WhichOneof("message") == "accepted"
+        self.connection_id = first.accepted.connection_id
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for message in self.call:
+                self.events.put(message.event)
+        except grpc.RpcError:
+            pass
+
+    def next(self, timeout: float = 10) -> nodes_pb2.ClientEvent:
+        return self.events.get(timeout=timeout)
+
+    def quiet(self, seconds: float = 0.5) -> bool:
+        try:
+            event = self.events.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        raise AssertionError(f"unexpected event {event}")
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(10)
 
 
 class DispatcherProcess:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,48 +11,7 @@ import pytest
 
 from farm.jobs.v1 import jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from tests.support import REPO, DispatcherProcess
-
-
-class AgentProcess:
-    def __init__(
-        self,
-        address: str,
-        name: str,
-        work_dir: Path,
-        instances: int = 1,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log = work_dir / "agent.log"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "--dispatcher",
-                address,
-                "--name",
-                name,
-                "--work-dir",
-                str(work_dir),
-                "--instances",
-                str(instances),
-                "--log-level",
-                "debug",
-            ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("w"),
-            # Scan answers off unless a test asks: agents would share port 50052.
-            env={**os.environ, "MUSTER_AGENT_DISCOVERY": "off", **(env or {})},
-        )
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(15)
+from tests.support import AgentProcess, DispatcherProcess
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

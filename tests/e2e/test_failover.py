@@ -15,9 +15,9 @@ from sqlalchemy import text
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from services.core.database import Database
-from tests.e2e.conftest import AgentProcess, free_port, online_nodes
+from tests.e2e.conftest import free_port, online_nodes
 from tests.e2e.test_render import eventually, frame_job, job_status
-from tests.support import DispatcherProcess, authorized_channel
+from tests.support import AgentProcess, DispatcherProcess, authorized_channel
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, frame_job
-from tests.nodes.test_clients import LiveClient
 from tests.notificator.test_notificator import NotificatorProcess
-from tests.support import DispatcherProcess
+from tests.support import DispatcherProcess, LiveClient
 
 
 def _collect(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
@@ -14,49 +12,7 @@ from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.bus import publish
 from services.core.database import Database
-from tests.support import auth
-
-
-class LiveClient:
-    """A console or notificator connection, read in a thread."""
-
-    def __init__(self, channel: grpc.Channel, user: str, **request: Any) -> None:
-        stub = nodes_pb2_grpc.ClientsServiceStub(channel)
-        request.setdefault("client_kind", nodes_pb2.CLIENT_KIND_CONSOLE)
-        self.call: Any = cast(
-            Any,
-            stub.Connect(
-                nodes_pb2.ConnectRequest(host="ws-" + user, version="test", **request),
-                metadata=auth(user, "user"),
-            ),
-        )
-        self.events: queue.Queue[nodes_pb2.ClientEvent] = queue.Queue()
-        first = next(self.call)
-        assert first.WhichOneof("message") == "accepted"
-        self.connection_id = first.accepted.connection_id
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for message in self.call:
-                self.events.put(message.event)
-        except grpc.RpcError:
-            pass
-
-    def next(self, timeout: float = 10) -> nodes_pb2.ClientEvent:
-        return self.events.get(timeout=timeout)
-
-    def quiet(self, seconds: float = 0.5) -> bool:
-        try:
-            event = self.events.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        raise AssertionError(f"unexpected event {event}")
-
-    def close(self) -> None:
-        self.call.cancel()
-        self.thread.join(10)
+from tests.support import LiveClient
 
 
 @pytest.fixture
