@@ -122,7 +122,7 @@ class World:
     def running_job(self) -> tuple[int, int]:
         """A job whose only chunk runs (sleeping) on the facade node: (job, node)."""
         node_id = self.node()
-        job_id = self.job("sleeper", runnable=True, command="sleep 8")
+        job_id = self.job("sleeper", runnable=True, command="sleep 60")
 
         def rendering() -> bool:
             node = ok(MDispatcherAPI.nodeGet(node_id))
