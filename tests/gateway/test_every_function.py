@@ -36,8 +36,6 @@ NODE = "facade-node"
 MJob = MClientAPI.MJob
 MNode = MClientAPI.MNode
 MChunk = MClientAPI.MChunk
-# A chunk with a live assignment (the agent's start report may come later).
-LIVE = (MChunk.kChunkStatusAssigned, MChunk.kChunkStatusRunning)
 
 FUNCTIONS = sorted(
     name
@@ -122,14 +120,12 @@ class World:
     def running_job(self) -> tuple[int, int]:
         """A job whose only chunk runs (sleeping) on the facade node: (job, node)."""
         node_id = self.node()
-        job_id = self.job("sleeper", runnable=True, command="sleep 60")
-
-        def rendering() -> bool:
-            node = ok(MDispatcherAPI.nodeGet(node_id))
-            chunk = ok(MDispatcherAPI.chunkGet(job_id, 1))
-            return bool(node.getJobId() == job_id and chunk.getStatus() in LIVE)
-
-        _eventually(rendering, what="the facade node renders the sleeper")
+        started = self.tmp / f"started-{len(self.jobs)}"
+        job_id = self.job("sleeper", runnable=True, command=f"touch {started}; sleep 60")
+        # The process itself has started (the chunk's assignment is not enough:
+        # a kill must find a process to kill).
+        _eventually(started.exists, what="the sleeper started on the facade node")
+        assert ok(MDispatcherAPI.nodeGet(node_id)).getJobId() == job_id
         return job_id, node_id
 
     # --- the node ------------------------------------------------------------------------
@@ -393,6 +389,7 @@ def _kill_case(function: str, target: str, paused: bool) -> Callable[[World], No
                 for r in ok(MDispatcherAPI.chunkGetHistory(job_id))
                 if r.getOutcome() != MClientAPI.MHistoryChunk.kChunkRunOutcomeRunning
             ],
+            timeout=30,
             what="the killed run in the history",
         )
         assert runs[0].getOutcome() == MClientAPI.MHistoryChunk.kChunkRunOutcomeKilled
