@@ -377,7 +377,7 @@ chunk_assignments = Table(
     # once the kill is confirmed or the node is lost (migration 0003).
     Column("status_after_kill", Text, nullable=True),
     # The OS user the process runs as on the node, chosen by the hook
-    # onDispatcherOverrideImpersonationUser; '' = the agent's own user (migration 0005).
+    # onDispatcherOverrideImpersonationUser; '' = the agent's own user (migration 0006).
     Column("run_as_user", Text, nullable=False, server_default=""),
     Column("assigned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Last report (progress, heartbeat) carrying this token: timeout sweeps.
