@@ -91,12 +91,12 @@ def template_database(postgres_admin_url: str) -> Iterator[str]:
     ensure_database(postgres_admin_url, name)
     url = with_database(postgres_admin_url, name).render_as_string(False)
     migrate.upgrade(url)
-    _seed_farm_secrets(url)
+    seed_farm_secrets(url)
     yield name
     drop_database(postgres_admin_url, name)
 
 
-def _seed_farm_secrets(url: str) -> None:
+def seed_farm_secrets(url: str) -> None:
     """Known secrets in every test database: tests sign their own tokens
     (tests/support.py) and agents enroll with the environment's secret."""
     database = Database(url, pool_size=1)

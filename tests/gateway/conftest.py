@@ -9,7 +9,7 @@ from services import app
 from services.core import migrate
 from services.core.database import Database, drop_database, ensure_database, with_database
 from services.core.settings import Settings
-from tests.conftest import new_database_name
+from tests.conftest import new_database_name, seed_farm_secrets
 from tests.support import InProcessServer
 
 
@@ -20,6 +20,7 @@ def dispatcher_database(embedded_admin_url: str) -> Iterator[Database]:
     ensure_database(embedded_admin_url, name)
     url = with_database(embedded_admin_url, name).render_as_string(hide_password=False)
     migrate.upgrade(url)
+    seed_farm_secrets(url)  # agents started by the tests enroll with the test secret
     db = Database(url, pool_size=4)
     try:
         yield db

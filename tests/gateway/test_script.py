@@ -29,6 +29,12 @@ def _run(
     )
 
 
+def _facade_env(dispatcher: str) -> dict[str, str]:
+    """The normal connection settings: the address and the caller's token
+    (the `dispatcher` fixture's, for the user pipeline-td)."""
+    return {"MUSTER_DISPATCHER": dispatcher, "MUSTER_TOKEN": os.environ["MUSTER_TOKEN"]}
+
+
 def _script(folder: Path, name: str, code: str) -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(code))
@@ -59,7 +65,7 @@ def test_a_script_runs_in_the_dispatcher_context_with_its_arguments(
     dispatcher: str, tmp_path: Path
 ) -> None:
     script = _script(tmp_path, "submit.py", SUBMITTING)
-    done = _run(script, "from script", "--two", env={"MUSTER_DISPATCHER": dispatcher})
+    done = _run(script, "from script", "--two", env=_facade_env(dispatcher))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "context dispatcher"
@@ -75,7 +81,8 @@ def test_a_script_finds_the_dispatcher_through_the_client_file(
 ) -> None:
     client_file = write_client_config(dispatcher, tmp_path / "client.json")
     script = _script(tmp_path, "submit.py", SUBMITTING)
-    done = _run(script, "via client file", env={"MUSTER_CLIENT_CONFIG": str(client_file)})
+    token = {"MUSTER_TOKEN": os.environ["MUSTER_TOKEN"]}
+    done = _run(script, "via client file", env={"MUSTER_CLIENT_CONFIG": str(client_file), **token})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "context dispatcher"
     assert "via client file" in done.stdout
@@ -94,7 +101,7 @@ def test_a_script_that_raises_exits_non_zero_with_its_traceback(
         raise RuntimeError("no such job: " + err.getDescription())
         """,
     )
-    done = _run(script, env={"MUSTER_DISPATCHER": dispatcher})
+    done = _run(script, env=_facade_env(dispatcher))
     assert done.returncode == 1
     assert "RuntimeError: no such job: " in done.stderr
     assert "987654321" in done.stderr
