@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from services.admin import domain
 from services.admin import repository as repo
 from services.admin.common import Page, publish_change
+from services.admin.tables import ACTION_OUTCOMES
 from services.core.bus import Event
 from services.core.caller import current_caller
 from services.core.database import Database
@@ -42,6 +43,11 @@ class LogFileView:
     modified: datetime
 
 
+def _call_outcome(payload: Any) -> str:
+    outcome = str(payload.get("outcome", "")) if "status_code" in payload else ""
+    return outcome if outcome in ACTION_OUTCOMES else "succeeded"
+
+
 def _lines(event: Event) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The action-log and activity-log rows of one bus event (either may be None)."""
     action = domain.action_entry(event.topic, event.payload)
@@ -55,8 +61,10 @@ def _lines(event: Event) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
             "peer": action.peer,
             "action": action.action,
             "target": action.target,
-            # Refused and failed calls (services/core/audit.py) say how they ended.
-            "outcome": str(event.payload.get("outcome", "succeeded")),
+            # Refused and failed calls (services/core/audit.py) say how they
+            # ended, with a status code; another event's "outcome" (a chunk
+            # run's: killed, timed_out...) is not the outcome of a call.
+            "outcome": _call_outcome(event.payload),
             "status_code": str(event.payload.get("status_code", "OK")),
             "detail": action.detail,
         },

@@ -208,6 +208,27 @@ def test_every_services_events_become_action_and_activity_lines(
     )
 
 
+def test_a_chunk_runs_outcome_is_not_taken_for_the_outcome_of_a_call(
+    service: AdminService, db: Database
+) -> None:
+    with db.transaction() as session:
+        publish(session, "chunk.finished", {"job_id": 7, "outcome": "killed", "actor": "ann"})
+        publish(
+            session,
+            "job.deleted",
+            {"job_id": 8, "actor": "bob", "outcome": "denied", "status_code": "PERMISSION_DENIED"},
+        )
+    drain_logs(db)
+    with db.transaction() as session:
+        rows = session.execute(
+            select(action_log.c.action, action_log.c.outcome, action_log.c.status_code)
+        ).all()
+    assert sorted(rows) == [
+        ("chunk.finished", "succeeded", "OK"),
+        ("job.deleted", "denied", "PERMISSION_DENIED"),
+    ]
+
+
 def _old_action(db: Database, when: datetime, action: str = "job.deleted") -> None:
     with db.transaction() as session:
         session.execute(

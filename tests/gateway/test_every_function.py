@@ -147,7 +147,9 @@ class World:
             probe = MDispatcherAPI.nodeForceUpdate(node.getId())
             return int(node.getId()) if probe.getErrorCode() == 0 else 0
 
-        node_id: int = _eventually(ready, what="the facade node online and idle")
+        # Generous: a restarted agent reconnects with a backoff, and a loaded
+        # machine (the whole suite on two cores) is slow to kill processes.
+        node_id: int = _eventually(ready, timeout=60, what="the facade node online and idle")
         return node_id
 
     # --- live clients --------------------------------------------------------------------
@@ -212,7 +214,7 @@ class World:
             err, node = MDispatcherAPI.nodeGetByName(NODE)
             return err.getErrorCode() != 0 or node is None or node.getJobId() not in mine
 
-        _eventually(node_free, what="the facade node done with this case's jobs")
+        _eventually(node_free, timeout=60, what="the facade node done with this case's jobs")
         for job_id in mine:
             MDispatcherAPI.jobDelete(job_id)  # may be gone already
         self.node()  # idle before the next case
