@@ -33,7 +33,7 @@ from services.core.database import (
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-NODES = int(os.environ.get("BENCH_RENDER_NODES", "500"))
+NODES = int(os.environ.get("BENCH_RENDER_NODES", "2000"))
 CHUNKS = int(os.environ.get("BENCH_RENDER_CHUNKS", "10000"))
 BIG_QUEUE = int(os.environ.get("BENCH_RENDER_BIG_QUEUE", "100000"))
 MEASURE_SECONDS = 15.0
@@ -47,15 +47,30 @@ class SimulatedNode:
         self.latencies: list[float] = []
         self.done = 0
         self.idle_since = 0.0
+        self.node_id = 0
+        self.errors: list[str] = []
 
     async def _requests(self) -> Any:
         while (message := await self.outgoing.get()) is not None:
             yield message
 
-    async def run(self, ready: asyncio.Event, registered: list[int]) -> None:
+    async def run(self, ready: asyncio.Event, registered: set[int]) -> None:
+        """One stream, opened again (as an agent does) if it fails."""
+        while True:
+            try:
+                await self._session(ready, registered)
+                return
+            except grpc.aio.AioRpcError as exc:
+                self.errors.append(exc.code().name)
+                registered.discard(self.index)
+                self.outgoing = asyncio.Queue()
+                await asyncio.sleep(0.5)
+
+    async def _session(self, ready: asyncio.Event, registered: set[int]) -> None:
         await self.outgoing.put(
             agent_pb2.SessionRequest(
                 register=agent_pb2.Register(
+                    node_id=self.node_id,
                     host_name=f"sim-{self.index:05d}",
                     platform=common_pb2.PLATFORM_LINUX,
                     cpu_cores=1,
@@ -64,34 +79,32 @@ class SimulatedNode:
             )
         )
         call = self.stub.Session(self._requests())
-        try:
-            async for message in call:
-                kind = message.WhichOneof("message")
-                if kind == "register_accepted":
-                    registered.append(self.index)
-                    self.idle_since = time.perf_counter()
-                    if len(registered) == NODES:
-                        ready.set()
-                elif kind == "assignment":
-                    now = time.perf_counter()
-                    self.latencies.append(now - self.idle_since)
-                    a = message.assignment
-                    await self.outgoing.put(
-                        agent_pb2.SessionRequest(
-                            result=agent_pb2.ChunkResult(
-                                job_id=a.job_id,
-                                chunk_id=a.chunk_id,
-                                fencing_token=a.fencing_token,
-                                exit_code=0,
-                                outcome=common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
-                            )
+        async for message in call:
+            kind = message.WhichOneof("message")
+            if kind == "register_accepted":
+                self.node_id = message.register_accepted.node_id
+                registered.add(self.index)
+                self.idle_since = time.perf_counter()
+                if len(registered) == NODES:
+                    ready.set()
+            elif kind == "assignment":
+                now = time.perf_counter()
+                self.latencies.append(now - self.idle_since)
+                a = message.assignment
+                await self.outgoing.put(
+                    agent_pb2.SessionRequest(
+                        result=agent_pb2.ChunkResult(
+                            job_id=a.job_id,
+                            chunk_id=a.chunk_id,
+                            fencing_token=a.fencing_token,
+                            exit_code=0,
+                            outcome=common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
                         )
                     )
-                elif kind == "result_accepted":
-                    self.done += 1
-                    self.idle_since = time.perf_counter()
-        except grpc.aio.AioRpcError:
-            pass
+                )
+            elif kind == "result_accepted":
+                self.done += 1
+                self.idle_since = time.perf_counter()
 
     async def close(self) -> None:
         await self.outgoing.put(None)
@@ -115,9 +128,15 @@ async def _render(address: str, dispatcher_pid: int) -> dict[str, float]:
     async with grpc.aio.insecure_channel(address) as channel:
         jobs = jobs_pb2_grpc.JobsServiceStub(channel)
         nodes = [SimulatedNode(channel, i) for i in range(NODES)]
-        ready, registered = asyncio.Event(), []  # type: ignore[var-annotated]
+        ready, registered = asyncio.Event(), set[int]()
         tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
-        await asyncio.wait_for(ready.wait(), 120)
+        try:
+            await asyncio.wait_for(ready.wait(), 600)
+        except TimeoutError:
+            errors = sorted({e for n in nodes for e in n.errors})
+            raise RuntimeError(
+                f"{len(registered)} of {NODES} nodes registered; errors {errors}"
+            ) from None
         rss_streams = rss_mb(dispatcher_pid)
 
         async def throughput(chunks: int, seconds: float) -> float:
