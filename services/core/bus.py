@@ -104,7 +104,12 @@ def publish_many(session: Session, events: Sequence[tuple[str, Mapping[str, Any]
             )
         },
     )
-    session.execute(text("SELECT pg_notify(:channel, 'batch')"), {"channel": CHANNEL})
+    # The payload names the topics: a reader of other topics sleeps on.
+    topics = ",".join(sorted({topic for topic, _, _ in events}))
+    session.execute(
+        text("SELECT pg_notify(:channel, :topics)"),
+        {"channel": CHANNEL, "topics": topics if len(topics) < 4000 else "batch"},
+    )
 
 
 _INSERT_MANY = text(
@@ -264,6 +269,7 @@ class DurableConsumer:
         # back every consumer's horizon. Run such a consumer with
         # Listener(exclusive=True) so one replica at a time handles it.
         self.transactional = transactional
+        self._registered = False
 
     def position(self) -> Position:
         with self.db.transaction() as session:
@@ -303,16 +309,23 @@ class DurableConsumer:
         )
 
     def _process_outside_transaction(self) -> tuple[int, bool]:
-        with self.db.transaction() as session:
-            session.execute(
-                text("INSERT INTO event_consumers (name) VALUES (:name) ON CONFLICT DO NOTHING"),
-                {"name": self.name},
-            )
+        if not self._registered:
+            with self.db.transaction() as session:
+                session.execute(
+                    text(
+                        "INSERT INTO event_consumers (name) VALUES (:name) ON CONFLICT DO NOTHING"
+                    ),
+                    {"name": self.name},
+                )
+            self._registered = True
         with self.db.transaction() as session:
             row = session.execute(
                 text("SELECT last_txid, last_id FROM event_consumers WHERE name = :name"),
                 {"name": self.name},
-            ).one()
+            ).first()
+            if row is None:  # the row went (a database reset): register again
+                self._registered = False
+                return 0, True
             position = Position(row.last_txid, row.last_id)
             batch = read_batch(session, position, self.topics, self.batch_size)
         for event in batch.events:
@@ -376,6 +389,27 @@ class ListeningThread:
     def _serve(self, conn: Any) -> None:
         raise NotImplementedError
 
+    def _wait(self, conn: Any, timeout: float, topics: Sequence[str] | None) -> None:
+        """Sleep until a notification about one of `topics` (any, without
+        topics) arrives or `timeout` passes, then drop the ones queued behind
+        it. Notifications name the topics of their events ('batch' when they
+        do not); they are a hint: the caller reads from its position anyway."""
+        wanted = set(topics or ())
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            notes = list(conn.notifies(timeout=left, stop_after=1))
+            if any(
+                not wanted or set(str(note.payload).split(",")) & (wanted | {"batch", "stop"})
+                for note in notes
+            ):
+                # Outside the first generator: it holds the connection's lock.
+                for _ in conn.notifies(timeout=0.0):
+                    pass
+                return
+
     def _run(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
@@ -434,13 +468,7 @@ class Listener(ListeningThread):
             else:
                 retry = 0.0
                 timeout = self.poll_seconds
-            deadline = time.monotonic() + timeout
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
-                pass
-            # Drain any further queued notifications without waiting.
-            if time.monotonic() < deadline:
-                for _ in conn.notifies(timeout=0.0):
-                    pass
+            self._wait(conn, timeout, self.consumer.topics)
 
 
 class LiveSubscription(ListeningThread):
@@ -485,5 +513,4 @@ class LiveSubscription(ListeningThread):
             if events:
                 continue
             timeout = 0.02 if batch.held_back else self.poll_seconds
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
-                pass
+            self._wait(conn, timeout, self.topics)
