@@ -1,13 +1,21 @@
 """The render loop under load: simulated nodes speaking the real agent protocol.
 
-The dispatcher (jobs, nodes and admin in one process, as `dispatcher run`)
-runs as its own process on the embedded PostgreSQL; this process holds the
-simulated agents (grpc.aio, one stream each), which finish every chunk the
-moment it arrives. Measured: chunks dispatched and completed per second,
-dispatch latency (a node's result sent -> its next assignment received), the
-dispatcher's resident memory with every stream open, and throughput with a
-large queue against a small one. Peer, same run, same PostgreSQL: pgqueuer
-pushing the same number of jobs through enqueue, dequeue and acknowledge.
+The services run as in a cluster: jobs and admin in one process, one
+nodes-service replica in another (its resident memory is the one reported), on
+the embedded PostgreSQL. This process holds the simulated agents (grpc.aio, one
+stream each), which finish every chunk the moment it arrives. Measured, each
+the median of RUNS runs:
+
+- chunks dispatched and completed per second with every node busy, with a
+  small queue and a large one (and a huge one when BENCH_RENDER_HUGE_QUEUE is set);
+- dispatch latency: a chunk becomes ready while nodes are idle (a job is
+  submitted) -> the node receives its assignment;
+- the cycle under saturation: a node's result sent -> its next assignment
+  (mostly queueing: NODES / throughput);
+- the nodes service's resident memory with every stream open, and an idle
+  real agent's;
+- peer, same run, same PostgreSQL: pgqueuer pushing the same number of jobs
+  through enqueue, dequeue and acknowledge.
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NODES = int(os.environ.get("BENCH_RENDER_NODES", "2000"))
 CHUNKS = int(os.environ.get("BENCH_RENDER_CHUNKS", "10000"))
 BIG_QUEUE = int(os.environ.get("BENCH_RENDER_BIG_QUEUE", "100000"))
+HUGE_QUEUE = int(os.environ.get("BENCH_RENDER_HUGE_QUEUE", "0"))
+RUNS = int(os.environ.get("BENCH_RENDER_RUNS", "3"))
+LATENCY_CHUNKS = 100
 MEASURE_SECONDS = 15.0
 
 
@@ -45,6 +59,8 @@ class SimulatedNode:
         self.index = index
         self.outgoing: asyncio.Queue[agent_pb2.SessionRequest | None] = asyncio.Queue()
         self.latencies: list[float] = []
+        # perf_counter of each assignment received: the dispatch latency probe.
+        self.received: list[float] = []
         self.done = 0
         self.idle_since = 0.0
         self.node_id = 0
@@ -90,6 +106,7 @@ class SimulatedNode:
             elif kind == "assignment":
                 now = time.perf_counter()
                 self.latencies.append(now - self.idle_since)
+                self.received.append(now)
                 a = message.assignment
                 await self.outgoing.put(
                     agent_pb2.SessionRequest(
@@ -124,9 +141,17 @@ def _job(chunks: int) -> jobs_pb2.Job:
     )
 
 
-async def _render(address: str, dispatcher_pid: int) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
+
+
+async def _render(jobs_address: str, nodes_address: str, nodes_pid: int) -> dict[str, float]:
+    async with (
+        grpc.aio.insecure_channel(jobs_address) as jobs_channel,
+        grpc.aio.insecure_channel(nodes_address) as channel,
+    ):
+        jobs = jobs_pb2_grpc.JobsServiceStub(jobs_channel)
         nodes = [SimulatedNode(channel, i) for i in range(NODES)]
         ready, registered = asyncio.Event(), set[int]()
         tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
@@ -137,39 +162,78 @@ async def _render(address: str, dispatcher_pid: int) -> dict[str, float]:
             raise RuntimeError(
                 f"{len(registered)} of {NODES} nodes registered; errors {errors}"
             ) from None
-        rss_streams = rss_mb(dispatcher_pid)
+        await asyncio.sleep(2.0)  # the first heartbeats and registrations settle
+        rss_streams = rss_mb(nodes_pid)
+
+        def done() -> int:
+            return sum(n.done for n in nodes)
+
+        async def drained(before: int, chunks: int, seconds: float) -> None:
+            started = time.perf_counter()
+            while done() < before + chunks and time.perf_counter() - started < seconds:
+                await asyncio.sleep(0.01)
+
+        async def latency() -> list[float]:
+            """Chunks ready while every node idles: submission -> assignment."""
+            for n in nodes:
+                n.received.clear()
+            before = done()
+            submitted = time.perf_counter()
+            reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(LATENCY_CHUNKS)))
+            await drained(before, LATENCY_CHUNKS, 30)
+            await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=reply.job_id))
+            await asyncio.sleep(1.0)
+            return [t - submitted for n in nodes for t in n.received]
 
         async def throughput(chunks: int, seconds: float) -> float:
-            before = sum(n.done for n in nodes)
             reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(chunks)))
-            started = time.perf_counter()
-            target = before + chunks
-            while time.perf_counter() - started < seconds:
-                if sum(n.done for n in nodes) >= target:
-                    break
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            rate = (sum(n.done for n in nodes) - before) / elapsed
+            before = done()
+            await asyncio.sleep(1.0)  # every node is busy by now: measure from here
+            for n in nodes:
+                n.latencies.clear()
+            started, at_start = time.perf_counter(), done()
+            await drained(before, chunks, seconds)
+            rate = (done() - at_start) / (time.perf_counter() - started)
             await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=reply.job_id))
             await asyncio.sleep(1.0)
             return rate
 
-        small = await throughput(CHUNKS, MEASURE_SECONDS)
-        latencies = sorted(x for n in nodes for x in n.latencies[1:])
-        for n in nodes:
-            n.latencies.clear()
-        big = await throughput(BIG_QUEUE, MEASURE_SECONDS)
+        probes = [x for _ in range(RUNS) for x in await latency()]
+        small = statistics.median([await throughput(CHUNKS, MEASURE_SECONDS) for _ in range(RUNS)])
+        cycle = [x for n in nodes for x in n.latencies]
+        big = statistics.median([await throughput(BIG_QUEUE, MEASURE_SECONDS) for _ in range(RUNS)])
+        huge = await throughput(HUGE_QUEUE, MEASURE_SECONDS) if HUGE_QUEUE else 0.0
         for n in nodes:
             await n.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-    p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
     return {
         "small": small,
         "big": big,
-        "latency_median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
-        "latency_p99_ms": p99 * 1000,
+        "huge": huge,
+        "latency_median_ms": _percentile(probes, 0.5) * 1000,
+        "latency_p99_ms": _percentile(probes, 0.99) * 1000,
+        "cycle_median_ms": _percentile(cycle, 0.5) * 1000,
+        "cycle_p99_ms": _percentile(cycle, 0.99) * 1000,
         "rss_streams_mb": rss_streams,
     }
+
+
+def _idle_agent_rss(nodes_address: str) -> float:
+    """Resident memory of a real agent (one instance) registered and idle."""
+    with tempfile.TemporaryDirectory() as work:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--dispatcher", nodes_address, "--work-dir", work],
+            cwd=ROOT,
+            env={**os.environ, "MUSTER_AGENT_DISCOVERY": "off"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(8.0)  # started, registered, a heartbeat or two
+            return rss_mb(agent.pid)
+        finally:
+            agent.terminate()
+            agent.wait(30)
 
 
 async def _pgqueuer(url: str, jobs_count: int) -> float:
@@ -207,18 +271,29 @@ async def _pgqueuer(url: str, jobs_count: int) -> float:
     return done / elapsed
 
 
+def _pgqueuer_run() -> float:
+    with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
+        url = peer_db.url.render_as_string(hide_password=False)
+        return asyncio.run(_pgqueuer(url, CHUNKS))
+
+
 def run() -> list[Row]:
     with (
         bench_database("bench_render", pool_size=4) as db,
-        dispatcher_process(db, ["jobs", "nodes", "admin"]) as (address, pid),
+        dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, _),
+        dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address}) as (
+            nodes_address,
+            nodes_pid,
+        ),
     ):
-        idle_rss = rss_mb(pid)
-        figures = asyncio.run(_render(address, pid))
-    with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
-        peer = asyncio.run(_pgqueuer(peer_db.url.render_as_string(hide_password=False), CHUNKS))
-    return [
+        time.sleep(2.0)
+        idle_rss = rss_mb(nodes_pid)
+        agent_rss = _idle_agent_rss(nodes_address)
+        figures = asyncio.run(_render(jobs_address, nodes_address, nodes_pid))
+    peer = statistics.median(_pgqueuer_run() for _ in range(RUNS))
+    rows = [
         Row(
-            f"render loop: {NODES} simulated nodes, {CHUNKS:,} queued chunks",
+            f"render loop: {NODES:,} simulated nodes, {CHUNKS:,} queued chunks",
             figures["small"],
             peer,
             "pgqueuer enqueue+dequeue+ack, same count",
@@ -231,8 +306,21 @@ def run() -> list[Row]:
             f"ours with {CHUNKS:,} queued",
             "chunks/s",
         ),
+    ]
+    if HUGE_QUEUE:
+        rows.append(
+            Row(
+                f"render loop: {HUGE_QUEUE:,} queued chunks vs {CHUNKS:,} (ours only, one run)",
+                figures["huge"],
+                figures["small"],
+                f"ours with {CHUNKS:,} queued",
+                "chunks/s",
+            )
+        )
+    return [
+        *rows,
         Row(
-            "dispatch latency, median (result sent -> next assignment)",
+            f"dispatch latency, median (chunk ready, {NODES:,} nodes idle -> assignment received)",
             figures["latency_median_ms"],
             None,
             "-",
@@ -240,12 +328,21 @@ def run() -> list[Row]:
         ),
         Row("dispatch latency, p99", figures["latency_p99_ms"], None, "-", "ms"),
         Row(
-            f"dispatcher resident memory with {NODES} agent streams",
+            "saturated cycle, median (result sent -> next assignment, every node busy)",
+            figures["cycle_median_ms"],
+            None,
+            "-",
+            "ms",
+        ),
+        Row("saturated cycle, p99", figures["cycle_p99_ms"], None, "-", "ms"),
+        Row(
+            f"nodes service resident memory with {NODES:,} agent streams",
             figures["rss_streams_mb"],
             idle_rss,
             "the same process with no stream",
             "MB",
         ),
+        Row("idle agent resident memory (one instance)", agent_rss, None, "-", "MB"),
     ]
 
 
