@@ -122,6 +122,28 @@ class SimulatedNode:
             elif kind == "result_accepted":
                 self.done += 1
                 self.idle_since = time.perf_counter()
+            elif kind == "command" and message.command.HasField("kill_process"):
+                # A job deleted mid-run: confirm the kill as an agent would (the
+                # assignment stays until then), with a result for its token.
+                kill = message.command.kill_process
+                await self.outgoing.put(
+                    agent_pb2.SessionRequest(
+                        command_ack=agent_pb2.CommandAck(
+                            command_id=message.command.command_id, success=True
+                        )
+                    )
+                )
+                await self.outgoing.put(
+                    agent_pb2.SessionRequest(
+                        result=agent_pb2.ChunkResult(
+                            job_id=kill.job_id,
+                            chunk_id=kill.chunk_id,
+                            fencing_token=kill.fencing_token,
+                            exit_code=-1,
+                            outcome=common_pb2.CHUNK_RUN_OUTCOME_KILLED,
+                        )
+                    )
+                )
 
     async def close(self) -> None:
         await self.outgoing.put(None)
