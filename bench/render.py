@@ -34,13 +34,25 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from bench.common import BENCHMARKS, Row, bench_database, dispatcher_process, rss_mb
+from bench.common import (
+    BENCHMARKS,
+    Row,
+    bench_database,
+    bench_token,
+    dispatcher_process,
+    rss_mb,
+)
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.database import (
-    libpq_url,
+from services.core.auth import (
+    ENROLLMENT_SECRET,
+    TokenSigner,
+    auth_metadata,
+    farm_secret,
+    security_for,
 )
+from services.core.database import Database, libpq_url
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +66,14 @@ MEASURE_SECONDS = 15.0
 
 
 class SimulatedNode:
-    def __init__(self, channel: grpc.aio.Channel, index: int) -> None:
+    def __init__(self, channel: grpc.aio.Channel, index: int, signer: TokenSigner) -> None:
         self.stub = agent_pb2_grpc.AgentServiceStub(channel)
         self.index = index
+        host = f"sim-{index:05d}"
+        # As Enroll would answer: a token for this host's instance 0.
+        self.metadata = auth_metadata(
+            signer.issue(f"agent:{host}#0", "agent", "", 24 * 3600, host=host, instance=0)[0]
+        )
         self.outgoing: asyncio.Queue[agent_pb2.SessionRequest | None] = asyncio.Queue()
         self.latencies: list[float] = []
         # perf_counter of each assignment received: the dispatch latency probe.
@@ -94,7 +111,7 @@ class SimulatedNode:
                 )
             )
         )
-        call = self.stub.Session(self._requests())
+        call = self.stub.Session(self._requests(), metadata=self.metadata)
         async for message in call:
             kind = message.WhichOneof("message")
             if kind == "register_accepted":
@@ -168,13 +185,25 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
-async def _render(jobs_address: str, nodes_address: str, nodes_pid: int) -> dict[str, float]:
+async def _render(
+    db: Database, jobs_address: str, nodes_address: str, nodes_pid: int
+) -> dict[str, float]:
+    signer = security_for(db).signer
+    user = auth_metadata(bench_token(db))
     async with (
         grpc.aio.insecure_channel(jobs_address) as jobs_channel,
         grpc.aio.insecure_channel(nodes_address) as channel,
     ):
-        jobs = jobs_pb2_grpc.JobsServiceStub(jobs_channel)
-        nodes = [SimulatedNode(channel, i) for i in range(NODES)]
+        stub = jobs_pb2_grpc.JobsServiceStub(jobs_channel)
+
+        async def submit(chunks: int) -> int:
+            request = jobs_pb2.SubmitJobRequest(job=_job(chunks))
+            return int((await stub.SubmitJob(request, metadata=user)).job_id)
+
+        async def delete(job_id: int) -> None:
+            await stub.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=user)
+
+        nodes = [SimulatedNode(channel, i, signer) for i in range(NODES)]
         ready, registered = asyncio.Event(), set[int]()
         tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
         try:
@@ -201,14 +230,14 @@ async def _render(jobs_address: str, nodes_address: str, nodes_pid: int) -> dict
                 n.received.clear()
             before = done()
             submitted = time.perf_counter()
-            reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(LATENCY_CHUNKS)))
+            job_id = await submit(LATENCY_CHUNKS)
             await drained(before, LATENCY_CHUNKS, 30)
-            await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=reply.job_id))
+            await delete(job_id)
             await asyncio.sleep(1.0)
             return [t - submitted for n in nodes for t in n.received]
 
         async def throughput(chunks: int, seconds: float) -> float:
-            reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(chunks)))
+            job_id = await submit(chunks)
             before = done()
             await asyncio.sleep(1.0)  # every node is busy by now: measure from here
             for n in nodes:
@@ -216,7 +245,7 @@ async def _render(jobs_address: str, nodes_address: str, nodes_pid: int) -> dict
             started, at_start = time.perf_counter(), done()
             await drained(before, chunks, seconds)
             rate = (done() - at_start) / (time.perf_counter() - started)
-            await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=reply.job_id))
+            await delete(job_id)
             await asyncio.sleep(1.0)
             return rate
 
@@ -240,13 +269,17 @@ async def _render(jobs_address: str, nodes_address: str, nodes_pid: int) -> dict
     }
 
 
-def _idle_agent_rss(nodes_address: str) -> float:
+def _idle_agent_rss(db: Database, nodes_address: str) -> float:
     """Resident memory of a real agent (one instance) registered and idle."""
     with tempfile.TemporaryDirectory() as work:
         agent = subprocess.Popen(
             [sys.executable, "-m", "agent", "--dispatcher", nodes_address, "--work-dir", work],
             cwd=ROOT,
-            env={**os.environ, "MUSTER_AGENT_DISCOVERY": "off"},
+            env={
+                **os.environ,
+                "MUSTER_AGENT_DISCOVERY": "off",
+                "MUSTER_ENROLLMENT_SECRET": farm_secret(db, ENROLLMENT_SECRET),
+            },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -310,8 +343,8 @@ def run() -> list[Row]:
     ):
         time.sleep(2.0)
         idle_rss = rss_mb(nodes_pid)
-        agent_rss = _idle_agent_rss(nodes_address)
-        figures = asyncio.run(_render(jobs_address, nodes_address, nodes_pid))
+        agent_rss = _idle_agent_rss(db, nodes_address)
+        figures = asyncio.run(_render(db, jobs_address, nodes_address, nodes_pid))
     peer = statistics.median(_pgqueuer_run() for _ in range(RUNS))
     rows = [
         Row(
