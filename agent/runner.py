@@ -80,6 +80,47 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def process_start_seconds(pid: int) -> float | None:
+    """When a live process started (seconds since the epoch), from /proc; None
+    when it is gone or the system has no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    # Field 22 of stat (the 20th after the command): start time in clock ticks since boot.
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+# How far a process's start may be from the one recorded for it and still be it
+# (btime has a one-second resolution; the record is taken just after the start).
+SAME_PROCESS_SECONDS = 3.0
+
+
+def end_orphan(running: agent_pb2.RunningChunk) -> agent_pb2.ChunkResult:
+    """The result of a chunk whose agent died while it ran (found in the state
+    file by the next agent process): what is left of its process group is
+    killed, if it is still the same process (a recycled process id is left
+    alone), and the run is reported failed with its own fencing token."""
+    what = "the agent stopped while this chunk ran"
+    started = process_start_seconds(running.pid) if running.pid else None
+    recorded = running.start_time.seconds + running.start_time.nanos / 1e9
+    if started is not None and abs(started - recorded) <= SAME_PROCESS_SECONDS:
+        signal_group(running.pid, signal.SIGKILL)
+        what += f"; its process group {running.pid} was killed on the agent's restart"
+    return agent_pb2.ChunkResult(
+        job_id=running.job_id,
+        chunk_id=running.chunk_id,
+        fencing_token=running.fencing_token,
+        exit_code=-1,
+        outcome=common_pb2.CHUNK_RUN_OUTCOME_FAILED,
+        message=what,
+        end_time=now_timestamp(),
+    )
+
+
 class LogBatcher:
     """Collects lines and hands them on every BATCH_SECONDS or BATCH_LINES,
     whichever comes first: one message per line would swamp the stream."""
@@ -136,8 +177,11 @@ class ChunkRun:
         send_log: Callable[[agent_pb2.ChunkLog], None],
         batch_seconds: float = BATCH_SECONDS,
         batch_lines: int = BATCH_LINES,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.assignment = assignment
+        # Told once the process exists (its pid is known): the state file records it.
+        self._on_start = on_start
         self.priority = priority
         self.work_dir = work_dir
         self.kill_grace_seconds = kill_grace_seconds
@@ -228,6 +272,8 @@ class ChunkRun:
         self._process = process
         self.pid = process.pid  # == its process group id (start_new_session)
         self.start_time = now_timestamp()
+        if self._on_start is not None:
+            self._on_start()
         self._apply_priority()
         if self._kill_message:  # the kill came while the process was starting
             self._terminate()

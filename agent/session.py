@@ -25,7 +25,7 @@ import grpc.aio
 
 from agent import VERSION, commands
 from agent.config import AgentConfig
-from agent.runner import ChunkRun, now_timestamp
+from agent.runner import ChunkRun, end_orphan, now_timestamp
 from agent.state import StateStore
 from agent.system import DEFAULT_PRIORITY, HostFacts, UsageMeter, nice_value
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -88,6 +88,21 @@ class Instance:
         self.pending: dict[int, agent_pb2.ChunkResult] = {
             r.fencing_token: r for r in state.pending_results(number)
         }
+        orphan = state.running_chunk(number)
+        if orphan is not None:
+            # The previous agent process died running it: its result goes out
+            # with the others (stale, and refused, if the chunk went elsewhere).
+            result = end_orphan(orphan)
+            _LOG.warning(
+                "instance %d: job %d chunk %d (token %d) was running when the agent stopped:"
+                " reporting it failed",
+                number,
+                result.job_id,
+                result.chunk_id,
+                result.fencing_token,
+            )
+            self.pending[result.fencing_token] = result
+            self._save()
         self._settled = asyncio.Event()
         if not self.pending:
             self._settled.set()
@@ -250,8 +265,10 @@ class Instance:
             work_dir=self.config.work_dir,
             kill_grace_seconds=self.config.kill_grace_seconds,
             send_log=lambda log: self.send(agent_pb2.SessionRequest(log=log)),
+            on_start=self._save,
         )
         self.run = run
+        self._save()  # on disk before the process exists: a restart finds it
         self._run_task = asyncio.create_task(self._run_chunk(run))
 
     async def _run_chunk(self, run: ChunkRun) -> None:
@@ -351,7 +368,12 @@ class Instance:
 
     def _save(self) -> None:
         try:
-            self.state.save(self.number, self.node_id, list(self.pending.values()))
+            self.state.save(
+                self.number,
+                self.node_id,
+                list(self.pending.values()),
+                self.run.running_chunk() if self.run is not None else None,
+            )
         except OSError as exc:
             _LOG.error("%s: cannot write the state file: %s", self.label, exc)
 

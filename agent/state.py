@@ -1,11 +1,17 @@
 """What the agent keeps on disk between runs, in its work folder.
 
 - `state.json`: per dispatcher address and instance number, the node id the
-  dispatcher gave that instance, and the chunk results it has not yet
-  acknowledged. A soft restart (or any restart) then re-registers as the same
-  nodes and re-sends those results, so nothing is reported twice as a new
-  node and nothing is lost. Ids are kept per address because a node id of
-  one farm means another machine on a different farm.
+  dispatcher gave that instance, the chunk it is running (job, chunk, fencing
+  token, process id: written before the process starts) and the chunk
+  results it has not yet acknowledged (written before they are sent). A soft
+  restart (or any restart) then re-registers as the same nodes and re-sends
+  those results, so nothing is reported twice as a new node and nothing is
+  lost; a chunk found running in the file belongs to an agent that died
+  (SIGKILL, power cut): the new process ends what is left of it and reports
+  it failed with its old token (the dispatcher refuses it if the chunk went
+  elsewhere meanwhile). Ids are kept per address because a node id of one
+  farm means another machine on a different farm. Every write is flushed to
+  disk (fsync) before it replaces the old file.
 - `agent.lock`: held for the life of the process, so two agents never share a
   work folder (they would claim the same node ids).
 """
@@ -91,18 +97,42 @@ class StateStore:
                 results.append(agent_pb2.ChunkResult.FromString(base64.b64decode(encoded)))
         return results
 
-    def save(self, number: int, node_id: int, pending: list[agent_pb2.ChunkResult]) -> None:
+    def running_chunk(self, number: int) -> agent_pb2.RunningChunk | None:
+        """The chunk this instance was running when its agent last wrote the file."""
+        encoded = self._instance(number).get("running_chunk")
+        if not isinstance(encoded, str):
+            return None
+        try:
+            return agent_pb2.RunningChunk.FromString(base64.b64decode(encoded))
+        except (ValueError, TypeError):
+            return None
+
+    def save(
+        self,
+        number: int,
+        node_id: int,
+        pending: list[agent_pb2.ChunkResult],
+        running: agent_pb2.RunningChunk | None = None,
+    ) -> None:
         entry = self._instance(number)
         entry["node_id"] = node_id
         entry["pending_results"] = [
             base64.b64encode(r.SerializeToString()).decode() for r in pending
         ]
+        if running is None:
+            entry.pop("running_chunk", None)
+        else:
+            entry["running_chunk"] = base64.b64encode(running.SerializeToString()).decode()
         self._data["dispatchers"][self.dispatcher][str(number)] = entry
         self._write()
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self._data, indent=2, sort_keys=True) + "\n")
+        with temporary.open("w") as handle:
+            handle.write(json.dumps(self._data, indent=2, sort_keys=True) + "\n")
+            handle.flush()
+            # On disk before it counts: the chunk it names may start right after.
+            os.fsync(handle.fileno())
         # Replace, not rewrite: a crash mid-write leaves the old file whole.
         temporary.replace(self.path)

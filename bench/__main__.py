@@ -1,12 +1,16 @@
 """Run the registered benchmarks, print their figures, write docs/benchmarks.md.
 
-Each benchmark returns rows of (what, our figure, peer figure measured in the
-same run, unit). Figures are medians of repeated runs: machines are noisy.
+`python -m bench` runs them all; `python -m bench render` only those whose
+name contains one of the words given, and rewrites only their sections of
+docs/benchmarks.md. Each benchmark returns rows of (what, our figure, peer
+figure measured in the same run, unit). Figures are medians of repeated runs:
+machines are noisy.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import sys
 import time
@@ -31,42 +35,55 @@ def _table(rows: list[Row]) -> str:
     return "\n".join([head, *body])
 
 
-def main() -> int:
+HEADER = (
+    "# Benchmarks\n\n"
+    "Written by `make bench` (bench/__main__.py; `python -m bench NAME` reruns one section). "
+    "Figures are medians of repeated runs on the machine named in each section; each row's "
+    "peer figure was measured in the same run.\n"
+)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The sections of docs/benchmarks.md by benchmark name (body after the heading)."""
+    found: dict[str, str] = {}
+    for part in text.split("\n## ")[1:]:
+        name, _, body = part.partition("\n")
+        found[name.strip()] = body.strip("\n")
+    return found
+
+
+def main(argv: list[str]) -> int:
     # Every module of bench/ registers its benchmarks when imported.
     for module in sorted(p.stem for p in Path(__file__).parent.glob("*.py")):
         if module not in ("__init__", "__main__", "common"):
             importlib.import_module(f"bench.{module}")
-
-    # `python -m bench facade jobs`: only the benchmarks whose name has one of the words.
-    wanted = [w.lower() for w in sys.argv[1:]]
-    rows: list[Row] = []
-    for name, bench in BENCHMARKS.items():
-        if wanted and not any(w in name.lower() for w in wanted):
-            continue
+    wanted = [w.lower() for w in argv]
+    chosen = [n for n in BENCHMARKS if not wanted or any(w in n.lower() for w in wanted)]
+    if not chosen:
+        print(f"no benchmark named like {argv}; there are {list(BENCHMARKS)}")
+        return 2
+    out = ROOT / "docs" / "benchmarks.md"
+    sections = _sections(out.read_text()) if out.exists() else {}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    for name in chosen:
         started = time.perf_counter()
         print(f"running {name} ...", flush=True)
-        rows.extend(bench())
+        rows = BENCHMARKS[name]()
         print(f"  done in {time.perf_counter() - started:.1f}s", flush=True)
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, Python {platform.python_version()}"
-    if not rows:
-        text = "No benchmarks are registered yet; later issues add them to bench/.\n"
-    else:
-        text = _table(rows) + "\n"
-    print(text)
-    if wanted:
-        print("a selection ran: docs/benchmarks.md is written by a full `make bench` only")
-        return 0
-    out = ROOT / "docs" / "benchmarks.md"
-    out.write_text(
-        "# Benchmarks\n\n"
-        "Written by `make bench` (bench/__main__.py). Figures are medians of repeated runs on "
-        "the machine named below; each row's peer figure was measured in the same run.\n\n"
-        f"Last run: {when} on {machine}.\n\n" + text
-    )
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        table = _table(rows)
+        print(table)
+        notes = sections.get(name, "").partition("\n\n|")[0].split("\n\n")
+        kept = "\n\n".join(n for n in notes[1:] if n and not n.startswith("|"))
+        sections[name] = "\n\n".join(
+            part for part in (f"Last run: {when} on {machine}.", kept, table) if part
+        )
+    order = [*BENCHMARKS, *(n for n in sections if n not in BENCHMARKS)]
+    body = "".join(f"\n## {n}\n\n{sections[n]}\n" for n in order if n in sections)
+    out.write_text(HEADER + body)
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -65,7 +65,9 @@ def bench_database(name: str, pool_size: int = 4) -> Iterator[Database]:
 
 
 @contextlib.contextmanager
-def dispatcher_process(db: Database, services: list[str]) -> Iterator[tuple[str, int]]:
+def dispatcher_process(
+    db: Database, services: list[str], extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     """`dispatcher serve SERVICES` on `db` as its own process: (address, pid)."""
     env = {
         **os.environ,
@@ -75,8 +77,9 @@ def dispatcher_process(db: Database, services: list[str]) -> Iterator[tuple[str,
         "MUSTER_HOOKS_DIR": str(ROOT / ".data" / "bench" / "no-hooks"),
         "MUSTER_WORKER_THREADS": "32",
         "MUSTER_DB_POOL_SIZE": "20",
+        **(extra_env or {}),
     }
-    log = (ROOT / ".data" / "bench" / "dispatcher.log").open("w")
+    log = (ROOT / ".data" / "bench" / f"dispatcher-{'-'.join(services)}.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", *services],
         cwd=ROOT,

@@ -1,13 +1,21 @@
 """The render loop under load: simulated nodes speaking the real agent protocol.
 
-The dispatcher (jobs, nodes and admin in one process, as `dispatcher run`)
-runs as its own process on the embedded PostgreSQL; this process holds the
-simulated agents (grpc.aio, one stream each), which finish every chunk the
-moment it arrives. Measured: chunks dispatched and completed per second,
-dispatch latency (a node's result sent -> its next assignment received), the
-dispatcher's resident memory with every stream open, and throughput with a
-large queue against a small one. Peer, same run, same PostgreSQL: pgqueuer
-pushing the same number of jobs through enqueue, dequeue and acknowledge.
+The services run as in a cluster: jobs and admin in one process, one
+nodes-service replica in another (its resident memory is the one reported), on
+the embedded PostgreSQL. This process holds the simulated agents (grpc.aio, one
+stream each), which finish every chunk the moment it arrives. Measured, each
+the median of RUNS runs:
+
+- chunks dispatched and completed per second with every node busy, with a
+  small queue and a large one (and a huge one when BENCH_RENDER_HUGE_QUEUE is set);
+- dispatch latency: a chunk becomes ready while nodes are idle (a job is
+  submitted) -> the node receives its assignment;
+- the cycle under saturation: a node's result sent -> its next assignment
+  (mostly queueing: NODES / throughput);
+- the nodes service's resident memory with every stream open, and an idle
+  real agent's;
+- peer, same run, same PostgreSQL: pgqueuer pushing the same number of jobs
+  through enqueue, dequeue and acknowledge.
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -23,39 +34,76 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from bench.common import BENCHMARKS, Row, bench_database, dispatcher_process, rss_mb
+from bench.common import (
+    BENCHMARKS,
+    Row,
+    bench_database,
+    bench_token,
+    dispatcher_process,
+    rss_mb,
+)
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.database import (
-    libpq_url,
+from services.core.auth import (
+    ENROLLMENT_SECRET,
+    TokenSigner,
+    auth_metadata,
+    farm_secret,
+    security_for,
 )
+from services.core.database import Database, libpq_url
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-NODES = int(os.environ.get("BENCH_RENDER_NODES", "500"))
+NODES = int(os.environ.get("BENCH_RENDER_NODES", "2000"))
 CHUNKS = int(os.environ.get("BENCH_RENDER_CHUNKS", "10000"))
 BIG_QUEUE = int(os.environ.get("BENCH_RENDER_BIG_QUEUE", "100000"))
+HUGE_QUEUE = int(os.environ.get("BENCH_RENDER_HUGE_QUEUE", "0"))
+RUNS = int(os.environ.get("BENCH_RENDER_RUNS", "3"))
+LATENCY_CHUNKS = 100
 MEASURE_SECONDS = 15.0
 
 
 class SimulatedNode:
-    def __init__(self, channel: grpc.aio.Channel, index: int) -> None:
+    def __init__(self, channel: grpc.aio.Channel, index: int, signer: TokenSigner) -> None:
         self.stub = agent_pb2_grpc.AgentServiceStub(channel)
         self.index = index
+        host = f"sim-{index:05d}"
+        # As Enroll would answer: a token for this host's instance 0.
+        self.metadata = auth_metadata(
+            signer.issue(f"agent:{host}#0", "agent", "", 24 * 3600, host=host, instance=0)[0]
+        )
         self.outgoing: asyncio.Queue[agent_pb2.SessionRequest | None] = asyncio.Queue()
         self.latencies: list[float] = []
+        # perf_counter of each assignment received: the dispatch latency probe.
+        self.received: list[float] = []
         self.done = 0
         self.idle_since = 0.0
+        self.node_id = 0
+        self.errors: list[str] = []
 
     async def _requests(self) -> Any:
         while (message := await self.outgoing.get()) is not None:
             yield message
 
-    async def run(self, ready: asyncio.Event, registered: list[int]) -> None:
+    async def run(self, ready: asyncio.Event, registered: set[int]) -> None:
+        """One stream, opened again (as an agent does) if it fails."""
+        while True:
+            try:
+                await self._session(ready, registered)
+                return
+            except grpc.aio.AioRpcError as exc:
+                self.errors.append(exc.code().name)
+                registered.discard(self.index)
+                self.outgoing = asyncio.Queue()
+                await asyncio.sleep(0.5)
+
+    async def _session(self, ready: asyncio.Event, registered: set[int]) -> None:
         await self.outgoing.put(
             agent_pb2.SessionRequest(
                 register=agent_pb2.Register(
+                    node_id=self.node_id,
                     host_name=f"sim-{self.index:05d}",
                     platform=common_pb2.PLATFORM_LINUX,
                     cpu_cores=1,
@@ -63,35 +111,56 @@ class SimulatedNode:
                 )
             )
         )
-        call = self.stub.Session(self._requests())
-        try:
-            async for message in call:
-                kind = message.WhichOneof("message")
-                if kind == "register_accepted":
-                    registered.append(self.index)
-                    self.idle_since = time.perf_counter()
-                    if len(registered) == NODES:
-                        ready.set()
-                elif kind == "assignment":
-                    now = time.perf_counter()
-                    self.latencies.append(now - self.idle_since)
-                    a = message.assignment
-                    await self.outgoing.put(
-                        agent_pb2.SessionRequest(
-                            result=agent_pb2.ChunkResult(
-                                job_id=a.job_id,
-                                chunk_id=a.chunk_id,
-                                fencing_token=a.fencing_token,
-                                exit_code=0,
-                                outcome=common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
-                            )
+        call = self.stub.Session(self._requests(), metadata=self.metadata)
+        async for message in call:
+            kind = message.WhichOneof("message")
+            if kind == "register_accepted":
+                self.node_id = message.register_accepted.node_id
+                registered.add(self.index)
+                self.idle_since = time.perf_counter()
+                if len(registered) == NODES:
+                    ready.set()
+            elif kind == "assignment":
+                now = time.perf_counter()
+                self.latencies.append(now - self.idle_since)
+                self.received.append(now)
+                a = message.assignment
+                await self.outgoing.put(
+                    agent_pb2.SessionRequest(
+                        result=agent_pb2.ChunkResult(
+                            job_id=a.job_id,
+                            chunk_id=a.chunk_id,
+                            fencing_token=a.fencing_token,
+                            exit_code=0,
+                            outcome=common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
                         )
                     )
-                elif kind == "result_accepted":
-                    self.done += 1
-                    self.idle_since = time.perf_counter()
-        except grpc.aio.AioRpcError:
-            pass
+                )
+            elif kind == "result_accepted":
+                self.done += 1
+                self.idle_since = time.perf_counter()
+            elif kind == "command" and message.command.HasField("kill_process"):
+                # A job deleted mid-run: confirm the kill as an agent would (the
+                # assignment stays until then), with a result for its token.
+                kill = message.command.kill_process
+                await self.outgoing.put(
+                    agent_pb2.SessionRequest(
+                        command_ack=agent_pb2.CommandAck(
+                            command_id=message.command.command_id, success=True
+                        )
+                    )
+                )
+                await self.outgoing.put(
+                    agent_pb2.SessionRequest(
+                        result=agent_pb2.ChunkResult(
+                            job_id=kill.job_id,
+                            chunk_id=kill.chunk_id,
+                            fencing_token=kill.fencing_token,
+                            exit_code=-1,
+                            outcome=common_pb2.CHUNK_RUN_OUTCOME_KILLED,
+                        )
+                    )
+                )
 
     async def close(self) -> None:
         await self.outgoing.put(None)
@@ -111,46 +180,126 @@ def _job(chunks: int) -> jobs_pb2.Job:
     )
 
 
-async def _render(address: str, dispatcher_pid: int) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        jobs = jobs_pb2_grpc.JobsServiceStub(channel)
-        nodes = [SimulatedNode(channel, i) for i in range(NODES)]
-        ready, registered = asyncio.Event(), []  # type: ignore[var-annotated]
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
+
+
+async def _render(
+    db: Database, jobs_address: str, nodes_address: str, nodes_pid: int
+) -> dict[str, float]:
+    signer = security_for(db).signer
+    user = auth_metadata(bench_token(db))
+    async with (
+        grpc.aio.insecure_channel(jobs_address) as jobs_channel,
+        grpc.aio.insecure_channel(nodes_address) as channel,
+    ):
+        stub = jobs_pb2_grpc.JobsServiceStub(jobs_channel)
+
+        async def submit(chunks: int) -> int:
+            request = jobs_pb2.SubmitJobRequest(job=_job(chunks))
+            return int((await stub.SubmitJob(request, metadata=user)).job_id)
+
+        async def delete(job_id: int) -> None:
+            await stub.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=user)
+
+        nodes = [SimulatedNode(channel, i, signer) for i in range(NODES)]
+        ready, registered = asyncio.Event(), set[int]()
         tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
-        await asyncio.wait_for(ready.wait(), 120)
-        rss_streams = rss_mb(dispatcher_pid)
+        try:
+            await asyncio.wait_for(ready.wait(), 600)
+        except TimeoutError:
+            errors = sorted({e for n in nodes for e in n.errors})
+            raise RuntimeError(
+                f"{len(registered)} of {NODES} nodes registered; errors {errors}"
+            ) from None
+        await asyncio.sleep(2.0)  # the first heartbeats and registrations settle
+        rss_streams = rss_mb(nodes_pid)
 
-        async def throughput(chunks: int, seconds: float) -> float:
-            before = sum(n.done for n in nodes)
-            reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(chunks)))
+        def done() -> int:
+            return sum(n.done for n in nodes)
+
+        async def drained(before: int, chunks: int, seconds: float) -> None:
             started = time.perf_counter()
-            target = before + chunks
-            while time.perf_counter() - started < seconds:
-                if sum(n.done for n in nodes) >= target:
-                    break
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            rate = (sum(n.done for n in nodes) - before) / elapsed
-            await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=reply.job_id))
-            await asyncio.sleep(1.0)
-            return rate
+            while done() < before + chunks and time.perf_counter() - started < seconds:
+                await asyncio.sleep(0.01)
 
-        small = await throughput(CHUNKS, MEASURE_SECONDS)
-        latencies = sorted(x for n in nodes for x in n.latencies[1:])
-        for n in nodes:
-            n.latencies.clear()
-        big = await throughput(BIG_QUEUE, MEASURE_SECONDS)
+        async def latency() -> list[float]:
+            """Chunks ready while every node idles: submission -> assignment."""
+            for n in nodes:
+                n.received.clear()
+            before = done()
+            submitted = time.perf_counter()
+            job_id = await submit(LATENCY_CHUNKS)
+            await drained(before, LATENCY_CHUNKS, 30)
+            await delete(job_id)
+            await asyncio.sleep(1.0)
+            return [t - submitted for n in nodes for t in n.received]
+
+        async def throughput(chunks: int, windows: int) -> list[float]:
+            """Chunks/s over `windows` windows of MEASURE_SECONDS, all nodes busy.
+
+            The job is deleted only once it has drained (or at the end): a
+            job deleted while 2,000 simulated nodes run it left the farm
+            dispatching nothing afterwards (see docs/benchmarks.md).
+            """
+            job_id = await submit(chunks)
+            before = done()
+            await asyncio.sleep(1.0)  # every node is busy by now: measure from here
+            for n in nodes:
+                n.latencies.clear()
+            rates = []
+            for _ in range(windows):
+                started, at_start = time.perf_counter(), done()
+                await drained(before, chunks, MEASURE_SECONDS)
+                rates.append((done() - at_start) / (time.perf_counter() - started))
+                if done() >= before + chunks:
+                    break
+            await drained(before, chunks, 120 if chunks <= CHUNKS else 0)
+            await delete(job_id)
+            await asyncio.sleep(1.0)
+            return rates
+
+        probes = [x for _ in range(RUNS) for x in await latency()]
+        small = statistics.median([(await throughput(CHUNKS, 1))[0] for _ in range(RUNS)])
+        cycle = [x for n in nodes for x in n.latencies]
+        big = statistics.median(await throughput(BIG_QUEUE, RUNS))
+        huge = (await throughput(HUGE_QUEUE, 1))[0] if HUGE_QUEUE else 0.0
         for n in nodes:
             await n.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-    p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
     return {
         "small": small,
         "big": big,
-        "latency_median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
-        "latency_p99_ms": p99 * 1000,
+        "huge": huge,
+        "latency_median_ms": _percentile(probes, 0.5) * 1000,
+        "latency_p99_ms": _percentile(probes, 0.99) * 1000,
+        "cycle_median_ms": _percentile(cycle, 0.5) * 1000,
+        "cycle_p99_ms": _percentile(cycle, 0.99) * 1000,
         "rss_streams_mb": rss_streams,
     }
+
+
+def _idle_agent_rss(db: Database, nodes_address: str) -> float:
+    """Resident memory of a real agent (one instance) registered and idle."""
+    with tempfile.TemporaryDirectory() as work:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--dispatcher", nodes_address, "--work-dir", work],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "MUSTER_AGENT_DISCOVERY": "off",
+                "MUSTER_ENROLLMENT_SECRET": farm_secret(db, ENROLLMENT_SECRET),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(8.0)  # started, registered, a heartbeat or two
+            return rss_mb(agent.pid)
+        finally:
+            agent.terminate()
+            agent.wait(30)
 
 
 async def _pgqueuer(url: str, jobs_count: int) -> float:
@@ -188,18 +337,29 @@ async def _pgqueuer(url: str, jobs_count: int) -> float:
     return done / elapsed
 
 
+def _pgqueuer_run() -> float:
+    with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
+        url = peer_db.url.render_as_string(hide_password=False)
+        return asyncio.run(_pgqueuer(url, CHUNKS))
+
+
 def run() -> list[Row]:
     with (
         bench_database("bench_render", pool_size=4) as db,
-        dispatcher_process(db, ["jobs", "nodes", "admin"]) as (address, pid),
+        dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, _),
+        dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address}) as (
+            nodes_address,
+            nodes_pid,
+        ),
     ):
-        idle_rss = rss_mb(pid)
-        figures = asyncio.run(_render(address, pid))
-    with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
-        peer = asyncio.run(_pgqueuer(peer_db.url.render_as_string(hide_password=False), CHUNKS))
-    return [
+        time.sleep(2.0)
+        idle_rss = rss_mb(nodes_pid)
+        agent_rss = _idle_agent_rss(db, nodes_address)
+        figures = asyncio.run(_render(db, jobs_address, nodes_address, nodes_pid))
+    peer = statistics.median(_pgqueuer_run() for _ in range(RUNS))
+    rows = [
         Row(
-            f"render loop: {NODES} simulated nodes, {CHUNKS:,} queued chunks",
+            f"render loop: {NODES:,} simulated nodes, {CHUNKS:,} queued chunks",
             figures["small"],
             peer,
             "pgqueuer enqueue+dequeue+ack, same count",
@@ -212,8 +372,21 @@ def run() -> list[Row]:
             f"ours with {CHUNKS:,} queued",
             "chunks/s",
         ),
+    ]
+    if HUGE_QUEUE:
+        rows.append(
+            Row(
+                f"render loop: {HUGE_QUEUE:,} queued chunks vs {CHUNKS:,} (ours only, one run)",
+                figures["huge"],
+                figures["small"],
+                f"ours with {CHUNKS:,} queued",
+                "chunks/s",
+            )
+        )
+    return [
+        *rows,
         Row(
-            "dispatch latency, median (result sent -> next assignment)",
+            f"dispatch latency, median (chunk ready, {NODES:,} nodes idle -> assignment received)",
             figures["latency_median_ms"],
             None,
             "-",
@@ -221,12 +394,21 @@ def run() -> list[Row]:
         ),
         Row("dispatch latency, p99", figures["latency_p99_ms"], None, "-", "ms"),
         Row(
-            f"dispatcher resident memory with {NODES} agent streams",
+            "saturated cycle, median (result sent -> next assignment, every node busy)",
+            figures["cycle_median_ms"],
+            None,
+            "-",
+            "ms",
+        ),
+        Row("saturated cycle, p99", figures["cycle_p99_ms"], None, "-", "ms"),
+        Row(
+            f"nodes service resident memory with {NODES:,} agent streams",
             figures["rss_streams_mb"],
             idle_rss,
             "the same process with no stream",
             "MB",
         ),
+        Row("idle agent resident memory (one instance)", agent_rss, None, "-", "MB"),
     ]
 
 

@@ -22,6 +22,7 @@ happen exactly once; effects outside it (pushing to a stream) at least once.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -91,40 +92,70 @@ def publish_many(session: Session, events: Sequence[tuple[str, Mapping[str, Any]
     """Record several (topic, payload, key) events with one statement and one wake-up."""
     if not events:
         return
+    # One statement whatever the count (not one INSERT per event).
     session.execute(
         _INSERT_MANY,
-        [{"topic": topic, "key": key, "payload": dict(payload)} for topic, payload, key in events],
+        {
+            "events": json.dumps(
+                [
+                    {"topic": topic, "key": key, "payload": dict(payload)}
+                    for topic, payload, key in events
+                ]
+            )
+        },
     )
-    session.execute(text("SELECT pg_notify(:channel, 'batch')"), {"channel": CHANNEL})
+    # The payload names the topics: a reader of other topics sleeps on.
+    topics = ",".join(sorted({topic for topic, _, _ in events}))
+    session.execute(
+        text("SELECT pg_notify(:channel, :topics)"),
+        {"channel": CHANNEL, "topics": topics if len(topics) < 4000 else "batch"},
+    )
 
 
 _INSERT_MANY = text(
-    "INSERT INTO events (topic, key, payload) VALUES (:topic, :key, :payload)"
-).bindparams(bindparam("payload", type_=JSONB))
+    "INSERT INTO events (topic, key, payload)"
+    " SELECT e.item->>'topic', e.item->>'key', e.item->'payload'"
+    " FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(item, n)"
+    " ORDER BY e.n"
+)
 
 
-def read_events(
+@dataclass(frozen=True)
+class Batch:
+    """What one read of the outbox found."""
+
+    events: list[Event]
+    # Newer committed events exist, held back by a transaction still running
+    # (the caller should look again soon).
+    held_back: bool
+    # Everything up to here has been read: the last event, or past the events
+    # of other topics that a filtered read skipped. A reader resumes here, so a
+    # consumer of a rare topic does not scan the same busy stretch again and again.
+    reached: Position
+
+
+def read_batch(
     session: Session,
     after: Position,
     topics: Sequence[str] | None = None,
     limit: int = 500,
-) -> tuple[list[Event], bool]:
-    """Events after `after` that can no longer be overtaken, oldest first.
-
-    Returns the events and whether newer committed events exist that are held
-    back by a transaction still running (the caller should look again soon).
-    """
+) -> Batch:
+    """Events after `after` that can no longer be overtaken, oldest first."""
+    # Every transaction below the horizon has ended: the statements below all
+    # see the same events under it, even though each takes its own snapshot.
+    horizon = int(session.execute(text(f"SELECT {_HORIZON}")).scalar_one())
     topic_filter = "AND topic = ANY(:topics)" if topics else ""
+    values = {"horizon": horizon, "limit": limit, "topics": list(topics or [])}
     rows = session.execute(
         text(
             f"""
             SELECT id, txid, topic, key, payload, created_at FROM events
-            WHERE (txid, id) > (:txid, :id) AND txid < {_HORIZON} {topic_filter}
+            WHERE (txid, id) > (:txid, :id) AND txid < :horizon {topic_filter}
             ORDER BY txid, id
             LIMIT :limit
             """
         ),
-        {"txid": after.txid, "id": after.id, "limit": limit, "topics": list(topics or [])},
+        {"txid": after.txid, "id": after.id, **values},
     ).all()
     events = [
         Event(
@@ -137,19 +168,42 @@ def read_events(
         )
         for r in rows
     ]
-    held_back = False
-    if len(events) < limit:
-        last = events[-1].position if events else after
-        held_back = bool(
-            session.execute(
-                text(
-                    f"SELECT EXISTS (SELECT 1 FROM events WHERE (txid, id) > (:txid, :id)"
-                    f" AND txid >= {_HORIZON} {topic_filter})"
-                ),
-                {"txid": last.txid, "id": last.id, "topics": list(topics or [])},
-            ).scalar_one()
-        )
-    return events, held_back
+    reached = events[-1].position if events else after
+    if len(events) == limit:
+        return Batch(events, False, reached)
+    if topics:
+        # Nothing else of these topics under the horizon: skip what was passed over.
+        row = session.execute(
+            text(
+                "SELECT txid, id FROM events WHERE (txid, id) > (:txid, :id)"
+                " AND txid < :horizon ORDER BY txid DESC, id DESC LIMIT 1"
+            ),
+            {"txid": reached.txid, "id": reached.id, "horizon": horizon},
+        ).first()
+        if row is not None:
+            reached = Position(row.txid, row.id)
+    held_back = bool(
+        session.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE (txid, id) > (:txid, :id)"
+                f" AND txid >= :horizon {topic_filter})"
+            ),
+            {"txid": reached.txid, "id": reached.id, **values},
+        ).scalar_one()
+    )
+    return Batch(events, held_back, reached)
+
+
+def read_events(
+    session: Session,
+    after: Position,
+    topics: Sequence[str] | None = None,
+    limit: int = 500,
+) -> tuple[list[Event], bool]:
+    """Events after `after` that can no longer be overtaken, oldest first, and
+    whether newer committed events are held back by a transaction still running."""
+    batch = read_batch(session, after, topics, limit)
+    return batch.events, batch.held_back
 
 
 def latest_position(session: Session) -> Position:
@@ -215,6 +269,7 @@ class DurableConsumer:
         # back every consumer's horizon. Run such a consumer with
         # Listener(exclusive=True) so one replica at a time handles it.
         self.transactional = transactional
+        self._registered = False
 
     def position(self) -> Position:
         with self.db.transaction() as session:
@@ -237,48 +292,49 @@ class DurableConsumer:
             return self._process_outside_transaction()
         with self.db.transaction() as session:
             position = self._lock_position(session)
-            events, held_back = read_events(session, position, self.topics, self.batch_size)
-            for event in events:
+            batch = read_batch(session, position, self.topics, self.batch_size)
+            for event in batch.events:
                 self.handler(session, event)
-            if events:
-                last = events[-1].position
-                session.execute(
-                    text(
-                        "UPDATE event_consumers SET last_txid = :txid, last_id = :id,"
-                        " updated_at = now() WHERE name = :name"
-                    ),
-                    {"txid": last.txid, "id": last.id, "name": self.name},
-                )
-        return len(events), held_back or len(events) == self.batch_size
+            if batch.reached != position:
+                self._store(session, batch.reached)
+        return len(batch.events), batch.held_back or len(batch.events) == self.batch_size
+
+    def _store(self, session: Session, reached: Position) -> None:
+        session.execute(
+            text(
+                "UPDATE event_consumers SET last_txid = :txid, last_id = :id,"
+                " updated_at = now() WHERE name = :name"
+            ),
+            {"txid": reached.txid, "id": reached.id, "name": self.name},
+        )
 
     def _process_outside_transaction(self) -> tuple[int, bool]:
-        with self.db.transaction() as session:
-            session.execute(
-                text("INSERT INTO event_consumers (name) VALUES (:name) ON CONFLICT DO NOTHING"),
-                {"name": self.name},
-            )
+        if not self._registered:
+            with self.db.transaction() as session:
+                session.execute(
+                    text(
+                        "INSERT INTO event_consumers (name) VALUES (:name) ON CONFLICT DO NOTHING"
+                    ),
+                    {"name": self.name},
+                )
+            self._registered = True
         with self.db.transaction() as session:
             row = session.execute(
                 text("SELECT last_txid, last_id FROM event_consumers WHERE name = :name"),
                 {"name": self.name},
-            ).one()
-            events, held_back = read_events(
-                session, Position(row.last_txid, row.last_id), self.topics, self.batch_size
-            )
-        for event in events:
+            ).first()
+            if row is None:  # the row went (a database reset): register again
+                self._registered = False
+                return 0, True
+            position = Position(row.last_txid, row.last_id)
+            batch = read_batch(session, position, self.topics, self.batch_size)
+        for event in batch.events:
             with self.db.transaction() as session:
                 self.handler(session, event)
-        if events:
-            last = events[-1].position
+        if batch.reached != position:
             with self.db.transaction() as session:
-                session.execute(
-                    text(
-                        "UPDATE event_consumers SET last_txid = :txid, last_id = :id,"
-                        " updated_at = now() WHERE name = :name"
-                    ),
-                    {"txid": last.txid, "id": last.id, "name": self.name},
-                )
-        return len(events), held_back or len(events) == self.batch_size
+                self._store(session, batch.reached)
+        return len(batch.events), batch.held_back or len(batch.events) == self.batch_size
 
     def drain(self) -> int:
         """Handle everything readable now; returns how many events."""
@@ -332,6 +388,27 @@ class ListeningThread:
 
     def _serve(self, conn: Any) -> None:
         raise NotImplementedError
+
+    def _wait(self, conn: Any, timeout: float, topics: Sequence[str] | None) -> None:
+        """Sleep until a notification about one of `topics` (any, without
+        topics) arrives or `timeout` passes, then drop the ones queued behind
+        it. Notifications name the topics of their events ('batch' when they
+        do not); they are a hint: the caller reads from its position anyway."""
+        wanted = set(topics or ())
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            notes = list(conn.notifies(timeout=left, stop_after=1))
+            if any(
+                not wanted or set(str(note.payload).split(",")) & (wanted | {"batch", "stop"})
+                for note in notes
+            ):
+                # Outside the first generator: it holds the connection's lock.
+                for _ in conn.notifies(timeout=0.0):
+                    pass
+                return
 
     def _run(self) -> None:
         backoff = 0.05
@@ -391,13 +468,7 @@ class Listener(ListeningThread):
             else:
                 retry = 0.0
                 timeout = self.poll_seconds
-            deadline = time.monotonic() + timeout
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
-                pass
-            # Drain any further queued notifications without waiting.
-            if time.monotonic() < deadline:
-                for _ in conn.notifies(timeout=0.0):
-                    pass
+            self._wait(conn, timeout, self.consumer.topics)
 
 
 class LiveSubscription(ListeningThread):
@@ -431,14 +502,15 @@ class LiveSubscription(ListeningThread):
     def _serve(self, conn: Any) -> None:
         while not self._stop.is_set():
             with self.db.transaction() as session:
-                events, held_back = read_events(session, self.position, self.topics or None)
+                batch = read_batch(session, self.position, self.topics or None)
+            events = batch.events
             if events:
                 try:
                     self.on_events(events)
                 except Exception:
                     _LOG.exception("live subscriber failed on events up to %s", events[-1].id)
-                self.position = events[-1].position
+            self.position = batch.reached
+            if events:
                 continue
-            timeout = 0.02 if held_back else self.poll_seconds
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
-                pass
+            timeout = 0.02 if batch.held_back else self.poll_seconds
+            self._wait(conn, timeout, self.topics)

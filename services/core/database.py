@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,6 +123,18 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on error."""
         with self.sessions.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def relaxed_transaction(self) -> Iterator[Session]:
+        """A transaction whose commit does not wait for its WAL to reach the
+        disk (synchronous_commit off for it alone). A PostgreSQL crash may lose
+        the last fraction of a second of such commits, never a later ordinary
+        one, and never half of one. Only for writes that are harmless to lose
+        that way and are rewritten soon anyway (heartbeats, the `rendering`
+        display state): see docs/render-loop.md, "Asynchronous commits"."""
+        with self.sessions.begin() as session:
+            session.execute(text("SET LOCAL synchronous_commit = off"))
             yield session
 
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ lost, or the report is a duplicate) changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
@@ -43,6 +44,26 @@ FINISHED_OUTCOMES = (
     "killed",
     "timed_out",
     "lost",
+)
+
+
+_CHANGES = (
+    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
+    " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
+)
+# A run's end in its history entry, then in its chunk (back in the queue: no end time).
+_END_RUNS = text(
+    "UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()), exit_code = v.exit_code,"
+    f" outcome = v.outcome, message = v.message FROM {_CHANGES} WHERE r.fencing_token = v.token"
+)
+_END_CHUNKS = text(
+    "UPDATE chunks c SET status = v.status,"
+    " ended_at = CASE WHEN v.status = 'queued' THEN NULL ELSE coalesce(v.ended_at, now()) END,"
+    " exit_code = v.exit_code,"
+    " progress = CASE WHEN v.status LIKE 'completed%' THEN 100.0 ELSE c.progress END,"
+    " requeue_count = c.requeue_count + CASE WHEN v.status = 'queued' THEN 1 ELSE 0 END,"
+    " fencing_token = NULL, version = c.version + 1"
+    f" FROM {_CHANGES} WHERE c.job_id = v.job AND c.chunk_number = v.chunk"
 )
 
 
@@ -127,7 +148,7 @@ class ChunkRuns:
                 ).all()
             }
             results: list[str | None] = []
-            moves: dict[int, list[str]] = defaultdict(list)
+            accepted: list[tuple[RunEnd, Row[Any]]] = []
             for end in ends:
                 assignment = live.pop(end.fencing_token, None)  # a duplicate is stale
                 if (
@@ -144,9 +165,15 @@ class ChunkRuns:
                     )
                     results.append(None)
                     continue
-                status = self._end_run(session, end, assignment)
+                accepted.append((end, assignment))
+                results.append("")
+            statuses = iter(self._end_runs(session, accepted))
+            results = [next(statuses) if r is not None else None for r in results]
+            moves: dict[int, list[str]] = defaultdict(list)
+            for (end, _), status in zip(
+                accepted, (r for r in results if r is not None), strict=True
+            ):
                 moves[end.job_id].append(status)
-                results.append(status)
             for job_id in sorted(moves):
                 self._move_counters(session, job_id, moves[job_id])
             return results
@@ -158,74 +185,82 @@ class ChunkRuns:
         self.requeue_lost = config.requeue_chunks_on_disconnection
 
     def _apply(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
-        status = self._end_run(session, end, assignment)
+        [status] = self._end_runs(session, [(end, assignment)])
         self._move_counters(session, end.job_id, [status])
         return status
 
-    def _end_run(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
-        """The run's history entry, its chunk and its assignment (not the job)."""
-        job = session.execute(
-            select(jobs.c.max_chunk_requeues).where(jobs.c.id == end.job_id)
-        ).one()
-        chunk = session.execute(
-            select(chunks)
-            .where(chunks.c.job_id == end.job_id, chunks.c.chunk_number == end.chunk_number)
-            .with_for_update()
-        ).one()
-        follow_up = end.kill_follow_up or (assignment.kill_follow_up or "")
-        limit = job.max_chunk_requeues or self.max_requeues
-        status = next_chunk_status(
-            end.outcome,
-            follow_up,
-            assignment.status_after_kill,
-            chunk.requeue_count,
-            limit,
-            self.requeue_lost,
-        )
-        requeued = status == "queued"
-        ended_at = end.ended_at or func.now()
-        session.execute(
-            update(chunk_runs)
-            .where(chunk_runs.c.fencing_token == end.fencing_token)
-            .values(
-                ended_at=ended_at,
-                exit_code=end.exit_code,
-                outcome=end.outcome,
-                message=end.message[:4000],
-            )
-        )
-        session.execute(
-            update(chunks)
-            .where(chunks.c.job_id == end.job_id, chunks.c.chunk_number == end.chunk_number)
-            .values(
-                status=status,
-                ended_at=None if requeued else ended_at,
-                exit_code=end.exit_code,
-                progress=100.0 if status.startswith("completed") else chunk.progress,
-                requeue_count=chunk.requeue_count + (1 if requeued else 0),
-                fencing_token=None,
-                version=chunks.c.version + 1,
-            )
-        )
-        session.execute(
-            delete(chunk_assignments).where(chunk_assignments.c.fencing_token == end.fencing_token)
-        )
-        payload = {
-            "job_id": end.job_id,
-            "chunk_id": end.chunk_number,
-            "node_id": end.node_id,
-            "outcome": end.outcome,
-            "status": status,
-            "actor": current_caller().label,
+    def _end_runs(self, session: Session, ended: Sequence[tuple[RunEnd, Row[Any]]]) -> list[str]:
+        """The runs' history entries, their chunks and assignments (not the jobs),
+        with a few set-based statements whatever the count; the chunks' new statuses."""
+        if not ended:
+            return []
+        keys = sorted({(end.job_id, end.chunk_number) for end, _ in ended})
+        rows = {
+            (row.job_id, row.chunk_number): row
+            for row in session.execute(
+                select(
+                    chunks.c.job_id,
+                    chunks.c.chunk_number,
+                    chunks.c.requeue_count,
+                    jobs.c.max_chunk_requeues,
+                )
+                .join(jobs, jobs.c.id == chunks.c.job_id)
+                .where(tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(keys))
+                .order_by(chunks.c.job_id, chunks.c.chunk_number)
+                .with_for_update(of=chunks)
+            ).all()
         }
-        key = str(end.job_id)
-        events = [("chunk.finished", payload, key)]
-        if status == "failed":
-            events.append(("chunk.failed", payload, key))
-        if requeued:
-            events.append(("chunk.requeued", payload, key))
+        statuses: list[str] = []
+        changes: list[dict[str, Any]] = []
+        events: list[tuple[str, dict[str, Any], str]] = []
+        actor = current_caller().label
+        for end, assignment in ended:
+            chunk = rows[(end.job_id, end.chunk_number)]
+            status = next_chunk_status(
+                end.outcome,
+                end.kill_follow_up or (assignment.kill_follow_up or ""),
+                assignment.status_after_kill,
+                chunk.requeue_count,
+                chunk.max_chunk_requeues or self.max_requeues,
+                self.requeue_lost,
+            )
+            statuses.append(status)
+            changes.append(
+                {
+                    "job": end.job_id,
+                    "chunk": end.chunk_number,
+                    "token": end.fencing_token,
+                    "ended_at": end.ended_at.isoformat() if end.ended_at else None,
+                    "exit_code": end.exit_code,
+                    "outcome": end.outcome,
+                    "message": end.message[:4000],
+                    "status": status,
+                }
+            )
+            payload = {
+                "job_id": end.job_id,
+                "chunk_id": end.chunk_number,
+                "node_id": end.node_id,
+                "outcome": end.outcome,
+                "status": status,
+                "actor": actor,
+            }
+            key = str(end.job_id)
+            events.append(("chunk.finished", payload, key))
+            if status == "failed":
+                events.append(("chunk.failed", payload, key))
+            if status == "queued":
+                events.append(("chunk.requeued", payload, key))
+        values = {"rows": json.dumps(changes)}
+        session.execute(_END_RUNS, values)
+        session.execute(_END_CHUNKS, values)
+        session.execute(
+            delete(chunk_assignments).where(
+                chunk_assignments.c.fencing_token.in_([end.fencing_token for end, _ in ended])
+            )
+        )
         publish_many(session, events)
-        return status
+        return statuses
 
     def _move_counters(self, session: Session, job_id: int, statuses: list[str]) -> None:
         """Move a job's counters for chunks that left `running` for these statuses.
@@ -292,8 +327,8 @@ class ChunkRuns:
             return False  # never issued: stale
         if len(lines) > MAX_LOG_LINES_PER_CALL:
             raise InvalidArgument(f"lines: at most {MAX_LOG_LINES_PER_CALL} per call")
-        for _, _, text in lines:
-            if len(text.encode(errors="replace")) > MAX_LOG_LINE_BYTES:
+        for _, _, line in lines:
+            if len(line.encode(errors="replace")) > MAX_LOG_LINE_BYTES:
                 raise InvalidArgument(f"lines: a line is larger than {MAX_LOG_LINE_BYTES} bytes")
         with self.db.transaction() as session:
             run = session.execute(

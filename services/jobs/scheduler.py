@@ -360,59 +360,56 @@ class Scheduler(ListeningThread):
     @staticmethod
     def _commit(session: Session, plan: list[Planned]) -> None:
         """Write the tick's assignments: a few set-based statements, whatever the count."""
-        tokens = (
-            session.execute(
-                text("SELECT nextval('fencing_tokens') FROM generate_series(1, :n)"),
-                {"n": len(plan)},
-            )
-            .scalars()
-            .all()
-        )
-        rows = [
+        planned = [
             {
                 "job": p.job.id,
                 "chunk": p.chunk.chunk_number,
                 "node": p.node.id,
                 "name": p.node.name,
-                "token": int(token),
                 "run_as": p.run_as_user,
             }
-            for p, token in zip(plan, tokens, strict=True)
+            for p in plan
         ]
-        # The unique constraints refuse a second live assignment per chunk or node.
-        session.execute(
+        # Each assignment takes its fencing token from the sequence as it is
+        # inserted; the unique constraints refuse a second live assignment per
+        # chunk or node.
+        tokens = {
+            (row.job_id, row.chunk_number): int(row.fencing_token)
+            for row in session.execute(
+                text(
+                    "INSERT INTO chunk_assignments"
+                    " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
+                    " SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as"
+                    " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+                    " AS (job bigint, chunk int, node bigint, run_as text))"
+                    " WITH ORDINALITY AS v(job, chunk, node, run_as, n)"
+                    " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number"
+                ),
+                {"rows": json.dumps(planned)},
+            ).all()
+        }
+        rows = [{**r, "token": tokens[(r["job"], r["chunk"])]} for r in planned]
+        # The chunks (only if still queued) and their `running` history entries.
+        started = session.execute(
             text(
-                "INSERT INTO chunk_assignments"
-                " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
-                " VALUES (:token, :job, :chunk, :node, :run_as)"
-            ),
-            rows,
-        )
-        updated = session.execute(
-            text(
-                "UPDATE chunks c SET status = 'assigned', node_id = v.node, node_name = v.name,"
-                " fencing_token = v.token, started_at = now(), ended_at = NULL,"
-                " exit_code = NULL, progress = 0, runs_count = c.runs_count + 1,"
-                " version = c.version + 1"
+                "WITH c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node,"
+                " node_name = v.name, fencing_token = v.token, started_at = now(),"
+                " ended_at = NULL, exit_code = NULL, progress = 0,"
+                " runs_count = c.runs_count + 1, version = c.version + 1"
                 " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
                 " AS v(job bigint, chunk int, node bigint, name text, token bigint)"
                 " WHERE c.job_id = v.job AND c.chunk_number = v.chunk AND c.status = 'queued'"
+                " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
+                " c.fencing_token, c.start_frame, c.end_frame)"
+                " INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
+                " fencing_token, start_frame, end_frame, started_at, outcome)"
+                " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
+                " start_frame, end_frame, now(), 'running' FROM c"
             ),
             {"rows": json.dumps(rows)},
         ).rowcount  # type: ignore[attr-defined]
-        if updated != len(rows):
+        if started != len(rows):
             raise IntegrityError("chunks changed while assigning", None, Exception())
-        session.execute(
-            text(
-                "INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
-                " fencing_token, start_frame, end_frame, started_at, outcome)"
-                " SELECT c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
-                " c.fencing_token, c.start_frame, c.end_frame, now(), 'running'"
-                " FROM chunks c JOIN jsonb_to_recordset(CAST(:rows AS jsonb))"
-                " AS v(job bigint, chunk int) ON c.job_id = v.job AND c.chunk_number = v.chunk"
-            ),
-            {"rows": json.dumps(rows)},
-        )
         per_job: dict[Any, int] = defaultdict(int)
         events: list[tuple[str, dict[str, Any], str]] = []
         for row in rows:

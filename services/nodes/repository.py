@@ -445,11 +445,22 @@ def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
 
 
 def mark_rendering(session: Session, node_ids: Sequence[int]) -> None:
+    """Nodes just sent their chunk show as rendering, if the chunk is still theirs.
+
+    A fast chunk may end (its assignment deleted, release_rendering run)
+    before this runs: marking it then would leave the node `rendering` with
+    nothing to render, and the scheduler never books a `rendering` node. The
+    assignment row is read FOR SHARE: its deletion waits for this commit (and
+    release_rendering comes after it), or has happened and the row is skipped.
+    """
     if node_ids:
         session.execute(
-            update(nodes)
-            .where(nodes.c.id.in_(list(node_ids)), nodes.c.status != "offline")
-            .values(status="rendering", updated_at=func.now())
+            text(
+                "UPDATE nodes n SET status = 'rendering', updated_at = now()"
+                " WHERE n.id IN :ids AND n.status <> 'offline' AND EXISTS"
+                " (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id FOR SHARE)"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": sorted(set(node_ids))},
         )
 
 

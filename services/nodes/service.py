@@ -123,7 +123,7 @@ class NodesService:
 
     def heartbeats(self, streams: dict[int, str]) -> None:
         """Record heartbeats (node id -> session id of the stream that sent them)."""
-        with self.db.transaction() as session:
+        with self.db.relaxed_transaction() as session:  # rewritten every second
             for node_id in repo.touch_heartbeats(session, self.replica, streams):
                 _event(session, "node.registered", node_id, replica=self.replica)
 
@@ -154,7 +154,9 @@ class NodesService:
 
     def set_rendering_many(self, node_ids: list[int]) -> None:
         """Nodes that were just sent a chunk show as rendering."""
-        with self.db.transaction() as session:
+        # A display state: the scheduler's test of a free node is the durable
+        # assignment row, so losing this in a crash cannot double-book.
+        with self.db.relaxed_transaction() as session:
             repo.mark_rendering(session, node_ids)
 
     def set_idle(

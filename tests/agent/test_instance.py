@@ -7,7 +7,12 @@ session would write to the stream.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import time
 from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.config import AgentConfig
 from agent.session import Instance
@@ -484,3 +489,69 @@ def test_a_closing_instance_starts_nothing(config: AgentConfig) -> None:
         assert drained(instance) == []
 
     run(body)
+
+
+def test_the_running_chunk_is_on_disk_while_it_runs(config: AgentConfig) -> None:
+    async def body() -> None:
+        instance = connected(config)
+        await instance.handle(agent_pb2.SessionResponse(assignment=assignment(9, "sleep 0.5")))
+        recorded = store(config).running_chunk(0)  # written before the process starts
+        assert recorded is not None and recorded.fencing_token == 9
+        await wait_running(instance)
+        recorded = store(config).running_chunk(0)
+        assert recorded is not None and recorded.pid == instance.run.pid  # type: ignore[union-attr]
+        result = (await next_of(instance, "result")).result
+        assert result.fencing_token == 9
+        # The result replaces the running chunk in one write.
+        assert store(config).running_chunk(0) is None
+        assert [r.fencing_token for r in store(config).pending_results(0)] == [9]
+
+    run(body)
+
+
+def _orphan(config: AgentConfig, start_offset: float) -> subprocess.Popen[bytes]:
+    """A process group left behind by an agent that died running token 14."""
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    started = Timestamp()
+    started.FromNanoseconds(time.time_ns() + int(start_offset * 1e9))
+    running = agent_pb2.RunningChunk(
+        job_id=5, chunk_id=3, fencing_token=14, pid=process.pid, start_time=started
+    )
+    store(config).save(0, 31, [], running)
+    return process
+
+
+def test_a_chunk_left_running_by_a_dead_agent_is_ended_and_reported(config: AgentConfig) -> None:
+    orphan = _orphan(config, 0)
+
+    async def body() -> list[agent_pb2.SessionRequest]:
+        instance = Instance(0, config, store(config))
+        instance.on_accepted(ACCEPTED)
+        return drained(instance)
+
+    try:
+        results = [m.result for m in run(body) if m.WhichOneof("message") == "result"]
+        assert orphan.wait(5) == -signal.SIGKILL
+    finally:
+        orphan.kill()
+    assert [(r.job_id, r.chunk_id, r.fencing_token) for r in results] == [(5, 3, 14)]
+    assert results[0].outcome == common_pb2.CHUNK_RUN_OUTCOME_FAILED
+    assert "agent stopped" in results[0].message
+    assert store(config).running_chunk(0) is None
+    assert [r.fencing_token for r in store(config).pending_results(0)] == [14]
+
+
+def test_a_recycled_process_id_is_left_alone(config: AgentConfig) -> None:
+    stranger = _orphan(config, -3600)  # same pid, but started an hour off: not ours
+
+    async def body() -> None:
+        Instance(0, config, store(config))
+
+    try:
+        run(body)
+        time.sleep(0.2)
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert [r.fencing_token for r in store(config).pending_results(0)] == [14]

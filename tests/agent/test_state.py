@@ -78,3 +78,14 @@ def test_the_lock_refuses_in_process_too(tmp_path: Path) -> None:
             lock_work_dir(tmp_path)
     finally:
         held.close()
+
+
+def test_the_running_chunk_is_kept_until_it_ends(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "farm:50051")
+    assert store.running_chunk(0) is None
+    running = agent_pb2.RunningChunk(job_id=3, chunk_id=9, fencing_token=78, pid=4242)
+    store.save(0, 12, [], running)
+    assert StateStore(tmp_path, "farm:50051").running_chunk(0) == running
+    assert StateStore(tmp_path, "farm:50051").running_chunk(1) is None
+    store.save(0, 12, [])
+    assert StateStore(tmp_path, "farm:50051").running_chunk(0) is None

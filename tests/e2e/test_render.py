@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.state import StateStore
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.conftest import online_nodes
+from tests.support import DispatcherProcess
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
@@ -52,6 +55,16 @@ def job_status(jobs: jobs_pb2_grpc.JobsServiceStub, job_id: int) -> int:
     return int(jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).job.status)
 
 
+def completed_history(
+    jobs: jobs_pb2_grpc.JobsServiceStub, job_id: int, what: str
+) -> list[jobs_pb2.ChunkRun]:
+    """The chunk history of a job, once the job completed."""
+    eventually(
+        lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED, timeout=90, what=what
+    )
+    return list(jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs)
+
+
 def test_three_agents_render_a_thirty_frame_job_once_per_frame(
     jobs: jobs_pb2_grpc.JobsServiceStub,
     nodes: nodes_pb2_grpc.NodesServiceStub,
@@ -78,7 +91,8 @@ def test_three_agents_render_a_thirty_frame_job_once_per_frame(
     assert len({r.node_id for r in runs}) >= 2  # the work was shared
 
 
-def test_an_agent_killed_mid_chunk_loses_nothing(
+def test_an_agent_killed_mid_chunk_loses_nothing_and_its_late_report_is_refused(
+    dispatcher: DispatcherProcess,
     jobs: jobs_pb2_grpc.JobsServiceStub,
     nodes: nodes_pb2_grpc.NodesServiceStub,
     start_agent: Callable[..., Any],
@@ -91,19 +105,45 @@ def test_an_agent_killed_mid_chunk_loses_nothing(
     job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 2, 2, seconds=3))).job_id
     eventually(lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_RUNNING, what="running")
     time.sleep(1)
-    victim.kill()  # SIGKILL mid-chunk: its child keeps nothing, reports nothing
-    start_agent("e2e-rescuer")
-    eventually(
-        lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
-        timeout=90,
-        what="job completed on the rescuer",
-    )
-    runs = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
-    assert [r.outcome for r in runs] == [
-        common_pb2.CHUNK_RUN_OUTCOME_LOST,
-        common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
+    victim.kill()  # SIGKILL mid-chunk: its process is orphaned, it reports nothing
+    # What survives it: the chunk it ran, with its token, in the state file.
+    state = StateStore(shared_tmp / "agents" / "e2e-victim", dispatcher.address)
+    orphan = state.running_chunk(0)
+    assert orphan is not None and (orphan.job_id, orphan.chunk_id) == (job_id, 1)
+    rescuer = start_agent("e2e-rescuer")
+    history = completed_history(jobs, job_id, "job completed on the rescuer")
+    assert [(r.node_name, r.outcome) for r in history] == [
+        ("e2e-victim", common_pb2.CHUNK_RUN_OUTCOME_LOST),
+        ("e2e-rescuer", common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED),
     ]
-    assert runs[0].node_name == "e2e-victim" and runs[1].node_name == "e2e-rescuer"
+    assert history[0].fencing_token == orphan.fencing_token
+    rescuer.kill(signal.SIGTERM)
+    eventually(
+        lambda: [n.name for n in online_nodes(nodes)] == [], what="the rescuer gone", timeout=30
+    )
+
+    # The killed agent comes back with its old state: it reports the old chunk
+    # with the old token, the dispatcher refuses it and logs it, and the agent
+    # drops it and takes new work.
+    late = start_agent("e2e-victim")
+    refusal = f"stale report for job {job_id} chunk 1 (token {orphan.fencing_token})"
+    eventually(lambda: any(refusal in line for line in dispatcher.output), what="refusal logged")
+    eventually(lambda: "was stale" in late.log.read_text(), what="the agent heard it was stale")
+    eventually(
+        lambda: not StateStore(late.log.parent, dispatcher.address).pending_results(0),
+        what="the agent forgot the stale result",
+    )
+    after = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
+    assert list(after) == history  # nothing changed, one completed entry
+    chunk = jobs.GetChunk(jobs_pb2.GetChunkRequest(job_id=job_id, chunk_id=1)).chunk
+    assert chunk.status == jobs_pb2.CHUNK_STATUS_COMPLETED
+    assert job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED
+
+    second = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 1, 1))).job_id
+    runs = completed_history(jobs, second, "new work done by the restarted agent")
+    assert [(r.node_name, r.outcome) for r in runs] == [
+        ("e2e-victim", common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED)
+    ]
 
 
 def test_a_chunk_that_times_out_is_requeued_then_failed_at_the_maximum(
