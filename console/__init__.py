@@ -1,0 +1,1 @@
+"""`muster-console`: watch the farm's live events from a terminal."""

@@ -1,0 +1,107 @@
+"""`muster-console`: follow the farm's changes live, one line per event.
+
+Opens a console connection to the dispatcher (optionally only for some jobs,
+folders or nodes) and prints every event it receives: job, chunk and node
+changes, the realtime render log of nodes whose realtime log is on, dispatcher
+log messages and custom messages. Each line starts with the time and the
+event id. After a dispatcher restart it reconnects and resumes after the last
+event it printed (gateway/live.py, shared with `muster-notificator`); a forced
+disconnection ends it with a message.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from farm.jobs.v1 import jobs_pb2
+from farm.nodes.v1 import nodes_pb2
+from gateway.live import LiveClient, clock, command_line, connect_from, run_until_signalled
+
+PROGRAM = "muster-console"
+
+
+def _status(job: jobs_pb2.Job) -> str:
+    name = jobs_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower()
+    return name.replace("_", " ") + (", paused" if job.paused else "")
+
+
+def describe(event: nodes_pb2.ClientEvent) -> tuple[str, str]:
+    """(what kind of event, its text) for one event."""
+    kind = event.WhichOneof("event")
+    if kind == "job_changed":
+        job = event.job_changed.job
+        if event.job_changed.deleted:
+            return "job", f"job {job.id} deleted"
+        what = "folder" if job.kind == jobs_pb2.JOB_KIND_FOLDER else "job"
+        return "job", (
+            f"{what} {job.id} ({job.name}) {_status(job)}, {job.progress:.0f}% "
+            f"[{job.chunks_completed}/{job.chunks_total} chunks, "
+            f"{job.chunks_running} running, {job.chunks_failed} failed]"
+        )
+    if kind == "chunk_changed":
+        chunk = event.chunk_changed.chunk
+        return "chunk", f"chunk {chunk.id} of job {chunk.job_id} changed"
+    if kind == "node_changed":
+        node = event.node_changed
+        return "node", f"node {node.node.id} {'removed' if node.deleted else 'changed'}"
+    if kind == "chunk_log_lines":
+        log = event.chunk_log_lines
+        text = " | ".join(line.text for line in log.lines)
+        return "render log", f"node {log.node_id}, job {log.job_id} chunk {log.chunk_id}: {text}"
+    if kind == "dispatcher_log":
+        entry = event.dispatcher_log
+        source = f" ({entry.source})" if entry.source else ""
+        return "log", f"[{entry.level}] {entry.message}{source}"
+    if kind == "custom_message":
+        message = event.custom_message
+        sender = f" from {message.sender}" if message.sender else ""
+        return "message", f"{message.message}{sender}"
+    if kind == "notification":
+        return "notice", event.notification.text
+    return "event", kind or "empty"
+
+
+def format_event(event: nodes_pb2.ClientEvent) -> str:
+    """`HH:MM:SS  #event_id  kind  text` on one line."""
+    kind, text = describe(event)
+    return f"{clock(event)}  #{event.event_id:<8} {kind:<10} {text}".replace("\n", " ")
+
+
+def _ids(value: str) -> list[int]:
+    try:
+        ids = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"not a comma list of ids: {value!r}") from None
+    if any(i <= 0 for i in ids):
+        raise ValueError(f"ids are positive: {value!r}")
+    return ids
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = command_line(PROGRAM, __doc__)
+    parser.add_argument("--job", default="", help="comma list of job ids to follow")
+    parser.add_argument(
+        "--folder", default="", help="comma list of folder ids (jobs inside, at any depth)"
+    )
+    parser.add_argument("--node", default="", help="comma list of node ids to follow")
+    args = parser.parse_args(argv)
+    try:
+        request = nodes_pb2.ConnectRequest(
+            client_kind=nodes_pb2.CLIENT_KIND_CONSOLE,
+            job_ids=_ids(args.job),
+            folder_ids=_ids(args.folder),
+            node_ids=_ids(args.node),
+        )
+    except ValueError as exc:
+        print(f"{PROGRAM}: {exc}", file=sys.stderr)
+        return 2
+    connection = connect_from(PROGRAM, args)
+    if connection is None:
+        return 2
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    client = LiveClient(PROGRAM, connection, request, lambda e: say(format_event(e)), say)
+    return run_until_signalled(client)
