@@ -324,3 +324,58 @@ def admin_channel(address: str, service: bool = False) -> grpc.Channel:
     if service:
         return authorized_channel(address, bearer=token("service:nodes", kind="service"))
     return authorized_channel(address)
+
+
+class ClientProcess:
+    """`python -m console|notificator ...` as a real process: its stdout
+    lines in `lines`, its log (stderr) lines in `log`."""
+
+    def __init__(self, program: str, address: str, *args: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", program, "--dispatcher", address, "--log-level", "info", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: queue.Queue[str] = queue.Queue()
+        self.printed: list[str] = []  # every stdout line, also those taken from `lines`
+        self.logged: list[str] = []  # every stderr line
+        for stream, target in ((self.proc.stdout, self.lines), (self.proc.stderr, self.log)):
+            threading.Thread(target=self._pump, args=(stream, target), daemon=True).start()
+
+    def _pump(self, stream: Any, target: queue.Queue[str]) -> None:
+        for line in stream:
+            (self.printed if target is self.lines else self.logged).append(line.rstrip())
+            target.put(line.rstrip())
+
+    def wait_log(self, text: str, timeout: float = 30) -> str:
+        return self._wait(self.log, text, timeout)
+
+    def wait_line(self, text: str, timeout: float = 30) -> str:
+        """The next stdout line containing `text` (lines before it are consumed)."""
+        return self._wait(self.lines, text, timeout)
+
+    def _wait(self, source: queue.Queue[str], text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = source.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line with {text!r} within {timeout}s; printed: {self.printed[-20:]};"
+                    f" logged: {self.logged[-20:]}"
+                ) from None
+            if text in line:
+                return line
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(15)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

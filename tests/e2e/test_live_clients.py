@@ -16,7 +16,7 @@ from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, frame_job
-from tests.notificator.test_notificator import NotificatorProcess
+from tests.notificator.test_notificator import notificator_process
 from tests.support import DispatcherProcess, LiveClient
 
 
@@ -43,7 +43,7 @@ def test_consoles_and_a_notificator_follow_a_real_render(
     node = eventually(lambda: online_nodes(nodes), what="agent online")[0]
     nodes.SetNodeRealtimeLog(nodes_pb2.SetNodeRealtimeLogRequest(node_id=node.id, enabled=True))
     console = LiveClient(channel, "alice")
-    notificator = NotificatorProcess(dispatcher.address, "--only", "job_started,job_completed")
+    notificator = notificator_process(dispatcher.address, "--only", "job_started,job_completed")
     try:
         notificator.wait_log("connected to")
         admin_pb2_grpc.AdminServiceStub(channel).AddLogEntry(

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import socket
-import subprocess
-import sys
-import threading
 from typing import Any
 
 from services.core.bus import publish
 from services.core.database import Database
-from tests.support import REPO, DispatcherProcess, token
+from tests.support import ClientProcess, DispatcherProcess, token
 
 
 def _free_port() -> int:
@@ -21,49 +16,18 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class NotificatorProcess:
-    def __init__(self, address: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "notificator",
-                "--dispatcher",
-                address,
-                "--user",
-                "carol",
-                "--no-desktop",
-                "--log-level",
-                "info",
-                *args,
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # Only the nodes service runs here (no Login): a token signed
-            # with the test database's key stands for carol's login.
-            env={**os.environ, "MUSTER_TOKEN": token("carol", "user")},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: queue.Queue[str] = queue.Queue()
-        for stream, target in ((self.proc.stdout, self.lines), (self.proc.stderr, self.log)):
-            threading.Thread(target=self._pump, args=(stream, target), daemon=True).start()
-
-    @staticmethod
-    def _pump(stream: Any, target: queue.Queue[str]) -> None:
-        for line in stream:
-            target.put(line.rstrip())
-
-    def wait_log(self, text: str, timeout: float = 30) -> None:
-        while True:
-            line = self.log.get(timeout=timeout)
-            if text in line:
-                return
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        return self.proc.wait(15)
+def notificator_process(address: str, *args: str) -> ClientProcess:
+    # Only the nodes service runs here (no Login): a token signed with the
+    # test database's key stands for carol's login.
+    return ClientProcess(
+        "notificator",
+        address,
+        "--user",
+        "carol",
+        "--no-desktop",
+        *args,
+        env={"MUSTER_TOKEN": token("carol", "user")},
+    )
 
 
 def _publish(db: Database, topic: str, **payload: Any) -> None:
@@ -77,7 +41,7 @@ def test_notificator_prints_notifications_and_catches_up_after_a_dispatcher_rest
     address = f"127.0.0.1:{_free_port()}"
     env = {"MUSTER_DATABASE_URL": database_url, "MUSTER_LISTEN": address}
     server = DispatcherProcess(["serve", "nodes"], env)
-    notificator = NotificatorProcess(address, "--only", "job_started,job_completed,node_offline")
+    notificator = notificator_process(address, "--only", "job_started,job_completed,node_offline")
     try:
         notificator.wait_log("connected to")
         _publish(db, "job.started", job_id=1)
