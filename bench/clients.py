@@ -1,108 +1,289 @@
-"""Live consoles under a render's event stream.
+"""Live consoles following a real render at full speed.
 
-The dispatcher runs as its own process; this process holds the console
-streams (grpc.aio). A render's events (chunk finished, job changed) are
-written to the outbox in batches, as the render loop writes them, and every
-console must receive every event in order. Measured: delivery latency
-(event committed -> received, median and p99), gaps (must be 0), and the
-dispatcher's resident memory with every stream open. Peer, same run: the
-same fan-out through a bare grpc.aio server stream pushing pre-built
-messages to the same number of streams (the transport's own cost).
+Processes: the nodes service (`dispatcher serve nodes`) on its own, the jobs
+and admin services in another, the consoles in BENCH_CONSOLE_PROCESSES
+client processes (grpc.aio, so client CPU is not the server's), and in this
+process the simulated render nodes of bench/render.py speaking the agent
+protocol, finishing every chunk the moment it arrives. Every console opens
+its stream before the job is submitted and reads until the job's completed
+change: each must receive every event (chunk assigned, started, finished,
+job and node changes), in order. Measured: delivery latency (event created
+-> received by the console, median and p99), events missing or out of order
+in any console (must be 0), the nodes service's peak resident memory, and
+events delivered per second to all consoles together. Peer, same run: the
+same number of streams fed pre-built messages by a bare grpc.aio server
+(the transport's own cost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import statistics
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
+from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process, rss_mb
+from bench.render import SimulatedNode
+from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.core.auth import auth_metadata
-from services.core.bus import publish_many
-from services.core.database import (
-    Database,
-)
+from services.core.auth import auth_metadata, security_for
+from services.core.database import Database
+from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-CONSOLES = int(os.environ.get("BENCH_CONSOLES", "300"))
-EVENTS = int(os.environ.get("BENCH_CONSOLE_EVENTS", "400"))
-# Events arrive as a render makes them: 20 a second.
-BATCH = 1
-BATCH_INTERVAL_SECONDS = 0.05
+CONSOLES = int(os.environ.get("BENCH_CONSOLES", "1000"))
+CHUNKS = int(os.environ.get("BENCH_CONSOLE_CHUNKS", "10000"))
+NODES = int(os.environ.get("BENCH_CONSOLE_NODES", "100"))
+PROCESSES = int(os.environ.get("BENCH_CONSOLE_PROCESSES", "2"))
+STREAMS_PER_CHANNEL = 100
+SAMPLE_EVERY = 10  # latency of one console in ten (all are counted and checked)
+RENDER_TIMEOUT_SECONDS = float(os.environ.get("BENCH_CONSOLE_TIMEOUT", "900"))
+JOB_NAME = "bench-consoles"
 
 
-async def _consoles(address: str, db: Database, pid: int) -> dict[str, float]:
+def sequence_hash(previous: int, event_id: int) -> int:
+    """A fingerprint of a sequence of event ids, extended by one id (order matters)."""
+    return (previous * 1_000_003 + event_id) % (1 << 61)
+
+
+# --- the console processes ----------------------------------------------------------------
+
+
+async def _hold_consoles(address: str, tokens: list[str], pipe: Connection) -> dict[str, Any]:
+    """Open one console per token, report when all are accepted, read until the job completes."""
     latencies: list[float] = []
-    gaps = 0
-    received = [0] * CONSOLES
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = nodes_pb2_grpc.ClientsServiceStub(channel)
-        ready = asyncio.Event()
-        accepted = 0
+    counts = [0] * len(tokens)
+    job_counts = [0] * len(tokens)
+    hashes = [0] * len(tokens)
+    bench_job = [0]  # learnt from its first change (the submission), named JOB_NAME
+    notices: list[str] = []
+    accepted = 0
+    all_accepted = asyncio.Event()
+    channels = [
+        grpc.aio.insecure_channel(address) for _ in range(0, len(tokens), STREAMS_PER_CHANNEL)
+    ]
 
-        async def console(index: int) -> None:
-            nonlocal accepted, gaps
-            last = 0
-            call = stub.Connect(
-                nodes_pb2.ConnectRequest(client_kind=nodes_pb2.CLIENT_KIND_CONSOLE, host="bench"),
-                metadata=auth_metadata(bench_token(db, f"console-{index}", "user")),
-            )
-            async for response in call:
-                if response.HasField("accepted"):
-                    accepted += 1
-                    if accepted == CONSOLES:
-                        ready.set()
-                    continue
-                event = response.event
-                now = time.time()
-                if last and event.event_id <= last:
-                    gaps += 1  # out of order or repeated
-                last = event.event_id
-                if index % 10 == 0:  # sample: one console in ten
-                    sent = event.event_time.seconds + event.event_time.nanos / 1e9
-                    latencies.append(now - sent)
-                received[index] += 1
-                if received[index] >= EVENTS:
-                    call.cancel()
-                    return
+    async def console(index: int) -> None:
+        nonlocal accepted
+        stub = nodes_pb2_grpc.ClientsServiceStub(channels[index // STREAMS_PER_CHANNEL])
+        call = stub.Connect(
+            nodes_pb2.ConnectRequest(client_kind=nodes_pb2.CLIENT_KIND_CONSOLE, host="bench"),
+            metadata=auth_metadata(tokens[index]),
+        )
+        sampled = index % SAMPLE_EVERY == 0
+        async for response in call:
+            if response.HasField("accepted"):
+                accepted += 1
+                if accepted == len(tokens):
+                    all_accepted.set()
+                continue
+            event = response.event
+            if event.HasField("disconnect_notice"):
+                notices.append(nodes_pb2.DisconnectReason.Name(event.disconnect_notice.reason))
+                return
+            if sampled:
+                sent = event.event_time.seconds + event.event_time.nanos / 1e9
+                latencies.append(time.time() - sent)
+            counts[index] += 1
+            job = event.job_changed.job
+            if not bench_job[0] and job.name == JOB_NAME:
+                bench_job[0] = job.id
+            if bench_job[0] in (job.id, event.chunk_changed.chunk.job_id):
+                job_counts[index] += 1
+                hashes[index] = sequence_hash(hashes[index], event.event_id)
+            if job.status == jobs_pb2.JOB_STATUS_COMPLETED and job.id == bench_job[0]:
+                call.cancel()
+                return
 
-        tasks = [asyncio.create_task(console(i)) for i in range(CONSOLES)]
-        await asyncio.wait_for(ready.wait(), 120)
-        rss = rss_mb(pid)
+    tasks = [asyncio.create_task(console(i)) for i in range(len(tokens))]
+    await asyncio.wait_for(all_accepted.wait(), 300)
+    pipe.send("ready")
+    await asyncio.wait_for(
+        asyncio.gather(*tasks, return_exceptions=True), RENDER_TIMEOUT_SECONDS + 60
+    )
+    for channel in channels:
+        await channel.close(None)
+    return {
+        "latencies": latencies,
+        "counts": counts,
+        "job_counts": job_counts,
+        "hashes": hashes,
+        "notices": notices,
+    }
 
-        def emit() -> None:
-            for start in range(0, EVENTS, BATCH):
-                with db.transaction() as session:
-                    publish_many(
-                        session,
-                        [
-                            ("chunk.finished", {"job_id": 1, "chunk_id": n, "node_id": 1}, "1")
-                            for n in range(start, min(start + BATCH, EVENTS))
-                        ],
-                    )
-                time.sleep(BATCH_INTERVAL_SECONDS)
 
+def _console_process(address: str, tokens: list[str], pipe: Connection) -> None:
+    """A client process (multiprocessing target): its figures go back through `pipe`."""
+    try:
+        pipe.send(asyncio.run(_hold_consoles(address, tokens, pipe)))
+    except BaseException as exc:
+        pipe.send({"error": repr(exc)})
+        raise
+
+
+# --- the render ---------------------------------------------------------------------------
+
+
+class _AgentToken(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    """Gives the simulated nodes' agent sessions an enrolled agent's token."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = auth_metadata(token)
+
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        details = grpc.aio.ClientCallDetails(
+            details.method,
+            details.timeout,
+            grpc.aio.Metadata(*self.metadata),
+            details.credentials,
+            details.wait_for_ready,
+        )
+        return await continuation(details, request_iterator)
+
+
+class _Registered(set[int]):
+    """The registry SimulatedNode.run fills (whether it appends or adds)."""
+
+    def append(self, index: int) -> None:
+        self.add(index)
+
+
+def _job() -> jobs_pb2.Job:
+    return jobs_pb2.Job(
+        name=JOB_NAME,
+        owner="bench",
+        parent_id=-1,
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=CHUNKS,
+        by_frame=1,
+        packet_size=1,
+        attributes=[jobs_pb2.JobAttribute(name="executable", string_value="/bin/true")],
+    )
+
+
+async def _render(
+    db: Database, jobs_address: str, nodes_address: str, nodes_pid: int
+) -> dict[str, Any]:
+    signer = security_for(db).signer
+    tokens = [signer.issue(f"console-{i}", "user", "user", 7200)[0] for i in range(CONSOLES)]
+    context = multiprocessing.get_context("spawn")
+    share = -(-CONSOLES // PROCESSES)
+    pipes, processes = [], []
+    for start in range(0, CONSOLES, share):
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_console_process,
+            args=(nodes_address, tokens[start : start + share], theirs),
+            daemon=True,
+        )
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    for pipe in pipes:
+        answer = await asyncio.to_thread(pipe.recv)
+        if answer != "ready":
+            raise RuntimeError(f"a console process failed: {answer}")
+    rss = rss_mb(nodes_pid)
+
+    # One channel per simulated node: each carries the token of an agent
+    # enrolled under that node's host name (bench/render.py names it sim-NNNNN).
+    node_channels = []
+    for i in range(NODES):
+        host = f"sim-{i:05d}"
+        agent = signer.issue(f"agent:{host}#0", "agent", "", 7200, host=host, instance=0)[0]
+        node_channels.append(
+            grpc.aio.insecure_channel(nodes_address, interceptors=[cast(Any, _AgentToken(agent))])
+        )
+    nodes = [SimulatedNode(node_channels[i], i) for i in range(NODES)]
+    registered = _Registered()
+    tasks = [asyncio.create_task(n.run(asyncio.Event(), registered)) for n in nodes]  # type: ignore[arg-type]
+    deadline = time.monotonic() + 120
+    while len(registered) < NODES:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(registered)} of {NODES} simulated nodes registered")
+        await asyncio.sleep(0.1)
+
+    async with grpc.aio.insecure_channel(jobs_address) as channel:
+        jobs = jobs_pb2_grpc.JobsServiceStub(channel)
         started = time.perf_counter()
-        await asyncio.to_thread(emit)
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 600)
+        reply = await jobs.SubmitJob(
+            jobs_pb2.SubmitJobRequest(job=_job()),
+            metadata=auth_metadata(bench_token(db)),
+        )
+        job_id = reply.job_id
+        results: list[dict[str, Any]] = []
+        for pipe in pipes:
+            while not await asyncio.to_thread(pipe.poll, 0.5):
+                rss = max(rss, rss_mb(nodes_pid))
+                if time.perf_counter() - started > RENDER_TIMEOUT_SECONDS + 60:
+                    raise RuntimeError("the consoles did not see the render complete")
+            results.append(await asyncio.to_thread(pipe.recv))
         elapsed = time.perf_counter() - started
-        rss = max(rss, rss_mb(pid))
-    missing = CONSOLES * EVENTS - sum(received)
-    latencies.sort()
+    for node in nodes:
+        await node.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for channel in node_channels:
+        await channel.close(None)
+    for process in processes:
+        process.join(30)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"console processes failed: {errors}")
+
+    # The job's events in the order the bus delivers them: every console must
+    # have received exactly this sequence.
+    with db.transaction() as session:
+        expected = list(
+            session.execute(
+                text(
+                    "SELECT id FROM events WHERE (topic LIKE 'chunk.%' OR topic LIKE 'job.%')"
+                    " AND payload->>'job_id' = :job ORDER BY txid, id"
+                ),
+                {"job": str(job_id)},
+            ).scalars()
+        )
+    expected_hash = 0
+    for event_id in expected:
+        expected_hash = sequence_hash(expected_hash, event_id)
+    counts = [c for r in results for c in r["counts"]]
+    job_counts = [c for r in results for c in r["job_counts"]]
+    hashes = [h for r in results for h in r["hashes"]]
+    missing = sum(max(0, len(expected) - c) for c in job_counts)
+    disorder = sum(
+        1
+        for c, h in zip(job_counts, hashes, strict=True)
+        if c == len(expected) and h != expected_hash
+    )
+    latencies = sorted(x for r in results for x in r["latencies"])
     return {
         "median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
-        "gaps": float(gaps + missing),
+        "gaps": float(missing + disorder),
         "rss_mb": rss,
-        "messages_per_s": sum(received) / elapsed,
+        "events_per_s": sum(counts) / elapsed,
+        "events": float(len(expected)),
+        "chunks_per_s": CHUNKS / elapsed,
+        "notices": [n for r in results for n in r["notices"]],
+        "missing": float(missing),
+        "disorder": float(disorder),
+        "counts": (min(counts), max(counts)),
     }
+
+
+# --- the peer: a bare grpc.aio server stream -----------------------------------------------
+
+PEER_EVENTS = 400
 
 
 class _Pusher(nodes_pb2_grpc.ClientsServiceServicer):
@@ -110,7 +291,7 @@ class _Pusher(nodes_pb2_grpc.ClientsServiceServicer):
         yield nodes_pb2.ConnectResponse(accepted=nodes_pb2.ConnectionAccepted(connection_id=1))
         event = nodes_pb2.ClientEvent(event_id=1)
         event.chunk_changed.chunk.id = 1
-        for _ in range(EVENTS):
+        for _ in range(PEER_EVENTS):
             yield nodes_pb2.ConnectResponse(event=event)
 
 
@@ -138,20 +319,35 @@ async def _bare_fan_out() -> float:
 def run() -> list[Row]:
     with (
         bench_database("bench_clients", pool_size=2) as db,
-        dispatcher_process(db, ["nodes"]) as (address, pid),
+        dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, _),
+        dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address}) as (
+            nodes_address,
+            nodes_pid,
+        ),
     ):
-        figures = asyncio.run(_consoles(address, db, pid))
+        figures = asyncio.run(_render(db, jobs_address, nodes_address, nodes_pid))
     peer = asyncio.run(_bare_fan_out())
+    if figures["notices"]:
+        print(f"  consoles closed by the dispatcher: {sorted(set(figures['notices']))}")
+    print(
+        f"  job events missing {figures['missing']:.0f}, consoles with them out of order"
+        f" {figures['disorder']:.0f}; events received per console {figures['counts']}"
+    )
+    print(
+        f"  {figures['events']:,.0f} events of the job; render {figures['chunks_per_s']:,.0f}"
+        " chunks/s with the consoles connected"
+    )
     return [
         Row(
-            f"console fan-out: {CONSOLES} consoles x {EVENTS:,} events",
-            figures["messages_per_s"],
+            f"console fan-out: {CONSOLES} consoles x a {CHUNKS:,}-chunk render"
+            f" ({NODES} simulated nodes)",
+            figures["events_per_s"],
             peer,
-            "bare grpc.aio server stream, same fan-out",
-            "messages/s",
+            f"bare grpc.aio server stream, {CONSOLES} streams x {PEER_EVENTS} pre-built messages",
+            "events/s delivered",
         ),
         Row(
-            "console delivery latency, median (commit -> received)",
+            "console delivery latency, median (event created -> received)",
             figures["median_ms"],
             None,
             "-",
@@ -160,7 +356,7 @@ def run() -> list[Row]:
         Row("console delivery latency, p99", figures["p99_ms"], None, "-", "ms"),
         Row("events missing or out of order, all consoles", figures["gaps"], None, "-", "count"),
         Row(
-            f"nodes service resident memory with {CONSOLES} consoles",
+            f"nodes service peak resident memory with {CONSOLES} consoles",
             figures["rss_mb"],
             None,
             "-",
