@@ -34,6 +34,7 @@ from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatche
 from bench.render import SimulatedNode
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from gateway.live import events_of
 from services.core.auth import auth_metadata, security_for
 from services.core.database import Database
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
@@ -43,6 +44,8 @@ CONSOLES = int(os.environ.get("BENCH_CONSOLES", "1000"))
 CHUNKS = int(os.environ.get("BENCH_CONSOLE_CHUNKS", "10000"))
 NODES = int(os.environ.get("BENCH_CONSOLE_NODES", "100"))
 PROCESSES = int(os.environ.get("BENCH_CONSOLE_PROCESSES", "2"))
+# As muster-console connects: several events per response (0: one per response).
+BATCHED = os.environ.get("BENCH_CONSOLE_BATCHED", "1") != "0"
 STREAMS_PER_CHANNEL = 100
 SAMPLE_EVERY = 10  # latency of one console in ten (all are counted and checked)
 RENDER_TIMEOUT_SECONDS = float(os.environ.get("BENCH_CONSOLE_TIMEOUT", "900"))
@@ -75,7 +78,9 @@ async def _hold_consoles(address: str, tokens: list[str], pipe: Connection) -> d
         nonlocal accepted
         stub = nodes_pb2_grpc.ClientsServiceStub(channels[index // STREAMS_PER_CHANNEL])
         call = stub.Connect(
-            nodes_pb2.ConnectRequest(client_kind=nodes_pb2.CLIENT_KIND_CONSOLE, host="bench"),
+            nodes_pb2.ConnectRequest(
+                client_kind=nodes_pb2.CLIENT_KIND_CONSOLE, host="bench", batch_events=BATCHED
+            ),
             metadata=auth_metadata(tokens[index]),
         )
         sampled = index % SAMPLE_EVERY == 0
@@ -85,23 +90,23 @@ async def _hold_consoles(address: str, tokens: list[str], pipe: Connection) -> d
                 if accepted == len(tokens):
                     all_accepted.set()
                 continue
-            event = response.event
-            if event.HasField("disconnect_notice"):
-                notices.append(nodes_pb2.DisconnectReason.Name(event.disconnect_notice.reason))
-                return
-            if sampled:
-                sent = event.event_time.seconds + event.event_time.nanos / 1e9
-                latencies.append(time.time() - sent)
-            counts[index] += 1
-            job = event.job_changed.job
-            if not bench_job[0] and job.name == JOB_NAME:
-                bench_job[0] = job.id
-            if bench_job[0] in (job.id, event.chunk_changed.chunk.job_id):
-                job_counts[index] += 1
-                hashes[index] = sequence_hash(hashes[index], event.event_id)
-            if job.status == jobs_pb2.JOB_STATUS_COMPLETED and job.id == bench_job[0]:
-                call.cancel()
-                return
+            now = time.time()
+            for event in events_of(response):
+                if event.HasField("disconnect_notice"):
+                    notices.append(nodes_pb2.DisconnectReason.Name(event.disconnect_notice.reason))
+                    return
+                if sampled:
+                    latencies.append(now - event.event_time.ToNanoseconds() / 1e9)
+                counts[index] += 1
+                job = event.job_changed.job
+                if not bench_job[0] and job.name == JOB_NAME:
+                    bench_job[0] = job.id
+                if bench_job[0] in (job.id, event.chunk_changed.chunk.job_id):
+                    job_counts[index] += 1
+                    hashes[index] = sequence_hash(hashes[index], event.event_id)
+                if job.status == jobs_pb2.JOB_STATUS_COMPLETED and job.id == bench_job[0]:
+                    call.cancel()
+                    return
 
     tasks = [asyncio.create_task(console(i)) for i in range(len(tokens))]
     await asyncio.wait_for(all_accepted.wait(), 300)

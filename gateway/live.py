@@ -44,6 +44,14 @@ def clock(event: nodes_pb2.ClientEvent) -> str:
     return datetime.fromtimestamp(event.event_time.seconds or time.time()).strftime("%H:%M:%S")
 
 
+def events_of(response: nodes_pb2.ConnectResponse) -> Sequence[nodes_pb2.ClientEvent]:
+    """The events a Connect response carries: one, a batch, or none (the acceptance)."""
+    kind = response.WhichOneof("message")
+    if kind == "events":
+        return response.events.events
+    return [response.event] if kind == "event" else []
+
+
 class LiveClient:
     """One console or notificator connection that survives dispatcher restarts."""
 
@@ -105,6 +113,7 @@ class LiveClient:
         request.host = request.host or socket.gethostname()
         request.version = request.version or VERSION
         request.resume_after_event_id = self.last_event_id
+        request.batch_events = True
         address = self.connection.address("nodes")
         with open_channel(address, CHANNEL_OPTIONS) as channel:
             stub = nodes_pb2_grpc.ClientsServiceStub(channel)
@@ -124,11 +133,11 @@ class LiveClient:
                     if not self.last_event_id:
                         self.last_event_id = accepted.last_event_id
                     continue
-                event = response.event
-                if event.HasField("disconnect_notice"):
-                    return self._disconnected(event.disconnect_notice)
-                self.last_event_id = event.event_id
-                self.on_event(event)
+                for event in events_of(response):
+                    if event.HasField("disconnect_notice"):
+                        return self._disconnected(event.disconnect_notice)
+                    self.last_event_id = event.event_id
+                    self.on_event(event)
         return False
 
     def _disconnected(self, notice: nodes_pb2.DisconnectNotice) -> bool:

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from gateway.live import events_of
 from services.core.auth import TokenSigner, auth_metadata
 from services.core.server import Component, DispatcherServer
 from services.core.tls import open_channel, with_token
@@ -130,6 +131,7 @@ class LiveClient:
             ),
         )
         self.events: queue.Queue[nodes_pb2.ClientEvent] = queue.Queue()
+        self.responses = 0
         first = next(self.call)
         assert first.WhichOneof("message") == "accepted"
         self.connection_id = first.accepted.connection_id
@@ -139,7 +141,9 @@ class LiveClient:
     def _read(self) -> None:
         try:
             for message in self.call:
-                self.events.put(message.event)
+                self.responses += 1
+                for event in events_of(message):  # one, or a batch
+                    self.events.put(event)
         except grpc.RpcError:
             pass
 

@@ -72,6 +72,54 @@ class Extra:
     log: nodes_pb2.DispatcherLogMessage | None = None
 
 
+class Rendered:
+    """One event as the streams with one view see it, serialized once for all of them.
+
+    Connect writes these bytes as they are (services/core/server.py
+    RawResponseServer): a ConnectResponse is field 2 (`event`) or field 3
+    (`events`, whose ClientEventBatch repeats field 1) around the event's
+    own bytes, so framing an event costs a few bytes, not a serialization.
+    """
+
+    __slots__ = ("_entry", "_single", "message")
+
+    def __init__(self, message: nodes_pb2.ClientEvent) -> None:
+        self.message = message
+        self._entry = b""
+        self._single = b""
+
+    def entry(self) -> bytes:
+        """The event as one element of ClientEventBatch.events."""
+        if not self._entry:
+            self._entry = _field(1, self.message.SerializeToString())
+        return self._entry
+
+    def single(self) -> bytes:
+        """A whole ConnectResponse carrying just this event."""
+        if not self._single:
+            self._single = _field(2, self.message.SerializeToString())
+        return self._single
+
+
+def batch_response(items: list[Rendered]) -> bytes:
+    """A whole ConnectResponse carrying `items` as one ClientEventBatch."""
+    return _field(3, b"".join(item.entry() for item in items))
+
+
+def _field(number: int, body: bytes) -> bytes:
+    """A length-delimited protobuf field: tag, length, bytes."""
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 @dataclass
 class ClientStream:
     connection_id: int
@@ -81,25 +129,45 @@ class ClientStream:
     folder_ids: frozenset[int] = frozenset()
     node_ids: frozenset[int] = frozenset()
     preferences: dict[str, bool] = field(default_factory=dict)
-    outgoing: asyncio.Queue[nodes_pb2.ClientEvent] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
-    )
+    # Several events per response (ConnectRequest.batch_events).
+    batched: bool = False
+    # Lists of events handed over together; `pending` counts the events in it.
+    outgoing: asyncio.Queue[list[Rendered]] = field(default_factory=asyncio.Queue)
+    pending: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: int = 0
     close_message: str = ""
     last_event_id: int = 0
 
-    def view(self, topic: str) -> tuple[Any, ...]:
-        """What decides how an event looks to this stream."""
+    @property
+    def view(self) -> tuple[Any, ...]:
+        """What decides how an event looks to this stream (custom messages aside,
+        which name their target connection)."""
         return (
             self.kind,
             self.job_ids,
             self.folder_ids,
             self.node_ids,
             tuple(sorted(self.preferences.items())),
-            self.connection_id if topic == "client.message" else 0,
             self.user_name if self.preferences.get("own_jobs_only") else "",
         )
+
+    def offer(self, items: list[Rendered]) -> None:
+        """Queue `items` for the stream, or close it when it reads too slowly."""
+        if self.pending + len(items) > QUEUE_LIMIT:
+            self.close(nodes_pb2.DISCONNECT_REASON_TOO_SLOW, "events are read too slowly")
+            return
+        self.outgoing.put_nowait(items)
+        self.pending += len(items)
+        self.last_event_id = items[-1].message.event_id
+
+    def take(self, first: list[Rendered]) -> list[Rendered]:
+        """`first` (just got from `outgoing`) and everything queued after it."""
+        items = list(first)
+        while not self.outgoing.empty():
+            items.extend(self.outgoing.get_nowait())
+        self.pending -= len(items)
+        return items
 
     def close(self, reason: int, message: str) -> None:
         if not self.closed.is_set():
@@ -163,9 +231,7 @@ class ClientHub:
 
         def dispatch() -> None:
             try:
-                for event, extra in events:
-                    self.position = event.position
-                    self._dispatch(event, extra)
+                self.fan_out(events)
             finally:
                 done.set()
 
@@ -204,32 +270,57 @@ class ClientHub:
                     extra.log.time.CopyFrom(stamp)
         return extra
 
-    def _dispatch(self, event: Event, extra: Extra) -> None:
-        if not event.topic.startswith(TOPIC_PREFIXES):
+    def fan_out(self, events: list[tuple[Event, Extra]]) -> None:
+        """Hand a batch of events to every stream, in order.
+
+        Streams with the same view share one rendered, serialized message per
+        event and one list per batch: with a thousand unfiltered consoles an
+        event is built once, not 1,000 times, and each stream is handed the
+        whole batch at once. Custom messages, which name their target, are
+        rendered per stream.
+        """
+        if not events:
             return
-        # Streams with the same view of an event share one rendered message:
-        # with a thousand unfiltered consoles it is built once, not 1,000 times.
-        rendered: dict[tuple[Any, ...], nodes_pb2.ClientEvent | None] = {}
-        for stream in list(self.streams.values()):
-            view = stream.view(event.topic)
-            if view not in rendered:
-                rendered[view] = self.render(stream, event, extra)
-            message = rendered[view]
-            if message is None:
+        self.position = events[-1][0].position
+        relevant = [(e, x) for e, x in events if e.topic.startswith(TOPIC_PREFIXES)]
+        if relevant and self.streams:
+            groups: dict[tuple[Any, ...], list[ClientStream]] = {}
+            for stream in list(self.streams.values()):
+                groups.setdefault(stream.view, []).append(stream)
+            for members in groups.values():
+                self._fan_out_to(members, relevant)
+        for event, _ in relevant:
+            if event.topic == "client.disconnect":
+                target = self.streams.get(int(event.payload.get("connection_id", 0)))
+                if target is not None:
+                    target.close(
+                        nodes_pb2.DISCONNECT_REASON_FORCED,
+                        "disconnected by " + str(event.payload.get("actor", "an administrator")),
+                    )
+
+    def _fan_out_to(self, members: list[ClientStream], events: list[tuple[Event, Extra]]) -> None:
+        shared: list[Rendered | None] = []
+        personal = False
+        for event, extra in events:
+            if event.topic == "client.message":
+                shared.append(None)
+                personal = True
                 continue
-            try:
-                stream.outgoing.put_nowait(message)
-            except asyncio.QueueFull:
-                stream.close(nodes_pb2.DISCONNECT_REASON_TOO_SLOW, "events are read too slowly")
-                continue
-            stream.last_event_id = event.id
-        if event.topic == "client.disconnect":
-            target = self.streams.get(int(event.payload.get("connection_id", 0)))
-            if target is not None:
-                target.close(
-                    nodes_pb2.DISCONNECT_REASON_FORCED,
-                    "disconnected by " + str(event.payload.get("actor", "an administrator")),
-                )
+            message = self.render(members[0], event, extra)
+            shared.append(Rendered(message) if message is not None else None)
+        common = [item for item in shared if item is not None]
+        for stream in members:
+            items = common
+            if personal:
+                items = []
+                for (event, extra), item in zip(events, shared, strict=True):
+                    if item is None and event.topic == "client.message":
+                        message = self.render(stream, event, extra)
+                        item = Rendered(message) if message is not None else None
+                    if item is not None:
+                        items.append(item)
+            if items:
+                stream.offer(items)
 
     def render(
         self, stream: ClientStream, event: Event, extra: Extra

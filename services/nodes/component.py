@@ -3,6 +3,8 @@ sessions, console and notificator connections, messaging to all three."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 from farm.agent.v1 import agent_pb2_grpc
@@ -11,7 +13,7 @@ from services.core.auth import ENROLLMENT_SECRET, ServiceIdentity, farm_secret, 
 from services.core.background import Periodic
 from services.core.bus import DurableConsumer, Listener, LiveSubscription
 from services.core.database import Database
-from services.core.server import Component
+from services.core.server import Component, RawResponseServer
 from services.core.settings import Settings
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
@@ -54,7 +56,10 @@ def build(db: Database, settings: Settings) -> Component:
 
     def register(server: grpc.aio.Server) -> None:
         nodes_pb2_grpc.add_NodesServiceServicer_to_server(nodes, server)
-        nodes_pb2_grpc.add_ClientsServiceServicer_to_server(clients, server)
+        # Connect sends events serialized once for every stream (client_hub.py).
+        nodes_pb2_grpc.add_ClientsServiceServicer_to_server(
+            clients, cast(grpc.aio.Server, RawResponseServer(server, ["Connect"]))
+        )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(agent, server)
 
     return Component(

@@ -22,7 +22,7 @@ from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.convert import to_timestamp
 from services.core.errors import DeadlineExceeded, DomainError, FailedPrecondition, status_of
 from services.core.server import contract_base
-from services.nodes.client_hub import ClientHub, ClientStream
+from services.nodes.client_hub import ClientHub, ClientStream, batch_response
 from services.nodes.clients import ClientsService
 from services.nodes.domain import (
     CLIENT_KIND,
@@ -399,6 +399,10 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
 
 CLIENTS_SERVICE = nodes_pb2.DESCRIPTOR.services_by_name["ClientsService"]
 # DisconnectReason -> client_connections.disconnect_reason.
+# Batched streams (ConnectRequest.batch_events): how long to gather events
+# before a write, and the most events in one response (about 100 bytes each).
+BATCH_LINGER_SECONDS = 0.025
+BATCH_LIMIT = 2_000
 CLOSE_REASONS: dict[int, str] = {
     nodes_pb2.DISCONNECT_REASON_FORCED: "forced",
     nodes_pb2.DISCONNECT_REASON_SERVER_SHUTDOWN: "server_shutdown",
@@ -482,6 +486,7 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
             folder_ids=frozenset(request.folder_ids),
             node_ids=frozenset(request.node_ids),
             preferences=preferences,
+            batched=request.batch_events,
         )
         reason = "closed"
         try:
@@ -505,8 +510,16 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
                 return
             for message in replay:
                 yield nodes_pb2.ConnectResponse(event=message)
-            while (event := await next_message(stream.outgoing, stream.closed)) is not None:
-                yield nodes_pb2.ConnectResponse(event=event)
+            while (first := await next_message(stream.outgoing, stream.closed)) is not None:
+                if stream.batched:
+                    await asyncio.sleep(BATCH_LINGER_SECONDS)  # gather what comes next
+                items = stream.take(first)
+                if stream.batched:
+                    for start in range(0, len(items), BATCH_LIMIT):
+                        yield batch_response(items[start : start + BATCH_LIMIT])
+                else:
+                    for item in items:
+                        yield item.single()
             if stream.closed.is_set():
                 reason = CLOSE_REASONS.get(stream.close_reason, "closed")
                 yield _notice(stream.close_reason, stream.close_message)

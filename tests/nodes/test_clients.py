@@ -10,7 +10,7 @@ import pytest
 
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.core.bus import publish
+from services.core.bus import publish, publish_many
 from services.core.database import Database
 from tests.support import LiveClient
 
@@ -109,6 +109,24 @@ def test_a_reconnecting_console_resumes_after_the_last_event_it_saw(
     assert [e.job_changed.job.id for e in events] == [3, 4, 5, 5]
     assert events[-1].job_changed.deleted
     assert again.quiet()
+
+
+def test_a_batching_console_gets_the_same_events_in_fewer_messages(
+    connect: Any, db: Database
+) -> None:
+    batched, single = connect("alice", batch_events=True), connect("bob")
+    with db.transaction() as session:
+        publish_many(
+            session, [("chunk.finished", {"job_id": 7, "chunk_id": n}, "7") for n in range(5)]
+        )
+    lone = _publish(db, "job.deleted", job_id=7)
+    got = {c: [c.next() for _ in range(6)] for c in (batched, single)}
+    assert got[batched] == got[single]  # byte for byte the same events
+    assert [e.chunk_changed.chunk.id for e in got[batched][:5]] == [0, 1, 2, 3, 4]
+    assert got[batched][-1].event_id == lone
+    assert single.responses == 6  # one response per event (after the acceptance)
+    assert batched.responses <= 2  # the five together, then the last one
+    assert batched.quiet() and single.quiet()
 
 
 def test_resuming_from_an_event_no_longer_kept_asks_the_client_to_reload(connect: Any) -> None:
