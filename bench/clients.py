@@ -50,6 +50,9 @@ STREAMS_PER_CHANNEL = 100
 SAMPLE_EVERY = 10  # latency of one console in ten (all are counted and checked)
 RENDER_TIMEOUT_SECONDS = float(os.environ.get("BENCH_CONSOLE_TIMEOUT", "900"))
 JOB_NAME = "bench-consoles"
+# The simulated nodes send no heartbeat: a render longer than the lost-node
+# timeout (60 s) must not declare them lost.
+QUIET_NODES = {"MUSTER_NODE_LOST_TIMEOUT_SECONDS": "3600"}
 
 
 def sequence_hash(previous: int, event_id: int) -> int:
@@ -324,8 +327,8 @@ async def _bare_fan_out() -> float:
 def run() -> list[Row]:
     with (
         bench_database("bench_clients", pool_size=2) as db,
-        dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, _),
-        dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address}) as (
+        dispatcher_process(db, ["jobs", "admin"], QUIET_NODES) as (jobs_address, _),
+        dispatcher_process(db, ["nodes"], {**QUIET_NODES, "MUSTER_JOBS_ADDRESS": jobs_address}) as (
             nodes_address,
             nodes_pid,
         ),
