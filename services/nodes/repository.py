@@ -361,12 +361,14 @@ def close_connection(session: Session, connection_id: int, reason: str) -> bool:
 
 def touch_connections(session: Session, positions: dict[int, int]) -> None:
     """Refresh held connections and record the last event each was sent."""
-    for connection_id, last_event_id in positions.items():
-        session.execute(
-            update(client_connections)
-            .where(client_connections.c.id == connection_id)
-            .values(last_seen_at=func.now(), last_event_id=last_event_id)
-        )
+    if not positions:
+        return
+    session.execute(
+        update(client_connections)
+        .where(client_connections.c.id == bindparam("connection"))
+        .values(last_seen_at=func.now(), last_event_id=bindparam("event")),
+        [{"connection": c, "event": e} for c, e in positions.items()],
+    )
 
 
 def close_stale_connections(session: Session, timeout_seconds: float) -> list[int]:

@@ -399,9 +399,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
 
 CLIENTS_SERVICE = nodes_pb2.DESCRIPTOR.services_by_name["ClientsService"]
 # DisconnectReason -> client_connections.disconnect_reason.
-# Batched streams (ConnectRequest.batch_events): how long to gather events
-# before a write, and the most events in one response (about 100 bytes each).
-BATCH_LINGER_SECONDS = 0.025
+# The most events in one batched response (about 100 bytes each).
 BATCH_LIMIT = 2_000
 CLOSE_REASONS: dict[int, str] = {
     nodes_pb2.DISCONNECT_REASON_FORCED: "forced",
@@ -510,10 +508,7 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
                 return
             for message in replay:
                 yield nodes_pb2.ConnectResponse(event=message)
-            while (first := await next_message(stream.outgoing, stream.closed)) is not None:
-                if stream.batched:
-                    await asyncio.sleep(BATCH_LINGER_SECONDS)  # gather what comes next
-                items = stream.take(first)
+            while (items := await stream.next_items(self.hub.linger(stream))) is not None:
                 if stream.batched:
                     for start in range(0, len(items), BATCH_LIMIT):
                         yield batch_response(items[start : start + BATCH_LIMIT])
