@@ -309,18 +309,26 @@ async def _bare_fan_out() -> float:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     received = 0
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = nodes_pb2_grpc.ClientsServiceStub(channel)
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        for _ in range(0, CONSOLES, STREAMS_PER_CHANNEL)
+    ]
 
-        async def one() -> None:
-            nonlocal received
-            async for _ in stub.Connect(nodes_pb2.ConnectRequest()):
-                received += 1
+    async def one(index: int) -> None:
+        nonlocal received
+        stub = nodes_pb2_grpc.ClientsServiceStub(channels[index // STREAMS_PER_CHANNEL])
+        async for _ in stub.Connect(nodes_pb2.ConnectRequest()):
+            received += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(CONSOLES)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*(one(i) for i in range(CONSOLES)), return_exceptions=True)
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        await channel.close(None)
     await server.stop(None)
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:
+        print(f"  peer: {len(failed)} of {CONSOLES} streams failed ({failed[0]!r:.80})")
     return received / elapsed
 
 
@@ -334,6 +342,11 @@ def run() -> list[Row]:
         ),
     ):
         figures = asyncio.run(_render(db, jobs_address, nodes_address, nodes_pid))
+    print(
+        f"  ours: {figures['events_per_s']:,.0f} events/s, latency median"
+        f" {figures['median_ms']:,.0f} ms, p99 {figures['p99_ms']:,.0f} ms,"
+        f" gaps {figures['gaps']:.0f}, nodes service {figures['rss_mb']:.0f} MB"
+    )
     peer = asyncio.run(_bare_fan_out())
     if figures["notices"]:
         print(f"  consoles closed by the dispatcher: {sorted(set(figures['notices']))}")
