@@ -265,7 +265,11 @@ def test_a_console_process_misses_no_event_across_a_dispatcher_restart(
     console.wait_line(f"#{after[-1]} ", 60)
 
     printed = [int(m[1]) for line in console.printed if (m := EVENT_ID.search(line))]
-    assert printed == sorted(set(printed))  # in order, nothing twice
-    assert set(before + while_down + after) <= set(printed)
+    assert len(printed) == len(set(printed))  # nothing twice
+    # Every event published, in the order it was committed (the bus's order:
+    # ids of concurrent transactions, like the agents' node changes, may
+    # commit out of id order).
+    ours = before + while_down + after
+    assert [i for i in printed if i in ours] == ours
     assert all(f"chunk {n} of job 1 changed" in " ".join(console.printed) for n in range(1, 10))
     assert console.proc.poll() is None
