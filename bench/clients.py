@@ -24,7 +24,7 @@ import statistics
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -140,32 +140,6 @@ def _console_process(address: str, tokens: list[str], pipe: Connection) -> None:
 # --- the render ---------------------------------------------------------------------------
 
 
-class _AgentToken(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
-    """Gives the simulated nodes' agent sessions an enrolled agent's token."""
-
-    def __init__(self, token: str) -> None:
-        self.metadata = auth_metadata(token)
-
-    async def intercept_stream_stream(
-        self, continuation: Any, details: Any, request_iterator: Any
-    ) -> Any:
-        details = grpc.aio.ClientCallDetails(
-            details.method,
-            details.timeout,
-            grpc.aio.Metadata(*self.metadata),
-            details.credentials,
-            details.wait_for_ready,
-        )
-        return await continuation(details, request_iterator)
-
-
-class _Registered(set[int]):
-    """The registry SimulatedNode.run fills (whether it appends or adds)."""
-
-    def append(self, index: int) -> None:
-        self.add(index)
-
-
 def _job() -> jobs_pb2.Job:
     return jobs_pb2.Job(
         name=JOB_NAME,
@@ -204,18 +178,10 @@ async def _render(
             raise RuntimeError(f"a console process failed: {answer}")
     rss = rss_mb(nodes_pid)
 
-    # One channel per simulated node: each carries the token of an agent
-    # enrolled under that node's host name (bench/render.py names it sim-NNNNN).
-    node_channels = []
-    for i in range(NODES):
-        host = f"sim-{i:05d}"
-        agent = signer.issue(f"agent:{host}#0", "agent", "", 7200, host=host, instance=0)[0]
-        node_channels.append(
-            grpc.aio.insecure_channel(nodes_address, interceptors=[cast(Any, _AgentToken(agent))])
-        )
-    nodes = [SimulatedNode(node_channels[i], i) for i in range(NODES)]
-    registered = _Registered()
-    tasks = [asyncio.create_task(n.run(asyncio.Event(), registered)) for n in nodes]  # type: ignore[arg-type]
+    nodes_channel = grpc.aio.insecure_channel(nodes_address)
+    nodes = [SimulatedNode(nodes_channel, i, signer) for i in range(NODES)]
+    registered: set[int] = set()
+    tasks = [asyncio.create_task(n.run(asyncio.Event(), registered)) for n in nodes]
     deadline = time.monotonic() + 120
     while len(registered) < NODES:
         if time.monotonic() > deadline:
@@ -241,8 +207,7 @@ async def _render(
     for node in nodes:
         await node.close()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for channel in node_channels:
-        await channel.close(None)
+    await nodes_channel.close(None)
     for process in processes:
         process.join(30)
     errors = [r["error"] for r in results if "error" in r]
