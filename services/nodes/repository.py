@@ -7,7 +7,20 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Row,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -80,7 +93,7 @@ def list_nodes(
 ) -> list[Row[Any]]:
     query = select(nodes).where(nodes.c.id > after_id).order_by(nodes.c.id).limit(limit)
     if pool:
-        query = query.where(nodes.c.pools.any(pool))
+        query = query.where(literal(pool) == any_(nodes.c.pools))
     if statuses:
         query = query.where(nodes.c.status.in_(list(statuses)))
     if platform:
