@@ -32,6 +32,8 @@ SYSTEM_EVENT_NAMES: dict[int, str] = {
     common_pb2.SYSTEM_EVENT_LOGOFF: "logoff",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Pools an agent may declare (the dispatcher's limit).
+MAX_POOLS = 64
 
 
 class ConfigError(Exception):
@@ -50,6 +52,8 @@ class AgentConfig:
     log_level: str = "info"
     # The farm's enrollment secret (docs/security.md); exchanged for a token.
     enrollment_secret: str = ""
+    # Pools the agent declares for its nodes.
+    pools: tuple[str, ...] = ()
 
 
 def default_work_dir(env: Mapping[str, str]) -> Path:
@@ -159,6 +163,13 @@ def parser() -> argparse.ArgumentParser:
         help="node name; instance N>0 is NAME-N (env MUSTER_AGENT_NAME; default the host name)",
     )
     p.add_argument(
+        "--pool",
+        action="append",
+        metavar="NAME",
+        help="a pool this agent's nodes declare; repeat for several (env MUSTER_AGENT_POOLS,"
+        " comma-separated)",
+    )
+    p.add_argument(
         "--work-dir",
         metavar="DIR",
         help="state file and default working directory of render processes (env"
@@ -210,6 +221,10 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
         events, grace = read_config_file(Path(config_file).expanduser())
     dispatcher = pick(args.dispatcher, "MUSTER_DISPATCHER") or default_dispatcher(env)
     secret_file = pick(args.enrollment_secret_file, "MUSTER_ENROLLMENT_SECRET_FILE")
+    raw_pools = args.pool if args.pool is not None else env.get("MUSTER_AGENT_POOLS", "").split(",")
+    pools = tuple(dict.fromkeys(p.strip() for p in raw_pools if p.strip()))
+    if len(pools) > MAX_POOLS or any(len(p) > 255 or not p.isprintable() for p in pools):
+        raise ConfigError(f"--pool: at most {MAX_POOLS} names of 1..255 printable characters")
     return AgentConfig(
         dispatcher=normalise_address(dispatcher),
         instances=instances,
@@ -219,6 +234,7 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
         kill_grace_seconds=grace,
         log_level=log_level,
         enrollment_secret=enrollment_secret(secret_file, env),
+        pools=pools,
     )
 
 

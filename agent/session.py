@@ -130,6 +130,7 @@ class Instance:
             ip_address=facts.ip_address,
             mac_address=facts.mac_address,
             instance_count=self.config.instances,
+            pools=self.config.pools,
         )
         if self.run is not None:
             register.running_chunk.CopyFrom(self.run.running_chunk())

@@ -26,6 +26,7 @@ from services.admin.tables import (
     ldap_config,
     log_messages,
     pool_members,
+    pools,
     repositories,
     statistics_samples,
     users,
@@ -169,6 +170,40 @@ def nodes_of_pools(session: Session, pool_ids: Sequence[int]) -> dict[int, list[
     for row in rows:
         result.setdefault(row.pool_id, []).append(row.node_name)
     return result
+
+
+def pools_by_member(session: Session) -> dict[str, list[str]]:
+    """Pool names by lower-cased member name (a node or a host name), for the
+    domains that match nodes to pools (the scheduler, the node views)."""
+    result: dict[str, list[str]] = {}
+    for pool, member in session.execute(
+        select(pools.c.name, pool_members.c.node_name)
+        .join(pools, pools.c.id == pool_members.c.pool_id)
+        .order_by(pools.c.name)
+    ).all():
+        result.setdefault(str(member).lower(), []).append(str(pool))
+    return result
+
+
+def pools_of(by_member: Mapping[str, list[str]], declared: Iterable[str], *names: str) -> list[str]:
+    """A node's pools: those it declares, then those its node or host name is
+    a member of (`by_member` from pools_by_member), each name once whatever its case."""
+    seen: dict[str, str] = {}
+    for pool in (*declared, *(p for n in names for p in by_member.get(n.lower(), ()))):
+        seen.setdefault(pool.lower(), pool)
+    return list(seen.values())
+
+
+def member_of_pool(pool: str, *names: ColumnElement[Any]) -> ColumnElement[bool]:
+    """True for a row one of whose `names` (node name, host name) an
+    administrator put in the pool named `pool` (case-insensitive)."""
+    return (
+        select(pool_members.c.node_name)
+        .join(pools, pools.c.id == pool_members.c.pool_id)
+        .where(func.lower(pools.c.name) == pool.lower())
+        .where(func.lower(pool_members.c.node_name).in_([func.lower(n) for n in names]))
+        .exists()
+    )
 
 
 def set_pool_nodes(session: Session, pool_id: int, node_names: Sequence[str]) -> None:

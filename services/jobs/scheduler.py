@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.hooks import HookError, HookRunner
+from services.admin.repository import pools_by_member, pools_of
 from services.core.bus import ListeningThread, publish_many, try_advisory_lock
 from services.core.database import Database
 from services.jobs.domain import dependencies_met
@@ -289,19 +290,13 @@ class Scheduler(ListeningThread):
         ).all()
         if not rows:
             return []
-        members: dict[str, set[str]] = defaultdict(set)
-        for pool, node_name in session.execute(
-            text("SELECT p.name, m.node_name FROM pool_members m JOIN pools p ON p.id = m.pool_id")
-        ).all():
-            members[str(node_name).lower()].add(str(pool).lower())
+        members = pools_by_member(session)
         return [
             FreeNode(
                 r.id,
                 r.name,
                 r.host_name,
-                {p.lower() for p in r.pools}
-                | members[r.name.lower()]
-                | members[r.host_name.lower()],
+                {p.lower() for p in pools_of(members, r.pools, r.name, r.host_name)},
             )
             for r in rows
         ]

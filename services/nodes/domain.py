@@ -18,6 +18,8 @@ KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR)
 CLIENT_KIND = EnumMap(nodes_pb2.ClientKind.DESCRIPTOR)
 
 MAX_NAME_LENGTH = 255
+# Pools one agent may declare for its nodes.
+MAX_DECLARED_POOLS = 64
 MAX_NOTES_LENGTH = 10_000
 MAX_MESSAGE_LENGTH = 10_000
 MAX_CODE_LENGTH = 100_000
@@ -56,6 +58,14 @@ class Registration:
             raise InvalidArgument("register: cpu_cores and memory_bytes must not be negative")
         if self.platform not in PLATFORM.to_number:
             raise InvalidArgument("register.platform: must be set")
+        if len(self.pools) > MAX_DECLARED_POOLS:
+            raise InvalidArgument(f"register.pools: more than {MAX_DECLARED_POOLS} pools")
+        for pool in self.pools:
+            if not pool.strip() or len(pool) > MAX_NAME_LENGTH or not pool.isprintable():
+                raise InvalidArgument(
+                    f"register.pools: {pool[:40]!r} is not a pool name (1..{MAX_NAME_LENGTH}"
+                    " printable characters)"
+                )
         return self
 
 

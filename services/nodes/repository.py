@@ -10,12 +10,10 @@ from typing import Any
 from sqlalchemy import (
     Row,
     and_,
-    any_,
     bindparam,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     text,
@@ -24,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from services.admin.repository import member_of_pool
 from services.core.database import storable_text
 from services.jobs.tables import chunk_assignments
 from services.nodes.domain import Registration, node_name
@@ -50,6 +49,7 @@ def upsert_node(
         "agent_version": reg.agent_version,
         "ip_address": reg.ip_address,
         "mac_address": reg.mac_address,
+        "pools": reg.pools,
         "replica": replica,
         "session_id": session_id,
         "connected_at": func.now(),
@@ -93,7 +93,11 @@ def list_nodes(
 ) -> list[Row[Any]]:
     query = select(nodes).where(nodes.c.id > after_id).order_by(nodes.c.id).limit(limit)
     if pool:
-        query = query.where(literal(pool) == any_(nodes.c.pools))
+        # Pools the agent declares, or an administrator's pool membership.
+        declared = text(
+            "EXISTS (SELECT 1 FROM unnest(nodes.pools) AS p WHERE lower(p) = lower(:pool))"
+        ).bindparams(pool=pool)
+        query = query.where(or_(declared, member_of_pool(pool, nodes.c.name, nodes.c.host_name)))
     if statuses:
         query = query.where(nodes.c.status.in_(list(statuses)))
     if platform:

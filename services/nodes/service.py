@@ -19,6 +19,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
+from services.admin.repository import pools_by_member, pools_of
 from services.core.bus import publish, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
@@ -63,6 +64,8 @@ class NodeView:
     excluded_template_ids: list[int]
     excluded_job_ids: list[int]
     assignment: Row[Any] | None
+    # Declared by the agent, then given by an administrator's pools.
+    pools: list[str]
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,13 @@ def _views(session: Session, rows: list[Row[Any]]) -> list[NodeView]:
     ids = [r.id for r in rows]
     excluded = repo.exclusions(session, ids)
     running = repo.assignments_of_nodes(session, ids)
-    return [NodeView(r, *excluded[r.id], running.get(r.id)) for r in rows]
+    members = pools_by_member(session)
+    return [
+        NodeView(
+            r, *excluded[r.id], running.get(r.id), pools_of(members, r.pools, r.name, r.host_name)
+        )
+        for r in rows
+    ]
 
 
 def _event(session: Session, topic: str, node_id: int, **payload: Any) -> None:

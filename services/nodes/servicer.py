@@ -60,7 +60,7 @@ def node_message(view: NodeView) -> nodes_pb2.Node:
         instance_number=row.instance_number,
         cpu_cores=row.cpu_cores,
         memory_bytes=row.memory_bytes,
-        pools=list(row.pools),
+        pools=view.pools,
         status=NODE_STATUS.number(row.status),
         paused=row.paused,
         process_priority=PROCESS_PRIORITY.number(row.process_priority),
@@ -335,6 +335,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             ip_address=register.ip_address,
             mac_address=register.mac_address,
             node_id=register.node_id,
+            pools=list(register.pools),
             instance_count=max(0, register.instance_count),
         )
         session_id = uuid.uuid4().hex

@@ -154,3 +154,17 @@ def test_a_bad_config_file_is_refused_with_a_reason(
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load(["--dispatcher", "farm:1", "--config", str(tmp_path / "none.json")], {})
+
+
+def test_pools_come_from_repeated_options_or_the_environment() -> None:
+    config = load(["--dispatcher", "farm:1", "--pool", "gpu", "--pool", " fast ", "--pool", "gpu"])
+    assert config.pools == ("gpu", "fast")
+    config = load(["--dispatcher", "farm:1"], {"MUSTER_AGENT_POOLS": "a, b,,c"})
+    assert config.pools == ("a", "b", "c")
+    assert load(["--dispatcher", "farm:1"], {}).pools == ()
+
+
+@pytest.mark.parametrize("pool", ["x" * 256, "tab\there"])
+def test_unusable_pool_names_are_refused(pool: str) -> None:
+    with pytest.raises(ConfigError, match="--pool"):
+        load(["--dispatcher", "farm:1", "--pool", pool], {})

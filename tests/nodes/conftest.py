@@ -32,6 +32,7 @@ class ProtocolAgent:
         instance: int = 0,
         instance_count: int = 0,
         ip_address: str = "127.0.0.1",
+        pools: tuple[str, ...] = (),
     ) -> None:
         self._outgoing: queue.Queue[agent_pb2.SessionRequest | None] = queue.Queue()
         self.received: queue.Queue[agent_pb2.SessionResponse] = queue.Queue()
@@ -48,6 +49,7 @@ class ProtocolAgent:
                     agent_version="test",
                     ip_address=ip_address,
                     instance_count=instance_count,
+                    pools=pools,
                 )
             )
         )

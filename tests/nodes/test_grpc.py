@@ -235,6 +235,61 @@ def test_removing_a_registration_ends_the_agent_stream(
     assert not agent._reader.is_alive()
 
 
+def test_declared_and_administered_pools_show_on_the_node_and_filter_the_list(
+    db: Database,
+    channel: grpc.Channel,
+    nodes_stub: nodes_pb2_grpc.NodesServiceStub,
+    agents: list[ProtocolAgent],
+) -> None:
+    gpu = ProtocolAgent(channel, "gpu-box", pools=("GPU", "fast"))
+    plain = ProtocolAgent(channel, "plain-box")
+    agents.extend([gpu, plain])
+    with db.transaction() as session:
+        pool = session.execute(
+            text("INSERT INTO pools (name) VALUES ('gpu') RETURNING id")
+        ).scalar_one()
+        session.execute(
+            text("INSERT INTO pool_members (pool_id, node_name) VALUES (:p, 'PLAIN-BOX')"),
+            {"p": pool},
+        )
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=gpu.node_id)).node
+    assert list(node.pools) == ["GPU", "fast"]  # "gpu" is the same pool, listed once
+    node = nodes_stub.GetNode(nodes_pb2.GetNodeRequest(node_id=plain.node_id)).node
+    assert list(node.pools) == ["gpu"]
+
+    def listed(pool: str) -> set[int]:
+        return {n.id for n in nodes_stub.ListNodes(nodes_pb2.ListNodesRequest(pool=pool)).nodes}
+
+    assert listed("Gpu") == {gpu.node_id, plain.node_id}
+    assert listed("FAST") == {gpu.node_id}
+    assert listed("none") == set()
+    # A re-registration replaces what the agent declares.
+    gpu.close()
+    again = ProtocolAgent(channel, "gpu-box", pools=("cpu",))
+    agents.append(again)
+    assert again.node_id == gpu.node_id
+    assert listed("fast") == set()
+    assert listed("cpu") == {gpu.node_id}
+
+
+@pytest.mark.parametrize(
+    "pools", [("",), ("x" * 256,), ("bad\nname",), tuple(f"p{i}" for i in range(65))]
+)
+def test_unusable_declared_pools_are_refused(channel: grpc.Channel, pools: tuple[str, ...]) -> None:
+    from farm.agent.v1 import agent_pb2_grpc
+
+    register = agent_pb2.Register(
+        host_name="pool-host", platform=common_pb2.PLATFORM_LINUX, pools=pools
+    )
+    responses = agent_pb2_grpc.AgentServiceStub(channel).Session(
+        iter([agent_pb2.SessionRequest(register=register)]), metadata=agent_auth("pool-host")
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        list(responses)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "register.pools" in (error.value.details() or "")
+
+
 def test_a_session_must_start_with_register(channel: grpc.Channel) -> None:
     from farm.agent.v1 import agent_pb2_grpc
 
