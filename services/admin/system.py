@@ -7,9 +7,9 @@ is in docs/admin.md ("System controls").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from services.core.errors import FailedPrecondition, InvalidArgument
 NETWORK_SCAN_TIMEOUT = timedelta(minutes=10)
 DISPATCHER_SECRETS = ("email.smtp_password",)
 LDAP_SECRETS = ("bind_password",)
+_Config = TypeVar("_Config", DispatcherConfig, LdapConfig)
 
 
 def _secrets(
@@ -58,31 +59,17 @@ class SystemService:
     ) -> DispatcherConfig:
         """Apply `changes` ({"field": value, "email.smtp_host": value}) now, on
         every replica; with `persist` also store them for the next start."""
-        with self.db.transaction() as session:
-            row = repo.configuration_row(session, "dispatcher", lock=True)
-            current = read_configuration(session)
-            config = domain.check_configuration(
-                domain.apply_changes(current, changes, domain.CONFIG_FIELDS, "configuration")
-            )
-            merged = _secrets(row.runtime_secrets, secrets, DISPATCHER_SECRETS)
-            repo.save_configuration(
-                session,
-                "dispatcher",
-                domain.configuration_to_json(config),
-                merged,
-                persist,
-                current_caller().label,
-            )
-            publish_change(
-                session,
-                "config.changed",
-                {
-                    "configuration": "dispatcher",
-                    "fields": sorted({*changes, *(k for k, v in secrets.items() if v)}),
-                    "persisted": persist,
-                },
-            )
-            return config
+        return self._update(
+            "dispatcher",
+            read_configuration,
+            domain.check_configuration,
+            domain.CONFIG_FIELDS,
+            "configuration",
+            DISPATCHER_SECRETS,
+            changes,
+            secrets,
+            persist,
+        )
 
     # --- LDAP configuration --------------------------------------------------------------------
 
@@ -93,16 +80,40 @@ class SystemService:
     def update_ldap_configuration(
         self, changes: Mapping[str, Any], secrets: Mapping[str, str], persist: bool
     ) -> LdapConfig:
+        return self._update(
+            "ldap",
+            read_ldap_configuration,
+            domain.check_ldap_configuration,
+            domain.LDAP_FIELDS,
+            "ldap_configuration",
+            LDAP_SECRETS,
+            changes,
+            secrets,
+            persist,
+        )
+
+    def _update(
+        self,
+        name: str,
+        read: Callable[[Session], _Config],
+        check: Callable[[_Config], _Config],
+        fields: Sequence[str],
+        label: str,
+        secret_names: tuple[str, ...],
+        changes: Mapping[str, Any],
+        secrets: Mapping[str, str],
+        persist: bool,
+    ) -> _Config:
+        """One configuration's update: checked as a whole, stored (runtime or
+        persisted) with its secrets, announced on the bus as config.changed."""
         with self.db.transaction() as session:
-            row = repo.configuration_row(session, "ldap", lock=True)
-            current = read_ldap_configuration(session)
-            config = domain.check_ldap_configuration(
-                domain.apply_changes(current, changes, domain.LDAP_FIELDS, "ldap_configuration")
-            )
-            merged = _secrets(row.runtime_secrets, secrets, LDAP_SECRETS)
+            row = repo.configuration_row(session, name, lock=True)
+            current = read(session)
+            config = check(domain.apply_changes(current, changes, fields, label))
+            merged = _secrets(row.runtime_secrets, secrets, secret_names)
             repo.save_configuration(
                 session,
-                "ldap",
+                name,
                 domain.configuration_to_json(config),
                 merged,
                 persist,
@@ -112,7 +123,7 @@ class SystemService:
                 session,
                 "config.changed",
                 {
-                    "configuration": "ldap",
+                    "configuration": name,
                     "fields": sorted({*changes, *(k for k, v in secrets.items() if v)}),
                     "persisted": persist,
                 },
