@@ -106,6 +106,9 @@ class JobSpec:
     excluded_pools: tuple[str, ...] = ()
     depend_ids: tuple[int, ...] = ()
     depend_mode: str = "success"
+    # Chunk dependencies: each chunk waits only for the chunks with the same
+    # frames in the jobs of depend_ids (no effect without depend_ids).
+    depend_chunks: bool = False
     max_nodes: int = 0
     project: str = ""
     department: str = ""
@@ -137,6 +140,7 @@ EDITABLE_FIELDS = frozenset(
         "excluded_pools",
         "depend_ids",
         "depend_mode",
+        "depend_chunks",
         "max_nodes",
         "project",
         "department",
@@ -395,10 +399,29 @@ class Rollup:
     counters: Counters
 
 
+def _done_job_statuses(depend_mode: str) -> frozenset[str]:
+    return SUCCESSFUL_JOB_STATUSES if depend_mode == "success" else FINISHED_JOB_STATUSES
+
+
 def dependencies_met(depend_mode: str, dependency_statuses: Iterable[str]) -> bool:
     """Whether jobs with these statuses release a job waiting in `depend_mode`."""
-    done = SUCCESSFUL_JOB_STATUSES if depend_mode == "success" else FINISHED_JOB_STATUSES
+    done = _done_job_statuses(depend_mode)
     return all(status in done for status in dependency_statuses)
+
+
+def unmet_dependencies(depend_mode: str, dependency_statuses: Mapping[int, str]) -> list[int]:
+    """The ids of the dependency jobs (id -> status) that still hold back a
+    job waiting in `depend_mode`, in id order."""
+    done = _done_job_statuses(depend_mode)
+    return sorted(job_id for job_id, status in dependency_statuses.items() if status not in done)
+
+
+def done_chunk_statuses(depend_mode: str) -> frozenset[str]:
+    """Chunk statuses of a dependency job that release the chunks with the same
+    frames of a job with chunk dependencies: what counts as completed for a
+    job (completed, with warnings, skipped) in 'success' mode; also failed in
+    'completion' mode. Held, queued and live chunks always hold back."""
+    return COMPLETED_BUCKET if depend_mode == "success" else COMPLETED_BUCKET | FAILED_BUCKET
 
 
 def rollup(

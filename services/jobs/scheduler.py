@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from gateway.hooks import HookError, HookRunner
 from services.admin.repository import pools_by_member, pools_of
 from services.core.bus import ListeningThread, publish_many, try_advisory_lock
 from services.core.database import Database
-from services.jobs.domain import dependencies_met
+from services.jobs.domain import FRAME_EPSILON, done_chunk_statuses, unmet_dependencies
 from services.jobs.repository import jobs_by_ids
 from services.jobs.servicer import chunk_message, job_message
 
@@ -57,8 +58,10 @@ class CandidateJob:
     max_nodes: int
     working: int
     depend_mode: str
+    depend_chunks: bool
     started: bool
-    dependency_statuses: list[str] = field(default_factory=list)
+    # The jobs it depends on: id -> status.
+    dependencies: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -240,11 +243,12 @@ class Scheduler(ListeningThread):
             for job in candidates:
                 if not nodes:
                     break
-                if job.dependency_statuses and not dependencies_met(
-                    job.depend_mode, job.dependency_statuses
-                ):
+                # With chunk dependencies a job whose dependencies are unmet
+                # may still have ready chunks; otherwise it waits whole.
+                waiting_for = unmet_dependencies(job.depend_mode, job.dependencies)
+                if waiting_for and not job.depend_chunks:
                     continue
-                if job.dependency_statuses and hooks.job_vetoed(job):
+                if job.dependencies and hooks.job_vetoed(job):
                     continue
                 capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
                 usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]
@@ -253,14 +257,10 @@ class Scheduler(ListeningThread):
                     continue
                 # A job with dependencies may have chunks vetoed by
                 # onValidateChunkDependancies: look a little further.
-                vetoes = job.dependency_statuses and hooks.checks_chunks
-                ready = session.execute(
-                    text(
-                        "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
-                        " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"job": job.id, "limit": take + CHUNK_VETO_LOOKAHEAD if vetoes else take},
-                ).all()
+                vetoes = bool(job.dependencies) and hooks.checks_chunks
+                ready = self._ready_chunks(
+                    session, job, waiting_for, take + CHUNK_VETO_LOOKAHEAD if vetoes else take
+                )
                 if vetoes:
                     ready = [c for c in ready if not hooks.chunk_vetoed(job, c)][:take]
                 for chunk, node in zip(ready, usable, strict=False):
@@ -272,6 +272,49 @@ class Scheduler(ListeningThread):
                 self._commit(session, plan)
             self.assigned_total += len(plan)
             return len(plan)
+
+    @staticmethod
+    def _ready_chunks(
+        session: Session, job: CandidateJob, waiting_for: list[int], limit: int
+    ) -> Sequence[Any]:
+        """The job's next `limit` queued chunks in frame order, locked for this
+        tick. While jobs `waiting_for` hold back a job with chunk dependencies,
+        only its chunks whose frames no unfinished chunk of those jobs covers.
+
+        One statement, O((K + Q) log K) for K unfinished dependency chunks and
+        Q queued chunks: the unfinished chunks' frame ranges are merged into
+        one multirange, and each queued chunk is one binary search in it (a
+        NOT EXISTS per chunk would compare every pair: ~0.4-0.9 s per tick at
+        5,000 x 5,000). Frames compare as numeric, widened by FRAME_EPSILON
+        so by-frame rounding never separates the same frame."""
+        if not waiting_for:
+            return session.execute(
+                text(
+                    "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
+                    " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
+                ),
+                {"job": job.id, "limit": limit},
+            ).all()
+        return session.execute(
+            text(
+                "WITH held AS (SELECT range_agg(numrange(CAST(d.start_frame AS numeric),"
+                " CAST(d.end_frame AS numeric), '[]')) AS frames"
+                " FROM chunks d WHERE d.job_id IN :waiting AND d.status NOT IN :done)"
+                " SELECT c.* FROM chunks c CROSS JOIN held h"
+                " WHERE c.job_id = :job AND c.status = 'queued'"
+                " AND NOT coalesce(h.frames && numrange("
+                "CAST(c.start_frame AS numeric) - CAST(:epsilon AS numeric),"
+                " CAST(c.end_frame AS numeric) + CAST(:epsilon AS numeric), '[]'), false)"
+                " ORDER BY c.chunk_number LIMIT :limit FOR UPDATE OF c SKIP LOCKED"
+            ).bindparams(bindparam("waiting", expanding=True), bindparam("done", expanding=True)),
+            {
+                "job": job.id,
+                "waiting": waiting_for,
+                "done": sorted(done_chunk_statuses(job.depend_mode)),
+                "epsilon": str(FRAME_EPSILON),
+                "limit": limit,
+            },
+        ).all()
 
     @staticmethod
     def _engine_running(session: Session) -> bool:
@@ -305,7 +348,7 @@ class Scheduler(ListeningThread):
         rows = session.execute(
             text(
                 "SELECT j.id, j.template_id, j.included_pools, j.excluded_pools, j.max_nodes,"
-                " j.depend_mode, j.started_at IS NOT NULL AS started,"
+                " j.depend_mode, j.depend_chunks, j.started_at IS NOT NULL AS started,"
                 " (SELECT count(*) FROM chunk_assignments a WHERE a.job_id = j.id) AS working"
                 " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
                 " AND j.status <> 'failed'"
@@ -321,19 +364,21 @@ class Scheduler(ListeningThread):
                 r.max_nodes,
                 r.working,
                 r.depend_mode,
+                r.depend_chunks,
                 r.started,
             )
             for r in rows
         }
         if candidates:
-            for job_id, status in session.execute(
+            # A deleted dependency has no row left here: it holds nothing back.
+            for job_id, depends_on, status in session.execute(
                 text(
-                    "SELECT d.job_id, j.status FROM job_dependencies d"
+                    "SELECT d.job_id, d.depends_on_job_id, j.status FROM job_dependencies d"
                     " JOIN jobs j ON j.id = d.depends_on_job_id WHERE d.job_id IN :ids"
                 ).bindparams(bindparam("ids", expanding=True)),
                 {"ids": list(candidates)},
             ).all():
-                candidates[job_id].dependency_statuses.append(status)
+                candidates[job_id].dependencies[int(depends_on)] = status
         return list(candidates.values())
 
     @staticmethod

@@ -74,6 +74,7 @@ def job_spec(job: jobs_pb2.Job, owner: str = "") -> JobSpec:
         excluded_pools=tuple(job.excluded_pools),
         depend_ids=tuple(job.depend_ids),
         depend_mode=enums.DEPEND_MODE.text(job.depend_mode, "job.depend_mode", default="success"),
+        depend_chunks=job.depend_chunks,
         max_nodes=job.max_nodes,
         project=job.project,
         department=job.department,
@@ -161,6 +162,7 @@ def job_message(row: Any) -> jobs_pb2.Job:
             submitter=row.submitter,
             max_chunk_requeues=row.max_chunk_requeues,
             etag=str(row.version),
+            depend_chunks=row.depend_chunks,
         )
     )
 

@@ -292,12 +292,16 @@ def _s_job_submit(w: World) -> None:
 
 
 def _s_job_edit(w: World) -> None:
+    dependency = w.job("dependency")
     job = w.get_job(w.job("before"))
     job.setName("after")
     job.setPriority(77)
+    job.setDepends(str(dependency))
+    job.setDependChunks(True)
     ok(MDispatcherAPI.jobEdit(job))
     edited = w.get_job(job.getJobId())
     assert (edited.getName(), edited.getPriority()) == ("after", 77)
+    assert (edited.getDepends(), edited.getDependChunks()) == (str(dependency), True)
 
 
 def _s_job_add_folder(w: World) -> None:

@@ -18,6 +18,7 @@ def test_a_submit_script_builds_the_job_message_it_means() -> None:
     job.setPacketSize(5)
     job.setDependMode(MClientAPI.MJob.kJobDependSuccess)
     job.setDepends("12,14")
+    job.setDependChunks(True)
     job.setMaximumNodes(0)
     job.setProject("show")
     job.setDepartment("lighting")
@@ -34,6 +35,7 @@ def test_a_submit_script_builds_the_job_message_it_means() -> None:
     assert list(message.included_pools) == ["lighting", "gpu"]
     assert list(message.depend_ids) == [12, 14]
     assert message.depend_mode == jobs_pb2.DEPEND_MODE_SUCCESS
+    assert message.depend_chunks is True and job.getDependChunks() is True
     assert message.logs_error_check == jobs_pb2.LOGS_ERROR_CHECK_SKIP_WARNINGS
     assert (message.start_frame, message.end_frame, message.by_frame) == (1.0, 100.0, 1.0)
     assert job.getIncludedPools() == "lighting,gpu"

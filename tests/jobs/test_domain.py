@@ -145,6 +145,20 @@ def test_dependencies_release_by_mode() -> None:
     assert not domain.dependencies_met("completion", ["running"])
 
 
+def test_chunk_dependencies_hold_by_mode() -> None:
+    statuses = {7: "completed", 3: "completed_with_errors", 5: "running"}
+    assert domain.unmet_dependencies("success", statuses) == [3, 5]
+    assert domain.unmet_dependencies("completion", statuses) == [5]
+    success, completion = (
+        domain.done_chunk_statuses("success"),
+        domain.done_chunk_statuses("completion"),
+    )
+    assert success == {"completed", "completed_with_warnings", "skipped"}
+    assert completion == success | {"failed"}
+    held = {"queued", "waiting_dependencies", "assigned", "running", "hold"}
+    assert not held & completion
+
+
 # --- chunk state rules ------------------------------------------------------------------------
 
 

@@ -255,6 +255,36 @@ def test_update_job_refusals_change_nothing(stub: JobsServiceStub) -> None:
     assert (unlocked.locked, unlocked.priority) == (False, 1)
 
 
+def test_depend_chunks_round_trips_through_submit_get_edit_and_backup(
+    stub: JobsServiceStub,
+) -> None:
+    render = submit(stub, name="render")
+    comp = submit(stub, name="comp", depend_ids=[render.id], depend_chunks=True)
+    assert (comp.depend_chunks, comp.status) == (True, pb.JOB_STATUS_WAITING_DEPENDENCIES)
+    assert stub.GetJob(pb.GetJobRequest(job_id=comp.id)).job.depend_chunks
+
+    def edit(value: bool, paths: list[str]) -> pb.Job:
+        change = pb.Job(id=comp.id, depend_chunks=value, priority=1)
+        request = pb.UpdateJobRequest(job=change, update_mask=FieldMask(paths=paths))
+        return stub.UpdateJob(request).job
+
+    assert edit(False, ["priority"]).depend_chunks  # not in the mask: kept
+    off = edit(False, ["depend_chunks"])
+    assert (off.depend_chunks, list(off.depend_ids)) == (False, [render.id])
+    assert edit(True, ["depend_chunks"]).depend_chunks
+    # Without depend_ids the flag is kept but waits for nothing.
+    alone = submit(stub, name="alone", depend_chunks=True)
+    assert (alone.depend_chunks, alone.status) == (True, pb.JOB_STATUS_QUEUED)
+    replace = pb.BACKUP_OVERWRITE_MODE_REPLACE
+    archived = stub.ArchiveJob(pb.ArchiveJobRequest(job_id=comp.id, overwrite_mode=replace))
+    [backup] = stub.ListBackupJobs(pb.ListBackupJobsRequest()).backup_jobs
+    assert backup.job.depend_chunks
+    restored = stub.RestoreJob(pb.RestoreJobRequest(backup_id=archived.backup_id)).job_id
+    back = stub.GetJob(pb.GetJobRequest(job_id=restored)).job
+    assert (back.depend_chunks, list(back.depend_ids)) == (True, [render.id])
+    assert "depend_chunks" in queue(stub)
+
+
 def test_reinit_and_recompute_and_publish(stub: JobsServiceStub) -> None:
     job = submit(stub)
     stub.SetChunkStatus(

@@ -44,9 +44,8 @@ def _job(jobs: JobsService, frames: int = 2, **fields: Any) -> int:
         template_id=COMMAND_LINE_TEMPLATE_ID,
         start_frame=1,
         end_frame=frames,
-        packet_size=1,
         attributes=(Attribute("executable", "string", "/bin/true"),),
-        **fields,
+        **{"packet_size": 1, **fields},
     )
     return int(jobs.submit_job(spec).id)
 
@@ -223,3 +222,123 @@ def test_leadership_is_one_process_at_a_time(db: Database) -> None:
     finally:
         first.stop()
         second.stop()
+
+
+# --- chunk dependencies ---------------------------------------------------------------
+
+
+def _token_of(db: Database, job_id: int, chunk: int) -> int:
+    with db.transaction() as session:
+        return int(
+            session.execute(
+                text(
+                    "SELECT fencing_token FROM chunk_assignments"
+                    " WHERE job_id = :j AND chunk_number = :c"
+                ),
+                {"j": job_id, "c": chunk},
+            ).scalar_one()
+        )
+
+
+def _end(jobs: JobsService, db: Database, job_id: int, chunk: int, failed: bool = False) -> str:
+    """The run of a live chunk ends: succeeded, or failed for good (killed, go on)."""
+    token = _token_of(db, job_id, chunk)
+    with db.transaction() as session:
+        node = session.execute(
+            text("SELECT node_id FROM chunk_assignments WHERE fencing_token = :t"), {"t": token}
+        ).scalar_one()
+    end = (
+        RunEnd(job_id, chunk, token, node, 9, "killed", kill_follow_up="continue")
+        if failed
+        else RunEnd(job_id, chunk, token, node, 0, "succeeded")
+    )
+    status = ChunkRuns(jobs).finish(end)
+    assert status == ("failed" if failed else "completed")
+    return status
+
+
+def _status(db: Database, job_id: int) -> str:
+    with db.transaction() as session:
+        return str(
+            session.execute(text("SELECT status FROM jobs WHERE id = :j"), {"j": job_id}).scalar()
+        )
+
+
+def test_a_chunk_starts_once_the_dependency_chunks_with_its_frames_completed(
+    db: Database, jobs: JobsService
+) -> None:
+    # The dependency renders frames 1-6 two per chunk; the dependant one per
+    # chunk, so overlap is by frames, not by chunk numbers.
+    render = _job(jobs, frames=6, packet_size=2, priority=1, name="render")
+    comp = _job(jobs, frames=6, depend_ids=(render,), depend_chunks=True, priority=90, name="comp")
+    whole = _job(jobs, frames=6, depend_ids=(render,), priority=99, name="waits for all")
+    assert _status(db, comp) == "waiting_dependencies"
+    _node(db, "a")
+    _node(db, "b")
+    scheduler = Scheduler(db)
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1), (render, 2)]
+    _end(jobs, db, render, 2)  # frames 3-4 done; 1-2 still rendering, 5-6 queued
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1), (comp, 3)]
+    assert _status(db, comp) == "running"
+    _end(jobs, db, comp, 3)
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1), (comp, 4)]
+    _end(jobs, db, comp, 4)
+    # Frames 5-6 are queued in the dependency and 1-2 are running: nothing
+    # of the dependant is ready, so the node renders the dependency.
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1), (render, 3)]
+    _end(jobs, db, render, 3)
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1), (comp, 5)]
+    # Without chunk dependencies a job still waits for the whole dependency.
+    assert whole not in {j for j, _, _ in _assigned(db)}
+    _end(jobs, db, render, 1)
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 5), (whole, 1)]
+
+
+def test_a_failed_dependency_chunk_holds_in_success_mode_and_releases_in_completion_mode(
+    db: Database, jobs: JobsService
+) -> None:
+    render = _job(jobs, frames=2, priority=1, name="render")
+    strict = _job(
+        jobs, frames=2, depend_ids=(render,), depend_chunks=True, priority=99, name="success"
+    )
+    lenient = _job(
+        jobs,
+        frames=2,
+        depend_ids=(render,),
+        depend_chunks=True,
+        depend_mode="completion",
+        priority=98,
+        name="completion",
+    )
+    _node(db, "a")
+    _node(db, "b")
+    scheduler = Scheduler(db)
+    scheduler.tick()
+    _end(jobs, db, render, 1, failed=True)
+    _end(jobs, db, render, 2)
+    assert _status(db, render) == "completed_with_errors"
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(strict, 2), (lenient, 1)]
+    _end(jobs, db, strict, 2)
+    _end(jobs, db, lenient, 1)
+    scheduler.tick()
+    # Frame 1 failed in the dependency: only the completion-mode job renders it.
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(lenient, 2)]
+
+
+def test_a_deleted_dependency_holds_no_chunk_back(db: Database, jobs: JobsService) -> None:
+    render = _job(jobs, frames=2, priority=1, name="render")
+    comp = _job(jobs, frames=2, depend_ids=(render,), depend_chunks=True, priority=99)
+    _node(db, "a")
+    scheduler = Scheduler(db)
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1)]
+    jobs.delete_job(render)
+    scheduler.tick()
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 1)]
