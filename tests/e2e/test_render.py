@@ -29,12 +29,16 @@ def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
 
 def frame_job(out: Path, frames: int, packet: int, seconds: float = 0.0, **fields: Any) -> Any:
     """Each chunk appends one line to one file per frame of its range."""
-    script = (
-        f"for f in $(seq {{start}} {{end}}); do sleep {seconds}; "
-        f"echo rendered >> {out}/frame_$f.txt; echo frame $f; done"
-    )
+    script = f"sleep {seconds}; echo rendered >> {out}/frame_$f.txt; echo frame $f"
+    return shell_job("frames", frames, packet, script, **fields)
+
+
+def shell_job(name: str, frames: int, packet: int, each_frame: str, **fields: Any) -> Any:
+    """A job whose chunks run the shell commands `each_frame` for each frame
+    $f of their range (no single quotes in them)."""
+    script = f"for f in $(seq {{start}} {{end}}); do {each_frame}; done"
     return jobs_pb2.Job(
-        name="frames",
+        name=name,
         owner="alice",
         parent_id=-1,
         template_id=COMMAND_LINE_TEMPLATE_ID,
@@ -42,12 +46,11 @@ def frame_job(out: Path, frames: int, packet: int, seconds: float = 0.0, **field
         end_frame=frames,
         by_frame=1,
         packet_size=packet,
-        priority=50,
         attributes=[
             jobs_pb2.JobAttribute(name="executable", string_value="/bin/sh"),
             jobs_pb2.JobAttribute(name="arguments", string_value=f"-c '{script}'"),
         ],
-        **fields,
+        **{"priority": 50, **fields},
     )
 
 
@@ -65,17 +68,28 @@ def completed_history(
     return list(jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs)
 
 
+def farm(
+    nodes: nodes_pb2_grpc.NodesServiceStub,
+    start_agent: Callable[..., Any],
+    shared_tmp: Path,
+    *agents: str,
+) -> Path:
+    """Agents of these names online; returns the empty folder their chunks write to."""
+    out = shared_tmp / "frames"
+    out.mkdir()
+    for name in agents:
+        start_agent(name)
+    eventually(lambda: len(online_nodes(nodes)) == len(agents), what=f"{agents} online")
+    return out
+
+
 def test_three_agents_render_a_thirty_frame_job_once_per_frame(
     jobs: jobs_pb2_grpc.JobsServiceStub,
     nodes: nodes_pb2_grpc.NodesServiceStub,
     start_agent: Callable[..., Any],
     shared_tmp: Path,
 ) -> None:
-    out = shared_tmp / "frames"
-    out.mkdir()
-    for name in ("e2e-a", "e2e-b", "e2e-c"):
-        start_agent(name)
-    eventually(lambda: len(online_nodes(nodes)) == 3, what="three nodes online")
+    out = farm(nodes, start_agent, shared_tmp, "e2e-a", "e2e-b", "e2e-c")
 
     job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 30, 3))).job_id
     eventually(
@@ -167,3 +181,41 @@ def test_a_chunk_that_times_out_is_requeued_then_failed_at_the_maximum(
     assert [r.outcome for r in runs] == [common_pb2.CHUNK_RUN_OUTCOME_TIMED_OUT] * 2
     chunk = jobs.GetChunk(jobs_pb2.GetChunkRequest(job_id=job_id, chunk_id=1)).chunk
     assert (chunk.status, chunk.requeue_count) == (jobs_pb2.CHUNK_STATUS_FAILED, 1)
+
+
+def test_a_chunk_dependant_renders_each_frame_once_the_same_frame_of_its_dependency_exists(
+    jobs: jobs_pb2_grpc.JobsServiceStub,
+    nodes: nodes_pb2_grpc.NodesServiceStub,
+    start_agent: Callable[..., Any],
+    shared_tmp: Path,
+) -> None:
+    out = farm(nodes, start_agent, shared_tmp, "e2e-a", "e2e-b")
+    # The render writes frame f after a second; the comp (two frames per
+    # chunk, higher priority) fails at once when a frame it needs is missing.
+    render = shell_job("render", 8, 1, f"sleep 1; echo rendered > {out}/render_$f.txt", priority=10)
+    render_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=render)).job_id
+    comp = shell_job(
+        "comp",
+        8,
+        2,
+        f"test -f {out}/render_$f.txt || exit 3; echo comp > {out}/comp_$f.txt",
+        priority=90,
+        depend_ids=[render_id],
+        depend_chunks=True,
+    )
+    comp_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=comp)).job_id
+
+    comp_runs = completed_history(jobs, comp_id, "comp completed")
+    render_runs = completed_history(jobs, render_id, "render completed")
+    assert len(list(out.glob("comp_*.txt"))) == 8
+    # No comp chunk ever ran before its frames were rendered: one successful
+    # run each, none failed for a missing frame.
+    assert sorted(r.chunk_id for r in comp_runs) == [1, 2, 3, 4]
+    assert {r.outcome for r in comp_runs} == {common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED}
+    rendered = {int(r.start_frame): r.end_time.ToNanoseconds() for r in render_runs}
+    for run in comp_runs:
+        frames = range(int(run.start_frame), int(run.end_frame) + 1)
+        assert run.start_time.ToNanoseconds() >= max(rendered[f] for f in frames)
+    # ...and the comp did not wait for the whole render.
+    first_comp = min(r.start_time.ToNanoseconds() for r in comp_runs)
+    assert first_comp < max(rendered.values())
