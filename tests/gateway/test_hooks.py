@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +170,12 @@ def test_a_hook_tied_to_templates_only_sees_their_jobs(farm: str, hooks_dir: Pat
     assert err.getErrorCode() == errors.kErrorFailedPrecondition
 
 
-def _dependent_farm(db: Database, nodes: int, frames: int = 1) -> int:
-    """A completed job, a job of `frames` one-frame chunks depending on it, and
-    `nodes` idle nodes; returns the dependent job's id."""
+def _dependent_farm(
+    db: Database, nodes: int, frames: int = 1, done: int = 1, depend_chunks: bool = False
+) -> int:
+    """A job of `frames` one-frame chunks whose first `done` completed, a job of
+    `frames` one-frame chunks depending on it (chunk by chunk with
+    `depend_chunks`), and `nodes` idle nodes; returns the dependent job's id."""
     from sqlalchemy import text
 
     from services.core.bus import publish
@@ -185,10 +189,19 @@ def _dependent_farm(db: Database, nodes: int, frames: int = 1) -> int:
         template_id=COMMAND_LINE_TEMPLATE_ID,
         attributes=(Attribute("executable", "string", "/bin/true"),),
     )
-    first = jobs.submit_job(JobSpec(name="first", **spec))
-    jobs.set_chunk_status(first.id, 1, "completed")
+    first = jobs.submit_job(JobSpec(name="first", start_frame=1, end_frame=frames, **spec))
+    for chunk in range(1, done + 1):
+        jobs.set_chunk_status(first.id, chunk, "completed")
     second = jobs.submit_job(
-        JobSpec(name="second", depend_ids=(first.id,), start_frame=1, end_frame=frames, **spec)
+        JobSpec(
+            name="second",
+            depend_ids=(first.id,),
+            depend_chunks=depend_chunks,
+            priority=1,  # before its dependency
+            start_frame=1,
+            end_frame=frames,
+            **spec,
+        )
     )
     with db.transaction() as session:
         for n in range(nodes):
@@ -237,19 +250,35 @@ def test_idling_and_dependency_hooks_run_from_the_scheduler(
         runner.close()
 
 
-def test_the_chunk_dependency_hook_holds_back_single_chunks(
-    db: Database, hooks_dir: Path, tmp_path: Path
-) -> None:
-    from sqlalchemy import text
-
+@contextmanager
+def _scheduler_with_hooks(db: Database, hooks_dir: Path, code: str) -> Iterator[Any]:
+    """A scheduler (not started: the test ticks it) whose hooks are `code`."""
     from gateway.hooks import HookRunner
     from services.jobs.scheduler import Scheduler
 
+    _hook(hooks_dir, "frames.py", code)
+    runner = HookRunner(hooks_dir, timeout=5)
+    try:
+        yield Scheduler(db, hooks=runner)
+    finally:
+        runner.close()
+
+
+def _assigned(db: Database) -> list[tuple[int, int]]:
+    from sqlalchemy import text
+
+    with db.transaction() as session:
+        rows = session.execute(
+            text("SELECT job_id, chunk_number FROM chunk_assignments ORDER BY 1, 2")
+        ).all()
+    return [(int(job), int(chunk)) for job, chunk in rows]
+
+
+def test_the_chunk_dependency_hook_holds_back_single_chunks(
+    db: Database, hooks_dir: Path, tmp_path: Path
+) -> None:
     calls = tmp_path / "calls.txt"
-    _hook(
-        hooks_dir,
-        "frames.py",
-        f"""
+    code = f"""
         def onValidateChunkDependancies(job, chunk):
             with open({str(calls)!r}, "a") as out:
                 out.write(f"{{job.getName()}} {{chunk.getId()}} {{chunk.getStartFrame():g}}\\n")
@@ -258,25 +287,39 @@ def test_the_chunk_dependency_hook_holds_back_single_chunks(
             return chunk.getStartFrame() != 4
 
         import MClientAPI
-    """,
-    )
-    runner = HookRunner(hooks_dir, timeout=5)
-    try:
-        scheduler = Scheduler(db, hooks=runner)
-        second = _dependent_farm(db, nodes=4, frames=5)
+    """
+    with _scheduler_with_hooks(db, hooks_dir, code) as scheduler:
+        second = _dependent_farm(db, nodes=4, frames=5, done=5)
         # Chunks 2 and 4 are held; 1, 3 and 5 go to three of the four nodes.
         assert scheduler.tick() == 3
-        with db.transaction() as session:
-            assigned = session.execute(
-                text("SELECT chunk_number FROM chunk_assignments WHERE job_id = :j ORDER BY 1"),
-                {"j": second},
-            ).scalars()
-            assert list(assigned) == [1, 3, 5]
+        assert _assigned(db) == [(second, 1), (second, 3), (second, 5)]
         # Only the chunks of the job with dependencies were asked about.
         assert calls.read_text().splitlines() == [f"second {n} {n}" for n in range(1, 6)]
         assert scheduler.tick() == 0  # asked again, held again
         assert calls.read_text().splitlines()[5:] == ["second 2 2", "second 4 4"]
         (hooks_dir / "frames.py").unlink()
         assert scheduler.tick() == 1  # without the hook the next goes (one node left)
-    finally:
-        runner.close()
+
+
+def test_with_chunk_dependencies_the_hooks_are_asked_about_the_ready_chunks_only(
+    db: Database, hooks_dir: Path, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls.txt"
+    code = f"""
+        def onValidateJobDependancies(job):
+            with open({str(calls)!r}, "a") as out:
+                out.write(f"job {{job.getName()}}\\n")
+
+        def onValidateChunkDependancies(job, chunk):
+            with open({str(calls)!r}, "a") as out:
+                out.write(f"chunk {{chunk.getId()}}\\n")
+            return chunk.getStartFrame() != 2
+    """
+    with _scheduler_with_hooks(db, hooks_dir, code) as scheduler:
+        # Frames 1-2 of the dependency are done, 3-5 are queued.
+        second = _dependent_farm(db, nodes=1, frames=5, done=2, depend_chunks=True)
+        assert scheduler.tick() == 1
+        assert _assigned(db) == [(second, 1)]
+        # The job is asked while its dependency is unmet; only its two ready
+        # chunks are asked about, not the three still waiting for frames.
+        assert calls.read_text().splitlines() == ["job second", "chunk 1", "chunk 2"]
