@@ -43,9 +43,8 @@ def _job(jobs: JobsService, frames: int = 2, **fields: Any) -> int:
         owner="alice",
         template_id=COMMAND_LINE_TEMPLATE_ID,
         start_frame=1,
-        end_frame=frames,
         attributes=(Attribute("executable", "string", "/bin/true"),),
-        **{"packet_size": 1, **fields},
+        **{"packet_size": 1, "end_frame": frames, **fields},
     )
     return int(jobs.submit_job(spec).id)
 
@@ -342,3 +341,18 @@ def test_a_deleted_dependency_holds_no_chunk_back(db: Database, jobs: JobsServic
     jobs.delete_job(render)
     scheduler.tick()
     assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 1)]
+
+
+def test_fractional_frames_of_different_steps_are_the_same_frame(
+    db: Database, jobs: JobsService
+) -> None:
+    # 1 + 7 * 0.1 is 1.7000000000000002 in the render, 1 + 0.7 is 1.7 in the comp.
+    render = _job(jobs, frames=2, by_frame=0.1, name="render")
+    comp = _job(jobs, end_frame=2.4, by_frame=0.7, depend_ids=(render,), depend_chunks=True)
+    for chunk in range(1, 12):
+        jobs.set_chunk_status(render, chunk, "hold" if chunk == 8 else "completed")
+    for name in ("a", "b", "c"):
+        _node(db, name)
+    Scheduler(db).tick()
+    # Frame 1.7 is held in the render: only frames 1 and 2.4 of the comp go.
+    assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 1), (comp, 3)]
