@@ -13,6 +13,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2 as pb
 from farm.jobs.v1.jobs_pb2_grpc import JobsServiceStub
+from services.jobs.queue_sql import parse_sql
 from tests.jobs.conftest import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID, a_job
 
 pytestmark = pytest.mark.database
@@ -282,7 +283,11 @@ def test_depend_chunks_round_trips_through_submit_get_edit_and_backup(
     restored = stub.RestoreJob(pb.RestoreJobRequest(backup_id=archived.backup_id)).job_id
     back = stub.GetJob(pb.GetJobRequest(job_id=restored)).job
     assert (back.depend_chunks, list(back.depend_ids)) == (True, [render.id])
-    assert "depend_chunks" in queue(stub)
+    exported = {r["id"]: r for r in parse_sql(queue(stub)).rows["jobs"]}
+    assert (exported[restored]["depend_chunks"], exported[render.id]["depend_chunks"]) == (
+        True,
+        False,
+    )
 
 
 def test_reinit_and_recompute_and_publish(stub: JobsServiceStub) -> None:
