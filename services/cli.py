@@ -143,8 +143,11 @@ def _ready(
             started.append(
                 _start_local_agents(f"{host}:{port}", agents, data_dir, farm.enrollment_secret)
             )
-        # The one line scripts and tests wait for; keep its shape stable.
-        print(f"dispatcher ready: {' '.join(names)} at {host}:{port}", flush=True)
+        # The one line scripts and tests wait for; keep its shape stable. One
+        # write with its newline: print() writes the newline apart, and with an
+        # unbuffered stdout a log line on a shared stderr could land between.
+        sys.stdout.write(f"dispatcher ready: {' '.join(names)} at {host}:{port}\n")
+        sys.stdout.flush()
 
     return announce
 

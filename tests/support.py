@@ -29,7 +29,9 @@ from services.core.server import Component, DispatcherServer
 from services.core.tls import open_channel, with_token
 
 REPO = Path(__file__).resolve().parent.parent
-READY = re.compile(r"^dispatcher ready: (?P<names>[\w ]+) at (?P<address>\S+)$")
+# Searched, not matched: the line is written whole, but stdout and stderr share
+# the pipe and a long log record written in pieces may precede it on its line.
+READY = re.compile(r"dispatcher ready: (?P<names>[\w ]+) at (?P<address>\S+)$")
 
 # The farm secrets of every test database (tests/conftest.py seeds them in the
 # template) and of every dispatcher process tests start (environment files).
@@ -202,7 +204,7 @@ class DispatcherProcess:
                 if self.proc.poll() is not None:
                     break
                 continue
-            match = READY.match(line)
+            match = READY.search(line)
             if match:
                 return match["address"]
         self.proc.kill()
