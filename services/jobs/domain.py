@@ -52,6 +52,10 @@ RUNNING_BUCKET = frozenset({"assigned", "running"})
 COMPLETED_BUCKET = frozenset({"completed", "completed_with_warnings", "skipped"})
 FAILED_BUCKET = frozenset({"failed"})
 LIVE_CHUNK_STATUSES = RUNNING_BUCKET
+# Chunk statuses a restored or imported queue starts again as queued: no
+# assignment survives, and the scheduler judges dependencies itself (it takes
+# only queued chunks).
+QUEUED_ON_LOAD = LIVE_CHUNK_STATUSES | {"waiting_dependencies"}
 
 # Job statuses after which nothing more runs.
 FINISHED_JOB_STATUSES = frozenset(

@@ -749,8 +749,8 @@ class JobsService:
             chunk_rows = [queue_sql.row_from_json(chunks, c) for c in snapshot["chunks"]]
             for chunk in chunk_rows:
                 chunk["job_id"] = job_id
-                if chunk["status"] in domain.LIVE_CHUNK_STATUSES:
-                    chunk["status"] = "queued"  # no live assignment survives a backup
+                if chunk["status"] in domain.QUEUED_ON_LOAD:
+                    chunk["status"] = "queued"
             repo.insert_rows(session, "chunks", chunk_rows)
             repo.align_runs_count(session, [job_id])
             repo.reset_job_id_sequence(session)
@@ -858,8 +858,8 @@ class JobsService:
         """dbImportQueueSQL: replace the queue atomically; returns the job count."""
         parsed = queue_sql.parse_sql(sql)
         for chunk in parsed.rows["chunks"]:
-            if chunk["status"] in domain.LIVE_CHUNK_STATUSES:
-                chunk["status"] = "queued"  # no node runs it in the new queue
+            if chunk["status"] in domain.QUEUED_ON_LOAD:
+                chunk["status"] = "queued"
         try:
             with self.db.transaction() as session:
                 queue_sql.check_references(parsed, repo.template_ids(session))

@@ -184,6 +184,24 @@ def test_import_is_refused_while_chunks_run(service: JobsService, db: Database) 
     assert service.get_chunk(job.id, 1).status == "running"
 
 
+def test_an_imported_queue_starts_waiting_chunks_again_as_queued(
+    service: JobsService, db: Database
+) -> None:
+    job = service.submit_job(SPEC)
+    with db.transaction() as session:
+        session.execute(
+            update(chunks)
+            .where(chunks.c.job_id == job.id, chunks.c.chunk_number == 2)
+            .values(status="waiting_dependencies")
+        )
+    exported = service.export_sql()
+    assert "waiting_dependencies" in exported
+    service.import_sql(exported)
+    with db.transaction() as session:
+        statuses = set(session.execute(select(chunks.c.status)).scalars())
+    assert statuses == {"queued"}  # the scheduler takes only queued chunks
+
+
 def test_an_edit_after_a_chunk_started_keeps_the_chunks_until_reinit(
     service: JobsService, db: Database
 ) -> None:
