@@ -78,8 +78,8 @@ def main(argv: list[str]) -> int:
         sections[name] = "\n\n".join(
             part for part in (f"Last run: {when} on {machine}.", kept, table) if part
         )
-    order = [*BENCHMARKS, *(n for n in sections if n not in BENCHMARKS)]
-    body = "".join(f"\n## {n}\n\n{sections[n]}\n" for n in order if n in sections)
+    # Sections keep their place in the file; a first run's section goes last.
+    body = "".join(f"\n## {n}\n\n{text}\n" for n, text in sections.items())
     out.write_text(HEADER + body)
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
