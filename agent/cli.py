@@ -33,6 +33,8 @@ _LOG = logging.getLogger("muster-agent")
 SETTLE_SECONDS = 5.0
 FLUSH_SECONDS = 2.0
 FACTS_SECONDS = 60.0
+# How often an agent started by `dispatcher run` checks that its parent lives.
+PARENT_CHECK_SECONDS = 1.0
 
 # The channel reconnects on the same schedule as the sessions (0.2 s doubling
 # to 10 s), so a session retry never waits on a slower channel backoff.
@@ -96,6 +98,11 @@ class Agent:
             asyncio.create_task(Session(i, channel, self.facts).run(self.stopping))
             for i in self.instances
         ]
+        watch = (
+            asyncio.create_task(self._watch_parent(self.config.parent_pid))
+            if self.config.parent_pid
+            else None
+        )
         try:
             stop = asyncio.create_task(self._stop_requested.wait())
             await asyncio.wait([stop, *sessions], return_when=asyncio.FIRST_COMPLETED)
@@ -103,11 +110,21 @@ class Agent:
             await self._wind_down("agent stopped")
         finally:
             self.stopping.set()
+            if watch is not None:
+                watch.cancel()
             await asyncio.gather(*sessions, return_exceptions=True)
             await channel.close(None)
             if discovery is not None:
                 discovery.close()
         return 0
+
+    async def _watch_parent(self, pid: int) -> None:
+        """Stop once the process that started this agent is gone (its local
+        agents must not outlive a `dispatcher run` that was killed)."""
+        while os.getppid() == pid:
+            await asyncio.sleep(PARENT_CHECK_SECONDS)
+        _LOG.warning("the process that started this agent (pid %d) is gone: stopping", pid)
+        self.request_stop()
 
     async def _wind_down(self, message: str) -> None:
         """Kill every running chunk and wait (a little) until its result is recorded."""

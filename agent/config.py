@@ -54,6 +54,9 @@ class AgentConfig:
     enrollment_secret: str = ""
     # Pools the agent declares for its nodes.
     pools: tuple[str, ...] = ()
+    # Stop when this process is no longer the parent (0: never). Set by
+    # `dispatcher run` for its local agents (MUSTER_AGENT_PARENT_PID).
+    parent_pid: int = 0
 
 
 def default_work_dir(env: Mapping[str, str]) -> Path:
@@ -235,7 +238,17 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
         log_level=log_level,
         enrollment_secret=enrollment_secret(secret_file, env),
         pools=pools,
+        parent_pid=parent_pid(env),
     )
+
+
+def parent_pid(env: Mapping[str, str]) -> int:
+    raw = env.get("MUSTER_AGENT_PARENT_PID", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ConfigError(f"MUSTER_AGENT_PARENT_PID must be a process id, got {raw!r}")
+    return int(raw)
 
 
 def enrollment_secret(secret_file: str, env: Mapping[str, str]) -> str:

@@ -175,7 +175,12 @@ def _start_local_agents(
         ],
         stdout=subprocess.DEVNULL,
         stderr=(work_dir / "agent.log").open("ab"),
-        env={**os.environ, "MUSTER_ENROLLMENT_SECRET": enrollment_secret},
+        env={
+            **os.environ,
+            "MUSTER_ENROLLMENT_SECRET": enrollment_secret,
+            # The agents stop when this process dies, even by SIGKILL.
+            "MUSTER_AGENT_PARENT_PID": str(os.getpid()),
+        },
     )
 
 

@@ -76,3 +76,42 @@ def test_without_a_dispatcher_it_retries_and_stops_cleanly_on_sigterm(tmp_path: 
     assert process.wait(10) == 0
     assert retries >= 4
     assert (tmp_path / "agent.lock").exists()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # exited, waiting for init to reap it
+
+
+def test_an_agent_started_by_a_dispatcher_stops_when_that_process_dies(tmp_path: Path) -> None:
+    # `dispatcher run` starts its local agents with MUSTER_AGENT_PARENT_PID; a
+    # parent killed by SIGKILL cannot stop them itself.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'agent', '--dispatcher',"
+        f" '127.0.0.1:{port}', '--work-dir', {str(tmp_path)!r}],"
+        " env={**os.environ, 'MUSTER_AGENT_PARENT_PID': str(os.getpid())},"
+        " stderr=open(os.path.join(" + repr(str(tmp_path)) + ", 'agent.log'), 'w'))\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", launcher], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    agent_pid = int(parent.stdout.readline())
+    time.sleep(2)
+    assert not _gone(agent_pid)  # alive while its parent lives
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 15
+    while not _gone(agent_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(agent_pid), (tmp_path / "agent.log").read_text()
+    assert "is gone: stopping" in (tmp_path / "agent.log").read_text()
