@@ -94,22 +94,34 @@ async def _hold_consoles(address: str, tokens: list[str], pipe: Connection) -> d
                     all_accepted.set()
                 continue
             now = time.time()
+            # As lean as a console that checks every event can be: the
+            # consoles share the machine with the services they measure.
             for event in events_of(response):
-                if event.HasField("disconnect_notice"):
-                    notices.append(nodes_pb2.DisconnectReason.Name(event.disconnect_notice.reason))
-                    return
+                kind = event.WhichOneof("event")
                 if sampled:
                     latencies.append(now - event.event_time.ToNanoseconds() / 1e9)
                 counts[index] += 1
-                job = event.job_changed.job
-                if not bench_job[0] and job.name == JOB_NAME:
-                    bench_job[0] = job.id
-                if bench_job[0] in (job.id, event.chunk_changed.chunk.job_id):
-                    job_counts[index] += 1
-                    hashes[index] = sequence_hash(hashes[index], event.event_id)
-                if job.status == jobs_pb2.JOB_STATUS_COMPLETED and job.id == bench_job[0]:
+                if kind == "chunk_changed":
+                    if event.chunk_changed.chunk.job_id != bench_job[0]:
+                        continue
+                elif kind == "job_changed":
+                    job = event.job_changed.job
+                    if not bench_job[0] and job.name == JOB_NAME:
+                        bench_job[0] = job.id
+                    if job.id != bench_job[0]:
+                        continue
+                elif kind == "custom_message":
+                    # The bench's broadcast once the job completed: every
+                    # event before it on the bus has been delivered.
                     call.cancel()
                     return
+                elif kind == "disconnect_notice":
+                    notices.append(nodes_pb2.DisconnectReason.Name(event.disconnect_notice.reason))
+                    return
+                else:
+                    continue
+                job_counts[index] += 1
+                hashes[index] = sequence_hash(hashes[index], event.event_id)
 
     tasks = [asyncio.create_task(console(i)) for i in range(len(tokens))]
     await asyncio.wait_for(all_accepted.wait(), 300)
@@ -196,6 +208,22 @@ async def _render(
             metadata=auth_metadata(bench_token(db)),
         )
         job_id = reply.job_id
+        metadata = auth_metadata(bench_token(db))
+        while True:
+            got = await jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata)
+            if got.job.status == jobs_pb2.JOB_STATUS_COMPLETED:
+                break
+            if time.perf_counter() - started > RENDER_TIMEOUT_SECONDS:
+                raise RuntimeError("the render did not complete")
+            rss = max(rss, rss_mb(nodes_pid))
+            await asyncio.sleep(0.2)
+        # Events of the job may follow its completion on the bus: a broadcast
+        # published after them tells the consoles they have had everything.
+        async with grpc.aio.insecure_channel(nodes_address) as clients_channel:
+            await nodes_pb2_grpc.ClientsServiceStub(clients_channel).SendConsoleMessage(
+                nodes_pb2.SendConsoleMessageRequest(message="bench: render over", broadcast=True),
+                metadata=metadata,
+            )
         results: list[dict[str, Any]] = []
         for pipe in pipes:
             while not await asyncio.to_thread(pipe.poll, 0.5):
