@@ -54,7 +54,13 @@ events = Table(
     Column("topic", Text, nullable=False),
     Column("key", Text, nullable=False, server_default=""),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When the event was published (not when its transaction began).
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("clock_timestamp()"),
+    ),
 )
 Index("ix_events_txid_id", events.c.txid, events.c.id)
 Index("ix_events_created_at", events.c.created_at)
