@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,10 +36,11 @@ _LOG = logging.getLogger(__name__)
 # Topics a client may be told about.
 TOPIC_PREFIXES = ("job.", "chunk.", "node.", "client.message", "client.disconnect", "log.")
 QUEUE_LIMIT = 10_000
-# Batching streams gather events before each write, longer when more streams
+# A batching stream writes at most once per spacing, longer when more streams
 # are held, so that the writes a replica makes per second stay about level:
-# 10 ms with 100 streams, 100 ms (the most) with 1,000.
-LINGER_SECONDS = (0.01, 0.1)
+# 10 ms with 100 streams, 100 ms (the most) with 1,000. A stream that has not
+# written for that long writes its next event at once.
+SPACING_SECONDS = (0.01, 0.1)
 WRITES_PER_SECOND = 10_000
 REFRESH_SECONDS = 10.0
 
@@ -147,6 +149,8 @@ class ClientStream:
     close_reason: int = 0
     close_message: str = ""
     last_event_id: int = 0
+    # When the writer last took events (time.monotonic()).
+    last_take: float = 0.0
 
     @property
     def view(self) -> tuple[Any, ...]:
@@ -171,16 +175,21 @@ class ClientStream:
         self.last_event_id = items[-1].message.event_id
         self.ready.set()
 
-    async def next_items(self, linger: float = 0.0) -> list[Rendered] | None:
-        """Everything queued, oldest first, once there is something (waiting
-        `linger` more seconds to gather what follows); None once closed."""
+    async def next_items(self, spacing: float = 0.0) -> list[Rendered] | None:
+        """Everything queued, oldest first, once there is something; None once
+        closed. Takes at most once per `spacing` seconds: a stream that wrote
+        less than `spacing` ago gathers what follows until then, one that was
+        quiet takes at once."""
         while not self.outgoing and not self.closed.is_set():
             self.ready.clear()
             await self.ready.wait()
         if self.closed.is_set():
             return None
-        if linger:
-            await asyncio.sleep(linger)
+        if spacing:
+            wait = self.last_take + spacing - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        self.last_take = time.monotonic()
         items: list[Rendered] = []
         while self.outgoing:
             items.extend(self.outgoing.popleft())
@@ -501,11 +510,11 @@ class ClientHub:
         self.streams[stream.connection_id] = stream
         return True
 
-    def linger(self, stream: ClientStream) -> float:
-        """How long `stream` gathers events before a write (0 when not batching)."""
+    def spacing(self, stream: ClientStream) -> float:
+        """The least time between two writes of `stream` (0 when not batching)."""
         if not stream.batched:
             return 0.0
-        low, high = LINGER_SECONDS
+        low, high = SPACING_SECONDS
         return min(high, max(low, len(self.streams) / WRITES_PER_SECOND))
 
     def detach(self, stream: ClientStream) -> None:

@@ -509,7 +509,7 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
                 return
             for message in replay:
                 yield nodes_pb2.ConnectResponse(event=message)
-            while (items := await stream.next_items(self.hub.linger(stream))) is not None:
+            while (items := await stream.next_items(self.hub.spacing(stream))) is not None:
                 if stream.batched:
                     for start in range(0, len(items), BATCH_LIMIT):
                         yield batch_response(items[start : start + BATCH_LIMIT])
