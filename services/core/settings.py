@@ -99,6 +99,9 @@ class Settings:
     # Seconds without a heartbeat after which a node is lost (its chunk requeued).
     # None: the dispatcher configuration's node_lost_timeout_seconds.
     node_lost_timeout_seconds: float | None = None
+    # Seconds after which a console or notificator connection whose replica
+    # stopped refreshing it (the replica died) leaves the lists.
+    client_timeout_seconds: float = 60.0
     # UDP port render-node agents answer network scan beacons on.
     discovery_port: int = 50052
     # Folder of dispatcher hook files (*.py). Empty: <data_dir>/hooks.
@@ -153,6 +156,9 @@ class Settings:
                 if env.get("MUSTER_NODE_LOST_TIMEOUT_SECONDS", "").strip()
                 else None
             ),
+            client_timeout_seconds=_float(
+                env, "MUSTER_CLIENT_TIMEOUT_SECONDS", cls.client_timeout_seconds, 2.0
+            ),
             discovery_port=_int(env, "MUSTER_DISCOVERY_PORT", cls.discovery_port, 1),
             hooks_dir=(
                 Path(env["MUSTER_HOOKS_DIR"]).expanduser().resolve()
@@ -192,6 +198,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "event_poll_seconds": "MUSTER_EVENT_POLL_SECONDS",
     "jobs_address": "MUSTER_JOBS_ADDRESS",
     "node_lost_timeout_seconds": "MUSTER_NODE_LOST_TIMEOUT_SECONDS",
+    "client_timeout_seconds": "MUSTER_CLIENT_TIMEOUT_SECONDS",
     "discovery_port": "MUSTER_DISCOVERY_PORT",
     "hooks_dir": "MUSTER_HOOKS_DIR",
     "hook_timeout_seconds": "MUSTER_HOOK_TIMEOUT_SECONDS",

@@ -29,7 +29,7 @@ from services.core.database import Database
 from services.jobs.repository import get_job
 from services.jobs.servicer import job_message
 from services.jobs.tables import jobs
-from services.nodes.clients import ClientsService
+from services.nodes.clients import CONNECTION_TIMEOUT_SECONDS, ClientsService
 
 _LOG = logging.getLogger(__name__)
 
@@ -204,9 +204,18 @@ class ClientStream:
 
 
 class ClientHub:
-    def __init__(self, db: Database, service: ClientsService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        service: ClientsService,
+        timeout_seconds: float = CONNECTION_TIMEOUT_SECONDS,
+    ) -> None:
         self.db = db
         self.service = service
+        # Connections are refreshed several times per timeout; another
+        # replica's not refreshed within it are closed as timed_out.
+        self.timeout_seconds = timeout_seconds
+        self.refresh_seconds = min(REFRESH_SECONDS, timeout_seconds / 4)
         self.streams: dict[int, ClientStream] = {}
         self.position = Position()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -238,12 +247,12 @@ class ClientHub:
 
     async def _refresh(self) -> None:
         while True:
-            await asyncio.sleep(REFRESH_SECONDS)
+            await asyncio.sleep(self.refresh_seconds)
             positions = {s.connection_id: s.last_event_id for s in self.streams.values()}
             try:
                 if positions:
                     await asyncio.to_thread(self.service.refresh, positions)
-                await asyncio.to_thread(self.service.sweep_stale)
+                await asyncio.to_thread(self.service.sweep_stale, self.timeout_seconds)
             except Exception:
                 _LOG.exception("refreshing client connections failed")
 

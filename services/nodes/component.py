@@ -39,7 +39,7 @@ def build(db: Database, settings: Settings) -> Component:
     replica = new_replica_id()
     service = NodesService(db, replica)
     hub = SessionHub(service)
-    client_hub = ClientHub(db, ClientsService(db, replica))
+    client_hub = ClientHub(db, ClientsService(db, replica), settings.client_timeout_seconds)
     security = security_for(db)
     render = RenderBridge(db, service, hub, ServiceIdentity(security, "nodes"))
     render.jobs_address = settings.jobs_address
