@@ -92,7 +92,19 @@ def _react(service: JobsService, hooks: HookRunner, event: Event) -> None:
         job: Any = job_message(row)
         template_id = row.template_id
     except NotFound:
-        job, template_id = jobs_pb2.Job(id=job_id), None
+        # Deleted: what the event kept of it.
+        kept = event.payload.get("job") or {}
+        template_id = kept.get("template_id")
+        job = jobs_pb2.Job(
+            id=job_id,
+            name=str(kept.get("name", "")),
+            owner=str(kept.get("owner", "")),
+            parent_id=int(kept.get("parent_id") or 0),
+            template_id=int(template_id or 0),
+            project=str(kept.get("project", "")),
+            department=str(kept.get("department", "")),
+            priority=int(kept.get("priority") or 0),
+        )
     hooks.react(event.topic, job, template_id=template_id)
 
 

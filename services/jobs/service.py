@@ -45,6 +45,17 @@ from services.jobs.templates import BUILTIN_TEMPLATES
 
 T = TypeVar("T")
 
+# Job fields a job.deleted event carries (the row is gone when it is read).
+DELETED_JOB_FIELDS = (
+    "name",
+    "owner",
+    "kind",
+    "parent_id",
+    "template_id",
+    "project",
+    "department",
+    "priority",
+)
 CHUNK_PAGE = (1000, 10_000)  # (default, maximum) page sizes of chunk and history lists
 
 
@@ -503,6 +514,9 @@ class JobsService:
     def _delete(self, session: Session, job_id: int, archived: bool) -> None:
         tree = self._subtree_unlocked(session, job_id)
         ids = sorted(int(r.id) for r in tree)
+        # What the job was, for those who hear of it once it is gone (onDeleteJob).
+        gone = repo.get_job(session, job_id)
+        snapshot = {} if gone is None else {f: getattr(gone, f) for f in DELETED_JOB_FIELDS}
         nodes = repo.release_assignments(session, ids, "killed: job deleted")
         repo.delete_jobs(session, job_id)
         _event(
@@ -513,6 +527,7 @@ class JobsService:
             deleted_ids=ids,
             node_ids=nodes,
             archived=archived,
+            job=snapshot,
         )
 
     def recompute_status(self, job_id: int) -> Row[Any]:

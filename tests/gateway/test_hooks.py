@@ -323,3 +323,74 @@ def test_with_chunk_dependencies_the_hooks_are_asked_about_the_ready_chunks_only
         # The job is asked while its dependency is unmet; only its two ready
         # chunks are asked about, not the three still waiting for frames.
         assert calls.read_text().splitlines() == ["job second", "chunk 1", "chunk 2"]
+
+
+def test_every_job_reaction_fires_in_the_dispatcher_context(
+    farm: str, hooks_dir: Path, tmp_path: Path, db: Database
+) -> None:
+    from sqlalchemy import text
+
+    from services.core.bus import publish
+
+    marker = tmp_path / "reactions.txt"
+    reactions = (
+        "onSubmitJob",
+        "onEditJob",
+        "onJobPropertiesChanged",
+        "onReinitJob",
+        "onJobStart",
+        "onJobCompleted",
+        "onJobEnd",
+        "onDeleteJob",
+    )
+    _hook(
+        hooks_dir,
+        "reactions.py",
+        "import muster\n"
+        + "".join(
+            f"def {name}(job):\n"
+            f"    open({str(marker)!r}, 'a').write("
+            f"'{name} ' + muster.runningContext() + ' ' + job.getName() + '\\n')\n"
+            for name in reactions
+        ),
+    )
+
+    def fired(name: str) -> bool:
+        return marker.exists() and f"{name} dispatcher shot" in marker.read_text()
+
+    err, job_id = MDispatcherAPI.jobSubmit(_job("shot"), "td")
+    assert err.getErrorCode() == 0, err
+    _eventually(lambda: fired("onSubmitJob"))
+
+    err, job = MDispatcherAPI.jobGet(job_id)
+    assert err.getErrorCode() == 0 and job is not None
+    job.setPriority(70)
+    assert MDispatcherAPI.jobEdit(job).getErrorCode() == 0
+    _eventually(lambda: fired("onEditJob"))
+
+    done = MClientAPI.MChunk.kChunkStatusCompleted
+    assert MDispatcherAPI.chunkSetStatus(job_id, 1, done).getErrorCode() == 0
+    _eventually(lambda: fired("onJobPropertiesChanged"))
+
+    assert MDispatcherAPI.jobReinit(job_id).getErrorCode() == 0
+    _eventually(lambda: fired("onReinitJob"))
+
+    # An idle node: the scheduler gives it a chunk and the job starts.
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO nodes (name, host_name, platform, status, session_id)"
+                " VALUES ('hook-node', 'hook-node', 'linux', 'idle', 'live')"
+            )
+        )
+        publish(session, "test.node", {})
+    _eventually(lambda: fired("onJobStart"))
+
+    for chunk in (1, 2):
+        assert MDispatcherAPI.chunkSetStatus(job_id, chunk, done).getErrorCode() == 0
+    _eventually(lambda: fired("onJobCompleted") and fired("onJobEnd"))
+
+    assert MDispatcherAPI.jobDelete(job_id).getErrorCode() == 0
+    _eventually(lambda: fired("onDeleteJob"))
+    order = [line.split()[0] for line in marker.read_text().splitlines()]
+    assert order.index("onJobCompleted") < order.index("onJobEnd") < order.index("onDeleteJob")
