@@ -139,10 +139,7 @@ def serve(folder: Path) -> None:
         request = json.loads(line)
         answer: dict[str, Any] = {"id": request["id"], "accept": True, "ran": 0}
         try:
-            if request["hook"] == "__reload__":
-                hooks._stamp = ()
-                hooks.load()
-            elif request["hook"] == "__defined__":
+            if request["hook"] == "__defined__":
                 answer["value"] = hooks.defined()
             else:
                 args = [_argument(a) for a in request.get("args", [])]

@@ -195,12 +195,13 @@ class HookRunner:
                 self.call(hook, *args, template_id=template_id)
 
     def reload(self) -> None:
-        if self.enabled:
-            with contextlib.suppress(HookError):
-                self.call("__reload__")
+        """systemSoftRestart: the next call starts a fresh worker, which loads
+        the hook files and every module they import again."""
+        self.close()
 
     def close(self) -> None:
         with self._lock:
+            self._defined = ((), frozenset())
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()

@@ -9,7 +9,7 @@ import grpc
 from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from gateway.hooks import REACTIONS, HookRunner
 from services.core.auth import security_for
-from services.core.bus import DurableConsumer, Event, Listener
+from services.core.bus import DurableConsumer, Event, Listener, LiveSubscription
 from services.core.database import Database
 from services.core.errors import NotFound
 from services.core.server import Component
@@ -76,6 +76,13 @@ def build(db: Database, settings: Settings) -> Component:
                 exclusive=True,
             ),
             _Hooks(hooks),
+            # systemSoftRestart reloads every replica's hook files.
+            LiveSubscription(
+                db,
+                ["system.soft_restart"],
+                lambda events: hooks.reload(),
+                settings.event_poll_seconds,
+            ),
         ],
         on_listening=[lambda address: setattr(hooks, "dispatcher_address", address)],
         security=security,

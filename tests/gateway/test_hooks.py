@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -394,3 +395,44 @@ def test_every_job_reaction_fires_in_the_dispatcher_context(
     _eventually(lambda: fired("onDeleteJob"))
     order = [line.split()[0] for line in marker.read_text().splitlines()]
     assert order.index("onJobCompleted") < order.index("onJobEnd") < order.index("onDeleteJob")
+
+
+def test_hook_files_reload_when_they_change_and_on_a_soft_restart(
+    farm: str, hooks_dir: Path, tmp_path: Path
+) -> None:
+    helper = tmp_path / "studio_rules.py"  # a module the hook imports
+    helper.write_text("REFUSED = 'alpha'\n")
+    _hook(
+        hooks_dir,
+        "rules.py",
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import studio_rules
+
+        def onValidateJobSubmission(job):
+            if job.getName() == studio_rules.REFUSED:
+                return False
+    """,
+    )
+
+    def refused(name: str) -> bool:
+        err, _ = MDispatcherAPI.jobSubmit(_job(name), "td")
+        return bool(err.getErrorCode() == errors.kErrorFailedPrecondition)
+
+    assert refused("alpha") and not refused("beta")
+    # The hook file changes: the next call sees the new file.
+    rules = hooks_dir / "rules.py"
+    rules.write_text(rules.read_text().replace("studio_rules.REFUSED", "'gamma'"))
+    stamp = rules.stat().st_mtime + 2
+    os.utime(rules, (stamp, stamp))
+    assert refused("gamma") and not refused("alpha")
+    # Back to the imported rule; the module it imports changes too, which
+    # only a soft restart picks up (Python keeps an imported module).
+    rules.write_text(rules.read_text().replace("'gamma'", "studio_rules.REFUSED"))
+    os.utime(rules, (stamp + 2, stamp + 2))
+    helper.write_text("REFUSED = 'delta'\n")
+    assert refused("alpha") and not refused("delta")
+    assert MDispatcherAPI.systemSoftRestart().getErrorCode() == 0
+    _eventually(lambda: refused("delta"))
+    assert not refused("alpha")
