@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import grpc
 
 from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from gateway.hooks import REACTIONS, HookRunner
+from services.admin.configuration import read_configuration
 from services.core.auth import security_for
 from services.core.bus import DurableConsumer, Event, Listener, LiveSubscription
 from services.core.database import Database
@@ -22,6 +25,8 @@ from services.jobs.servicer import JOBS_SERVICE, JobsServicer, job_message
 
 __all__ = ["JOBS_SERVICE", "JobsServicer", "build"]
 
+_LOG = logging.getLogger(__name__)
+
 
 class _SeedTemplates:
     """Background item that refreshes the built-in templates when the server
@@ -35,6 +40,47 @@ class _SeedTemplates:
 
     def stop(self) -> None:
         pass
+
+
+class Retention:
+    """Background item: every `interval` seconds, the dispatcher configuration's
+    completed-job policy and render-log retention (JobsService.apply_retention).
+    Every replica may run it; a job another replica removed first is skipped."""
+
+    def __init__(self, db: Database, service: JobsService, interval: float = 300.0) -> None:
+        self.db = db
+        self.service = service
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> tuple[int, int]:
+        with self.db.transaction() as session:
+            config = read_configuration(session)
+        return self.service.apply_retention(
+            config.completed_job_policy,
+            config.completed_job_retention_hours,
+            config.log_retention_days,
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                removed, pruned = self.run_once()
+            except Exception:
+                _LOG.exception("retention pass failed")
+                continue
+            if removed or pruned:
+                _LOG.info("retention: %d completed job(s) removed, %d log line(s)", removed, pruned)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
 
 
 # The hook worker lives until the hooks change or the dispatcher restarts.
@@ -63,6 +109,7 @@ def build(db: Database, settings: Settings) -> Component:
         # Every replica runs a scheduler; one at a time leads (advisory lock).
         background=[
             _SeedTemplates(service),
+            Retention(db, service),
             Scheduler(db, hooks=hooks),
             Listener(
                 DurableConsumer(

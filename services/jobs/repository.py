@@ -34,6 +34,7 @@ from services.jobs.domain import ChunkPlan
 from services.jobs.tables import (
     backup_jobs,
     chunk_assignments,
+    chunk_run_logs,
     chunk_runs,
     chunks,
     job_dependencies,
@@ -639,3 +640,32 @@ def reset_job_id_sequence(session: Session) -> None:
 
 def jobs_count(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(jobs)).scalar_one())
+
+
+# --- retention ----------------------------------------------------------------------
+
+
+def expired_completed_jobs(session: Session, hours: float, limit: int) -> list[int]:
+    """Jobs completed (with or without warnings) more than `hours` ago, oldest first."""
+    return [
+        int(i)
+        for i in session.execute(
+            select(jobs.c.id)
+            .where(
+                jobs.c.kind == "job",
+                jobs.c.status.in_(("completed", "completed_with_warnings")),
+                jobs.c.ended_at < func.now() - func.make_interval(0, 0, 0, 0, hours),
+            )
+            .order_by(jobs.c.ended_at, jobs.c.id)
+            .limit(limit)
+        ).scalars()
+    ]
+
+
+def prune_run_logs(session: Session, days: int) -> int:
+    """Delete the output lines of chunk runs that started more than `days` ago."""
+    old_runs = select(chunk_runs.c.id).where(
+        chunk_runs.c.started_at < func.now() - func.make_interval(0, 0, 0, days)
+    )
+    result = session.execute(delete(chunk_run_logs).where(chunk_run_logs.c.run_id.in_(old_runs)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

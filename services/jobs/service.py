@@ -56,6 +56,8 @@ DELETED_JOB_FIELDS = (
     "department",
     "priority",
 )
+# Jobs one retention pass deletes or archives at most.
+RETENTION_BATCH = 500
 CHUNK_PAGE = (1000, 10_000)  # (default, maximum) page sizes of chunk and history lists
 
 
@@ -862,6 +864,29 @@ class JobsService:
         )
 
     # --- queue snapshots and flushes ------------------------------------------------------------
+
+    def apply_retention(self, policy: str, hours: float, log_days: int) -> tuple[int, int]:
+        """The dispatcher configuration's retention: jobs completed more than
+        `hours` ago are deleted or archived as `policy` says ("keep" keeps
+        them), and render output of runs older than `log_days` is pruned.
+        Returns (jobs removed, log lines pruned); a job another call changed
+        meanwhile is left for the next pass."""
+        removed = 0
+        if policy in ("delete", "archive"):
+            with self.db.transaction() as session:
+                expired = repo.expired_completed_jobs(session, hours, RETENTION_BATCH)
+            for job_id in expired:
+                try:
+                    if policy == "archive":
+                        self.archive_job(job_id, "replace")
+                    else:
+                        self.delete_job(job_id)
+                    removed += 1
+                except (NotFound, InvalidArgument, FailedPrecondition):
+                    continue
+        with self.db.transaction() as session:
+            pruned = repo.prune_run_logs(session, log_days)
+        return removed, pruned
 
     def export_sql(self) -> str:
         """dbExportQueueSQL: the queue as of one consistent snapshot."""
