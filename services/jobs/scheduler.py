@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +160,43 @@ def eligible(
     return not (job.template_id is not None and (node.id, job.template_id) in excluded_templates)
 
 
+@contextlib.contextmanager
+def chunk_order_scans(session: Session) -> Iterator[None]:
+    """Ready chunks read by an index scan in chunk order, for the statements inside.
+
+    Left to itself the planner often estimates a fresh job's queued chunks at
+    a handful (its statistics predate the job), reads *every* queued chunk of
+    the job, sorts them and keeps the first few: a tick then costs in
+    proportion to the queue (tens of milliseconds at 100,000 queued chunks,
+    seconds at 1,000,000). Without sorts and bitmap scans the only plan left
+    is ix_chunks_ready in chunk order, stopped after LIMIT rows.
+    """
+    previous = session.execute(
+        text(
+            "SELECT current_setting('enable_sort') AS sort,"
+            " current_setting('enable_bitmapscan') AS bitmap,"
+            " set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+        )
+    ).one()
+    try:
+        yield
+    finally:
+        session.execute(
+            text(
+                "SELECT set_config('enable_sort', :sort, true),"
+                " set_config('enable_bitmapscan', :bitmap, true)"
+            ),
+            {"sort": previous.sort, "bitmap": previous.bitmap},
+        )
+
+
+# The first queued chunks of a job in frame order, locked (inside chunk_order_scans).
+READY_CHUNKS = (
+    "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
+    " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+
+
 class Scheduler(ListeningThread):
     def __init__(
         self,
@@ -240,41 +277,50 @@ class Scheduler(ListeningThread):
             candidates = self._candidate_jobs(session)
             if not candidates:
                 return 0
-            excluded_jobs, excluded_templates = self._exclusions(session)
-            hooks = _TickHooks(self.hooks, session)
-            plan: list[Planned] = []
-            for job in candidates:
-                if not nodes:
-                    break
-                # With chunk dependencies a job whose dependencies are unmet
-                # may still have ready chunks; otherwise it waits whole.
-                waiting_for = unmet_dependencies(job.depend_mode, job.dependencies)
-                if waiting_for and not job.depend_chunks:
-                    continue
-                if job.dependencies and hooks.job_vetoed(job):
-                    continue
-                capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
-                usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]
-                take = min(capacity, len(usable), self.batch_size - len(plan))
-                if take <= 0:
-                    continue
-                # A job with dependencies may have chunks vetoed by
-                # onValidateChunkDependancies: look a little further.
-                vetoes = bool(job.dependencies) and hooks.checks_chunks
-                ready = self._ready_chunks(
-                    session, job, waiting_for, take + CHUNK_VETO_LOOKAHEAD if vetoes else take
-                )
-                if vetoes:
-                    ready = [c for c in ready if not hooks.chunk_vetoed(job, c)][:take]
-                for chunk, node in zip(ready, usable, strict=False):
-                    plan.append(Planned(job, chunk, node, hooks.run_as_user(job, chunk, node)))
-                    nodes.remove(node)
-                if len(plan) >= self.batch_size:
-                    break
+            with chunk_order_scans(session):
+                plan = self._match(session, nodes, candidates)
             if plan:
                 self._commit(session, plan)
             self.assigned_total += len(plan)
             return len(plan)
+
+    def _match(
+        self, session: Session, nodes: list[FreeNode], candidates: list[CandidateJob]
+    ) -> list[Planned]:
+        """This tick's assignments: candidate jobs in order, each given the free
+        nodes it may use, its queued chunks in frame order."""
+        excluded_jobs, excluded_templates = self._exclusions(session)
+        hooks = _TickHooks(self.hooks, session)
+        plan: list[Planned] = []
+        for job in candidates:
+            if not nodes:
+                break
+            # With chunk dependencies a job whose dependencies are unmet
+            # may still have ready chunks; otherwise it waits whole.
+            waiting_for = unmet_dependencies(job.depend_mode, job.dependencies)
+            if waiting_for and not job.depend_chunks:
+                continue
+            if job.dependencies and hooks.job_vetoed(job):
+                continue
+            capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
+            usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]
+            take = min(capacity, len(usable), self.batch_size - len(plan))
+            if take <= 0:
+                continue
+            # A job with dependencies may have chunks vetoed by
+            # onValidateChunkDependancies: look a little further.
+            vetoes = bool(job.dependencies) and hooks.checks_chunks
+            ready = self._ready_chunks(
+                session, job, waiting_for, take + CHUNK_VETO_LOOKAHEAD if vetoes else take
+            )
+            if vetoes:
+                ready = [c for c in ready if not hooks.chunk_vetoed(job, c)][:take]
+            for chunk, node in zip(ready, usable, strict=False):
+                plan.append(Planned(job, chunk, node, hooks.run_as_user(job, chunk, node)))
+                nodes.remove(node)
+            if len(plan) >= self.batch_size:
+                break
+        return plan
 
     @staticmethod
     def _ready_chunks(
@@ -293,13 +339,7 @@ class Scheduler(ListeningThread):
         so ranges that share a frame always overlap, and by-frame rounding
         (1 + 3 * 0.1 against 1.3) never separates the same frame."""
         if not waiting_for:
-            return session.execute(
-                text(
-                    "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
-                    " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
-                ),
-                {"job": job.id, "limit": limit},
-            ).all()
+            return session.execute(text(READY_CHUNKS), {"job": job.id, "limit": limit}).all()
         return session.execute(
             text(
                 "WITH held AS (SELECT range_agg(int8range("

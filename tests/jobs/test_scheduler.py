@@ -10,7 +10,7 @@ from sqlalchemy import text
 from services.core.database import Database
 from services.jobs.domain import Attribute, JobSpec
 from services.jobs.runs import ChunkRuns, RunEnd, next_chunk_status
-from services.jobs.scheduler import Scheduler
+from services.jobs.scheduler import READY_CHUNKS, Scheduler, chunk_order_scans
 from services.jobs.service import JobsService
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
@@ -356,3 +356,33 @@ def test_fractional_frames_of_different_steps_are_the_same_frame(
     Scheduler(db).tick()
     # Frame 1.7 is held in the render: only frames 1 and 2.4 of the comp go.
     assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 1), (comp, 3)]
+
+
+def test_a_tick_reads_only_the_chunks_it_takes_however_long_the_queue(
+    db: Database, jobs: JobsService
+) -> None:
+    """The ready chunks come from the partial index in chunk order, the scan
+    stopping after LIMIT rows, even for a job the table's statistics do not
+    know yet (the planner would otherwise read and sort all its chunks)."""
+    job = _job(jobs, frames=100_000)
+    with db.transaction() as session:  # half of it rendered
+        session.execute(
+            text(
+                "UPDATE chunks SET status = 'completed' WHERE job_id = :job"
+                " AND chunk_number <= 50000"
+            ),
+            {"job": job},
+        )
+    with db.transaction() as session, chunk_order_scans(session):
+        plan = "\n".join(
+            row[0]
+            for row in session.execute(
+                text(f"EXPLAIN (ANALYZE, COSTS OFF) {READY_CHUNKS}"), {"job": job, "limit": 500}
+            )
+        )
+    assert "Index Scan using ix_chunks_ready" in plan, plan
+    assert "Sort" not in plan and "Bitmap" not in plan, plan
+    # Only the rows asked for were read from the index.
+    assert "rows=500.00 " in plan.split("Index Scan")[1].split("\n")[0], plan
+    with db.transaction() as session:  # the settings were for that transaction only
+        assert session.execute(text("SHOW enable_sort")).scalar() == "on"
