@@ -40,6 +40,11 @@ from services.core.database import Database
 _LOG = logging.getLogger(__name__)
 
 CHANNEL = "muster_events"
+# Hints that name what just changed, for a reader that acts on the state
+# tables at once instead of waiting for the outbox (see `hint`).
+ASSIGNMENTS_CHANNEL = "muster_assignments"
+# A NOTIFY payload holds at most 7,999 bytes.
+_HINT_BYTES = 7_000
 
 _HORIZON = "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint"
 
@@ -110,6 +115,40 @@ def publish_many(session: Session, events: Sequence[tuple[str, Mapping[str, Any]
         text("SELECT pg_notify(:channel, :topics)"),
         {"channel": CHANNEL, "topics": topics if len(topics) < 4000 else "batch"},
     )
+
+
+def hint(session: Session, channel: str, ids: Sequence[int]) -> None:
+    """Name these ids on `channel` when the session's transaction commits.
+
+    A hint is not an event: it is lost if nobody listens, and carries no
+    position. It lets a reader that can act on the committed state tables
+    skip the outbox's wait for the snapshot horizon (every transaction that
+    began before the commit must end first); the event written with the same
+    change stays the durable record that every reader also gets.
+    """
+    payload: list[str] = []
+    size = 0
+    for value in ids:
+        item = str(int(value))
+        if payload and size + len(item) + 1 > _HINT_BYTES:
+            _notify(session, channel, payload)
+            payload, size = [], 0
+        payload.append(item)
+        size += len(item) + 1
+    if payload:
+        _notify(session, channel, payload)
+
+
+def _notify(session: Session, channel: str, items: list[str]) -> None:
+    session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": channel, "payload": ",".join(items)},
+    )
+
+
+def hinted_ids(payload: str) -> list[int]:
+    """The ids of a hint's payload (malformed parts are ignored)."""
+    return [int(part) for part in payload.split(",") if part.strip().isdigit()]
 
 
 _INSERT_MANY = text(
@@ -361,10 +400,13 @@ class ListeningThread:
     process may use it at all (`_admit`).
     """
 
-    def __init__(self, db: Database, name: str, poll_seconds: float) -> None:
+    def __init__(
+        self, db: Database, name: str, poll_seconds: float, channel: str = CHANNEL
+    ) -> None:
         self.db = db
         self.name = name
         self.poll_seconds = poll_seconds
+        self.channel = channel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors = 0
@@ -377,7 +419,7 @@ class ListeningThread:
         self._stop.set()
         try:  # wake the thread out of its wait
             with self.db.raw_connection() as conn:
-                conn.execute("SELECT pg_notify(%s, 'stop')", (CHANNEL,))
+                conn.execute("SELECT pg_notify(%s, 'stop')", (self.channel,))
         except Exception:  # the database may be gone already; the poll ends it
             pass
         if self._thread is not None:
@@ -418,7 +460,7 @@ class ListeningThread:
                     if not self._admit(conn):
                         self._stop.wait(1.0)
                         continue
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self.channel}")
                     backoff = 0.05
                     self._serve(conn)
             except Exception:
@@ -514,3 +556,35 @@ class LiveSubscription(ListeningThread):
                 continue
             timeout = 0.02 if batch.held_back else self.poll_seconds
             self._wait(conn, timeout, self.topics)
+
+
+class HintListener(ListeningThread):
+    """Hands the ids of every hint on `channel` to `on_ids`, in its own thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        channel: str,
+        on_ids: Callable[[list[int]], None],
+        poll_seconds: float = 5.0,
+    ) -> None:
+        super().__init__(db, f"hints-{channel}", poll_seconds, channel)
+        self.on_ids = on_ids
+
+    def _serve(self, conn: Any) -> None:
+        while not self._stop.is_set():
+            ids = [
+                i
+                for note in conn.notifies(timeout=self.poll_seconds, stop_after=1)
+                for i in hinted_ids(str(note.payload))
+            ]
+            # Outside the first generator: it holds the connection's lock.
+            ids += [i for note in conn.notifies(timeout=0.0) for i in hinted_ids(note.payload)]
+            if not ids:
+                # Quiet: a dead connection raises here and the thread reconnects.
+                conn.execute("SELECT 1")
+                continue
+            try:
+                self.on_ids(ids)
+            except Exception:
+                _LOG.exception("%s: handling %d ids failed", self.name, len(ids))

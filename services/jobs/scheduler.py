@@ -27,7 +27,13 @@ from sqlalchemy.orm import Session
 
 from gateway.hooks import HookError, HookRunner
 from services.admin.repository import pools_by_member, pools_of
-from services.core.bus import ListeningThread, publish_many, try_advisory_lock
+from services.core.bus import (
+    ASSIGNMENTS_CHANNEL,
+    ListeningThread,
+    hint,
+    publish_many,
+    try_advisory_lock,
+)
 from services.core.database import Database
 from services.jobs.domain import done_chunk_statuses, unmet_dependencies
 from services.jobs.repository import jobs_by_ids
@@ -527,3 +533,6 @@ class Scheduler(ListeningThread):
             for job_id in sorted(started)
         )
         publish_many(session, events)
+        # The nodes service sends the assignments as soon as this commits,
+        # without waiting for the outbox's events (which remain the record).
+        hint(session, ASSIGNMENTS_CHANNEL, sorted({p.node.id for p in plan}))

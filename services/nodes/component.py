@@ -11,7 +11,13 @@ from farm.agent.v1 import agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from services.core.auth import ENROLLMENT_SECRET, ServiceIdentity, farm_secret, security_for
 from services.core.background import Periodic
-from services.core.bus import DurableConsumer, Listener, LiveSubscription
+from services.core.bus import (
+    ASSIGNMENTS_CHANNEL,
+    DurableConsumer,
+    HintListener,
+    Listener,
+    LiveSubscription,
+)
 from services.core.database import Database
 from services.core.server import Component, RawResponseServer
 from services.core.settings import Settings
@@ -83,6 +89,8 @@ def build(db: Database, settings: Settings) -> Component:
             ),
             hub,
             client_hub,
+            # The scheduler's hints: assignments go out the moment they commit.
+            HintListener(db, ASSIGNMENTS_CHANNEL, hub.on_assigned, settings.event_poll_seconds),
             LiveSubscription(
                 db,
                 [

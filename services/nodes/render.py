@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from sqlalchemy import Row, select, tuple_
+from sqlalchemy import Row, and_, select
 
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
@@ -48,6 +48,8 @@ RUN_OUTCOME = EnumMap(common_pb2.ChunkRunOutcome.DESCRIPTOR)
 # Results are sent to the jobs service in batches: one transaction moves a
 # job's counters once for every result of the batch.
 BATCH_WINDOW_SECONDS = 0.005
+# How long an assignment's event waits for the scheduler's hint to have sent it.
+EVENT_GRACE_SECONDS = 0.1
 MAX_BATCH = 500
 
 
@@ -55,9 +57,25 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
     """The Assignment messages of these nodes' live assignments, read in one
     transaction with a few set-based queries (reads of the jobs domain)."""
     with db.transaction() as session:
+        # Each live assignment with its node's platform and its chunk's frames.
         live = session.execute(
-            select(chunk_assignments, nodes.c.platform)
+            select(
+                chunk_assignments,
+                nodes.c.platform,
+                chunks.c.runs_count,
+                chunks.c.start_frame,
+                chunks.c.end_frame,
+                chunks.c.by_frame,
+                chunks.c.slice_index,
+            )
             .join(nodes, nodes.c.id == chunk_assignments.c.node_id)
+            .join(
+                chunks,
+                and_(
+                    chunks.c.job_id == chunk_assignments.c.job_id,
+                    chunks.c.chunk_number == chunk_assignments.c.chunk_number,
+                ),
+            )
             .where(chunk_assignments.c.node_id.in_(node_ids))
         ).all()
         if not live:
@@ -68,23 +86,14 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
                 select(jobs).where(jobs.c.id.in_({a.job_id for a in live}))
             ).all()
         }
-        chunk_rows = {
-            (row.job_id, row.chunk_number): row
-            for row in session.execute(
-                select(chunks).where(
-                    tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(
-                        [(a.job_id, a.chunk_number) for a in live]
-                    )
-                )
-            ).all()
-        }
         config = read_configuration(session)
         mappings = [
             RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
             for r in all_repositories(session)
         ]
-        template_rows = {
-            row.id: row
+        # Each template once per batch, not once per assignment.
+        templates = {
+            row.id: _template(row)
             for row in session.execute(
                 select(templates_table).where(
                     templates_table.c.id.in_({j.template_id for j in job_rows.values()})
@@ -94,12 +103,11 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
     messages = {}
     for assignment in live:
         try:
+            job = job_rows[assignment.job_id]
             messages[assignment.node_id] = _assignment_message(
                 assignment,
-                assignment.platform,
-                job_rows[assignment.job_id],
-                chunk_rows[(assignment.job_id, assignment.chunk_number)],
-                template_rows[job_rows[assignment.job_id].template_id],
+                job,
+                templates[job.template_id],
                 config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
                 # Attributes flagged for substitution become the node's own paths.
                 functools.partial(
@@ -114,6 +122,17 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
     return messages
 
 
+def _template(row: Row[Any]) -> template_defs.Template:
+    return template_defs.Template(
+        id=row.id,
+        name=row.name,
+        commands=tuple(template_defs.TemplateCommand.from_json(c) for c in row.commands),
+        log_error_patterns=tuple(row.log_error_patterns),
+        log_warning_patterns=tuple(row.log_warning_patterns),
+        success_exit_codes=tuple(row.success_exit_codes),
+    )
+
+
 def _substitute(
     path: str, *, mappings: list[RepositoryPaths], platform: str, case_sensitive: bool
 ) -> str:
@@ -121,23 +140,13 @@ def _substitute(
 
 
 def _assignment_message(
-    assignment: Row[Any],
-    platform: str,
+    live: Row[Any],
     job: Row[Any],
-    chunk: Row[Any],
-    template_row: Row[Any],
+    template: template_defs.Template,
     default_timeout: int,
     substitute: Callable[[str], str],
 ) -> agent_pb2.Assignment:
-    run_number = chunk.runs_count
-    template = template_defs.Template(
-        id=template_row.id,
-        name=template_row.name,
-        commands=tuple(template_defs.TemplateCommand.from_json(c) for c in template_row.commands),
-        log_error_patterns=tuple(template_row.log_error_patterns),
-        log_warning_patterns=tuple(template_row.log_warning_patterns),
-        success_exit_codes=tuple(template_row.success_exit_codes),
-    )
+    """`live`: the assignment row with its node's platform and its chunk's frames."""
     built = template_defs.build_command(
         template,
         template_defs.JobInput(
@@ -146,25 +155,25 @@ def _assignment_message(
             environment=dict(job.environment or {}),
         ),
         template_defs.ChunkInput(
-            id=chunk.chunk_number,
-            start_frame=chunk.start_frame,
-            end_frame=chunk.end_frame,
-            by_frame=chunk.by_frame,
-            slice_index=chunk.slice_index,
+            id=live.chunk_number,
+            start_frame=live.start_frame,
+            end_frame=live.end_frame,
+            by_frame=live.by_frame,
+            slice_index=live.slice_index,
         ),
-        platform,
+        live.platform,
         substitute,
     )
     return agent_pb2.Assignment(
         job_id=job.id,
-        chunk_id=chunk.chunk_number,
-        fencing_token=assignment.fencing_token,
-        run_number=run_number,
+        chunk_id=live.chunk_number,
+        fencing_token=live.fencing_token,
+        run_number=live.runs_count,
         job_name=job.name,
         template_id=template.id,
-        start_frame=chunk.start_frame,
-        end_frame=chunk.end_frame,
-        by_frame=chunk.by_frame,
+        start_frame=live.start_frame,
+        end_frame=live.end_frame,
+        by_frame=live.by_frame,
         executable=built.executable,
         arguments=list(built.arguments),
         working_directory=built.working_directory,
@@ -174,7 +183,7 @@ def _assignment_message(
         success_exit_codes=list(template.success_exit_codes),
         log_error_patterns=list(template.log_error_patterns),
         log_warning_patterns=list(template.log_warning_patterns),
-        run_as_user=assignment.run_as_user,
+        run_as_user=live.run_as_user,
     )
 
 
@@ -193,8 +202,12 @@ class RenderBridge:
         self._channel: grpc.aio.Channel | None = None
         self._results: asyncio.Queue[tuple[AgentStream, agent_pb2.ChunkResult]] | None = None
         self._wanted: set[int] = set()
+        self._at_once = False
         self._wake = asyncio.Event()
         self._deliverer: asyncio.Future[None] | None = None
+        self._rendering: set[int] = set()
+        self._mark = asyncio.Event()
+        self._marker: asyncio.Future[None] | None = None
         self._sender: asyncio.Future[None] | None = None
 
     def listening(self, address: str) -> None:
@@ -217,20 +230,40 @@ class RenderBridge:
         """Called in the bus thread for chunk.assigned events."""
         node_id = int(payload.get("node_id", 0))
         if topic == "chunk.assigned" and node_id in self.hub.streams:
-            loop.call_soon_threadsafe(self.want_assignment, node_id)
+            token = int(payload.get("fencing_token", 0))
+            loop.call_soon_threadsafe(self._assigned_event, node_id, token)
 
-    def want_assignment(self, node_id: int) -> None:
-        """Send this node its live assignment with the next batch (event loop)."""
-        self._wanted.add(node_id)
+    def _assigned_event(self, node_id: int, token: int) -> None:
+        # The scheduler's hint has usually sent it already (the event comes
+        # after every transaction older than its commit has ended): look a
+        # little later whether it is still missing (a hint lost while its
+        # listener reconnected), instead of reading it again at once.
+        asyncio.get_running_loop().call_later(
+            EVENT_GRACE_SECONDS, self._send_if_missing, node_id, token
+        )
+
+    def _send_if_missing(self, node_id: int, token: int) -> None:
+        stream = self.hub.streams.get(node_id)
+        if stream is not None and stream.sent_token < token:
+            self.want_assignments([node_id])
+
+    def want_assignments(self, node_ids: list[int], at_once: bool = False) -> None:
+        """Send these nodes their live assignments with the next batch (event
+        loop); `at_once`: they are a batch already (a scheduler's hint)."""
+        self._wanted.update(node_ids)
+        self._at_once = self._at_once or at_once
         if self._deliverer is None:
             self._deliverer = asyncio.ensure_future(self._deliver_assignments())
+            self._marker = asyncio.ensure_future(self._mark_rendering())
         self._wake.set()
 
     async def _deliver_assignments(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            if not self._at_once:
+                await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            self._at_once = False
             wanted = sorted(n for n in self._wanted if n in self.hub.streams)
             self._wanted.clear()
             if not wanted:
@@ -239,11 +272,27 @@ class RenderBridge:
                 messages = await asyncio.to_thread(build_assignments, self.db, wanted)
                 for node_id, message in messages.items():
                     stream = self.hub.streams.get(node_id)
-                    if stream is not None:
-                        await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
-                await asyncio.to_thread(self.service.set_rendering_many, sorted(messages))
+                    if stream is None or stream.sent_token == message.fencing_token:
+                        continue  # sent already
+                    stream.sent_token = message.fencing_token
+                    await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
+                    self._rendering.add(node_id)
+                self._mark.set()
             except Exception:
                 _LOG.exception("delivering %d assignments failed", len(wanted))
+
+    async def _mark_rendering(self) -> None:
+        """Nodes sent their chunk show as rendering: written beside the
+        deliveries, so a slow write never holds back the next assignments."""
+        while True:
+            await self._mark.wait()
+            self._mark.clear()
+            marked, self._rendering = sorted(self._rendering), set()
+            if marked:
+                try:
+                    await asyncio.to_thread(self.service.set_rendering_many, marked)
+                except Exception:
+                    _LOG.exception("marking %d nodes rendering failed", len(marked))
 
     async def reconcile(self, stream: AgentStream, running: RunningChunk | None) -> None:
         """After a (re)connect: line the agent up with its node's live assignment."""
@@ -261,7 +310,7 @@ class RenderBridge:
             )
             await stream.outgoing.put(agent_pb2.SessionResponse(command=kill))
         if assignment and (running is None or running.fencing_token != assignment):
-            self.want_assignment(stream.node_id)
+            self.want_assignments([stream.node_id])
 
     def _live_token(self, node_id: int) -> int:
         with self.db.transaction() as session:
@@ -416,7 +465,7 @@ class RenderBridge:
         pass
 
     def stop(self) -> None:
-        for task in (self._sender, self._deliverer):
+        for task in (self._sender, self._deliverer, self._marker):
             if task is not None:
                 task.cancel()
         # The channel to the jobs service goes with the event loop.

@@ -76,6 +76,9 @@ class AgentStream:
     session_id: str
     outgoing: asyncio.Queue[agent_pb2.SessionResponse] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Fencing token of the last assignment sent down this stream: the hint
+    # and the event of one assignment both ask for it, it is sent once.
+    sent_token: int = 0
 
 
 class SessionHub:
@@ -149,6 +152,14 @@ class SessionHub:
                     loop.call_soon_threadsafe(self._close, held)
         elif event.topic.startswith("chunk.") and self.render_listener is not None:
             self.render_listener.on_event(event.topic, event.payload, loop)
+
+    def on_assigned(self, node_ids: list[int]) -> None:
+        """A scheduler's commit named these nodes (a hint, in its listener's
+        thread): those held here get their new assignment now."""
+        loop = self._loop
+        held = [n for n in node_ids if n in self.streams]
+        if loop is not None and held and self.render_listener is not None:
+            loop.call_soon_threadsafe(self.render_listener.want_assignments, held, True)
 
     def _close(self, node_id: int) -> None:
         stream = self.streams.get(node_id)

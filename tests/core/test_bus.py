@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from services.core.bus import (
     DurableConsumer,
     Event,
+    HintListener,
     Listener,
     Position,
+    hint,
     latest_position,
     position_of,
     prune_events,
@@ -272,3 +274,24 @@ def test_positions_resume_after_a_known_event_and_prune_drops_old_events(db: Dat
 def test_publish_refuses_an_event_without_topic(db: Database) -> None:
     with db.transaction() as session, pytest.raises(ValueError):
         publish(session, "")
+
+
+def test_hints_name_their_ids_on_commit_only_however_many(db: Database) -> None:
+    got: queue.Queue[list[int]] = queue.Queue()
+    listener = HintListener(db, "test_hints", got.put, poll_seconds=30)
+    listener.start()
+    try:
+        time.sleep(0.2)
+        with pytest.raises(RuntimeError), db.transaction() as session:
+            hint(session, "test_hints", [1, 2, 3])
+            raise RuntimeError("rolled back")
+        many = list(range(1_000_000, 1_003_000))  # 24,000 bytes: several NOTIFYs
+        with db.transaction() as session:
+            hint(session, "test_hints", many)
+        heard: list[int] = []
+        while len(heard) < len(many):
+            heard += got.get(timeout=5)
+        assert heard == many
+        assert got.empty()  # the rolled-back hint never came
+    finally:
+        listener.stop()

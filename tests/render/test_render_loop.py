@@ -16,6 +16,7 @@ from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services import app
+from services.core.bus import HintListener
 from services.core.database import Database
 from services.core.settings import Settings
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
@@ -26,6 +27,20 @@ from tests.support import InProcessServer
 @pytest.fixture
 def farm(db: Database) -> Iterator[grpc.Channel]:
     components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
+    with InProcessServer(components) as server, server.channel() as ch:
+        yield ch
+
+
+@pytest.fixture(params=["hint", "event"])
+def farm_by(request: pytest.FixtureRequest, db: Database) -> Iterator[grpc.Channel]:
+    """The farm, its assignments reaching the nodes service by the scheduler's
+    hint, or (its listener left out) by their outbox events only."""
+    components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
+    if request.param == "event":
+        for component in components:
+            component.background = [
+                b for b in component.background if not isinstance(b, HintListener)
+            ]
     with InProcessServer(components) as server, server.channel() as ch:
         yield ch
 
@@ -137,6 +152,26 @@ def test_a_job_renders_chunk_by_chunk_on_two_nodes_and_completes(
             .all()
         )
     assert topics == ["job.started", "job.completed"]
+
+
+def test_each_assignment_reaches_its_agent_once_by_hint_or_by_event(
+    farm_by: grpc.Channel, agents: list[ProtocolAgent]
+) -> None:
+    jobs = jobs_pb2_grpc.JobsServiceStub(farm_by)
+    agent = ProtocolAgent(farm_by, "render-once")
+    agents.append(agent)
+    jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=_job(3)))
+    tokens = []
+    for _ in range(3):
+        assignment = _assignment(agent)
+        tokens.append(assignment.fencing_token)
+        # Longer than the event's grace: a second copy would have come by now.
+        time.sleep(0.5)
+        assert _finish(agent, assignment).applied
+    assert len(set(tokens)) == 3
+    time.sleep(0.5)
+    while not agent.received.empty():  # nothing but acknowledgements left over
+        assert agent.received.get().WhichOneof("message") != "assignment"
 
 
 def test_a_stale_report_changes_nothing_and_a_failure_is_requeued_then_failed(
