@@ -115,3 +115,25 @@ def test_an_agent_started_by_a_dispatcher_stops_when_that_process_dies(tmp_path:
         time.sleep(0.2)
     assert _gone(agent_pid), (tmp_path / "agent.log").read_text()
     assert "is gone: stopping" in (tmp_path / "agent.log").read_text()
+
+
+def test_the_agent_process_runs_without_python_s_ssl_and_openssl() -> None:
+    """Its TLS is gRPC's own (tests/security/test_tls.py runs agents over
+    mTLS); leaving out the ssl module keeps OpenSSL's libraries out too."""
+    probe = (
+        "import sys\n"
+        "from agent.__main__ import run\n"
+        "sys.argv = ['muster-agent', '--help']\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0\n"
+        "import asyncio.base_events\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(sys.modules['ssl'], asyncio.base_events.ssl, 'libssl' in maps)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "None None False"
