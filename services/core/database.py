@@ -143,6 +143,13 @@ class Database:
         with self.autocommit_engine.connect() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads that need no common snapshot: each statement
+        commits as it runs, so there are no BEGIN and COMMIT round trips."""
+        with self.autocommit_engine.connect() as connection, Session(bind=connection) as session:
+            yield session
+
     def raw_connection(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A dedicated psycopg connection outside the pool (LISTEN needs one)."""
         return psycopg.connect(libpq_url(self.url), autocommit=autocommit)

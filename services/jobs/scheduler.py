@@ -435,18 +435,17 @@ class Scheduler(ListeningThread):
 
     @staticmethod
     def _exclusions(session: Session) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
-        jobs = {
-            (int(n), int(j))
-            for n, j in session.execute(
-                text("SELECT node_id, job_id FROM node_job_exclusions WHERE excluded_until > now()")
-            ).all()
-        }
-        templates = {
-            (int(n), int(t))
-            for n, t in session.execute(
-                text("SELECT node_id, template_id FROM node_template_exclusions")
-            ).all()
-        }
+        """(node, job) pairs excluded now and (node, template) pairs, in one read."""
+        jobs: set[tuple[int, int]] = set()
+        templates: set[tuple[int, int]] = set()
+        for kind, node, other in session.execute(
+            text(
+                "SELECT 'job', node_id, job_id FROM node_job_exclusions"
+                " WHERE excluded_until > now()"
+                " UNION ALL SELECT 'template', node_id, template_id FROM node_template_exclusions"
+            )
+        ).all():
+            (jobs if kind == "job" else templates).add((int(node), int(other)))
         return jobs, templates
 
     @staticmethod

@@ -54,9 +54,10 @@ MAX_BATCH = 500
 
 
 def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
-    """The Assignment messages of these nodes' live assignments, read in one
-    transaction with a few set-based queries (reads of the jobs domain)."""
-    with db.transaction() as session:
+    """The Assignment messages of these nodes' live assignments, read with a
+    few set-based queries (reads of the jobs domain). No transaction: a job
+    deleted between two reads leaves its assignment unbuilt (and gone)."""
+    with db.read_session() as session:
         # Each live assignment with its node's platform and its chunk's frames.
         live = session.execute(
             select(

@@ -164,16 +164,35 @@ def test_a_paused_engine_dispatches_nothing(db: Database, jobs: JobsService) -> 
 
 def test_an_excluded_node_gets_no_chunk_of_that_job(db: Database, jobs: JobsService) -> None:
     job = _job(jobs)
-    node = _node(db, "a")
+    _exclude(db, _node(db, "a"), job, "1 hour")
+    assert Scheduler(db).tick() == 0
+
+
+def _exclude(db: Database, node: int, job: int, for_how_long: str) -> None:
+    """Node `node` excluded from `job` until now + `for_how_long` (past if negative)."""
     with db.transaction() as session:
         session.execute(
             text(
                 "INSERT INTO node_job_exclusions (node_id, job_id, failures, excluded_until)"
-                " VALUES (:n, :j, 3, now() + interval '1 hour')"
+                " VALUES (:n, :j, 3, now() + CAST(:span AS interval))"
             ),
-            {"n": node, "j": job},
+            {"n": node, "j": job, "span": for_how_long},
         )
-    assert Scheduler(db).tick() == 0
+
+
+def test_a_node_excluded_from_a_template_gets_no_job_of_it_and_a_forgiven_one_does(
+    db: Database, jobs: JobsService
+) -> None:
+    job = _job(jobs, frames=3)
+    barred, forgiven, free = _node(db, "a"), _node(db, "b"), _node(db, "c")
+    with db.transaction() as session:
+        session.execute(
+            text("INSERT INTO node_template_exclusions (node_id, template_id) VALUES (:n, :t)"),
+            {"n": barred, "t": COMMAND_LINE_TEMPLATE_ID},
+        )
+    _exclude(db, forgiven, job, "-1 second")
+    assert Scheduler(db).tick() == 2
+    assert {node for _, _, node in _assigned(db)} == {forgiven, free}
 
 
 def _token(db: Database, job_id: int) -> int:
