@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,37 +166,29 @@ def eligible(
     return not (job.template_id is not None and (node.id, job.template_id) in excluded_templates)
 
 
-@contextlib.contextmanager
-def chunk_order_scans(session: Session) -> Iterator[None]:
-    """Ready chunks read by an index scan in chunk order, for the statements inside.
+def start_tick(session: Session) -> bool:
+    """Whether the engine runs; and for the rest of the tick's transaction,
+    ready chunks read by an index scan in chunk order (one statement).
 
     Left to itself the planner often estimates a fresh job's queued chunks at
     a handful (its statistics predate the job), reads *every* queued chunk of
     the job, sorts them and keeps the first few: a tick then costs in
     proportion to the queue (tens of milliseconds at 100,000 queued chunks,
     seconds at 1,000,000). Without sorts and bitmap scans the only plan left
-    is ix_chunks_ready in chunk order, stopped after LIMIT rows.
+    is ix_chunks_ready in chunk order, stopped after LIMIT rows; the tick's
+    other statements have no cheaper plan than the one they had (a sort with
+    no alternative still runs), and the settings end with the transaction.
     """
-    previous = session.execute(
+    status = session.execute(
         text(
-            "SELECT current_setting('enable_sort') AS sort,"
-            " current_setting('enable_bitmapscan') AS bitmap,"
+            "SELECT (SELECT status FROM engine_state WHERE id = 1),"
             " set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
         )
-    ).one()
-    try:
-        yield
-    finally:
-        session.execute(
-            text(
-                "SELECT set_config('enable_sort', :sort, true),"
-                " set_config('enable_bitmapscan', :bitmap, true)"
-            ),
-            {"sort": previous.sort, "bitmap": previous.bitmap},
-        )
+    ).scalar()
+    return status in (None, "running")
 
 
-# The first queued chunks of a job in frame order, locked (inside chunk_order_scans).
+# The first queued chunks of a job in frame order, locked (after start_tick).
 READY_CHUNKS = (
     "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
     " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
@@ -275,7 +267,7 @@ class Scheduler(ListeningThread):
     def tick(self) -> int:
         """Assign what can be assigned now; returns how many chunks."""
         with self.db.transaction() as session:
-            if not self._engine_running(session):
+            if not start_tick(session):
                 return 0
             nodes = self._free_nodes(session)
             if not nodes:
@@ -283,8 +275,7 @@ class Scheduler(ListeningThread):
             candidates = self._candidate_jobs(session)
             if not candidates:
                 return 0
-            with chunk_order_scans(session):
-                plan = self._match(session, nodes, candidates)
+            plan = self._match(session, nodes, candidates)
             if plan:
                 self._commit(session, plan)
             self.assigned_total += len(plan)
@@ -367,11 +358,6 @@ class Scheduler(ListeningThread):
                 "limit": limit,
             },
         ).all()
-
-    @staticmethod
-    def _engine_running(session: Session) -> bool:
-        status = session.execute(text("SELECT status FROM engine_state WHERE id = 1")).scalar()
-        return status in (None, "running")
 
     def _free_nodes(self, session: Session) -> list[FreeNode]:
         rows = session.execute(

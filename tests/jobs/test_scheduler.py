@@ -10,7 +10,7 @@ from sqlalchemy import text
 from services.core.database import Database
 from services.jobs.domain import Attribute, JobSpec
 from services.jobs.runs import ChunkRuns, RunEnd, next_chunk_status
-from services.jobs.scheduler import READY_CHUNKS, Scheduler, chunk_order_scans
+from services.jobs.scheduler import READY_CHUNKS, Scheduler, start_tick
 from services.jobs.service import JobsService
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
@@ -392,7 +392,8 @@ def test_a_tick_reads_only_the_chunks_it_takes_however_long_the_queue(
             ),
             {"job": job},
         )
-    with db.transaction() as session, chunk_order_scans(session):
+    with db.transaction() as session:
+        assert start_tick(session)
         plan = "\n".join(
             row[0]
             for row in session.execute(
