@@ -24,7 +24,7 @@ from services.core.settings import Settings
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
 from services.nodes.enrollment import Enrollment
-from services.nodes.render import RenderBridge
+from services.nodes.render import REFERENCE_TOPICS, RenderBridge
 from services.nodes.scan import run_scan
 from services.nodes.service import NodesService, new_replica_id
 from services.nodes.servicer import (
@@ -98,7 +98,7 @@ def build(db: Database, settings: Settings) -> Component:
                     "node.deleted",
                     "chunk.assigned",
                     "system.soft_restart",
-                    "config.changed",
+                    *sorted(REFERENCE_TOPICS),
                 ],
                 hub.on_events,
                 settings.event_poll_seconds,

@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
 from sqlalchemy import Row, and_, select
+from sqlalchemy.orm import Session
 
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.admin.configuration import read_configuration
+from services.admin.domain import DispatcherConfig
 from services.admin.paths import RepositoryPaths, map_path
 from services.admin.repository import all_repositories
 from services.core.auth import ServiceIdentity
@@ -53,7 +57,61 @@ EVENT_GRACE_SECONDS = 0.1
 MAX_BATCH = 500
 
 
-def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
+# What every assignment of a batch shares, kept between batches: read again
+# when an event says it changed (REFERENCE_TOPICS) and at least this often
+# (templates change only when a replica starts and seeds them).
+REFERENCE_SECONDS = 10.0
+REFERENCE_TOPICS = frozenset(
+    {
+        "config.changed",
+        "repository.created",
+        "repository.updated",
+        "repository.deleted",
+        "repositories.changed",
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    config: DispatcherConfig
+    mappings: list[RepositoryPaths]
+    templates: dict[int, template_defs.Template]
+    read_at: float
+
+
+class ReferenceCache:
+    """The dispatcher configuration, the repositories' paths and the templates
+    that assignments are built with: three reads fewer per batch."""
+
+    def __init__(self) -> None:
+        self._current: _Reference | None = None
+
+    def invalidate(self) -> None:
+        self._current = None
+
+    def get(self, session: Session, template_ids: set[int]) -> _Reference:
+        current = self._current
+        if (
+            current is None
+            or time.monotonic() - current.read_at > REFERENCE_SECONDS
+            or not template_ids <= current.templates.keys()
+        ):
+            current = self._current = _Reference(
+                read_configuration(session),
+                [
+                    RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
+                    for r in all_repositories(session)
+                ],
+                {row.id: _template(row) for row in session.execute(select(templates_table))},
+                time.monotonic(),
+            )
+        return current
+
+
+def build_assignments(
+    db: Database, node_ids: list[int], reference: ReferenceCache | None = None
+) -> dict[int, agent_pb2.Assignment]:
     """The Assignment messages of these nodes' live assignments, read with a
     few set-based queries (reads of the jobs domain). No transaction: a job
     deleted between two reads leaves its assignment unbuilt (and gone)."""
@@ -87,20 +145,10 @@ def build_assignments(db: Database, node_ids: list[int]) -> dict[int, agent_pb2.
                 select(jobs).where(jobs.c.id.in_({a.job_id for a in live}))
             ).all()
         }
-        config = read_configuration(session)
-        mappings = [
-            RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
-            for r in all_repositories(session)
-        ]
-        # Each template once per batch, not once per assignment.
-        templates = {
-            row.id: _template(row)
-            for row in session.execute(
-                select(templates_table).where(
-                    templates_table.c.id.in_({j.template_id for j in job_rows.values()})
-                )
-            ).all()
-        }
+        shared = (reference or ReferenceCache()).get(
+            session, {j.template_id for j in job_rows.values()}
+        )
+    config, mappings, templates = shared.config, shared.mappings, shared.templates
     messages = {}
     for assignment in live:
         try:
@@ -202,6 +250,7 @@ class RenderBridge:
         self.timings: Any = None
         self._channel: grpc.aio.Channel | None = None
         self._results: asyncio.Queue[tuple[AgentStream, agent_pb2.ChunkResult]] | None = None
+        self.reference = ReferenceCache()
         self._wanted: set[int] = set()
         self._at_once = False
         self._wake = asyncio.Event()
@@ -224,6 +273,11 @@ class RenderBridge:
         return chunk_runs_pb2_grpc.ChunkRunsServiceStub(self._channel)
 
     # --- assignments down ---------------------------------------------------------------
+
+    def reference_event(self, topic: str) -> None:
+        """Any event (bus thread): the configuration or the repositories changed?"""
+        if topic in REFERENCE_TOPICS:
+            self.reference.invalidate()
 
     def on_event(
         self, topic: str, payload: dict[str, Any], loop: asyncio.AbstractEventLoop
@@ -270,7 +324,9 @@ class RenderBridge:
             if not wanted:
                 continue
             try:
-                messages = await asyncio.to_thread(build_assignments, self.db, wanted)
+                messages = await asyncio.to_thread(
+                    build_assignments, self.db, wanted, self.reference
+                )
                 for node_id, message in messages.items():
                     stream = self.hub.streams.get(node_id)
                     if stream is None or stream.sent_token == message.fencing_token:

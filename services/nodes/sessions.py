@@ -138,6 +138,8 @@ class SessionHub:
         if loop is None:
             return
         node_id = int(event.payload.get("node_id", 0))
+        if self.render_listener is not None:
+            self.render_listener.reference_event(event.topic)
         if event.topic == "node.command" and node_id in self.streams:
             command_id = int(event.payload["command_id"])
             asyncio.run_coroutine_threadsafe(self.deliver_command(node_id, command_id), loop)

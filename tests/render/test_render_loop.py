@@ -12,6 +12,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
+from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
@@ -285,3 +286,20 @@ def test_attributes_flagged_for_substitution_reach_the_node_as_its_own_paths(
     jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job))
     assignment = _assignment(agent)
     assert list(assignment.arguments) == ["/mnt/projects/show/a.ma"]
+    assert _finish(agent, assignment).applied
+
+    # The nodes service keeps the repositories between batches: a change
+    # reaches the next assignment all the same.
+    admin_pb2_grpc.AdminServiceStub(farm).UpdateRepository(
+        admin_pb2.UpdateRepositoryRequest(
+            repository=admin_pb2.Repository(
+                name="projects",
+                windows_path="P:\\projects",
+                linux_path="/net/projects",
+                macos_path="/Volumes/projects",
+            )
+        )
+    )
+    time.sleep(0.5)  # the repository.updated event reaches the nodes service
+    jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job))
+    assert list(_assignment(agent).arguments) == ["/net/projects/show/a.ma"]
