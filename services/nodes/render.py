@@ -16,13 +16,14 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
-from sqlalchemy import Row, and_, select
+from sqlalchemy import BigInteger, BindParameter, Row, and_, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from farm.agent.v1 import agent_pb2
@@ -135,14 +136,16 @@ def build_assignments(
                     chunks.c.chunk_number == chunk_assignments.c.chunk_number,
                 ),
             )
-            .where(chunk_assignments.c.node_id.in_(node_ids))
+            # One array parameter, not one per node: the statement's text is
+            # the same for every batch, so PostgreSQL reuses its plan.
+            .where(chunk_assignments.c.node_id == any_(_ids(node_ids)))
         ).all()
         if not live:
             return {}
         job_rows = {
             row.id: row
             for row in session.execute(
-                select(jobs).where(jobs.c.id.in_({a.job_id for a in live}))
+                select(jobs).where(jobs.c.id == any_(_ids({a.job_id for a in live})))
             ).all()
         }
         shared = (reference or ReferenceCache()).get(
@@ -169,6 +172,11 @@ def build_assignments(
         except Exception:
             _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
     return messages
+
+
+def _ids(values: Iterable[int]) -> BindParameter[Any]:
+    ids: BindParameter[Any] = bindparam(None, sorted(values), type_=ARRAY(BigInteger))
+    return ids
 
 
 def _template(row: Row[Any]) -> template_defs.Template:
