@@ -38,9 +38,11 @@ TOPIC_PREFIXES = ("job.", "chunk.", "node.", "client.message", "client.disconnec
 QUEUE_LIMIT = 10_000
 # A batching stream writes at most once per spacing, longer when more streams
 # are held, so that the writes a replica makes per second stay about level:
-# 10 ms with 100 streams, 100 ms (the most) with 1,000. A stream that has not
-# written for that long writes its next event at once.
-SPACING_SECONDS = (0.01, 0.1)
+# 10 ms with 100 streams, 50 ms (the most) from 500. A stream that has not
+# written for that long writes its next event at once. (With 1,000 consoles
+# following a farm, a 100 ms cap put the median delivery at 99-109 ms, 50 ms
+# at 80-92 ms, for the same CPU and memory: bench/clients.py.)
+SPACING_SECONDS = (0.01, 0.05)
 WRITES_PER_SECOND = 10_000
 REFRESH_SECONDS = 10.0
 
