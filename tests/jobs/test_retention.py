@@ -77,9 +77,10 @@ def test_render_output_older_than_the_log_retention_is_pruned(
     assign(db, job.id, 1, node_id=1)
     assign(db, job.id, 2, node_id=2)
     with db.transaction() as session:
-        runs = dict(
-            session.execute(select(chunk_runs.c.chunk_number, chunk_runs.c.id)).tuples().all()
-        )
+        runs = {
+            r.chunk_number: r.id
+            for r in session.execute(select(chunk_runs.c.chunk_number, chunk_runs.c.id))
+        }
         for run_id in runs.values():
             session.execute(
                 insert(chunk_run_logs),
