@@ -261,6 +261,15 @@ async def _render(
             received = [t for n in nodes for t in n.received]
             return [t - ready for t in received], [t - submitted for t in received]
 
+        async def busy(chunks: int) -> tuple[int, int]:
+            """A job of `chunks`, once every node is busy with it: (its id, the
+            chunks done before it)."""
+            job_id, before = await submit(chunks), done()
+            await asyncio.sleep(1.0)  # every node is busy by now: measure from here
+            for n in nodes:
+                n.latencies.clear()
+            return job_id, before
+
         async def throughput(chunks: int, windows: int) -> list[float]:
             """Chunks/s over `windows` windows of MEASURE_SECONDS, all nodes busy.
 
@@ -268,11 +277,7 @@ async def _render(
             job deleted while 2,000 simulated nodes run it left the farm
             dispatching nothing afterwards (see docs/benchmarks.md).
             """
-            job_id = await submit(chunks)
-            before = done()
-            await asyncio.sleep(1.0)  # every node is busy by now: measure from here
-            for n in nodes:
-                n.latencies.clear()
+            job_id, before = await busy(chunks)
             rates = []
             for _ in range(windows):
                 started, at_start = time.perf_counter(), done()
@@ -285,13 +290,35 @@ async def _render(
             await asyncio.sleep(1.0)
             return rates
 
+        async def sustained(queued: int, windows: int) -> list[float]:
+            """Chunks/s over `windows` windows of MEASURE_SECONDS with about
+            `queued` chunks kept waiting: jobs of half as many are submitted as
+            the queue drains (a queue of that length held for as long as the
+            big queues' windows, not one job draining in a few seconds)."""
+            first, before = await busy(queued)
+            job_ids, submitted = [first], queued
+            rates = []
+            for _ in range(windows):
+                started, at_start = time.perf_counter(), done()
+                while time.perf_counter() - started < MEASURE_SECONDS:
+                    # Not yet done = queued + running (at most one per node).
+                    if submitted - (done() - before) < queued + NODES:
+                        job_ids.append(await submit(queued // 2))
+                        submitted += queued // 2
+                    await asyncio.sleep(0.05)
+                rates.append((done() - at_start) / (time.perf_counter() - started))
+            for job_id in job_ids:
+                await delete(job_id)
+            await asyncio.sleep(1.0)
+            return rates
+
         probes: list[float] = []
         with_submission: list[float] = []
         for _ in range(RUNS):
             from_ready, from_submission = await latency()
             probes += from_ready
             with_submission += from_submission
-        small = statistics.median([(await throughput(CHUNKS, 1))[0] for _ in range(RUNS)])
+        small = statistics.median(await sustained(CHUNKS, RUNS))
         cycle = [x for n in nodes for x in n.latencies]
         big = statistics.median(await throughput(BIG_QUEUE, RUNS))
         huge = statistics.median(await throughput(HUGE_QUEUE, RUNS)) if HUGE_QUEUE else 0.0
