@@ -467,10 +467,13 @@ class Scheduler(ListeningThread):
         }
         rows = [{**r, "token": tokens[(r["job"], r["chunk"])]} for r in planned]
         # The chunks (only if still queued) and their `running` history entries.
+        # Started at this statement's time, not the tick's start: the tick's
+        # reads may have seen results committed after it began (a chunk
+        # dependency's run must not look as if it ended after this one started).
         started = session.execute(
             text(
                 "WITH c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node,"
-                " node_name = v.name, fencing_token = v.token, started_at = now(),"
+                " node_name = v.name, fencing_token = v.token, started_at = statement_timestamp(),"
                 " ended_at = NULL, exit_code = NULL, progress = 0,"
                 " runs_count = c.runs_count + 1, version = c.version + 1"
                 " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
@@ -481,7 +484,7 @@ class Scheduler(ListeningThread):
                 " INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
                 " fencing_token, start_frame, end_frame, started_at, outcome)"
                 " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
-                " start_frame, end_frame, now(), 'running' FROM c"
+                " start_frame, end_frame, statement_timestamp(), 'running' FROM c"
             ),
             {"rows": json.dumps(rows)},
         ).rowcount  # type: ignore[attr-defined]
