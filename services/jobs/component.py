@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import grpc
@@ -12,6 +11,7 @@ from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from gateway.hooks import REACTIONS, HookRunner
 from services.admin.configuration import read_configuration
 from services.core.auth import security_for
+from services.core.background import Periodic
 from services.core.bus import DurableConsumer, Event, Listener, LiveSubscription
 from services.core.database import Database
 from services.core.errors import NotFound
@@ -43,44 +43,29 @@ class _SeedTemplates:
 
 
 class Retention:
-    """Background item: every `interval` seconds, the dispatcher configuration's
-    completed-job policy and render-log retention (JobsService.apply_retention).
-    Every replica may run it; a job another replica removed first is skipped."""
+    """The dispatcher configuration's completed-job policy and render-log
+    retention (JobsService.apply_retention), run every RETENTION_SECONDS by a
+    Periodic. Every replica may run it; a job another replica removed first
+    is skipped."""
 
-    def __init__(self, db: Database, service: JobsService, interval: float = 300.0) -> None:
+    def __init__(self, db: Database, service: JobsService) -> None:
         self.db = db
         self.service = service
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> tuple[int, int]:
         with self.db.transaction() as session:
             config = read_configuration(session)
-        return self.service.apply_retention(
+        removed, pruned = self.service.apply_retention(
             config.completed_job_policy,
             config.completed_job_retention_hours,
             config.log_retention_days,
         )
+        if removed or pruned:
+            _LOG.info("retention: %d completed job(s) removed, %d log line(s)", removed, pruned)
+        return removed, pruned
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                removed, pruned = self.run_once()
-            except Exception:
-                _LOG.exception("retention pass failed")
-                continue
-            if removed or pruned:
-                _LOG.info("retention: %d completed job(s) removed, %d log line(s)", removed, pruned)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+RETENTION_SECONDS = 300.0
 
 
 # The hook worker lives until the hooks change or the dispatcher restarts.
@@ -109,7 +94,7 @@ def build(db: Database, settings: Settings) -> Component:
         # Every replica runs a scheduler; one at a time leads (advisory lock).
         background=[
             _SeedTemplates(service),
-            Retention(db, service),
+            Periodic("jobs-retention", RETENTION_SECONDS, Retention(db, service).run_once),
             Scheduler(db, hooks=hooks),
             Listener(
                 DurableConsumer(

@@ -510,15 +510,15 @@ class JobsService:
         """jobDelete: the job, or the folder with everything inside it. History
         and backups stay."""
         with self.db.transaction() as session:
-            self._job(session, job_id, lock=True)
-            self._delete(session, job_id, archived=False)
+            self._delete(session, self._job(session, job_id, lock=True), archived=False)
 
-    def _delete(self, session: Session, job_id: int, archived: bool) -> None:
+    def _delete(self, session: Session, row: Row[Any], archived: bool) -> None:
+        """Delete the (locked) job or folder `row` and everything inside it."""
+        job_id = int(row.id)
         tree = self._subtree_unlocked(session, job_id)
         ids = sorted(int(r.id) for r in tree)
         # What the job was, for those who hear of it once it is gone (onDeleteJob).
-        gone = repo.get_job(session, job_id)
-        snapshot = {} if gone is None else {f: getattr(gone, f) for f in DELETED_JOB_FIELDS}
+        snapshot = {f: getattr(row, f) for f in DELETED_JOB_FIELDS}
         nodes = repo.release_assignments(session, ids, "killed: job deleted")
         repo.delete_jobs(session, job_id)
         _event(
@@ -688,17 +688,19 @@ class JobsService:
     def backup_job(self, job_id: int, overwrite_mode: str) -> int:
         """backupJob."""
         with self.db.transaction() as session:
-            return self._backup(session, job_id, overwrite_mode)
+            return self._backup(session, self._job(session, job_id, lock=True), overwrite_mode)
 
     def archive_job(self, job_id: int, overwrite_mode: str) -> int:
         """backupJobAndDelete: the backup and the deletion in one transaction."""
         with self.db.transaction() as session:
-            backup_id = self._backup(session, job_id, overwrite_mode)
-            self._delete(session, job_id, archived=True)
+            row = self._job(session, job_id, lock=True)
+            backup_id = self._backup(session, row, overwrite_mode)
+            self._delete(session, row, archived=True)
             return backup_id
 
-    def _backup(self, session: Session, job_id: int, overwrite_mode: str) -> int:
-        row = self._job(session, job_id, lock=True)
+    def _backup(self, session: Session, row: Row[Any], overwrite_mode: str) -> int:
+        """Snapshot the (locked) job `row` into the backup store."""
+        job_id = int(row.id)
         ensure_may_change([row])
         if row.kind != "job":
             raise InvalidArgument(f"job_id: {job_id} is a folder; only jobs are backed up")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import grpc
 import pytest
@@ -16,8 +17,25 @@ from tests.support import DispatcherProcess, LiveClient, auth
 CLIENT_TIMEOUT_SECONDS = 3.0
 
 
+@dataclass
+class Replicas:
+    """Two nodes-service processes on one database, a channel to each, and
+    the consoles a test opened (closed after it)."""
+
+    first: DispatcherProcess
+    second: DispatcherProcess
+    on_first: grpc.Channel
+    on_second: grpc.Channel
+    clients: list[LiveClient] = field(default_factory=list)
+
+    def console(self, channel: grpc.Channel, user: str) -> LiveClient:
+        client = LiveClient(channel, user)
+        self.clients.append(client)
+        return client
+
+
 @pytest.fixture
-def replicas(database_url: str) -> Iterator[tuple[DispatcherProcess, DispatcherProcess]]:
+def replicas(database_url: str) -> Iterator[Replicas]:
     env = {
         "MUSTER_DATABASE_URL": database_url,
         "MUSTER_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_SECONDS),
@@ -26,7 +44,16 @@ def replicas(database_url: str) -> Iterator[tuple[DispatcherProcess, DispatcherP
     first = DispatcherProcess(["serve", "nodes"], env)
     second = DispatcherProcess(["serve", "nodes"], env)
     try:
-        yield first, second
+        with (
+            grpc.insecure_channel(first.address) as on_first,
+            grpc.insecure_channel(second.address) as on_second,
+        ):
+            held = Replicas(first, second, on_first, on_second)
+            try:
+                yield held
+            finally:
+                for client in held.clients:
+                    client.close()
     finally:
         for replica in (first, second):
             replica.kill()
@@ -55,64 +82,48 @@ def _custom_messages(client: LiveClient, seconds: float) -> list[str]:
 
 
 def test_consoles_on_one_replica_are_listed_messaged_and_disconnected_from_another(
-    replicas: tuple[DispatcherProcess, DispatcherProcess],
+    replicas: Replicas,
 ) -> None:
-    first, second = replicas
-    with (
-        grpc.insecure_channel(first.address) as on_first,
-        grpc.insecure_channel(second.address) as on_second,
-    ):
-        alice = LiveClient(on_first, "alice")
-        bob = LiveClient(on_first, "bob")
-        try:
-            assert _consoles(on_second) == {alice.connection_id: "alice", bob.connection_id: "bob"}
-            stub = nodes_pb2_grpc.ClientsServiceStub(on_second)
-            stub.SendConsoleMessage(
-                nodes_pb2.SendConsoleMessageRequest(
-                    connection_id=alice.connection_id, message="only alice"
-                ),
-                metadata=auth(),
-            )
-            stub.SendConsoleMessage(
-                nodes_pb2.SendConsoleMessageRequest(message="everyone", broadcast=True),
-                metadata=auth(),
-            )
-            assert _custom_messages(alice, 3) == ["only alice", "everyone"]
-            assert _custom_messages(bob, 0.5) == ["everyone"]
+    on_second = replicas.on_second
+    alice = replicas.console(replicas.on_first, "alice")
+    bob = replicas.console(replicas.on_first, "bob")
+    assert _consoles(on_second) == {alice.connection_id: "alice", bob.connection_id: "bob"}
+    stub = nodes_pb2_grpc.ClientsServiceStub(on_second)
+    stub.SendConsoleMessage(
+        nodes_pb2.SendConsoleMessageRequest(
+            connection_id=alice.connection_id, message="only alice"
+        ),
+        metadata=auth(),
+    )
+    stub.SendConsoleMessage(
+        nodes_pb2.SendConsoleMessageRequest(message="everyone", broadcast=True),
+        metadata=auth(),
+    )
+    assert _custom_messages(alice, 3) == ["only alice", "everyone"]
+    assert _custom_messages(bob, 0.5) == ["everyone"]
 
-            stub.DisconnectConsole(
-                nodes_pb2.DisconnectConsoleRequest(connection_id=bob.connection_id),
-                metadata=auth(),
-            )
-            assert _custom_messages(bob, 3) == ["notice:DISCONNECT_REASON_FORCED"]
-            bob.thread.join(5)
-            assert not bob.thread.is_alive()  # the stream ended
-            assert _consoles(on_second) == {alice.connection_id: "alice"}
-        finally:
-            alice.close()
-            bob.close()
+    stub.DisconnectConsole(
+        nodes_pb2.DisconnectConsoleRequest(connection_id=bob.connection_id),
+        metadata=auth(),
+    )
+    assert _custom_messages(bob, 3) == ["notice:DISCONNECT_REASON_FORCED"]
+    bob.thread.join(5)
+    assert not bob.thread.is_alive()  # the stream ended
+    assert _consoles(on_second) == {alice.connection_id: "alice"}
 
 
 def test_the_consoles_of_a_replica_that_died_leave_the_lists_within_the_timeout(
-    replicas: tuple[DispatcherProcess, DispatcherProcess],
+    replicas: Replicas,
 ) -> None:
-    first, second = replicas
-    with (
-        grpc.insecure_channel(first.address) as on_first,
-        grpc.insecure_channel(second.address) as on_second,
-    ):
-        orphan = LiveClient(on_first, "carol")
-        kept = LiveClient(on_second, "dave")
-        try:
-            assert set(_consoles(on_second)) == {orphan.connection_id, kept.connection_id}
-            first.stop(signal.SIGKILL)  # no goodbye: its rows stay until the timeout
-            died = time.monotonic()
-            while orphan.connection_id in _consoles(on_second):
-                assert time.monotonic() - died < 2 * CLIENT_TIMEOUT_SECONDS + 5
-                time.sleep(0.2)
-            # The live replica's console stays, refreshed well within the timeout.
-            time.sleep(CLIENT_TIMEOUT_SECONDS)
-            assert set(_consoles(on_second)) == {kept.connection_id}
-        finally:
-            orphan.close()
-            kept.close()
+    on_second = replicas.on_second
+    orphan = replicas.console(replicas.on_first, "carol")
+    kept = replicas.console(on_second, "dave")
+    assert set(_consoles(on_second)) == {orphan.connection_id, kept.connection_id}
+    replicas.first.stop(signal.SIGKILL)  # no goodbye: its rows stay until the timeout
+    died = time.monotonic()
+    while orphan.connection_id in _consoles(on_second):
+        assert time.monotonic() - died < 2 * CLIENT_TIMEOUT_SECONDS + 5
+        time.sleep(0.2)
+    # The live replica's console stays, refreshed well within the timeout.
+    time.sleep(CLIENT_TIMEOUT_SECONDS)
+    assert set(_consoles(on_second)) == {kept.connection_id}
