@@ -385,3 +385,20 @@ class ClientProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def until_lock_wait(db: Any, seconds: float = 10.0) -> None:
+    """Return once a backend of `db`'s database (a fresh one per test) waits
+    for a lock: the concurrent transaction a test started has come to block."""
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + seconds
+    with db.read() as connection:
+        while not connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one():
+            assert time.monotonic() < deadline, "no transaction came to wait for a lock"
+            time.sleep(0.02)

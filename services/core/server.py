@@ -241,6 +241,12 @@ class _Call:
             code, message = status_of(exc), exc.message
         elif isinstance(exc, grpc.aio.AbortError):
             return None  # the handler aborted with its own status
+        elif _retryable(exc):
+            # Rolled back RETRIES times by concurrent work: nothing changed,
+            # and the caller may try again.
+            _LOG.warning("%s: gave up after %d concurrency rollbacks", self.method, RETRIES)
+            code = grpc.StatusCode.ABORTED
+            message = "conflicted with concurrent changes; nothing was changed, try again"
         else:
             incident = uuid.uuid4().hex[:12]
             _LOG.error("internal error in %s (incident %s)", self.method, incident, exc_info=exc)

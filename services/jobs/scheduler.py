@@ -36,7 +36,7 @@ from services.core.bus import (
 )
 from services.core.database import Database
 from services.jobs.domain import done_chunk_statuses, unmet_dependencies
-from services.jobs.repository import jobs_by_ids
+from services.jobs.repository import LOCK_JOBS, jobs_by_ids
 from services.jobs.servicer import chunk_message, job_message
 
 _LOG = logging.getLogger(__name__)
@@ -188,10 +188,19 @@ def start_tick(session: Session) -> bool:
     return status in (None, "running")
 
 
+# The job's row is held FOR KEY SHARE for the rest of the tick, unless a
+# transaction holds it FOR UPDATE (a deletion, an edit): then the job is left
+# for the next tick. Reading its chunks first and waiting for its row only at
+# the counters' update deadlocked with a deletion, which holds the row and
+# waits for those chunks.
+_JOB_HELD = (
+    "WITH held AS MATERIALIZED (SELECT id FROM jobs WHERE id = :job FOR KEY SHARE SKIP LOCKED) "
+)
 # The first queued chunks of a job in frame order, locked (after start_tick).
 READY_CHUNKS = (
-    "SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
-    " ORDER BY chunk_number LIMIT :limit FOR UPDATE SKIP LOCKED"
+    f"{_JOB_HELD}SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
+    " AND EXISTS (SELECT FROM held)"
+    " ORDER BY chunk_number LIMIT :limit FOR UPDATE OF chunks SKIP LOCKED"
 )
 
 
@@ -339,12 +348,12 @@ class Scheduler(ListeningThread):
             return session.execute(text(READY_CHUNKS), {"job": job.id, "limit": limit}).all()
         return session.execute(
             text(
-                "WITH held AS (SELECT range_agg(int8range("
+                f"{_JOB_HELD}, busy AS (SELECT range_agg(int8range("
                 "CAST(round(d.start_frame * :scale) AS bigint),"
                 " CAST(round(d.end_frame * :scale) AS bigint), '[]')) AS frames"
                 " FROM chunks d WHERE d.job_id IN :waiting AND d.status NOT IN :done)"
-                " SELECT c.* FROM chunks c CROSS JOIN held h"
-                " WHERE c.job_id = :job AND c.status = 'queued'"
+                " SELECT c.* FROM chunks c CROSS JOIN busy h"
+                " WHERE c.job_id = :job AND c.status = 'queued' AND EXISTS (SELECT FROM held)"
                 " AND NOT coalesce(h.frames && int8range("
                 "CAST(round(c.start_frame * :scale) AS bigint),"
                 " CAST(round(c.end_frame * :scale) AS bigint), '[]'), false)"
@@ -504,16 +513,20 @@ class Scheduler(ListeningThread):
                 ("chunk.assigned", {**assigned, "fencing_token": row["token"]}, str(row["node"]))
             )
             events.append(("chunk.started", assigned, str(row["job"])))
+        # The jobs' rows in id order, as a result's transaction takes them.
         session.execute(
             text(
-                "UPDATE jobs j SET chunks_queued = j.chunks_queued - v.n,"
+                f"{LOCK_JOBS} UPDATE jobs j SET chunks_queued = j.chunks_queued - v.n,"
                 " chunks_running = j.chunks_running + v.n, status = 'running',"
                 " started_at = coalesce(j.started_at, now()), updated_at = now(),"
                 " version = j.version + 1"
-                " FROM jsonb_to_recordset(CAST(:counts AS jsonb)) AS v(job bigint, n int)"
-                " WHERE j.id = v.job"
+                " FROM locked l, jsonb_to_recordset(CAST(:counts AS jsonb)) AS v(job bigint, n int)"
+                " WHERE j.id = l.id AND j.id = v.job"
             ),
-            {"counts": json.dumps([{"job": j, "n": n} for j, n in per_job.items()])},
+            {
+                "ids": sorted(per_job),
+                "counts": json.dumps([{"job": j, "n": n} for j, n in per_job.items()]),
+            },
         )
         started = {p.job.id for p in plan if not p.job.started}
         events.extend(

@@ -236,6 +236,15 @@ def record_command_result(
 # --- liveness --------------------------------------------------------------------------
 
 
+# Statements that change several nodes' rows lock them first in id order, in
+# one statement with the change: two such statements (heartbeats, results,
+# deliveries) each locking in its own order deadlocked under load.
+LOCK_NODES = (
+    "WITH locked AS MATERIALIZED (SELECT id FROM nodes"
+    " WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE)"
+)
+
+
 def touch_heartbeats(session: Session, replica: str, streams: dict[int, str]) -> list[int]:
     """Refresh the nodes whose streams this replica holds (node id -> session id).
 
@@ -247,15 +256,17 @@ def touch_heartbeats(session: Session, replica: str, streams: dict[int, str]) ->
         return []
     back = session.execute(
         text(
-            "UPDATE nodes n SET last_heartbeat_at = now(), session_id = v.session,"
+            f"{LOCK_NODES} UPDATE nodes n SET last_heartbeat_at = now(), session_id = v.session,"
             " replica = :replica, updated_at = now(),"
             " status = CASE WHEN n.status <> 'offline' THEN n.status"
             " WHEN n.paused THEN 'paused' ELSE 'idle' END"
-            " FROM jsonb_to_recordset(CAST(:streams AS jsonb)) AS v(node bigint, session text)"
-            " WHERE n.id = v.node"
+            " FROM locked l, jsonb_to_recordset(CAST(:streams AS jsonb))"
+            " AS v(node bigint, session text)"
+            " WHERE n.id = l.id AND n.id = v.node"
             " RETURNING n.id, (n.session_id IS DISTINCT FROM v.session) AS revived"
         ),
         {
+            "ids": sorted(streams),
             "replica": replica,
             "streams": json.dumps([{"node": k, "session": v} for k, v in streams.items()]),
         },
@@ -452,12 +463,13 @@ def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
     return list(
         session.execute(
             text(
-                "UPDATE nodes n SET status = CASE WHEN n.paused THEN 'paused' ELSE 'idle' END,"
-                " updated_at = now()"
-                " WHERE n.id IN :ids AND n.status = 'rendering'"
+                f"{LOCK_NODES} UPDATE nodes n"
+                " SET status = CASE WHEN n.paused THEN 'paused' ELSE 'idle' END,"
+                " updated_at = now() FROM locked l"
+                " WHERE n.id = l.id AND n.status = 'rendering'"
                 " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
                 " RETURNING n.id"
-            ).bindparams(bindparam("ids", expanding=True)),
+            ),
             {"ids": sorted(set(node_ids))},
         ).scalars()
     )
@@ -471,14 +483,18 @@ def mark_rendering(session: Session, node_ids: Sequence[int]) -> None:
     nothing to render, and the scheduler never books a `rendering` node. The
     assignment row is read FOR SHARE: its deletion waits for this commit (and
     release_rendering comes after it), or has happened and the row is skipped.
+    A row locked already (its run ending, or its job being deleted) is
+    skipped, not waited for: waiting here, with the nodes' rows locked, closed
+    a deadlock with a result being recorded and a job deletion.
     """
     if node_ids:
         session.execute(
             text(
-                "UPDATE nodes n SET status = 'rendering', updated_at = now()"
-                " WHERE n.id IN :ids AND n.status <> 'offline' AND EXISTS"
-                " (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id FOR SHARE)"
-            ).bindparams(bindparam("ids", expanding=True)),
+                f"{LOCK_NODES} UPDATE nodes n SET status = 'rendering', updated_at = now()"
+                " FROM locked l WHERE n.id = l.id AND n.status <> 'offline' AND EXISTS"
+                " (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id"
+                " FOR SHARE SKIP LOCKED)"
+            ),
             {"ids": sorted(set(node_ids))},
         )
 

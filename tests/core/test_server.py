@@ -9,17 +9,21 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from psycopg.errors import DeadlockDetected
+from sqlalchemy.exc import OperationalError
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.core.auth import Security
 from services.core.errors import InvalidArgument, NotFound
-from services.core.server import Component, DispatcherServer, contract_base
+from services.core.server import RETRIES, Component, DispatcherServer, contract_base
 from services.jobs.component import JOBS_SERVICE
 from tests.support import TEST_SIGNER, auth
 
 
 class ProbeJobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE)):  # type: ignore[misc]
     """A servicer with a few behaviours the bootstrap must handle."""
+
+    attempts = 0
 
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: Any) -> jobs_pb2.GetJobResponse:
         if request.job_id < 0:
@@ -28,6 +32,10 @@ class ProbeJobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SE
             raise NotFound("job 404 does not exist")
         if request.job_id == 500:
             raise RuntimeError("a bug, with secrets in its message")
+        if request.job_id in (408, 409):
+            type(self).attempts += 1
+            if request.job_id == 409 or type(self).attempts == 1:
+                raise OperationalError("UPDATE", {}, DeadlockDetected("deadlock detected"))
         if request.job_id == 777:
             time.sleep(1.0)  # an in-flight call during shutdown
         return jobs_pb2.GetJobResponse(job=jobs_pb2.Job(id=request.job_id, name="probe"))
@@ -105,6 +113,20 @@ def test_unexpected_failure_answers_internal_with_an_incident_id_and_no_details(
     assert code == "INTERNAL"
     assert message.startswith("internal error (incident ")
     assert "secrets" not in message
+
+
+def test_a_deadlock_is_retried_and_answers_aborted_once_retries_run_out() -> None:
+    """PostgreSQL rolled the transaction back: it changed nothing, so it runs
+    again; a caller gets ABORTED (try again), not INTERNAL, if it keeps losing."""
+
+    async def scenario(server: DispatcherServer, stub: Any) -> list[tuple[str, str]]:
+        return [await _call(stub, 408), await _call(stub, 409)]
+
+    ProbeJobsServicer.attempts = 0
+    (once, always) = _run(scenario)
+    assert once == ("OK", "probe")
+    assert always[0] == "ABORTED" and "try again" in always[1]
+    assert ProbeJobsServicer.attempts == 2 + RETRIES
 
 
 def test_graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() -> None:

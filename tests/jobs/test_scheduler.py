@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from services.jobs.runs import ChunkRuns, RunEnd, next_chunk_status
 from services.jobs.scheduler import READY_CHUNKS, Scheduler, start_tick
 from services.jobs.service import JobsService
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from tests.support import until_lock_wait
 
 
 @pytest.fixture
@@ -405,6 +407,53 @@ def test_a_tick_reads_only_the_chunks_it_takes_however_long_the_queue(
     assert "Sort" not in plan and "Bitmap" not in plan, plan
     # Only the rows asked for were read from the index (PostgreSQL 18 prints
     # rows=500.00, earlier versions rows=500).
-    assert re.search(r"rows=500(\.00)? ", plan.split("Index Scan")[1].split("\n")[0]), plan
+    assert re.search(r"rows=500(\.00)? ", plan.split("using ix_chunks_ready")[1].split("\n")[0]), (
+        plan
+    )
     with db.transaction() as session:  # the settings were for that transaction only
         assert session.execute(text("SHOW enable_sort")).scalar() == "on"
+
+
+# --- lock order: no transaction waits in a circle ------------------------------------------
+
+
+def test_a_job_held_by_a_deletion_is_left_for_the_next_tick_not_waited_for(
+    db: Database, jobs: JobsService
+) -> None:
+    """A deletion holds the job's row and then waits for its chunks: a tick
+    that took those chunks and then waited for the row deadlocked with it."""
+    held = _job(jobs, name="held", priority=90)
+    other = _job(jobs, name="other", priority=10)
+    _node(db, "a"), _node(db, "b")
+    # The pool outlives the transaction: a tick still waiting for the row
+    # when the test fails ends once the transaction rolls back.
+    with ThreadPoolExecutor(1) as pool, db.transaction() as deletion:
+        deletion.execute(text("SELECT id FROM jobs WHERE id = :j FOR UPDATE"), {"j": held})
+        assigned = pool.submit(Scheduler(db).tick).result(timeout=10)
+        # The deletion can go on: none of the held job's chunks is locked.
+        deletion.execute(
+            text("SELECT 1 FROM chunks WHERE job_id = :j FOR UPDATE NOWAIT"), {"j": held}
+        )
+    assert assigned == 2
+    assert {j for j, _, _ in _assigned(db)} == {other}
+    assert Scheduler(db).tick() == 0  # no node left; the held job waits its turn
+
+
+def test_a_result_takes_its_job_before_its_assignment(db: Database, jobs: JobsService) -> None:
+    """The order a deletion takes them in: a result that held the assignment
+    and waited for the job's row deadlocked with a deletion holding the row."""
+    job = _job(jobs, frames=1)
+    node = _node(db, "a")
+    assert Scheduler(db).tick() == 1
+    token = _token(db, job)
+    with ThreadPoolExecutor(1) as pool, db.transaction() as deletion:
+        deletion.execute(text("SELECT id FROM jobs WHERE id = :j FOR UPDATE"), {"j": job})
+        finishing = pool.submit(ChunkRuns(jobs).finish, RunEnd(job, 1, token, node, 0, "succeeded"))
+        until_lock_wait(db)
+        # The result waits for the job's row, and holds nothing of the job's yet.
+        deletion.execute(
+            text("SELECT 1 FROM chunk_assignments WHERE fencing_token = :t FOR UPDATE NOWAIT"),
+            {"t": token},
+        )
+        deletion.rollback()
+        assert finishing.result(timeout=10) == "completed"

@@ -1,0 +1,58 @@
+"""The nodes' rows under concurrent batches, on a real database."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import text
+
+from services.core.database import Database
+from services.nodes import repository as repo
+from tests.support import until_lock_wait
+
+
+def _nodes(db: Database, count: int) -> list[int]:
+    with db.transaction() as session:
+        return [
+            int(
+                session.execute(
+                    text(
+                        "INSERT INTO nodes (name, host_name, platform, status, session_id,"
+                        " last_heartbeat_at) VALUES (:n, :n, 'linux', 'rendering', 'old', now())"
+                        " RETURNING id"
+                    ),
+                    {"n": f"order-{i}"},
+                ).scalar_one()
+            )
+            for i in range(count)
+        ]
+
+
+def test_batches_lock_nodes_in_id_order(db: Database) -> None:
+    """Heartbeats, results and deliveries each change many nodes' rows at once;
+    each locking them in its own order deadlocked under load. A batch stuck on
+    a row holds none of the rows after it."""
+    first, middle, last = _nodes(db, 3)
+    batches = {
+        "heartbeats": lambda s: repo.touch_heartbeats(
+            s, "replica", {last: "new", first: "new", middle: "new"}
+        ),
+        "results": lambda s: repo.release_rendering(s, [last, first, middle]),
+        "deliveries": lambda s: repo.mark_rendering(s, [last, first, middle]),
+    }
+    for name, batch in batches.items():
+        with ThreadPoolExecutor(1) as pool, db.transaction() as other:
+            other.execute(text("SELECT 1 FROM nodes WHERE id = :n FOR UPDATE"), {"n": middle})
+
+            def run(batch=batch) -> None:  # type: ignore[no-untyped-def]
+                with db.transaction() as session:
+                    batch(session)
+
+            running = pool.submit(run)
+            until_lock_wait(db)
+            # Stuck on the middle row, the batch has not touched the last one.
+            assert other.execute(
+                text("SELECT 1 FROM nodes WHERE id = :n FOR UPDATE NOWAIT"), {"n": last}
+            ).scalar_one(), name
+            other.rollback()
+            running.result(timeout=10)
