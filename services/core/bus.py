@@ -173,6 +173,16 @@ class Batch:
     reached: Position
 
 
+# Is anything newer than a position held back by a running transaction? In
+# index order with LIMIT 1, not EXISTS: a generic plan of EXISTS (prepared
+# statements) expects a match early in a sequential scan, and reads the whole
+# outbox when there is none: 95 ms at 2,000,000 events.
+HELD_BACK = (
+    "SELECT 1 FROM events WHERE (txid, id) > (:txid, :id)"
+    " AND txid >= :horizon {topic_filter} ORDER BY txid, id LIMIT 1"
+)
+
+
 def read_batch(
     session: Session,
     after: Position,
@@ -221,14 +231,12 @@ def read_batch(
         ).first()
         if row is not None:
             reached = Position(row.txid, row.id)
-    held_back = bool(
+    held_back = (
         session.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE (txid, id) > (:txid, :id)"
-                f" AND txid >= :horizon {topic_filter})"
-            ),
+            text(HELD_BACK.format(topic_filter=topic_filter)),
             {"txid": reached.txid, "id": reached.id, **values},
-        ).scalar_one()
+        ).first()
+        is not None
     )
     return Batch(events, held_back, reached)
 

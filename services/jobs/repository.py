@@ -383,19 +383,13 @@ def request_kill(session: Session, job_id: int, chunk_number: int, status_after:
     )
 
 
-# Jobs' rows locked in id order ahead of a change to several of them (in one
-# statement with it: `FROM locked`), or ahead of their chunks and assignments:
-# a result's transaction, the scheduler's and a deletion all take a job's row
-# before waiting for anything else of the job's, so none waits in a circle.
+# Several jobs' rows locked in id order, in one statement with their change
+# (`... FROM locked l WHERE j.id = l.id`): the scheduler's counters update
+# takes them in the order a result's transaction does.
 LOCK_JOBS = (
     "WITH locked AS MATERIALIZED (SELECT id FROM jobs"
     " WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE)"
 )
-
-
-def lock_jobs(session: Session, job_ids: Iterable[int]) -> None:
-    """Lock these jobs' rows (FOR NO KEY UPDATE) in id order."""
-    session.execute(text(f"{LOCK_JOBS} SELECT count(*) FROM locked"), {"ids": sorted(set(job_ids))})
 
 
 def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:

@@ -25,7 +25,6 @@ from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
 from services.jobs.domain import bucket_of, check_chunk_id
-from services.jobs.repository import lock_jobs
 from services.jobs.service import JobsService
 from services.jobs.tables import chunk_assignments, chunk_run_logs, chunk_runs, chunks, jobs
 
@@ -135,8 +134,6 @@ class ChunkRuns:
             check_chunk_id(end.chunk_number)
         with self.db.transaction() as session:
             self._load_configuration(session)
-            # The jobs first, then their assignments and chunks (LOCK_JOBS).
-            lock_jobs(session, (e.job_id for e in ends))
             live = {
                 row.fencing_token: row
                 for row in session.execute(
@@ -300,12 +297,6 @@ class ChunkRuns:
         released = []
         with self.db.transaction() as session:
             self._load_configuration(session)
-            lock_jobs(
-                session,
-                session.execute(
-                    select(chunk_assignments.c.job_id).where(chunk_assignments.c.node_id == node_id)
-                ).scalars(),
-            )
             tokens = session.execute(
                 select(
                     chunk_assignments.c.fencing_token,

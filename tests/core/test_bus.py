@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.core.bus import (
+    HELD_BACK,
     DurableConsumer,
     Event,
     HintListener,
@@ -295,3 +296,41 @@ def test_hints_name_their_ids_on_commit_only_however_many(db: Database) -> None:
         assert got.empty()  # the rolled-back hint never came
     finally:
         listener.stop()
+
+
+def test_the_held_back_read_uses_the_index_even_as_a_generic_plan(db: Database) -> None:
+    """A consumer asks after every read whether newer events are held back; a
+    generic plan (prepared statement, parameters unknown) once scanned the
+    whole outbox for it."""
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO events (txid, topic) SELECT g, 'chunk.finished'"
+                " FROM generate_series(1, 20000) g"
+            )
+        )
+        session.execute(text("ANALYZE events"))
+    statement = (
+        HELD_BACK.format(topic_filter="AND topic = ANY(:topics)")
+        .replace(":txid", "$1")
+        .replace(":id", "$2")
+        .replace(":horizon", "$3")
+        .replace(":topics", "$4")
+    )
+    with db.read() as connection:
+        connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        connection.exec_driver_sql(f"PREPARE held(bigint, bigint, bigint, text[]) AS {statement}")
+        plan = "\n".join(
+            row[0]
+            for row in connection.exec_driver_sql(
+                "EXPLAIN EXECUTE held(19990, 19990, 20001, '{chunk.finished}')"
+            )
+        )
+        connection.exec_driver_sql("DEALLOCATE held")
+    assert "Index Scan using ix_events_txid_id" in plan and "Seq Scan" not in plan, plan
+
+
+def test_every_connection_plans_for_its_parameters(db: Database) -> None:
+    with db.transaction() as session, db.read() as other:
+        assert session.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+        assert other.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"

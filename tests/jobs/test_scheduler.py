@@ -439,21 +439,23 @@ def test_a_job_held_by_a_deletion_is_left_for_the_next_tick_not_waited_for(
     assert Scheduler(db).tick() == 0  # no node left; the held job waits its turn
 
 
-def test_a_result_takes_its_job_before_its_assignment(db: Database, jobs: JobsService) -> None:
-    """The order a deletion takes them in: a result that held the assignment
-    and waited for the job's row deadlocked with a deletion holding the row."""
+def test_a_deletion_takes_the_assignments_before_the_job(db: Database, jobs: JobsService) -> None:
+    """The order a result's transaction takes them in (assignment, chunk, job):
+    a deletion that held the job's row and waited for an assignment
+    deadlocked with a result holding the assignment."""
     job = _job(jobs, frames=1)
-    node = _node(db, "a")
+    _node(db, "a")
     assert Scheduler(db).tick() == 1
     token = _token(db, job)
-    with ThreadPoolExecutor(1) as pool, db.transaction() as deletion:
-        deletion.execute(text("SELECT id FROM jobs WHERE id = :j FOR UPDATE"), {"j": job})
-        finishing = pool.submit(ChunkRuns(jobs).finish, RunEnd(job, 1, token, node, 0, "succeeded"))
-        until_lock_wait(db)
-        # The result waits for the job's row, and holds nothing of the job's yet.
-        deletion.execute(
-            text("SELECT 1 FROM chunk_assignments WHERE fencing_token = :t FOR UPDATE NOWAIT"),
+    with ThreadPoolExecutor(1) as pool, db.transaction() as result:
+        result.execute(
+            text("SELECT 1 FROM chunk_assignments WHERE fencing_token = :t FOR UPDATE"),
             {"t": token},
         )
-        deletion.rollback()
-        assert finishing.result(timeout=10) == "completed"
+        deleting = pool.submit(jobs.delete_job, job)
+        until_lock_wait(db)
+        # The deletion waits for the assignment, and holds the job's row not yet.
+        result.execute(text("SELECT 1 FROM jobs WHERE id = :j FOR UPDATE NOWAIT"), {"j": job})
+        result.rollback()
+        deleting.result(timeout=10)
+    assert _assigned(db) == []
