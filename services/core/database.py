@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,23 +104,6 @@ def drop_database(admin_url: str | URL, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
-def _custom_plans(dbapi_connection: Any, _record: Any) -> None:
-    """Plan every statement for its parameters, prepared or not.
-
-    psycopg prepares a statement run five times; PostgreSQL may then settle
-    on a generic plan, costed without the parameters' values. Ours depend on
-    them: an outbox position, a job of ten chunks or of a million. A generic
-    plan of the bus's "anything newer?" read scanned the whole outbox (95 ms
-    at 2,000,000 events, against 0.6 ms planned for its values), and the
-    render loop slowed as the outbox grew. Planning costs tens of
-    microseconds per statement; the parse is still saved.
-    """
-    autocommit = dbapi_connection.autocommit
-    dbapi_connection.autocommit = True
-    dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
-    dbapi_connection.autocommit = autocommit
-
-
 class Database:
     """One engine and session factory per process, built from a URL."""
 
@@ -132,7 +115,6 @@ class Database:
             max_overflow=pool_size,
             pool_pre_ping=True,
         )
-        event.listen(self.engine, "connect", _custom_plans)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         # Same pool; statements commit as they run (reads of one statement).
         self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")

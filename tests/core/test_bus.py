@@ -328,9 +328,3 @@ def test_the_held_back_read_uses_the_index_even_as_a_generic_plan(db: Database) 
         )
         connection.exec_driver_sql("DEALLOCATE held")
     assert "Index Scan using ix_events_txid_id" in plan and "Seq Scan" not in plan, plan
-
-
-def test_every_connection_plans_for_its_parameters(db: Database) -> None:
-    with db.transaction() as session, db.read() as other:
-        assert session.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
-        assert other.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
