@@ -32,6 +32,9 @@ __all__ = ["ADMIN_SERVICE", "AdminServicer", "build"]
 # is statistics_sample_interval_seconds, at least 5 s).
 SAMPLER_TICK_SECONDS = 5.0
 ACTION_LOG_CONSUMER = "admin-action-log"
+# The action and activity logs are written a moment after the events, in
+# fewer, larger batches (bus.Listener settle_seconds).
+LOG_SETTLE_SECONDS = 0.25
 
 
 class _Start:
@@ -82,6 +85,7 @@ def build(
                     lambda session, event: handle_event(service, session, event),
                 ),
                 settings.event_poll_seconds,
+                settle_seconds=LOG_SETTLE_SECONDS,
             ),
             Periodic("admin-statistics", sampler_tick_seconds, service.statistics.sample_if_due),
         ],

@@ -489,12 +489,21 @@ class Listener(ListeningThread):
     """
 
     def __init__(
-        self, consumer: DurableConsumer, poll_seconds: float = 5.0, exclusive: bool = False
+        self,
+        consumer: DurableConsumer,
+        poll_seconds: float = 5.0,
+        exclusive: bool = False,
+        settle_seconds: float = 0.0,
     ) -> None:
         super().__init__(consumer.db, f"bus-{consumer.name}", poll_seconds)
         self.consumer = consumer
         # Only the process holding the consumer's advisory lock handles events.
         self.exclusive = exclusive
+        # A bookkeeping consumer waits this long after a wake-up before it
+        # reads: it takes more events per batch, and leaves the moment right
+        # after a commit to whoever must act on it at once (an assignment on
+        # its way to its agent).
+        self.settle_seconds = settle_seconds
 
     def _admit(self, conn: Any) -> bool:
         if not self.exclusive:
@@ -519,6 +528,8 @@ class Listener(ListeningThread):
                 retry = 0.0
                 timeout = self.poll_seconds
             self._wait(conn, timeout, self.consumer.topics)
+            if self.settle_seconds:
+                self._stop.wait(self.settle_seconds)
 
 
 class LiveSubscription(ListeningThread):
