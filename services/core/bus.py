@@ -72,7 +72,8 @@ class Event:
 
 
 _INSERT = text(
-    "INSERT INTO events (topic, key, payload) VALUES (:topic, :key, :payload) RETURNING id"
+    "WITH e AS (INSERT INTO events (topic, key, payload) VALUES (:topic, :key, :payload)"
+    " RETURNING id) SELECT e.id, pg_notify(:channel, :topic) FROM e"
 ).bindparams(bindparam("payload", type_=JSONB))
 
 
@@ -82,22 +83,30 @@ def publish(
     """Record an event in the session's transaction; returns its id."""
     if not topic:
         raise ValueError("an event needs a topic")
+    # The notification is delivered on commit and dropped on rollback;
+    # identical payloads in one transaction collapse into one wake-up, which
+    # is all it is. Same statement as the event: one round trip.
     event_id = session.execute(
-        _INSERT, {"topic": topic, "key": key, "payload": dict(payload or {})}
+        _INSERT, {"topic": topic, "key": key, "payload": dict(payload or {}), "channel": CHANNEL}
     ).scalar_one()
-    # Delivered on commit, dropped on rollback; identical payloads in one
-    # transaction collapse into one wake-up, which is all it is.
-    session.execute(
-        text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic}
-    )
     return int(event_id)
 
 
-def publish_many(session: Session, events: Sequence[tuple[str, Mapping[str, Any], str]]) -> None:
-    """Record several (topic, payload, key) events with one statement and one wake-up."""
+def publish_many(
+    session: Session,
+    events: Sequence[tuple[str, Mapping[str, Any], str]],
+    hints: tuple[str, Sequence[int]] | None = None,
+) -> None:
+    """Record several (topic, payload, key) events with one statement and one
+    wake-up; with `hints` (channel, ids), hint them (see hint) in the same
+    statement."""
     if not events:
+        if hints:
+            hint(session, *hints)
         return
-    # One statement whatever the count (not one INSERT per event).
+    # The payload names the topics: a reader of other topics sleeps on.
+    topics = ",".join(sorted({topic for topic, _, _ in events}))
+    hint_channel, hint_ids = hints or ("", ())
     session.execute(
         _INSERT_MANY,
         {
@@ -106,14 +115,12 @@ def publish_many(session: Session, events: Sequence[tuple[str, Mapping[str, Any]
                     {"topic": topic, "key": key, "payload": dict(payload)}
                     for topic, payload, key in events
                 ]
-            )
+            ),
+            "channel": CHANNEL,
+            "topics": topics if len(topics) < 4000 else "batch",
+            "hint_channel": hint_channel,
+            "hints": _hint_payloads(hint_ids),
         },
-    )
-    # The payload names the topics: a reader of other topics sleeps on.
-    topics = ",".join(sorted({topic for topic, _, _ in events}))
-    session.execute(
-        text("SELECT pg_notify(:channel, :topics)"),
-        {"channel": CHANNEL, "topics": topics if len(topics) < 4000 else "batch"},
     )
 
 
@@ -126,24 +133,29 @@ def hint(session: Session, channel: str, ids: Sequence[int]) -> None:
     began before the commit must end first); the event written with the same
     change stays the durable record that every reader also gets.
     """
+    payloads = _hint_payloads(ids)
+    if payloads:
+        session.execute(
+            text("SELECT count(pg_notify(:channel, p)) FROM unnest(CAST(:payloads AS text[])) p"),
+            {"channel": channel, "payloads": payloads},
+        )
+
+
+def _hint_payloads(ids: Sequence[int]) -> list[str]:
+    """The ids as comma-separated payloads of at most _HINT_BYTES each."""
+    payloads: list[str] = []
     payload: list[str] = []
     size = 0
     for value in ids:
         item = str(int(value))
         if payload and size + len(item) + 1 > _HINT_BYTES:
-            _notify(session, channel, payload)
+            payloads.append(",".join(payload))
             payload, size = [], 0
         payload.append(item)
         size += len(item) + 1
     if payload:
-        _notify(session, channel, payload)
-
-
-def _notify(session: Session, channel: str, items: list[str]) -> None:
-    session.execute(
-        text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": channel, "payload": ",".join(items)},
-    )
+        payloads.append(",".join(payload))
+    return payloads
 
 
 def hinted_ids(payload: str) -> list[int]:
@@ -151,11 +163,15 @@ def hinted_ids(payload: str) -> list[int]:
     return [int(part) for part in payload.split(",") if part.strip().isdigit()]
 
 
+# The events, their wake-up and any hints: one statement (the inserting CTE
+# runs whatever the SELECT reads of it).
 _INSERT_MANY = text(
-    "INSERT INTO events (topic, key, payload)"
+    "WITH ins AS (INSERT INTO events (topic, key, payload)"
     " SELECT e.item->>'topic', e.item->>'key', e.item->'payload'"
     " FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(item, n)"
-    " ORDER BY e.n"
+    " ORDER BY e.n RETURNING 1)"
+    " SELECT pg_notify(:channel, :topics),"
+    " (SELECT count(pg_notify(:hint_channel, p)) FROM unnest(CAST(:hints AS text[])) p)"
 )
 
 

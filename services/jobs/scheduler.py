@@ -30,7 +30,6 @@ from services.admin.repository import pools_by_member, pools_of
 from services.core.bus import (
     ASSIGNMENTS_CHANNEL,
     ListeningThread,
-    hint,
     publish_many,
     try_advisory_lock,
 )
@@ -392,18 +391,23 @@ class Scheduler(ListeningThread):
         ]
 
     def _candidate_jobs(self, session: Session) -> list[CandidateJob]:
+        # Each job's dependencies (id -> status) come with it: one round trip.
+        # A deleted dependency has no row left here: it holds nothing back.
         rows = session.execute(
             text(
                 "SELECT j.id, j.template_id, j.included_pools, j.excluded_pools, j.max_nodes,"
                 " j.depend_mode, j.depend_chunks, j.started_at IS NOT NULL AS started,"
-                " (SELECT count(*) FROM chunk_assignments a WHERE a.job_id = j.id) AS working"
+                " (SELECT count(*) FROM chunk_assignments a WHERE a.job_id = j.id) AS working,"
+                " (SELECT jsonb_object_agg(d.depends_on_job_id, o.status)"
+                " FROM job_dependencies d JOIN jobs o ON o.id = d.depends_on_job_id"
+                " WHERE d.job_id = j.id) AS dependencies"
                 " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
                 " AND j.status <> 'failed'"
                 " ORDER BY j.priority DESC, j.submitted_at, j.id LIMIT 2000"
             )
         ).all()
-        candidates = {
-            r.id: CandidateJob(
+        return [
+            CandidateJob(
                 r.id,
                 r.template_id,
                 list(r.included_pools),
@@ -413,20 +417,10 @@ class Scheduler(ListeningThread):
                 r.depend_mode,
                 r.depend_chunks,
                 r.started,
+                {int(k): v for k, v in (r.dependencies or {}).items()},
             )
             for r in rows
-        }
-        if candidates:
-            # A deleted dependency has no row left here: it holds nothing back.
-            for job_id, depends_on, status in session.execute(
-                text(
-                    "SELECT d.job_id, d.depends_on_job_id, j.status FROM job_dependencies d"
-                    " JOIN jobs j ON j.id = d.depends_on_job_id WHERE d.job_id IN :ids"
-                ).bindparams(bindparam("ids", expanding=True)),
-                {"ids": list(candidates)},
-            ).all():
-                candidates[job_id].dependencies[int(depends_on)] = status
-        return list(candidates.values())
+        ]
 
     @staticmethod
     def _exclusions(session: Session) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
@@ -533,7 +527,6 @@ class Scheduler(ListeningThread):
             ("job.started", {"job_id": job_id, "actor": "scheduler"}, str(job_id))
             for job_id in sorted(started)
         )
-        publish_many(session, events)
         # The nodes service sends the assignments as soon as this commits,
         # without waiting for the outbox's events (which remain the record).
-        hint(session, ASSIGNMENTS_CHANNEL, sorted({p.node.id for p in plan}))
+        publish_many(session, events, (ASSIGNMENTS_CHANNEL, sorted({p.node.id for p in plan})))
