@@ -12,6 +12,7 @@ mapping and access log; authentication plugs in at its head).
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import time
@@ -505,6 +506,26 @@ class DispatcherServer:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
+# Young-generation collections per allocation count (Python's default: 700).
+GC_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Keep the garbage collector's full passes short in a long-running server.
+
+    A full pass walks every object the process holds; in a nodes replica
+    with 2,000 agent streams it took 50 to 150 ms, during which no stream,
+    delivery or result moved (a dispatch latency probe in eight took 200 ms
+    instead of 45). Everything alive once the server has started (modules,
+    schemas, generated protobuf classes: most of the heap) lives as long as
+    the process: it is moved out of the collector's sight (gc.freeze), and
+    collections run less often. Cyclic garbage is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def serve_until_signalled(
     make_server: Callable[[], DispatcherServer],
     listen: str,
@@ -527,6 +548,7 @@ async def serve_until_signalled(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     port = await server.start(listen, health_listen)
+    settle_heap()
     on_ready(port)
     await stop.wait()
     _LOG.info("shutting down (grace %.1fs)", grace)
