@@ -9,7 +9,8 @@ the median of RUNS runs:
 - chunks dispatched and completed per second with every node busy, with a
   small queue, a large one and a huge one (BENCH_RENDER_HUGE_QUEUE=0 leaves that out);
 - dispatch latency: a chunk becomes ready while nodes are idle (a job's
-  submission has committed) -> the node receives its assignment;
+  submission has committed) -> the node receives its assignment (after one
+  uncounted warm-up probe);
 - the cycle under saturation: a node's result sent -> its next assignment
   (mostly queueing: NODES / throughput);
 - the nodes service's resident memory with every stream open, and an idle
@@ -314,6 +315,9 @@ async def _render(
 
         probes: list[float] = []
         with_submission: list[float] = []
+        # One probe first, not counted: the first assignments after a start
+        # pay one-off costs (statement compilation, the templates' cache).
+        await latency()
         for _ in range(RUNS):
             from_ready, from_submission = await latency()
             probes += from_ready
