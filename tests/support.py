@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from sqlalchemy import text
 
 from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
@@ -390,8 +391,6 @@ class ClientProcess:
 def until_lock_wait(db: Any, seconds: float = 10.0) -> None:
     """Return once a backend of `db`'s database (a fresh one per test) waits
     for a lock: the concurrent transaction a test started has come to block."""
-    from sqlalchemy import text
-
     deadline = time.monotonic() + seconds
     with db.read() as connection:
         while not connection.execute(

@@ -42,6 +42,18 @@ def with_database(url: str | URL, database: str) -> URL:
     return sqlalchemy_url(url).set(database=database)
 
 
+def lock_in_id_order(table: str) -> str:
+    """A `locked` CTE to put before a statement that changes several rows of
+    `table` (`... FROM locked l WHERE t.id = l.id`): the rows whose ids are
+    the bigint array :ids, locked FOR NO KEY UPDATE in id order, in the same
+    statement as the change. Two statements each taking the same rows in its
+    own order deadlock under load (docs/render-loop.md, "Lock order")."""
+    return (
+        f"WITH locked AS MATERIALIZED (SELECT id FROM {table}"
+        " WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE)"
+    )
+
+
 def storable_text(value: str) -> bool:
     """Whether a text column can hold `value`: PostgreSQL text cannot hold
     NUL, so a lookup by such a value finds nothing (and must not reach SQL)."""

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from services.core.database import lock_in_id_order
 from services.jobs.domain import ChunkPlan
 from services.jobs.tables import (
     backup_jobs,
@@ -383,13 +384,9 @@ def request_kill(session: Session, job_id: int, chunk_number: int, status_after:
     )
 
 
-# Several jobs' rows locked in id order, in one statement with their change
-# (`... FROM locked l WHERE j.id = l.id`): the scheduler's counters update
-# takes them in the order a result's transaction does.
-LOCK_JOBS = (
-    "WITH locked AS MATERIALIZED (SELECT id FROM jobs"
-    " WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE)"
-)
+# Several jobs' rows locked in id order: the scheduler's counters update takes
+# them in the order a result's transaction does.
+LOCK_JOBS = lock_in_id_order("jobs")
 
 
 def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from services.admin.repository import member_of_pool
-from services.core.database import storable_text
+from services.core.database import lock_in_id_order, storable_text
 from services.jobs.tables import chunk_assignments
 from services.nodes.domain import Registration, node_name
 from services.nodes.tables import (
@@ -236,13 +236,9 @@ def record_command_result(
 # --- liveness --------------------------------------------------------------------------
 
 
-# Statements that change several nodes' rows lock them first in id order, in
-# one statement with the change: two such statements (heartbeats, results,
-# deliveries) each locking in its own order deadlocked under load.
-LOCK_NODES = (
-    "WITH locked AS MATERIALIZED (SELECT id FROM nodes"
-    " WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE)"
-)
+# Statements that change several nodes' rows (heartbeats, results, deliveries)
+# lock them first in id order.
+LOCK_NODES = lock_in_id_order("nodes")
 
 
 def touch_heartbeats(session: Session, replica: str, streams: dict[int, str]) -> list[int]:

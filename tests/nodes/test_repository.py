@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from services.core.database import Database
 from services.nodes import repository as repo
@@ -28,6 +31,11 @@ def _nodes(db: Database, count: int) -> list[int]:
         ]
 
 
+def _in_transaction(db: Database, batch: Callable[[Session], Any]) -> None:
+    with db.transaction() as session:
+        batch(session)
+
+
 def test_batches_lock_nodes_in_id_order(db: Database) -> None:
     """Heartbeats, results and deliveries each change many nodes' rows at once;
     each locking them in its own order deadlocked under load. A batch stuck on
@@ -44,11 +52,7 @@ def test_batches_lock_nodes_in_id_order(db: Database) -> None:
         with ThreadPoolExecutor(1) as pool, db.transaction() as other:
             other.execute(text("SELECT 1 FROM nodes WHERE id = :n FOR UPDATE"), {"n": middle})
 
-            def run(batch=batch) -> None:  # type: ignore[no-untyped-def]
-                with db.transaction() as session:
-                    batch(session)
-
-            running = pool.submit(run)
+            running = pool.submit(_in_transaction, db, batch)
             until_lock_wait(db)
             # Stuck on the middle row, the batch has not touched the last one.
             assert other.execute(
