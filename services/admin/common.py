@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from services.admin import repository as repo
+from services.admin import store as repo
 from services.core.bus import publish
 from services.core.caller import current_caller
 from services.core.errors import AlreadyExists, InvalidArgument

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.admin import domain
-from services.admin import repository as repo
+from services.admin import store as repo
 from services.admin.domain import DispatcherConfig, LdapConfig
 from services.core.database import Database
 

@@ -17,7 +17,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.orm import Session
 
 from services.admin import domain
-from services.admin import repository as repo
+from services.admin import store as repo
 from services.admin.common import Page, publish_change
 from services.admin.tables import ACTION_OUTCOMES
 from services.core.bus import Event

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from services.admin import domain
-from services.admin import repository as repo
+from services.admin import store as repo
 from services.admin.common import Page, creating, named_page, publish_change
 from services.admin.domain import PoolSpec, RepositorySpec
 from services.admin.paths import RepositoryPaths

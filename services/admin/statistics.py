@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.admin import domain
-from services.admin import repository as repo
+from services.admin import store as repo
 from services.admin.common import publish_change
 from services.admin.configuration import read_configuration
 from services.core.database import Database

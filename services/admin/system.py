@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from services.admin import domain
-from services.admin import repository as repo
+from services.admin import store as repo
 from services.admin.common import publish_change
 from services.admin.configuration import read_configuration, read_ldap_configuration
 from services.admin.domain import DispatcherConfig, LdapConfig

@@ -17,11 +17,12 @@ from services.core.database import Database
 from services.core.errors import NotFound
 from services.core.server import Component
 from services.core.settings import Settings
+from services.jobs.messages import job_message
 from services.jobs.runs import ChunkRuns
 from services.jobs.runs_servicer import CHUNK_RUNS_SERVICE, ChunkRunsServicer
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
-from services.jobs.servicer import JOBS_SERVICE, JobsServicer, job_message
+from services.jobs.servicer import JOBS_SERVICE, JobsServicer
 
 __all__ = ["JOBS_SERVICE", "JobsServicer", "build"]
 

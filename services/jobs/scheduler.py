@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.hooks import HookError, HookRunner
-from services.admin.repository import pools_by_member, pools_of
+from services.admin.store import pools_by_member, pools_of
 from services.core.bus import (
     ASSIGNMENTS_CHANNEL,
     ListeningThread,
@@ -35,8 +35,8 @@ from services.core.bus import (
 )
 from services.core.database import Database
 from services.jobs.domain import done_chunk_statuses, unmet_dependencies
-from services.jobs.repository import LOCK_JOBS, jobs_by_ids
-from services.jobs.servicer import chunk_message, job_message
+from services.jobs.messages import chunk_message, job_message
+from services.jobs.store import LOCK_JOBS, jobs_by_ids
 
 _LOG = logging.getLogger(__name__)
 

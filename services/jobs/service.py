@@ -32,7 +32,7 @@ from services.core.errors import (
 )
 from services.core.paging import page_request
 from services.jobs import domain, queue_sql
-from services.jobs import repository as repo
+from services.jobs import store as repo
 from services.jobs.domain import ROOT, JobSpec
 from services.jobs.enums import (
     RESTORE_ALL_FLAGS,

@@ -26,8 +26,8 @@ from services.admin.tables import log_messages
 from services.core.bus import Event, LiveSubscription, Position, position_of, read_events
 from services.core.convert import to_timestamp
 from services.core.database import Database
-from services.jobs.repository import get_job
-from services.jobs.servicer import job_message
+from services.jobs.messages import job_message
+from services.jobs.store import get_job
 from services.jobs.tables import jobs
 from services.nodes.clients import CONNECTION_TIMEOUT_SECONDS, ClientsService
 

@@ -18,7 +18,7 @@ from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument, NotFound, PermissionDenied
 from services.core.paging import page_request
-from services.nodes import repository as repo
+from services.nodes import store as repo
 
 MAX_MESSAGE_LENGTH = 64 * 1024
 MAX_FILTER_IDS = 10_000

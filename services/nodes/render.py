@@ -32,7 +32,7 @@ from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.admin.configuration import read_configuration
 from services.admin.domain import DispatcherConfig
 from services.admin.paths import RepositoryPaths, map_path
-from services.admin.repository import all_repositories
+from services.admin.store import all_repositories
 from services.core.auth import ServiceIdentity
 from services.core.database import Database
 from services.core.enums import EnumMap

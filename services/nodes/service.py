@@ -19,13 +19,13 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
-from services.admin.repository import pools_by_member, pools_of
+from services.admin.store import pools_by_member, pools_of
 from services.core.bus import publish, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.core.paging import page_request
-from services.nodes import repository as repo
+from services.nodes import store as repo
 from services.nodes.domain import (
     MAX_CODE_LENGTH,
     MAX_CODE_TIMEOUT_SECONDS,

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.admin.repository import member_of_pool
+from services.admin.store import member_of_pool
 from services.core.database import lock_in_id_order, storable_text
 from services.jobs.tables import chunk_assignments
 from services.nodes.domain import Registration, node_name

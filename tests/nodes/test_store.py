@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.core.database import Database
-from services.nodes import repository as repo
+from services.nodes import store as repo
 from tests.support import until_lock_wait
 
 

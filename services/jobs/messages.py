@@ -1,0 +1,336 @@
+"""Protobuf messages of the jobs domain, both ways: a job spec from a Job
+message, and Job/Chunk/ChunkRun/Template/BackupJob messages from stored rows.
+
+The jobs servicer, the scheduler's hooks, dispatcher hooks and the nodes
+service's client hub all build their messages here, so a field is translated
+in one place.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Row
+
+from farm.jobs.v1 import jobs_pb2
+from services.core.convert import to_timestamp
+from services.core.errors import InvalidArgument
+from services.jobs import enums
+from services.jobs.domain import Attribute, JobSpec, attributes_from_json
+from services.jobs.queue_sql import row_from_json
+from services.jobs.tables import jobs
+from services.jobs.templates import TemplateCommand
+
+# JobAttribute's value oneof <-> the attribute types of domain.Attribute.
+_ATTRIBUTE_TYPE = {
+    "string_value": "string",
+    "double_value": "float",
+    "int_value": "int",
+    "bool_value": "bool",
+}
+_ATTRIBUTE_FIELD = {v: k for k, v in _ATTRIBUTE_TYPE.items()}
+_CHUNK_STATUS = enums.CHUNK_STATUS.to_number
+_JOB_STATUS = enums.JOB_STATUS.to_number
+
+
+# --- messages -> values -------------------------------------------------------------
+
+
+def job_spec(job: jobs_pb2.Job, owner: str = "") -> JobSpec:
+    attributes = []
+    for item in job.attributes:
+        which = item.WhichOneof("value")
+        if which is None:
+            raise InvalidArgument(f"job.attributes[{item.name}]: has no value")
+        attributes.append(
+            Attribute(
+                item.name, _ATTRIBUTE_TYPE[which], getattr(item, which), item.substitute_paths
+            )
+        )
+    return JobSpec(
+        name=job.name,
+        owner=owner or job.owner,
+        kind=enums.JOB_KIND.text(job.kind, "job.kind", default="job"),
+        parent_id=job.parent_id,
+        priority=job.priority,
+        template_id=job.template_id or None,
+        start_frame=job.start_frame,
+        end_frame=job.end_frame,
+        by_frame=job.by_frame,
+        packet_size=job.packet_size,
+        packet_type=enums.PACKET_TYPE.text(job.packet_type, "job.packet_type")
+        if job.packet_type
+        else None,
+        included_pools=tuple(job.included_pools),
+        excluded_pools=tuple(job.excluded_pools),
+        depend_ids=tuple(job.depend_ids),
+        depend_mode=enums.DEPEND_MODE.text(job.depend_mode, "job.depend_mode", default="success"),
+        depend_chunks=job.depend_chunks,
+        max_nodes=job.max_nodes,
+        project=job.project,
+        department=job.department,
+        job_group=job.job_group,
+        notes=job.notes,
+        chunk_timeout_seconds=job.chunk_timeout_seconds,
+        max_chunk_requeues=job.max_chunk_requeues,
+        logs_error_check=enums.LOGS_ERROR_CHECK.text(
+            job.logs_error_check, "job.logs_error_check", default="all"
+        ),
+        attributes=tuple(attributes),
+        environment=dict(job.environment),
+        paused=job.paused,
+        locked=job.locked,
+    )
+
+
+# --- rows -> messages -------------------------------------------------------------------
+# Lists return up to 10,000 messages per page, so these conversions are the
+# hot path of ListJobs and ListChunks: unset (zero, empty) fields are left out
+# of the constructor, since each keyword costs a field set in the C runtime.
+
+
+def _stamp(value: datetime | None) -> Timestamp | None:
+    """Like services.core.convert.to_timestamp for the aware datetimes the
+    database returns, without its timetuple round trip (about 5x faster)."""
+    if value is None:
+        return None
+    return Timestamp(seconds=math.floor(value.timestamp()), nanos=value.microsecond * 1000)
+
+
+def _set(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v}
+
+
+def job_message(row: Any) -> jobs_pb2.Job:
+    """A Job from a jobs row (with depend_ids and nodes_working) or a snapshot."""
+    attributes = []
+    for a in attributes_from_json(row.attributes):
+        attribute = jobs_pb2.JobAttribute(name=a.name, substitute_paths=a.substitute_paths)
+        setattr(attribute, _ATTRIBUTE_FIELD[a.type], a.value)
+        attributes.append(attribute)
+    return jobs_pb2.Job(
+        **_set(
+            id=row.id,
+            parent_id=-1 if row.parent_id is None else row.parent_id,
+            kind=enums.JOB_KIND.number(row.kind),
+            name=row.name,
+            owner=row.owner,
+            priority=row.priority,
+            template_id=row.template_id or 0,
+            start_frame=row.start_frame,
+            end_frame=row.end_frame,
+            by_frame=row.by_frame,
+            packet_size=row.packet_size,
+            packet_type=enums.PACKET_TYPE.number(row.packet_type),
+            included_pools=row.included_pools,
+            excluded_pools=row.excluded_pools,
+            depend_ids=sorted(row.depend_ids),
+            depend_mode=enums.DEPEND_MODE.number(row.depend_mode),
+            max_nodes=row.max_nodes,
+            project=row.project,
+            department=row.department,
+            job_group=row.job_group,
+            notes=row.notes,
+            chunk_timeout_seconds=row.chunk_timeout_seconds,
+            logs_error_check=enums.LOGS_ERROR_CHECK.number(row.logs_error_check),
+            attributes=attributes,
+            environment=row.environment,
+            submit_time=_stamp(row.submitted_at),
+            start_time=_stamp(row.started_at),
+            end_time=_stamp(row.ended_at),
+            progress=row.progress,
+            status=_JOB_STATUS[row.status],
+            paused=row.paused,
+            locked=row.locked,
+            requeue_count=row.requeue_count,
+            chunks_total=row.chunks_total,
+            chunks_queued=row.chunks_queued,
+            chunks_running=row.chunks_running,
+            chunks_completed=row.chunks_completed,
+            chunks_failed=row.chunks_failed,
+            nodes_working=row.nodes_working,
+            update_time=_stamp(row.updated_at),
+            submitter=row.submitter,
+            max_chunk_requeues=row.max_chunk_requeues,
+            etag=str(row.version),
+            depend_chunks=row.depend_chunks,
+        )
+    )
+
+
+class JobMessageCache:
+    """Job messages by id, each valid for one version of its row.
+
+    Every change of a job bumps jobs.version (edits, counters, status), so a
+    list reads only (id, version) and rebuilds the messages of the jobs that
+    changed: consoles that page through thousands of jobs every few seconds
+    cost the database an index scan and Python almost nothing. Bounded LRU.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._items: OrderedDict[int, tuple[int, jobs_pb2.Job]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def messages(
+        self, versions: list[Row[Any]], load: Callable[[list[int]], list[Row[Any]]]
+    ) -> list[jobs_pb2.Job]:
+        with self._lock:
+            missing = [
+                v.id
+                for v in versions
+                if (cached := self._items.get(v.id)) is None or cached[0] != v.version
+            ]
+        fresh = {row.id: (row.version, job_message(row)) for row in load(missing)}
+        result = []
+        with self._lock:
+            self._items.update(fresh)
+            for v in versions:
+                entry = self._items.get(v.id)
+                if entry is None:  # deleted meanwhile
+                    continue
+                self._items.move_to_end(v.id)
+                result.append(entry[1])
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        return result
+
+
+def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
+    return jobs_pb2.Chunk(
+        **_set(
+            id=row.chunk_number,
+            job_id=row.job_id,
+            start_frame=row.start_frame,
+            end_frame=row.end_frame,
+            by_frame=row.by_frame,
+            status=_CHUNK_STATUS[row.status],
+            node_id=row.node_id or 0,
+            node_name=row.node_name or "",
+            start_time=_stamp(row.started_at),
+            end_time=_stamp(row.ended_at),
+            requeue_count=row.requeue_count,
+            exit_code=row.exit_code or 0,
+            progress=row.progress,
+            slice_index=row.slice_index,
+        )
+    )
+
+
+def add_listed_chunks(chunks: Any, rows: list[Any]) -> None:
+    """Append rows of repository.list_chunks to a response's repeated field.
+
+    Built in place, positionally, setting only what differs from the proto
+    defaults: a 100,000-chunk job lists about three times faster than through
+    one Chunk object per row copied into the response.
+    """
+    add = chunks.add
+    for (
+        number,
+        job_id,
+        start,
+        end,
+        by,
+        status,
+        node_id,
+        node_name,
+        t0,
+        t1,
+        requeues,
+        code,
+        progress,
+        slice_index,
+    ) in rows:
+        chunk = add(
+            id=number,
+            job_id=job_id,
+            start_frame=start,
+            end_frame=end,
+            by_frame=by,
+            status=_CHUNK_STATUS[status],
+        )
+        if node_id:
+            chunk.node_id = node_id
+            chunk.node_name = node_name or ""
+        if t0 is not None:
+            chunk.start_time.FromNanoseconds(int(t0 * 1_000_000) * 1000)
+        if t1 is not None:
+            chunk.end_time.FromNanoseconds(int(t1 * 1_000_000) * 1000)
+        if requeues:
+            chunk.requeue_count = requeues
+        if code:
+            chunk.exit_code = code
+        if progress:
+            chunk.progress = progress
+        if slice_index:
+            chunk.slice_index = slice_index
+
+
+def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
+    return jobs_pb2.ChunkRun(
+        job_id=row.job_id,
+        chunk_id=row.chunk_number,
+        run_number=row.run_number,
+        node_id=row.node_id,
+        node_name=row.node_name,
+        fencing_token=row.fencing_token,
+        start_time=_stamp(row.started_at),
+        end_time=_stamp(row.ended_at),
+        exit_code=row.exit_code or 0,
+        outcome=enums.RUN_OUTCOME.number(row.outcome),
+        message=row.message,
+        start_frame=row.start_frame,
+        end_frame=row.end_frame,
+    )
+
+
+def template_message(row: Row[Any]) -> jobs_pb2.Template:
+    commands = [TemplateCommand.from_json(c) for c in row.commands]
+    return jobs_pb2.Template(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        commands=[
+            jobs_pb2.TemplateCommand(
+                platform=enums.PLATFORM.number(c.platform),
+                executable=c.executable,
+                arguments=c.arguments,
+                working_directory=c.working_directory,
+                environment=c.environment,
+            )
+            for c in commands
+        ],
+        log_error_patterns=row.log_error_patterns,
+        log_warning_patterns=row.log_warning_patterns,
+        success_exit_codes=row.success_exit_codes,
+        default_packet_type=enums.PACKET_TYPE.number(row.default_packet_type),
+        enabled=row.enabled,
+        script_name=row.script_name,
+    )
+
+
+def backup_message(row: Row[Any]) -> jobs_pb2.BackupJob:
+    snapshot_job = row_from_json(jobs, row.snapshot["job"][0])
+    depend_ids = [d["depends_on_job_id"] for d in row.snapshot.get("dependencies", [])]
+    job = job_message(_Record({**snapshot_job, "depend_ids": depend_ids, "nodes_working": 0}))
+    return jobs_pb2.BackupJob(
+        id=row.id,
+        job=job,
+        chunks_count=row.chunks_count,
+        backup_time=to_timestamp(row.backed_up_at),
+        owner=row.owner,
+        backed_up_by=row.backed_up_by,
+    )
+
+
+class _Record:
+    """Attribute access over a dict, so a snapshot converts like a row."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
