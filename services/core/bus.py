@@ -35,6 +35,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from services.core.caller import current_caller
 from services.core.database import Database
 
 _LOG = logging.getLogger(__name__)
@@ -623,3 +624,9 @@ class HintListener(ListeningThread):
                 self.on_ids(ids)
             except Exception:
                 _LOG.exception("%s: handling %d ids failed", self.name, len(ids))
+
+
+def publish_change(session: Session, topic: str, payload: Mapping[str, Any], key: str = "") -> int:
+    """Publish a state change a caller made, stamped with who made it (`actor`,
+    `peer`: the action log and every consumer read both)."""
+    return publish(session, topic, {**payload, **current_caller().stamp()}, key=key)

@@ -11,8 +11,9 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from services.core.errors import InvalidArgument
 
@@ -62,3 +63,26 @@ def page_request(page_size: int, page_token: str, filters: Any = None) -> PageRe
     if token_fingerprint != fingerprint:
         raise InvalidArgument("page_token was issued for a request with other filters")
     return PageRequest(size, after, fingerprint)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a List RPC's results and the token of the next ("" = last)."""
+
+    items: list[T]
+    next_page_token: str
+
+
+def page_of(
+    rows: Sequence[T], request: PageRequest, key: Callable[[T], Any], limit: int | None = None
+) -> Page[T]:
+    """The page of `rows` a query fetched with limit + 1 (`limit` defaults to
+    request.size): the extra row only says whether another page follows, and
+    the token carries the key of the last row kept."""
+    size = request.size if limit is None else limit
+    items = list(rows[:size])
+    token = request.next_token(key(items[-1])) if len(rows) > size and items else ""
+    return Page(items, token)
