@@ -4,5 +4,5 @@ A console script reaches the dispatcher through the same network API, so
 this module offers the same functions as MDispatcherAPI.
 """
 
-from gateway.dispatcher_api import *  # noqa: F403
-from gateway.dispatcher_api import FUNCTIONS, __all__  # noqa: F401
+from gateway.api import *  # noqa: F403
+from gateway.api import FUNCTIONS, __all__  # noqa: F401

@@ -5,9 +5,10 @@
     if err.getErrorCode() != 0:
         print("Function failed: " + err.getDescription())
 
-The functions live in gateway/dispatcher_api.py; docs/api-compatibility.md
+The functions live in gateway/api/, one module per group of Muster's
+documentation (gateway/api/__init__.py maps them); docs/api-compatibility.md
 lists them with the RPC behind each.
 """
 
-from gateway.dispatcher_api import *  # noqa: F403
-from gateway.dispatcher_api import FUNCTIONS, __all__  # noqa: F401
+from gateway.api import *  # noqa: F403
+from gateway.api import FUNCTIONS, __all__  # noqa: F401

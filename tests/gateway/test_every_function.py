@@ -25,7 +25,8 @@ import pytest
 from sqlalchemy import text
 
 from farm.nodes.v1 import nodes_pb2
-from gateway import dispatcher_api, errors
+from gateway import api as dispatcher_api
+from gateway import errors
 from gateway.connection import reset_connection
 from gateway.errors import MUSTERERR
 from services.core.database import Database
@@ -42,7 +43,7 @@ FUNCTIONS = sorted(
     for name, value in vars(dispatcher_api).items()
     if inspect.isfunction(value)
     and not name.startswith("_")
-    and value.__module__ == dispatcher_api.__name__
+    and value.__module__.startswith(f"{dispatcher_api.__name__}.")
     and name[0].islower()
 )
 
