@@ -1,8 +1,10 @@
 """Muster's `MInstanceAPI`: the render client's own instances.
 
-Works in code the render-node agent runs (runningContext() == "renderclient");
+Muster offers it to code a render client runs (runningContext() == "renderclient");
 elsewhere every function returns a non-zero MUSTERERR saying so. The agent
-arrives with the render loop (issue 5); until then no context provides it.
+(agent/) keeps no instance list a script could query and runs the code it is
+given (nodeRunPythonCode) in the "console" context, so in the renderclient
+context the functions answer kErrorNotImplemented.
 """
 
 from typing import Any

@@ -1,8 +1,9 @@
 """Muster's `MNotificatorAPI`: what a notificator may ask of the dispatcher.
 
 Works in the notificator (runningContext() == "notificator"); elsewhere it
-returns a non-zero MUSTERERR saying so. The notificator program arrives with
-the live clients issue (issue 7).
+returns a non-zero MUSTERERR saying so. `muster-notificator` (notificator/)
+runs no scripts, so it offers them no connection: in the notificator context
+the function answers kErrorNotImplemented.
 """
 
 from gateway import errors
