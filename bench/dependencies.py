@@ -23,8 +23,8 @@ from sqlalchemy import bindparam, text
 
 from bench.common import BENCHMARKS, Row, bench_database, median_of
 from services.core.database import Database
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.scheduler import CandidateJob, Scheduler
+from services.jobs.domain import Attribute, CandidateJob, JobSpec
+from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 

@@ -3,14 +3,16 @@
 Pure functions and plain dataclasses: no SQL, no gRPC, no I/O. Values use the
 lower-case text of the tables' CHECK constraints (services/jobs/tables.py);
 services/jobs/enums.py is the one place that maps them to protobuf numbers.
-The scheduler (a later issue) calls `rollup` when chunks finish, so a job's
-status follows one rule whoever recomputes it.
+The jobs service calls `rollup` when chunks finish, so a job's status follows
+one rule whoever recomputes it; the render loop moves a job's counters by
+`counter_moves` in between.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -465,6 +467,144 @@ def rollup(
     else:
         status = "queued"
     return Rollup(status, progress, counters)
+
+
+# --- the render loop: run ends, counter moves, eligibility ---------------------------
+
+
+@dataclass(frozen=True)
+class RequeueRules:
+    """The configuration's requeue rules, read once per call (systemSetConfiguration
+    applies at once, so each call reads its own; never kept between calls)."""
+
+    # Requeues of a chunk whose job sets no maximum.
+    max_requeues: int
+    # A lost node's chunk goes back to the queue (else it fails at once).
+    requeue_lost: bool
+
+
+def next_chunk_status(
+    outcome: str,
+    kill_follow_up: str,
+    status_after_kill: str | None,
+    requeue_count: int,
+    max_requeues: int,
+    requeue_lost: bool = True,
+) -> str:
+    """The status a chunk takes when its run ends this way (pure rule).
+
+    - success: completed (with warnings);
+    - a kill the dispatcher asked for: the status chunkSetStatus asked for,
+      else failed for "kill and go on", back to the queue for restart/pause;
+    - failure, timeout, lost node, or a kill nobody asked for: back to the
+      queue while the chunk has requeues left, failed after that (a lost
+      node's chunk fails at once when requeue on disconnection is off).
+    """
+    if outcome == "succeeded":
+        return "completed"
+    if outcome == "succeeded_with_warnings":
+        return "completed_with_warnings"
+    if status_after_kill:
+        return status_after_kill
+    if outcome == "killed" and kill_follow_up:
+        return "failed" if kill_follow_up == "continue" else "queued"
+    if outcome == "lost" and not requeue_lost:
+        return "failed"  # the configuration says: no requeue on disconnection
+    return "queued" if requeue_count < max_requeues else "failed"
+
+
+@dataclass(frozen=True)
+class CounterMove:
+    """How a job's counters (jobs.chunks_*, requeue_count) move when some of its
+    chunks change status: deltas to add."""
+
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    # Chunks sent back from a node to the queue (jobs.requeue_count).
+    requeued: int = 0
+    # Chunks that went to a status no counter counts (hold): the counters
+    # alone no longer tell the job's status, the full rollup does.
+    held: int = 0
+    # Chunks left the queue for a node: the job is running (status, start time).
+    started: bool = False
+
+
+def counter_moves(transitions: Iterable[tuple[str, str]]) -> CounterMove:
+    """The counters' move for chunks changing status (old, new), one pair per
+    chunk: each leaves its old status's counter and joins its new one's
+    (bucket_of); a chunk back in the queue from a node counts as a requeue."""
+    deltas = {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+    requeued = held = 0
+    started = False
+    for (old, new), count in Counter(transitions).items():
+        before, after = bucket_of(old), bucket_of(new)
+        if before == after:
+            continue
+        if before is not None:
+            deltas[before] -= count
+        if after is None:
+            held += count
+        else:
+            deltas[after] += count
+        if before == "running" and new == "queued":
+            requeued += count
+        if before == "queued" and after == "running":
+            started = True
+    return CounterMove(**deltas, requeued=requeued, held=held, started=started)
+
+
+def needs_rollup(move: CounterMove, queued_left: int, running_left: int) -> bool:
+    """Whether a job whose counters just moved needs the full rollup (status,
+    job.completed): when nothing is left to render, or a chunk went on hold;
+    not on every chunk of a big job."""
+    return bool(move.held) or queued_left + running_left == 0
+
+
+@dataclass
+class FreeNode:
+    """An idle node the scheduler may give a chunk (pools in lower case)."""
+
+    id: int
+    name: str
+    host_name: str
+    pools: set[str]
+
+
+@dataclass
+class CandidateJob:
+    """A job with queued chunks, as the scheduler weighs it."""
+
+    id: int
+    template_id: int | None
+    included_pools: list[str]
+    excluded_pools: list[str]
+    max_nodes: int
+    working: int
+    depend_mode: str
+    depend_chunks: bool
+    started: bool
+    # The jobs it depends on: id -> status.
+    dependencies: dict[int, str] = field(default_factory=dict)
+
+
+def eligible(
+    node: FreeNode,
+    job: CandidateJob,
+    excluded_jobs: set[tuple[int, int]],
+    excluded_templates: set[tuple[int, int]],
+) -> bool:
+    """Whether `node` may run a chunk of `job` (pure rule)."""
+    included = {p.lower() for p in job.included_pools}
+    excluded = {p.lower() for p in job.excluded_pools}
+    if included and not included & node.pools:
+        return False
+    if excluded & node.pools:
+        return False
+    if (node.id, job.id) in excluded_jobs:
+        return False
+    return not (job.template_id is not None and (node.id, job.template_id) in excluded_templates)
 
 
 # --- chunk state rules ---------------------------------------------------------------

@@ -8,7 +8,6 @@ lost, or the report is a duplicate) changes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
@@ -24,14 +23,18 @@ from services.core.bus import publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
-from services.jobs.domain import bucket_of, check_chunk_id
+from services.jobs import store, topics
+from services.jobs.domain import (
+    RequeueRules,
+    check_chunk_id,
+    counter_moves,
+    needs_rollup,
+    next_chunk_status,
+)
 from services.jobs.service import JobsService
-from services.jobs.tables import chunk_assignments, chunk_run_logs, chunk_runs, chunks, jobs
 
 _LOG = logging.getLogger(__name__)
 
-# Requeues of one chunk when neither the job nor the configuration sets a maximum.
-DEFAULT_MAX_REQUEUES = 3
 MAX_LOG_LINES_PER_CALL = 1000
 MAX_LOG_LINE_BYTES = 64 * 1024
 # Tokens come from a bigint sequence: a larger one (the API's field is
@@ -44,26 +47,6 @@ FINISHED_OUTCOMES = (
     "killed",
     "timed_out",
     "lost",
-)
-
-
-_CHANGES = (
-    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
-    " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
-)
-# A run's end in its history entry, then in its chunk (back in the queue: no end time).
-_END_RUNS = text(
-    "UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()), exit_code = v.exit_code,"
-    f" outcome = v.outcome, message = v.message FROM {_CHANGES} WHERE r.fencing_token = v.token"
-)
-_END_CHUNKS = text(
-    "UPDATE chunks c SET status = v.status,"
-    " ended_at = CASE WHEN v.status = 'queued' THEN NULL ELSE coalesce(v.ended_at, now()) END,"
-    " exit_code = v.exit_code,"
-    " progress = CASE WHEN v.status LIKE 'completed%' THEN 100.0 ELSE c.progress END,"
-    " requeue_count = c.requeue_count + CASE WHEN v.status = 'queued' THEN 1 ELSE 0 END,"
-    " fencing_token = NULL, version = c.version + 1"
-    f" FROM {_CHANGES} WHERE c.job_id = v.job AND c.chunk_number = v.chunk"
 )
 
 
@@ -81,42 +64,19 @@ class RunEnd:
     kill_follow_up: str = ""
 
 
-def next_chunk_status(
-    outcome: str,
-    kill_follow_up: str,
-    status_after_kill: str | None,
-    requeue_count: int,
-    max_requeues: int,
-    requeue_lost: bool = True,
-) -> str:
-    """The status a chunk takes when its run ends this way (pure rule).
-
-    - success: completed (with warnings);
-    - a kill the dispatcher asked for: the status chunkSetStatus asked for,
-      else failed for "kill and go on", back to the queue for restart/pause;
-    - failure, timeout, lost node, or a kill nobody asked for: back to the
-      queue while the chunk has requeues left, failed after that (a lost
-      node's chunk fails at once when requeue on disconnection is off).
-    """
-    if outcome == "succeeded":
-        return "completed"
-    if outcome == "succeeded_with_warnings":
-        return "completed_with_warnings"
-    if status_after_kill:
-        return status_after_kill
-    if outcome == "killed" and kill_follow_up:
-        return "failed" if kill_follow_up == "continue" else "queued"
-    if outcome == "lost" and not requeue_lost:
-        return "failed"  # the configuration says: no requeue on disconnection
-    return "queued" if requeue_count < max_requeues else "failed"
+def requeue_rules(session: Session) -> RequeueRules:
+    """The requeue rules in effect (systemSetConfiguration applies at once)."""
+    config = read_configuration(session)
+    return RequeueRules(config.max_chunk_requeues, config.requeue_chunks_on_disconnection)
 
 
 class ChunkRuns:
-    def __init__(self, jobs_service: JobsService, max_requeues: int = DEFAULT_MAX_REQUEUES) -> None:
+    """Shared by the servicer's worker threads: holds no per-call state (each
+    call reads its own RequeueRules and passes them down)."""
+
+    def __init__(self, jobs_service: JobsService) -> None:
         self.jobs = jobs_service
         self.db: Database = jobs_service.db
-        self.max_requeues = max_requeues
-        self.requeue_lost = True
 
     def finish(self, end: RunEnd) -> str | None:
         """Apply a run's end; returns the chunk's new status, None when stale."""
@@ -133,19 +93,13 @@ class ChunkRuns:
                 raise InvalidArgument("fencing_token: must be set")
             check_chunk_id(end.chunk_number)
         with self.db.transaction() as session:
-            self._load_configuration(session)
+            rules = requeue_rules(session)
             live = {
                 row.fencing_token: row
-                for row in session.execute(
-                    select(chunk_assignments)
-                    .where(
-                        chunk_assignments.c.fencing_token.in_(
-                            {e.fencing_token for e in ends if e.fencing_token <= MAX_FENCING_TOKEN}
-                        )
-                    )
-                    .order_by(chunk_assignments.c.fencing_token)
-                    .with_for_update()
-                ).all()
+                for row in store.lock_live_assignments(
+                    session,
+                    {e.fencing_token for e in ends if e.fencing_token <= MAX_FENCING_TOKEN},
+                )
             }
             results: list[str | None] = []
             accepted: list[tuple[RunEnd, Row[Any]]] = []
@@ -167,49 +121,31 @@ class ChunkRuns:
                     continue
                 accepted.append((end, assignment))
                 results.append("")
-            statuses = iter(self._end_runs(session, accepted))
-            results = [next(statuses) if r is not None else None for r in results]
-            moves: dict[int, list[str]] = defaultdict(list)
-            for (end, _), status in zip(
-                accepted, (r for r in results if r is not None), strict=True
-            ):
-                moves[end.job_id].append(status)
-            for job_id in sorted(moves):
-                self._move_counters(session, job_id, moves[job_id])
-            return results
+            statuses = self._end_runs(session, accepted, rules)
+            self._move_counters(
+                session,
+                [(end.job_id, status) for (end, _), status in zip(accepted, statuses, strict=True)],
+            )
+            applied = iter(statuses)
+            return [next(applied) if r is not None else None for r in results]
 
-    def _load_configuration(self, session: Session) -> None:
-        """The requeue rules in effect (systemSetConfiguration applies at once)."""
-        config = read_configuration(session)
-        self.max_requeues = config.max_chunk_requeues
-        self.requeue_lost = config.requeue_chunks_on_disconnection
-
-    def _apply(self, session: Session, end: RunEnd, assignment: Row[Any]) -> str:
-        [status] = self._end_runs(session, [(end, assignment)])
-        self._move_counters(session, end.job_id, [status])
+    def _apply(
+        self, session: Session, end: RunEnd, assignment: Row[Any], rules: RequeueRules
+    ) -> str:
+        [status] = self._end_runs(session, [(end, assignment)], rules)
+        self._move_counters(session, [(end.job_id, status)])
         return status
 
-    def _end_runs(self, session: Session, ended: Sequence[tuple[RunEnd, Row[Any]]]) -> list[str]:
+    def _end_runs(
+        self, session: Session, ended: Sequence[tuple[RunEnd, Row[Any]]], rules: RequeueRules
+    ) -> list[str]:
         """The runs' history entries, their chunks and assignments (not the jobs),
         with a few set-based statements whatever the count; the chunks' new statuses."""
         if not ended:
             return []
-        keys = sorted({(end.job_id, end.chunk_number) for end, _ in ended})
-        rows = {
-            (row.job_id, row.chunk_number): row
-            for row in session.execute(
-                select(
-                    chunks.c.job_id,
-                    chunks.c.chunk_number,
-                    chunks.c.requeue_count,
-                    jobs.c.max_chunk_requeues,
-                )
-                .join(jobs, jobs.c.id == chunks.c.job_id)
-                .where(tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(keys))
-                .order_by(chunks.c.job_id, chunks.c.chunk_number)
-                .with_for_update(of=chunks)
-            ).all()
-        }
+        rows = store.lock_ending_chunks(
+            session, sorted({(end.job_id, end.chunk_number) for end, _ in ended})
+        )
         statuses: list[str] = []
         changes: list[dict[str, Any]] = []
         events: list[tuple[str, dict[str, Any], str]] = []
@@ -221,8 +157,8 @@ class ChunkRuns:
                 end.kill_follow_up or (assignment.kill_follow_up or ""),
                 assignment.status_after_kill,
                 chunk.requeue_count,
-                chunk.max_chunk_requeues or self.max_requeues,
-                self.requeue_lost,
+                chunk.max_chunk_requeues or rules.max_requeues,
+                rules.requeue_lost,
             )
             statuses.append(status)
             changes.append(
@@ -246,74 +182,43 @@ class ChunkRuns:
                 "actor": actor,
             }
             key = str(end.job_id)
-            events.append(("chunk.finished", payload, key))
+            events.append((topics.CHUNK_FINISHED, payload, key))
             if status == "failed":
-                events.append(("chunk.failed", payload, key))
+                events.append((topics.CHUNK_FAILED, payload, key))
             if status == "queued":
-                events.append(("chunk.requeued", payload, key))
-        values = {"rows": json.dumps(changes)}
-        session.execute(_END_RUNS, values)
-        session.execute(_END_CHUNKS, values)
-        session.execute(
-            delete(chunk_assignments).where(
-                chunk_assignments.c.fencing_token.in_([end.fencing_token for end, _ in ended])
-            )
-        )
+                events.append((topics.CHUNK_REQUEUED, payload, key))
+        store.end_runs(session, changes)
         publish_many(session, events)
         return statuses
 
-    def _move_counters(self, session: Session, job_id: int, statuses: list[str]) -> None:
-        """Move a job's counters for chunks that left `running` for these statuses.
+    def _move_counters(self, session: Session, ended: Sequence[tuple[int, str]]) -> None:
+        """Move the counters of the jobs whose chunks left `running` for these
+        (job id, status) in one statement, the jobs locked in id order.
 
-        The full rollup (status, job.completed) runs only when nothing is left
-        to render, not on every chunk of a big job.
+        The full rollup (status, job.completed) runs only where domain.needs_rollup
+        says (nothing left to render, a chunk on hold), not on every chunk of a
+        big job.
         """
-        requeued = statuses.count("queued")
-        completed = sum(1 for s in statuses if bucket_of(s) == "completed")
-        failed = statuses.count("failed")
-        left = session.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(
-                chunks_running=jobs.c.chunks_running - len(statuses),
-                chunks_queued=jobs.c.chunks_queued + requeued,
-                chunks_completed=jobs.c.chunks_completed + completed,
-                chunks_failed=jobs.c.chunks_failed + failed,
-                requeue_count=jobs.c.requeue_count + requeued,
-                progress=100.0
-                * (jobs.c.chunks_completed + jobs.c.chunks_failed + completed + failed)
-                / func.greatest(jobs.c.chunks_total, 1),
-                updated_at=func.now(),
-                version=jobs.c.version + 1,
-            )
-            .returning(jobs.c.chunks_queued, jobs.c.chunks_running)
-        ).one()
-        held = any(bucket_of(s) is None for s in statuses)
-        if left.chunks_queued + left.chunks_running == 0 or held:
-            self.jobs.refresh(session, job_id)
+        transitions: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for job_id, status in ended:
+            transitions[job_id].append(("running", status))
+        moves = {job_id: counter_moves(t) for job_id, t in transitions.items()}
+        for left in store.move_counters(session, moves):
+            if needs_rollup(moves[left.id], left.chunks_queued, left.chunks_running):
+                self.jobs.refresh(session, left.id)
 
     def release_node(self, node_id: int, reason: str) -> list[tuple[int, int, str]]:
         """End every live assignment of a lost node as LOST."""
         released = []
         with self.db.transaction() as session:
-            self._load_configuration(session)
-            tokens = session.execute(
-                select(
-                    chunk_assignments.c.fencing_token,
-                    chunk_assignments.c.job_id,
-                    chunk_assignments.c.chunk_number,
-                )
-                .where(chunk_assignments.c.node_id == node_id)
-                .with_for_update()
-            ).all()
-            for token, job_id, chunk_number in tokens:
-                assignment = session.execute(
-                    select(chunk_assignments).where(chunk_assignments.c.fencing_token == token)
-                ).one()
+            rules = requeue_rules(session)
+            for live in store.lock_node_assignments(session, node_id):
+                job_id, chunk_number = int(live.job_id), int(live.chunk_number)
                 status = self._apply(
                     session,
-                    RunEnd(job_id, chunk_number, token, node_id, -1, "lost", reason),
-                    assignment,
+                    RunEnd(job_id, chunk_number, live.fencing_token, node_id, -1, "lost", reason),
+                    store.assignment_by_token(session, live.fencing_token),
+                    rules,
                 )
                 released.append((job_id, chunk_number, status))
         return released
@@ -331,31 +236,8 @@ class ChunkRuns:
             if len(line.encode(errors="replace")) > MAX_LOG_LINE_BYTES:
                 raise InvalidArgument(f"lines: a line is larger than {MAX_LOG_LINE_BYTES} bytes")
         with self.db.transaction() as session:
-            run = session.execute(
-                select(chunk_runs.c.id).where(
-                    chunk_runs.c.fencing_token == fencing_token,
-                    chunk_runs.c.job_id == job_id,
-                    chunk_runs.c.chunk_number == chunk_number,
-                )
-            ).first()
-            if run is None or not lines:
-                return run is not None
-            last = session.execute(
-                select(func.coalesce(func.max(chunk_run_logs.c.seq), 0)).where(
-                    chunk_run_logs.c.run_id == run.id
-                )
-            ).scalar_one()
-            session.execute(
-                insert(chunk_run_logs),
-                [
-                    {
-                        "run_id": run.id,
-                        "seq": last + i + 1,
-                        "logged_at": when or func.now(),
-                        "stream": stream,
-                        "line": text.replace("\x00", ""),
-                    }
-                    for i, (when, stream, text) in enumerate(lines)
-                ],
-            )
+            run_id = store.run_of_token(session, job_id, chunk_number, fencing_token)
+            if run_id is None or not lines:
+                return run_id is not None
+            store.append_run_log(session, run_id, lines)
             return True

@@ -22,10 +22,14 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
     def __init__(self, runs: ChunkRuns) -> None:
         self.runs = runs
 
-    def FinishChunkRun(self, request: chunk_runs_pb2.FinishChunkRunRequest, context: Any) -> Any:
+    def FinishChunkRun(
+        self, request: chunk_runs_pb2.FinishChunkRunRequest, context: Any
+    ) -> chunk_runs_pb2.FinishChunkRunResponse:
         return _answer(self.runs.finish(_run_end(request)))
 
-    def FinishChunkRuns(self, request: chunk_runs_pb2.FinishChunkRunsRequest, context: Any) -> Any:
+    def FinishChunkRuns(
+        self, request: chunk_runs_pb2.FinishChunkRunsRequest, context: Any
+    ) -> chunk_runs_pb2.FinishChunkRunsResponse:
         if len(request.runs) > MAX_RUNS_PER_CALL:
             raise InvalidArgument(f"runs: at most {MAX_RUNS_PER_CALL} per call")
         statuses = self.runs.finish_many([_run_end(r) for r in request.runs])
@@ -33,7 +37,7 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
 
     def AppendChunkRunLog(
         self, request: chunk_runs_pb2.AppendChunkRunLogRequest, context: Any
-    ) -> Any:
+    ) -> chunk_runs_pb2.AppendChunkRunLogResponse:
         accepted = self.runs.append_log(
             request.job_id,
             request.chunk_id,
@@ -51,7 +55,7 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
 
     def ReleaseNodeChunks(
         self, request: chunk_runs_pb2.ReleaseNodeChunksRequest, context: Any
-    ) -> Any:
+    ) -> chunk_runs_pb2.ReleaseNodeChunksResponse:
         released = self.runs.release_node(request.node_id, request.reason or "node lost")
         return chunk_runs_pb2.ReleaseNodeChunksResponse(
             chunks=[

@@ -7,6 +7,7 @@ does. Only jobs-domain tables are written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from services.core.database import lock_in_id_order
-from services.jobs.domain import ChunkPlan
+from services.jobs.domain import ChunkPlan, CounterMove
 from services.jobs.tables import (
     backup_jobs,
     chunk_assignments,
@@ -675,3 +676,378 @@ def prune_run_logs(session: Session, days: int) -> int:
     )
     result = session.execute(delete(chunk_run_logs).where(chunk_run_logs.c.run_id.in_(old_runs)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- render loop (scheduler ticks, run results) -----------------------------------------
+#
+# Hot paths (the benchmark measures them): each function is the statement its
+# caller always ran, with the same text (psycopg prepares a statement after
+# five runs by its text), in the same order. Lock order: assignments, then
+# chunks, then jobs in id order (docs/render-loop.md, "Lock order").
+
+
+def start_tick(session: Session) -> bool:
+    """Whether the engine runs; and for the rest of the tick's transaction,
+    ready chunks read by an index scan in chunk order (one statement).
+
+    Left to itself the planner often estimates a fresh job's queued chunks at
+    a handful (its statistics predate the job), reads *every* queued chunk of
+    the job, sorts them and keeps the first few: a tick then costs in
+    proportion to the queue (tens of milliseconds at 100,000 queued chunks,
+    seconds at 1,000,000). Without sorts and bitmap scans the only plan left
+    is ix_chunks_ready in chunk order, stopped after LIMIT rows; the tick's
+    other statements have no cheaper plan than the one they had (a sort with
+    no alternative still runs), and the settings end with the transaction.
+    """
+    status = session.execute(
+        text(
+            "SELECT (SELECT status FROM engine_state WHERE id = 1),"
+            " set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+        )
+    ).scalar()
+    return status in (None, "running")
+
+
+def free_nodes(session: Session, limit: int) -> list[Row[Any]]:
+    """Idle, connected, unpaused nodes without a live assignment, in id order:
+    (id, name, host_name, pools)."""
+    return list(
+        session.execute(
+            text(
+                "SELECT n.id, n.name, n.host_name, n.pools FROM nodes n"
+                " WHERE n.status = 'idle' AND NOT n.paused AND n.session_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                " ORDER BY n.id LIMIT :limit"
+            ),
+            {"limit": limit},
+        ).all()
+    )
+
+
+def candidate_jobs(session: Session) -> list[Row[Any]]:
+    """Jobs with queued chunks in dispatch order (priority, age), each with its
+    live assignments' count (`working`) and its dependencies (`dependencies`:
+    id -> status as JSON)."""
+    # Each job's dependencies come with it: one round trip. A deleted
+    # dependency has no row left here: it holds nothing back.
+    return list(
+        session.execute(
+            text(
+                "SELECT j.id, j.template_id, j.included_pools, j.excluded_pools, j.max_nodes,"
+                " j.depend_mode, j.depend_chunks, j.started_at IS NOT NULL AS started,"
+                " (SELECT count(*) FROM chunk_assignments a WHERE a.job_id = j.id) AS working,"
+                " (SELECT jsonb_object_agg(d.depends_on_job_id, o.status)"
+                " FROM job_dependencies d JOIN jobs o ON o.id = d.depends_on_job_id"
+                " WHERE d.job_id = j.id) AS dependencies"
+                " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
+                " AND j.status <> 'failed'"
+                " ORDER BY j.priority DESC, j.submitted_at, j.id LIMIT 2000"
+            )
+        ).all()
+    )
+
+
+def exclusions(session: Session) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(node, job) pairs excluded now and (node, template) pairs, in one read."""
+    excluded_jobs: set[tuple[int, int]] = set()
+    excluded_templates: set[tuple[int, int]] = set()
+    for kind, node, other in session.execute(
+        text(
+            "SELECT 'job', node_id, job_id FROM node_job_exclusions"
+            " WHERE excluded_until > now()"
+            " UNION ALL SELECT 'template', node_id, template_id FROM node_template_exclusions"
+        )
+    ).all():
+        (excluded_jobs if kind == "job" else excluded_templates).add((int(node), int(other)))
+    return excluded_jobs, excluded_templates
+
+
+# Chunk dependencies compare frames in millionths of a frame, as bigint: the
+# largest frame (domain.MAX_FRAME, 1e9) makes 1e15, exact in a double (< 2**53).
+FRAME_SCALE = 1_000_000
+# The job's row is held FOR KEY SHARE for the rest of the tick, unless a
+# transaction holds it FOR UPDATE (a deletion, an edit): then the job is left
+# for the next tick. Reading its chunks first and waiting for its row only at
+# the counters' update deadlocked with a deletion, which holds the row and
+# waits for those chunks.
+_JOB_HELD = (
+    "WITH held AS MATERIALIZED (SELECT id FROM jobs WHERE id = :job FOR KEY SHARE SKIP LOCKED) "
+)
+# The first queued chunks of a job in frame order, locked (after start_tick).
+READY_CHUNKS = (
+    f"{_JOB_HELD}SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
+    " AND EXISTS (SELECT FROM held)"
+    " ORDER BY chunk_number LIMIT :limit FOR UPDATE OF chunks SKIP LOCKED"
+)
+_READY_CHUNKS_CLEAR_OF = (
+    f"{_JOB_HELD}, busy AS (SELECT range_agg(int8range("
+    "CAST(round(d.start_frame * :scale) AS bigint),"
+    " CAST(round(d.end_frame * :scale) AS bigint), '[]')) AS frames"
+    " FROM chunks d WHERE d.job_id IN :waiting AND d.status NOT IN :done)"
+    " SELECT c.* FROM chunks c CROSS JOIN busy h"
+    " WHERE c.job_id = :job AND c.status = 'queued' AND EXISTS (SELECT FROM held)"
+    " AND NOT coalesce(h.frames && int8range("
+    "CAST(round(c.start_frame * :scale) AS bigint),"
+    " CAST(round(c.end_frame * :scale) AS bigint), '[]'), false)"
+    " ORDER BY c.chunk_number LIMIT :limit FOR UPDATE OF c SKIP LOCKED"
+)
+
+
+def ready_chunks(
+    session: Session,
+    job_id: int,
+    waiting_for: Sequence[int],
+    done_statuses: Iterable[str],
+    limit: int,
+) -> Sequence[Any]:
+    """The job's next `limit` queued chunks in frame order, locked for this
+    tick. While jobs `waiting_for` hold back a job with chunk dependencies,
+    only its chunks whose frames no chunk of those jobs covers unless it is
+    in `done_statuses`.
+
+    One statement, O((K + Q) log K) for K unfinished dependency chunks and
+    Q queued chunks: the unfinished chunks' frame ranges are merged into
+    one multirange, and each queued chunk is one binary search in it (a
+    NOT EXISTS per chunk compares every pair: 0.4 s per pass at 10,000 x
+    10,000, docs/benchmarks.md). Frames compare as whole millionths of a
+    frame (FRAME_SCALE): bigint ranges are cheap, and rounding is monotone,
+    so ranges that share a frame always overlap, and by-frame rounding
+    (1 + 3 * 0.1 against 1.3) never separates the same frame."""
+    if not waiting_for:
+        return session.execute(text(READY_CHUNKS), {"job": job_id, "limit": limit}).all()
+    return session.execute(
+        text(_READY_CHUNKS_CLEAR_OF).bindparams(
+            bindparam("waiting", expanding=True), bindparam("done", expanding=True)
+        ),
+        {
+            "job": job_id,
+            "waiting": list(waiting_for),
+            "done": sorted(done_statuses),
+            "scale": float(FRAME_SCALE),
+            "limit": limit,
+        },
+    ).all()
+
+
+def insert_assignments(
+    session: Session, planned: Sequence[Mapping[str, Any]]
+) -> dict[tuple[int, int], int]:
+    """The tick's live assignments ({job, chunk, node, run_as} each, in plan
+    order); (job, chunk) -> its fencing token."""
+    # Each assignment takes its fencing token from the sequence as it is
+    # inserted; the unique constraints refuse a second live assignment per
+    # chunk or node.
+    return {
+        (row.job_id, row.chunk_number): int(row.fencing_token)
+        for row in session.execute(
+            text(
+                "INSERT INTO chunk_assignments"
+                " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
+                " SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as"
+                " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+                " AS (job bigint, chunk int, node bigint, run_as text))"
+                " WITH ORDINALITY AS v(job, chunk, node, run_as, n)"
+                " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number"
+            ),
+            {"rows": json.dumps(planned)},
+        ).all()
+    }
+
+
+def start_chunks(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """The assigned chunks ({job, chunk, node, name, token} each), only if
+    still queued, and their `running` history entries; how many started."""
+    # Started at this statement's time, not the tick's start: the tick's
+    # reads may have seen results committed after it began (a chunk
+    # dependency's run must not look as if it ended after this one started).
+    started = session.execute(
+        text(
+            "WITH c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node,"
+            " node_name = v.name, fencing_token = v.token, started_at = statement_timestamp(),"
+            " ended_at = NULL, exit_code = NULL, progress = 0,"
+            " runs_count = c.runs_count + 1, version = c.version + 1"
+            " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
+            " AS v(job bigint, chunk int, node bigint, name text, token bigint)"
+            " WHERE c.job_id = v.job AND c.chunk_number = v.chunk AND c.status = 'queued'"
+            " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
+            " c.fencing_token, c.start_frame, c.end_frame)"
+            " INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
+            " fencing_token, start_frame, end_frame, started_at, outcome)"
+            " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
+            " start_frame, end_frame, statement_timestamp(), 'running' FROM c"
+        ),
+        {"rows": json.dumps(rows)},
+    ).rowcount  # type: ignore[attr-defined]
+    return int(started)
+
+
+# Several jobs' counters moved by domain.counter_moves, in one statement, the
+# jobs' rows locked in id order. Progress follows the finished chunks, except
+# for a move that starts chunks (the scheduler's), which leaves it and marks
+# the job running instead.
+_MOVE_COUNTERS = text(
+    f"{LOCK_JOBS} UPDATE jobs j SET chunks_queued = j.chunks_queued + v.queued,"
+    " chunks_running = j.chunks_running + v.running,"
+    " chunks_completed = j.chunks_completed + v.completed,"
+    " chunks_failed = j.chunks_failed + v.failed,"
+    " requeue_count = j.requeue_count + v.requeued,"
+    " progress = CASE WHEN v.started THEN j.progress"
+    " ELSE CAST(100.0 AS float8) * (j.chunks_completed + j.chunks_failed + v.completed + v.failed)"
+    " / greatest(j.chunks_total, 1) END,"
+    " status = CASE WHEN v.started THEN 'running' ELSE j.status END,"
+    " started_at = CASE WHEN v.started THEN coalesce(j.started_at, now()) ELSE j.started_at END,"
+    " updated_at = now(), version = j.version + 1"
+    " FROM locked l, jsonb_to_recordset(CAST(:moves AS jsonb)) AS v(job bigint, queued int,"
+    " running int, completed int, failed int, requeued int, started boolean)"
+    " WHERE j.id = l.id AND j.id = v.job"
+    " RETURNING j.id, j.chunks_queued, j.chunks_running"
+)
+
+
+def move_counters(session: Session, moves: Mapping[int, CounterMove]) -> list[Row[Any]]:
+    """Apply each job's CounterMove (job id -> move) in one statement; the
+    jobs' (id, chunks_queued, chunks_running) after it, in id order."""
+    if not moves:
+        return []
+    rows = session.execute(
+        _MOVE_COUNTERS,
+        {
+            "ids": sorted(moves),
+            "moves": json.dumps(
+                [
+                    {
+                        "job": job_id,
+                        "queued": m.queued,
+                        "running": m.running,
+                        "completed": m.completed,
+                        "failed": m.failed,
+                        "requeued": m.requeued,
+                        "started": m.started,
+                    }
+                    for job_id, m in moves.items()
+                ]
+            ),
+        },
+    ).all()
+    return sorted(rows, key=lambda r: int(r.id))
+
+
+def lock_live_assignments(session: Session, tokens: Iterable[int]) -> list[Row[Any]]:
+    """The live assignments holding these fencing tokens, locked in token order."""
+    return list(
+        session.execute(
+            select(chunk_assignments)
+            .where(chunk_assignments.c.fencing_token.in_(tokens))
+            .order_by(chunk_assignments.c.fencing_token)
+            .with_for_update()
+        ).all()
+    )
+
+
+def lock_ending_chunks(
+    session: Session, keys: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], Row[Any]]:
+    """(job, chunk) -> (job_id, chunk_number, requeue_count, max_chunk_requeues
+    of its job) of the chunks whose runs end, locked in (job, chunk) order."""
+    query: Select[Any] = (
+        select(
+            chunks.c.job_id,
+            chunks.c.chunk_number,
+            chunks.c.requeue_count,
+            jobs.c.max_chunk_requeues,
+        )
+        .join(jobs, jobs.c.id == chunks.c.job_id)
+        .where(tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(keys))
+        .order_by(chunks.c.job_id, chunks.c.chunk_number)
+        .with_for_update(of=chunks)
+    )
+    return {(row.job_id, row.chunk_number): row for row in session.execute(query).all()}
+
+
+_RUN_ENDS = (
+    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
+    " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
+)
+# A run's end in its history entry, then in its chunk (back in the queue: no end time).
+_END_RUNS = text(
+    "UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()), exit_code = v.exit_code,"
+    f" outcome = v.outcome, message = v.message FROM {_RUN_ENDS} WHERE r.fencing_token = v.token"
+)
+_END_CHUNKS = text(
+    "UPDATE chunks c SET status = v.status,"
+    " ended_at = CASE WHEN v.status = 'queued' THEN NULL ELSE coalesce(v.ended_at, now()) END,"
+    " exit_code = v.exit_code,"
+    " progress = CASE WHEN v.status LIKE 'completed%' THEN 100.0 ELSE c.progress END,"
+    " requeue_count = c.requeue_count + CASE WHEN v.status = 'queued' THEN 1 ELSE 0 END,"
+    " fencing_token = NULL, version = c.version + 1"
+    f" FROM {_RUN_ENDS} WHERE c.job_id = v.job AND c.chunk_number = v.chunk"
+)
+
+
+def end_runs(session: Session, ends: Sequence[Mapping[str, Any]]) -> None:
+    """Runs' ends ({job, chunk, token, ended_at, exit_code, outcome, message,
+    status} each) in their history entries and chunks; their assignments go."""
+    values = {"rows": json.dumps(ends)}
+    session.execute(_END_RUNS, values)
+    session.execute(_END_CHUNKS, values)
+    session.execute(
+        delete(chunk_assignments).where(
+            chunk_assignments.c.fencing_token.in_([end["token"] for end in ends])
+        )
+    )
+
+
+def lock_node_assignments(session: Session, node_id: int) -> list[Row[Any]]:
+    """(fencing_token, job_id, chunk_number) of a node's live assignments, locked."""
+    query: Select[Any] = (
+        select(
+            chunk_assignments.c.fencing_token,
+            chunk_assignments.c.job_id,
+            chunk_assignments.c.chunk_number,
+        )
+        .where(chunk_assignments.c.node_id == node_id)
+        .with_for_update()
+    )
+    return list(session.execute(query).all())
+
+
+def assignment_by_token(session: Session, fencing_token: int) -> Row[Any]:
+    return session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.fencing_token == fencing_token)
+    ).one()
+
+
+def run_of_token(
+    session: Session, job_id: int, chunk_number: int, fencing_token: int
+) -> int | None:
+    """The id of the history entry of the run holding this token, if any."""
+    run = session.execute(
+        select(chunk_runs.c.id).where(
+            chunk_runs.c.fencing_token == fencing_token,
+            chunk_runs.c.job_id == job_id,
+            chunk_runs.c.chunk_number == chunk_number,
+        )
+    ).first()
+    return None if run is None else int(run.id)
+
+
+def append_run_log(session: Session, run_id: int, lines: Sequence[tuple[Any, str, str]]) -> None:
+    """(time or None, stream, text) lines after the run's last stored line."""
+    last = session.execute(
+        select(func.coalesce(func.max(chunk_run_logs.c.seq), 0)).where(
+            chunk_run_logs.c.run_id == run_id
+        )
+    ).scalar_one()
+    session.execute(
+        insert(chunk_run_logs),
+        [
+            {
+                "run_id": run_id,
+                "seq": last + i + 1,
+                "logged_at": when or func.now(),
+                "stream": stream,
+                "line": line.replace("\x00", ""),
+            }
+            for i, (when, stream, line) in enumerate(lines)
+        ],
+    )

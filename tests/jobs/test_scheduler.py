@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import text
 
 from services.core.database import Database
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.runs import ChunkRuns, RunEnd, next_chunk_status
-from services.jobs.scheduler import READY_CHUNKS, Scheduler, start_tick
+from services.jobs.domain import Attribute, JobSpec, next_chunk_status
+from services.jobs.runs import ChunkRuns, RunEnd
+from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
+from services.jobs.store import READY_CHUNKS, start_tick
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.support import until_lock_wait
 

@@ -1,0 +1,108 @@
+"""How a run's end changes its chunk and job (services/jobs/runs.py) on a real database."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from services.core.database import Database
+from services.jobs.domain import Attribute, JobSpec
+from services.jobs.runs import ChunkRuns, RunEnd
+from services.jobs.scheduler import Scheduler
+from services.jobs.service import JobsService
+from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from tests.support import until_lock_wait
+
+
+@pytest.fixture
+def jobs(db: Database) -> JobsService:
+    service = JobsService(db)
+    service.seed_templates()
+    return service
+
+
+def _configure(db: Database, **values: Any) -> None:
+    """Change the dispatcher configuration in effect (as systemSetConfiguration does)."""
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "UPDATE dispatcher_config SET runtime_config = runtime_config"
+                " || CAST(:values AS jsonb) WHERE id = 1"
+            ),
+            {"values": json.dumps(values)},
+        )
+
+
+def _live(db: Database) -> dict[int, tuple[int, int]]:
+    """chunk -> (fencing token, node) of the live assignments."""
+    with db.transaction() as session:
+        return {
+            int(chunk): (int(token), int(node))
+            for chunk, token, node in session.execute(
+                text("SELECT chunk_number, fencing_token, node_id FROM chunk_assignments")
+            ).all()
+        }
+
+
+@pytest.mark.parametrize("outcome", ["failed", "lost"])
+def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
+    db: Database, jobs: JobsService, outcome: str
+) -> None:
+    """ChunkRuns is shared by the servicer's worker threads. Call A reads the
+    configuration (requeues allowed) and waits for its assignment's lock;
+    meanwhile the configuration changes (no requeues) and call B applies it.
+    A must still apply what it read: its chunk goes back to the queue."""
+    spec = JobSpec(
+        name="job",
+        owner="alice",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=2,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+    )
+    job = int(jobs.submit_job(spec).id)  # max_chunk_requeues 0: the configuration's
+    for name in ("a", "b"):
+        with db.transaction() as session:
+            session.execute(
+                text(
+                    "INSERT INTO nodes (name, host_name, platform, status, pools, session_id,"
+                    " last_heartbeat_at) VALUES (:n, :n, 'linux', 'idle', '{}', 'live', now())"
+                ),
+                {"n": name},
+            )
+    assert Scheduler(db).tick() == 2
+    live = _live(db)
+    _configure(db, max_chunk_requeues=5, requeue_chunks_on_disconnection=True)
+    runs = ChunkRuns(jobs)
+    (token_a, node_a), (token_b, node_b) = live[1], live[2]
+    with ThreadPoolExecutor(1) as pool, db.transaction() as blocker:
+        blocker.execute(
+            text("SELECT 1 FROM chunk_assignments WHERE fencing_token = :t FOR UPDATE"),
+            {"t": token_a},
+        )
+        call_a = pool.submit(runs.finish, RunEnd(job, 1, token_a, node_a, 3, outcome))
+        until_lock_wait(db)  # A has read its configuration and waits
+        _configure(db, max_chunk_requeues=0, requeue_chunks_on_disconnection=False)
+        assert runs.finish(RunEnd(job, 2, token_b, node_b, 3, outcome)) == "failed"
+        blocker.rollback()
+        assert call_a.result(timeout=10) == "queued"
+    with db.transaction() as session:
+        chunks = {
+            int(number): str(status)
+            for number, status in session.execute(
+                text("SELECT chunk_number, status FROM chunks WHERE job_id = :j"), {"j": job}
+            ).all()
+        }
+        counters = session.execute(
+            text(
+                "SELECT chunks_queued, chunks_running, chunks_failed, requeue_count"
+                " FROM jobs WHERE id = :j"
+            ),
+            {"j": job},
+        ).one()
+    assert chunks == {1: "queued", 2: "failed"}
+    assert tuple(counters) == (1, 0, 1, 1)
