@@ -3,7 +3,7 @@ the servicers, the session hub and the client streams use them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
@@ -102,36 +102,35 @@ def command_message(command_id: int, kind: str, payload: dict[str, Any]) -> agen
     return command
 
 
-def console_message(row: Any) -> nodes_pb2.ConsoleClient:
-    message = nodes_pb2.ConsoleClient(
-        id=row.id,
-        user_name=row.user_name,
-        host=row.host,
-        client_kind=nodes_pb2.CLIENT_KIND_CONSOLE,
-        version=row.client_version,
-        ip_address=row.ip_address,
-    )
+_Client = TypeVar("_Client", nodes_pb2.ConsoleClient, nodes_pb2.NotificatorClient)
+
+
+def _connection_fields(message: _Client, row: Any) -> _Client:
+    """What consoles and notificators show alike, from their client_connections row."""
+    message.id = row.id
+    message.user_name = row.user_name
+    message.host = row.host
+    message.version = row.client_version
+    message.ip_address = row.ip_address
     stamp = to_timestamp(row.connected_at)
     if stamp is not None:
         message.connected_time.CopyFrom(stamp)
     return message
 
 
+def console_message(row: Any) -> nodes_pb2.ConsoleClient:
+    return _connection_fields(
+        nodes_pb2.ConsoleClient(client_kind=nodes_pb2.CLIENT_KIND_CONSOLE), row
+    )
+
+
 def notificator_message(row: Any) -> nodes_pb2.NotificatorClient:
-    message = nodes_pb2.NotificatorClient(
-        id=row.id,
-        user_name=row.user_name,
-        host=row.host,
-        client_kind=nodes_pb2.CLIENT_KIND_NOTIFICATOR,
-        version=row.client_version,
-        ip_address=row.ip_address,
+    message = _connection_fields(
+        nodes_pb2.NotificatorClient(client_kind=nodes_pb2.CLIENT_KIND_NOTIFICATOR), row
     )
     for name, value in dict(row.notification_preferences).items():
         if name in message.notification_preferences.DESCRIPTOR.fields_by_name:
             setattr(message.notification_preferences, name, bool(value))
-    stamp = to_timestamp(row.connected_at)
-    if stamp is not None:
-        message.connected_time.CopyFrom(stamp)
     return message
 
 
