@@ -433,31 +433,29 @@ def _id_array(values: Iterable[int]) -> BindParameter[Any]:
     return ids
 
 
-def assignments_to_build(session: Session, node_ids: Iterable[int]) -> list[Row[Any]]:
+def assignments_to_build(session: Session, node_ids: Iterable[int]) -> Sequence[Row[Any]]:
     """Each live assignment of these nodes with its node's platform and its
     chunk's frames (one joined read per batch of deliveries)."""
-    return list(
-        session.execute(
-            select(
-                chunk_assignments,
-                nodes_table.c.platform,
-                chunks.c.runs_count,
-                chunks.c.start_frame,
-                chunks.c.end_frame,
-                chunks.c.by_frame,
-                chunks.c.slice_index,
-            )
-            .join(nodes_table, nodes_table.c.id == chunk_assignments.c.node_id)
-            .join(
-                chunks,
-                and_(
-                    chunks.c.job_id == chunk_assignments.c.job_id,
-                    chunks.c.chunk_number == chunk_assignments.c.chunk_number,
-                ),
-            )
-            .where(chunk_assignments.c.node_id == any_(_id_array(node_ids)))
-        ).all()
-    )
+    return session.execute(
+        select(
+            chunk_assignments,
+            nodes_table.c.platform,
+            chunks.c.runs_count,
+            chunks.c.start_frame,
+            chunks.c.end_frame,
+            chunks.c.by_frame,
+            chunks.c.slice_index,
+        )
+        .join(nodes_table, nodes_table.c.id == chunk_assignments.c.node_id)
+        .join(
+            chunks,
+            and_(
+                chunks.c.job_id == chunk_assignments.c.job_id,
+                chunks.c.chunk_number == chunk_assignments.c.chunk_number,
+            ),
+        )
+        .where(chunk_assignments.c.node_id == any_(_id_array(node_ids)))
+    ).all()
 
 
 def jobs_of_assignments(session: Session, job_ids: Iterable[int]) -> dict[int, Row[Any]]:
