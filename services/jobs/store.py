@@ -13,10 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    BindParameter,
     ColumnElement,
     Row,
     Select,
     and_,
+    any_,
     bindparam,
     delete,
     func,
@@ -28,6 +31,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -44,6 +48,7 @@ from services.jobs.tables import (
     templates,
 )
 from services.jobs.templates import Template
+from services.nodes.tables import nodes as nodes_table
 
 # --- jobs ---------------------------------------------------------------------------
 
@@ -417,6 +422,102 @@ def release_assignments(session: Session, job_ids: Sequence[int], message: str) 
 
 def live_assignments_count(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(chunk_assignments)).scalar_one())
+
+
+# --- what the nodes service reads (services/jobs/for_nodes.py) ---------------------------
+
+
+def _id_array(values: Iterable[int]) -> BindParameter[Any]:
+    """One array parameter, not one per id: the statement's text is the same
+    for every batch, so PostgreSQL reuses its plan."""
+    ids: BindParameter[Any] = bindparam(None, sorted(values), type_=ARRAY(BigInteger))
+    return ids
+
+
+def assignments_to_build(session: Session, node_ids: Iterable[int]) -> Sequence[Row[Any]]:
+    """Each live assignment of these nodes with its node's platform and its
+    chunk's frames (one joined read per batch of deliveries)."""
+    return session.execute(
+        select(
+            chunk_assignments,
+            nodes_table.c.platform,
+            chunks.c.runs_count,
+            chunks.c.start_frame,
+            chunks.c.end_frame,
+            chunks.c.by_frame,
+            chunks.c.slice_index,
+        )
+        .join(nodes_table, nodes_table.c.id == chunk_assignments.c.node_id)
+        .join(
+            chunks,
+            and_(
+                chunks.c.job_id == chunk_assignments.c.job_id,
+                chunks.c.chunk_number == chunk_assignments.c.chunk_number,
+            ),
+        )
+        .where(chunk_assignments.c.node_id == any_(_id_array(node_ids)))
+    ).all()
+
+
+def jobs_of_assignments(session: Session, job_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """The job rows (jobs table only) by id."""
+    return {
+        row.id: row
+        for row in session.execute(select(jobs).where(jobs.c.id == any_(_id_array(job_ids)))).all()
+    }
+
+
+def all_templates(session: Session) -> list[Row[Any]]:
+    return list(session.execute(select(templates)).all())
+
+
+def node_live_token(session: Session, node_id: int) -> int:
+    """The fencing token of the node's live assignment (0: none)."""
+    token = session.execute(
+        select(chunk_assignments.c.fencing_token).where(chunk_assignments.c.node_id == node_id)
+    ).scalar()
+    return int(token or 0)
+
+
+def node_assignment(session: Session, node_id: int) -> Row[Any] | None:
+    """The node's live assignment row, if it holds one."""
+    return session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.node_id == node_id)
+    ).first()
+
+
+def nodes_assignments(session: Session, node_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """The live assignment rows of these nodes, by node id."""
+    if not node_ids:
+        return {}
+    rows = session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.node_id.in_(list(node_ids)))
+    ).all()
+    return {row.node_id: row for row in rows}
+
+
+def job_assignments(session: Session, job_id: int) -> list[Row[Any]]:
+    """The live assignment rows of a job, in node order."""
+    return list(
+        session.execute(
+            select(chunk_assignments)
+            .where(chunk_assignments.c.job_id == job_id)
+            .order_by(chunk_assignments.c.node_id)
+        ).all()
+    )
+
+
+def job_owner(session: Session, job_id: int) -> str | None:
+    """The job's owner; None when the job does not exist."""
+    row = session.execute(select(jobs.c.owner).where(jobs.c.id == job_id)).first()
+    return None if row is None else str(row.owner)
+
+
+def job_parent_owner_name(session: Session, job_id: int) -> Row[Any, Any, Any] | None:
+    """(parent_id, owner, name) of one job or folder."""
+    return session.execute(
+        select(jobs.c.parent_id, jobs.c.owner, jobs.c.name).where(jobs.c.id == job_id)
+    ).first()
 
 
 # --- history ----------------------------------------------------------------------------

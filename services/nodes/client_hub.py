@@ -17,24 +17,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from farm.nodes.v1 import nodes_pb2
-from services.admin.tables import log_messages
+from services.admin import topics as admin_topics
 from services.core.bus import Event, LiveSubscription, Position, position_of, read_events
 from services.core.convert import to_timestamp
 from services.core.database import Database
-from services.jobs.messages import job_message
-from services.jobs.store import get_job
-from services.jobs.tables import jobs
+from services.jobs import for_nodes
+from services.jobs import topics as jobs_topics
+from services.jobs.for_nodes import JobFacts
+from services.nodes import store as repo
+from services.nodes import topics
 from services.nodes.clients import CONNECTION_TIMEOUT_SECONDS, ClientsService
 
 _LOG = logging.getLogger(__name__)
 
 # Topics a client may be told about.
-TOPIC_PREFIXES = ("job.", "chunk.", "node.", "client.message", "client.disconnect", "log.")
+TOPIC_PREFIXES = (
+    "job.",
+    "chunk.",
+    "node.",
+    topics.CLIENT_MESSAGE,
+    topics.CLIENT_DISCONNECT,
+    "log.",
+)
 QUEUE_LIMIT = 10_000
 # A batching stream writes at most once per spacing, longer when more streams
 # are held, so that the writes a replica makes per second stay about level:
@@ -47,10 +54,10 @@ WRITES_PER_SECOND = 10_000
 REFRESH_SECONDS = 10.0
 
 NOTIFICATIONS = {
-    "job.started": (nodes_pb2.NOTIFICATION_KIND_JOB_STARTED, "job_started"),
-    "chunk.started": (nodes_pb2.NOTIFICATION_KIND_CHUNK_STARTED, "chunk_started"),
-    "chunk.failed": (nodes_pb2.NOTIFICATION_KIND_CHUNK_FAILED, "chunk_failed"),
-    "node.lost": (nodes_pb2.NOTIFICATION_KIND_NODE_OFFLINE, "node_offline"),
+    jobs_topics.JOB_STARTED: (nodes_pb2.NOTIFICATION_KIND_JOB_STARTED, "job_started"),
+    jobs_topics.CHUNK_STARTED: (nodes_pb2.NOTIFICATION_KIND_CHUNK_STARTED, "chunk_started"),
+    jobs_topics.CHUNK_FAILED: (nodes_pb2.NOTIFICATION_KIND_CHUNK_FAILED, "chunk_failed"),
+    topics.NODE_LOST: (nodes_pb2.NOTIFICATION_KIND_NODE_OFFLINE, "node_offline"),
 }
 COMPLETIONS = {
     "completed": (nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED, "job_completed"),
@@ -64,13 +71,6 @@ COMPLETIONS = {
     ),
     "failed": (nodes_pb2.NOTIFICATION_KIND_JOB_COMPLETED_WITH_ERRORS, "job_completed_with_errors"),
 }
-
-
-@dataclass(frozen=True)
-class JobFacts:
-    owner: str
-    name: str
-    ancestors: frozenset[int]
 
 
 @dataclass
@@ -289,17 +289,12 @@ class ClientHub:
             self._facts.pop(job_id, None)
         if job_id:
             extra.facts = self.facts(job_id)
-            if event.topic.startswith("job.") and event.topic != "job.deleted":
+            if event.topic.startswith("job.") and event.topic != jobs_topics.JOB_DELETED:
                 with self.db.transaction() as session:
-                    row = get_job(session, job_id)
-                extra.job = job_message(row) if row is not None else None
-        if event.topic == "log.message_added" and not event.payload.get("internal"):
+                    extra.job = for_nodes.console_job(session, job_id)
+        if event.topic == admin_topics.LOG_MESSAGE_ADDED and not event.payload.get("internal"):
             with self.db.transaction() as session:
-                row = session.execute(
-                    select(log_messages).where(
-                        log_messages.c.id == int(event.payload.get("log_entry_id", 0))
-                    )
-                ).first()
+                row = repo.dispatcher_log_entry(session, int(event.payload.get("log_entry_id", 0)))
             if row is not None:
                 extra.log = nodes_pb2.DispatcherLogMessage(
                     level=row.level, message=row.message, source=row.source
@@ -329,7 +324,7 @@ class ClientHub:
             for members in groups.values():
                 self._fan_out_to(members, relevant)
         for event, _ in relevant:
-            if event.topic == "client.disconnect":
+            if event.topic == topics.CLIENT_DISCONNECT:
                 target = self.streams.get(int(event.payload.get("connection_id", 0)))
                 if target is not None:
                     target.close(
@@ -341,7 +336,7 @@ class ClientHub:
         shared: list[Rendered | None] = []
         personal = False
         for event, extra in events:
-            if event.topic == "client.message":
+            if event.topic == topics.CLIENT_MESSAGE:
                 shared.append(None)
                 personal = True
                 continue
@@ -353,7 +348,7 @@ class ClientHub:
             if personal:
                 items = []
                 for (event, extra), item in zip(events, shared, strict=True):
-                    if item is None and event.topic == "client.message":
+                    if item is None and event.topic == topics.CLIENT_MESSAGE:
                         message = self.render(stream, event, extra)
                         item = Rendered(message) if message is not None else None
                     if item is not None:
@@ -372,7 +367,7 @@ class ClientHub:
         stamp = to_timestamp(event.created_at)
         if stamp is not None:
             message.event_time.CopyFrom(stamp)
-        if event.topic == "client.message":
+        if event.topic == topics.CLIENT_MESSAGE:
             target = int(payload.get("connection_id", 0))
             if payload.get("kind") != stream.kind or target not in (0, stream.connection_id):
                 return None
@@ -386,7 +381,7 @@ class ClientHub:
                 )
             )
             return message
-        if event.topic == "client.disconnect":
+        if event.topic == topics.CLIENT_DISCONNECT:
             return None
         if stream.kind == "notificator":
             return self._notification(stream, event, message, extra)
@@ -398,12 +393,12 @@ class ClientHub:
         payload = event.payload
         node_id = int(payload.get("node_id", 0))
         job_id = int(payload.get("job_id", 0))
-        if event.topic == "log.message_added":
+        if event.topic == admin_topics.LOG_MESSAGE_ADDED:
             if extra.log is None or stream.job_ids or stream.folder_ids or stream.node_ids:
                 return None
             message.dispatcher_log.CopyFrom(extra.log)
             return message
-        if event.topic == "log.chunk":
+        if event.topic == topics.LOG_CHUNK:
             if stream.node_ids and node_id not in stream.node_ids:
                 return None
             if (stream.job_ids or stream.folder_ids) and not self._job_matches(
@@ -422,7 +417,7 @@ class ClientHub:
             if (stream.job_ids or stream.folder_ids) and not stream.node_ids:
                 return None
             message.node_changed.node.id = node_id
-            message.node_changed.deleted = event.topic == "node.deleted"
+            message.node_changed.deleted = event.topic == topics.NODE_DELETED
             return message
         if not self._job_matches(stream, job_id, extra):
             return None
@@ -434,7 +429,7 @@ class ClientHub:
         if event.topic.startswith("log."):
             return None
         message.job_changed.job.CopyFrom(extra.job or jobs_pb2.Job(id=job_id))
-        message.job_changed.deleted = event.topic == "job.deleted"
+        message.job_changed.deleted = event.topic == jobs_topics.JOB_DELETED
         return message
 
     @staticmethod
@@ -451,7 +446,7 @@ class ClientHub:
         self, stream: ClientStream, event: Event, message: nodes_pb2.ClientEvent, extra: Extra
     ) -> nodes_pb2.ClientEvent | None:
         payload = event.payload
-        if event.topic == "job.completed":
+        if event.topic == jobs_topics.JOB_COMPLETED:
             kind, preference = COMPLETIONS.get(str(payload.get("status", "")), (0, ""))
         else:
             kind, preference = NOTIFICATIONS.get(event.topic, (0, ""))
@@ -475,22 +470,8 @@ class ClientHub:
         cached = self._facts.get(job_id)
         if cached is not None:
             return cached
-        owner, name, ancestors = "", "", set()
         with self.db.transaction() as session:
-            current: int | None = job_id
-            first = True
-            while current is not None and current not in ancestors:
-                row = session.execute(
-                    select(jobs.c.parent_id, jobs.c.owner, jobs.c.name).where(jobs.c.id == current)
-                ).first()
-                if row is None:
-                    break
-                if first:
-                    owner, name, first = row.owner, row.name, False
-                else:
-                    ancestors.add(current)
-                current = row.parent_id
-        facts = JobFacts(owner, name, frozenset(ancestors))
+            facts = for_nodes.job_facts(session, job_id)
         self._facts[job_id] = facts
         return facts
 
@@ -550,14 +531,14 @@ class ClientHub:
 
 def _notification_text(topic: str, payload: dict[str, Any], facts: JobFacts) -> str:
     job = f"job {payload.get('job_id')} ({facts.name})" if facts.name else "a job"
-    if topic == "job.started":
+    if topic == jobs_topics.JOB_STARTED:
         return f"{job} started"
-    if topic == "job.completed":
+    if topic == jobs_topics.JOB_COMPLETED:
         return f"{job} finished: {str(payload.get('status', 'completed')).replace('_', ' ')}"
-    if topic == "chunk.started":
+    if topic == jobs_topics.CHUNK_STARTED:
         return f"chunk {payload.get('chunk_id')} of {job} started on node {payload.get('node_id')}"
-    if topic == "chunk.failed":
+    if topic == jobs_topics.CHUNK_FAILED:
         return f"chunk {payload.get('chunk_id')} of {job} failed"
-    if topic == "node.lost":
+    if topic == topics.NODE_LOST:
         return f"node {payload.get('name') or payload.get('node_id')} went offline"
     return topic

@@ -8,7 +8,6 @@ on (client.disconnect, client.message).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row
@@ -17,19 +16,14 @@ from services.core.bus import publish
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument, NotFound, PermissionDenied
-from services.core.paging import page_request
+from services.core.paging import Page, page_of, page_request
 from services.nodes import store as repo
+from services.nodes import topics
 
 MAX_MESSAGE_LENGTH = 64 * 1024
 MAX_FILTER_IDS = 10_000
 # A connection its replica has not refreshed for this long is gone.
 CONNECTION_TIMEOUT_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class ConnectionPage:
-    connections: list[Row[Any]]
-    next_page_token: str
 
 
 class ClientsService:
@@ -65,7 +59,7 @@ class ClientsService:
             )
             publish(
                 session,
-                "client.connected",
+                topics.CLIENT_CONNECTED,
                 {"connection_id": row.id, "kind": kind, "actor": caller.label},
                 key=str(row.id),
             )
@@ -84,14 +78,12 @@ class ClientsService:
             raise NotFound(f"no {kind} is connected with id {connection_id}")
         return row
 
-    def page(self, kind: str, user_name: str, page_size: int, page_token: str) -> ConnectionPage:
+    def page(self, kind: str, user_name: str, page_size: int, page_token: str) -> Page[Row[Any]]:
         page = page_request(page_size, page_token, {"kind": kind, "user": user_name})
         after = int(page.after) if isinstance(page.after, int) else 0
         with self.db.transaction() as session:
             rows = repo.list_connections(session, kind, user_name, after, page.size + 1)
-        more = len(rows) > page.size
-        rows = rows[: page.size]
-        return ConnectionPage(rows, page.next_token(rows[-1].id) if more and rows else "")
+        return page_of(rows, page, lambda row: row.id)
 
     def force_disconnect(self, kind: str, connection_id: int) -> None:
         row = self.get(kind, connection_id)
@@ -105,7 +97,7 @@ class ClientsService:
             repo.close_connection(session, connection_id, "forced")
             publish(
                 session,
-                "client.disconnect",
+                topics.CLIENT_DISCONNECT,
                 {"connection_id": connection_id, "kind": kind, **caller.stamp()},
                 key=str(connection_id),
             )
@@ -126,7 +118,7 @@ class ClientsService:
                 recipients = 1
             publish(
                 session,
-                "client.message",
+                topics.CLIENT_MESSAGE,
                 {
                     "kind": kind,
                     "connection_id": 0 if broadcast else connection_id,

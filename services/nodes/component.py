@@ -9,6 +9,7 @@ import grpc
 
 from farm.agent.v1 import agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
+from services.admin import topics as admin_topics
 from services.core.auth import ENROLLMENT_SECRET, ServiceIdentity, farm_secret, security_for
 from services.core.background import Periodic
 from services.core.bus import (
@@ -21,10 +22,14 @@ from services.core.bus import (
 from services.core.database import Database
 from services.core.server import Component, RawResponseServer
 from services.core.settings import Settings
+from services.jobs import for_nodes
+from services.jobs import topics as jobs_topics
+from services.nodes import topics
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
+from services.nodes.delivery import AssignmentDelivery
 from services.nodes.enrollment import Enrollment
-from services.nodes.render import REFERENCE_TOPICS, RenderBridge
+from services.nodes.relay import ResultRelay
 from services.nodes.scan import run_scan
 from services.nodes.service import NodesService, new_replica_id
 from services.nodes.servicer import (
@@ -47,18 +52,19 @@ def build(db: Database, settings: Settings) -> Component:
     hub = SessionHub(service)
     client_hub = ClientHub(db, ClientsService(db, replica), settings.client_timeout_seconds)
     security = security_for(db)
-    render = RenderBridge(db, service, hub, ServiceIdentity(security, "nodes"))
-    render.jobs_address = settings.jobs_address
-    hub.render_listener = render
+    delivery = AssignmentDelivery(db, service, hub)
+    relay = ResultRelay(db, service, hub, ServiceIdentity(security, "nodes"))
+    relay.jobs_address = settings.jobs_address
+    hub.render_listener = delivery
     nodes = NodesServicer(service)
     clients = ClientsServicer(client_hub.service, client_hub)
     timings = NodeTimings(db, settings.node_lost_timeout_seconds)
     hub.timings = timings
-    render.timings = timings
+    relay.timings = timings
     enrollment = Enrollment(
         security.signer, farm_secret(db, ENROLLMENT_SECRET, settings.enrollment_secret())
     )
-    agent = AgentServicer(service, hub, render, timings, enrollment)
+    agent = AgentServicer(service, hub, delivery, relay, timings, enrollment)
 
     def register(server: grpc.aio.Server) -> None:
         nodes_pb2_grpc.add_NodesServiceServicer_to_server(nodes, server)
@@ -72,16 +78,17 @@ def build(db: Database, settings: Settings) -> Component:
         "nodes",
         [NODES_SERVICE, CLIENTS_SERVICE, AGENT_SERVICE],
         register,
-        on_listening=[render.listening],
+        on_listening=[relay.listening],
         security=security,
         background=[
-            render,
+            delivery,
+            relay,
             Listener(
                 DurableConsumer(
                     db,
                     "nodes-network-scan",
                     lambda session, event: run_scan(session, event, settings.discovery_port),
-                    topics=["system.network_scan"],
+                    topics=[admin_topics.SYSTEM_NETWORK_SCAN],
                     transactional=False,
                 ),
                 settings.event_poll_seconds,
@@ -94,11 +101,11 @@ def build(db: Database, settings: Settings) -> Component:
             LiveSubscription(
                 db,
                 [
-                    "node.command",
-                    "node.deleted",
-                    "chunk.assigned",
-                    "system.soft_restart",
-                    *sorted(REFERENCE_TOPICS),
+                    topics.NODE_COMMAND,
+                    topics.NODE_DELETED,
+                    jobs_topics.CHUNK_ASSIGNED,
+                    admin_topics.SYSTEM_SOFT_RESTART,
+                    *sorted(for_nodes.REFERENCE_TOPICS),
                 ],
                 hub.on_events,
                 settings.event_poll_seconds,
@@ -106,7 +113,7 @@ def build(db: Database, settings: Settings) -> Component:
             Periodic(
                 "lost-nodes",
                 LOST_SWEEP_SECONDS,
-                lambda: render.release_lost(
+                lambda: relay.release_lost(
                     sorted(
                         set(service.sweep_lost(timings.lost_timeout()))
                         | set(service.offline_with_chunks())

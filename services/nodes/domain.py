@@ -26,6 +26,19 @@ MAX_CODE_LENGTH = 100_000
 DEFAULT_CODE_TIMEOUT_SECONDS = 30
 MAX_CODE_TIMEOUT_SECONDS = 3600
 
+# What a notificator hears when neither the connection nor the user says.
+DEFAULT_PREFERENCES = {
+    "job_started": True,
+    "chunk_started": False,
+    "chunk_failed": True,
+    "job_completed": True,
+    "job_completed_with_warnings": True,
+    "job_completed_with_errors": True,
+    "custom_messages": True,
+    "own_jobs_only": False,
+    "node_offline": True,
+}
+
 
 @dataclass(frozen=True)
 class Registration:

@@ -18,11 +18,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from services.core.bus import Event, publish
-from services.nodes.tables import nodes
+from services.nodes import store as repo
+from services.nodes import topics
 
 _LOG = logging.getLogger(__name__)
 
@@ -86,21 +86,14 @@ def record(session: Session, answers: list[dict[str, Any]]) -> int:
             continue
         platform = str(reply.get("platform", ""))
         platform = platform if platform in ("windows", "linux", "macos") else "linux"
-        known = session.execute(select(nodes.c.id).where(nodes.c.host_name == host)).first()
-        if known is not None:
+        if repo.host_is_known(session, host):
             continue
-        session.execute(
-            text(
-                "INSERT INTO nodes (name, host_name, ip_address, platform, agent_version, status)"
-                " VALUES (:name, :name, :ip, :platform, :version, 'offline')"
-                " ON CONFLICT DO NOTHING"
-            ),
-            {
-                "name": host,
-                "ip": reply.get("ip_address", ""),
-                "platform": platform,
-                "version": str(reply.get("agent_version", ""))[:64],
-            },
+        repo.insert_discovered_node(
+            session,
+            host,
+            reply.get("ip_address", ""),
+            platform,
+            str(reply.get("agent_version", ""))[:64],
         )
         added += 1
     return added
@@ -109,16 +102,12 @@ def record(session: Session, answers: list[dict[str, Any]]) -> int:
 def run_scan(session: Session, event: Event, port: int) -> None:
     """The bus handler of system.network_scan (one replica at a time)."""
     ranges = [str(r) for r in event.payload.get("ranges", [])]
-    offline = (
-        session.execute(select(nodes.c.ip_address).where(nodes.c.status == "offline"))
-        .scalars()
-        .all()
-    )
+    offline = repo.offline_ip_addresses(session)
     answers = probe(targets(ranges, offline), port, str(event.id))
     added = record(session, answers)
     publish(
         session,
-        "system.network_scan_finished",
+        topics.SYSTEM_NETWORK_SCAN_FINISHED,
         {"found": len(answers), "new": added, "actor": "dispatcher"},
     )
     _LOG.info("network scan: %d agents answered, %d new nodes", len(answers), added)

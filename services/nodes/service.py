@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
 from services.admin.store import pools_by_member, pools_of
-from services.core.bus import publish, publish_many
+from services.core.bus import publish, publish_change, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from services.core.paging import page_request
+from services.core.paging import Page, page_of, page_request
+from services.jobs import for_nodes
 from services.nodes import store as repo
+from services.nodes import topics
 from services.nodes.domain import (
     MAX_CODE_LENGTH,
     MAX_CODE_TIMEOUT_SECONDS,
@@ -68,16 +70,10 @@ class NodeView:
     pools: list[str]
 
 
-@dataclass(frozen=True)
-class NodePage:
-    nodes: list[NodeView]
-    next_page_token: str
-
-
 def _views(session: Session, rows: list[Row[Any]]) -> list[NodeView]:
     ids = [r.id for r in rows]
     excluded = repo.exclusions(session, ids)
-    running = repo.assignments_of_nodes(session, ids)
+    running = for_nodes.nodes_assignments(session, ids)
     members = pools_by_member(session)
     return [
         NodeView(
@@ -88,12 +84,8 @@ def _views(session: Session, rows: list[Row[Any]]) -> list[NodeView]:
 
 
 def _event(session: Session, topic: str, node_id: int, **payload: Any) -> None:
-    publish(
-        session,
-        topic,
-        {"node_id": node_id, **current_caller().stamp(), **payload},
-        key=str(node_id),
-    )
+    """A change to a node, stamped with its caller, keyed by the node."""
+    publish_change(session, topic, {"node_id": node_id, **payload}, key=str(node_id))
 
 
 class NodesService:
@@ -121,9 +113,9 @@ class NodesService:
             node = repo.upsert_node(session, reg, self.replica, session_id, status)
             if config.remove_orphaned_instances and reg.instance_count:
                 for orphan in repo.remove_orphans(session, reg.host_name, reg.instance_count):
-                    _event(session, "node.deleted", orphan, reason="orphaned instance")
+                    _event(session, topics.NODE_DELETED, orphan, reason="orphaned instance")
             pending = repo.undelivered_commands(session, node.id, COMMAND_MAX_AGE_SECONDS)
-            _event(session, "node.registered", node.id, name=node.name, replica=self.replica)
+            _event(session, topics.NODE_REGISTERED, node.id, name=node.name, replica=self.replica)
         return node, pending
 
     def disconnected(self, node_id: int, session_id: str) -> None:
@@ -134,14 +126,14 @@ class NodesService:
         """Record heartbeats (node id -> session id of the stream that sent them)."""
         with self.db.relaxed_transaction() as session:  # rewritten every second
             for node_id in repo.touch_heartbeats(session, self.replica, streams):
-                _event(session, "node.registered", node_id, replica=self.replica)
+                _event(session, topics.NODE_REGISTERED, node_id, replica=self.replica)
 
     def sweep_lost(self, timeout_seconds: float) -> list[int]:
         """Mark nodes silent for longer than the timeout offline (node.lost)."""
         with self.db.transaction() as session:
             lost = repo.mark_lost(session, timeout_seconds)
             for node in lost:
-                _event(session, "node.lost", node.id, name=node.name)
+                _event(session, topics.NODE_LOST, node.id, name=node.name)
         return [n.id for n in lost]
 
     def record_chunk_end(
@@ -159,7 +151,7 @@ class NodesService:
         failures = repo.count_job_failure(session, node_id, job_id)
         if failures >= threshold:
             repo.exclude_node_from_job(session, node_id, job_id, forgive_seconds)
-            _event(session, "node.excluded", node_id, job_id=job_id, failures=failures)
+            _event(session, topics.NODE_EXCLUDED, node_id, job_id=job_id, failures=failures)
 
     def set_rendering_many(self, node_ids: list[int]) -> None:
         """Nodes that were just sent a chunk show as rendering."""
@@ -188,7 +180,10 @@ class NodesService:
             idle = repo.release_rendering(session, node_ids)
             publish_many(
                 session,
-                [("node.idle", {"node_id": n, **current_caller().stamp()}, str(n)) for n in idle],
+                [
+                    (topics.NODE_IDLE, {"node_id": n, **current_caller().stamp()}, str(n))
+                    for n in idle
+                ],
             )
 
     def publish_log(self, node_id: int, log: Any) -> None:
@@ -196,7 +191,7 @@ class NodesService:
         with self.db.transaction() as session:
             publish(
                 session,
-                "log.chunk",
+                topics.LOG_CHUNK,
                 {
                     "node_id": node_id,
                     "job_id": log.job_id,
@@ -246,17 +241,17 @@ class NodesService:
 
     def page(
         self, page_size: int, page_token: str, pool: str, statuses: list[str], platform: str
-    ) -> NodePage:
+    ) -> Page[NodeView]:
         filters = {"pool": pool, "statuses": sorted(statuses), "platform": platform}
         page = page_request(page_size, page_token, filters)
         after = int(page.after) if isinstance(page.after, int) else 0
         with self.db.transaction() as session:
-            rows = repo.list_nodes(session, after, page.size + 1, pool, statuses, platform)
-            more = len(rows) > page.size
-            rows = rows[: page.size]
-            views = _views(session, rows)
-        token = page.next_token(rows[-1].id) if more and rows else ""
-        return NodePage(views, token)
+            rows = page_of(
+                repo.list_nodes(session, after, page.size + 1, pool, statuses, platform),
+                page,
+                lambda row: row.id,
+            )
+            return Page(_views(session, rows.items), rows.next_page_token)
 
     @staticmethod
     def _existing(session: Session, node_id: int, lock: bool = False) -> Row[Any]:
@@ -275,7 +270,7 @@ class NodesService:
         command_id = repo.insert_command(session, node.id, kind, payload, current_caller().label)
         publish(
             session,
-            "node.command",
+            topics.NODE_COMMAND,
             {
                 "node_id": node.id,
                 "command_id": command_id,
@@ -302,7 +297,7 @@ class NodesService:
             repo.update_node(session, node_id, paused=paused, status=status)
             if self._online(node):
                 self._queue_command(session, node, "pause" if paused else "resume", {})
-            _event(session, "node.paused" if paused else "node.resumed", node_id)
+            _event(session, topics.NODE_PAUSED if paused else topics.NODE_RESUMED, node_id)
 
     def set_notes(self, node_id: int, notes: str) -> None:
         if len(notes) > MAX_NOTES_LENGTH:
@@ -310,7 +305,7 @@ class NodesService:
         with self.db.transaction() as session:
             self._existing(session, node_id, lock=True)
             repo.update_node(session, node_id, notes=notes)
-            _event(session, "node.changed", node_id, field="notes")
+            _event(session, topics.NODE_CHANGED, node_id, field="notes")
 
     def set_process_priority(self, node_id: int, priority: str) -> None:
         with self.db.transaction() as session:
@@ -318,7 +313,7 @@ class NodesService:
             self._require_online(node)
             repo.update_node(session, node_id, process_priority=priority)
             self._queue_command(session, node, "set_process_priority", {"priority": priority})
-            _event(session, "node.changed", node_id, field="process_priority")
+            _event(session, topics.NODE_CHANGED, node_id, field="process_priority")
 
     def set_realtime_log(self, node_id: int, enabled: bool) -> None:
         with self.db.transaction() as session:
@@ -326,7 +321,7 @@ class NodesService:
             self._require_online(node)
             repo.update_node(session, node_id, realtime_log=enabled)
             self._queue_command(session, node, "set_realtime_log", {"enabled": enabled})
-            _event(session, "node.changed", node_id, field="realtime_log")
+            _event(session, topics.NODE_CHANGED, node_id, field="realtime_log")
 
     def simple_command(self, node_id: int, kind: str, payload: dict[str, Any]) -> int:
         """A command that needs the node online and changes nothing stored."""
@@ -357,7 +352,7 @@ class NodesService:
         with self.db.transaction() as session:
             self._existing(session, node_id)
             if repo.remove_template_exclusions(session, node_id, template_id):
-                _event(session, "node.exclusions_purged", node_id, template_id=template_id)
+                _event(session, topics.NODE_EXCLUSIONS_PURGED, node_id, template_id=template_id)
 
     def remove_job_exclusions(self, node_id: int, job_id: int) -> None:
         if job_id < 0:
@@ -365,18 +360,18 @@ class NodesService:
         with self.db.transaction() as session:
             self._existing(session, node_id)
             if repo.remove_job_exclusions(session, node_id, job_id):
-                _event(session, "node.exclusions_purged", node_id, job_id=job_id)
+                _event(session, topics.NODE_EXCLUSIONS_PURGED, node_id, job_id=job_id)
 
     def delete(self, node_id: int) -> str | None:
         """Remove a node's registration; returns its live session id, if any."""
         with self.db.transaction() as session:
             node = self._existing(session, node_id, lock=True)
-            if node.status == "rendering" or repo.running_assignment(session, node_id):
+            if node.status == "rendering" or for_nodes.node_assignment(session, node_id):
                 raise FailedPrecondition(
                     f"node {node_id} ({node.name}) is rendering: kill or wait for its chunk first"
                 )
             repo.delete_node(session, node_id)
-            _event(session, "node.deleted", node_id, name=node.name)
+            _event(session, topics.NODE_DELETED, node_id, name=node.name)
             return str(node.session_id) if node.session_id else None
 
     def send_message(self, node_id: int, template_id: int, message: str, broadcast: bool) -> int:
@@ -402,7 +397,7 @@ class NodesService:
         with self.db.transaction() as session:
             node = self._existing(session, node_id, lock=True)
             self._require_online(node)
-            assignment = repo.running_assignment(session, node_id)
+            assignment = for_nodes.node_assignment(session, node_id)
             if assignment is None:
                 raise FailedPrecondition(f"node {node_id} ({node.name}) runs no chunk")
             if follow_up == "pause":
@@ -423,19 +418,17 @@ class NodesService:
         if job_id <= 0:
             raise InvalidArgument(f"job_id: must be a positive id, got {job_id}")
         with self.db.transaction() as session:
-            from services.jobs.tables import jobs
-
-            exists = session.execute(jobs.select().where(jobs.c.id == job_id)).first()
-            if exists is None:
+            owner = for_nodes.job_owner(session, job_id)
+            if owner is None:
                 raise NotFound(f"job {job_id} does not exist")
             caller = current_caller()
-            if not caller.may_act_for(exists.owner):
+            if not caller.may_act_for(owner):
                 raise PermissionDenied(
-                    f"job {job_id} belongs to {exists.owner!r}; {caller.describe()}:"
+                    f"job {job_id} belongs to {owner!r}; {caller.describe()}:"
                     " only its owner or an administrator kills its processes"
                 )
             killed = []
-            for assignment in repo.assignments_of_job(session, job_id):
+            for assignment in for_nodes.job_assignments(session, job_id):
                 node = repo.get_node(session, assignment.node_id, lock=True)
                 if node is None or not self._online(node):
                     continue

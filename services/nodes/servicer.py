@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,13 +19,15 @@ import grpc.aio
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.convert import to_timestamp
-from services.core.errors import DeadlineExceeded, DomainError, FailedPrecondition, status_of
+from services.core.errors import DomainError, status_of
 from services.core.server import contract_base
+from services.nodes import commands
 from services.nodes.client_hub import ClientHub, ClientStream, batch_response
 from services.nodes.clients import ClientsService
+from services.nodes.delivery import AssignmentDelivery
 from services.nodes.domain import (
     CLIENT_KIND,
-    DEFAULT_CODE_TIMEOUT_SECONDS,
+    DEFAULT_PREFERENCES,
     KILL_FOLLOW_UP,
     NODE_STATUS,
     PLATFORM,
@@ -35,8 +36,14 @@ from services.nodes.domain import (
     Registration,
 )
 from services.nodes.enrollment import Enrollment
-from services.nodes.render import RenderBridge
-from services.nodes.service import NodesService, NodeView, RunningChunk
+from services.nodes.messages import (
+    console_message,
+    disconnect_notice,
+    node_message,
+    notificator_message,
+)
+from services.nodes.relay import ResultRelay
+from services.nodes.service import NodesService, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
 from services.nodes.timings import NodeTimings
 
@@ -44,45 +51,6 @@ _LOG = logging.getLogger(__name__)
 
 NODES_SERVICE = nodes_pb2.DESCRIPTOR.services_by_name["NodesService"]
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
-
-# How long an RPC waits for an agent's answer beyond the command's own time.
-ANSWER_GRACE_SECONDS = 10.0
-
-
-def node_message(view: NodeView) -> nodes_pb2.Node:
-    row = view.node
-    message = nodes_pb2.Node(
-        id=row.id,
-        name=row.name,
-        host_name=row.host_name,
-        ip_address=row.ip_address,
-        platform=PLATFORM.number(row.platform),
-        instance_number=row.instance_number,
-        cpu_cores=row.cpu_cores,
-        memory_bytes=row.memory_bytes,
-        pools=view.pools,
-        status=NODE_STATUS.number(row.status),
-        paused=row.paused,
-        process_priority=PROCESS_PRIORITY.number(row.process_priority),
-        realtime_log=row.realtime_log,
-        notes=row.notes,
-        agent_version=row.agent_version,
-        excluded_template_ids=view.excluded_template_ids,
-        excluded_job_ids=view.excluded_job_ids,
-        mac_address=row.mac_address,
-        os_version=row.os_version,
-    )
-    if view.assignment is not None:
-        message.job_id = view.assignment.job_id
-        message.chunk_id = view.assignment.chunk_number
-    for name, value in (
-        ("last_heartbeat_time", row.last_heartbeat_at),
-        ("registration_time", row.registered_at),
-    ):
-        stamp = to_timestamp(value)
-        if stamp is not None:
-            getattr(message, name).CopyFrom(stamp)
-    return message
 
 
 async def _call(function: Any, *args: Any) -> Any:
@@ -118,7 +86,9 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
     def __init__(self, service: NodesService) -> None:
         self.service = service
 
-    async def ListNodes(self, request: nodes_pb2.ListNodesRequest, context: Any) -> Any:
+    async def ListNodes(
+        self, request: nodes_pb2.ListNodesRequest, context: Any
+    ) -> nodes_pb2.ListNodesResponse:
         statuses = [NODE_STATUS.text(s, "statuses") for s in request.statuses]
         platform = PLATFORM.text(request.platform, "platform") if request.platform else ""
         page = await _call(
@@ -130,71 +100,87 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
             platform,
         )
         return nodes_pb2.ListNodesResponse(
-            nodes=[node_message(v) for v in page.nodes], next_page_token=page.next_page_token
+            nodes=[node_message(v) for v in page.items], next_page_token=page.next_page_token
         )
 
-    async def GetNode(self, request: nodes_pb2.GetNodeRequest, context: Any) -> Any:
+    async def GetNode(
+        self, request: nodes_pb2.GetNodeRequest, context: Any
+    ) -> nodes_pb2.GetNodeResponse:
         return nodes_pb2.GetNodeResponse(
             node=node_message(await _call(self.service.get, request.node_id))
         )
 
-    async def FindNode(self, request: nodes_pb2.FindNodeRequest, context: Any) -> Any:
+    async def FindNode(
+        self, request: nodes_pb2.FindNodeRequest, context: Any
+    ) -> nodes_pb2.FindNodeResponse:
         return nodes_pb2.FindNodeResponse(
             node=node_message(await _call(self.service.find, request.name))
         )
 
-    async def PauseNode(self, request: nodes_pb2.PauseNodeRequest, context: Any) -> Any:
+    async def PauseNode(
+        self, request: nodes_pb2.PauseNodeRequest, context: Any
+    ) -> nodes_pb2.PauseNodeResponse:
         await _call(self.service.set_paused, request.node_id, True)
         return nodes_pb2.PauseNodeResponse()
 
-    async def ResumeNode(self, request: nodes_pb2.ResumeNodeRequest, context: Any) -> Any:
+    async def ResumeNode(
+        self, request: nodes_pb2.ResumeNodeRequest, context: Any
+    ) -> nodes_pb2.ResumeNodeResponse:
         await _call(self.service.set_paused, request.node_id, False)
         return nodes_pb2.ResumeNodeResponse()
 
-    async def SetNodeNotes(self, request: nodes_pb2.SetNodeNotesRequest, context: Any) -> Any:
+    async def SetNodeNotes(
+        self, request: nodes_pb2.SetNodeNotesRequest, context: Any
+    ) -> nodes_pb2.SetNodeNotesResponse:
         await _call(self.service.set_notes, request.node_id, request.notes)
         return nodes_pb2.SetNodeNotesResponse()
 
     async def SetNodeProcessPriority(
         self, request: nodes_pb2.SetNodeProcessPriorityRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.SetNodeProcessPriorityResponse:
         priority = PROCESS_PRIORITY.text(request.process_priority, "process_priority")
         await _call(self.service.set_process_priority, request.node_id, priority)
         return nodes_pb2.SetNodeProcessPriorityResponse()
 
     async def SetNodeRealtimeLog(
         self, request: nodes_pb2.SetNodeRealtimeLogRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.SetNodeRealtimeLogResponse:
         await _call(self.service.set_realtime_log, request.node_id, request.enabled)
         return nodes_pb2.SetNodeRealtimeLogResponse()
 
-    async def RefreshNode(self, request: nodes_pb2.RefreshNodeRequest, context: Any) -> Any:
+    async def RefreshNode(
+        self, request: nodes_pb2.RefreshNodeRequest, context: Any
+    ) -> nodes_pb2.RefreshNodeResponse:
         await _call(self.service.simple_command, request.node_id, "report_status", {})
         return nodes_pb2.RefreshNodeResponse()
 
     async def RestartNodeAgent(
         self, request: nodes_pb2.RestartNodeAgentRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.RestartNodeAgentResponse:
         await _call(self.service.simple_command, request.node_id, "soft_restart", {})
         return nodes_pb2.RestartNodeAgentResponse()
 
     async def RemoveNodeTemplateExclusion(
         self, request: nodes_pb2.RemoveNodeTemplateExclusionRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.RemoveNodeTemplateExclusionResponse:
         await _call(self.service.remove_template_exclusions, request.node_id, request.template_id)
         return nodes_pb2.RemoveNodeTemplateExclusionResponse()
 
     async def RemoveNodeJobExclusion(
         self, request: nodes_pb2.RemoveNodeJobExclusionRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.RemoveNodeJobExclusionResponse:
         await _call(self.service.remove_job_exclusions, request.node_id, request.job_id)
         return nodes_pb2.RemoveNodeJobExclusionResponse()
 
-    async def DeleteNode(self, request: nodes_pb2.DeleteNodeRequest, context: Any) -> Any:
+    async def DeleteNode(
+        self, request: nodes_pb2.DeleteNodeRequest, context: Any
+    ) -> nodes_pb2.DeleteNodeResponse:
         await _call(self.service.delete, request.node_id)
         return nodes_pb2.DeleteNodeResponse()
 
-    async def SendNodeMessage(self, request: nodes_pb2.SendNodeMessageRequest, context: Any) -> Any:
+    async def SendNodeMessage(
+        self, request: nodes_pb2.SendNodeMessageRequest, context: Any
+    ) -> nodes_pb2.SendNodeMessageResponse:
         count = await _call(
             self.service.send_message,
             request.node_id,
@@ -204,57 +190,35 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
         )
         return nodes_pb2.SendNodeMessageResponse(recipients_count=count)
 
-    async def KillNodeProcess(self, request: nodes_pb2.KillNodeProcessRequest, context: Any) -> Any:
+    async def KillNodeProcess(
+        self, request: nodes_pb2.KillNodeProcessRequest, context: Any
+    ) -> nodes_pb2.KillNodeProcessResponse:
         follow_up = KILL_FOLLOW_UP.text(request.follow_up, "follow_up")
         await _call(self.service.kill_node, request.node_id, follow_up)
         return nodes_pb2.KillNodeProcessResponse()
 
     async def KillJobProcesses(
         self, request: nodes_pb2.KillJobProcessesRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.KillJobProcessesResponse:
         follow_up = KILL_FOLLOW_UP.text(request.follow_up, "follow_up")
         node_ids = await _call(self.service.kill_job, request.job_id, follow_up)
         return nodes_pb2.KillJobProcessesResponse(node_ids=node_ids)
 
     async def SendNodeSystemEvent(
         self, request: nodes_pb2.SendNodeSystemEventRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.SendNodeSystemEventResponse:
         event = SYSTEM_EVENT.text(request.event, "event")
-        command_id = await _call(
-            self.service.simple_command, request.node_id, "system_event", {"event": event}
-        )
-        result = await self._answer(command_id, "ok", ANSWER_GRACE_SECONDS)
-        if not result.get("ok"):
-            raise FailedPrecondition(str(result.get("message") or f"{event} refused by the node"))
+        await commands.send_system_event(self.service, request.node_id, event)
         return nodes_pb2.SendNodeSystemEventResponse()
 
     async def RunNodePythonCode(
         self, request: nodes_pb2.RunNodePythonCodeRequest, context: Any
-    ) -> Any:
-        timeout = request.timeout_seconds or DEFAULT_CODE_TIMEOUT_SECONDS
-        command_id = await _call(
-            self.service.run_python_code, request.node_id, request.code, timeout
+    ) -> nodes_pb2.RunNodePythonCodeResponse:
+        result = await commands.run_python_code(
+            self.service, request.node_id, request.code, request.timeout_seconds
         )
-        result = await self._answer(command_id, "output", timeout + ANSWER_GRACE_SECONDS)
         return nodes_pb2.RunNodePythonCodeResponse(
-            output=str(result.get("output", "")),
-            exit_code=int(result.get("exit_code", 0)),
-            timed_out=bool(result.get("timed_out", False)),
-        )
-
-    async def _answer(self, command_id: int, key: str, timeout: float) -> dict[str, Any]:
-        """Wait for the agent's answer to a command (held by any replica)."""
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while time.monotonic() < deadline:
-            row = await _call(self.service.command, command_id)
-            result = dict(row.result or {}) if row is not None else {}
-            if key in result or (result and result.get("ok") is False):
-                return result
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        raise DeadlineExceeded(
-            f"the node did not answer command {command_id} within {timeout:.0f}s"
+            output=result.output, exit_code=result.exit_code, timed_out=result.timed_out
         )
 
 
@@ -265,13 +229,15 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         self,
         service: NodesService,
         hub: SessionHub,
-        render: RenderBridge,
+        delivery: AssignmentDelivery,
+        relay: ResultRelay,
         timings: NodeTimings,
         enrollment: Enrollment,
     ) -> None:
         self.service = service
         self.hub = hub
-        self.render = render
+        self.delivery = delivery
+        self.relay = relay
         self.timings = timings
         self.enrollment = enrollment
 
@@ -301,7 +267,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             stream, pending = await self._register(first.register)
             await context.write(agent_pb2.SessionResponse(register_accepted=pending[0]))
             await self.hub.deliver_rows(stream, pending[1])
-            await self.render.reconcile(stream, _running(first.register.running_chunk))
+            await self.delivery.reconcile(stream, _running(first.register.running_chunk))
             reader = asyncio.ensure_future(self._read(request_iterator, stream))
             try:
                 while (
@@ -374,11 +340,11 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             elif kind == "python_code_result":
                 await self._python_result(message.python_code_result)
             elif kind == "result":
-                await self.render.result(stream, message.result)
+                await self.relay.result(stream, message.result)
             elif kind == "log":
-                await self.render.log(stream, message.log)
+                await self.relay.log(stream, message.log)
             elif kind == "progress":
-                pass  # shown live to consoles later; the result is what counts
+                pass  # not relayed: the result is what counts
 
     async def _python_result(self, result: agent_pb2.PythonCodeResult) -> None:
         command_id = await asyncio.to_thread(self.service.command_for_request, result.request_id)
@@ -408,52 +374,6 @@ CLOSE_REASONS: dict[int, str] = {
     nodes_pb2.DISCONNECT_REASON_TOO_SLOW: "too_slow",
 }
 
-# What a notificator hears when neither the connection nor the user says.
-DEFAULT_PREFERENCES = {
-    "job_started": True,
-    "chunk_started": False,
-    "chunk_failed": True,
-    "job_completed": True,
-    "job_completed_with_warnings": True,
-    "job_completed_with_errors": True,
-    "custom_messages": True,
-    "own_jobs_only": False,
-    "node_offline": True,
-}
-
-
-def console_message(row: Any) -> nodes_pb2.ConsoleClient:
-    message = nodes_pb2.ConsoleClient(
-        id=row.id,
-        user_name=row.user_name,
-        host=row.host,
-        client_kind=nodes_pb2.CLIENT_KIND_CONSOLE,
-        version=row.client_version,
-        ip_address=row.ip_address,
-    )
-    stamp = to_timestamp(row.connected_at)
-    if stamp is not None:
-        message.connected_time.CopyFrom(stamp)
-    return message
-
-
-def notificator_message(row: Any) -> nodes_pb2.NotificatorClient:
-    message = nodes_pb2.NotificatorClient(
-        id=row.id,
-        user_name=row.user_name,
-        host=row.host,
-        client_kind=nodes_pb2.CLIENT_KIND_NOTIFICATOR,
-        version=row.client_version,
-        ip_address=row.ip_address,
-    )
-    for name, value in dict(row.notification_preferences).items():
-        if name in message.notification_preferences.DESCRIPTOR.fields_by_name:
-            setattr(message.notification_preferences, name, bool(value))
-    stamp = to_timestamp(row.connected_at)
-    if stamp is not None:
-        message.connected_time.CopyFrom(stamp)
-    return message
-
 
 class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIENTS_SERVICE)):  # type: ignore[misc]
     """Consoles and notificators: their live streams, lists and messages."""
@@ -462,7 +382,9 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
         self.service = service
         self.hub = hub
 
-    async def Connect(self, request: nodes_pb2.ConnectRequest, context: Any) -> Any:
+    async def Connect(
+        self, request: nodes_pb2.ConnectRequest, context: Any
+    ) -> AsyncIterator[nodes_pb2.ConnectResponse | bytes]:
         kind = CLIENT_KIND.text(request.client_kind, "client_kind")
         preferences = dict(DEFAULT_PREFERENCES)
         if request.HasField("notification_preferences"):
@@ -501,7 +423,7 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
 
             if not await self.hub.attach(stream, request.resume_after_event_id, collect):
                 reason = "resume_too_old"
-                yield _notice(
+                yield disconnect_notice(
                     nodes_pb2.DISCONNECT_REASON_RESUME_TOO_OLD,
                     f"event {request.resume_after_event_id} is no longer kept; reload and"
                     " reconnect without resume_after_event_id",
@@ -518,23 +440,25 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
                         yield item.single()
             if stream.closed.is_set():
                 reason = CLOSE_REASONS.get(stream.close_reason, "closed")
-                yield _notice(stream.close_reason, stream.close_message)
+                yield disconnect_notice(stream.close_reason, stream.close_message)
         finally:
             self.hub.detach(stream)
             await _call(self.service.closed, row.id, reason)
 
-    async def ListConsoles(self, request: nodes_pb2.ListConsolesRequest, context: Any) -> Any:
+    async def ListConsoles(
+        self, request: nodes_pb2.ListConsolesRequest, context: Any
+    ) -> nodes_pb2.ListConsolesResponse:
         page = await _call(
             self.service.page, "console", request.user_name, request.page_size, request.page_token
         )
         return nodes_pb2.ListConsolesResponse(
-            consoles=[console_message(r) for r in page.connections],
+            consoles=[console_message(r) for r in page.items],
             next_page_token=page.next_page_token,
         )
 
     async def ListNotificators(
         self, request: nodes_pb2.ListNotificatorsRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.ListNotificatorsResponse:
         page = await _call(
             self.service.page,
             "notificator",
@@ -543,33 +467,37 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
             request.page_token,
         )
         return nodes_pb2.ListNotificatorsResponse(
-            notificators=[notificator_message(r) for r in page.connections],
+            notificators=[notificator_message(r) for r in page.items],
             next_page_token=page.next_page_token,
         )
 
-    async def GetConsole(self, request: nodes_pb2.GetConsoleRequest, context: Any) -> Any:
+    async def GetConsole(
+        self, request: nodes_pb2.GetConsoleRequest, context: Any
+    ) -> nodes_pb2.GetConsoleResponse:
         row = await _call(self.service.get, "console", request.connection_id)
         return nodes_pb2.GetConsoleResponse(console=console_message(row))
 
-    async def GetNotificator(self, request: nodes_pb2.GetNotificatorRequest, context: Any) -> Any:
+    async def GetNotificator(
+        self, request: nodes_pb2.GetNotificatorRequest, context: Any
+    ) -> nodes_pb2.GetNotificatorResponse:
         row = await _call(self.service.get, "notificator", request.connection_id)
         return nodes_pb2.GetNotificatorResponse(notificator=notificator_message(row))
 
     async def DisconnectConsole(
         self, request: nodes_pb2.DisconnectConsoleRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.DisconnectConsoleResponse:
         await _call(self.service.force_disconnect, "console", request.connection_id)
         return nodes_pb2.DisconnectConsoleResponse()
 
     async def DisconnectNotificator(
         self, request: nodes_pb2.DisconnectNotificatorRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.DisconnectNotificatorResponse:
         await _call(self.service.force_disconnect, "notificator", request.connection_id)
         return nodes_pb2.DisconnectNotificatorResponse()
 
     async def SendConsoleMessage(
         self, request: nodes_pb2.SendConsoleMessageRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.SendConsoleMessageResponse:
         count = await _call(
             self.service.send_message,
             "console",
@@ -582,7 +510,7 @@ class ClientsServicer(contract_base(nodes_pb2_grpc.ClientsServiceServicer, CLIEN
 
     async def SendNotificatorMessage(
         self, request: nodes_pb2.SendNotificatorMessageRequest, context: Any
-    ) -> Any:
+    ) -> nodes_pb2.SendNotificatorMessageResponse:
         count = await _call(
             self.service.send_message,
             "notificator",
@@ -598,10 +526,3 @@ def _running(chunk: agent_pb2.RunningChunk) -> RunningChunk | None:
     if not chunk.fencing_token:
         return None
     return RunningChunk(chunk.job_id, chunk.chunk_id, chunk.fencing_token)
-
-
-def _notice(reason: Any, message: str) -> nodes_pb2.ConnectResponse:
-    event = nodes_pb2.ClientEvent()
-    event.disconnect_notice.reason = reason
-    event.disconnect_notice.message = message
-    return nodes_pb2.ConnectResponse(event=event)

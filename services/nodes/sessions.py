@@ -10,64 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
+from services.admin import topics as admin_topics
 from services.core.bus import Event
-from services.nodes.domain import KILL_FOLLOW_UP, PROCESS_PRIORITY, SYSTEM_EVENT
+from services.nodes import topics
+from services.nodes.messages import command_message
 from services.nodes.service import NodesService
+
+if TYPE_CHECKING:
+    from services.nodes.delivery import AssignmentDelivery
 
 _LOG = logging.getLogger(__name__)
 
 HEARTBEAT_FLUSH_SECONDS = 1.0
-
-
-def command_message(command_id: int, kind: str, payload: dict[str, Any]) -> agent_pb2.Command:
-    """The protocol message for a stored command."""
-    command = agent_pb2.Command(command_id=command_id)
-    if kind == "kill_process":
-        command.kill_process.CopyFrom(
-            agent_pb2.KillProcessCommand(
-                job_id=int(payload["job_id"]),
-                chunk_id=int(payload["chunk_id"]),
-                fencing_token=int(payload["fencing_token"]),
-                follow_up=KILL_FOLLOW_UP.number(payload.get("follow_up", "")),
-            )
-        )
-    elif kind == "pause":
-        command.pause.SetInParent()
-    elif kind == "resume":
-        command.resume.SetInParent()
-    elif kind == "set_process_priority":
-        command.set_process_priority.process_priority = PROCESS_PRIORITY.number(payload["priority"])
-    elif kind == "soft_restart":
-        command.soft_restart.SetInParent()
-    elif kind == "set_realtime_log":
-        command.set_realtime_log.enabled = bool(payload["enabled"])
-    elif kind == "system_event":
-        command.system_event.event = SYSTEM_EVENT.number(payload["event"])
-    elif kind == "run_python_code":
-        command.run_python_code.CopyFrom(
-            agent_pb2.RunPythonCodeCommand(
-                request_id=str(payload["request_id"]),
-                code=str(payload["code"]),
-                timeout_seconds=int(payload.get("timeout_seconds", 0)),
-            )
-        )
-    elif kind == "custom_message":
-        command.custom_message.CopyFrom(
-            common_pb2.CustomMessage(
-                template_id=int(payload.get("template_id", 0)),
-                message=str(payload["message"]),
-                sender=str(payload.get("sender", "")),
-            )
-        )
-    elif kind == "report_status":
-        command.report_status.SetInParent()
-    else:
-        raise ValueError(f"unknown command kind {kind!r}")
-    return command
 
 
 @dataclass
@@ -88,7 +45,7 @@ class SessionHub:
         self.service = service
         self.streams: dict[int, AgentStream] = {}
         # Told of render events (chunk.assigned) for streams held here.
-        self.render_listener: Any = None
+        self.render_listener: AssignmentDelivery | None = None
         # Nodes held here whose render log goes to consoles as it comes.
         self.realtime: set[int] = set()
         # Timings in effect (NodeTimings), reloaded on configuration changes.
@@ -140,14 +97,17 @@ class SessionHub:
         node_id = int(event.payload.get("node_id", 0))
         if self.render_listener is not None:
             self.render_listener.reference_event(event.topic)
-        if event.topic == "node.command" and node_id in self.streams:
+        if event.topic == topics.NODE_COMMAND and node_id in self.streams:
             command_id = int(event.payload["command_id"])
             asyncio.run_coroutine_threadsafe(self.deliver_command(node_id, command_id), loop)
-        elif event.topic == "node.deleted" and node_id in self.streams:
+        elif event.topic == topics.NODE_DELETED and node_id in self.streams:
             loop.call_soon_threadsafe(self._close, node_id)
-        elif event.topic in ("config.changed", "system.soft_restart") and self.timings:
+        elif (
+            event.topic in (admin_topics.CONFIG_CHANGED, admin_topics.SYSTEM_SOFT_RESTART)
+            and self.timings
+        ):
             self.timings.reload()
-            if event.topic == "system.soft_restart":
+            if event.topic == admin_topics.SYSTEM_SOFT_RESTART:
                 # Agents re-register (their processes keep running): close
                 # every stream; they reconnect with their running chunks.
                 for held in list(self.streams):

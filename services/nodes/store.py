@@ -1,5 +1,6 @@
-"""SQL of the nodes domain. Writes only nodes-domain tables; reads the live
-assignments (jobs domain) to know what a node runs."""
+"""SQL of the nodes domain. Writes only nodes-domain tables. What a node runs
+(the jobs domain's live assignments) is read through services/jobs/for_nodes.py;
+the few statements here that test it inside a nodes statement say why."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from services.admin.store import member_of_pool
+from services.admin.tables import log_messages
 from services.core.database import lock_in_id_order, storable_text
-from services.jobs.tables import chunk_assignments
+from services.jobs.for_nodes import chunk_assignments
 from services.nodes.domain import Registration, node_name
 from services.nodes.tables import (
     client_connections,
@@ -116,23 +118,6 @@ def update_node(session: Session, node_id: int, **values: Any) -> Row[Any] | Non
 
 def delete_node(session: Session, node_id: int) -> None:
     session.execute(delete(nodes).where(nodes.c.id == node_id))
-
-
-def running_assignment(session: Session, node_id: int) -> Row[Any] | None:
-    """The live assignment of a node (read from the jobs domain), if any."""
-    return session.execute(
-        select(chunk_assignments).where(chunk_assignments.c.node_id == node_id)
-    ).first()
-
-
-def assignments_of_job(session: Session, job_id: int) -> list[Row[Any]]:
-    return list(
-        session.execute(
-            select(chunk_assignments)
-            .where(chunk_assignments.c.job_id == job_id)
-            .order_by(chunk_assignments.c.node_id)
-        ).all()
-    )
 
 
 def exclusions(session: Session, node_ids: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
@@ -233,6 +218,22 @@ def record_command_result(
     )
 
 
+def kill_follow_ups(session: Session, tokens: Sequence[int]) -> dict[int, str]:
+    """What the dispatcher asked for after killing these runs, by fencing token."""
+    rows = session.execute(
+        select(
+            node_commands.c.payload["fencing_token"].astext,
+            node_commands.c.payload["follow_up"].astext,
+        )
+        .where(
+            node_commands.c.kind == "kill_process",
+            node_commands.c.payload["fencing_token"].astext.in_([str(t) for t in tokens]),
+        )
+        .order_by(node_commands.c.id)
+    ).all()
+    return {int(token): str(follow_up or "") for token, follow_up in rows}
+
+
 # --- liveness --------------------------------------------------------------------------
 
 
@@ -303,15 +304,6 @@ def online_node_ids(session: Session) -> list[int]:
             )
         ).scalars()
     )
-
-
-def assignments_of_nodes(session: Session, node_ids: Sequence[int]) -> dict[int, Row[Any]]:
-    if not node_ids:
-        return {}
-    rows = session.execute(
-        select(chunk_assignments).where(chunk_assignments.c.node_id.in_(list(node_ids)))
-    ).all()
-    return {row.node_id: row for row in rows}
 
 
 def run_code_command(session: Session, request_id: str) -> int | None:
@@ -411,6 +403,9 @@ def close_stale_connections(session: Session, timeout_seconds: float) -> list[in
 
 
 def offline_nodes_with_assignments(session: Session) -> list[int]:
+    """Offline nodes that still hold a live assignment: one statement over
+    nodes and the jobs domain's chunk_assignments (re-exported for this by
+    services/jobs/for_nodes.py), so the sweep reads it in one round trip."""
     return list(
         session.execute(
             select(nodes.c.id)
@@ -453,7 +448,11 @@ def exclude_node_from_job(
 
 
 def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
-    """Rendering nodes without a live assignment go back to idle (or paused)."""
+    """Rendering nodes without a live assignment go back to idle (or paused).
+
+    The test of the live assignment is part of the update (one statement
+    with the node rows locked): a chunk assigned meanwhile keeps its node
+    rendering."""
     if not node_ids:
         return []
     return list(
@@ -509,7 +508,8 @@ def rename_host_of_address(session: Session, ip: str, instance: int, host_name: 
 
 
 def remove_orphans(session: Session, host_name: str, instance_count: int) -> list[int]:
-    """Instances of a host beyond the count it runs now, offline and idle: gone."""
+    """Instances of a host beyond the count it runs now, offline and idle: gone
+    (holding no live assignment, tested in the same statement)."""
     return list(
         session.execute(
             text(
@@ -521,3 +521,43 @@ def remove_orphans(session: Session, host_name: str, instance_count: int) -> lis
             {"host": host_name, "count": instance_count},
         ).scalars()
     )
+
+
+# --- the network scan ----------------------------------------------------------------
+
+
+def host_is_known(session: Session, host_name: str) -> bool:
+    return (
+        session.execute(select(nodes.c.id).where(nodes.c.host_name == host_name)).first()
+        is not None
+    )
+
+
+def insert_discovered_node(
+    session: Session, host_name: str, ip_address: str, platform: str, agent_version: str
+) -> None:
+    """An agent that answered a scan and is not registered: an offline node."""
+    session.execute(
+        text(
+            "INSERT INTO nodes (name, host_name, ip_address, platform, agent_version, status)"
+            " VALUES (:name, :name, :ip, :platform, :version, 'offline')"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {"name": host_name, "ip": ip_address, "platform": platform, "version": agent_version},
+    )
+
+
+def offline_ip_addresses(session: Session) -> list[str]:
+    return list(
+        session.execute(select(nodes.c.ip_address).where(nodes.c.status == "offline"))
+        .scalars()
+        .all()
+    )
+
+
+# --- what consoles are told --------------------------------------------------------------
+
+
+def dispatcher_log_entry(session: Session, entry_id: int) -> Row[Any] | None:
+    """One entry of the dispatcher's log (an admin table, read for consoles)."""
+    return session.execute(select(log_messages).where(log_messages.c.id == entry_id)).first()

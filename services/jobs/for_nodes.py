@@ -1,0 +1,261 @@
+"""What the nodes service needs from the jobs domain: the one jobs module it imports.
+
+The nodes service (services/nodes) imports from services/jobs only this
+module and services/jobs/topics.py (tests/nodes/test_boundaries.py checks
+it); everything else it knows of jobs comes through the contract (farm.*).
+This module is owned by the jobs domain; its SQL is in services/jobs/store.py
+(section "what the nodes service reads"). It offers:
+
+- the Assignment an agent gets for its node's live assignment
+  (build_assignments), with what every assignment of a batch shares
+  (ReferenceCache) and the events that say that changed (REFERENCE_TOPICS);
+- reads of the live assignments (chunk_assignments) that the nodes' use
+  cases need: a node's live fencing token, a node's, several nodes' or a
+  job's assignment rows;
+- what consoles and node actions see of a job: its Job message
+  (console_job), its owner, name and folder ancestry (job_facts), its owner
+  (job_owner);
+- `chunk_assignments`, the table itself, for the few nodes statements that
+  must test "the node holds a live assignment" inside one statement of their
+  own (see services/nodes/store.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
+
+from farm.agent.v1 import agent_pb2
+from farm.jobs.v1 import jobs_pb2
+from services.admin import topics as admin_topics
+from services.admin.configuration import read_configuration
+from services.admin.domain import DispatcherConfig
+from services.admin.paths import RepositoryPaths, map_path
+from services.admin.store import all_repositories
+from services.core.database import Database
+from services.jobs import store
+from services.jobs import templates as template_defs
+from services.jobs.domain import attributes_from_json
+from services.jobs.messages import job_message
+from services.jobs.store import (
+    job_assignments,
+    job_owner,
+    node_assignment,
+    node_live_token,
+    nodes_assignments,
+)
+from services.jobs.tables import chunk_assignments
+
+__all__ = [
+    "REFERENCE_SECONDS",
+    "REFERENCE_TOPICS",
+    "JobFacts",
+    "ReferenceCache",
+    "build_assignments",
+    "chunk_assignments",
+    "console_job",
+    "job_assignments",
+    "job_facts",
+    "job_owner",
+    "node_assignment",
+    "node_live_token",
+    "nodes_assignments",
+]
+
+_LOG = logging.getLogger(__name__)
+
+# What every assignment of a batch shares, kept between batches: read again
+# when an event says it changed (REFERENCE_TOPICS) and at least this often
+# (templates change only when a replica starts and seeds them).
+REFERENCE_SECONDS = 10.0
+REFERENCE_TOPICS = frozenset(
+    {
+        admin_topics.CONFIG_CHANGED,
+        admin_topics.REPOSITORY_CREATED,
+        admin_topics.REPOSITORY_UPDATED,
+        admin_topics.REPOSITORY_DELETED,
+        admin_topics.REPOSITORIES_CHANGED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    config: DispatcherConfig
+    mappings: list[RepositoryPaths]
+    templates: dict[int, template_defs.Template]
+    read_at: float
+
+
+class ReferenceCache:
+    """The dispatcher configuration, the repositories' paths and the templates
+    that assignments are built with: three reads fewer per batch."""
+
+    def __init__(self) -> None:
+        self._current: _Reference | None = None
+
+    def invalidate(self) -> None:
+        self._current = None
+
+    def get(self, session: Session, template_ids: set[int]) -> _Reference:
+        current = self._current
+        if (
+            current is None
+            or time.monotonic() - current.read_at > REFERENCE_SECONDS
+            or not template_ids <= current.templates.keys()
+        ):
+            current = self._current = _Reference(
+                read_configuration(session),
+                [
+                    RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
+                    for r in all_repositories(session)
+                ],
+                {row.id: _template(row) for row in store.all_templates(session)},
+                time.monotonic(),
+            )
+        return current
+
+
+def build_assignments(
+    db: Database, node_ids: list[int], reference: ReferenceCache | None = None
+) -> dict[int, agent_pb2.Assignment]:
+    """The Assignment messages of these nodes' live assignments, read with a
+    few set-based queries. No transaction: a job deleted between two reads
+    leaves its assignment unbuilt (and gone)."""
+    with db.read_session() as session:
+        live = store.assignments_to_build(session, node_ids)
+        if not live:
+            return {}
+        job_rows = store.jobs_of_assignments(session, {a.job_id for a in live})
+        shared = (reference or ReferenceCache()).get(
+            session, {j.template_id for j in job_rows.values()}
+        )
+    config, mappings, templates = shared.config, shared.mappings, shared.templates
+    messages = {}
+    for assignment in live:
+        try:
+            job = job_rows[assignment.job_id]
+            messages[assignment.node_id] = _assignment_message(
+                assignment,
+                job,
+                templates[job.template_id],
+                config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
+                # Attributes flagged for substitution become the node's own paths.
+                functools.partial(
+                    _substitute,
+                    mappings=mappings,
+                    platform=assignment.platform,
+                    case_sensitive=config.substitution_paths_case_sensitive,
+                ),
+            )
+        except Exception:
+            _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
+    return messages
+
+
+def _template(row: Row[Any]) -> template_defs.Template:
+    return template_defs.Template(
+        id=row.id,
+        name=row.name,
+        commands=tuple(template_defs.TemplateCommand.from_json(c) for c in row.commands),
+        log_error_patterns=tuple(row.log_error_patterns),
+        log_warning_patterns=tuple(row.log_warning_patterns),
+        success_exit_codes=tuple(row.success_exit_codes),
+    )
+
+
+def _substitute(
+    path: str, *, mappings: list[RepositoryPaths], platform: str, case_sensitive: bool
+) -> str:
+    return map_path(path, mappings, platform, case_sensitive)
+
+
+def _assignment_message(
+    live: Row[Any],
+    job: Row[Any],
+    template: template_defs.Template,
+    default_timeout: int,
+    substitute: Callable[[str], str],
+) -> agent_pb2.Assignment:
+    """`live`: the assignment row with its node's platform and its chunk's frames."""
+    built = template_defs.build_command(
+        template,
+        template_defs.JobInput(
+            id=job.id,
+            attributes=attributes_from_json(job.attributes or {}),
+            environment=dict(job.environment or {}),
+        ),
+        template_defs.ChunkInput(
+            id=live.chunk_number,
+            start_frame=live.start_frame,
+            end_frame=live.end_frame,
+            by_frame=live.by_frame,
+            slice_index=live.slice_index,
+        ),
+        live.platform,
+        substitute,
+    )
+    return agent_pb2.Assignment(
+        job_id=job.id,
+        chunk_id=live.chunk_number,
+        fencing_token=live.fencing_token,
+        run_number=live.runs_count,
+        job_name=job.name,
+        template_id=template.id,
+        start_frame=live.start_frame,
+        end_frame=live.end_frame,
+        by_frame=live.by_frame,
+        executable=built.executable,
+        arguments=list(built.arguments),
+        working_directory=built.working_directory,
+        environment=dict(built.environment),
+        # The job's own chunk timeout, else the configuration's global one.
+        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
+        success_exit_codes=list(template.success_exit_codes),
+        log_error_patterns=list(template.log_error_patterns),
+        log_warning_patterns=list(template.log_warning_patterns),
+        run_as_user=live.run_as_user,
+    )
+
+
+# --- what consoles see of a job ---------------------------------------------------------
+
+
+def console_job(session: Session, job_id: int) -> jobs_pb2.Job | None:
+    """The Job message a console gets with a job event (None: the job is gone)."""
+    row = store.get_job(session, job_id)
+    return job_message(row) if row is not None else None
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What notifications and folder filters need of a job."""
+
+    owner: str
+    name: str
+    # The folders the job is in, at any depth.
+    ancestors: frozenset[int]
+
+
+def job_facts(session: Session, job_id: int) -> JobFacts:
+    """Owner, name and folder ancestry of a job (empty when it is gone)."""
+    owner, name, ancestors = "", "", set()
+    current: int | None = job_id
+    first = True
+    while current is not None and current not in ancestors:
+        row = store.job_parent_owner_name(session, current)
+        if row is None:
+            break
+        if first:
+            owner, name, first = row.owner, row.name, False
+        else:
+            ancestors.add(current)
+        current = row.parent_id
+    return JobFacts(owner, name, frozenset(ancestors))

@@ -1,0 +1,156 @@
+"""Assignments down to the agents this replica holds.
+
+- `chunk.assigned` (committed by the scheduler) and the scheduler's hints ->
+  the node's Assignment (built by the jobs domain: services/jobs/for_nodes.py)
+  goes down the stream of the agent that holds the node, and the node is
+  marked rendering;
+- a (re)connecting agent is reconciled with the live assignment of its node:
+  a missing assignment is sent again, a process whose assignment is gone is
+  killed (its late report will be stale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+from services.core.database import Database
+from services.jobs import for_nodes
+from services.jobs import topics as jobs_topics
+from services.nodes.service import NodesService, RunningChunk
+from services.nodes.sessions import AgentStream, SessionHub
+
+_LOG = logging.getLogger(__name__)
+
+# Assignments asked for (and results reported: services/nodes/relay.py) within
+# this window go as one batch: one build of assignments; one transaction that
+# moves a job's counters once for every result of the batch.
+BATCH_WINDOW_SECONDS = 0.005
+# How long an assignment's event waits for the scheduler's hint to have sent it.
+EVENT_GRACE_SECONDS = 0.1
+
+
+class AssignmentDelivery:
+    def __init__(self, db: Database, service: NodesService, hub: SessionHub) -> None:
+        self.db = db
+        self.service = service
+        self.hub = hub
+        self.reference = for_nodes.ReferenceCache()
+        self._wanted: set[int] = set()
+        self._at_once = False
+        self._wake = asyncio.Event()
+        self._deliverer: asyncio.Future[None] | None = None
+        self._rendering: set[int] = set()
+        self._mark = asyncio.Event()
+        self._marker: asyncio.Future[None] | None = None
+
+    def reference_event(self, topic: str) -> None:
+        """Any event (bus thread): the configuration or the repositories changed?"""
+        if topic in for_nodes.REFERENCE_TOPICS:
+            self.reference.invalidate()
+
+    def on_event(
+        self, topic: str, payload: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Called in the bus thread for chunk.assigned events."""
+        node_id = int(payload.get("node_id", 0))
+        if topic == jobs_topics.CHUNK_ASSIGNED and node_id in self.hub.streams:
+            token = int(payload.get("fencing_token", 0))
+            loop.call_soon_threadsafe(self._assigned_event, node_id, token)
+
+    def _assigned_event(self, node_id: int, token: int) -> None:
+        # The scheduler's hint has usually sent it already (the event comes
+        # after every transaction older than its commit has ended): look a
+        # little later whether it is still missing (a hint lost while its
+        # listener reconnected), instead of reading it again at once.
+        asyncio.get_running_loop().call_later(
+            EVENT_GRACE_SECONDS, self._send_if_missing, node_id, token
+        )
+
+    def _send_if_missing(self, node_id: int, token: int) -> None:
+        stream = self.hub.streams.get(node_id)
+        if stream is not None and stream.sent_token < token:
+            self.want_assignments([node_id])
+
+    def want_assignments(self, node_ids: list[int], at_once: bool = False) -> None:
+        """Send these nodes their live assignments with the next batch (event
+        loop); `at_once`: they are a batch already (a scheduler's hint)."""
+        self._wanted.update(node_ids)
+        self._at_once = self._at_once or at_once
+        if self._deliverer is None:
+            self._deliverer = asyncio.ensure_future(self._deliver_assignments())
+            self._marker = asyncio.ensure_future(self._mark_rendering())
+        self._wake.set()
+
+    async def _deliver_assignments(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._at_once:
+                await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            self._at_once = False
+            wanted = sorted(n for n in self._wanted if n in self.hub.streams)
+            self._wanted.clear()
+            if not wanted:
+                continue
+            try:
+                messages = await asyncio.to_thread(
+                    for_nodes.build_assignments, self.db, wanted, self.reference
+                )
+                for node_id, message in messages.items():
+                    stream = self.hub.streams.get(node_id)
+                    if stream is None or stream.sent_token == message.fencing_token:
+                        continue  # sent already
+                    stream.sent_token = message.fencing_token
+                    await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
+                    self._rendering.add(node_id)
+                self._mark.set()
+            except Exception:
+                _LOG.exception("delivering %d assignments failed", len(wanted))
+
+    async def _mark_rendering(self) -> None:
+        """Nodes sent their chunk show as rendering: written beside the
+        deliveries, so a slow write never holds back the next assignments."""
+        while True:
+            await self._mark.wait()
+            self._mark.clear()
+            marked, self._rendering = sorted(self._rendering), set()
+            if marked:
+                try:
+                    await asyncio.to_thread(self.service.set_rendering_many, marked)
+                except Exception:
+                    _LOG.exception("marking %d nodes rendering failed", len(marked))
+
+    async def reconcile(self, stream: AgentStream, running: RunningChunk | None) -> None:
+        """After a (re)connect: line the agent up with its node's live assignment."""
+        assignment = await asyncio.to_thread(self._live_token, stream.node_id)
+        if running is not None and running.fencing_token != assignment:
+            # The agent runs something the dispatcher gave away meanwhile.
+            kill = agent_pb2.Command(
+                command_id=0,
+                kill_process=agent_pb2.KillProcessCommand(
+                    job_id=running.job_id,
+                    chunk_id=running.chunk_id,
+                    fencing_token=running.fencing_token,
+                    follow_up=common_pb2.KILL_FOLLOW_UP_CONTINUE,
+                ),
+            )
+            await stream.outgoing.put(agent_pb2.SessionResponse(command=kill))
+        if assignment and (running is None or running.fencing_token != assignment):
+            self.want_assignments([stream.node_id])
+
+    def _live_token(self, node_id: int) -> int:
+        with self.db.transaction() as session:
+            return for_nodes.node_live_token(session, node_id)
+
+    # Background protocol: stopped by the server on its event loop's thread.
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        for task in (self._deliverer, self._marker):
+            if task is not None:
+                task.cancel()

@@ -1,0 +1,201 @@
+"""Reports up: agents' results and log lines go to the jobs service.
+
+Results go to ChunkRunsService in batches (one transaction moves a job's
+counters once for every result of the batch) with their fencing tokens; the
+agent hears ResultAccepted only once the jobs service has recorded the
+result, so it re-sends otherwise. A batch the jobs service did not take is
+retried. Log lines are relayed as they come (and shown to consoles when the
+node's realtime log is on); lost nodes' chunks are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
+from services.core.auth import ServiceIdentity
+from services.core.database import Database
+from services.core.enums import EnumMap
+from services.core.tls import open_aio_channel, open_channel
+from services.nodes import store as repo
+from services.nodes.delivery import BATCH_WINDOW_SECONDS
+from services.nodes.domain import KILL_FOLLOW_UP
+from services.nodes.service import NodesService
+from services.nodes.sessions import AgentStream, SessionHub
+
+_LOG = logging.getLogger(__name__)
+
+RPC_TIMEOUT_SECONDS = 30.0
+RUN_OUTCOME = EnumMap(common_pb2.ChunkRunOutcome.DESCRIPTOR)
+MAX_BATCH = 500
+
+
+class ResultRelay:
+    def __init__(
+        self, db: Database, service: NodesService, hub: SessionHub, identity: ServiceIdentity
+    ) -> None:
+        self.db = db
+        self.service = service
+        self.hub = hub
+        # The nodes service's own token for the jobs service's internal RPCs.
+        self.identity = identity
+        self.jobs_address = ""
+        # NodeTimings: the exclusion rule in effect (set by the component).
+        self.timings: Any = None
+        self._channel: grpc.aio.Channel | None = None
+        self._results: asyncio.Queue[tuple[AgentStream, agent_pb2.ChunkResult]] | None = None
+        self._sender: asyncio.Future[None] | None = None
+
+    def listening(self, address: str) -> None:
+        """Co-hosted jobs service: report to the server's own address."""
+        if not self.jobs_address:
+            self.jobs_address = address
+
+    def _stub(self) -> chunk_runs_pb2_grpc.ChunkRunsServiceAsyncStub:
+        if self._channel is None:
+            if not self.jobs_address:
+                raise RuntimeError("no jobs service address (MUSTER_JOBS_ADDRESS)")
+            self._channel = open_aio_channel(self.jobs_address)
+        return chunk_runs_pb2_grpc.ChunkRunsServiceStub(self._channel)
+
+    async def result(self, stream: AgentStream, result: agent_pb2.ChunkResult) -> None:
+        """Queue a result for the next batch (sent within a few milliseconds)."""
+        if self._results is None:
+            self._results = asyncio.Queue()
+            self._sender = asyncio.ensure_future(self._send_results())
+        await self._results.put((stream, result))
+
+    async def _send_results(self) -> None:
+        assert self._results is not None
+        while True:
+            batch = [await self._results.get()]
+            await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            while not self._results.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._results.get_nowait())
+            delay = 0.2
+            # The jobs service may be restarting (or its leader moving): keep
+            # the batch and try again; the agents are not told before it lands.
+            while not await self._try_finish(batch):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                batch = [(s, r) for s, r in batch if self.hub.streams.get(s.node_id) is s]
+                if not batch:
+                    break  # those agents reconnected: they send their results again
+
+    async def _try_finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> bool:
+        try:
+            return await self._finish(batch)
+        except Exception:  # the database or the jobs service is down: retried
+            _LOG.exception("recording %d results failed", len(batch))
+            return False
+
+    async def _finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> bool:
+        """Record a batch of results; False when the jobs service did not take it."""
+        tokens = [result.fencing_token for _, result in batch]
+        follow_ups = await asyncio.to_thread(self._kill_follow_ups, tokens)
+        request = chunk_runs_pb2.FinishChunkRunsRequest()
+        for stream, result in batch:
+            run = request.runs.add(
+                job_id=result.job_id,
+                chunk_id=result.chunk_id,
+                fencing_token=result.fencing_token,
+                node_id=stream.node_id,
+                exit_code=result.exit_code,
+                outcome=result.outcome,
+                message=result.message,
+                kill_follow_up=KILL_FOLLOW_UP.number(follow_ups.get(result.fencing_token, "")),
+            )
+            if result.HasField("end_time"):
+                run.end_time.CopyFrom(result.end_time)
+        try:
+            reply = await self._stub().FinishChunkRuns(
+                request, timeout=RPC_TIMEOUT_SECONDS, metadata=self.identity.metadata()
+            )
+        except grpc.aio.AioRpcError as exc:
+            _LOG.warning("%d results not recorded yet: %s", len(batch), exc.details())
+            return False
+        for (stream, result), answer in zip(batch, reply.results, strict=True):
+            await stream.outgoing.put(
+                agent_pb2.SessionResponse(
+                    result_accepted=agent_pb2.ResultAccepted(
+                        job_id=result.job_id,
+                        chunk_id=result.chunk_id,
+                        fencing_token=result.fencing_token,
+                        applied=answer.applied,
+                    )
+                )
+            )
+        ended = [
+            (stream.node_id, result.job_id, RUN_OUTCOME.to_text.get(result.outcome, ""))
+            for (stream, result), answer in zip(batch, reply.results, strict=True)
+            if answer.applied
+        ]
+        exclusion = await asyncio.to_thread(self.timings.exclusion) if self.timings else None
+        await asyncio.to_thread(
+            self.service.set_idle,
+            [stream.node_id for stream, _ in batch],
+            ended,
+            *([exclusion] if exclusion else []),
+        )
+        return True
+
+    def _kill_follow_ups(self, tokens: list[int]) -> dict[int, str]:
+        """What the dispatcher asked for after killing these runs, by token."""
+        with self.db.transaction() as session:
+            return repo.kill_follow_ups(session, tokens)
+
+    async def log(self, stream: AgentStream, log: agent_pb2.ChunkLog) -> None:
+        if stream.node_id in self.hub.realtime and log.lines:
+            await asyncio.to_thread(self.service.publish_log, stream.node_id, log)
+        try:
+            await self._stub().AppendChunkRunLog(
+                chunk_runs_pb2.AppendChunkRunLogRequest(
+                    job_id=log.job_id,
+                    chunk_id=log.chunk_id,
+                    fencing_token=log.fencing_token,
+                    lines=log.lines,
+                ),
+                timeout=RPC_TIMEOUT_SECONDS,
+                metadata=self.identity.metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            _LOG.warning("log lines of node %s dropped: %s", stream.node_id, exc.details())
+
+    def release_lost(self, node_ids: list[int]) -> None:
+        """Requeue the chunks of lost nodes (called from the sweep thread)."""
+        if not node_ids:
+            return
+        address = self.jobs_address
+        if not address:
+            return
+        with open_channel(address) as channel:
+            stub = chunk_runs_pb2_grpc.ChunkRunsServiceStub(channel)
+            for node_id in node_ids:
+                try:
+                    stub.ReleaseNodeChunks(
+                        chunk_runs_pb2.ReleaseNodeChunksRequest(
+                            node_id=node_id, reason="node lost: no heartbeat"
+                        ),
+                        timeout=RPC_TIMEOUT_SECONDS,
+                        metadata=self.identity.metadata(),
+                    )
+                except grpc.RpcError as exc:
+                    _LOG.warning(
+                        "releasing the chunks of lost node %s failed: %s", node_id, exc.details()
+                    )
+
+    # Background protocol: stopped by the server on its event loop's thread.
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+        # The channel to the jobs service goes with the event loop.
