@@ -262,12 +262,10 @@ class AccountsService:
     # --- groups --------------------------------------------------------------------------------
 
     def list_groups(self, page_size: int, page_token: str) -> Page[GroupView]:
-        with self.db.transaction() as session:
-            return GROUPS.page(session, page_size, page_token)
+        return GROUPS.list(self.db, page_size, page_token)
 
     def get_group(self, name: str) -> GroupView:
-        with self.db.transaction() as session:
-            return GROUPS.view(session, GROUPS.row(session, name))
+        return GROUPS.get(self.db, name)
 
     def create_group(self, spec: GroupSpec, request_id: str = "") -> GroupView:
         domain.check_group(spec)
@@ -282,28 +280,18 @@ class AccountsService:
         )
 
     def update_group(self, name: str, changes: Mapping[str, Any]) -> GroupView:
-        check_writable(changes, ("description", "members"), "group")
-        with self.db.transaction() as session:
-            row = GROUPS.row(session, name, "group.name", lock=True)
-            current = GROUPS.view(session, row)
-            spec = domain.check_group(
-                GroupSpec(
-                    name=name,
-                    description=changes.get("description", current.description),
-                    members=tuple(changes.get("members", current.members)),
-                )
-            )
-            self._check_members_exist(session, spec.members)
-            repo.update_row(session, groups, row.id, {"description": spec.description})
-            if spec.members != current.members:
-                repo.set_group_members(session, row.id, spec.members)
-            publish_change(
-                session,
-                topics.GROUP_UPDATED,
-                {"group": name, "members": list(spec.members)},
-                key=name,
-            )
-            return GROUPS.view(session, GROUPS.row(session, name))
+        return GROUPS.update_listed(
+            self.db,
+            name,
+            changes,
+            "members",
+            lambda name, description, members: domain.check_group(
+                GroupSpec(name=name, description=description, members=members)
+            ),
+            repo.set_group_members,
+            topics.GROUP_UPDATED,
+            exist=self._check_members_exist,
+        )
 
     def delete_group(self, name: str) -> None:
         GROUPS.delete(self.db, name, topics.GROUP_DELETED)

@@ -5,7 +5,7 @@ create and delete by name, with the events they publish (services/core/bus.py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +61,14 @@ class Named(Generic[V]):
     table: Table
     what: str  # "user": the message's name of one ("user.name: ...")
     views: Views[V]
+
+    def list(self, db: Database, page_size: int, page_token: str) -> Page[V]:
+        with db.transaction() as session:
+            return self.page(session, page_size, page_token)
+
+    def get(self, db: Database, name: str) -> V:
+        with db.transaction() as session:
+            return self.view(session, self.row(session, name))
 
     def page(
         self,
@@ -124,6 +132,42 @@ class Named(Generic[V]):
             if "uq_" in str(error.orig) or "ux_" in str(error.orig):
                 raise AlreadyExists(f"{self.what}.name: {name!r} already exists") from None
             raise
+
+    def update_listed(
+        self,
+        db: Database,
+        name: str,
+        changes: Mapping[str, Any],
+        listed: str,
+        checked: Callable[[str, str, tuple[str, ...]], Any],
+        store: Callable[[Session, int, Sequence[str]], None],
+        topic: str,
+        exist: Callable[[Session, Sequence[str]], None] | None = None,
+    ) -> V:
+        """Change the description and the list named `listed` (a group's
+        members, a pool's nodes) of the row named `name`: `checked(name,
+        description, list)` is the domain's checked spec, `exist` checks the
+        listed names exist, `store` writes a changed list; publishes `topic`
+        with the list."""
+        check_writable(changes, ("description", listed), self.what)
+        field_name = f"{self.what}.name"
+        with db.transaction() as session:
+            row = self.row(session, name, field_name, lock=True)
+            current: Any = self.view(session, row)
+            before = tuple(getattr(current, listed))
+            spec = checked(
+                name,
+                changes.get("description", current.description),
+                tuple(changes.get(listed, before)),
+            )
+            after = tuple(getattr(spec, listed))
+            if exist is not None:
+                exist(session, after)
+            repo.update_row(session, self.table, row.id, {"description": spec.description})
+            if after != before:
+                store(session, row.id, after)
+            publish_change(session, topic, {self.what: name, listed: list(after)}, key=name)
+            return self.view(session, self.row(session, name, field_name))
 
     def delete(self, db: Database, name: str, topic: str) -> None:
         """Delete the row named `name` and publish `topic` ({what: name})."""

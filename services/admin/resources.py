@@ -48,12 +48,10 @@ class ResourcesService:
     # --- pools ---------------------------------------------------------------------------------
 
     def list_pools(self, page_size: int, page_token: str) -> Page[PoolSpec]:
-        with self.db.transaction() as session:
-            return POOLS.page(session, page_size, page_token)
+        return POOLS.list(self.db, page_size, page_token)
 
     def get_pool(self, name: str) -> PoolSpec:
-        with self.db.transaction() as session:
-            return POOLS.view(session, POOLS.row(session, name))
+        return POOLS.get(self.db, name)
 
     def create_pool(self, spec: PoolSpec, request_id: str = "") -> PoolSpec:
         domain.check_pool(spec)
@@ -67,27 +65,15 @@ class ResourcesService:
         )
 
     def update_pool(self, name: str, changes: Mapping[str, Any]) -> PoolSpec:
-        check_writable(changes, ("description", "node_names"), "pool")
-        with self.db.transaction() as session:
-            row = POOLS.row(session, name, "pool.name", lock=True)
-            current = POOLS.view(session, row)
-            spec = domain.check_pool(
-                PoolSpec(
-                    name,
-                    changes.get("description", current.description),
-                    tuple(changes.get("node_names", current.node_names)),
-                )
-            )
-            repo.update_row(session, pools, row.id, {"description": spec.description})
-            if spec.node_names != current.node_names:
-                repo.set_pool_nodes(session, row.id, spec.node_names)
-            publish_change(
-                session,
-                topics.POOL_UPDATED,
-                {"pool": name, "node_names": list(spec.node_names)},
-                key=name,
-            )
-            return POOLS.view(session, POOLS.row(session, name, "pool.name"))
+        return POOLS.update_listed(
+            self.db,
+            name,
+            changes,
+            "node_names",
+            lambda name, description, nodes: domain.check_pool(PoolSpec(name, description, nodes)),
+            repo.set_pool_nodes,
+            topics.POOL_UPDATED,
+        )
 
     def delete_pool(self, name: str) -> None:
         POOLS.delete(self.db, name, topics.POOL_DELETED)
@@ -104,12 +90,10 @@ class ResourcesService:
     # --- repositories --------------------------------------------------------------------------
 
     def list_repositories(self, page_size: int, page_token: str) -> Page[RepositorySpec]:
-        with self.db.transaction() as session:
-            return REPOSITORIES.page(session, page_size, page_token)
+        return REPOSITORIES.list(self.db, page_size, page_token)
 
     def get_repository(self, name: str) -> RepositorySpec:
-        with self.db.transaction() as session:
-            return REPOSITORIES.view(session, REPOSITORIES.row(session, name))
+        return REPOSITORIES.get(self.db, name)
 
     def create_repository(self, spec: RepositorySpec, request_id: str = "") -> RepositorySpec:
         domain.check_repository(spec)
