@@ -1,8 +1,8 @@
 """Use cases of the dispatcher configuration, the LDAP configuration, the
 engine and the system controls (Muster's system* functions).
 
-What each control does now and what the nodes service and agents add later
-is in docs/admin.md ("System controls").
+What each control does here and what the nodes service and agents do on its
+event is in docs/admin.md ("Engine status and system controls").
 """
 
 from __future__ import annotations
