@@ -25,17 +25,19 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from services.jobs import topics
+
 _LOG = logging.getLogger(__name__)
 
 # Bus topic -> the hooks it fires, in order.
 REACTIONS: dict[str, tuple[str, ...]] = {
-    "job.submitted": ("onSubmitJob",),
-    "job.deleted": ("onDeleteJob",),
-    "job.reinit": ("onReinitJob",),
-    "job.edited": ("onEditJob",),
-    "job.properties_changed": ("onJobPropertiesChanged",),
-    "job.started": ("onJobStart",),
-    "job.completed": ("onJobCompleted", "onJobEnd"),
+    topics.JOB_SUBMITTED: ("onSubmitJob",),
+    topics.JOB_DELETED: ("onDeleteJob",),
+    topics.JOB_REINIT: ("onReinitJob",),
+    topics.JOB_EDITED: ("onEditJob",),
+    topics.JOB_PROPERTIES_CHANGED: ("onJobPropertiesChanged",),
+    topics.JOB_STARTED: ("onJobStart",),
+    topics.JOB_COMPLETED: ("onJobCompleted", "onJobEnd"),
 }
 
 

@@ -19,14 +19,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from services.admin import domain
+from services.admin import domain, topics
 from services.admin import store as repo
-from services.admin.common import Page, creating, named_page, publish_change
+from services.admin.common import Named, check_writable
 from services.admin.domain import GroupSpec, UserSpec
 from services.admin.tables import groups, users
+from services.core.bus import publish_change
 from services.core.database import Database
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.core.paging import page_request
+from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.core.paging import Page, page_request
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ def _spec(row: Row[Any], groups_of: Sequence[str]) -> UserSpec:
     )
 
 
+USERS = Named(users, "user", _users)
+GROUPS = Named(groups, "group", _groups)
+
+
 class AccountsService:
     def __init__(
         self,
@@ -112,9 +117,7 @@ class AccountsService:
     def list_users(self, page_size: int, page_token: str, group: str = "") -> Page[UserView]:
         with self.db.transaction() as session:
             where = [repo.user_ids_in_group(session, group)] if group else []
-            page = named_page(
-                session, users, page_size, page_token, _users, {"group": group}, *where
-            )
+            page = USERS.page(session, page_size, page_token, {"group": group}, *where)
         if self.directory is None or group:
             return page
         return self._with_directory_users(page, page_size, page_token, group)
@@ -146,7 +149,7 @@ class AccountsService:
         with self.db.transaction() as session:
             row = repo.row_by_name(session, users, name)
             if row is not None:
-                return _users(session, [row])[0]
+                return USERS.view(session, row)
         if self.directory is not None:
             for user in self.directory(None, 0):
                 if user.name == name:
@@ -155,48 +158,34 @@ class AccountsService:
 
     def create_user(self, spec: UserSpec, request_id: str = "") -> UserView:
         domain.check_user(spec)
-        with creating("user", spec.name), self.db.transaction() as session:
-            if request_id:
-                earlier = repo.row_by_request_id(session, users, request_id)
-                if earlier is not None:
-                    return _users(session, [earlier])[0]
-            if repo.row_by_name(session, users, spec.name) is not None:
-                raise AlreadyExists(f"user.name: {spec.name!r} already exists")
-            self._check_groups_exist(session, spec.groups)
-            row = repo.insert_row(
-                session,
-                users,
-                {
-                    "name": spec.name,
-                    "role": spec.role,
-                    "password_hash": self.hasher.hash(spec.password) if spec.password else None,
-                    "enabled": spec.enabled,
-                    "email": spec.email,
-                    "display_name": spec.display_name,
-                    "max_job_priority": spec.max_job_priority,
-                    "notification_preferences": dict(spec.notification_preferences),
-                    "request_id": request_id or None,
-                },
-            )
-            repo.set_user_groups(session, row.id, spec.groups)
-            publish_change(
-                session, "user.created", {"user": spec.name, "role": spec.role}, key=spec.name
-            )
-            return _users(session, [row])[0]
+        return USERS.create(
+            self.db,
+            spec.name,
+            request_id,
+            # Hashed only once the name is known to be free.
+            lambda: {
+                "role": spec.role,
+                "password_hash": self.hasher.hash(spec.password) if spec.password else None,
+                "enabled": spec.enabled,
+                "email": spec.email,
+                "display_name": spec.display_name,
+                "max_job_priority": spec.max_job_priority,
+                "notification_preferences": dict(spec.notification_preferences),
+            },
+            (topics.USER_CREATED, {"user": spec.name, "role": spec.role}),
+            check=lambda session: self._check_groups_exist(session, spec.groups),
+            relate=lambda session, row_id: repo.set_user_groups(session, row_id, spec.groups),
+        )
 
     def update_user(self, name: str, changes: Mapping[str, Any]) -> UserView:
         """Change the fields in `changes` (UserSpec field names); an empty
         password keeps the current one."""
-        unknown = set(changes) - set(domain.USER_FIELDS)
-        if unknown:
-            raise InvalidArgument(f"update_mask: user has no writable field {sorted(unknown)[0]!r}")
+        check_writable(changes, domain.USER_FIELDS, "user")
         with self.db.transaction() as session:
             # Administrators first, then the user: one lock order for every
             # change, so two concurrent ones wait instead of deadlocking.
             administrators = repo.enabled_administrators(session)
-            row = repo.row_by_name(session, users, name, lock=True)
-            if row is None:
-                raise NotFound(f"user.name: no user named {name!r}")
+            row = USERS.row(session, name, "user.name", lock=True)
             current = _spec(row, repo.groups_of_users(session, [row.id]).get(row.id, []))
             values = {k: v for k, v in changes.items() if k != "password"}
             if "groups" in values:
@@ -228,24 +217,22 @@ class AccountsService:
                 {*update, *(["groups"] if spec.groups != current.groups else [])}
                 - {"password_hash"}
             ) + (["password"] if password else [])
-            publish_change(session, "user.updated", {"user": name, "fields": changed}, key=name)
-            fresh = repo.row_by_name(session, users, name)
-            assert fresh is not None
-            return _users(session, [fresh])[0]
+            publish_change(
+                session, topics.USER_UPDATED, {"user": name, "fields": changed}, key=name
+            )
+            return USERS.view(session, USERS.row(session, name))
 
     def delete_user(self, name: str) -> None:
         with self.db.transaction() as session:
             administrators = repo.enabled_administrators(session)  # lock order: see update_user
-            row = repo.row_by_name(session, users, name, lock=True)
-            if row is None:
-                raise NotFound(f"name: no user named {name!r}")
+            row = USERS.row(session, name, lock=True)
             if row.directory:
                 raise FailedPrecondition(
                     f"name: {name!r} is a directory user; remove it in the directory"
                 )
             domain.ensure_an_administrator_remains(administrators, name, None, None)
             repo.delete_row(session, users, row.id)
-            publish_change(session, "user.deleted", {"user": name}, key=name)
+            publish_change(session, topics.USER_DELETED, {"user": name}, key=name)
 
     def verify_password(self, name: str, password: str) -> bool:
         """Whether an enabled local user has this password (authentication's
@@ -275,86 +262,39 @@ class AccountsService:
     # --- groups --------------------------------------------------------------------------------
 
     def list_groups(self, page_size: int, page_token: str) -> Page[GroupView]:
-        with self.db.transaction() as session:
-            return named_page(session, groups, page_size, page_token, _groups)
+        return GROUPS.list(self.db, page_size, page_token)
 
     def get_group(self, name: str) -> GroupView:
-        with self.db.transaction() as session:
-            row = repo.row_by_name(session, groups, name)
-            if row is None:
-                raise NotFound(f"name: no group named {name!r}")
-            return _groups(session, [row])[0]
+        return GROUPS.get(self.db, name)
 
     def create_group(self, spec: GroupSpec, request_id: str = "") -> GroupView:
         domain.check_group(spec)
-        with creating("group", spec.name), self.db.transaction() as session:
-            if request_id:
-                earlier = repo.row_by_request_id(session, groups, request_id)
-                if earlier is not None:
-                    return _groups(session, [earlier])[0]
-            if repo.row_by_name(session, groups, spec.name) is not None:
-                raise AlreadyExists(f"group.name: {spec.name!r} already exists")
-            self._check_members_exist(session, spec.members)
-            row = repo.insert_row(
-                session,
-                groups,
-                {
-                    "name": spec.name,
-                    "description": spec.description,
-                    "request_id": request_id or None,
-                },
-            )
-            repo.set_group_members(session, row.id, spec.members)
-            publish_change(
-                session,
-                "group.created",
-                {"group": spec.name, "members": list(spec.members)},
-                key=spec.name,
-            )
-            return _groups(session, [row])[0]
+        return GROUPS.create(
+            self.db,
+            spec.name,
+            request_id,
+            lambda: {"description": spec.description},
+            (topics.GROUP_CREATED, {"group": spec.name, "members": list(spec.members)}),
+            check=lambda session: self._check_members_exist(session, spec.members),
+            relate=lambda session, row_id: repo.set_group_members(session, row_id, spec.members),
+        )
 
     def update_group(self, name: str, changes: Mapping[str, Any]) -> GroupView:
-        unknown = set(changes) - {"description", "members"}
-        if unknown:
-            raise InvalidArgument(
-                f"update_mask: group has no writable field {sorted(unknown)[0]!r}"
-            )
-        with self.db.transaction() as session:
-            row = repo.row_by_name(session, groups, name, lock=True)
-            if row is None:
-                raise NotFound(f"group.name: no group named {name!r}")
-            current = _groups(session, [row])[0]
-            spec = domain.check_group(
-                GroupSpec(
-                    name=name,
-                    description=changes.get("description", current.description),
-                    members=tuple(changes.get("members", current.members)),
-                )
-            )
-            self._check_members_exist(session, spec.members)
-            repo.update_row(session, groups, row.id, {"description": spec.description})
-            if spec.members != current.members:
-                repo.set_group_members(session, row.id, spec.members)
-            publish_change(
-                session,
-                "group.updated",
-                {"group": name, "members": list(spec.members)},
-                key=name,
-            )
-            return self._group(session, name)
-
-    def _group(self, session: Session, name: str) -> GroupView:
-        row = repo.row_by_name(session, groups, name)
-        assert row is not None
-        return _groups(session, [row])[0]
+        return GROUPS.update_listed(
+            self.db,
+            name,
+            changes,
+            "members",
+            lambda name, description, members: domain.check_group(
+                GroupSpec(name=name, description=description, members=members)
+            ),
+            repo.set_group_members,
+            topics.GROUP_UPDATED,
+            exist=self._check_members_exist,
+        )
 
     def delete_group(self, name: str) -> None:
-        with self.db.transaction() as session:
-            row = repo.row_by_name(session, groups, name, lock=True)
-            if row is None:
-                raise NotFound(f"name: no group named {name!r}")
-            repo.delete_row(session, groups, row.id)
-            publish_change(session, "group.deleted", {"group": name}, key=name)
+        GROUPS.delete(self.db, name, topics.GROUP_DELETED)
 
     def _check_members_exist(self, session: Session, names: Sequence[str]) -> None:
         known = repo.existing_names(session, users, names)

@@ -25,6 +25,7 @@ from services.core.bus import DurableConsumer, Event, Listener
 from services.core.database import Database
 from services.core.server import Component
 from services.core.settings import Settings
+from services.nodes import topics as nodes_topics
 
 __all__ = ["ADMIN_SERVICE", "AdminServicer", "build"]
 
@@ -54,7 +55,7 @@ def handle_event(service: AdminService, session: Session, event: Event) -> None:
     """What the admin domain does with any event: log lines, and the end of a
     network scan the nodes service reports."""
     record_event_batched(session, event)
-    if event.topic == "system.network_scan_finished":
+    if event.topic == nodes_topics.SYSTEM_NETWORK_SCAN_FINISHED:
         service.system.network_scan_finished(session)
 
 

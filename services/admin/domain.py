@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from services.core import topics as core_topics
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.nodes import topics as nodes_topics
 
 # --- names -------------------------------------------------------------------------------
 
@@ -546,15 +548,17 @@ def log_file_day(kind: str, name: str) -> date:
         raise NotFound(f"name: no {kind} log named {name!r}") from None
 
 
-# Topics of what the dispatcher did by itself or on its nodes: the activity log.
+# Topics of what the dispatcher did by itself or on its nodes: the activity log
+# (the chunk.* and job.* families of services/jobs/topics.py, node.* of
+# services/nodes/topics.py).
 ACTIVITY_PREFIXES = ("chunk.", "node.", "job.")
 # Actors that are the dispatcher's own automatic work, not an API caller:
 # their events go to the activity log only.
 AUTOMATIC_ACTORS = ("scheduler",)
-AUDIT_TOPICS = ("call.denied", "call.failed")
+AUDIT_TOPICS = (core_topics.CALL_DENIED, core_topics.CALL_FAILED)
 # Topics that carry data, not a change anyone made (render output forwarded to
 # consoles): never an action-log line.
-STREAM_TOPICS = ("log.chunk",)
+STREAM_TOPICS = (nodes_topics.LOG_CHUNK,)
 # Payload keys that name what an event acted on, in order of preference.
 _TARGET_KEYS = (
     ("job_id", "job"),

@@ -16,15 +16,14 @@ from typing import Any
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.orm import Session
 
-from services.admin import domain
+from services.admin import domain, topics
 from services.admin import store as repo
-from services.admin.common import Page, publish_change
 from services.admin.tables import ACTION_OUTCOMES
-from services.core.bus import Event
+from services.core.bus import Event, publish_change
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.core.paging import page_request
+from services.core.paging import Page, page_request
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ class LogsService:
             )
             publish_change(
                 session,
-                "log.message_added",
+                topics.LOG_MESSAGE_ADDED,
                 {"log_entry_id": entry_id, "level": level, "internal": internal},
             )
             return entry_id
@@ -137,7 +136,7 @@ class LogsService:
     def clear(self) -> int:
         with self.db.transaction() as session:
             deleted = repo.clear_log_messages(session)
-            publish_change(session, "log.cleared", {"deleted_count": deleted})
+            publish_change(session, topics.LOG_CLEARED, {"deleted_count": deleted})
             return deleted
 
     def list_entries(
@@ -203,7 +202,7 @@ class LogsService:
                 raise NotFound(f"name: no {kind} log named {name!r}")
             publish_change(
                 session,
-                "log.file_removed",
+                topics.LOG_FILE_REMOVED,
                 {"log": kind, "name": name, "deleted_count": deleted},
             )
             return deleted

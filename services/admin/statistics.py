@@ -14,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.admin import domain
+from services.admin import domain, topics
 from services.admin import store as repo
-from services.admin.common import publish_change
 from services.admin.configuration import read_configuration
+from services.core.bus import publish_change
 from services.core.database import Database
 
 SAMPLES = ("statistics", "history")
+# The event clearing each kind of sample publishes.
+CLEARED = {"statistics": topics.STATISTICS_CLEARED, "history": topics.HISTORY_CLEARED}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class StatisticsService:
             deleted = repo.delete_samples(session, which, start, end)
             publish_change(
                 session,
-                f"{which}.cleared",
+                CLEARED[which],
                 {
                     "deleted_count": deleted,
                     "start_time": start.isoformat() if start else None,

@@ -1,8 +1,8 @@
 """Use cases of the dispatcher configuration, the LDAP configuration, the
 engine and the system controls (Muster's system* functions).
 
-What each control does now and what the nodes service and agents add later
-is in docs/admin.md ("System controls").
+What each control does here and what the nodes service and agents do on its
+event is in docs/admin.md ("Engine status and system controls").
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from services.admin import domain
+from services.admin import domain, topics
 from services.admin import store as repo
-from services.admin.common import publish_change
 from services.admin.configuration import read_configuration, read_ldap_configuration
 from services.admin.domain import DispatcherConfig, LdapConfig
+from services.core.bus import publish_change
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import FailedPrecondition, InvalidArgument
@@ -121,7 +121,7 @@ class SystemService:
             )
             publish_change(
                 session,
-                "config.changed",
+                topics.CONFIG_CHANGED,
                 {
                     "configuration": name,
                     "fields": sorted({*changes, *(k for k, v in secrets.items() if v)}),
@@ -141,7 +141,9 @@ class SystemService:
             repo.reset_runtime_configuration(session, "ldap")
             config = read_configuration(session)
             status = "running" if config.start_engine_on_startup else "paused"
-            publish_change(session, "config.changed", {"configuration": "all", "reason": "start"})
+            publish_change(
+                session, topics.CONFIG_CHANGED, {"configuration": "all", "reason": "start"}
+            )
             engine = repo.engine_row(session, lock=True)
             if engine.status != status:
                 repo.update_engine(
@@ -150,7 +152,9 @@ class SystemService:
                     changed_by=current_caller().label,
                     changed_at=repo.database_now(session),
                 )
-                publish_change(session, "engine.changed", {"status": status, "reason": "start"})
+                publish_change(
+                    session, topics.ENGINE_CHANGED, {"status": status, "reason": "start"}
+                )
 
     # --- engine --------------------------------------------------------------------------------
 
@@ -168,7 +172,7 @@ class SystemService:
                 changed_by=current_caller().label,
                 changed_at=repo.database_now(session),
             )
-            publish_change(session, "engine.changed", {"status": status})
+            publish_change(session, topics.ENGINE_CHANGED, {"status": status})
             return status
 
     # --- system controls -----------------------------------------------------------------------
@@ -177,13 +181,13 @@ class SystemService:
         """Ask every service and agent to reload (the system.soft_restart
         event); the queue and running work are untouched."""
         with self.db.transaction() as session:
-            publish_change(session, "system.soft_restart", {})
+            publish_change(session, topics.SYSTEM_SOFT_RESTART, {})
 
     def reset_statistics_counters(self) -> None:
         with self.db.transaction() as session:
             now = repo.database_now(session)
             repo.update_engine(session, statistics_reset_at=now)
-            publish_change(session, "system.statistics_reset", {"reset_at": now.isoformat()})
+            publish_change(session, topics.SYSTEM_STATISTICS_RESET, {"reset_at": now.isoformat()})
 
     def start_network_scan(self) -> list[str]:
         """Start a discovery scan of the configured ranges; the nodes service
@@ -207,7 +211,9 @@ class SystemService:
                 )
             repo.update_engine(session, network_scan_started_at=now)
             publish_change(
-                session, "system.network_scan", {"ranges": ranges, "started_at": now.isoformat()}
+                session,
+                topics.SYSTEM_NETWORK_SCAN,
+                {"ranges": ranges, "started_at": now.isoformat()},
             )
             return ranges
 

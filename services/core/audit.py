@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from services.core import topics
 from services.core.bus import publish
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def audit_to_bus(db: Any) -> Callable[[Refusal], None]:
         with db.transaction() as session:
             publish(
                 session,
-                "call.denied" if denied else "call.failed",
+                topics.CALL_DENIED if denied else topics.CALL_FAILED,
                 {
                     **refusal.caller.stamp(),
                     # Who it was, even when the token did not say.

@@ -4,6 +4,10 @@ The text of an enum value is its name without the enum's prefix, in lower
 case (JOB_STATUS_COMPLETED -> 'completed'), as the tables' CHECK lists spell
 them. Built from the generated descriptors, so a value added to a proto enum
 needs no edit here.
+
+The maps of the shared contract's enums (farm/common/v1/common.proto), which
+more than one service uses, are defined once at the end of this module; a
+service's own enums are mapped in that service (services/jobs/enums.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from google.protobuf.descriptor import EnumDescriptor
 
+from farm.common.v1 import common_pb2
 from services.core.errors import InvalidArgument
 
 
@@ -49,3 +54,13 @@ def _prefix(enum_name: str) -> str:
     """NodeStatus -> NODE_STATUS_ (buf's enum value prefix rule)."""
     snake = "".join("_" + c if c.isupper() and i else c for i, c in enumerate(enum_name))
     return snake.upper() + "_"
+
+
+# --- the shared contract's enums (farm/common/v1/common.proto) ------------------------------
+
+PLATFORM = EnumMap(common_pb2.Platform.DESCRIPTOR, "PLATFORM_")
+RUN_OUTCOME = EnumMap(common_pb2.ChunkRunOutcome.DESCRIPTOR, "CHUNK_RUN_OUTCOME_")
+KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR, "KILL_FOLLOW_UP_")
+LOG_STREAM = EnumMap(common_pb2.LogStream.DESCRIPTOR, "LOG_STREAM_")
+PROCESS_PRIORITY = EnumMap(common_pb2.ProcessPriority.DESCRIPTOR, "PROCESS_PRIORITY_")
+SYSTEM_EVENT = EnumMap(common_pb2.SystemEvent.DESCRIPTOR, "SYSTEM_EVENT_")

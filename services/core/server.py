@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -281,14 +281,44 @@ class _Call:
             return self._sync_stream(behavior)
         return self._sync_unary(behavior)
 
+    def admit(self, caller: Caller, request: Any) -> None:
+        """Let an identified caller in: the method's access level, then the
+        request limits every RPC shares."""
+        self.authorize(caller)
+        check_request(request)
+
     def _settle(
-        self, exc: Exception, caller: Caller, started: float | None
-    ) -> tuple[tuple[grpc.StatusCode, str] | None, Refusal | None]:
-        """The status to abort with (None: re-raise) and the refusal to audit."""
+        self, exc: Exception, caller: Caller | None, context: Any, started: float | None
+    ) -> tuple[tuple[grpc.StatusCode, str], Refusal | None]:
+        """The status to abort with and the refusal to audit; re-raises what
+        gRPC handles itself. No caller: the token did not identify one, and
+        the refusal names the peer."""
+        if caller is None:
+            caller = Caller(peer=str(context.peer() or ""))
         failure = self.failure(exc, caller)
         if started is not None:
             self.log(started, failure[0] if failure else "ABORTED")
-        return failure, (self.audited(caller, *failure) if failure else None)
+        if failure is None:
+            raise exc
+        return failure, self.audited(caller, *failure)
+
+    def _refuse(
+        self, exc: Exception, caller: Caller | None, context: Any, started: float | None
+    ) -> NoReturn:
+        failure, refusal = self._settle(exc, caller, context, started)
+        if refusal is not None:
+            self._report(refusal)
+        context.abort(*failure)
+        raise AssertionError("context.abort returned")  # it raises
+
+    async def _refuse_async(
+        self, exc: Exception, caller: Caller | None, context: Any, started: float | None
+    ) -> NoReturn:
+        failure, refusal = self._settle(exc, caller, context, started)
+        if refusal is not None:
+            await asyncio.to_thread(self._report, refusal)
+        await context.abort(*failure)
+        raise AssertionError("context.abort returned")  # it raises
 
     def _retrying(self, exc: Exception, attempt: int) -> None:
         """Re-raise unless `exc` is a concurrency rollback worth another attempt."""
@@ -296,13 +326,16 @@ class _Call:
             raise exc
         _LOG.info("%s: retrying after %s", self.method, type(exc.orig).__name__)  # type: ignore[attr-defined]
 
+    # Each handler: identify the caller (None until the token names one),
+    # admit it, run the servicer as that caller; any exception becomes the
+    # status `_settle` gives it.
+
     def _async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def handler(request: Any, context: Any) -> Any:
-            started, caller = time.perf_counter(), Caller(peer=str(context.peer() or ""))
+            started, caller = time.perf_counter(), None
             try:
                 caller = self.identify(context)
-                self.authorize(caller)
-                check_request(request)
+                self.admit(caller, request)
                 with acting_as(caller):
                     for attempt in range(RETRIES):
                         try:
@@ -311,12 +344,7 @@ class _Call:
                         except Exception as exc:
                             self._retrying(exc, attempt)
             except Exception as exc:
-                failure, refusal = self._settle(exc, caller, started)
-                if failure is None:
-                    raise
-                if refusal is not None:
-                    await asyncio.to_thread(self._report, refusal)
-                await context.abort(*failure)
+                await self._refuse_async(exc, caller, context, started)
             self.log(started, grpc.StatusCode.OK)
             return response
 
@@ -324,11 +352,10 @@ class _Call:
 
     def _sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         def handler(request: Any, context: Any) -> Any:
-            started, caller = time.perf_counter(), Caller(peer=str(context.peer() or ""))
+            started, caller = time.perf_counter(), None
             try:
                 caller = self.identify(context)
-                self.authorize(caller)
-                check_request(request)
+                self.admit(caller, request)
                 # Set here, in the thread that runs the servicer: a context
                 # variable set on the event loop would not reach the worker pool.
                 with acting_as(caller):
@@ -339,12 +366,7 @@ class _Call:
                         except Exception as exc:
                             self._retrying(exc, attempt)
             except Exception as exc:
-                failure, refusal = self._settle(exc, caller, started)
-                if failure is None:
-                    raise
-                if refusal is not None:
-                    self._report(refusal)
-                context.abort(*failure)
+                self._refuse(exc, caller, context, started)
             self.log(started, grpc.StatusCode.OK)
             return response
 
@@ -352,40 +374,28 @@ class _Call:
 
     def _async_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def handler(request: Any, context: Any) -> Any:
-            caller = Caller(peer=str(context.peer() or ""))
+            caller = None
             try:
                 caller = self.identify(context)
-                self.authorize(caller)
-                check_request(request)
+                self.admit(caller, request)
                 with acting_as(caller):
                     async for item in behavior(request, context):
                         yield item
             except Exception as exc:
-                failure, refusal = self._settle(exc, caller, None)
-                if failure is None:
-                    raise
-                if refusal is not None:
-                    await asyncio.to_thread(self._report, refusal)
-                await context.abort(*failure)
+                await self._refuse_async(exc, caller, context, None)
 
         return handler
 
     def _sync_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         def handler(request: Any, context: Any) -> Any:
-            caller = Caller(peer=str(context.peer() or ""))
+            caller = None
             try:
                 caller = self.identify(context)
-                self.authorize(caller)
-                check_request(request)
+                self.admit(caller, request)
                 with acting_as(caller):
                     yield from behavior(request, context)
             except Exception as exc:
-                failure, refusal = self._settle(exc, caller, None)
-                if failure is None:
-                    raise
-                if refusal is not None:
-                    self._report(refusal)
-                context.abort(*failure)
+                self._refuse(exc, caller, context, None)
 
         return handler
 
