@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.core.convert import from_timestamp
-from services.core.enums import EnumMap
+from services.core.enums import KILL_FOLLOW_UP, LOG_STREAM, RUN_OUTCOME
 from services.core.errors import InvalidArgument
-from services.jobs.enums import CHUNK_STATUS, RUN_OUTCOME
+from services.jobs.enums import CHUNK_STATUS
 from services.jobs.runs import ChunkRuns, RunEnd
 
 CHUNK_RUNS_SERVICE = chunk_runs_pb2.DESCRIPTOR.services_by_name["ChunkRunsService"]
 MAX_RUNS_PER_CALL = 1000
-KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR)
-LOG_STREAM = EnumMap(common_pb2.LogStream.DESCRIPTOR)
 
 
 class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):

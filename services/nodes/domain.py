@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2
-from services.core.enums import EnumMap
+from services.core.enums import PLATFORM, EnumMap
 from services.core.errors import InvalidArgument
 
 # Proto enums <-> the nodes table's text values.
-PLATFORM = EnumMap(common_pb2.Platform.DESCRIPTOR)
 NODE_STATUS = EnumMap(nodes_pb2.NodeStatus.DESCRIPTOR)
-PROCESS_PRIORITY = EnumMap(common_pb2.ProcessPriority.DESCRIPTOR)
-SYSTEM_EVENT = EnumMap(common_pb2.SystemEvent.DESCRIPTOR)
-KILL_FOLLOW_UP = EnumMap(common_pb2.KillFollowUp.DESCRIPTOR)
 CLIENT_KIND = EnumMap(nodes_pb2.ClientKind.DESCRIPTOR)
 
 MAX_NAME_LENGTH = 255

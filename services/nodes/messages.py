@@ -9,12 +9,9 @@ from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2
 from services.core.convert import to_timestamp
+from services.core.enums import KILL_FOLLOW_UP, PLATFORM, PROCESS_PRIORITY, SYSTEM_EVENT
 from services.nodes.domain import (
-    KILL_FOLLOW_UP,
     NODE_STATUS,
-    PLATFORM,
-    PROCESS_PRIORITY,
-    SYSTEM_EVENT,
 )
 from services.nodes.service import NodeView
 

@@ -18,22 +18,19 @@ import grpc
 import grpc.aio
 
 from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.core.auth import ServiceIdentity
 from services.core.database import Database
-from services.core.enums import EnumMap
+from services.core.enums import KILL_FOLLOW_UP, RUN_OUTCOME
 from services.core.tls import open_aio_channel, open_channel
 from services.nodes import store as repo
 from services.nodes.delivery import BATCH_WINDOW_SECONDS
-from services.nodes.domain import KILL_FOLLOW_UP
 from services.nodes.service import NodesService
 from services.nodes.sessions import AgentStream, SessionHub
 
 _LOG = logging.getLogger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30.0
-RUN_OUTCOME = EnumMap(common_pb2.ChunkRunOutcome.DESCRIPTOR)
 MAX_BATCH = 500
 
 

@@ -19,6 +19,7 @@ import grpc.aio
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.convert import to_timestamp
+from services.core.enums import KILL_FOLLOW_UP, PLATFORM, PROCESS_PRIORITY, SYSTEM_EVENT
 from services.core.errors import DomainError, status_of
 from services.core.server import contract_base
 from services.nodes import commands
@@ -28,11 +29,7 @@ from services.nodes.delivery import AssignmentDelivery
 from services.nodes.domain import (
     CLIENT_KIND,
     DEFAULT_PREFERENCES,
-    KILL_FOLLOW_UP,
     NODE_STATUS,
-    PLATFORM,
-    PROCESS_PRIORITY,
-    SYSTEM_EVENT,
     Registration,
 )
 from services.nodes.enrollment import Enrollment
