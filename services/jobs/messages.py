@@ -1,5 +1,6 @@
 """Protobuf messages of the jobs domain, both ways: a job spec from a Job
-message, and Job/Chunk/ChunkRun/Template/BackupJob messages from stored rows.
+message (and back, for the hooks), and Job/Chunk/ChunkRun/Template/BackupJob
+messages from the read models of services/jobs/domain.py.
 
 The jobs servicer, the scheduler's hooks, dispatcher hooks and the nodes
 service's client hub all build their messages here, so a field is translated
@@ -8,21 +9,33 @@ in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Row
 
 from farm.jobs.v1 import jobs_pb2
 from services.core.convert import to_timestamp
 from services.core.errors import InvalidArgument
 from services.jobs import enums
-from services.jobs.domain import Attribute, JobSpec, attributes_from_json
+from services.jobs.domain import (
+    JOB_RECORD_DERIVED,
+    Attribute,
+    BackupRecord,
+    ChunkRecord,
+    JobRecord,
+    JobSpec,
+    JobVersion,
+    ListedChunk,
+    RunRecord,
+    TemplateRecord,
+    attributes_from_json,
+)
 from services.jobs.queue_sql import row_from_json
 from services.jobs.tables import jobs
 from services.jobs.templates import TemplateCommand
@@ -89,7 +102,53 @@ def job_spec(job: jobs_pb2.Job, owner: str = "") -> JobSpec:
     )
 
 
-# --- rows -> messages -------------------------------------------------------------------
+def _attribute_messages(attributes: Iterable[Attribute]) -> list[jobs_pb2.JobAttribute]:
+    messages = []
+    for a in attributes:
+        attribute = jobs_pb2.JobAttribute(name=a.name, substitute_paths=a.substitute_paths)
+        setattr(attribute, _ATTRIBUTE_FIELD[a.type], a.value)
+        messages.append(attribute)
+    return messages
+
+
+def spec_message(spec: JobSpec) -> jobs_pb2.Job:
+    """The Job message of a proposed job (what onValidateJobSubmission sees):
+    job_spec's inverse."""
+    return jobs_pb2.Job(
+        **_set(
+            parent_id=spec.parent_id,
+            kind=enums.JOB_KIND.number(spec.kind),
+            name=spec.name,
+            owner=spec.owner,
+            priority=spec.priority,
+            template_id=spec.template_id or 0,
+            start_frame=spec.start_frame,
+            end_frame=spec.end_frame,
+            by_frame=spec.by_frame,
+            packet_size=spec.packet_size,
+            packet_type=enums.PACKET_TYPE.number(spec.packet_type) if spec.packet_type else 0,
+            included_pools=spec.included_pools,
+            excluded_pools=spec.excluded_pools,
+            depend_ids=spec.depend_ids,
+            depend_mode=enums.DEPEND_MODE.number(spec.depend_mode),
+            depend_chunks=spec.depend_chunks,
+            max_nodes=spec.max_nodes,
+            project=spec.project,
+            department=spec.department,
+            job_group=spec.job_group,
+            notes=spec.notes,
+            chunk_timeout_seconds=spec.chunk_timeout_seconds,
+            max_chunk_requeues=spec.max_chunk_requeues,
+            logs_error_check=enums.LOGS_ERROR_CHECK.number(spec.logs_error_check),
+            attributes=_attribute_messages(spec.attributes),
+            environment=spec.environment,
+            paused=spec.paused,
+            locked=spec.locked,
+        )
+    )
+
+
+# --- read models -> messages -------------------------------------------------------------------
 # Lists return up to 10,000 messages per page, so these conversions are the
 # hot path of ListJobs and ListChunks: unset (zero, empty) fields are left out
 # of the constructor, since each keyword costs a field set in the C runtime.
@@ -107,13 +166,9 @@ def _set(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v}
 
 
-def job_message(row: Any) -> jobs_pb2.Job:
-    """A Job from a jobs row (with depend_ids and nodes_working) or a snapshot."""
-    attributes = []
-    for a in attributes_from_json(row.attributes):
-        attribute = jobs_pb2.JobAttribute(name=a.name, substitute_paths=a.substitute_paths)
-        setattr(attribute, _ATTRIBUTE_FIELD[a.type], a.value)
-        attributes.append(attribute)
+def job_message(row: JobRecord) -> jobs_pb2.Job:
+    """A Job from a stored job (or one kept in a backup)."""
+    attributes = _attribute_messages(attributes_from_json(row.attributes))
     return jobs_pb2.Job(
         **_set(
             id=row.id,
@@ -179,7 +234,7 @@ class JobMessageCache:
         self._lock = threading.Lock()
 
     def messages(
-        self, versions: list[Row[Any]], load: Callable[[list[int]], list[Row[Any]]]
+        self, versions: Sequence[JobVersion], load: Callable[[list[int]], list[JobRecord]]
     ) -> list[jobs_pb2.Job]:
         with self._lock:
             missing = [
@@ -202,7 +257,7 @@ class JobMessageCache:
         return result
 
 
-def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
+def chunk_message(row: ChunkRecord) -> jobs_pb2.Chunk:
     return jobs_pb2.Chunk(
         **_set(
             id=row.chunk_number,
@@ -223,8 +278,8 @@ def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
     )
 
 
-def add_listed_chunks(chunks: Any, rows: list[Any]) -> None:
-    """Append rows of repository.list_chunks to a response's repeated field.
+def add_listed_chunks(chunks: Any, rows: Sequence[ListedChunk]) -> None:
+    """Append rows of store.list_chunks to a response's repeated field.
 
     Built in place, positionally, setting only what differs from the proto
     defaults: a 100,000-chunk job lists about three times faster than through
@@ -272,7 +327,7 @@ def add_listed_chunks(chunks: Any, rows: list[Any]) -> None:
             chunk.slice_index = slice_index
 
 
-def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
+def run_message(row: RunRecord) -> jobs_pb2.ChunkRun:
     return jobs_pb2.ChunkRun(
         job_id=row.job_id,
         chunk_id=row.chunk_number,
@@ -290,7 +345,7 @@ def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
     )
 
 
-def template_message(row: Row[Any]) -> jobs_pb2.Template:
+def template_message(row: TemplateRecord) -> jobs_pb2.Template:
     commands = [TemplateCommand.from_json(c) for c in row.commands]
     return jobs_pb2.Template(
         id=row.id,
@@ -315,10 +370,21 @@ def template_message(row: Row[Any]) -> jobs_pb2.Template:
     )
 
 
-def backup_message(row: Row[Any]) -> jobs_pb2.BackupJob:
+# The stored fields of a JobRecord, which a backup's job row holds.
+_JOB_STORED_FIELDS = tuple(
+    f.name for f in dataclasses.fields(JobRecord) if f.name not in JOB_RECORD_DERIVED
+)
+
+
+def backup_message(row: BackupRecord) -> jobs_pb2.BackupJob:
     snapshot_job = row_from_json(jobs, row.snapshot["job"][0])
     depend_ids = [d["depends_on_job_id"] for d in row.snapshot.get("dependencies", [])]
-    job = job_message(_Record({**snapshot_job, "depend_ids": depend_ids, "nodes_working": 0}))
+    record = JobRecord(
+        **{name: snapshot_job[name] for name in _JOB_STORED_FIELDS},
+        depend_ids=depend_ids,
+        nodes_working=0,
+    )
+    job = job_message(record)
     return jobs_pb2.BackupJob(
         id=row.id,
         job=job,
@@ -327,10 +393,3 @@ def backup_message(row: Row[Any]) -> jobs_pb2.BackupJob:
         owner=row.owner,
         backed_up_by=row.backed_up_by,
     )
-
-
-class _Record:
-    """Attribute access over a dict, so a snapshot converts like a row."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)

@@ -291,8 +291,8 @@ class ClientHub:
             extra.facts = self.facts(job_id)
             if event.topic.startswith("job.") and event.topic != "job.deleted":
                 with self.db.transaction() as session:
-                    row = get_job(session, job_id)
-                extra.job = job_message(row) if row is not None else None
+                    job = get_job(session, job_id)
+                extra.job = job_message(job) if job is not None else None
         if event.topic == "log.message_added" and not event.payload.get("internal"):
             with self.db.transaction() as session:
                 row = session.execute(

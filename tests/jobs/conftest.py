@@ -20,7 +20,7 @@ from tests.support import InProcessServer
 @pytest.fixture
 def service(db: Database) -> JobsService:
     jobs = JobsService(db)
-    jobs.seed_templates()
+    jobs.templates.seed_templates()
     return jobs
 
 

@@ -21,7 +21,7 @@ from tests.support import until_lock_wait
 @pytest.fixture
 def jobs(db: Database) -> JobsService:
     service = JobsService(db)
-    service.seed_templates()
+    service.templates.seed_templates()
     return service
 
 
@@ -49,7 +49,7 @@ def _job(jobs: JobsService, frames: int = 2, **fields: Any) -> int:
         attributes=(Attribute("executable", "string", "/bin/true"),),
         **{"packet_size": 1, "end_frame": frames, **fields},
     )
-    return int(jobs.submit_job(spec).id)
+    return int(jobs.queue.submit_job(spec).id)
 
 
 def _assigned(db: Database) -> list[tuple[int, int, int]]:
@@ -360,7 +360,7 @@ def test_a_deleted_dependency_holds_no_chunk_back(db: Database, jobs: JobsServic
     scheduler = Scheduler(db)
     scheduler.tick()
     assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1)]
-    jobs.delete_job(render)
+    jobs.queue.delete_job(render)
     scheduler.tick()
     assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 1)]
 
@@ -372,7 +372,7 @@ def test_fractional_frames_of_different_steps_are_the_same_frame(
     render = _job(jobs, frames=2, by_frame=0.1, name="render")
     comp = _job(jobs, end_frame=2.4, by_frame=0.7, depend_ids=(render,), depend_chunks=True)
     for chunk in range(1, 12):
-        jobs.set_chunk_status(render, chunk, "hold" if chunk == 8 else "completed")
+        jobs.chunks.set_chunk_status(render, chunk, "hold" if chunk == 8 else "completed")
     for name in ("a", "b", "c"):
         _node(db, name)
     Scheduler(db).tick()
@@ -452,7 +452,7 @@ def test_a_deletion_takes_the_assignments_before_the_job(db: Database, jobs: Job
             text("SELECT 1 FROM chunk_assignments WHERE fencing_token = :t FOR UPDATE"),
             {"t": token},
         )
-        deleting = pool.submit(jobs.delete_job, job)
+        deleting = pool.submit(jobs.queue.delete_job, job)
         until_lock_wait(db)
         # The deletion waits for the assignment, and holds the job's row not yet.
         result.execute(text("SELECT 1 FROM jobs WHERE id = :j FOR UPDATE NOWAIT"), {"j": job})
