@@ -14,7 +14,7 @@ from services.jobs.domain import JobSpec
 from services.jobs.service import JobsService
 from services.jobs.tables import backup_jobs, chunk_run_logs, chunk_runs, jobs
 from services.jobs.templates import BLENDER_TEMPLATE_ID
-from tests.jobs.test_service import assign
+from tests.jobs.conftest import assign
 
 SPEC = JobSpec(
     name="shot", owner="alice", template_id=BLENDER_TEMPLATE_ID, start_frame=1, end_frame=2
