@@ -111,39 +111,47 @@ def _attribute_messages(attributes: Iterable[Attribute]) -> list[jobs_pb2.JobAtt
     return messages
 
 
+def _writable_fields(job: JobSpec | JobRecord) -> dict[str, Any]:
+    """The Job fields a proposed job (JobSpec) and a stored one (JobRecord)
+    share, under the same names."""
+    return {
+        "kind": enums.JOB_KIND.number(job.kind),
+        "name": job.name,
+        "owner": job.owner,
+        "priority": job.priority,
+        "template_id": job.template_id or 0,
+        "start_frame": job.start_frame,
+        "end_frame": job.end_frame,
+        "by_frame": job.by_frame,
+        "packet_size": job.packet_size,
+        "packet_type": enums.PACKET_TYPE.number(job.packet_type) if job.packet_type else 0,
+        "included_pools": job.included_pools,
+        "excluded_pools": job.excluded_pools,
+        "depend_mode": enums.DEPEND_MODE.number(job.depend_mode),
+        "depend_chunks": job.depend_chunks,
+        "max_nodes": job.max_nodes,
+        "project": job.project,
+        "department": job.department,
+        "job_group": job.job_group,
+        "notes": job.notes,
+        "chunk_timeout_seconds": job.chunk_timeout_seconds,
+        "max_chunk_requeues": job.max_chunk_requeues,
+        "logs_error_check": enums.LOGS_ERROR_CHECK.number(job.logs_error_check),
+        "environment": job.environment,
+        "paused": job.paused,
+        "locked": job.locked,
+    }
+
+
 def spec_message(spec: JobSpec) -> jobs_pb2.Job:
     """The Job message of a proposed job (what onValidateJobSubmission sees):
     job_spec's inverse."""
     return jobs_pb2.Job(
         **_set(
+            **_writable_fields(spec),
             parent_id=spec.parent_id,
-            kind=enums.JOB_KIND.number(spec.kind),
-            name=spec.name,
-            owner=spec.owner,
-            priority=spec.priority,
-            template_id=spec.template_id or 0,
-            start_frame=spec.start_frame,
-            end_frame=spec.end_frame,
-            by_frame=spec.by_frame,
-            packet_size=spec.packet_size,
-            packet_type=enums.PACKET_TYPE.number(spec.packet_type) if spec.packet_type else 0,
-            included_pools=spec.included_pools,
-            excluded_pools=spec.excluded_pools,
             depend_ids=spec.depend_ids,
-            depend_mode=enums.DEPEND_MODE.number(spec.depend_mode),
-            depend_chunks=spec.depend_chunks,
-            max_nodes=spec.max_nodes,
-            project=spec.project,
-            department=spec.department,
-            job_group=spec.job_group,
-            notes=spec.notes,
-            chunk_timeout_seconds=spec.chunk_timeout_seconds,
-            max_chunk_requeues=spec.max_chunk_requeues,
-            logs_error_check=enums.LOGS_ERROR_CHECK.number(spec.logs_error_check),
             attributes=_attribute_messages(spec.attributes),
-            environment=spec.environment,
-            paused=spec.paused,
-            locked=spec.locked,
         )
     )
 
@@ -168,41 +176,18 @@ def _set(**fields: Any) -> dict[str, Any]:
 
 def job_message(row: JobRecord) -> jobs_pb2.Job:
     """A Job from a stored job (or one kept in a backup)."""
-    attributes = _attribute_messages(attributes_from_json(row.attributes))
     return jobs_pb2.Job(
         **_set(
+            **_writable_fields(row),
             id=row.id,
             parent_id=-1 if row.parent_id is None else row.parent_id,
-            kind=enums.JOB_KIND.number(row.kind),
-            name=row.name,
-            owner=row.owner,
-            priority=row.priority,
-            template_id=row.template_id or 0,
-            start_frame=row.start_frame,
-            end_frame=row.end_frame,
-            by_frame=row.by_frame,
-            packet_size=row.packet_size,
-            packet_type=enums.PACKET_TYPE.number(row.packet_type),
-            included_pools=row.included_pools,
-            excluded_pools=row.excluded_pools,
             depend_ids=sorted(row.depend_ids),
-            depend_mode=enums.DEPEND_MODE.number(row.depend_mode),
-            max_nodes=row.max_nodes,
-            project=row.project,
-            department=row.department,
-            job_group=row.job_group,
-            notes=row.notes,
-            chunk_timeout_seconds=row.chunk_timeout_seconds,
-            logs_error_check=enums.LOGS_ERROR_CHECK.number(row.logs_error_check),
-            attributes=attributes,
-            environment=row.environment,
+            attributes=_attribute_messages(attributes_from_json(row.attributes)),
             submit_time=_stamp(row.submitted_at),
             start_time=_stamp(row.started_at),
             end_time=_stamp(row.ended_at),
             progress=row.progress,
             status=_JOB_STATUS[row.status],
-            paused=row.paused,
-            locked=row.locked,
             requeue_count=row.requeue_count,
             chunks_total=row.chunks_total,
             chunks_queued=row.chunks_queued,
@@ -212,9 +197,7 @@ def job_message(row: JobRecord) -> jobs_pb2.Job:
             nodes_working=row.nodes_working,
             update_time=_stamp(row.updated_at),
             submitter=row.submitter,
-            max_chunk_requeues=row.max_chunk_requeues,
             etag=str(row.version),
-            depend_chunks=row.depend_chunks,
         )
     )
 
