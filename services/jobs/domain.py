@@ -10,6 +10,7 @@ read models of the use cases (JobRecord, ChunkRecord, ...) are at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -727,7 +728,6 @@ class BackupRecord:
     (job, dependencies, chunks, runs, parents: see backups.py)."""
 
     id: int
-    job_id: int
     owner: str
     backed_up_by: str
     chunks_count: int
@@ -736,34 +736,17 @@ class BackupRecord:
 
 
 def spec_of(job: JobRecord) -> JobSpec:
-    """The writable properties of a stored job."""
+    """The writable properties of a stored job (JobSpec's fields have the
+    stored names; these few are stored in another form)."""
+    same = {f.name: getattr(job, f.name) for f in dataclasses.fields(JobSpec)}
     return JobSpec(
-        name=job.name,
-        owner=job.owner,
-        kind=job.kind,
-        parent_id=ROOT if job.parent_id is None else int(job.parent_id),
-        priority=job.priority,
-        template_id=job.template_id,
-        start_frame=job.start_frame,
-        end_frame=job.end_frame,
-        by_frame=job.by_frame,
-        packet_size=job.packet_size,
-        packet_type=job.packet_type,
-        included_pools=tuple(job.included_pools),
-        excluded_pools=tuple(job.excluded_pools),
-        depend_ids=tuple(sorted(int(d) for d in job.depend_ids)),
-        depend_mode=job.depend_mode,
-        depend_chunks=job.depend_chunks,
-        max_nodes=job.max_nodes,
-        project=job.project,
-        department=job.department,
-        job_group=job.job_group,
-        notes=job.notes,
-        chunk_timeout_seconds=job.chunk_timeout_seconds,
-        max_chunk_requeues=job.max_chunk_requeues,
-        logs_error_check=job.logs_error_check,
-        attributes=tuple(attributes_from_json(job.attributes)),
-        environment=dict(job.environment),
-        paused=job.paused,
-        locked=job.locked,
+        **{
+            **same,
+            "parent_id": ROOT if job.parent_id is None else int(job.parent_id),
+            "included_pools": tuple(job.included_pools),
+            "excluded_pools": tuple(job.excluded_pools),
+            "depend_ids": tuple(sorted(int(d) for d in job.depend_ids)),
+            "attributes": tuple(attributes_from_json(job.attributes)),
+            "environment": dict(job.environment),
+        }
     )
