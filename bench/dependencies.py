@@ -51,7 +51,7 @@ def _submit(jobs: JobsService, name: str, frames: int, **fields: Any) -> int:
         attributes=(Attribute("executable", "string", "/bin/true"),),
         **fields,
     )
-    return int(jobs.submit_job(spec).id)
+    return int(jobs.queue.submit_job(spec).id)
 
 
 def _timed(db: Database, work: Callable[[Any], object]) -> float:
@@ -67,7 +67,7 @@ def _timed(db: Database, work: Callable[[Any], object]) -> float:
 def _farm(db: Database, frames: int) -> tuple[int, int, int]:
     """(render, comp by chunk, comp of the whole render) as the docstring says."""
     jobs = JobsService(db)
-    jobs.seed_templates()
+    jobs.templates.seed_templates()
     render = _submit(jobs, "render", frames)
     comp = _submit(jobs, "comp", frames, depend_ids=(render,), depend_chunks=True, priority=9)
     whole = _submit(jobs, "comp whole", frames, depend_ids=(render,), priority=9)

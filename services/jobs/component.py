@@ -9,6 +9,7 @@ import grpc
 
 from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from gateway.hooks import REACTIONS, HookRunner
+from services.admin import topics as admin_topics
 from services.admin.configuration import read_configuration
 from services.core.auth import security_for
 from services.core.background import Periodic
@@ -17,7 +18,9 @@ from services.core.database import Database
 from services.core.errors import NotFound
 from services.core.server import Component
 from services.core.settings import Settings
-from services.jobs.messages import job_message
+from services.jobs.domain import JobSpec
+from services.jobs.messages import job_message, spec_message
+from services.jobs.queue import SubmissionValidator
 from services.jobs.runs import ChunkRuns
 from services.jobs.runs_servicer import CHUNK_RUNS_SERVICE, ChunkRunsServicer
 from services.jobs.scheduler import Scheduler
@@ -37,7 +40,7 @@ class _SeedTemplates:
         self.service = service
 
     def start(self) -> None:
-        self.service.seed_templates()
+        self.service.templates.seed_templates()
 
     def stop(self) -> None:
         pass
@@ -45,7 +48,7 @@ class _SeedTemplates:
 
 class Retention:
     """The dispatcher configuration's completed-job policy and render-log
-    retention (JobsService.apply_retention), run every RETENTION_SECONDS by a
+    retention (SnapshotsService.apply_retention), run every RETENTION_SECONDS by a
     Periodic. Every replica may run it; a job another replica removed first
     is skipped."""
 
@@ -56,7 +59,7 @@ class Retention:
     def run_once(self) -> tuple[int, int]:
         with self.db.transaction() as session:
             config = read_configuration(session)
-        removed, pruned = self.service.apply_retention(
+        removed, pruned = self.service.snapshots.apply_retention(
             config.completed_job_policy,
             config.completed_job_retention_hours,
             config.log_retention_days,
@@ -73,16 +76,28 @@ RETENTION_SECONDS = 300.0
 HOOK_TOKEN_TTL_SECONDS = 30 * 24 * 3600.0
 
 
+def submission_validator(hooks: HookRunner) -> SubmissionValidator:
+    """onValidateJobSubmission as the submit use case asks it: the proposed job
+    as a Job message, the hook's refusal reason or None."""
+
+    def validate(spec: JobSpec) -> str | None:
+        return hooks.validate(
+            "onValidateJobSubmission", spec_message(spec), template_id=spec.template_id
+        )
+
+    return validate
+
+
 def build(db: Database, settings: Settings) -> Component:
     security = security_for(db)
-    service = JobsService(db)
     hooks = HookRunner(
         settings.hooks_folder,
         timeout=settings.hook_timeout_seconds,
         token=lambda: security.service_token("dispatcher", HOOK_TOKEN_TTL_SECONDS),
     )
-    servicer = JobsServicer(service, hooks)
-    runs = ChunkRunsServicer(ChunkRuns(service))
+    service = JobsService(db, submission_validator(hooks))
+    servicer = JobsServicer(service)
+    runs = ChunkRunsServicer(ChunkRuns(db))
 
     def register(server: grpc.aio.Server) -> None:
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server)
@@ -112,7 +127,7 @@ def build(db: Database, settings: Settings) -> Component:
             # systemSoftRestart reloads every replica's hook files.
             LiveSubscription(
                 db,
-                ["system.soft_restart"],
+                [admin_topics.SYSTEM_SOFT_RESTART],
                 lambda events: hooks.reload(),
                 settings.event_poll_seconds,
             ),
@@ -128,7 +143,7 @@ def _react(service: JobsService, hooks: HookRunner, event: Event) -> None:
         return
     job_id = int(event.payload.get("job_id", 0))
     try:
-        row = service.get_job(job_id)
+        row = service.queue.get_job(job_id)
         job: Any = job_message(row)
         template_id = row.template_id
     except NotFound:

@@ -3,19 +3,22 @@
 Pure functions and plain dataclasses: no SQL, no gRPC, no I/O. Values use the
 lower-case text of the tables' CHECK constraints (services/jobs/tables.py);
 services/jobs/enums.py is the one place that maps them to protobuf numbers.
-The jobs service calls `rollup` when chunks finish, so a job's status follows
-one rule whoever recomputes it; the render loop moves a job's counters by
-`counter_moves` in between.
+A job's status follows one rule whoever recomputes it: services/jobs/rollup.py
+applies `rollup` to a job's chunk counts after any change of its chunks; the
+render loop moves a job's counters by `counter_moves` in between. The read
+models of the use cases (JobRecord, ChunkRecord, ...) are at the end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.jobs.tables import (
@@ -698,3 +701,192 @@ def folder_cycle(parents: Mapping[int, int | None]) -> int | None:
             seen.add(node)
             node = parents.get(node)
     return None
+
+
+# --- read models ---------------------------------------------------------------------
+# What the use cases return: store.py builds them from its queries, messages.py
+# reads them. Fields are the stored values (the tables' text values, NULL as None).
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job or folder as stored, with its dependencies and its working nodes."""
+
+    id: int
+    parent_id: int | None  # None: the queue root
+    kind: str
+    name: str
+    owner: str
+    submitter: str
+    priority: int
+    template_id: int | None
+    start_frame: float
+    end_frame: float
+    by_frame: float
+    packet_size: int
+    packet_type: str
+    included_pools: Sequence[str]
+    excluded_pools: Sequence[str]
+    depend_mode: str
+    depend_chunks: bool
+    max_nodes: int
+    project: str
+    department: str
+    job_group: str
+    notes: str
+    chunk_timeout_seconds: int
+    max_chunk_requeues: int
+    logs_error_check: str
+    attributes: Mapping[str, Any]  # as attributes_from_json reads them
+    environment: Mapping[str, str]
+    status: str
+    paused: bool
+    locked: bool
+    requeue_count: int
+    chunks_total: int
+    chunks_queued: int
+    chunks_running: int
+    chunks_completed: int
+    chunks_failed: int
+    progress: float
+    submitted_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    updated_at: datetime
+    version: int
+    depend_ids: Sequence[int]  # derived: the jobs it waits for
+    nodes_working: int  # derived: its live assignments
+
+
+# The stored columns of a JobRecord (the rest are derived by the query).
+JOB_RECORD_DERIVED = ("depend_ids", "nodes_working")
+
+
+class JobVersion(Protocol):
+    """(id, version) of a job: what a job list reads before it rebuilds the
+    messages of the jobs that changed (messages.JobMessageCache). The list's
+    rows are kept as the driver returns them (no conversion per row)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+class TreeNode(NamedTuple):
+    """A job or folder inside a subtree (delete, reinit)."""
+
+    id: int
+    kind: str
+    locked: bool
+    parent_id: int | None
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """One chunk as stored (GetChunk, SetChunkStatus)."""
+
+    job_id: int
+    chunk_number: int
+    start_frame: float
+    end_frame: float
+    by_frame: float
+    slice_index: int
+    status: str
+    node_id: int | None
+    node_name: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    requeue_count: int
+    runs_count: int
+    exit_code: int | None
+    progress: float
+
+
+# A row of a chunk list, positionally, as the driver returns it (up to 10,000
+# a page: no object per row): chunk number, job id, start, end and by frame,
+# status, node id, node name, start and end time (epoch seconds), requeue
+# count, exit code, progress, slice index.
+ListedChunk = tuple[
+    int,
+    int,
+    float,
+    float,
+    float,
+    str,
+    int | None,
+    str | None,
+    float | None,
+    float | None,
+    int,
+    int | None,
+    float,
+    int,
+]
+
+
+class RunRecord(NamedTuple):
+    """One run of a chunk in the history (ListChunkHistory)."""
+
+    id: int
+    job_id: int
+    chunk_number: int
+    run_number: int
+    node_id: int
+    node_name: str
+    fencing_token: int
+    start_frame: float
+    end_frame: float
+    started_at: datetime
+    ended_at: datetime | None
+    exit_code: int | None
+    outcome: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRecord:
+    """A stored template (commands as their JSON, see templates.TemplateCommand)."""
+
+    id: int
+    name: str
+    description: str
+    commands: Sequence[Mapping[str, Any]]
+    log_error_patterns: Sequence[str]
+    log_warning_patterns: Sequence[str]
+    success_exit_codes: Sequence[int]
+    default_packet_type: str
+    script_name: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRecord:
+    """A job in the backup store; `snapshot` holds its rows as JSON
+    (job, dependencies, chunks, runs, parents: see backups.py)."""
+
+    id: int
+    owner: str
+    backed_up_by: str
+    chunks_count: int
+    snapshot: Mapping[str, Any]
+    backed_up_at: datetime
+
+
+def spec_of(job: JobRecord) -> JobSpec:
+    """The writable properties of a stored job (JobSpec's fields have the
+    stored names; these few are stored in another form)."""
+    same = {f.name: getattr(job, f.name) for f in dataclasses.fields(JobSpec)}
+    return JobSpec(
+        **{
+            **same,
+            "parent_id": ROOT if job.parent_id is None else int(job.parent_id),
+            "included_pools": tuple(job.included_pools),
+            "excluded_pools": tuple(job.excluded_pools),
+            "depend_ids": tuple(sorted(int(d) for d in job.depend_ids)),
+            "attributes": tuple(attributes_from_json(job.attributes)),
+            "environment": dict(job.environment),
+        }
+    )

@@ -1,5 +1,6 @@
 """Protobuf messages of the jobs domain, both ways: a job spec from a Job
-message, and Job/Chunk/ChunkRun/Template/BackupJob messages from stored rows.
+message (and back, for the hooks), and Job/Chunk/ChunkRun/Template/BackupJob
+messages from the read models of services/jobs/domain.py.
 
 The jobs servicer, the scheduler's hooks, dispatcher hooks and the nodes
 service's client hub all build their messages here, so a field is translated
@@ -8,21 +9,33 @@ in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Row
 
 from farm.jobs.v1 import jobs_pb2
 from services.core.convert import to_timestamp
 from services.core.errors import InvalidArgument
 from services.jobs import enums
-from services.jobs.domain import Attribute, JobSpec, attributes_from_json
+from services.jobs.domain import (
+    JOB_RECORD_DERIVED,
+    Attribute,
+    BackupRecord,
+    ChunkRecord,
+    JobRecord,
+    JobSpec,
+    JobVersion,
+    ListedChunk,
+    RunRecord,
+    TemplateRecord,
+    attributes_from_json,
+)
 from services.jobs.queue_sql import row_from_json
 from services.jobs.tables import jobs
 from services.jobs.templates import TemplateCommand
@@ -89,7 +102,61 @@ def job_spec(job: jobs_pb2.Job, owner: str = "") -> JobSpec:
     )
 
 
-# --- rows -> messages -------------------------------------------------------------------
+def _attribute_messages(attributes: Iterable[Attribute]) -> list[jobs_pb2.JobAttribute]:
+    messages = []
+    for a in attributes:
+        attribute = jobs_pb2.JobAttribute(name=a.name, substitute_paths=a.substitute_paths)
+        setattr(attribute, _ATTRIBUTE_FIELD[a.type], a.value)
+        messages.append(attribute)
+    return messages
+
+
+def _writable_fields(job: JobSpec | JobRecord) -> dict[str, Any]:
+    """The Job fields a proposed job (JobSpec) and a stored one (JobRecord)
+    share, under the same names."""
+    return {
+        "kind": enums.JOB_KIND.number(job.kind),
+        "name": job.name,
+        "owner": job.owner,
+        "priority": job.priority,
+        "template_id": job.template_id or 0,
+        "start_frame": job.start_frame,
+        "end_frame": job.end_frame,
+        "by_frame": job.by_frame,
+        "packet_size": job.packet_size,
+        "packet_type": enums.PACKET_TYPE.number(job.packet_type) if job.packet_type else 0,
+        "included_pools": job.included_pools,
+        "excluded_pools": job.excluded_pools,
+        "depend_mode": enums.DEPEND_MODE.number(job.depend_mode),
+        "depend_chunks": job.depend_chunks,
+        "max_nodes": job.max_nodes,
+        "project": job.project,
+        "department": job.department,
+        "job_group": job.job_group,
+        "notes": job.notes,
+        "chunk_timeout_seconds": job.chunk_timeout_seconds,
+        "max_chunk_requeues": job.max_chunk_requeues,
+        "logs_error_check": enums.LOGS_ERROR_CHECK.number(job.logs_error_check),
+        "environment": job.environment,
+        "paused": job.paused,
+        "locked": job.locked,
+    }
+
+
+def spec_message(spec: JobSpec) -> jobs_pb2.Job:
+    """The Job message of a proposed job (what onValidateJobSubmission sees):
+    job_spec's inverse."""
+    return jobs_pb2.Job(
+        **_set(
+            **_writable_fields(spec),
+            parent_id=spec.parent_id,
+            depend_ids=spec.depend_ids,
+            attributes=_attribute_messages(spec.attributes),
+        )
+    )
+
+
+# --- read models -> messages -------------------------------------------------------------------
 # Lists return up to 10,000 messages per page, so these conversions are the
 # hot path of ListJobs and ListChunks: unset (zero, empty) fields are left out
 # of the constructor, since each keyword costs a field set in the C runtime.
@@ -107,47 +174,20 @@ def _set(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v}
 
 
-def job_message(row: Any) -> jobs_pb2.Job:
-    """A Job from a jobs row (with depend_ids and nodes_working) or a snapshot."""
-    attributes = []
-    for a in attributes_from_json(row.attributes):
-        attribute = jobs_pb2.JobAttribute(name=a.name, substitute_paths=a.substitute_paths)
-        setattr(attribute, _ATTRIBUTE_FIELD[a.type], a.value)
-        attributes.append(attribute)
+def job_message(row: JobRecord) -> jobs_pb2.Job:
+    """A Job from a stored job (or one kept in a backup)."""
     return jobs_pb2.Job(
         **_set(
+            **_writable_fields(row),
             id=row.id,
             parent_id=-1 if row.parent_id is None else row.parent_id,
-            kind=enums.JOB_KIND.number(row.kind),
-            name=row.name,
-            owner=row.owner,
-            priority=row.priority,
-            template_id=row.template_id or 0,
-            start_frame=row.start_frame,
-            end_frame=row.end_frame,
-            by_frame=row.by_frame,
-            packet_size=row.packet_size,
-            packet_type=enums.PACKET_TYPE.number(row.packet_type),
-            included_pools=row.included_pools,
-            excluded_pools=row.excluded_pools,
             depend_ids=sorted(row.depend_ids),
-            depend_mode=enums.DEPEND_MODE.number(row.depend_mode),
-            max_nodes=row.max_nodes,
-            project=row.project,
-            department=row.department,
-            job_group=row.job_group,
-            notes=row.notes,
-            chunk_timeout_seconds=row.chunk_timeout_seconds,
-            logs_error_check=enums.LOGS_ERROR_CHECK.number(row.logs_error_check),
-            attributes=attributes,
-            environment=row.environment,
+            attributes=_attribute_messages(attributes_from_json(row.attributes)),
             submit_time=_stamp(row.submitted_at),
             start_time=_stamp(row.started_at),
             end_time=_stamp(row.ended_at),
             progress=row.progress,
             status=_JOB_STATUS[row.status],
-            paused=row.paused,
-            locked=row.locked,
             requeue_count=row.requeue_count,
             chunks_total=row.chunks_total,
             chunks_queued=row.chunks_queued,
@@ -157,9 +197,7 @@ def job_message(row: Any) -> jobs_pb2.Job:
             nodes_working=row.nodes_working,
             update_time=_stamp(row.updated_at),
             submitter=row.submitter,
-            max_chunk_requeues=row.max_chunk_requeues,
             etag=str(row.version),
-            depend_chunks=row.depend_chunks,
         )
     )
 
@@ -179,7 +217,7 @@ class JobMessageCache:
         self._lock = threading.Lock()
 
     def messages(
-        self, versions: list[Row[Any]], load: Callable[[list[int]], list[Row[Any]]]
+        self, versions: Sequence[JobVersion], load: Callable[[list[int]], list[JobRecord]]
     ) -> list[jobs_pb2.Job]:
         with self._lock:
             missing = [
@@ -202,7 +240,7 @@ class JobMessageCache:
         return result
 
 
-def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
+def chunk_message(row: ChunkRecord) -> jobs_pb2.Chunk:
     return jobs_pb2.Chunk(
         **_set(
             id=row.chunk_number,
@@ -223,8 +261,8 @@ def chunk_message(row: Row[Any]) -> jobs_pb2.Chunk:
     )
 
 
-def add_listed_chunks(chunks: Any, rows: list[Any]) -> None:
-    """Append rows of repository.list_chunks to a response's repeated field.
+def add_listed_chunks(chunks: Any, rows: Sequence[ListedChunk]) -> None:
+    """Append rows of store.list_chunks to a response's repeated field.
 
     Built in place, positionally, setting only what differs from the proto
     defaults: a 100,000-chunk job lists about three times faster than through
@@ -272,7 +310,7 @@ def add_listed_chunks(chunks: Any, rows: list[Any]) -> None:
             chunk.slice_index = slice_index
 
 
-def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
+def run_message(row: RunRecord) -> jobs_pb2.ChunkRun:
     return jobs_pb2.ChunkRun(
         job_id=row.job_id,
         chunk_id=row.chunk_number,
@@ -290,7 +328,7 @@ def run_message(row: Row[Any]) -> jobs_pb2.ChunkRun:
     )
 
 
-def template_message(row: Row[Any]) -> jobs_pb2.Template:
+def template_message(row: TemplateRecord) -> jobs_pb2.Template:
     commands = [TemplateCommand.from_json(c) for c in row.commands]
     return jobs_pb2.Template(
         id=row.id,
@@ -315,10 +353,21 @@ def template_message(row: Row[Any]) -> jobs_pb2.Template:
     )
 
 
-def backup_message(row: Row[Any]) -> jobs_pb2.BackupJob:
+# The stored fields of a JobRecord, which a backup's job row holds.
+_JOB_STORED_FIELDS = tuple(
+    f.name for f in dataclasses.fields(JobRecord) if f.name not in JOB_RECORD_DERIVED
+)
+
+
+def backup_message(row: BackupRecord) -> jobs_pb2.BackupJob:
     snapshot_job = row_from_json(jobs, row.snapshot["job"][0])
     depend_ids = [d["depends_on_job_id"] for d in row.snapshot.get("dependencies", [])]
-    job = job_message(_Record({**snapshot_job, "depend_ids": depend_ids, "nodes_working": 0}))
+    record = JobRecord(
+        **{name: snapshot_job[name] for name in _JOB_STORED_FIELDS},
+        depend_ids=depend_ids,
+        nodes_working=0,
+    )
+    job = job_message(record)
     return jobs_pb2.BackupJob(
         id=row.id,
         job=job,
@@ -327,10 +376,3 @@ def backup_message(row: Row[Any]) -> jobs_pb2.BackupJob:
         owner=row.owner,
         backed_up_by=row.backed_up_by,
     )
-
-
-class _Record:
-    """Attribute access over a dict, so a snapshot converts like a row."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)

@@ -23,7 +23,7 @@ from services.core.bus import publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
-from services.jobs import store, topics
+from services.jobs import rollup, store, topics
 from services.jobs.domain import (
     RequeueRules,
     check_chunk_id,
@@ -31,7 +31,6 @@ from services.jobs.domain import (
     needs_rollup,
     next_chunk_status,
 )
-from services.jobs.service import JobsService
 
 _LOG = logging.getLogger(__name__)
 
@@ -74,9 +73,8 @@ class ChunkRuns:
     """Shared by the servicer's worker threads: holds no per-call state (each
     call reads its own RequeueRules and passes them down)."""
 
-    def __init__(self, jobs_service: JobsService) -> None:
-        self.jobs = jobs_service
-        self.db: Database = jobs_service.db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def finish(self, end: RunEnd) -> str | None:
         """Apply a run's end; returns the chunk's new status, None when stale."""
@@ -205,7 +203,7 @@ class ChunkRuns:
         moves = {job_id: counter_moves(t) for job_id, t in transitions.items()}
         for left in store.move_counters(session, moves):
             if needs_rollup(moves[left.id], left.chunks_queued, left.chunks_running):
-                self.jobs.refresh(session, left.id)
+                rollup.refresh(session, left.id)
 
     def release_node(self, node_id: int, reason: str) -> list[tuple[int, int, str]]:
         """End every live assignment of a lost node as LOST."""

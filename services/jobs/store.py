@@ -7,15 +7,17 @@ does. Only jobs-domain tables are written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     BindParameter,
     ColumnElement,
+    Connection,
     Row,
     Select,
     and_,
@@ -36,7 +38,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from services.core.database import lock_in_id_order
-from services.jobs.domain import ChunkPlan, CounterMove
+from services.jobs.domain import (
+    JOB_RECORD_DERIVED,
+    ROOT,
+    BackupRecord,
+    ChunkPlan,
+    ChunkRecord,
+    CounterMove,
+    JobRecord,
+    JobSpec,
+    JobVersion,
+    ListedChunk,
+    RunRecord,
+    TemplateRecord,
+    TreeNode,
+)
+from services.jobs.queue_sql import row_from_json, row_to_json
 from services.jobs.tables import (
     backup_jobs,
     chunk_assignments,
@@ -69,11 +86,17 @@ _NODES_WORKING = (
 )
 
 
+_JOB_RECORD_COLUMNS = tuple(
+    jobs.c[f.name] for f in dataclasses.fields(JobRecord) if f.name not in JOB_RECORD_DERIVED
+)
+
+
 def _job_select() -> Select[Any]:
-    return select(jobs, _DEPEND_IDS, _NODES_WORKING)
+    """The columns of a JobRecord, in its field order."""
+    return select(*_JOB_RECORD_COLUMNS, _DEPEND_IDS, _NODES_WORKING)
 
 
-def get_job(session: Session, job_id: int, lock: bool = False) -> Row[Any] | None:
+def get_job(session: Session, job_id: int, lock: bool = False) -> JobRecord | None:
     query = _job_select().where(jobs.c.id == job_id)
     if lock:
         # Serialises changes of one job (edit, chunk status, reinit) so the
@@ -88,7 +111,14 @@ def get_job(session: Session, job_id: int, lock: bool = False) -> Row[Any] | Non
             .with_for_update()
         ).all()
         query = query.with_for_update(of=jobs)
-    return session.execute(query).first()
+    row = session.execute(query).first()
+    return None if row is None else JobRecord(*row)
+
+
+def job_version(connection: Connection, job_id: int) -> JobVersion | None:
+    """(id, version) of a job, on a connection of Database.read()."""
+    row = connection.execute(select(jobs.c.id, jobs.c.version).where(jobs.c.id == job_id)).first()
+    return cast(JobVersion | None, row)
 
 
 def job_id_for_request(session: Session, request_id: str) -> int | None:
@@ -107,11 +137,10 @@ def list_jobs(
     statuses: Sequence[str] = (),
     kind: str | None = None,
     project: str = "",
-    versions_only: bool = False,
-) -> list[Row[Any]]:
-    """A page of jobs in id order; with versions_only, just (id, version) of each."""
-    query = select(jobs.c.id, jobs.c.version) if versions_only else _job_select()
-    query = query.order_by(jobs.c.id).limit(limit)
+) -> Sequence[JobVersion]:
+    """A page of jobs in id order, just (id, version) of each: a reader keeps
+    the jobs it knows and loads the others with jobs_by_ids."""
+    query = select(jobs.c.id, jobs.c.version).order_by(jobs.c.id).limit(limit)
     if after is not None:
         query = query.where(jobs.c.id > after)
     if root_only:
@@ -126,13 +155,47 @@ def list_jobs(
         query = query.where(jobs.c.kind == kind)
     if project:
         query = query.where(jobs.c.project == project)
-    return list(session.execute(query).all())
+    return cast(Sequence[JobVersion], session.execute(query).all())
 
 
-def jobs_by_ids(session: Session, ids: Sequence[int]) -> list[Row[Any]]:
+def jobs_by_ids(session: Session, ids: Sequence[int]) -> list[JobRecord]:
     if not ids:
         return []
-    return list(session.execute(_job_select().where(jobs.c.id.in_(list(ids)))).all())
+    rows = session.execute(_job_select().where(jobs.c.id.in_(list(ids)))).all()
+    return [JobRecord(*row) for row in rows]
+
+
+def job_values(spec: JobSpec, packet_type: str) -> dict[str, Any]:
+    """The jobs columns of a spec (submit, edit)."""
+    return {
+        "parent_id": None if spec.parent_id == ROOT else spec.parent_id,
+        "kind": spec.kind,
+        "name": spec.name,
+        "owner": spec.owner,
+        "priority": spec.priority,
+        "template_id": spec.template_id if spec.kind == "job" else None,
+        "start_frame": spec.start_frame,
+        "end_frame": spec.end_frame,
+        "by_frame": spec.by_frame,
+        "packet_size": spec.packet_size,
+        "packet_type": packet_type,
+        "included_pools": list(spec.included_pools),
+        "excluded_pools": list(spec.excluded_pools),
+        "depend_mode": spec.depend_mode,
+        "depend_chunks": spec.depend_chunks,
+        "max_nodes": spec.max_nodes,
+        "project": spec.project,
+        "department": spec.department,
+        "job_group": spec.job_group,
+        "notes": spec.notes,
+        "chunk_timeout_seconds": spec.chunk_timeout_seconds,
+        "max_chunk_requeues": spec.max_chunk_requeues,
+        "logs_error_check": spec.logs_error_check,
+        "attributes": {a.name: a.as_json() for a in spec.attributes},
+        "environment": dict(spec.environment),
+        "paused": spec.paused,
+        "locked": spec.locked,
+    }
 
 
 def insert_job(session: Session, values: Mapping[str, Any]) -> int:
@@ -140,11 +203,16 @@ def insert_job(session: Session, values: Mapping[str, Any]) -> int:
     return int(job_id)
 
 
-def update_job(session: Session, job_id: int, values: Mapping[str, Any]) -> None:
+def update_job(
+    session: Session, job_id: int, values: Mapping[str, Any], *, ended_now: bool = False
+) -> None:
+    """Change a job's columns (its version moves on); with ended_now, ended_at
+    becomes the transaction's time."""
+    ended = {"ended_at": func.now()} if ended_now else {}
     session.execute(
         update(jobs)
         .where(jobs.c.id == job_id)
-        .values(**values, version=jobs.c.version + 1, updated_at=func.now())
+        .values(**values, **ended, version=jobs.c.version + 1, updated_at=func.now())
     )
 
 
@@ -181,7 +249,7 @@ def ancestors(session: Session, folder_id: int) -> list[int]:
     return [int(r) for r in rows if r is not None]
 
 
-def subtree(session: Session, job_id: int) -> list[Row[Any]]:
+def subtree(session: Session, job_id: int) -> list[TreeNode]:
     """The job or folder and everything inside it: (id, kind, locked, parent_id, owner)."""
     tree = (
         select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id, jobs.c.owner)
@@ -193,7 +261,7 @@ def subtree(session: Session, job_id: int) -> list[Row[Any]]:
             jobs.c.parent_id == tree.c.id
         )
     )
-    return list(session.execute(select(tree)).all())
+    return [TreeNode(*row) for row in session.execute(select(tree)).all()]
 
 
 def dependency_edges(session: Session, start_ids: Iterable[int]) -> dict[int, list[int]]:
@@ -325,7 +393,7 @@ _CHUNK_LIST_COLUMNS = (
 
 def list_chunks(
     session: Session, job_id: int, statuses: Sequence[str], after: int | None, limit: int
-) -> list[Any]:
+) -> list[ListedChunk]:
     """A page of a job's chunks (the list columns only, see _CHUNK_LIST_COLUMNS)."""
     query = (
         select(*_CHUNK_LIST_COLUMNS)
@@ -347,10 +415,16 @@ def list_chunks(
     return list(cursor.fetchall())
 
 
-def get_chunk(session: Session, job_id: int, chunk_number: int) -> Row[Any] | None:
-    return session.execute(
-        select(chunks).where(chunks.c.job_id == job_id, chunks.c.chunk_number == chunk_number)
+_CHUNK_RECORD_COLUMNS = tuple(chunks.c[f.name] for f in dataclasses.fields(ChunkRecord))
+
+
+def get_chunk(session: Session, job_id: int, chunk_number: int) -> ChunkRecord | None:
+    row = session.execute(
+        select(*_CHUNK_RECORD_COLUMNS).where(
+            chunks.c.job_id == job_id, chunks.c.chunk_number == chunk_number
+        )
     ).first()
+    return None if row is None else ChunkRecord(*row)
 
 
 def update_chunk(
@@ -525,13 +599,16 @@ def job_parent_owner_name(session: Session, job_id: int) -> Row[Any, Any, Any] |
 
 def list_runs(
     session: Session, job_id: int, chunk_number: int | None, after: int | None, limit: int
-) -> list[Row[Any]]:
-    query = select(chunk_runs).where(chunk_runs.c.job_id == job_id)
+) -> list[RunRecord]:
+    query = select(*(chunk_runs.c[name] for name in RunRecord._fields)).where(
+        chunk_runs.c.job_id == job_id
+    )
     if chunk_number is not None:
         query = query.where(chunk_runs.c.chunk_number == chunk_number)
     if after is not None:
         query = query.where(chunk_runs.c.id > after)
-    return list(session.execute(query.order_by(chunk_runs.c.id).limit(limit)).all())
+    rows = session.execute(query.order_by(chunk_runs.c.id).limit(limit)).all()
+    return [RunRecord._make(row) for row in rows]
 
 
 def runs_exist(session: Session, job_id: int, chunk_number: int | None = None) -> bool:
@@ -567,21 +644,27 @@ def upsert_templates(session: Session, definitions: Iterable[Template]) -> None:
         )
 
 
-def get_template(session: Session, template_id: int) -> Row[Any] | None:
-    return session.execute(select(templates).where(templates.c.id == template_id)).first()
+_TEMPLATE_RECORD_COLUMNS = tuple(templates.c[f.name] for f in dataclasses.fields(TemplateRecord))
+
+
+def get_template(session: Session, template_id: int) -> TemplateRecord | None:
+    row = session.execute(
+        select(*_TEMPLATE_RECORD_COLUMNS).where(templates.c.id == template_id)
+    ).first()
+    return None if row is None else TemplateRecord(*row)
 
 
 def list_templates(
     session: Session, platform: str | None, after: int | None, limit: int
-) -> list[Row[Any]]:
-    query = select(templates).order_by(templates.c.id).limit(limit)
+) -> list[TemplateRecord]:
+    query = select(*_TEMPLATE_RECORD_COLUMNS).order_by(templates.c.id).limit(limit)
     if after is not None:
         query = query.where(templates.c.id > after)
     if platform:
         query = query.where(
             templates.c.commands.contains([{"platform": platform}])  # JSONB @>
         )
-    return list(session.execute(query).all())
+    return [TemplateRecord(*row) for row in session.execute(query).all()]
 
 
 def template_ids(session: Session) -> set[int]:
@@ -595,22 +678,40 @@ def table_rows(session: Session, query: Select[Any]) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in session.execute(query).all()]
 
 
-def snapshot_parts(session: Session, job_id: int) -> dict[str, list[dict[str, Any]]]:
-    """The rows a backup keeps: the job, its dependencies, chunks and runs."""
-    return {
-        "job": table_rows(session, select(jobs).where(jobs.c.id == job_id)),
-        "dependencies": table_rows(
-            session, select(job_dependencies).where(job_dependencies.c.job_id == job_id)
+def job_snapshot(session: Session, job_id: int, folder_ids: Sequence[int]) -> dict[str, Any]:
+    """What a backup keeps, as JSON: the job, its dependencies, chunks and
+    runs, and the folders `folder_ids` (its parent chain, nearest first)."""
+    parts = {
+        "job": (jobs, select(jobs).where(jobs.c.id == job_id)),
+        "dependencies": (
+            job_dependencies,
+            select(job_dependencies).where(job_dependencies.c.job_id == job_id),
         ),
-        "chunks": table_rows(
-            session,
+        "chunks": (
+            chunks,
             select(chunks).where(chunks.c.job_id == job_id).order_by(chunks.c.chunk_number),
         ),
-        "runs": table_rows(
-            session,
+        "runs": (
+            chunk_runs,
             select(chunk_runs).where(chunk_runs.c.job_id == job_id).order_by(chunk_runs.c.id),
         ),
     }
+    snapshot = {
+        name: [row_to_json(table, r) for r in table_rows(session, query)]
+        for name, (table, query) in parts.items()
+    }
+    snapshot["parents"] = [row_to_json(jobs, r) for r in folder_rows(session, folder_ids)]
+    return snapshot
+
+
+def job_from_snapshot(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A jobs row (column -> value) from its JSON in a backup snapshot."""
+    return row_from_json(jobs, raw)
+
+
+def chunk_from_snapshot(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A chunks row from its JSON in a backup snapshot."""
+    return row_from_json(chunks, raw)
 
 
 def folder_rows(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -642,8 +743,14 @@ def delete_backups(session: Session, ids: Sequence[int]) -> None:
         session.execute(delete(backup_jobs).where(backup_jobs.c.id.in_(ids)))
 
 
-def get_backup(session: Session, backup_id: int) -> Row[Any] | None:
-    return session.execute(select(backup_jobs).where(backup_jobs.c.id == backup_id)).first()
+_BACKUP_RECORD_COLUMNS = tuple(backup_jobs.c[f.name] for f in dataclasses.fields(BackupRecord))
+
+
+def get_backup(session: Session, backup_id: int) -> BackupRecord | None:
+    row = session.execute(
+        select(*_BACKUP_RECORD_COLUMNS).where(backup_jobs.c.id == backup_id)
+    ).first()
+    return None if row is None else BackupRecord(*row)
 
 
 def backup_boundaries(session: Session) -> tuple[datetime | None, datetime | None, int]:
@@ -668,7 +775,7 @@ def query_backups(
     job_id: int = 0,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[Row[Any]]:
+) -> list[BackupRecord]:
     """Newest backup first; keyset on (backed_up_at, id) descending."""
     conditions: list[ColumnElement[bool]] = []
     if name_contains:
@@ -690,15 +797,26 @@ def query_backups(
             < tuple_(bindparam("after_time", after[0]), bindparam("after_id", after[1]))
         )
     query = (
-        select(backup_jobs)
+        select(*_BACKUP_RECORD_COLUMNS)
         .where(and_(True, *conditions))
         .order_by(backup_jobs.c.backed_up_at.desc(), backup_jobs.c.id.desc())
         .limit(limit)
     )
-    return list(session.execute(query).all())
+    return [BackupRecord(*row) for row in session.execute(query).all()]
 
 
 # --- whole queue (snapshots) -----------------------------------------------------------
+
+
+def read_one_snapshot(session: Session) -> None:
+    """Make the session's transaction read one consistent snapshot (REPEATABLE
+    READ); call it before its first statement."""
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def round_trip(session: Session) -> None:
+    """One statement to the database and back (the flushes wait for nothing else)."""
+    session.execute(text("SELECT 1"))
 
 
 def queue_rows(session: Session) -> dict[str, list[dict[str, Any]]]:

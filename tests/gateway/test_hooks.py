@@ -184,16 +184,16 @@ def _dependent_farm(
     from services.jobs.service import JobsService
 
     jobs = JobsService(db)
-    jobs.seed_templates()
+    jobs.templates.seed_templates()
     spec: dict[str, Any] = dict(
         owner="td",
         template_id=COMMAND_LINE_TEMPLATE_ID,
         attributes=(Attribute("executable", "string", "/bin/true"),),
     )
-    first = jobs.submit_job(JobSpec(name="first", start_frame=1, end_frame=frames, **spec))
+    first = jobs.queue.submit_job(JobSpec(name="first", start_frame=1, end_frame=frames, **spec))
     for chunk in range(1, done + 1):
-        jobs.set_chunk_status(first.id, chunk, "completed")
-    second = jobs.submit_job(
+        jobs.chunks.set_chunk_status(first.id, chunk, "completed")
+    second = jobs.queue.submit_job(
         JobSpec(
             name="second",
             depend_ids=(first.id,),

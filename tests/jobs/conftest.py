@@ -1,5 +1,6 @@
 """Fixtures of the jobs tests: the service on a fresh database, and the same
-service behind a real gRPC server."""
+service behind a real gRPC server; helpers that write what the scheduler
+would (`assign`) and read the published events (`topics`)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, select, update
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.core.database import Database
+from services.core.schema import events
 from services.core.settings import Settings
 from services.jobs.component import build
+from services.jobs.domain import JobSpec
 from services.jobs.service import JobsService
+from services.jobs.tables import chunk_assignments, chunk_runs, chunks
 from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
 from tests.support import InProcessServer
+
+SPEC = JobSpec(
+    name="shot", owner="alice", template_id=BLENDER_TEMPLATE_ID, start_frame=1, end_frame=10
+)
 
 
 @pytest.fixture
 def service(db: Database) -> JobsService:
     jobs = JobsService(db)
-    jobs.seed_templates()
+    jobs.templates.seed_templates()
     return jobs
 
 
@@ -50,4 +59,38 @@ def a_job(**fields: Any) -> jobs_pb2.Job:
     return jobs_pb2.Job(**values)
 
 
-__all__ = ["BLENDER_TEMPLATE_ID", "COMMAND_LINE_TEMPLATE_ID", "a_job"]
+def assign(db: Database, job_id: int, chunk: int, node_id: int) -> None:
+    """What the scheduler writes when it assigns a chunk: an assignment, a
+    running run, the chunk running."""
+    with db.transaction() as session:
+        token = session.execute(
+            insert(chunk_assignments)
+            .values(job_id=job_id, chunk_number=chunk, node_id=node_id, state="running")
+            .returning(chunk_assignments.c.fencing_token)
+        ).scalar_one()
+        session.execute(
+            insert(chunk_runs).values(
+                job_id=job_id,
+                chunk_number=chunk,
+                run_number=1,
+                node_id=node_id,
+                node_name=f"node{node_id}",
+                fencing_token=token,
+                start_frame=chunk,
+                end_frame=chunk,
+            )
+        )
+        session.execute(
+            update(chunks)
+            .where(chunks.c.job_id == job_id, chunks.c.chunk_number == chunk)
+            .values(status="running", node_id=node_id, runs_count=1)
+        )
+
+
+def topics(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    with db.transaction() as session:
+        rows = session.execute(select(events.c.topic, events.c.payload).order_by(events.c.id))
+        return [(r.topic, r.payload) for r in rows]
+
+
+__all__ = ["BLENDER_TEMPLATE_ID", "COMMAND_LINE_TEMPLATE_ID", "SPEC", "a_job", "assign", "topics"]

@@ -14,7 +14,7 @@ from services.jobs.domain import JobSpec
 from services.jobs.service import JobsService
 from services.jobs.tables import backup_jobs, chunk_run_logs, chunk_runs, jobs
 from services.jobs.templates import BLENDER_TEMPLATE_ID
-from tests.jobs.test_service import assign
+from tests.jobs.conftest import assign
 
 SPEC = JobSpec(
     name="shot", owner="alice", template_id=BLENDER_TEMPLATE_ID, start_frame=1, end_frame=2
@@ -22,10 +22,10 @@ SPEC = JobSpec(
 
 
 def _completed(service: JobsService, db: Database, name: str, hours_ago: float) -> int:
-    job = service.submit_job(dataclasses.replace(SPEC, name=name))
+    job = service.queue.submit_job(dataclasses.replace(SPEC, name=name))
     for chunk in (1, 2):
-        service.set_chunk_status(job.id, chunk, "completed")
-    assert service.get_job(job.id).status == "completed"
+        service.chunks.set_chunk_status(job.id, chunk, "completed")
+    assert service.queue.get_job(job.id).status == "completed"
     with db.transaction() as session:
         session.execute(
             update(jobs)
@@ -37,7 +37,7 @@ def _completed(service: JobsService, db: Database, name: str, hours_ago: float) 
 
 def _exists(service: JobsService, job_id: int) -> bool:
     try:
-        service.get_job(job_id)
+        service.queue.get_job(job_id)
     except NotFound:
         return False
     return True
@@ -48,22 +48,22 @@ def test_completed_jobs_past_the_retention_are_deleted_or_archived_as_the_policy
 ) -> None:
     old = _completed(service, db, "old", hours_ago=10)
     recent = _completed(service, db, "recent", hours_ago=1)
-    running = service.submit_job(dataclasses.replace(SPEC, name="running")).id
+    running = service.queue.submit_job(dataclasses.replace(SPEC, name="running")).id
     with db.transaction() as session:
         session.execute(
             update(jobs)
             .where(jobs.c.id == running)
             .values(ended_at=func.now() - text("interval '10 hours'"))
         )
-    assert service.apply_retention("keep", 5, 30) == (0, 0)
+    assert service.snapshots.apply_retention("keep", 5, 30) == (0, 0)
     assert all(_exists(service, j) for j in (old, recent, running))
 
-    assert service.apply_retention("delete", 5, 30)[0] == 1
+    assert service.snapshots.apply_retention("delete", 5, 30)[0] == 1
     assert not _exists(service, old)
     assert _exists(service, recent) and _exists(service, running)
 
     archived = _completed(service, db, "archived", hours_ago=10)
-    assert service.apply_retention("archive", 5, 30)[0] == 1
+    assert service.snapshots.apply_retention("archive", 5, 30)[0] == 1
     assert not _exists(service, archived)
     with db.transaction() as session:
         kept = session.execute(select(backup_jobs.c.name)).scalars().all()
@@ -73,7 +73,7 @@ def test_completed_jobs_past_the_retention_are_deleted_or_archived_as_the_policy
 def test_render_output_older_than_the_log_retention_is_pruned(
     service: JobsService, db: Database
 ) -> None:
-    job = service.submit_job(SPEC)
+    job = service.queue.submit_job(SPEC)
     assign(db, job.id, 1, node_id=1)
     assign(db, job.id, 2, node_id=2)
     with db.transaction() as session:
@@ -91,7 +91,7 @@ def test_render_output_older_than_the_log_retention_is_pruned(
             .where(chunk_runs.c.id == runs[1])
             .values(started_at=func.now() - text("interval '40 days'"))
         )
-    assert service.apply_retention("keep", 5, 30) == (0, 3)
+    assert service.snapshots.apply_retention("keep", 5, 30) == (0, 3)
     with db.transaction() as session:
         left = set(session.execute(select(chunk_run_logs.c.run_id)).scalars())
     assert left == {runs[2]}

@@ -21,7 +21,7 @@ from tests.support import until_lock_wait
 @pytest.fixture
 def jobs(db: Database) -> JobsService:
     service = JobsService(db)
-    service.seed_templates()
+    service.templates.seed_templates()
     return service
 
 
@@ -64,7 +64,7 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
         end_frame=2,
         attributes=(Attribute("executable", "string", "/bin/true"),),
     )
-    job = int(jobs.submit_job(spec).id)  # max_chunk_requeues 0: the configuration's
+    job = int(jobs.queue.submit_job(spec).id)  # max_chunk_requeues 0: the configuration's
     for name in ("a", "b"):
         with db.transaction() as session:
             session.execute(
@@ -77,7 +77,7 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
     assert Scheduler(db).tick() == 2
     live = _live(db)
     _configure(db, max_chunk_requeues=5, requeue_chunks_on_disconnection=True)
-    runs = ChunkRuns(jobs)
+    runs = ChunkRuns(jobs.db)
     (token_a, node_a), (token_b, node_b) = live[1], live[2]
     with ThreadPoolExecutor(1) as pool, db.transaction() as blocker:
         blocker.execute(

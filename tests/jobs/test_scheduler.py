@@ -22,7 +22,7 @@ from tests.support import until_lock_wait
 @pytest.fixture
 def jobs(db: Database) -> JobsService:
     service = JobsService(db)
-    service.seed_templates()
+    service.templates.seed_templates()
     return service
 
 
@@ -50,7 +50,7 @@ def _job(jobs: JobsService, frames: int = 2, **fields: Any) -> int:
         attributes=(Attribute("executable", "string", "/bin/true"),),
         **{"packet_size": 1, "end_frame": frames, **fields},
     )
-    return int(jobs.submit_job(spec).id)
+    return int(jobs.queue.submit_job(spec).id)
 
 
 def _assigned(db: Database) -> list[tuple[int, int, int]]:
@@ -140,15 +140,13 @@ def test_a_job_waits_for_its_dependency_by_mode(db: Database, jobs: JobsService)
     scheduler.tick()
     assert _assigned(db) == [(first, 1, node)]
     token = _token(db, first)
-    assert ChunkRuns(jobs).finish(RunEnd(first, 1, token, node, 3, "failed")) == "queued"
+    assert ChunkRuns(db).finish(RunEnd(first, 1, token, node, 3, "failed")) == "queued"
     # Requeued, not finished: still blocking.
     scheduler.tick()
     assert [job for job, _, _ in _assigned(db)] == [first]
     with db.transaction() as session:
         session.execute(text("UPDATE jobs SET max_chunk_requeues = 1 WHERE id = :j"), {"j": first})
-    assert (
-        ChunkRuns(jobs).finish(RunEnd(first, 1, _token(db, first), node, 3, "failed")) == "failed"
-    )
+    assert ChunkRuns(db).finish(RunEnd(first, 1, _token(db, first), node, 3, "failed")) == "failed"
     scheduler.tick()
     # The dependency ended with errors: only the completion-mode job may start.
     assert [job for job, _, _ in _assigned(db)] == [after_any]
@@ -274,7 +272,7 @@ def _end(jobs: JobsService, db: Database, job_id: int, chunk: int, failed: bool 
         if failed
         else RunEnd(job_id, chunk, token, node, 0, "succeeded")
     )
-    status = ChunkRuns(jobs).finish(end)
+    status = ChunkRuns(db).finish(end)
     assert status == ("failed" if failed else "completed")
     return status
 
@@ -361,7 +359,7 @@ def test_a_deleted_dependency_holds_no_chunk_back(db: Database, jobs: JobsServic
     scheduler = Scheduler(db)
     scheduler.tick()
     assert [(j, c) for j, c, _ in _assigned(db)] == [(render, 1)]
-    jobs.delete_job(render)
+    jobs.queue.delete_job(render)
     scheduler.tick()
     assert [(j, c) for j, c, _ in _assigned(db)] == [(comp, 1)]
 
@@ -373,7 +371,7 @@ def test_fractional_frames_of_different_steps_are_the_same_frame(
     render = _job(jobs, frames=2, by_frame=0.1, name="render")
     comp = _job(jobs, end_frame=2.4, by_frame=0.7, depend_ids=(render,), depend_chunks=True)
     for chunk in range(1, 12):
-        jobs.set_chunk_status(render, chunk, "hold" if chunk == 8 else "completed")
+        jobs.chunks.set_chunk_status(render, chunk, "hold" if chunk == 8 else "completed")
     for name in ("a", "b", "c"):
         _node(db, name)
     Scheduler(db).tick()
@@ -453,7 +451,7 @@ def test_a_deletion_takes_the_assignments_before_the_job(db: Database, jobs: Job
             text("SELECT 1 FROM chunk_assignments WHERE fencing_token = :t FOR UPDATE"),
             {"t": token},
         )
-        deleting = pool.submit(jobs.delete_job, job)
+        deleting = pool.submit(jobs.queue.delete_job, job)
         until_lock_wait(db)
         # The deletion waits for the assignment, and holds the job's row not yet.
         result.execute(text("SELECT 1 FROM jobs WHERE id = :j FOR UPDATE NOWAIT"), {"j": job})
