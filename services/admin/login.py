@@ -16,12 +16,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select
-
+from services.admin import store
 from services.admin.accounts import AccountsService
 from services.admin.directory import Directory
 from services.admin.domain import UserSpec
-from services.admin.tables import login_failures, users
 from services.core.auth import TokenSigner
 from services.core.caller import current_caller
 from services.core.database import Database
@@ -89,9 +87,7 @@ class LoginService:
     def _verify(self, name: str, password: str) -> str | None:
         """The role of the user this password proves, or None."""
         with self.db.read() as session:
-            row = session.execute(
-                select(users.c.role, users.c.enabled, users.c.directory).where(users.c.name == name)
-            ).first()
+            row = store.login_account(session, name)
         if row is not None and not row.directory:
             return row.role if self.accounts.verify_password(name, password) else None
         if row is not None and not row.enabled:
@@ -108,15 +104,7 @@ class LoginService:
     def _check_rate(self, name: str, address: str) -> None:
         since = datetime.now(UTC) - FAILURE_WINDOW
         with self.db.read() as session:
-            by_user, by_address = session.execute(
-                select(
-                    func.count().filter(login_failures.c.user_name == name),
-                    func.count().filter(login_failures.c.address == address),
-                ).where(
-                    login_failures.c.failed_at > since,
-                    (login_failures.c.user_name == name) | (login_failures.c.address == address),
-                )
-            ).one()
+            by_user, by_address = store.login_failures_since(session, name, address, since)
         minutes = int(FAILURE_WINDOW.total_seconds() // 60)
         if by_user >= FAILURES_PER_USER:
             raise ResourceExhausted(
@@ -129,11 +117,8 @@ class LoginService:
 
     def _record_failure(self, name: str, address: str) -> None:
         with self.db.transaction() as session:
-            session.execute(insert(login_failures).values(user_name=name, address=address))
-            session.execute(
-                delete(login_failures).where(
-                    login_failures.c.failed_at < datetime.now(UTC) - FAILURE_WINDOW
-                )
+            store.record_login_failure(
+                session, name, address, forget_before=datetime.now(UTC) - FAILURE_WINDOW
             )
 
 
@@ -144,9 +129,7 @@ def bootstrap_administrator(accounts: AccountsService, name: str, password: str 
     already existed). With no `password`, a random one is generated.
     """
     with accounts.db.read() as session:
-        exists = session.execute(
-            select(func.count()).where(users.c.role == "administrator", users.c.enabled)
-        ).scalar_one()
+        exists = store.administrators_exist(session)
     if exists:
         return ""
     password = password or secrets.token_urlsafe(18)

@@ -11,7 +11,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, insert, literal, select, text, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -25,6 +37,7 @@ from services.admin.tables import (
     history_samples,
     ldap_config,
     log_messages,
+    login_failures,
     pool_members,
     pools,
     repositories,
@@ -91,6 +104,47 @@ def enabled_administrators(session: Session) -> list[str]:
         .with_for_update()
     )
     return list(session.scalars(query))
+
+
+def administrators_exist(session: Session | Connection) -> bool:
+    """Whether an enabled administrator exists (read, no lock)."""
+    query = select(func.count()).where(users.c.role == "administrator", users.c.enabled)
+    return bool(session.execute(query).scalar_one())
+
+
+# --- logging in ---------------------------------------------------------------------
+
+
+def login_account(session: Session | Connection, name: str) -> Row[Any] | None:
+    """(role, enabled, directory) of the user logging in, if the name is known."""
+    query: Select[Any] = select(users.c.role, users.c.enabled, users.c.directory).where(
+        users.c.name == name
+    )
+    return session.execute(query).first()
+
+
+def login_failures_since(
+    session: Session | Connection, name: str, address: str, since: datetime
+) -> tuple[int, int]:
+    """Failed logins since `since`: (for this user name, from this address)."""
+    by_user, by_address = session.execute(
+        select(
+            func.count().filter(login_failures.c.user_name == name),
+            func.count().filter(login_failures.c.address == address),
+        ).where(
+            login_failures.c.failed_at > since,
+            (login_failures.c.user_name == name) | (login_failures.c.address == address),
+        )
+    ).one()
+    return int(by_user), int(by_address)
+
+
+def record_login_failure(
+    session: Session, name: str, address: str, forget_before: datetime
+) -> None:
+    """Record a failed login and forget the failures older than the window."""
+    session.execute(insert(login_failures).values(user_name=name, address=address))
+    session.execute(delete(login_failures).where(login_failures.c.failed_at < forget_before))
 
 
 def groups_of_users(session: Session, user_ids: Sequence[int]) -> dict[int, list[str]]:

@@ -1,4 +1,6 @@
-"""The one mapping between the jobs protobuf enums and the tables' text values.
+"""The one mapping between the jobs protobuf enums and the tables' text values
+(the shared contract's enums, such as platform and run outcome, are mapped in
+services/core/enums.py).
 
 The text value of an enum value is its name without the enum prefix, in lower
 case (JOB_STATUS_COMPLETED -> 'completed'), as services/jobs/tables.py
@@ -8,7 +10,6 @@ to a proto enum needs no edit here (the tables' CHECK lists still need one).
 
 from __future__ import annotations
 
-from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from services.core.enums import EnumMap
 
@@ -19,8 +20,6 @@ PACKET_TYPE = EnumMap(jobs_pb2.PacketType.DESCRIPTOR, "PACKET_TYPE_")
 DEPEND_MODE = EnumMap(jobs_pb2.DependMode.DESCRIPTOR, "DEPEND_MODE_")
 LOGS_ERROR_CHECK = EnumMap(jobs_pb2.LogsErrorCheck.DESCRIPTOR, "LOGS_ERROR_CHECK_")
 OVERWRITE_MODE = EnumMap(jobs_pb2.BackupOverwriteMode.DESCRIPTOR, "BACKUP_OVERWRITE_MODE_")
-RUN_OUTCOME = EnumMap(common_pb2.ChunkRunOutcome.DESCRIPTOR, "CHUNK_RUN_OUTCOME_")
-PLATFORM = EnumMap(common_pb2.Platform.DESCRIPTOR, "PLATFORM_")
 
 # RestoreActionFlag bits (RestoreJobRequest.action_flags is a uint32 bit set).
 RESTORE_DUPLICATE_ENTRY = jobs_pb2.RESTORE_ACTION_FLAG_DUPLICATE_ENTRY

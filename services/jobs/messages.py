@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from farm.jobs.v1 import jobs_pb2
+from services.core import enums as core_enums
 from services.core.convert import to_timestamp
 from services.core.errors import InvalidArgument
 from services.jobs import enums
@@ -321,7 +322,7 @@ def run_message(row: RunRecord) -> jobs_pb2.ChunkRun:
         start_time=_stamp(row.started_at),
         end_time=_stamp(row.ended_at),
         exit_code=row.exit_code or 0,
-        outcome=enums.RUN_OUTCOME.number(row.outcome),
+        outcome=core_enums.RUN_OUTCOME.number(row.outcome),
         message=row.message,
         start_frame=row.start_frame,
         end_frame=row.end_frame,
@@ -336,7 +337,7 @@ def template_message(row: TemplateRecord) -> jobs_pb2.Template:
         description=row.description,
         commands=[
             jobs_pb2.TemplateCommand(
-                platform=enums.PLATFORM.number(c.platform),
+                platform=core_enums.PLATFORM.number(c.platform),
                 executable=c.executable,
                 arguments=c.arguments,
                 working_directory=c.working_directory,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import grpc
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from services.core import enums as core_enums
 from services.core.convert import from_timestamp, to_timestamp
 from services.core.server import contract_base
 from services.jobs import enums
@@ -161,7 +162,9 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
     def ListTemplates(
         self, request: jobs_pb2.ListTemplatesRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.ListTemplatesResponse:
-        platform = enums.PLATFORM.text(request.platform, "platform") if request.platform else None
+        platform = (
+            core_enums.PLATFORM.text(request.platform, "platform") if request.platform else None
+        )
         page = self.templates.list_templates(platform, request.page_size, request.page_token)
         return jobs_pb2.ListTemplatesResponse(
             templates=[template_message(t) for t in page.items],
