@@ -131,10 +131,14 @@ def verdict(result: Any) -> dict[str, Any]:
 
 
 def serve(folder: Path) -> None:
-    hooks = Hooks(folder)
-    hooks.load()
     out = sys.stdout
     sys.stdout = sys.stderr  # hooks' prints must not corrupt the answers
+    hooks = Hooks(folder)
+    hooks.load()
+    # Started and loaded: the service times each hook call from here, not
+    # from the interpreter's start (HookRunner.STARTUP_SECONDS).
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
     for line in sys.stdin:
         request = json.loads(line)
         answer: dict[str, Any] = {"id": request["id"], "accept": True, "ran": 0}

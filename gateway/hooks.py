@@ -54,6 +54,10 @@ def encode(value: Any) -> Any:
 
 
 class HookRunner:
+    # How long a new worker may take to start and load the hook files, on top
+    # of which each call gets its own timeout.
+    STARTUP_SECONDS = 30.0
+
     def __init__(
         self,
         folder: Path,
@@ -146,7 +150,7 @@ class HookRunner:
         }
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
+                self._proc = self._started(hook)
             proc = self._proc
             assert proc.stdin is not None and proc.stdout is not None
             try:
@@ -166,6 +170,20 @@ class HookRunner:
             _LOG.error("hook %s failed: %s\n%s", hook, answer["error"], answer.get("traceback"))
             raise HookError(f"{hook}: {answer['error']}")
         return answer
+
+    def _started(self, hook: str) -> subprocess.Popen[str]:
+        """A new worker once it has loaded the hook files. Starting Python and
+        loading the files is not the hook's time: on a busy node it can take
+        longer than a validator's limit, and a validator skipped because its
+        worker was cold would let through what it exists to refuse."""
+        proc = self._start()
+        allowance = max(self.STARTUP_SECONDS, self.timeout)
+        if self._read(proc, allowance) != {"ready": True}:
+            _LOG.error("the hook worker did not start within %.0fs and was stopped", allowance)
+            proc.kill()
+            proc.wait()
+            raise HookError(f"{hook}: the hook worker did not start within {allowance:.0f}s")
+        return proc
 
     @staticmethod
     def _read(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:

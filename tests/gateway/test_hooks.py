@@ -436,3 +436,45 @@ def test_hook_files_reload_when_they_change_and_on_a_soft_restart(
     assert MDispatcherAPI.systemSoftRestart().getErrorCode() == 0
     _eventually(lambda: refused("delta"))
     assert not refused("alpha")
+
+
+def test_a_worker_slow_to_start_does_not_use_up_the_hook_timeout(hooks_dir: Path) -> None:
+    """Starting Python and loading the files is not the hook's time: a cold
+    worker on a busy node still answers (before, the call was stopped and a
+    validator silently skipped)."""
+    from gateway.hooks import HookRunner
+
+    _hook(
+        hooks_dir,
+        "slow_start.py",
+        """
+        import time
+
+        time.sleep(2.5)  # a slow import, as on a loaded node
+        print("loading")  # a hook's print goes to the log, not into the answers
+
+        def onDispatcherIdling():
+            return "answered"
+    """,
+    )
+    runner = HookRunner(hooks_dir, timeout=1)
+    try:
+        assert runner.call("onDispatcherIdling")["value"] == "answered"
+    finally:
+        runner.close()
+
+
+def test_a_worker_that_never_finishes_starting_is_stopped(hooks_dir: Path) -> None:
+    from gateway.hooks import HookError, HookRunner
+
+    _hook(hooks_dir, "stuck.py", "import time\ntime.sleep(60)\n")
+    runner = HookRunner(hooks_dir, timeout=0.5)
+    runner.STARTUP_SECONDS = 1.0
+    try:
+        started = time.monotonic()
+        with pytest.raises(HookError, match="did not start within 1s"):
+            runner.call("onDispatcherIdling")
+        assert time.monotonic() - started < 10
+        assert runner.validate("onValidateJobSubmission") is None  # the service goes on
+    finally:
+        runner.close()
