@@ -23,8 +23,23 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 DISCOVERY_PORT = free_port(socket.SOCK_DGRAM)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test, so fixtures know it failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "report_call", None)
+    return report is None or report.failed
+
+
 @pytest.fixture
-def dispatcher(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProcess]:
+def dispatcher(
+    request: pytest.FixtureRequest, database_url: str, shared_tmp: Path
+) -> Iterator[DispatcherProcess]:
     proc = DispatcherProcess(
         ["serve", "jobs", "nodes", "admin"],
         {
@@ -38,6 +53,13 @@ def dispatcher(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProces
     )
     yield proc
     proc.kill()
+    if _failed(request):
+        # Shown under the failed test's "Captured stdout teardown".
+        print("--- dispatcher output (last 300 lines) ---")
+        print("\n".join(proc.output[-300:]))
+        for log in sorted((shared_tmp / "agents").glob("*/agent.log")):
+            print(f"--- {log} (last 100 lines) ---")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-100:]))
 
 
 @pytest.fixture
