@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from google.protobuf.message import Message
 
 from farm.admin.v1 import admin_pb2 as pb
@@ -262,7 +263,7 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
 
     # --- authentication -----------------------------------------------------
 
-    def Login(self, request: pb.LoginRequest, context: Any) -> Any:
+    def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
         session = self.login.login(request.user_name, request.password)
         return pb.LoginResponse(
             token=session.token,
@@ -272,50 +273,70 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
 
     # --- users and groups ------------------------------------------------
 
-    def ListUsers(self, request: pb.ListUsersRequest, context: Any) -> Any:
+    def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.ServicerContext
+    ) -> pb.ListUsersResponse:
         page = self.accounts.list_users(request.page_size, request.page_token, request.group)
         return pb.ListUsersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
 
-    def GetUser(self, request: pb.GetUserRequest, context: Any) -> Any:
+    def GetUser(
+        self, request: pb.GetUserRequest, context: grpc.ServicerContext
+    ) -> pb.GetUserResponse:
         return pb.GetUserResponse(user=user_message(self.accounts.get_user(request.name)))
 
-    def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
+    def CreateUser(
+        self, request: pb.CreateUserRequest, context: grpc.ServicerContext
+    ) -> pb.CreateUserResponse:
         user = self.accounts.create_user(user_spec(request.user), request.request_id)
         return pb.CreateUserResponse(user=user_message(user))
 
-    def DeleteUser(self, request: pb.DeleteUserRequest, context: Any) -> Any:
+    def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteUserResponse:
         self.accounts.delete_user(request.name)
         return pb.DeleteUserResponse()
 
-    def UpdateUser(self, request: pb.UpdateUserRequest, context: Any) -> Any:
+    def UpdateUser(
+        self, request: pb.UpdateUserRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateUserResponse:
         paths = _masked(request.update_mask.paths, USER_WRITABLE, request.user, "user")
         changes = {p: _user_value(request.user, p) for p in paths}
         user = self.accounts.update_user(request.user.name, changes)
         return pb.UpdateUserResponse(user=user_message(user))
 
-    def ListGroups(self, request: pb.ListGroupsRequest, context: Any) -> Any:
+    def ListGroups(
+        self, request: pb.ListGroupsRequest, context: grpc.ServicerContext
+    ) -> pb.ListGroupsResponse:
         page = self.accounts.list_groups(request.page_size, request.page_token)
         return pb.ListGroupsResponse(
             groups=[group_message(g) for g in page.items], next_page_token=page.next_page_token
         )
 
-    def GetGroup(self, request: pb.GetGroupRequest, context: Any) -> Any:
+    def GetGroup(
+        self, request: pb.GetGroupRequest, context: grpc.ServicerContext
+    ) -> pb.GetGroupResponse:
         return pb.GetGroupResponse(group=group_message(self.accounts.get_group(request.name)))
 
-    def CreateGroup(self, request: pb.CreateGroupRequest, context: Any) -> Any:
+    def CreateGroup(
+        self, request: pb.CreateGroupRequest, context: grpc.ServicerContext
+    ) -> pb.CreateGroupResponse:
         group = request.group
         spec = GroupSpec(group.name, group.description, tuple(group.members))
         return pb.CreateGroupResponse(
             group=group_message(self.accounts.create_group(spec, request.request_id))
         )
 
-    def DeleteGroup(self, request: pb.DeleteGroupRequest, context: Any) -> Any:
+    def DeleteGroup(
+        self, request: pb.DeleteGroupRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteGroupResponse:
         self.accounts.delete_group(request.name)
         return pb.DeleteGroupResponse()
 
-    def UpdateGroup(self, request: pb.UpdateGroupRequest, context: Any) -> Any:
+    def UpdateGroup(
+        self, request: pb.UpdateGroupRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateGroupResponse:
         paths = _masked(request.update_mask.paths, GROUP_WRITABLE, request.group, "group")
         changes = {
             p: tuple(request.group.members) if p == "members" else getattr(request.group, p)
@@ -326,16 +347,22 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
 
     # --- pools ------------------------------------------------
 
-    def ListPools(self, request: pb.ListPoolsRequest, context: Any) -> Any:
+    def ListPools(
+        self, request: pb.ListPoolsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPoolsResponse:
         page = self.resources.list_pools(request.page_size, request.page_token)
         return pb.ListPoolsResponse(
             pools=[pool_message(p) for p in page.items], next_page_token=page.next_page_token
         )
 
-    def GetPool(self, request: pb.GetPoolRequest, context: Any) -> Any:
+    def GetPool(
+        self, request: pb.GetPoolRequest, context: grpc.ServicerContext
+    ) -> pb.GetPoolResponse:
         return pb.GetPoolResponse(pool=pool_message(self.resources.get_pool(request.name)))
 
-    def UpdatePool(self, request: pb.UpdatePoolRequest, context: Any) -> Any:
+    def UpdatePool(
+        self, request: pb.UpdatePoolRequest, context: grpc.ServicerContext
+    ) -> pb.UpdatePoolResponse:
         paths = _masked(request.update_mask.paths, POOL_WRITABLE, request.pool, "pool")
         changes = {
             p: tuple(request.pool.node_names) if p == "node_names" else getattr(request.pool, p)
@@ -345,41 +372,55 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
             pool=pool_message(self.resources.update_pool(request.pool.name, changes))
         )
 
-    def CreatePool(self, request: pb.CreatePoolRequest, context: Any) -> Any:
+    def CreatePool(
+        self, request: pb.CreatePoolRequest, context: grpc.ServicerContext
+    ) -> pb.CreatePoolResponse:
         pool = request.pool
         spec = PoolSpec(pool.name, pool.description, tuple(pool.node_names))
         return pb.CreatePoolResponse(
             pool=pool_message(self.resources.create_pool(spec, request.request_id))
         )
 
-    def DeletePool(self, request: pb.DeletePoolRequest, context: Any) -> Any:
+    def DeletePool(
+        self, request: pb.DeletePoolRequest, context: grpc.ServicerContext
+    ) -> pb.DeletePoolResponse:
         self.resources.delete_pool(request.name)
         return pb.DeletePoolResponse()
 
-    def NotifyPoolChanges(self, request: pb.NotifyPoolChangesRequest, context: Any) -> Any:
+    def NotifyPoolChanges(
+        self, request: pb.NotifyPoolChangesRequest, context: grpc.ServicerContext
+    ) -> pb.NotifyPoolChangesResponse:
         self.resources.notify_pool_changes()
         return pb.NotifyPoolChangesResponse()
 
     # --- repositories ------------------------------------------------
 
-    def ListRepositories(self, request: pb.ListRepositoriesRequest, context: Any) -> Any:
+    def ListRepositories(
+        self, request: pb.ListRepositoriesRequest, context: grpc.ServicerContext
+    ) -> pb.ListRepositoriesResponse:
         page = self.resources.list_repositories(request.page_size, request.page_token)
         return pb.ListRepositoriesResponse(
             repositories=[repository_message(r) for r in page.items],
             next_page_token=page.next_page_token,
         )
 
-    def GetRepository(self, request: pb.GetRepositoryRequest, context: Any) -> Any:
+    def GetRepository(
+        self, request: pb.GetRepositoryRequest, context: grpc.ServicerContext
+    ) -> pb.GetRepositoryResponse:
         item = self.resources.get_repository(request.name)
         return pb.GetRepositoryResponse(repository=repository_message(item))
 
-    def UpdateRepository(self, request: pb.UpdateRepositoryRequest, context: Any) -> Any:
+    def UpdateRepository(
+        self, request: pb.UpdateRepositoryRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateRepositoryResponse:
         item = request.repository
         paths = _masked(request.update_mask.paths, REPOSITORY_WRITABLE, item, "repository")
         updated = self.resources.update_repository(item.name, {p: getattr(item, p) for p in paths})
         return pb.UpdateRepositoryResponse(repository=repository_message(updated))
 
-    def CreateRepository(self, request: pb.CreateRepositoryRequest, context: Any) -> Any:
+    def CreateRepository(
+        self, request: pb.CreateRepositoryRequest, context: grpc.ServicerContext
+    ) -> pb.CreateRepositoryResponse:
         item = request.repository
         spec = RepositorySpec(
             item.name, item.windows_path, item.linux_path, item.macos_path, item.description
@@ -388,106 +429,138 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
         return pb.CreateRepositoryResponse(repository=repository_message(created))
 
     def NotifyRepositoryChanges(
-        self, request: pb.NotifyRepositoryChangesRequest, context: Any
-    ) -> Any:
+        self, request: pb.NotifyRepositoryChangesRequest, context: grpc.ServicerContext
+    ) -> pb.NotifyRepositoryChangesResponse:
         self.resources.notify_repository_changes()
         return pb.NotifyRepositoryChangesResponse()
 
-    def DeleteRepository(self, request: pb.DeleteRepositoryRequest, context: Any) -> Any:
+    def DeleteRepository(
+        self, request: pb.DeleteRepositoryRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteRepositoryResponse:
         self.resources.delete_repository(request.name)
         return pb.DeleteRepositoryResponse()
 
     # --- engine and system ------------------------------------------------
 
-    def GetEngineStatus(self, request: pb.GetEngineStatusRequest, context: Any) -> Any:
+    def GetEngineStatus(
+        self, request: pb.GetEngineStatusRequest, context: grpc.ServicerContext
+    ) -> pb.GetEngineStatusResponse:
         return pb.GetEngineStatusResponse(engine_status=ENGINE.number(self.system.engine_status()))
 
-    def ToggleEngineStatus(self, request: pb.ToggleEngineStatusRequest, context: Any) -> Any:
+    def ToggleEngineStatus(
+        self, request: pb.ToggleEngineStatusRequest, context: grpc.ServicerContext
+    ) -> pb.ToggleEngineStatusResponse:
         return pb.ToggleEngineStatusResponse(
             engine_status=ENGINE.number(self.system.toggle_engine())
         )
 
-    def RestartDispatcher(self, request: pb.RestartDispatcherRequest, context: Any) -> Any:
+    def RestartDispatcher(
+        self, request: pb.RestartDispatcherRequest, context: grpc.ServicerContext
+    ) -> pb.RestartDispatcherResponse:
         self.system.soft_restart()
         return pb.RestartDispatcherResponse()
 
     def ResetStatisticsCounters(
-        self, request: pb.ResetStatisticsCountersRequest, context: Any
-    ) -> Any:
+        self, request: pb.ResetStatisticsCountersRequest, context: grpc.ServicerContext
+    ) -> pb.ResetStatisticsCountersResponse:
         self.system.reset_statistics_counters()
         return pb.ResetStatisticsCountersResponse()
 
-    def StartNetworkScan(self, request: pb.StartNetworkScanRequest, context: Any) -> Any:
+    def StartNetworkScan(
+        self, request: pb.StartNetworkScanRequest, context: grpc.ServicerContext
+    ) -> pb.StartNetworkScanResponse:
         self.system.start_network_scan()
         return pb.StartNetworkScanResponse()
 
     def GetDispatcherConfiguration(
-        self, request: pb.GetDispatcherConfigurationRequest, context: Any
-    ) -> Any:
+        self, request: pb.GetDispatcherConfigurationRequest, context: grpc.ServicerContext
+    ) -> pb.GetDispatcherConfigurationResponse:
         config = self.system.get_configuration()
         return pb.GetDispatcherConfigurationResponse(configuration=configuration_message(config))
 
     def UpdateDispatcherConfiguration(
-        self, request: pb.UpdateDispatcherConfigurationRequest, context: Any
-    ) -> Any:
+        self, request: pb.UpdateDispatcherConfigurationRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateDispatcherConfigurationResponse:
         changes, secrets = configuration_changes(request.configuration, request.update_mask.paths)
         config = self.system.update_configuration(changes, secrets, request.persist)
         return pb.UpdateDispatcherConfigurationResponse(configuration=configuration_message(config))
 
-    def GetLdapConfiguration(self, request: pb.GetLdapConfigurationRequest, context: Any) -> Any:
+    def GetLdapConfiguration(
+        self, request: pb.GetLdapConfigurationRequest, context: grpc.ServicerContext
+    ) -> pb.GetLdapConfigurationResponse:
         config = self.system.get_ldap_configuration()
         return pb.GetLdapConfigurationResponse(configuration=ldap_message(config))
 
     def UpdateLdapConfiguration(
-        self, request: pb.UpdateLdapConfigurationRequest, context: Any
-    ) -> Any:
+        self, request: pb.UpdateLdapConfigurationRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateLdapConfigurationResponse:
         changes, secrets = ldap_changes(request.configuration, request.update_mask.paths)
         config = self.system.update_ldap_configuration(changes, secrets, request.persist)
         return pb.UpdateLdapConfigurationResponse(configuration=ldap_message(config))
 
     # --- logs ------------------------------------------------
 
-    def ListActivityLogs(self, request: pb.ListActivityLogsRequest, context: Any) -> Any:
+    def ListActivityLogs(
+        self, request: pb.ListActivityLogsRequest, context: grpc.ServicerContext
+    ) -> pb.ListActivityLogsResponse:
         page = self.logs.list_files("activity", request.page_size, request.page_token)
         return pb.ListActivityLogsResponse(
             log_files=_log_files(page.items), next_page_token=page.next_page_token
         )
 
-    def GetActivityLog(self, request: pb.GetActivityLogRequest, context: Any) -> Any:
+    def GetActivityLog(
+        self, request: pb.GetActivityLogRequest, context: grpc.ServicerContext
+    ) -> pb.GetActivityLogResponse:
         return pb.GetActivityLogResponse(content=self.logs.read_file("activity", request.name))
 
-    def DeleteActivityLog(self, request: pb.DeleteActivityLogRequest, context: Any) -> Any:
+    def DeleteActivityLog(
+        self, request: pb.DeleteActivityLogRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteActivityLogResponse:
         self.logs.remove_file("activity", request.name)
         return pb.DeleteActivityLogResponse()
 
-    def ListActionLogs(self, request: pb.ListActionLogsRequest, context: Any) -> Any:
+    def ListActionLogs(
+        self, request: pb.ListActionLogsRequest, context: grpc.ServicerContext
+    ) -> pb.ListActionLogsResponse:
         page = self.logs.list_files("action", request.page_size, request.page_token)
         return pb.ListActionLogsResponse(
             log_files=_log_files(page.items), next_page_token=page.next_page_token
         )
 
-    def GetActionLog(self, request: pb.GetActionLogRequest, context: Any) -> Any:
+    def GetActionLog(
+        self, request: pb.GetActionLogRequest, context: grpc.ServicerContext
+    ) -> pb.GetActionLogResponse:
         return pb.GetActionLogResponse(content=self.logs.read_file("action", request.name))
 
-    def DeleteActionLog(self, request: pb.DeleteActionLogRequest, context: Any) -> Any:
+    def DeleteActionLog(
+        self, request: pb.DeleteActionLogRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteActionLogResponse:
         self.logs.remove_file("action", request.name)
         return pb.DeleteActionLogResponse()
 
-    def ClearDispatcherLog(self, request: pb.ClearDispatcherLogRequest, context: Any) -> Any:
+    def ClearDispatcherLog(
+        self, request: pb.ClearDispatcherLogRequest, context: grpc.ServicerContext
+    ) -> pb.ClearDispatcherLogResponse:
         self.logs.clear()
         return pb.ClearDispatcherLogResponse()
 
-    def AddInternalLogEntry(self, request: pb.AddInternalLogEntryRequest, context: Any) -> Any:
+    def AddInternalLogEntry(
+        self, request: pb.AddInternalLogEntryRequest, context: grpc.ServicerContext
+    ) -> pb.AddInternalLogEntryResponse:
         level = LEVEL.text(request.level, "level", default="info")
         self.logs.add_message(request.message, level, internal=True)
         return pb.AddInternalLogEntryResponse()
 
-    def AddLogEntry(self, request: pb.AddLogEntryRequest, context: Any) -> Any:
+    def AddLogEntry(
+        self, request: pb.AddLogEntryRequest, context: grpc.ServicerContext
+    ) -> pb.AddLogEntryResponse:
         level = LEVEL.text(request.level, "level", default="info")
         self.logs.add_message(request.message, level, internal=False)
         return pb.AddLogEntryResponse()
 
-    def ListLogEntries(self, request: pb.ListLogEntriesRequest, context: Any) -> Any:
+    def ListLogEntries(
+        self, request: pb.ListLogEntriesRequest, context: grpc.ServicerContext
+    ) -> pb.ListLogEntriesResponse:
         min_level = LEVEL.text(request.min_level, "min_level", default="")
         page = self.logs.list_entries(
             request.page_size, request.page_token, min_level, request.include_internal
@@ -508,21 +581,27 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
 
     # --- statistics and history ------------------------------------------------
 
-    def GetStatisticsBounds(self, request: pb.GetStatisticsBoundsRequest, context: Any) -> Any:
+    def GetStatisticsBounds(
+        self, request: pb.GetStatisticsBoundsRequest, context: grpc.ServicerContext
+    ) -> pb.GetStatisticsBoundsResponse:
         bounds = self.statistics.bounds("statistics")
         return pb.GetStatisticsBoundsResponse(bounds=pb.StatisticsBounds(**_bounds(bounds)))
 
-    def GetHistoryBounds(self, request: pb.GetHistoryBoundsRequest, context: Any) -> Any:
+    def GetHistoryBounds(
+        self, request: pb.GetHistoryBoundsRequest, context: grpc.ServicerContext
+    ) -> pb.GetHistoryBoundsResponse:
         bounds = self.statistics.bounds("history")
         return pb.GetHistoryBoundsResponse(bounds=pb.HistoryBounds(**_bounds(bounds)))
 
     def ClearStatisticsSamples(
-        self, request: pb.ClearStatisticsSamplesRequest, context: Any
-    ) -> Any:
+        self, request: pb.ClearStatisticsSamplesRequest, context: grpc.ServicerContext
+    ) -> pb.ClearStatisticsSamplesResponse:
         deleted = self.statistics.clear("statistics", *_range(request.time_range))
         return pb.ClearStatisticsSamplesResponse(deleted_count=deleted)
 
-    def ClearHistorySamples(self, request: pb.ClearHistorySamplesRequest, context: Any) -> Any:
+    def ClearHistorySamples(
+        self, request: pb.ClearHistorySamplesRequest, context: grpc.ServicerContext
+    ) -> pb.ClearHistorySamplesResponse:
         deleted = self.statistics.clear("history", *_range(request.time_range))
         return pb.ClearHistorySamplesResponse(deleted_count=deleted)
 
