@@ -23,8 +23,28 @@ from gateway.objects import (
 
 MError = MUSTERERR
 
+# The platform constants of GetPlatform() and of a template's onBuildCommandLine
+# (farm.common.v1.Platform's numbers).
+kPlatformWindows = 1
+kPlatformLinux = 2
+kPlatformMac = 3
+kPlatformMacOS = kPlatformMac
+
+
+def GetPlatform() -> int:
+    """The operating system this code runs on, as a kPlatform constant."""
+    import sys
+
+    if sys.platform.startswith("win"):
+        return kPlatformWindows
+    if sys.platform == "darwin":
+        return kPlatformMac
+    return kPlatformLinux
+
+
 __all__ = [
     "MUSTERERR",
+    "GetPlatform",
     "MBackupJob",
     "MBackupQuery",
     "MBackupQueryBoundaries",
@@ -43,4 +63,8 @@ __all__ = [
     "MStringRef",
     "MTemplate",
     "MUser",
+    "kPlatformLinux",
+    "kPlatformMac",
+    "kPlatformMacOS",
+    "kPlatformWindows",
 ]

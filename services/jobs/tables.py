@@ -140,9 +140,53 @@ templates = Table(
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The MTemplateAPI file that defines it (gateway/template_engine.py): the
+    # version (hash of the text) agents run, its path, the error of its newest
+    # text when that failed to load (the version stays the last good one),
+    # and whether it ships with the dispatcher.
+    Column("version", Text, nullable=False, server_default=""),
+    Column("file_path", Text, nullable=False, server_default=""),
+    Column("load_error", Text, nullable=False, server_default=""),
+    Column("builtin", Boolean, nullable=False, server_default=text("false")),
+    # What the file configured, as gateway.template_engine.definition() gives it
+    # (items, mappings, platforms, defaults, callbacks).
+    Column("definition", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Licence and delay groups (setLicensesGroup/setMaximumLicenses,
+    # setDelayGroup/setDelay); the scheduler enforces them.
+    Column("licenses_group", Text, nullable=False, server_default=""),
+    Column("max_licenses", Integer, nullable=False, server_default=text("0")),
+    Column("delay_group", Text, nullable=False, server_default=""),
+    Column("delay_seconds", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("name"),
     CheckConstraint("id > 0", name="id_positive"),
     CheckConstraint(one_of("default_packet_type", PACKET_TYPES), name="default_packet_type"),
+)
+
+# Every version of every template's code that was loaded: agents fetch the
+# version an assignment names (a running chunk keeps the version it started
+# with while the file changes).
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column(
+        "template_id", BigInteger, ForeignKey("templates.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("version", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("file_path", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("template_id", "version"),
+)
+
+# The template files the dispatcher read last: a file that failed to load (or
+# whose templates were refused) has its error here, shown by ListTemplates.
+template_files = Table(
+    "template_files",
+    metadata,
+    Column("file_path", Text, primary_key=True),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("template_ids", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # --- jobs ----------------------------------------------------------------------

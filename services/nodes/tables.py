@@ -113,6 +113,9 @@ nodes = Table(
     # Hash (argon2) of this node's own enrollment secret, when the farm enrolls
     # agents per node rather than with one farm-wide secret. Never the secret.
     Column("enrollment_secret_hash", Text, nullable=True),
+    # An administrator's values of templates' client configuration items for
+    # this node: {"<template id>": {"ITEM": "value"}} (SetNodeTemplatePreferences).
+    Column("template_preferences", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     UniqueConstraint("host_name", "instance_number"),
     CheckConstraint(one_of("status", NODE_STATUSES), name="status"),
     CheckConstraint(one_of("platform", PLATFORMS), name="platform"),

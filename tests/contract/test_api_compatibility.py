@@ -325,11 +325,13 @@ def test_facade_service_rpcs_serve_muster_functions_or_are_allow_listed(
         assert rpc in services[name].methods_by_name, f"stale allow-list entry {name}.{rpc}"
 
 
-def test_agent_service_is_enrollment_and_one_bidirectional_session(
+def test_agent_service_is_enrollment_one_bidirectional_session_and_template_code(
     services: dict[str, ServiceDescriptor],
 ) -> None:
     agent = services[AGENT_SERVICE]
-    assert [method.name for method in agent.methods] == ["Enroll", "Session"]
+    assert [method.name for method in agent.methods] == ["Enroll", "Session", "GetTemplateSource"]
+    source = agent.methods_by_name["GetTemplateSource"]
+    assert not source.client_streaming and not source.server_streaming
     assert _muster_functions(agent.methods_by_name["Enroll"]) == []
     session = agent.methods_by_name["Session"]
     assert session.client_streaming and session.server_streaming
