@@ -108,6 +108,11 @@ class Settings:
     hooks_dir: Path | None = None
     # Seconds a hook may run before it is abandoned.
     hook_timeout_seconds: float = 10.0
+    # Folder of the studio's MTemplateAPI template files (*.py). Empty:
+    # <data_dir>/templates.
+    templates_dir: Path | None = None
+    # Seconds between two looks at the template files for changes.
+    templates_poll_seconds: float = 2.0
     # Seconds a login token stays valid.
     token_ttl_seconds: float = DEFAULT_TOKEN_TTL_SECONDS
     # Name of the first administrator, created at start when the farm has none.
@@ -123,6 +128,10 @@ class Settings:
     @property
     def hooks_folder(self) -> Path:
         return self.hooks_dir or self.data_dir / "hooks"
+
+    @property
+    def templates_folder(self) -> Path:
+        return self.templates_dir or self.data_dir / "templates"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -168,6 +177,14 @@ class Settings:
             hook_timeout_seconds=_float(
                 env, "MUSTER_HOOK_TIMEOUT_SECONDS", cls.hook_timeout_seconds, 0.1
             ),
+            templates_dir=(
+                Path(env["MUSTER_TEMPLATES_DIR"]).expanduser().resolve()
+                if env.get("MUSTER_TEMPLATES_DIR", "").strip()
+                else None
+            ),
+            templates_poll_seconds=_float(
+                env, "MUSTER_TEMPLATES_POLL_SECONDS", cls.templates_poll_seconds, 0.1
+            ),
             token_ttl_seconds=_float(env, "MUSTER_TOKEN_TTL_SECONDS", cls.token_ttl_seconds, 60.0),
             admin_user=env.get("MUSTER_ADMIN_USER", "").strip() or cls.admin_user,
             admin_password_file=_path(env, "MUSTER_ADMIN_PASSWORD_FILE"),
@@ -202,6 +219,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "discovery_port": "MUSTER_DISCOVERY_PORT",
     "hooks_dir": "MUSTER_HOOKS_DIR",
     "hook_timeout_seconds": "MUSTER_HOOK_TIMEOUT_SECONDS",
+    "templates_dir": "MUSTER_TEMPLATES_DIR",
+    "templates_poll_seconds": "MUSTER_TEMPLATES_POLL_SECONDS",
     "token_ttl_seconds": "MUSTER_TOKEN_TTL_SECONDS",
     "admin_user": "MUSTER_ADMIN_USER",
     "admin_password_file": "MUSTER_ADMIN_PASSWORD_FILE",
