@@ -94,6 +94,7 @@ def build(db: Database, settings: Settings) -> Component:
         settings.hooks_folder,
         timeout=settings.hook_timeout_seconds,
         token=lambda: security.service_token("dispatcher", HOOK_TOKEN_TTL_SECONDS),
+        templates_folder=settings.templates_folder,
     )
     service = JobsService(db, submission_validator(hooks), templates_dir=settings.templates_folder)
     servicer = JobsServicer(service)
