@@ -167,6 +167,8 @@ NON_MUSTER_RPCS = frozenset(
     {
         ("farm.jobs.v1.JobsService", "ListTemplates"),
         ("farm.jobs.v1.JobsService", "GetTemplate"),
+        ("farm.jobs.v1.JobsService", "ListTemplateGroups"),
+        ("farm.jobs.v1.JobsService", "SetTemplateGroupLimit"),
         ("farm.nodes.v1.ClientsService", "Connect"),
         ("farm.admin.v1.AdminService", "ListLogEntries"),
         # Authentication (docs/security.md): the facade logs in by itself.
