@@ -271,7 +271,9 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
         self, request: jobs_pb2.ListTemplateGroupsRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.ListTemplateGroupsResponse:
         groups = self.template_groups.list_groups()
-        return jobs_pb2.ListTemplateGroupsResponse(groups=[template_group_message(g) for g in groups])
+        return jobs_pb2.ListTemplateGroupsResponse(
+            groups=[template_group_message(g) for g in groups]
+        )
 
     def SetTemplateGroupLimit(
         self, request: jobs_pb2.SetTemplateGroupLimitRequest, context: grpc.ServicerContext

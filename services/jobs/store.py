@@ -1317,9 +1317,7 @@ _GROUP_STATES = text(
 def lock_template_groups(session: Session) -> bool:
     """Whether some template names a licence or delay group; if so the
     groups' lock is held for the rest of the transaction."""
-    return (
-        session.execute(_GROUPS_PRESENT, {"key": TEMPLATE_GROUPS_LOCK_KEY}).first() is not None
-    )
+    return session.execute(_GROUPS_PRESENT, {"key": TEMPLATE_GROUPS_LOCK_KEY}).first() is not None
 
 
 def template_group_states(session: Session) -> list[Row[Any]]:
