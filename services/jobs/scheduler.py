@@ -300,12 +300,18 @@ class Scheduler(ListeningThread):
                 r.name,
                 r.host_name,
                 {p.lower() for p in pools_of(members, r.pools, r.name, r.host_name)},
+                r.platform,
             )
             for r in rows
         ]
 
     @staticmethod
     def _candidate_jobs(session: Session) -> list[CandidateJob]:
+        rows = store.candidate_jobs(session)
+        if not rows:
+            return []
+        # A node only gets chunks of templates enabled for its platform.
+        platforms = store.template_platforms(session)
         return [
             CandidateJob(
                 r.id,
@@ -318,8 +324,9 @@ class Scheduler(ListeningThread):
                 r.depend_chunks,
                 r.started,
                 {int(k): v for k, v in (r.dependencies or {}).items()},
+                platforms.get(r.template_id),
             )
-            for r in store.candidate_jobs(session)
+            for r in rows
         ]
 
     @staticmethod

@@ -1027,11 +1027,11 @@ def start_tick(session: Session) -> bool:
 
 def free_nodes(session: Session, limit: int) -> list[Row[Any]]:
     """Idle, connected, unpaused nodes without a live assignment, in id order:
-    (id, name, host_name, pools)."""
+    (id, name, host_name, pools, platform)."""
     return list(
         session.execute(
             text(
-                "SELECT n.id, n.name, n.host_name, n.pools FROM nodes n"
+                "SELECT n.id, n.name, n.host_name, n.pools, n.platform FROM nodes n"
                 " WHERE n.status = 'idle' AND NOT n.paused AND n.session_id IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
                 " ORDER BY n.id LIMIT :limit"
@@ -1039,6 +1039,24 @@ def free_nodes(session: Session, limit: int) -> list[Row[Any]]:
             {"limit": limit},
         ).all()
     )
+
+
+def template_platforms(session: Session) -> dict[int, frozenset[str]]:
+    """The platforms each template runs on: the enabled platform sections of a
+    template file, the commands' platforms of an older dispatcher's template."""
+    rows = session.execute(
+        text(
+            "SELECT t.id, COALESCE(ARRAY(SELECT p->>'platform'"
+            " FROM jsonb_array_elements(t.definition->'platforms') p"
+            " WHERE (p->>'enabled')::boolean), '{}') AS sections,"
+            " ARRAY(SELECT c->>'platform' FROM jsonb_array_elements(t.commands) c) AS commands"
+            " FROM templates t"
+        )
+    ).all()
+    return {
+        int(r.id): frozenset(r.sections if r.sections or r.commands == [] else r.commands)
+        for r in rows
+    }
 
 
 def candidate_jobs(session: Session) -> list[Row[Any]]:
