@@ -7,10 +7,12 @@
   --frame-inc <step> file.usd`, Alfred-style progress.
 """
 
-import os
+import ntpath
+import posixpath
 import shutil
 from typing import Any
 
+import MClientAPI
 import MTemplateAPI
 
 HFS = {
@@ -143,7 +145,9 @@ class HoudiniRop(HoudiniTemplate):
         if not script:
             hython = str(clientTemplatePreferences.get(self.PATH_ITEM) or "hython")
             found = shutil.which(hython) or hython
-            script = os.path.join(os.path.dirname(found), "hrender.py")
+            # The node's own path rules (ntpath on Windows).
+            path = ntpath if platform == MClientAPI.kPlatformWindows else posixpath
+            script = path.join(path.dirname(found), "hrender.py")
         arguments = [script, "-e", "-f", frame(chunk.getStartFrame()), frame(chunk.getEndFrame())]
         arguments += [
             "-i",
