@@ -1,6 +1,9 @@
 """The built-in library loads (each file alone and as a folder) and builds the
 documented command line per chunk on every platform it enables."""
 
+# Argument lists are written in lines of words joined with +.
+# ruff: noqa: RUF005
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -138,8 +141,12 @@ COMMANDS = [
         environment={**MAYA_ENV, "REDSHIFT_FORCEQUITONINTERNALERROR": "1"},
     ),
     Command(37, MAYA, (1, 10, 2), ["-r", "vray", *MAYA_ARGUMENTS, "/p/s.mb"]),
-    Command(29, {"job_file": "/p/s.ma"}, (1.5, 3, 0.5), ["-r", "renderman"]
-            + ["-s", "1.5", "-e", "3", "-b", "0.5", "/p/s.ma"]),  # fmt: skip
+    Command(
+        29,
+        {"job_file": "/p/s.ma"},
+        (1.5, 3, 0.5),
+        ["-r", "renderman"] + ["-s", "1.5", "-e", "3", "-b", "0.5", "/p/s.ma"],
+    ),
     Command(
         48,
         {
@@ -221,16 +228,40 @@ COMMANDS = [
         per_platform={
             "windows": [
                 "C:\\Program Files\\Side Effects Software\\Houdini 20.5.332\\bin\\hrender.py",
-                "-e", "-f", "1", "10", "-i", "1", "-d", "/out/karma1",
-                "-t", "t2", "-o", "/r/$F4", "-v", "/s/a.hip",
+                "-e",
+                "-f",
+                "1",
+                "10",
+                "-i",
+                "1",
+                "-d",
+                "/out/karma1",
+                "-t",
+                "t2",
+                "-o",
+                "/r/$F4",
+                "-v",
+                "/s/a.hip",
             ],
             "macos": [
                 "/Applications/Houdini/Houdini20.5.332/Frameworks/Houdini.framework/Versions"
                 "/Current/Resources/bin/hrender.py",
-                "-e", "-f", "1", "10", "-i", "1", "-d", "/out/karma1",
-                "-t", "t2", "-o", "/r/$F4", "-v", "/s/a.hip",
+                "-e",
+                "-f",
+                "1",
+                "10",
+                "-i",
+                "1",
+                "-d",
+                "/out/karma1",
+                "-t",
+                "t2",
+                "-o",
+                "/r/$F4",
+                "-v",
+                "/s/a.hip",
             ],
-        },  # fmt: skip
+        },
     ),
     Command(
         1008,
@@ -298,8 +329,11 @@ def test_the_command_line_of_a_chunk_on_every_enabled_platform(case: Command) ->
     assert platforms
     for platform in platforms:
         prefs = preferences(t, platform)
-        (path_item,) = [i for i in t.platform(platform).getClientConfigurationItems()
-                        if i.getName().endswith("_PATH") and i.getName() != "HRENDER_PATH"]  # fmt: skip
+        (path_item,) = [
+            i
+            for i in t.platform(platform).getClientConfigurationItems()
+            if i.getName().endswith("_PATH") and i.getName() != "HRENDER_PATH"
+        ]
         built = build_command(
             t, platform, job(case.attributes), chunk(*case.frames), prefs, 0, {"JOB_VAR": "x"}
         )
@@ -342,7 +376,5 @@ def test_single_host_templates() -> None:
 
     assert template(48).getTemplateLogic() == kTemplateSingleHost
     assert template(1013).getTemplateLogic() == kTemplateSingleHost
-    assert [s.platform for s in template(1012).platforms() if s.isPlatformEnabled()] == [
-        "windows"
-    ]
+    assert [s.platform for s in template(1012).platforms() if s.isPlatformEnabled()] == ["windows"]
     assert not template(1011).platformLinux.isPlatformEnabled()

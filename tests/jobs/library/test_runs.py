@@ -5,6 +5,9 @@ the template's progress patterns (ProgressParser), `judge` and
 `check_running_log`. The template finds the fake through its client
 configuration item (the application path), as on a render node."""
 
+# Argument lists are written in lines of words joined with +.
+# ruff: noqa: RUF005
+
 from __future__ import annotations
 
 import json
@@ -97,7 +100,7 @@ RENDERERS = [
         [50, 100],
         warning="// Warning: file: /p/s.mb line 12: Unrecognized node type 'xyz'",
         error="// Error: Cannot load scene /p/s.mb",
-        licence="FLEXlm error: -15,570. System Error: 115 \"Operation now in progress\"",
+        licence='FLEXlm error: -15,570. System Error: 115 "Operation now in progress"',
         crash="Fatal Error. Attempting to save in /usr/tmp/s.0001.mb",
         exit_codes={206: "could not parse its command line", 1: "exit code 1"},
     ),
@@ -233,7 +236,7 @@ RENDERERS = [
         + ["00:00:02 100MB | 50% done", "[kat] Frame 2 completed"],
         [25, 50, 75, 100],
         warning="00:00:00 100MB WARNING |  [ass] unused parameter",
-        error="00:00:00 100MB ERROR |  [ass] can't open \"/s/a.ass\"",
+        error='00:00:00 100MB ERROR |  [ass] can\'t open "/s/a.ass"',
     ),
     Renderer(
         1010,
@@ -338,9 +341,7 @@ class Run:
         return None
 
 
-def run(
-    renderer: Renderer, executable: Path, tmp: Path, lines: list[str], **plan: Any
-) -> Run:
+def run(renderer: Renderer, executable: Path, tmp: Path, lines: list[str], **plan: Any) -> Run:
     t = template(renderer.template_id)
     attributes = dict(renderer.attributes)
     prefs: dict[str, Any] = {}
@@ -496,8 +497,8 @@ def test_after_effects_without_any_progress_line_rendered_nothing(
 def test_the_fake_gets_the_built_command_and_environment(executable: Path, tmp_path: Path) -> None:
     blender = BY_ID[1001]
     result = run(blender, executable, tmp_path, ["hello"])
-    assert result.arguments == ["-b", "/p/s.blend", "-o", "//f_####", "-s", "1", "-e", "2"] + [
-        "-j", "1", "-a",
+    assert result.arguments == ["-b", "/p/s.blend", "-o", "//f_####"] + [
+        "-s", "1", "-e", "2", "-j", "1", "-a",
     ]  # fmt: skip
     command = BY_ID[1000]
     echoed = run(command, executable, tmp_path, [])
