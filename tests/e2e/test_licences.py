@@ -8,15 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
-from services.core.database import Database
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.conftest import online_nodes
-from tests.e2e.test_render import completed_history, eventually, frame_job
+from tests.e2e.test_render import completed_history, eventually
 
 GROUP = "e2e-licence"
 
@@ -39,35 +35,69 @@ def test_most_at_once_counts_overlaps_only() -> None:
     assert most_at_once([(t[0], t[1]), (t[1], t[2])]) == 1
 
 
+LICENSED_TEMPLATE_ID = 160
+
+LICENSED_TEMPLATE = f"""
+import MTemplateAPI
+
+
+class Licensed(MTemplateAPI.MTemplate):
+    def __init__(self):
+        MTemplateAPI.MTemplate.__init__(self)
+        self.setID({LICENSED_TEMPLATE_ID})
+        self.setName("Licensed renderer")
+        self.setLicensesGroup("{GROUP}")
+        self.setMaximumLicenses(2)
+        self.platformLinux.setPlatformEnabled(1)
+
+    def onGetApplicationPath(self, job, clientTemplatePreferences, pathOut):
+        pathOut.setString("/bin/sh")
+        return MTemplateAPI.MTemplateError()
+
+    def onBuildCommandLine(self, platform, job, chunk, clientTemplatePreferences, instanceNum):
+        frame = int(chunk.getStartFrame())
+        out = job.attributeGetString("out")
+        return ["-c", "sleep 1; echo rendered >> %s/frame_%d.txt" % (out, frame)]
+
+
+MTemplateAPI.MManager.getUniqueClass().installPyTemplate(Licensed())
+"""
+
+
 def test_six_nodes_a_cap_of_two_a_twelve_chunk_job_never_more_than_two_at_once(
-    db: Database,
     jobs: jobs_pb2_grpc.JobsServiceStub,
     nodes: nodes_pb2_grpc.NodesServiceStub,
     start_agent: Callable[..., Any],
     shared_tmp: Path,
+    templates_dir: Path,
 ) -> None:
-    # TODO(catalogue): once the catalogue loads studio template files from
-    # MUSTER_TEMPLATES_DIR, name the group in a studio template file
-    # (setLicensesGroup(GROUP)) instead of writing the built-in row: the
-    # catalogue will rewrite template 1000's licenses_group from its file.
-    # The cap itself is set through the override, which a reload keeps.
-    with db.transaction() as session:
-        session.execute(
-            text("UPDATE templates SET licenses_group = :g, max_licenses = 0 WHERE id = :t"),
-            {"g": GROUP, "t": COMMAND_LINE_TEMPLATE_ID},
-        )
-    group = jobs.SetTemplateGroupLimit(
-        jobs_pb2.SetTemplateGroupLimitRequest(
-            kind=jobs_pb2.TEMPLATE_GROUP_KIND_LICENSES, name=GROUP, value=2
-        )
-    ).group
-    assert list(group.template_ids) == [COMMAND_LINE_TEMPLATE_ID] and group.effective_value == 2
+    # The studio template file names the group and its cap of 2.
+    (templates_dir / "licensed.py").write_text(LICENSED_TEMPLATE)
+
+    def group() -> jobs_pb2.TemplateGroup | None:
+        listed = jobs.ListTemplateGroups(jobs_pb2.ListTemplateGroupsRequest()).groups
+        return next((g for g in listed if g.name == GROUP and g.effective_value == 2), None)
+
+    found = eventually(group, 30, "the studio template's licence group")
+    assert list(found.template_ids) == [LICENSED_TEMPLATE_ID]
 
     out = shared_tmp / "frames"
     out.mkdir()
     start_agent("e2e-lic", instances=6)
     eventually(lambda: len(online_nodes(nodes)) == 6, what="6 node instances online")
-    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 12, 1, seconds=1))).job_id
+    job = jobs_pb2.Job(
+        name="licensed",
+        owner="alice",
+        parent_id=-1,
+        template_id=LICENSED_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=12,
+        by_frame=1,
+        packet_size=1,
+        priority=50,
+        attributes=[jobs_pb2.JobAttribute(name="out", string_value=str(out))],
+    )
+    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job)).job_id
 
     runs = completed_history(jobs, job_id, "the 12-chunk job completed")
     assert sorted(r.chunk_id for r in runs) == list(range(1, 13))
