@@ -591,6 +591,7 @@ def seed_queue(channel: grpc.Channel) -> None:
                     by_frame=1,
                     packet_size=2,
                     priority=50,
+                    attributes=[jobs_pb2.JobAttribute(name="executable", string_value="/bin/true")],
                 )
             )
         )
