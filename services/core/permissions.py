@@ -127,6 +127,7 @@ POLICY: dict[str, dict[str, Access]] = {
     "farm.agent.v1.AgentService": {
         "Enroll": P,
         "Session": G,
+        "GetTemplateSource": G,
     },
     "farm.admin.v1.AdminService": {
         "Login": P,

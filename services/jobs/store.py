@@ -1270,3 +1270,18 @@ def append_run_log(session: Session, run_id: int, lines: Sequence[tuple[Any, str
             for i, (when, stream, line) in enumerate(lines)
         ],
     )
+
+
+# --- what the nodes service reads: template code (GetTemplateSource) -----------------------
+
+
+def template_source(session: Session, template_id: int, version: str) -> Row[Any] | None:
+    """One version of a template's code (source, file_path), or None."""
+    from services.jobs.tables import template_versions
+
+    return session.execute(
+        select(template_versions.c.source, template_versions.c.file_path).where(
+            template_versions.c.template_id == template_id,
+            template_versions.c.version == version,
+        )
+    ).first()

@@ -22,7 +22,7 @@ from services.core.convert import to_timestamp
 from services.core.enums import KILL_FOLLOW_UP, PLATFORM, PROCESS_PRIORITY, SYSTEM_EVENT
 from services.core.errors import DomainError, status_of
 from services.core.server import contract_base
-from services.nodes import commands
+from services.nodes import commands, template_code
 from services.nodes.client_hub import ClientHub, ClientStream, batch_response
 from services.nodes.clients import ClientsService
 from services.nodes.delivery import AssignmentDelivery
@@ -244,6 +244,19 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         )
         return agent_pb2.EnrollResponse(
             token=token, expire_time=to_timestamp(datetime.fromtimestamp(expires_at, UTC))
+        )
+
+    async def GetTemplateSource(
+        self, request: agent_pb2.GetTemplateSourceRequest, context: Any
+    ) -> agent_pb2.GetTemplateSourceResponse:
+        found = await _call(
+            template_code.template_source, self.service.db, request.template_id, request.version
+        )
+        return agent_pb2.GetTemplateSourceResponse(
+            template_id=found.template_id,
+            version=found.version,
+            source=found.source,
+            file_name=found.file_name,
         )
 
     async def Session(
