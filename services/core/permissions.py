@@ -90,6 +90,7 @@ POLICY: dict[str, dict[str, Access]] = {
         "FinishChunkRuns": S,
         "AppendChunkRunLog": S,
         "ReleaseNodeChunks": S,
+        "ReportChunkProgress": S,
     },
     "farm.nodes.v1.NodesService": {
         "ListNodes": R,

@@ -1279,9 +1279,38 @@ def template_source(session: Session, template_id: int, version: str) -> Row[Any
     """One version of a template's code (source, file_path), or None."""
     from services.jobs.tables import template_versions
 
-    return session.execute(
-        select(template_versions.c.source, template_versions.c.file_path).where(
-            template_versions.c.template_id == template_id,
-            template_versions.c.version == version,
-        )
-    ).first()
+    return cast(
+        "Row[Any] | None",
+        session.execute(
+            select(template_versions.c.source, template_versions.c.file_path).where(
+                template_versions.c.template_id == template_id,
+                template_versions.c.version == version,
+            )
+        ).first(),
+    )
+
+
+# --- progress of running chunks (ChunkRunsService.ReportChunkProgress) ----------------------
+
+_SET_PROGRESS = text(
+    "UPDATE chunks AS c SET progress = v.progress"
+    " FROM unnest(CAST(:jobs AS bigint[]), CAST(:chunks AS integer[]),"
+    " CAST(:tokens AS bigint[]), CAST(:progress AS double precision[]))"
+    " AS v(job_id, chunk_number, fencing_token, progress)"
+    " WHERE c.job_id = v.job_id AND c.chunk_number = v.chunk_number"
+    " AND c.fencing_token = v.fencing_token AND c.status IN ('assigned', 'running')"
+    " AND c.progress IS DISTINCT FROM v.progress"
+    " RETURNING c.job_id"
+)
+
+
+def set_chunks_progress(session: Session, reports: Sequence[tuple[int, int, int, float]]) -> int:
+    """(job id, chunk number, fencing token, progress) of running chunks: the
+    chunks still holding that token take the progress; how many did."""
+    if not reports:
+        return 0
+    jobs_, chunks_, tokens, progress = (list(column) for column in zip(*reports, strict=True))
+    rows = session.execute(
+        _SET_PROGRESS, {"jobs": jobs_, "chunks": chunks_, "tokens": tokens, "progress": progress}
+    ).fetchall()
+    return len(rows)

@@ -354,7 +354,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             elif kind == "log":
                 await self.relay.log(stream, message.log)
             elif kind == "progress":
-                pass  # not relayed: the result is what counts
+                await self.relay.progress(stream, message.progress)
 
     async def _python_result(self, result: agent_pb2.PythonCodeResult) -> None:
         command_id = await asyncio.to_thread(self.service.command_for_request, result.request_id)
