@@ -271,6 +271,11 @@ class TemplateHost:
     def loaded(self, template_id: int, version: str) -> bool:
         return (template_id, version) in self._sources
 
+    def loaded_any(self, template_id: int) -> bool:
+        """Whether some version of the template was loaded (custom messages
+        go only to templates this node has run: no fetch, no host start)."""
+        return any(i == template_id for i, _ in self._sources)
+
     @staticmethod
     def _load_request(source: Source) -> dict[str, Any]:
         return {
