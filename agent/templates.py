@@ -42,12 +42,14 @@ class TemplateCode:
         name = version if _SAFE.match(version) else hashlib.sha256(version.encode()).hexdigest()
         return self.folder / f"{template_id}-{name}.json"
 
-    async def get(self, template_id: int, version: str, fetch: Fetch) -> Source:
+    async def get(self, template_id: int, version: str, fetch: Fetch | None) -> Source:
         key = (template_id, version)
         known = self._sources.get(key) or self._read(template_id, version)
         if known is not None:
             self._sources[key] = known
             return known
+        if fetch is None:
+            raise ConnectionError("not connected to the dispatcher: no template code")
         waiting = self._fetching.get(key)
         if waiting is None:  # one fetch however many instances ask at once
             waiting = asyncio.ensure_future(self._fetch(template_id, version, fetch))
@@ -120,8 +122,6 @@ class TemplateRunner:
         when the code cannot be had."""
         template_id, version = assignment.template_id, assignment.template_version
         if not self.host.loaded(template_id, version):
-            if self.fetch is None:
-                raise ConnectionError("not connected to the dispatcher: no template code")
             source = await self.code.get(template_id, version, self.fetch)
             await asyncio.to_thread(self.host.load, source)
         return await asyncio.to_thread(
