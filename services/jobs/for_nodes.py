@@ -137,19 +137,11 @@ def build_assignments(
         shared = (reference or ReferenceCache()).get(
             session, {j.template_id for j in job_rows.values()}
         )
-        coded = _coded_jobs(session, job_rows)  # BRIDGE (helper D), see below
     config, mappings, templates = shared.config, shared.mappings, shared.templates
     messages = {}
     for assignment in live:
         try:
             job = job_rows[assignment.job_id]
-            if job.id in coded:  # BRIDGE (helper D), see below
-                messages[assignment.node_id] = _coded_assignment(
-                    assignment,
-                    *coded[job.id],
-                    config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
-                )
-                continue
             messages[assignment.node_id] = _assignment_message(
                 assignment,
                 job,
@@ -288,53 +280,3 @@ def template_source(session: Session, template_id: int, version: str) -> Templat
     if row is None:
         return None
     return TemplateSource(template_id, version, row.source, row.file_path)
-
-
-
-# --- BRIDGE (helper D): assignments of templates with code ---------------------------------
-# Until the lead's change of this module lands (Assignments built with the
-# template version, the job and the chunk, path attributes substituted), a
-# job whose template row has a `version` gets such an Assignment here, with
-# no path substitution: the agent builds the command with the template's
-# code. Replace this section and its two uses in build_assignments.
-
-
-def _coded_jobs(
-    session: Session, job_rows: dict[int, Row[Any]]
-) -> dict[int, tuple[str, jobs_pb2.Job]]:
-    versions = {row.id: row.version for row in store.all_templates(session) if row.version}
-    coded = {}
-    for job_id, row in job_rows.items():
-        if row.template_id in versions:
-            record = store.get_job(session, job_id)
-            if record is not None:
-                coded[job_id] = (versions[row.template_id], job_message(record))
-    return coded
-
-
-def _coded_assignment(
-    live: Row[Any], version: str, job: jobs_pb2.Job, default_timeout: int
-) -> agent_pb2.Assignment:
-    return agent_pb2.Assignment(
-        job_id=job.id,
-        chunk_id=live.chunk_number,
-        fencing_token=live.fencing_token,
-        run_number=live.runs_count,
-        job_name=job.name,
-        template_id=job.template_id,
-        start_frame=live.start_frame,
-        end_frame=live.end_frame,
-        by_frame=live.by_frame,
-        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
-        run_as_user=live.run_as_user,
-        template_version=version,
-        job=job,
-        chunk=jobs_pb2.Chunk(
-            id=live.chunk_number,
-            job_id=job.id,
-            start_frame=live.start_frame,
-            end_frame=live.end_frame,
-            by_frame=live.by_frame,
-            slice_index=live.slice_index,
-        ),
-    )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.template_host import Source, TemplateFailed, TemplateHost
+from agent.template_host import Source, Started, TemplateFailed, TemplateHost
 from farm.jobs.v1 import jobs_pb2
 from tests.agent.studio_template import SOURCE
 
@@ -38,7 +38,7 @@ def host() -> Iterator[TemplateHost]:
 
 def begin(
     host: TemplateHost, run: int, layers: list[dict[str, str]] | None = None, **attributes: str
-):  # type: ignore[no-untyped-def]
+) -> Started:
     return host.begin(
         run,
         1701,
@@ -81,7 +81,7 @@ def test_preference_layers_default_then_agent_then_administrator(host: TemplateH
 
 def test_a_callback_that_raises_answers_its_traceback(host: TemplateHost) -> None:
     with pytest.raises(TemplateFailed) as failed:
-        begin(host, 1, **{"raise": "onBuildCommandLine"})
+        begin(host, 1, None, **{"raise": "onBuildCommandLine"})
     text = str(failed.value)
     assert "onBuildCommandLine raised" in text
     assert "Traceback" in text and "RuntimeError: onBuildCommandLine exploded on purpose" in text
