@@ -1,10 +1,16 @@
-"""The process that runs dispatcher hooks (`python -m gateway.hook_worker DIR`).
+"""The process that runs dispatcher hooks
+(`python -m gateway.hook_worker HOOKS_DIR [TEMPLATES_DIR]`).
 
 Hooks run here, not in the service: a hook that hangs or crashes takes only
 this process down, and the service starts a new one. Requests and answers are
 JSON lines on stdin/stdout; what hooks print goes to stderr (the service logs
 it). Inside, `muster.runningContext()` is "dispatcher" and `MDispatcherAPI`
 reaches the dispatcher with the dispatcher's own identity.
+
+A hook is a function of a hook file, or the method of the same name of an
+MTemplateAPI template (the built-in library and the studio's templates
+folder): as in Muster, a template's dispatcher callbacks see the jobs of that
+template only, and onDispatcherIdling runs for every template defining it.
 """
 
 from __future__ import annotations
@@ -13,43 +19,58 @@ import base64
 import contextlib
 import importlib.util
 import json
+import logging
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-CONTEXTS = (
-    "onDispatcherOverrideImpersonationUser",
-    "onValidateJobSubmission",
-    "onDeleteJob",
-    "onSubmitJob",
-    "onReinitJob",
-    "onEditJob",
-    "onJobPropertiesChanged",
-    "onJobCompleted",
-    "onValidateJobDependancies",
-    "onValidateChunkDependancies",
-    "onJobStart",
-    "onJobEnd",
-    "onDispatcherIdling",
-)
+from gateway.mtemplate import DISPATCHER_CALLBACKS, MTemplate, MTemplateError
+from gateway.template_engine import LIBRARY_DIR, load_catalogue
+
+# The execution contexts: functions of hook files, methods of templates.
+CONTEXTS = DISPATCHER_CALLBACKS
+
+
+Stamp = tuple[tuple[str, float], ...]
+
+
+def _files_stamp(folder: Path | None, prefix: str) -> Stamp:
+    """The *.py files of a folder with their modification times."""
+    if folder is None or not folder.is_dir():
+        return ()
+    stamps = []
+    for path in folder.glob("*.py"):
+        with contextlib.suppress(OSError):
+            stamps.append((prefix + path.name, path.stat().st_mtime))
+    return tuple(sorted(stamps))
 
 
 class Hooks:
-    """The hook files of a folder, reloaded when one changes."""
+    """The hook files of a folder and the templates of the library and the
+    studio's templates folder, reloaded when a file changes."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, templates_folder: Path | None = None) -> None:
         self.folder = folder
-        self._stamp: tuple[tuple[str, float], ...] = ()
+        self.templates_folder = templates_folder
+        self._stamp: Stamp = ()
+        self._templates_stamp: Stamp = ()
         self.modules: list[ModuleType] = []
+        self.templates: dict[int, MTemplate] = {}
 
-    def _current_stamp(self) -> tuple[tuple[str, float], ...]:
-        if not self.folder.is_dir():
+    def _current_stamp(self) -> Stamp:
+        return _files_stamp(self.folder, "")
+
+    def _current_templates_stamp(self) -> Stamp:
+        if self.templates_folder is None:
             return ()
-        return tuple(sorted((p.name, p.stat().st_mtime) for p in self.folder.glob("*.py")))
+        return _files_stamp(LIBRARY_DIR, "library/") + _files_stamp(
+            self.templates_folder, "studio/"
+        )
 
     def load(self) -> None:
+        self._load_templates()
         stamp = self._current_stamp()
         if stamp == self._stamp:
             return
@@ -72,12 +93,30 @@ class Hooks:
             modules.append(module)
         self.modules, self._stamp = modules, stamp
 
+    def _load_templates(self) -> None:
+        """The templates' classes, as their files are now (a file that fails
+        to load is logged by the engine; the other templates keep working)."""
+        stamp = self._current_templates_stamp()
+        if stamp == self._templates_stamp:
+            return
+        catalogue = load_catalogue(LIBRARY_DIR, self.templates_folder)
+        self.templates = {i: entry.template for i, entry in catalogue.templates.items()}
+        self._templates_stamp = stamp
+
     def defined(self) -> list[str]:
-        """The execution-context functions some hook file defines."""
+        """The execution contexts some hook file or template defines."""
         self.load()
-        return [c for c in CONTEXTS if any(callable(getattr(m, c, None)) for m in self.modules)]
+        return [
+            c
+            for c in CONTEXTS
+            if any(callable(getattr(m, c, None)) for m in self.modules)
+            or any(t.overridden((c,)) for t in self.templates.values())
+        ]
 
     def functions(self, context: str, template_id: int | None) -> list[Any]:
+        """The hook files' functions for `context`, then the method of the
+        job's template when its class defines it (without a template id, as
+        for onDispatcherIdling, the method of every template defining it)."""
         self.load()
         found = []
         for module in self.modules:
@@ -88,6 +127,12 @@ class Hooks:
             if templates and template_id is not None and template_id not in templates:
                 continue
             found.append(function)
+        if template_id is None:
+            owners = [self.templates[i] for i in sorted(self.templates)]
+        else:
+            owner = self.templates.get(template_id)
+            owners = [owner] if owner is not None else []
+        found.extend(getattr(t, context) for t in owners if t.overridden((context,)))
         return found
 
 
@@ -110,8 +155,9 @@ def verdict(result: Any) -> dict[str, Any]:
     """What a hook's return value means.
 
     None, True or a MUSTERERR/MTemplateError with code 0: accepted. False: refused.
-    A MUSTERERR with a non-zero code: refused with its description. A string
-    (from onDispatcherOverrideImpersonationUser): that value.
+    A MUSTERERR or MTemplateError with a non-zero code: refused with its
+    description, unless the MTemplateError is a warning (logged, accepted). A
+    string (from onDispatcherOverrideImpersonationUser): that value.
     """
     if result is None or result is True:
         return {"accept": True}
@@ -124,16 +170,22 @@ def verdict(result: Any) -> dict[str, Any]:
         if code() == 0:
             return {"accept": True}
         description = getattr(result, "getDescription", lambda: "")()
+        if isinstance(result, MTemplateError) and not result.isError():
+            print(f"template callback warning: {description}", file=sys.stderr, flush=True)
+            return {"accept": True}
         return {"accept": False, "reason": description or "refused by a dispatcher hook"}
     if isinstance(result, str):
         return {"accept": True, "value": result}
     return {"accept": True}
 
 
-def serve(folder: Path) -> None:
+def serve(folder: Path, templates_folder: Path | None = None) -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # hooks' prints must not corrupt the answers
-    hooks = Hooks(folder)
+    # The engine's warnings (a template file that fails to load) reach the
+    # service's log through stderr.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
+    hooks = Hooks(folder, templates_folder)
     hooks.load()
     # Started and loaded: the service times each hook call from here, not
     # from the interpreter's start (HookRunner.STARTUP_SECONDS).
@@ -163,4 +215,4 @@ def serve(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+    serve(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)

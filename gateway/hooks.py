@@ -62,8 +62,12 @@ class HookRunner:
         dispatcher_address: str = "",
         timeout: float = 10.0,
         token: Callable[[], str] | None = None,
+        templates_folder: Path | None = None,
     ) -> None:
         self.folder = folder
+        # The studio's templates folder: their classes' dispatcher callbacks
+        # run in the worker too (gateway/hook_worker.py).
+        self.templates_folder = templates_folder
         self.dispatcher_address = dispatcher_address
         self.timeout = timeout
         # The dispatcher's own identity for MDispatcherAPI inside hooks.
@@ -74,7 +78,8 @@ class HookRunner:
         # validator skipped because its worker was cold would let through what
         # it exists to refuse.
         self._worker = Worker(
-            [sys.executable, "-m", "gateway.hook_worker", str(folder)],
+            [sys.executable, "-m", "gateway.hook_worker", str(folder)]
+            + ([str(templates_folder)] if templates_folder is not None else []),
             name="the hook worker",
             log=_LOG,
             environment=self._environment,
@@ -85,33 +90,41 @@ class HookRunner:
 
     @property
     def enabled(self) -> bool:
-        return self.folder.is_dir() and any(self.folder.glob("*.py"))
+        """A hook file exists, or a studio template defines a dispatcher callback."""
+        if self.folder.is_dir() and any(self.folder.glob("*.py")):
+            return True
+        return self.templates_folder is not None and bool(self._defined_names())
 
     def _stamp(self) -> tuple[tuple[str, float], ...]:
-        if not self.folder.is_dir():
-            return ()
         stamps = []
-        for path in self.folder.glob("*.py"):
-            with contextlib.suppress(OSError):
-                stamps.append((path.name, path.stat().st_mtime))
+        for prefix, folder in (("", self.folder), ("templates/", self.templates_folder)):
+            if folder is None or not folder.is_dir():
+                continue
+            for path in folder.glob("*.py"):
+                with contextlib.suppress(OSError):
+                    stamps.append((prefix + path.name, path.stat().st_mtime))
         return tuple(sorted(stamps))
 
     def defines(self, hook: str) -> bool:
-        """Whether some hook file defines `hook` (asked of the worker once per
-        change of the files): callers skip the work of preparing a call that
-        no file would answer (per-chunk hooks in the scheduler)."""
+        """Whether some hook file or template defines `hook`: callers skip the
+        work of preparing a call that nothing would answer (per-chunk hooks in
+        the scheduler)."""
+        return hook in self._defined_names()
+
+    def _defined_names(self) -> frozenset[str]:
+        """The contexts the files define (asked of the worker once per change of the files)."""
         stamp = self._stamp()
         if not stamp:
-            return False
+            return frozenset()
         known, names = self._defined
         if known != stamp:
             try:
                 answer = self.call("__defined__")
             except HookError:
-                return False
+                return frozenset()
             names = frozenset(answer.get("value") or ())
             self._defined = (stamp, names)
-        return hook in names
+        return names
 
     def _environment(self) -> dict[str, str]:
         env = {
@@ -129,7 +142,7 @@ class HookRunner:
         self, hook: str, *args: Any, template_id: int | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
         """Run every `hook` function; returns {"accept", "reason"?, "value"?, "ran"}."""
-        if not self.enabled:
+        if hook != "__defined__" and not self.enabled:
             return {"accept": True, "ran": 0}
         request = {
             "id": next(self._ids),

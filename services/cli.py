@@ -216,7 +216,44 @@ def _status(address: str, timeout: float) -> int:
     print(f"{'-' * width}  {'-' * 11}")
     for name, state in rows:
         print(f"{name:<{width}}  {state}")
+    if "farm.jobs.v1.JobsService" in names:
+        _print_template_problems(address, timeout)
     return 0 if all(s in ("SERVING", "-") for _, s in rows) else 1
+
+
+def _print_template_problems(address: str, timeout: float) -> None:
+    """The template files that failed to load, as the jobs service reports
+    them (ListTemplates), when this user can log in (MUSTER_USER /
+    MUSTER_PASSWORD or the local client file)."""
+    import grpc
+
+    from farm.jobs.v1 import jobs_pb2
+    from gateway.connection import Connection
+
+    os.environ.setdefault("MUSTER_DISPATCHER", address)
+    connection = Connection()
+    try:
+        metadata = connection.metadata()
+        if not metadata:
+            print("\ntemplate files: not checked (no credentials: MUSTER_USER/MUSTER_PASSWORD)")
+            return
+        reply = connection.jobs().ListTemplates(
+            jobs_pb2.ListTemplatesRequest(page_size=1), metadata=metadata, timeout=timeout
+        )
+    except grpc.RpcError as exc:
+        print(f"\ntemplate files: not checked ({exc.code().name}: {exc.details()})")
+        return
+    finally:
+        connection.close()
+    if not reply.problems:
+        print("\ntemplate files: all loaded")
+        return
+    print(
+        f"\ntemplate files: {len(reply.problems)} could not be used (ListTemplates has each whole)"
+    )
+    for problem in reply.problems:
+        last = problem.error.strip().splitlines()[-1] if problem.error.strip() else ""
+        print(f"  {problem.file_path}: {last}")
 
 
 def _with_database(settings: Settings, work: Callable[[Database], int]) -> int:

@@ -112,6 +112,8 @@ POLICY: dict[str, dict[str, Access]] = {
         "SetNodeNotes": A,
         "DeleteNode": A,
         "SendNodeMessage": A,
+        "GetNodeTemplatePreferences": R,
+        "SetNodeTemplatePreferences": A,
     },
     "farm.nodes.v1.ClientsService": {
         "Connect": R,

@@ -33,8 +33,8 @@ _LOG = logging.getLogger(__name__)
 
 
 class _SeedTemplates:
-    """Background item that refreshes the built-in templates when the server
-    starts (an idempotent upsert, safe with several replicas)."""
+    """Background item that loads the template files when the server starts
+    (safe with several replicas: writers take turns and write only changes)."""
 
     def __init__(self, service: JobsService) -> None:
         self.service = service
@@ -94,8 +94,9 @@ def build(db: Database, settings: Settings) -> Component:
         settings.hooks_folder,
         timeout=settings.hook_timeout_seconds,
         token=lambda: security.service_token("dispatcher", HOOK_TOKEN_TTL_SECONDS),
+        templates_folder=settings.templates_folder,
     )
-    service = JobsService(db, submission_validator(hooks))
+    service = JobsService(db, submission_validator(hooks), templates_dir=settings.templates_folder)
     servicer = JobsServicer(service)
     runs = ChunkRunsServicer(ChunkRuns(db))
 
@@ -110,6 +111,8 @@ def build(db: Database, settings: Settings) -> Component:
         # Every replica runs a scheduler; one at a time leads (advisory lock).
         background=[
             _SeedTemplates(service),
+            # A changed template file is loaded again (every replica looks).
+            Periodic("jobs-templates", settings.templates_poll_seconds, service.templates.sync),
             Periodic("jobs-retention", RETENTION_SECONDS, Retention(db, service).run_once),
             Scheduler(db, hooks=hooks),
             Listener(

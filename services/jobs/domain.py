@@ -295,6 +295,89 @@ def validate_attributes(attributes: Iterable[Attribute], field_name: str) -> Non
         )
 
 
+# Submission item kinds (gateway/mtemplate.py) -> the attribute type a job gives them.
+_ITEM_ATTRIBUTE_TYPES = {
+    "string": "string",
+    "file": "string",
+    "folder": "string",
+    "combo": "string",
+    "integer": "int",
+    "double": "float",
+    "bool": "bool",
+}
+# Job fields a template may map an item to; they are not attributes.
+_JOB_FRAME_FIELDS = frozenset({"start_frame", "end_frame", "by_frame"})
+
+
+def apply_submission_items(
+    template_id: int, definition: Mapping[str, Any], attributes: Sequence[Attribute]
+) -> tuple[Attribute, ...]:
+    """A job's attributes checked against its template's submission items
+    (each item is the attribute its mapping names, else its own name): a
+    required item must be set and not empty, a set item must have the item's
+    type, a missing one gets the item's default. Raises InvalidArgument naming
+    the item. Attributes no item names are kept as they are."""
+    if not definition:
+        return tuple(attributes)
+    mappings: Mapping[str, str] = definition.get("mappings", {})
+    given = {a.name: a for a in attributes}
+    added: list[Attribute] = []
+    for item in definition.get("items", ()):
+        if not item.get("enabled", True):
+            continue
+        name, kind = str(item["name"]), str(item.get("kind", "string"))
+        target = mappings.get(name, name)
+        if target in _JOB_FRAME_FIELDS:
+            continue
+        where = f"job.attributes[{target}]"
+        what = f"template {template_id} item {name}" + (
+            f" (attribute {target})" if target != name else ""
+        )
+        found = given.get(target)
+        default = item.get("default")
+        if found is None:
+            if item.get("required") and default in (None, ""):
+                raise InvalidArgument(f"{where}: {what} is required")
+            if default is None:
+                continue
+            added.append(
+                Attribute(
+                    target,
+                    _ITEM_ATTRIBUTE_TYPES.get(kind, "string"),
+                    default,
+                    substitute_paths=kind in ("file", "folder"),
+                )
+            )
+            continue
+        _check_item_value(found, kind, item, where, what)
+    return tuple(attributes) + tuple(added)
+
+
+def _check_item_value(
+    found: Attribute, kind: str, item: Mapping[str, Any], where: str, what: str
+) -> None:
+    value = found.value
+    if kind in ("string", "file", "folder", "combo"):
+        if found.type != "string":
+            raise InvalidArgument(f"{where}: {what} is text, not {found.type}")
+        if item.get("required") and not str(value).strip():
+            raise InvalidArgument(f"{where}: {what} is required and empty")
+        options = item.get("options") or ()
+        if kind == "combo" and options and value not in options:
+            raise InvalidArgument(f"{where}: {what} is one of {list(options)}, not {value!r}")
+    elif kind == "integer":
+        # Submitters send frame-like numbers as floats: a whole float is fine.
+        if found.type not in ("int", "float") or (
+            found.type == "float" and not float(value).is_integer()
+        ):
+            raise InvalidArgument(f"{where}: {what} is a whole number, not {value!r}")
+    elif kind == "double":
+        if found.type not in ("int", "float"):
+            raise InvalidArgument(f"{where}: {what} is a number, not {found.type}")
+    elif kind == "bool" and (found.type not in ("bool", "int") or value not in (0, 1)):
+        raise InvalidArgument(f"{where}: {what} is yes or no (bool), not {value!r}")
+
+
 def validate_environment(environment: Mapping[str, str], field_name: str) -> None:
     if len(environment) > MAX_ENVIRONMENT_ENTRIES:
         raise InvalidArgument(
@@ -860,6 +943,17 @@ class TemplateRecord:
     default_packet_type: str
     script_name: str
     enabled: bool
+    # The MTemplateAPI file behind it (gateway/template_engine.py; '' for a
+    # template stored by an older dispatcher).
+    version: str = ""
+    file_path: str = ""
+    load_error: str = ""
+    builtin: bool = False
+    definition: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    licenses_group: str = ""
+    max_licenses: int = 0
+    delay_group: str = ""
+    delay_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)

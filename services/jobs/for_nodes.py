@@ -22,6 +22,7 @@ This module is owned by the jobs domain; its SQL is in services/jobs/store.py
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -40,10 +41,10 @@ from services.admin.domain import DispatcherConfig
 from services.admin.paths import RepositoryPaths, map_path
 from services.admin.store import all_repositories
 from services.core.database import Database
-from services.jobs import store
+from services.jobs import store, topics
 from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
-from services.jobs.messages import job_message
+from services.jobs.messages import job_for_node, job_message
 from services.jobs.store import (
     job_assignments,
     job_owner,
@@ -82,6 +83,7 @@ REFERENCE_TOPICS = frozenset(
         admin_topics.REPOSITORY_UPDATED,
         admin_topics.REPOSITORY_DELETED,
         admin_topics.REPOSITORIES_CHANGED,
+        topics.TEMPLATES_CHANGED,
     }
 )
 
@@ -91,6 +93,9 @@ class _Reference:
     config: DispatcherConfig
     mappings: list[RepositoryPaths]
     templates: dict[int, template_defs.Template]
+    # Version of each template whose code is an MTemplateAPI file: its chunks
+    # run through the template's callbacks on the node.
+    versions: dict[int, str]
     read_at: float
 
 
@@ -111,13 +116,15 @@ class ReferenceCache:
             or time.monotonic() - current.read_at > REFERENCE_SECONDS
             or not template_ids <= current.templates.keys()
         ):
+            rows = store.all_templates(session)
             current = self._current = _Reference(
                 read_configuration(session),
                 [
                     RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
                     for r in all_repositories(session)
                 ],
-                {row.id: _template(row) for row in store.all_templates(session)},
+                {row.id: _template(row) for row in rows},
+                {row.id: row.version for row in rows if row.version},
                 time.monotonic(),
             )
         return current
@@ -146,6 +153,7 @@ def build_assignments(
                 assignment,
                 job,
                 templates[job.template_id],
+                shared.versions.get(job.template_id, ""),
                 config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
                 # Attributes flagged for substitution become the node's own paths.
                 functools.partial(
@@ -181,10 +189,34 @@ def _assignment_message(
     live: Row[Any],
     job: Row[Any],
     template: template_defs.Template,
+    version: str,
     default_timeout: int,
     substitute: Callable[[str], str],
 ) -> agent_pb2.Assignment:
-    """`live`: the assignment row with its node's platform and its chunk's frames."""
+    """`live`: the assignment row with its node's platform and its chunk's frames.
+
+    A template with a version (an MTemplateAPI file) is run by the node: the
+    assignment carries the job (path attributes mapped to the node's
+    platform), the chunk and the version, and the agent calls the template's
+    callbacks. A template stored by an older dispatcher (no version) gets its
+    command built here."""
+    assignment = agent_pb2.Assignment(
+        job_id=job.id,
+        chunk_id=live.chunk_number,
+        fencing_token=live.fencing_token,
+        run_number=live.runs_count,
+        job_name=job.name,
+        template_id=template.id,
+        start_frame=live.start_frame,
+        end_frame=live.end_frame,
+        by_frame=live.by_frame,
+        # The job's own chunk timeout, else the configuration's global one.
+        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
+        run_as_user=live.run_as_user,
+    )
+    if version:
+        _add_template_run(assignment, live, job, version, substitute)
+        return assignment
     built = template_defs.build_command(
         template,
         template_defs.JobInput(
@@ -202,26 +234,44 @@ def _assignment_message(
         live.platform,
         substitute,
     )
-    return agent_pb2.Assignment(
-        job_id=job.id,
-        chunk_id=live.chunk_number,
-        fencing_token=live.fencing_token,
-        run_number=live.runs_count,
-        job_name=job.name,
-        template_id=template.id,
-        start_frame=live.start_frame,
-        end_frame=live.end_frame,
-        by_frame=live.by_frame,
-        executable=built.executable,
-        arguments=list(built.arguments),
-        working_directory=built.working_directory,
-        environment=dict(built.environment),
-        # The job's own chunk timeout, else the configuration's global one.
-        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
-        success_exit_codes=list(template.success_exit_codes),
-        log_error_patterns=list(template.log_error_patterns),
-        log_warning_patterns=list(template.log_warning_patterns),
-        run_as_user=live.run_as_user,
+    assignment.executable = built.executable
+    assignment.arguments.extend(built.arguments)
+    assignment.working_directory = built.working_directory
+    assignment.environment.update(built.environment)
+    assignment.success_exit_codes.extend(template.success_exit_codes)
+    assignment.log_error_patterns.extend(template.log_error_patterns)
+    assignment.log_warning_patterns.extend(template.log_warning_patterns)
+    return assignment
+
+
+def _add_template_run(
+    assignment: agent_pb2.Assignment,
+    live: Row[Any],
+    job: Row[Any],
+    version: str,
+    substitute: Callable[[str], str],
+) -> None:
+    """What the node's template callbacks need: the job (its path attributes
+    mapped to the node's platform), the chunk, the template's version."""
+    attributes = [
+        dataclasses.replace(a, value=substitute(a.value))
+        if a.substitute_paths and isinstance(a.value, str)
+        else a
+        for a in attributes_from_json(job.attributes or {})
+    ]
+    assignment.template_version = version
+    assignment.job.CopyFrom(job_for_node(job, attributes))
+    assignment.chunk.CopyFrom(
+        jobs_pb2.Chunk(
+            id=live.chunk_number,
+            job_id=job.id,
+            start_frame=live.start_frame,
+            end_frame=live.end_frame,
+            by_frame=live.by_frame,
+            slice_index=live.slice_index,
+            node_id=live.node_id,
+            requeue_count=max(0, live.runs_count - 1),
+        )
     )
 
 

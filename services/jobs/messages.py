@@ -13,7 +13,7 @@ import dataclasses
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -173,6 +173,19 @@ def _stamp(value: datetime | None) -> Timestamp | None:
 
 def _set(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v}
+
+
+def job_for_node(row: Any, attributes: Iterable[Attribute]) -> jobs_pb2.Job:
+    """The Job a render node's template callbacks see (MJob): a jobs row's
+    fields with the attributes as that node reads them (paths mapped)."""
+    return jobs_pb2.Job(
+        **_set(
+            **_writable_fields(row),
+            id=row.id,
+            parent_id=-1 if row.parent_id is None else row.parent_id,
+            attributes=_attribute_messages(attributes),
+        )
+    )
 
 
 def job_message(row: JobRecord) -> jobs_pb2.Job:
@@ -351,6 +364,65 @@ def template_message(row: TemplateRecord) -> jobs_pb2.Template:
         default_packet_type=enums.PACKET_TYPE.number(row.default_packet_type),
         enabled=row.enabled,
         script_name=row.script_name,
+        version=row.version,
+        file_path=row.file_path,
+        load_error=row.load_error,
+        builtin=row.builtin,
+        licenses_group=row.licenses_group,
+        max_licenses=row.max_licenses,
+        delay_group=row.delay_group,
+        delay_seconds=row.delay_seconds,
+        **_definition_fields(row.definition),
+    )
+
+
+def _definition_fields(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The Template fields a template file's definition gives."""
+    if not definition:
+        return {}
+    return {
+        "default_priority": int(definition.get("default_priority", 0)),
+        "default_pools": list(definition.get("default_pools", ())),
+        "default_excluded_pools": list(definition.get("default_excluded_pools", ())),
+        "default_packet_size": int(definition.get("default_packet_size", 0)),
+        "submission_items": [_template_item(i) for i in definition.get("items", ())],
+        "mappings": dict(definition.get("mappings", {})),
+        "platforms": [
+            jobs_pb2.TemplatePlatform(
+                platform=core_enums.PLATFORM.number(p["platform"]),
+                enabled=bool(p.get("enabled")),
+                enabled_by_default=bool(p.get("enabled_by_default")),
+                error_check=bool(p.get("error_check")),
+                frames_floating=int(p.get("frames_floating", 0)),
+                detection_logic=int(p.get("detection_logic", 0)),
+                client_items=[_template_item(i) for i in p.get("client_items", ())],
+            )
+            for p in definition.get("platforms", ())
+        ],
+        "dispatcher_callbacks": list(definition.get("dispatcher_callbacks", ())),
+        "node_callbacks": list(definition.get("node_callbacks", ())),
+    }
+
+
+def _template_item(item: Mapping[str, Any]) -> jobs_pb2.TemplateItem:
+    default = item.get("default")
+    if isinstance(default, bool):
+        text = "1" if default else "0"
+    elif isinstance(default, float) and default.is_integer():
+        text = str(int(default)) if item.get("kind") == "integer" else repr(default)
+    else:
+        text = "" if default is None else str(default)
+    return jobs_pb2.TemplateItem(
+        name=str(item["name"]),
+        kind=str(item.get("kind", "string")),
+        label=str(item.get("label", "")),
+        description=str(item.get("description", "")),
+        default_value=text,
+        required=bool(item.get("required")),
+        enabled=bool(item.get("enabled", True)),
+        flags=[int(f) for f in item.get("flags", ())],
+        options=[str(o) for o in item.get("options", ())],
+        file_filter=str(item.get("filter", "")),
     )
 
 

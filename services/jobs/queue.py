@@ -83,14 +83,21 @@ def _edit_fields(fields: Iterable[str] | None) -> frozenset[str]:
     return names
 
 
-def _template_default(session: Session, spec: JobSpec) -> str:
+def _with_template(session: Session, spec: JobSpec) -> tuple[JobSpec, str]:
+    """The job checked against its template (which must exist and be enabled,
+    whatever else the job sets): its attributes against the submission items
+    (defaults filled in), and its packet type (the template's default when
+    unset)."""
     assert spec.template_id is not None  # validate_job requires it for jobs
     template = repo.get_template(session, spec.template_id)
     if template is None:
         raise InvalidArgument(f"job.template_id: unknown template {spec.template_id}")
     if not template.enabled:
         raise InvalidArgument(f"job.template_id: template {spec.template_id} is disabled")
-    return template.default_packet_type
+    attributes = domain.apply_submission_items(template.id, template.definition, spec.attributes)
+    if attributes != spec.attributes:
+        spec = dataclasses.replace(spec, attributes=attributes)
+    return spec, spec.packet_type or template.default_packet_type
 
 
 def _initial_status(session: Session, spec: JobSpec) -> str:
@@ -192,7 +199,7 @@ class QueueService:
             check_parent(session, spec.parent_id, "job.parent_id")
             packet_type, plan, status = "frames", None, "queued"
             if spec.kind == "job":
-                packet_type = spec.packet_type or _template_default(session, spec)
+                spec, packet_type = _with_template(session, spec)
                 plan = domain.plan_chunks(spec, packet_type)
                 status = _initial_status(session, spec)
             count = plan.count if plan else 0
@@ -255,8 +262,10 @@ class QueueService:
             packet_type = row.packet_type
             plan = None
             if merged.kind == "job":
-                if "template_id" in changed or "packet_type" in changed:
-                    packet_type = merged.packet_type or _template_default(session, merged)
+                if {"template_id", "packet_type", "attributes"} & set(changed):
+                    merged, packet_type = _with_template(session, merged)
+                    if "packet_type" not in changed and "template_id" not in changed:
+                        packet_type = row.packet_type
                 if domain.CHUNK_SHAPE_FIELDS & set(changed):
                     plan = domain.plan_chunks(merged, packet_type)
                 if "depend_ids" in changed or "depend_mode" in changed:

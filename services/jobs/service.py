@@ -10,6 +10,8 @@ rollup after its chunks change is services/jobs/rollup.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.core.database import Database
 from services.jobs.backups import BackupsService
 from services.jobs.catalog import TemplatesService
@@ -19,11 +21,17 @@ from services.jobs.snapshots import SnapshotsService
 
 
 class JobsService:
-    def __init__(self, db: Database, validator: SubmissionValidator | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        validator: SubmissionValidator | None = None,
+        templates_dir: Path | None = None,
+    ) -> None:
         self.db = db
         self.queue = QueueService(db, validator)
         self.chunks = ChunksService(db)
-        self.templates = TemplatesService(db)
+        # The built-in library and the studio's template folder.
+        self.templates = TemplatesService(db, studio=templates_dir)
         self.backups = BackupsService(db)
         self.snapshots = SnapshotsService(db, self.queue, self.backups)
 

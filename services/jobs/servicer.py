@@ -166,9 +166,14 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
             core_enums.PLATFORM.text(request.platform, "platform") if request.platform else None
         )
         page = self.templates.list_templates(platform, request.page_size, request.page_token)
+        problems = [] if request.page_token else self.templates.file_problems()
         return jobs_pb2.ListTemplatesResponse(
             templates=[template_message(t) for t in page.items],
             next_page_token=page.next_page_token,
+            problems=[
+                jobs_pb2.TemplateFileProblem(file_path=path, error=error)
+                for path, error in problems
+            ],
         )
 
     def GetTemplate(

@@ -62,6 +62,8 @@ from services.jobs.tables import (
     chunks,
     job_dependencies,
     jobs,
+    template_files,
+    template_versions,
     templates,
 )
 from services.jobs.templates import Template
@@ -662,9 +664,105 @@ def list_templates(
         query = query.where(templates.c.id > after)
     if platform:
         query = query.where(
-            templates.c.commands.contains([{"platform": platform}])  # JSONB @>
+            or_(
+                templates.c.commands.contains([{"platform": platform}]),  # JSONB @>
+                templates.c.definition["platforms"].contains(
+                    [{"platform": platform, "enabled": True}]
+                ),
+            )
         )
     return [TemplateRecord(*row) for row in session.execute(query).all()]
+
+
+def lock_template_catalogue(session: Session) -> None:
+    """Replicas write the catalogue one at a time (until the transaction ends)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TEMPLATE_CATALOGUE_LOCK})
+
+
+# Advisory lock key of the template catalogue's writers ('tmpl').
+TEMPLATE_CATALOGUE_LOCK = 0x746D706C
+
+
+def template_states(session: Session) -> dict[int, Row[Any]]:
+    """What the catalogue compares with the files: per template id, its
+    version, file, load error, enabled flag and definition."""
+    query: Select[Any] = select(
+        templates.c.id,
+        templates.c.version,
+        templates.c.file_path,
+        templates.c.load_error,
+        templates.c.enabled,
+        templates.c.builtin,
+        templates.c.definition,
+    )
+    return {int(r.id): r for r in session.execute(query).all()}
+
+
+def save_loaded_template(session: Session, values: Mapping[str, Any], source: str) -> None:
+    """Insert or replace a template loaded from a file, and keep its code
+    under its version (a version's code never changes)."""
+    statement = pg_insert(templates).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k != "id"}
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[templates.c.id], set_={**changed, "updated_at": func.now()}
+        )
+    )
+    session.execute(
+        pg_insert(template_versions)
+        .values(
+            template_id=values["id"],
+            version=values["version"],
+            source=source,
+            file_path=values["file_path"],
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def mark_templates(
+    session: Session, template_ids: Iterable[int], load_error: str, enabled: bool = True
+) -> None:
+    """Record why a template's file no longer gives it (it keeps running with
+    its last good version; disabled when its file no longer defines it)."""
+    ids = list(template_ids)
+    if ids:
+        session.execute(
+            update(templates)
+            .where(templates.c.id.in_(ids))
+            .values(load_error=load_error, enabled=enabled, updated_at=func.now())
+        )
+
+
+def replace_template_files(session: Session, files: Mapping[str, tuple[str, list[int]]]) -> None:
+    """The files read last: path -> (error, template ids)."""
+    session.execute(delete(template_files))
+    if files:
+        session.execute(
+            insert(template_files),
+            [
+                {"file_path": path, "error": error, "template_ids": ids}
+                for path, (error, ids) in sorted(files.items())
+            ],
+        )
+
+
+def template_file_problems(session: Session) -> list[Row[Any]]:
+    query: Select[Any] = (
+        select(template_files.c.file_path, template_files.c.error)
+        .where(template_files.c.error != "")
+        .order_by(template_files.c.file_path)
+    )
+    return list(session.execute(query).all())
+
+
+def template_source(session: Session, template_id: int, version: str) -> Row[Any] | None:
+    """One version of a template's code (what agents run)."""
+    query: Select[Any] = select(template_versions.c.source, template_versions.c.file_path).where(
+        template_versions.c.template_id == template_id,
+        template_versions.c.version == version,
+    )
+    return session.execute(query).first()
 
 
 def template_ids(session: Session) -> set[int]:

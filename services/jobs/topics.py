@@ -23,6 +23,9 @@ JOB_BACKED_UP: Final = "job.backed_up"
 JOB_RESTORED: Final = "job.restored"
 QUEUE_IMPORTED: Final = "queue.imported"
 
+# Templates: the catalogue loaded new or changed template files.
+TEMPLATES_CHANGED: Final = "template.changed"
+
 # Chunks and the render loop.
 CHUNK_STATUS_CHANGED: Final = "chunk.status_changed"
 CHUNK_KILL_REQUESTED: Final = "chunk.kill_requested"

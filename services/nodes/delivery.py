@@ -20,6 +20,7 @@ from farm.common.v1 import common_pb2
 from services.core.database import Database
 from services.jobs import for_nodes
 from services.jobs import topics as jobs_topics
+from services.nodes import store as repo
 from services.nodes.service import NodesService, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
 
@@ -97,9 +98,7 @@ class AssignmentDelivery:
             if not wanted:
                 continue
             try:
-                messages = await asyncio.to_thread(
-                    for_nodes.build_assignments, self.db, wanted, self.reference
-                )
+                messages = await asyncio.to_thread(self._assignments, wanted)
                 for node_id, message in messages.items():
                     stream = self.hub.streams.get(node_id)
                     if stream is None or stream.sent_token == message.fencing_token:
@@ -110,6 +109,19 @@ class AssignmentDelivery:
                 self._mark.set()
             except Exception:
                 _LOG.exception("delivering %d assignments failed", len(wanted))
+
+    def _assignments(self, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
+        """The nodes' live assignments, each with the node's own values of its
+        template's client configuration items (one read for the batch)."""
+        messages = for_nodes.build_assignments(self.db, node_ids, self.reference)
+        if messages:
+            with self.db.transaction() as session:
+                stored = repo.template_preferences(session, list(messages))
+            for node_id, values in stored.items():
+                message = messages.get(node_id)
+                if message is not None:
+                    message.template_preferences.update(values.get(str(message.template_id), {}))
+        return messages
 
     async def _mark_rendering(self) -> None:
         """Nodes sent their chunk show as rendering: written beside the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from farm.nodes.v1 import nodes_pb2
@@ -87,3 +88,44 @@ def status_for(rendering: bool, paused: bool) -> str:
     if rendering:
         return "rendering"
     return "paused" if paused else "idle"
+
+
+# A node's values of one template's client configuration items.
+MAX_TEMPLATE_PREFERENCES = 100
+MAX_TEMPLATE_PREFERENCE_LENGTH = 4096
+
+
+def template_preferences_after(
+    current: Mapping[str, str], values: Mapping[str, str], replace: bool
+) -> dict[str, str]:
+    """A node's values for a template once `values` are set: merged into
+    `current` (an empty value removes its key) or, with `replace`, instead of
+    them. Raises InvalidArgument for an empty or unstorable key, a value too
+    long, or too many keys."""
+    if len(values) > MAX_TEMPLATE_PREFERENCES:
+        raise InvalidArgument(f"values: more than {MAX_TEMPLATE_PREFERENCES} keys")
+    for key, value in values.items():
+        if not key.strip():
+            raise InvalidArgument("values: a key is empty")
+        if "\x00" in key or "\x00" in value:
+            raise InvalidArgument(f"values[{key[:40]!r}]: contains a NUL character")
+        if len(key) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"values: key {key[:40]!r}... longer than {MAX_NAME_LENGTH} characters"
+            )
+        if len(value) > MAX_TEMPLATE_PREFERENCE_LENGTH:
+            raise InvalidArgument(
+                f"values[{key!r}]: longer than {MAX_TEMPLATE_PREFERENCE_LENGTH} characters"
+            )
+    result = {} if replace else dict(current)
+    for key, value in values.items():
+        if value:
+            result[key] = value
+        else:
+            result.pop(key, None)
+    if len(result) > MAX_TEMPLATE_PREFERENCES:
+        raise InvalidArgument(
+            f"values: the node would have {len(result)} keys for the template,"
+            f" more than {MAX_TEMPLATE_PREFERENCES}"
+        )
+    return result

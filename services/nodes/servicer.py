@@ -39,6 +39,7 @@ from services.nodes.messages import (
     node_message,
     notificator_message,
 )
+from services.nodes.preferences import TemplatePreferences
 from services.nodes.relay import ResultRelay
 from services.nodes.service import NodesService, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
@@ -82,6 +83,7 @@ async def next_message(
 class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SERVICE)):  # type: ignore[misc]
     def __init__(self, service: NodesService) -> None:
         self.service = service
+        self.preferences = TemplatePreferences(service.db)
 
     async def ListNodes(
         self, request: nodes_pb2.ListNodesRequest, context: Any
@@ -131,6 +133,32 @@ class NodesServicer(contract_base(nodes_pb2_grpc.NodesServiceServicer, NODES_SER
     ) -> nodes_pb2.SetNodeNotesResponse:
         await _call(self.service.set_notes, request.node_id, request.notes)
         return nodes_pb2.SetNodeNotesResponse()
+
+    async def SetNodeTemplatePreferences(
+        self, request: nodes_pb2.SetNodeTemplatePreferencesRequest, context: Any
+    ) -> nodes_pb2.SetNodeTemplatePreferencesResponse:
+        values = await _call(
+            self.preferences.set,
+            request.node_id,
+            request.template_id,
+            dict(request.values),
+            request.replace,
+        )
+        return nodes_pb2.SetNodeTemplatePreferencesResponse(
+            preferences=nodes_pb2.NodeTemplatePreferences(
+                template_id=request.template_id, values=values
+            )
+        )
+
+    async def GetNodeTemplatePreferences(
+        self, request: nodes_pb2.GetNodeTemplatePreferencesRequest, context: Any
+    ) -> nodes_pb2.GetNodeTemplatePreferencesResponse:
+        found = await _call(self.preferences.get, request.node_id, request.template_id)
+        return nodes_pb2.GetNodeTemplatePreferencesResponse(
+            preferences=[
+                nodes_pb2.NodeTemplatePreferences(template_id=t, values=v) for t, v in found
+            ]
+        )
 
     async def SetNodeProcessPriority(
         self, request: nodes_pb2.SetNodeProcessPriorityRequest, context: Any

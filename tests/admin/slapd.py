@@ -4,8 +4,6 @@ small seeded directory, stopped after the tests."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -13,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import ldap3
+
+from tests.debian import ensure_packages, find_command
 
 ldap: Any = ldap3
 
@@ -43,28 +43,9 @@ directory {folder}/data
 
 def slapd_unavailable() -> str:
     """Why slapd cannot run here ("" when it can), installing it if possible."""
-    if shutil.which("slapd") or Path("/usr/sbin/slapd").exists():
-        return ""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "slapd is not installed and cannot be installed here (needs root and apt-get)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["debconf-set-selections"],
-        input="slapd slapd/no_configuration boolean true\n",
-        text=True,
-        check=False,
+    return ensure_packages(
+        ["slapd"], commands=["slapd"], preseed="slapd slapd/no_configuration boolean true\n"
     )
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", "slapd"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    if result.returncode != 0 or not Path("/usr/sbin/slapd").exists():
-        return f"slapd could not be installed: {result.stderr.strip()[-300:]}"
-    return ""
 
 
 def _free_port() -> int:
@@ -88,7 +69,7 @@ class Slapd:
                 folder=self.folder, suffix=SUFFIX, admin=ADMIN_DN, password=ADMIN_PASSWORD
             )
         )
-        slapd = shutil.which("slapd") or "/usr/sbin/slapd"
+        slapd = find_command("slapd") or "/usr/sbin/slapd"
         # -d 0: stay in the foreground (so it dies with its process), log nothing.
         self.process = subprocess.Popen(
             [slapd, "-f", str(config), "-h", f"{self.uri}/", "-d", "0"],

@@ -168,6 +168,9 @@ NON_MUSTER_RPCS = frozenset(
         ("farm.jobs.v1.JobsService", "ListTemplates"),
         ("farm.jobs.v1.JobsService", "GetTemplate"),
         ("farm.nodes.v1.ClientsService", "Connect"),
+        # Per-node template preferences (client configuration items).
+        ("farm.nodes.v1.NodesService", "SetNodeTemplatePreferences"),
+        ("farm.nodes.v1.NodesService", "GetNodeTemplatePreferences"),
         ("farm.admin.v1.AdminService", "ListLogEntries"),
         # Authentication (docs/security.md): the facade logs in by itself.
         ("farm.admin.v1.AdminService", "Login"),

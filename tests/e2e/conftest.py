@@ -48,6 +48,9 @@ def dispatcher(
             "MUSTER_EVENT_POLL_SECONDS": "1",
             # Empty unless a test writes hook files there (the hooks_dir fixture).
             "MUSTER_HOOKS_DIR": str(shared_tmp / "hooks"),
+            # Empty unless a test writes template files there (templates_dir).
+            "MUSTER_TEMPLATES_DIR": str(shared_tmp / "templates"),
+            "MUSTER_TEMPLATES_POLL_SECONDS": "0.3",
             "MUSTER_DISCOVERY_PORT": str(DISCOVERY_PORT),
         },
     )
@@ -66,6 +69,14 @@ def dispatcher(
 def hooks_dir(dispatcher: DispatcherProcess, shared_tmp: Path) -> Path:
     """The dispatcher's hooks folder: files written here run as its hooks."""
     folder = shared_tmp / "hooks"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def templates_dir(dispatcher: DispatcherProcess, shared_tmp: Path) -> Path:
+    """The dispatcher's studio templates folder: files written here are its templates."""
+    folder = shared_tmp / "templates"
     folder.mkdir(exist_ok=True)
     return folder
 
