@@ -354,6 +354,8 @@ class ChunkRun:
         if self._on_start is not None:
             self._on_start()
         self._apply_priority()
+        # The chunk is running (no longer only assigned) once its process is.
+        self._progress_changed(0.0)
         if self._kill_message:  # the kill came while the process was starting
             self._terminate()
         readers = [
@@ -473,7 +475,9 @@ class ChunkRun:
 
     def _report_progress(self) -> None:
         self._progress_timer = None
-        if self._send_progress is None or self._progress in (None, self._progress_sent):
+        if self._send_progress is None or self._progress is None:
+            return
+        if self._progress == self._progress_sent:
             return
         assert self._progress is not None
         a = self.assignment

@@ -1370,41 +1370,24 @@ def append_run_log(session: Session, run_id: int, lines: Sequence[tuple[Any, str
     )
 
 
-# --- what the nodes service reads: template code (GetTemplateSource) -----------------------
-
-
-def template_source(session: Session, template_id: int, version: str) -> Row[Any] | None:
-    """One version of a template's code (source, file_path), or None."""
-    from services.jobs.tables import template_versions
-
-    return cast(
-        "Row[Any] | None",
-        session.execute(
-            select(template_versions.c.source, template_versions.c.file_path).where(
-                template_versions.c.template_id == template_id,
-                template_versions.c.version == version,
-            )
-        ).first(),
-    )
-
-
 # --- progress of running chunks (ChunkRunsService.ReportChunkProgress) ----------------------
 
 _SET_PROGRESS = text(
-    "UPDATE chunks AS c SET progress = v.progress"
+    "UPDATE chunks AS c SET progress = v.progress, status = 'running'"
     " FROM unnest(CAST(:jobs AS bigint[]), CAST(:chunks AS integer[]),"
     " CAST(:tokens AS bigint[]), CAST(:progress AS double precision[]))"
     " AS v(job_id, chunk_number, fencing_token, progress)"
     " WHERE c.job_id = v.job_id AND c.chunk_number = v.chunk_number"
     " AND c.fencing_token = v.fencing_token AND c.status IN ('assigned', 'running')"
-    " AND c.progress IS DISTINCT FROM v.progress"
+    " AND (c.progress IS DISTINCT FROM v.progress OR c.status = 'assigned')"
     " RETURNING c.job_id"
 )
 
 
 def set_chunks_progress(session: Session, reports: Sequence[tuple[int, int, int, float]]) -> int:
     """(job id, chunk number, fencing token, progress) of running chunks: the
-    chunks still holding that token take the progress; how many did."""
+    chunks still holding that token take the progress, and an assigned chunk
+    is running from its node's first report; how many changed."""
     if not reports:
         return 0
     jobs_, chunks_, tokens, progress = (list(column) for column in zip(*reports, strict=True))

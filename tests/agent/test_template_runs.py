@@ -100,9 +100,10 @@ def test_progress_is_sent_on_change_at_most_once_a_second(
         result = run(body)
     finally:
         runner.close()
-    # 8 frame-done lines of an 8-frame chunk at once: the first report at
-    # once, the newest value a second later, nothing more (no change).
-    assert [p for _, p in reports] == [12.5, 100.0]
+    # 0 once the process started (the chunk is running), then 8 frame-done
+    # lines of an 8-frame chunk at once: the newest value a second after the
+    # first report, nothing more (no change).
+    assert [p for _, p in reports] == [0.0, 100.0]
     assert reports[1][0] - reports[0][0] >= 0.95
     assert (result.outcome, result.message) == (
         common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED_WITH_WARNINGS,
