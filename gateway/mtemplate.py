@@ -26,6 +26,7 @@ unknown (progress lines, frame-done lines, log pattern checks).
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -812,3 +813,203 @@ def exitCodeError(exit_code: int, success: Iterable[int] = (0,), what: str = "")
         return MTemplateError()
     text = f"exit code {exit_code}" + (f": {what}" if what else "")
     return MTemplateError(exit_code or 1, text, MTemplateError.kTemplateErrorTypeError)
+
+
+# --- extension helpers for the built-in library ---------------------------------------------
+#
+# Frame tokens of the command-line template (the token grammar the old
+# services/jobs/templates.py used), frame formatting and frame patterns in
+# file names. Everything here takes the MClientAPI objects a callback gets
+# (`MJob`, `MChunk`).
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([@*]?)([A-Za-z_][A-Za-z0-9_]*)(?::(\d{1,2}))?\}")
+_SPLAT = re.compile(r"\{\*([A-Za-z_][A-Za-z0-9_]*)\}")
+_HASHES = re.compile(r"#+")
+_PRINTF = re.compile(r"%0?(\d*)d")
+
+
+def formatFrame(value: float, padding: int = 0) -> str:
+    """Extension: a frame number as a command line wants it: whole frames
+    without '.0' (`12.0` -> `"12"`, padded `"0012"`), others as they are."""
+    if float(value).is_integer():
+        whole = int(value)
+        return f"{whole:0{padding}d}" if padding else str(whole)
+    return repr(float(value))
+
+
+def chunkFrames(chunk: Any) -> list[float]:
+    """Extension: the frames of a chunk, start to end by its step."""
+    start, end = float(chunk.getStartFrame()), float(chunk.getEndFrame())
+    step = float(chunk.getByFrame() or 1.0)
+    count = max(1, int((end - start) / step + 1e-9) + 1)
+    return [start + i * step for i in range(count)]
+
+
+def singleFrame(chunk: Any, application: str) -> float:
+    """Extension: the frame of a one-frame chunk, for renderers that render
+    one scene file per process (kick, redshiftCmdLine, prman); a chunk of
+    more frames raises ValueError saying to submit with packet size 1."""
+    frames = chunkFrames(chunk)
+    if len(frames) != 1:
+        raise ValueError(
+            f"{application} renders one scene file per process: this chunk has "
+            f"{len(frames)} frames ({formatFrame(frames[0])}-{formatFrame(frames[-1])}); "
+            "submit the job with packet size 1"
+        )
+    return frames[0]
+
+
+def framePath(pattern: str, frame: float) -> str:
+    """Extension: a file name pattern with its frame put in: a run of `#`
+    becomes the frame padded to that many digits, `%04d` likewise; a
+    pattern without either is returned unchanged."""
+    if "#" in pattern:
+        return _HASHES.sub(lambda m: formatFrame(frame, len(m.group(0))), pattern)
+    return _PRINTF.sub(lambda m: formatFrame(frame, int(m.group(1) or 0)), pattern)
+
+
+def hasFramePattern(pattern: str) -> bool:
+    """Extension: whether `framePath` would put a frame into `pattern`."""
+    return "#" in pattern or _PRINTF.search(pattern) is not None
+
+
+def _attribute_texts(job: Any) -> dict[str, str]:
+    values: dict[str, str] = {}
+    message = getattr(job, "message", None)
+    if message is None or not hasattr(message, "attributes"):
+        return {name: job.attributeGetString(name) for name in job.attributeList()}
+    for attribute in message.attributes:
+        kind = attribute.WhichOneof("value")
+        value = getattr(attribute, kind) if kind else ""
+        if isinstance(value, bool):
+            values[attribute.name] = "1" if value else "0"
+        elif isinstance(value, float):
+            values[attribute.name] = formatFrame(value)
+        else:
+            values[attribute.name] = str(value)
+    return values
+
+
+class _Tokens:
+    """The token values of one chunk of one job."""
+
+    def __init__(self, job: Any, chunk: Any) -> None:
+        self.attributes = _attribute_texts(job)
+        self.frames: dict[str, float] = {}
+        self.plain = {"job": str(int(job.getId()))}
+        if chunk is not None:
+            self.frames = {
+                "start": float(chunk.getStartFrame()),
+                "end": float(chunk.getEndFrame()),
+                "frame": float(chunk.getStartFrame()),
+            }
+            self.plain.update(
+                step=formatFrame(float(chunk.getByFrame() or 1.0)),
+                slice=str(int(chunk.getSliceIndex())),
+                chunk=str(int(chunk.getId())),
+            )
+
+    def expand(self, text: str, attributes: bool = True) -> str:
+        def one(match: re.Match[str]) -> str:
+            whole, sigil, name, padding = match.group(0), match[1], match[2], match[3]
+            if whole in ("{{", "}}"):
+                return whole[0]
+            if sigil:
+                # An attribute's own frame tokens expand too (one level: an
+                # attribute never pulls in another one).
+                if not attributes:
+                    return whole
+                return self.expand(self.attributes.get(name, ""), attributes=False)
+            if name in self.frames:
+                return formatFrame(self.frames[name], int(padding or 0))
+            if name in self.plain and padding is None:
+                return self.plain[name]
+            if name in ("start", "end", "frame", "step", "slice", "chunk"):
+                raise ValueError(f"token {whole} needs a chunk, and there is none here")
+            raise ValueError(f"unknown token {whole}")
+
+        return _TOKEN.sub(one, text)
+
+
+def splitArguments(text: str, platform: int = 2) -> list[str]:
+    """Extension: a command line's words as the node's platform reads them
+    (`platform` as onBuildCommandLine gets it: 1 Windows, 2 Linux, 3 macOS):
+    POSIX shell rules, but on Windows a backslash is kept (paths) and quotes
+    only group words."""
+    if platform != 1:
+        return shlex.split(text)
+    words = shlex.split(text, posix=False)
+    return [w[1:-1] if len(w) >= 2 and w[0] == w[-1] and w[0] in "\"'" else w for w in words]
+
+
+def expandTokens(text: str, job: Any, chunk: Any) -> str:
+    """Extension: `text` with the frame tokens of `chunk` of `job` put in.
+
+    `{start}` `{end}` `{step}` the chunk's first and last frame and step;
+    `{start:N}` `{end:N}` zero-padded to N digits; `{frame}` = `{start}`;
+    `{slice}` the slice index; `{chunk}` `{job}` the ids; `{@name}` the job
+    attribute `name` (whose own frame tokens expand too; missing: empty);
+    `{{` `}}` literal braces. An unknown token raises ValueError naming it;
+    with `chunk` None (onGetApplicationPath has none) only `{job}` and
+    attributes expand."""
+    return _Tokens(job, chunk).expand(text)
+
+
+def expandArguments(arguments: Iterable[str], job: Any, chunk: Any) -> list[str]:
+    """Extension: a list of arguments with their tokens expanded
+    (`expandTokens`); an argument that is exactly `{*name}` becomes the job
+    attribute `name` split like a POSIX shell would, one argument per word
+    (each word's tokens expanded), or no argument when it is missing."""
+    tokens = _Tokens(job, chunk)
+    result: list[str] = []
+    for argument in arguments:
+        splat = _SPLAT.fullmatch(argument)
+        if splat:
+            words = shlex.split(tokens.attributes.get(splat[1], ""))
+            result.extend(tokens.expand(word) for word in words)
+        else:
+            result.append(tokens.expand(argument))
+    return result
+
+
+def applicationPath(
+    prefs: Mapping[str, Any], item_name: str, pathOut: MStringRef
+) -> MTemplateError:
+    """Extension: the usual onGetApplicationPath: the node's client
+    configuration item `item_name` (its default unless an administrator set
+    it) written to `pathOut`; an empty value is an error naming the item."""
+    path = str(prefs.get(item_name) or "").strip()
+    if not path:
+        return MTemplateError(
+            1,
+            f"the client configuration item {item_name} (the application's path) is empty "
+            "on this node",
+            MTemplateError.kTemplateErrorTypeError,
+        )
+    pathOut.setString(path)
+    return MTemplateError()
+
+
+def enableApplication(
+    template: MTemplate,
+    item_name: str,
+    label: str,
+    paths: Mapping[str, str],
+    detection: int = kProcessDirect,
+) -> None:
+    """Extension: enable the platform sections of `paths` ("windows",
+    "linux", "macos" -> the application's default path there), each with
+    error checks on and a client configuration item `item_name` holding that
+    path (a node's administrator changes it per node)."""
+    for platform_name, default in paths.items():
+        section = template.platform(platform_name)
+        section.setPlatformEnabled(True)
+        section.setEnabledByDefault(True)
+        section.setEnableErrorCheck(True)
+        section.setFramesFloating(0)
+        section.setDetectionLogic(detection)
+        section.addClientConfigurationItem(
+            MTemplateItemFile(
+                item_name, label, f"Path of {label} on this node", default, 0, 1, 1, "*"
+            )
+        )

@@ -84,6 +84,9 @@ POLICY: dict[str, dict[str, Access]] = {
         "FlushQueueDatabase": A,
         "FlushHistoryDatabase": A,
         "FlushBackupDatabase": A,
+        "ListTemplateGroups": R,
+        # Overrides a licence or delay group's limit farm-wide.
+        "SetTemplateGroupLimit": A,
     },
     "farm.jobs.v1.ChunkRunsService": {
         "FinishChunkRun": S,

@@ -656,6 +656,8 @@ class FreeNode:
     name: str
     host_name: str
     pools: set[str]
+    # "windows", "linux" or "macos"; '' when the node has not said.
+    platform: str = ""
 
 
 @dataclass
@@ -673,6 +675,8 @@ class CandidateJob:
     started: bool
     # The jobs it depends on: id -> status.
     dependencies: dict[int, str] = field(default_factory=dict)
+    # The platforms its template runs on; None: any.
+    platforms: frozenset[str] | None = None
 
 
 def eligible(
@@ -682,6 +686,8 @@ def eligible(
     excluded_templates: set[tuple[int, int]],
 ) -> bool:
     """Whether `node` may run a chunk of `job` (pure rule)."""
+    if job.platforms is not None and node.platform and node.platform not in job.platforms:
+        return False
     included = {p.lower() for p in job.included_pools}
     excluded = {p.lower() for p in job.excluded_pools}
     if included and not included & node.pools:

@@ -20,6 +20,7 @@ PACKET_TYPE = EnumMap(jobs_pb2.PacketType.DESCRIPTOR, "PACKET_TYPE_")
 DEPEND_MODE = EnumMap(jobs_pb2.DependMode.DESCRIPTOR, "DEPEND_MODE_")
 LOGS_ERROR_CHECK = EnumMap(jobs_pb2.LogsErrorCheck.DESCRIPTOR, "LOGS_ERROR_CHECK_")
 OVERWRITE_MODE = EnumMap(jobs_pb2.BackupOverwriteMode.DESCRIPTOR, "BACKUP_OVERWRITE_MODE_")
+TEMPLATE_GROUP_KIND = EnumMap(jobs_pb2.TemplateGroupKind.DESCRIPTOR, "TEMPLATE_GROUP_KIND_")
 
 # RestoreActionFlag bits (RestoreJobRequest.action_flags is a uint32 bit set).
 RESTORE_DUPLICATE_ENTRY = jobs_pb2.RESTORE_ACTION_FLAG_DUPLICATE_ENTRY

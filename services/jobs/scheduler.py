@@ -7,6 +7,12 @@ memory, and commits every assignment of the tick in one transaction; the
 database arbitrates (one live assignment per chunk and per node, conditional
 chunk updates), so a second scheduler by mistake can only lose races, never
 double-book. Agents hear of an assignment only from its committed event.
+
+Licence and delay groups of templates (services/jobs/licences.py) bound each
+tick: their running counts are read inside the tick's transaction, under a
+transaction-level lock that serialises ticks planning grouped chunks, and a
+chunk planned in the tick counts at once (docs/render-loop.md, "Licence and
+delay groups").
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from services.jobs.domain import (
     eligible,
     unmet_dependencies,
 )
+from services.jobs.licences import GroupState, TickBudget
 from services.jobs.messages import chunk_message, job_message
 
 _LOG = logging.getLogger(__name__)
@@ -206,17 +213,35 @@ class Scheduler(ListeningThread):
             candidates = self._candidate_jobs(session)
             if not candidates:
                 return 0
-            plan = self._match(session, nodes, candidates)
+            budget = self._budget(session)
+            plan = self._match(session, nodes, candidates, budget)
             if plan:
                 self._commit(session, plan)
+                if budget.delay_groups_started:
+                    store.record_delay_starts(session, budget.delay_groups_started)
             self.assigned_total += len(plan)
             return len(plan)
 
+    @staticmethod
+    def _budget(session: Session) -> TickBudget:
+        """The licence and delay groups' room for this tick (services/jobs/
+        licences.py): one statement when no template names a group; else the
+        groups' lock, then their counts read after it (a chunk assigned by a
+        tick that committed while this one waited is counted)."""
+        if not store.lock_template_groups(session):
+            return TickBudget()
+        return TickBudget(GroupState.of(row) for row in store.template_group_states(session))
+
     def _match(
-        self, session: Session, nodes: list[FreeNode], candidates: list[CandidateJob]
+        self,
+        session: Session,
+        nodes: list[FreeNode],
+        candidates: list[CandidateJob],
+        budget: TickBudget,
     ) -> list[Planned]:
         """This tick's assignments: candidate jobs in order, each given the free
-        nodes it may use, its queued chunks in frame order."""
+        nodes it may use, its queued chunks in frame order, within the licence
+        and delay groups' budget."""
         excluded_jobs, excluded_templates = store.exclusions(session)
         hooks = _TickHooks(self.hooks, session)
         plan: list[Planned] = []
@@ -232,7 +257,9 @@ class Scheduler(ListeningThread):
                 continue
             capacity = job.max_nodes - job.working if job.max_nodes else len(nodes)
             usable = [n for n in nodes if eligible(n, job, excluded_jobs, excluded_templates)]
-            take = min(capacity, len(usable), self.batch_size - len(plan))
+            take = budget.allowance(
+                job.template_id, min(capacity, len(usable), self.batch_size - len(plan))
+            )
             if take <= 0:
                 continue
             # A job with dependencies may have chunks vetoed by
@@ -246,6 +273,7 @@ class Scheduler(ListeningThread):
             for chunk, node in zip(ready, usable, strict=False):
                 plan.append(Planned(job, chunk, node, hooks.run_as_user(job, chunk, node)))
                 nodes.remove(node)
+            budget.consume(job.template_id, min(len(ready), len(usable)))
             if len(plan) >= self.batch_size:
                 break
         return plan
@@ -272,12 +300,18 @@ class Scheduler(ListeningThread):
                 r.name,
                 r.host_name,
                 {p.lower() for p in pools_of(members, r.pools, r.name, r.host_name)},
+                r.platform,
             )
             for r in rows
         ]
 
     @staticmethod
     def _candidate_jobs(session: Session) -> list[CandidateJob]:
+        rows = store.candidate_jobs(session)
+        if not rows:
+            return []
+        # A node only gets chunks of templates enabled for its platform.
+        platforms = store.template_platforms(session)
         return [
             CandidateJob(
                 r.id,
@@ -290,8 +324,9 @@ class Scheduler(ListeningThread):
                 r.depend_chunks,
                 r.started,
                 {int(k): v for k, v in (r.dependencies or {}).items()},
+                platforms.get(r.template_id),
             )
-            for r in store.candidate_jobs(session)
+            for r in rows
         ]
 
     @staticmethod

@@ -18,6 +18,7 @@ from services.jobs.catalog import TemplatesService
 from services.jobs.chunks import ChunksService
 from services.jobs.queue import QueueService, SubmissionValidator
 from services.jobs.snapshots import SnapshotsService
+from services.jobs.template_groups import TemplateGroupsService
 
 
 class JobsService:
@@ -34,5 +35,6 @@ class JobsService:
         self.templates = TemplatesService(db, studio=templates_dir)
         self.backups = BackupsService(db)
         self.snapshots = SnapshotsService(db, self.queue, self.backups)
+        self.template_groups = TemplateGroupsService(db)
 
     # kept for runs.py until the render-loop branch lands

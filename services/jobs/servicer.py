@@ -15,6 +15,7 @@ from services.core.convert import from_timestamp, to_timestamp
 from services.core.server import contract_base
 from services.jobs import enums
 from services.jobs.backups import BackupFilter
+from services.jobs.licences import GroupState
 from services.jobs.messages import (
     JobMessageCache,
     add_listed_chunks,
@@ -42,6 +43,7 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
         self.templates = service.templates
         self.backups = service.backups
         self.snapshots = service.snapshots
+        self.template_groups = service.template_groups
         self.job_cache = JobMessageCache()
 
     # --- the queue ------------------------------------------------------------------------
@@ -267,3 +269,34 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
     ) -> jobs_pb2.FlushBackupDatabaseResponse:
         self.snapshots.flush()
         return jobs_pb2.FlushBackupDatabaseResponse()
+
+    # --- licence and delay groups of templates ------------------------------------------------
+
+    def ListTemplateGroups(
+        self, request: jobs_pb2.ListTemplateGroupsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListTemplateGroupsResponse:
+        groups = self.template_groups.list_groups()
+        return jobs_pb2.ListTemplateGroupsResponse(
+            groups=[template_group_message(g) for g in groups]
+        )
+
+    def SetTemplateGroupLimit(
+        self, request: jobs_pb2.SetTemplateGroupLimitRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SetTemplateGroupLimitResponse:
+        kind = enums.TEMPLATE_GROUP_KIND.text(request.kind, "kind")
+        value = request.value if request.HasField("value") else None
+        group = self.template_groups.set_limit(kind, request.name, value)
+        return jobs_pb2.SetTemplateGroupLimitResponse(group=template_group_message(group))
+
+
+def template_group_message(group: GroupState) -> jobs_pb2.TemplateGroup:
+    return jobs_pb2.TemplateGroup(
+        kind=enums.TEMPLATE_GROUP_KIND.number(group.kind),
+        name=group.name,
+        file_value=group.file_value,
+        override_value=group.override,
+        effective_value=group.limit,
+        template_ids=group.template_ids,
+        running_chunks=group.running,
+        last_start_time=to_timestamp(group.last_started_at),
+    )

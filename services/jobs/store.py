@@ -1027,11 +1027,11 @@ def start_tick(session: Session) -> bool:
 
 def free_nodes(session: Session, limit: int) -> list[Row[Any]]:
     """Idle, connected, unpaused nodes without a live assignment, in id order:
-    (id, name, host_name, pools)."""
+    (id, name, host_name, pools, platform)."""
     return list(
         session.execute(
             text(
-                "SELECT n.id, n.name, n.host_name, n.pools FROM nodes n"
+                "SELECT n.id, n.name, n.host_name, n.pools, n.platform FROM nodes n"
                 " WHERE n.status = 'idle' AND NOT n.paused AND n.session_id IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
                 " ORDER BY n.id LIMIT :limit"
@@ -1039,6 +1039,24 @@ def free_nodes(session: Session, limit: int) -> list[Row[Any]]:
             {"limit": limit},
         ).all()
     )
+
+
+def template_platforms(session: Session) -> dict[int, frozenset[str]]:
+    """The platforms each template runs on: the enabled platform sections of a
+    template file, the commands' platforms of an older dispatcher's template."""
+    rows = session.execute(
+        text(
+            "SELECT t.id, COALESCE(ARRAY(SELECT p->>'platform'"
+            " FROM jsonb_array_elements(t.definition->'platforms') p"
+            " WHERE (p->>'enabled')::boolean), '{}') AS sections,"
+            " ARRAY(SELECT c->>'platform' FROM jsonb_array_elements(t.commands) c) AS commands"
+            " FROM templates t"
+        )
+    ).all()
+    return {
+        int(r.id): frozenset(r.sections if r.sections or r.commands == [] else r.commands)
+        for r in rows
+    }
 
 
 def candidate_jobs(session: Session) -> list[Row[Any]]:
@@ -1367,6 +1385,86 @@ def append_run_log(session: Session, run_id: int, lines: Sequence[tuple[Any, str
             }
             for i, (when, stream, line) in enumerate(lines)
         ],
+    )
+
+
+# --- licence and delay groups of templates (services/jobs/licences.py) ------------------
+#
+# The scheduler reads them once per tick, and only when some template names a
+# group: GROUPS_PRESENT, then GROUP_STATES (two statements: the lock must be
+# held before the counts' snapshot is taken, READ COMMITTED takes one per
+# statement). Nothing per chunk.
+
+# Held (transaction-level) by a tick that plans chunks of grouped templates:
+# a second tick (a new leader while the old one's last tick is still
+# committing, or a scheduler started by mistake) waits for the first to
+# commit and then counts its assignments. Taken before any row lock of the
+# tick, so it cannot deadlock with them.
+TEMPLATE_GROUPS_LOCK_KEY = 0x6D75737465720009
+_GROUPS_PRESENT = text(
+    "SELECT pg_advisory_xact_lock(:key) FROM (SELECT FROM templates"
+    " WHERE licenses_group <> '' OR delay_group <> '' LIMIT 1) AS grouped"
+)
+# Every group (named by a template or only by an override row): its
+# templates and their values, the override, the last start, and for a
+# licence group its live assignments (assigned or running: each holds a
+# licence) and the seconds since its last start by the database's clock.
+_GROUP_STATES = text(
+    "WITH members AS ("
+    " SELECT 'licenses' AS kind, licenses_group AS name, id, max_licenses AS value"
+    " FROM templates WHERE licenses_group <> ''"
+    " UNION ALL SELECT 'delay', delay_group, id, delay_seconds"
+    " FROM templates WHERE delay_group <> ''),"
+    " grouped AS (SELECT kind, name, array_agg(id ORDER BY id) AS template_ids,"
+    " array_agg(value ORDER BY id) AS template_values FROM members GROUP BY kind, name)"
+    " SELECT coalesce(g.kind, o.kind) AS kind, coalesce(g.name, o.name) AS name,"
+    " coalesce(g.template_ids, '{}') AS template_ids,"
+    " coalesce(g.template_values, '{}') AS template_values,"
+    " o.limit_override, o.last_started_at,"
+    " extract(epoch FROM statement_timestamp() - o.last_started_at) AS seconds_since_start,"
+    " CASE WHEN g.kind = 'licenses' THEN (SELECT count(*) FROM chunk_assignments a"
+    " JOIN jobs j ON j.id = a.job_id WHERE j.template_id = ANY(g.template_ids))"
+    " ELSE 0 END AS running"
+    " FROM grouped g FULL JOIN template_groups o ON o.kind = g.kind AND o.name = g.name"
+    " ORDER BY 1 DESC, 2"
+)
+
+
+def lock_template_groups(session: Session) -> bool:
+    """Whether some template names a licence or delay group; if so the
+    groups' lock is held for the rest of the transaction."""
+    return session.execute(_GROUPS_PRESENT, {"key": TEMPLATE_GROUPS_LOCK_KEY}).first() is not None
+
+
+def template_group_states(session: Session) -> list[Row[Any]]:
+    """Every group: (kind, name, template_ids, template_values,
+    limit_override, last_started_at, seconds_since_start, running), licence
+    groups first, each kind by name."""
+    return list(session.execute(_GROUP_STATES).all())
+
+
+def record_delay_starts(session: Session, names: Iterable[str]) -> None:
+    """The delay groups that started a chunk in this transaction: started now
+    (the clock's time, after the chunks' start times)."""
+    session.execute(
+        text(
+            "INSERT INTO template_groups (kind, name, last_started_at)"
+            " SELECT 'delay', unnest(CAST(:names AS text[])), clock_timestamp()"
+            " ON CONFLICT (kind, name) DO UPDATE SET last_started_at = excluded.last_started_at"
+        ),
+        {"names": sorted(names)},
+    )
+
+
+def set_template_group_limit(session: Session, kind: str, name: str, value: int | None) -> None:
+    """An administrator's override of a group's limit (None clears it)."""
+    session.execute(
+        text(
+            "INSERT INTO template_groups (kind, name, limit_override) VALUES (:kind, :name, :value)"
+            " ON CONFLICT (kind, name) DO UPDATE SET limit_override = excluded.limit_override,"
+            " updated_at = now()"
+        ),
+        {"kind": kind, "name": name, "value": value},
     )
 
 

@@ -536,3 +536,27 @@ backup_jobs = Table(
 Index("ix_backup_jobs_backed_up_at", backup_jobs.c.backed_up_at)
 Index("ix_backup_jobs_job_id", backup_jobs.c.job_id)
 Index("ix_backup_jobs_owner", backup_jobs.c.owner)
+
+# --- licence and delay groups of templates (services/jobs/licences.py) -------------------
+# Group kinds (TemplateGroupKind): 'licenses' (setLicensesGroup/setMaximumLicenses)
+# and 'delay' (setDelayGroup/setDelay).
+TEMPLATE_GROUP_KINDS = ("licenses", "delay")
+
+# What the database keeps about a group beyond the templates' files: an
+# administrator's override of its limit (the cap of a licence group, the
+# delay in seconds of a delay group; NULL = the files' value, 0 = none) and,
+# for a delay group, when the scheduler last started a chunk of it (so a new
+# leader keeps the spacing). A row may name a group no template names yet.
+template_groups = Table(
+    "template_groups",
+    metadata,
+    Column("kind", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("limit_override", Integer, nullable=True),
+    Column("last_started_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("kind", "name"),
+    CheckConstraint(one_of("kind", TEMPLATE_GROUP_KINDS), name="kind"),
+    CheckConstraint("limit_override >= 0", name="limit_override_not_negative"),
+    CheckConstraint("name <> ''", name="name_not_empty"),
+)

@@ -167,6 +167,8 @@ NON_MUSTER_RPCS = frozenset(
     {
         ("farm.jobs.v1.JobsService", "ListTemplates"),
         ("farm.jobs.v1.JobsService", "GetTemplate"),
+        ("farm.jobs.v1.JobsService", "ListTemplateGroups"),
+        ("farm.jobs.v1.JobsService", "SetTemplateGroupLimit"),
         ("farm.nodes.v1.ClientsService", "Connect"),
         # Per-node template preferences (client configuration items).
         ("farm.nodes.v1.NodesService", "SetNodeTemplatePreferences"),
