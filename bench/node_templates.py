@@ -1,8 +1,9 @@
 """Building a chunk's command on the node through a Python template.
 
 Ours: the agent's template host (agent/template_host.py, a separate process
-reached over JSON lines) builds the command of one chunk with a Python
-`MTemplateAPI` command-line template, after the first chunk (the code is
+reached over JSON lines) builds the command of one chunk with the built-in
+command-line template (services/jobs/library/command_line.py, a Python
+`MTemplateAPI` file), after the first chunk (the code is
 loaded once per version). Peer, in the same run: the old in-process token
 builder `services.jobs.templates.build_command` for the same command. The
 issue asks for a median under 1 ms per chunk.
@@ -16,6 +17,7 @@ from statistics import median
 from agent.template_host import Source, TemplateHost
 from bench.common import BENCHMARKS, Row
 from farm.jobs.v1 import jobs_pb2
+from gateway.template_engine import LIBRARY_DIR, version_of
 from services.jobs.domain import Attribute
 from services.jobs.templates import COMMAND_LINE, ChunkInput, JobInput, build_command
 
@@ -24,48 +26,8 @@ ROUNDS = 5
 EXECUTABLE = "/bin/sh"
 ARGUMENTS = "-c 'echo {start} {end} {step}'"
 
-# The command-line template as an MTemplateAPI file: what the peer's tokens do.
-SOURCE = r"""
-import shlex
-
-import MTemplateAPI
-
-
-def _frame(value):
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-class CommandLine(MTemplateAPI.MTemplate):
-    def __init__(self):
-        MTemplateAPI.MTemplate.__init__(self)
-        self.setID(1000)
-        self.setName("Command line")
-        self.setTemplateLogic(MTemplateAPI.kTemplateMultiframe)
-        for section in (self.platformLinux, self.platformWindows, self.platformMac):
-            section.setPlatformEnabled(True)
-
-    def onGetApplicationPath(self, job, clientTemplatePreferences, pathOut):
-        pathOut.setString(job.attributeGetString("executable"))
-        return MTemplateAPI.MTemplateError()
-
-    def onGetApplicationStartingFolder(self, job, clientTemplatePreferences, pathOut):
-        pathOut.setString(job.attributeGetString("working_folder"))
-        return MTemplateAPI.MTemplateError()
-
-    def onBuildCommandLine(self, platform, job, chunk, clientTemplatePreferences, instanceNum):
-        frames = {
-            "start": _frame(chunk.getStartFrame()),
-            "end": _frame(chunk.getEndFrame()),
-            "step": _frame(job.getByFrame() or 1),
-        }
-        text = job.attributeGetString("arguments")
-        for name, value in frames.items():
-            text = text.replace("{" + name + "}", value)
-        return shlex.split(text)
-
-
-MTemplateAPI.MManager.getUniqueClass().installPyTemplate(CommandLine())
-"""
+# The built-in command-line template (1000) as shipped: an MTemplateAPI file.
+SOURCE_PATH = LIBRARY_DIR / "command_line.py"
 
 
 def _job() -> bytes:
@@ -87,8 +49,10 @@ def run() -> list[Row]:
     job = _job()
     chunks = [_chunk(n) for n in range(1, CHUNKS + 1)]
     try:
-        host.load(Source(1000, "bench", SOURCE, "command_line.py"))
-        first = host.begin(0, 1000, "bench", "linux", job, chunks[0], [], 0, {"SHOT": "010"})
+        source = SOURCE_PATH.read_text()
+        version = version_of(source)
+        host.load(Source(1000, version, source, str(SOURCE_PATH)))
+        first = host.begin(0, 1000, version, "linux", job, chunks[0], [], 0, {"SHOT": "010"})
         peer_job = JobInput(
             id=1,
             attributes=(
@@ -109,7 +73,7 @@ def run() -> list[Row]:
             started = time.perf_counter()
             for chunk in chunks:
                 token += 1
-                host.begin(token, 1000, "bench", "linux", job, chunk, [], 0, {"SHOT": "010"})
+                host.begin(token, 1000, version, "linux", job, chunk, [], 0, {"SHOT": "010"})
                 host.forget(token)
             # begin + forget: what a chunk costs the host (its end is judged apart).
             ours.append((time.perf_counter() - started) / CHUNKS * 1e6)

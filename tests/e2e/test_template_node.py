@@ -1,5 +1,6 @@
-"""A studio template's code runs on the render node: the real dispatcher, a
-real agent process and real commands built by the template's callbacks."""
+"""A studio template's code runs on the render node: the real dispatcher
+(which loads the template file from its templates folder), a real agent
+process and real commands built by the template's callbacks."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+import grpc
+from sqlalchemy import select
 
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from gateway.template_engine import version_of
 from services.core.database import Database
-from services.jobs.tables import chunk_run_logs, chunk_runs, template_versions, templates
+from services.jobs.tables import chunk_run_logs, chunk_runs
 from tests.agent.studio_template import SOURCE
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status
@@ -25,29 +27,18 @@ TEMPLATE_ID = 1701
 VERSION = version_of(SOURCE)
 
 
-def install_template(database_url: str) -> None:
-    """What the jobs service's catalogue stores for a studio template file."""
-    db = Database(database_url, pool_size=1)
-    try:
-        with db.transaction() as session:
-            session.execute(
-                insert(templates).values(
-                    id=TEMPLATE_ID,
-                    name="Studio shell",
-                    version=VERSION,
-                    file_path="/studio/templates/studio_shell.py",
-                )
-            )
-            session.execute(
-                insert(template_versions).values(
-                    template_id=TEMPLATE_ID,
-                    version=VERSION,
-                    source=SOURCE,
-                    file_path="/studio/templates/studio_shell.py",
-                )
-            )
-    finally:
-        db.dispose()
+def install_template(jobs: jobs_pb2_grpc.JobsServiceStub, templates_dir: Path) -> None:
+    """The studio's template file in the dispatcher's templates folder, loaded."""
+    (templates_dir / "studio_shell.py").write_text(SOURCE)
+
+    def loaded() -> bool:
+        try:
+            found = jobs.GetTemplate(jobs_pb2.GetTemplateRequest(template_id=TEMPLATE_ID))
+        except grpc.RpcError:
+            return False
+        return found.template.version == VERSION
+
+    eventually(loaded, 30, "the studio template loaded")
 
 
 def run_log(database_url: str, job_id: int) -> str:
@@ -100,8 +91,9 @@ def test_a_studio_template_runs_on_the_node_with_its_code_fetched_once_per_versi
     nodes: nodes_pb2_grpc.NodesServiceStub,
     start_agent: Callable[..., Any],
     shared_tmp: Path,
+    templates_dir: Path,
 ) -> None:
-    install_template(database_url)
+    install_template(jobs, templates_dir)
     prefs = shared_tmp / "prefs.json"
     prefs.write_text(json.dumps({str(TEMPLATE_ID): {"RENDERER_NAME": "node-renderer"}}))
     agent = start_agent(
@@ -115,7 +107,7 @@ def test_a_studio_template_runs_on_the_node_with_its_code_fetched_once_per_versi
     # node's preference and the chunk's frames; "Frame N done" drives progress.
     script = (
         f'echo "$RENDERER_NAME $FIRST_FRAME-$LAST_FRAME" >> {out};'
-        " for f in $(seq $FIRST_FRAME $LAST_FRAME); do echo Frame $f done; sleep 1.5; done"
+        " echo Frame $FIRST_FRAME done; sleep 2.5; echo Frame $LAST_FRAME done"
     )
     job_id = jobs.SubmitJob(
         jobs_pb2.SubmitJobRequest(job=studio_job("studio", 4, 2, script))
