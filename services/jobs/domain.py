@@ -338,8 +338,8 @@ def apply_submission_items(
         if found is None:
             if item.get("required") and default in (None, ""):
                 raise InvalidArgument(f"{where}: {what} is required")
-            if default is None:
-                continue
+            if default is None or default == "":
+                continue  # nothing to store: a missing attribute reads as ""
             added.append(
                 Attribute(
                     target,

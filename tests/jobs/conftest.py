@@ -15,14 +15,22 @@ from services.core.database import Database
 from services.core.schema import events
 from services.core.settings import Settings
 from services.jobs.component import build
-from services.jobs.domain import JobSpec
+from services.jobs.domain import Attribute, JobSpec
 from services.jobs.service import JobsService
 from services.jobs.tables import chunk_assignments, chunk_runs, chunks
 from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from services.jobs.topics import TEMPLATES_CHANGED
 from tests.support import InProcessServer
 
+# Blender's scene file is a required submission item.
+SCENE = Attribute("job_file", "string", "/shows/demo/shot.blend", substitute_paths=True)
 SPEC = JobSpec(
-    name="shot", owner="alice", template_id=BLENDER_TEMPLATE_ID, start_frame=1, end_frame=10
+    name="shot",
+    owner="alice",
+    template_id=BLENDER_TEMPLATE_ID,
+    start_frame=1,
+    end_frame=10,
+    attributes=(SCENE,),
 )
 
 
@@ -54,6 +62,11 @@ def a_job(**fields: Any) -> jobs_pb2.Job:
         "by_frame": 1,
         "packet_size": 2,
         "priority": 50,
+        "attributes": [
+            jobs_pb2.JobAttribute(
+                name="job_file", string_value="/shows/demo/shot.blend", substitute_paths=True
+            )
+        ],
     }
     values.update(fields)
     return jobs_pb2.Job(**values)
@@ -88,8 +101,13 @@ def assign(db: Database, job_id: int, chunk: int, node_id: int) -> None:
 
 
 def topics(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    """The published events, but the template catalogue's load at start."""
     with db.transaction() as session:
-        rows = session.execute(select(events.c.topic, events.c.payload).order_by(events.c.id))
+        rows = session.execute(
+            select(events.c.topic, events.c.payload)
+            .where(events.c.topic != TEMPLATES_CHANGED)
+            .order_by(events.c.id)
+        )
         return [(r.topic, r.payload) for r in rows]
 
 

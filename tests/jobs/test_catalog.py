@@ -292,6 +292,7 @@ def test_grpc_answers_invalid_argument_for_unknown_templates_on_submit_and_edit(
     fine = jobs_pb2.Job()
     fine.CopyFrom(job)
     fine.template_id = 1000
+    fine.attributes.add(name="executable", string_value="/bin/true")
     good = stub.SubmitJob(jobs_pb2.SubmitJobRequest(job=fine)).job
     with pytest.raises(grpc.RpcError) as edit:
         stub.UpdateJob(

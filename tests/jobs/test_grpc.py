@@ -402,11 +402,16 @@ def test_chunk_history_of_an_unknown_job_or_chunk_is_not_found(stub: JobsService
 
 def test_templates_are_served_with_their_fixed_ids(stub: JobsServiceStub) -> None:
     listed = stub.ListTemplates(pb.ListTemplatesRequest()).templates
-    assert [t.id for t in listed] == [COMMAND_LINE_TEMPLATE_ID, BLENDER_TEMPLATE_ID]
+    # The built-in library: Muster's ids where Muster has the template, 1000 and up else.
+    ids = [t.id for t in listed]
+    assert {1, 29, 37, 46, 48, 55, COMMAND_LINE_TEMPLATE_ID, BLENDER_TEMPLATE_ID} <= set(ids)
+    assert ids == sorted(ids) and all(t.builtin and t.version for t in listed)
     linux = stub.ListTemplates(pb.ListTemplatesRequest(platform=common_pb2.PLATFORM_LINUX))
-    assert len(linux.templates) == 2
+    windows_only = {t.id for t in listed} - {t.id for t in linux.templates}
+    assert BLENDER_TEMPLATE_ID not in windows_only and 1012 in windows_only  # 3ds Max
     blender = stub.GetTemplate(pb.GetTemplateRequest(template_id=BLENDER_TEMPLATE_ID)).template
-    assert blender.name == "Blender" and "{start}" in blender.commands[0].arguments
+    assert blender.name == "Blender" and blender.mappings["SCENEFILE"] == "job_file"
+    assert "onBuildCommandLine" in blender.node_callbacks
     refused(lambda: stub.GetTemplate(pb.GetTemplateRequest(template_id=5)), Code.NOT_FOUND)
     refused(
         lambda: stub.ListTemplates(pb.ListTemplatesRequest(page_size=-1)), Code.INVALID_ARGUMENT

@@ -10,15 +10,12 @@ from services.admin.system import SystemService
 from services.core.database import Database
 from services.core.errors import NotFound
 from services.jobs.component import Retention
-from services.jobs.domain import JobSpec
 from services.jobs.service import JobsService
 from services.jobs.tables import backup_jobs, chunk_run_logs, chunk_runs, jobs
-from services.jobs.templates import BLENDER_TEMPLATE_ID
+from tests.jobs.conftest import SPEC as BLENDER_SPEC
 from tests.jobs.conftest import assign
 
-SPEC = JobSpec(
-    name="shot", owner="alice", template_id=BLENDER_TEMPLATE_ID, start_frame=1, end_frame=2
-)
+SPEC = dataclasses.replace(BLENDER_SPEC, end_frame=2)
 
 
 def _completed(service: JobsService, db: Database, name: str, hours_ago: float) -> int:
