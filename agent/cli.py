@@ -24,6 +24,7 @@ from agent.discovery import discovery_address, listen
 from agent.session import Instance, Session
 from agent.state import StateStore, WorkDirBusy, lock_work_dir
 from agent.system import HostFacts, host_facts
+from agent.templates import TemplateCode
 from services.core.tls import open_aio_channel
 
 _LOG = logging.getLogger("muster-agent")
@@ -58,7 +59,11 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.state = StateStore(config.work_dir, config.dispatcher)
-        self.instances = [Instance(n, config, self.state, self) for n in range(config.instances)]
+        # Template code fetched once per version for every instance, kept on disk.
+        self.templates = TemplateCode(config.work_dir / "templates")
+        self.instances = [
+            Instance(n, config, self.state, self, self.templates) for n in range(config.instances)
+        ]
         self.stopping = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._winding_down: asyncio.Task[None] | None = None
@@ -116,6 +121,8 @@ class Agent:
             await channel.close(None)
             if discovery is not None:
                 discovery.close()
+            for instance in self.instances:
+                instance.templates.close()
         return 0
 
     async def _watch_parent(self, pid: int) -> None:
@@ -150,6 +157,8 @@ class Agent:
     async def restart(self) -> None:
         await asyncio.gather(*(i.flush(FLUSH_SECONDS) for i in self.instances))
         argv = restart_argv()
+        for instance in self.instances:
+            instance.templates.close()
         _LOG.warning("soft restart: exec %s", " ".join(argv))
         logging.shutdown()
         os.execv(argv[0], argv)

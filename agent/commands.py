@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from agent.config import SYSTEM_EVENT_NAMES
 from agent.runner import signal_group
 from agent.system import Priority, nice_value
+from agent.template_host import TemplateFailed
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 
@@ -81,6 +82,12 @@ async def execute(instance: Instance, command: agent_pb2.Command) -> Ack:
         sender = f" from {message.sender}" if message.sender else ""
         text = message.message.replace("\n", " ")
         _LOG.info("%s: message%s: %s", instance.label, sender, text)
+        if message.template_id and instance.templates.host.loaded_any(message.template_id):
+            # The template's onCustomMessage, when it defines one, in the host.
+            try:
+                await instance.templates.message(message.template_id, message.message)
+            except TemplateFailed as exc:
+                return Ack(False, _summary_of(str(exc)))
         return Ack(True)
     if kind == "report_status":
         instance.send(instance.heartbeat_request())
@@ -213,3 +220,8 @@ async def run_python_code(
         exit_code=process.returncode if process.returncode is not None else -1,
         timed_out=timed_out,
     )
+
+
+def _summary_of(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else text)[:500]

@@ -10,6 +10,7 @@ programs agree on where it lives.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -22,6 +23,8 @@ from typing import Any
 from farm.common.v1 import common_pb2
 
 DEFAULT_KILL_GRACE_SECONDS = 5.0
+# How long one template callback (command line, log check...) may take on the node.
+DEFAULT_TEMPLATE_CALLBACK_SECONDS = 30.0
 DEFAULT_PORT = 50051
 
 # SystemEvent -> the name used in the configuration file and in messages.
@@ -57,6 +60,21 @@ class AgentConfig:
     # Stop when this process is no longer the parent (0: never). Set by
     # `dispatcher run` for its local agents (MUSTER_AGENT_PARENT_PID).
     parent_pid: int = 0
+    # This node's values of templates' client configuration items (where an
+    # application is installed here...): template id -> item -> value. Over the
+    # template's defaults, under an administrator's values (nodes API).
+    template_preferences: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    template_callback_seconds: float = DEFAULT_TEMPLATE_CALLBACK_SECONDS
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    """What the JSON configuration file holds."""
+
+    system_events: dict[str, list[str]] = field(default_factory=dict)
+    kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS
+    template_preferences: dict[int, dict[str, str]] = field(default_factory=dict)
+    template_callback_seconds: float = DEFAULT_TEMPLATE_CALLBACK_SECONDS
 
 
 def default_work_dir(env: Mapping[str, str]) -> Path:
@@ -99,23 +117,70 @@ def normalise_address(address: str) -> str:
     return address
 
 
-def read_config_file(path: Path) -> tuple[dict[str, list[str]], float]:
-    """The system-event commands and the kill grace period of a JSON file.
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def template_preferences_of(data: Any, where: str) -> dict[int, dict[str, str]]:
+    """{"1001": {"BLENDER_PATH": "/opt/blender/blender"}} -> {1001: {...}}."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: template preferences must be an object of template ids")
+    result: dict[int, dict[str, str]] = {}
+    for key, items in data.items():
+        if not str(key).strip().isdigit() or int(key) <= 0:
+            raise ConfigError(f"{where}: {key!r} is not a template id")
+        if not isinstance(items, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str | int | float | bool)
+            for k, v in items.items()
+        ):
+            raise ConfigError(
+                f"{where}: the preferences of template {key} must map names to values"
+            )
+        result.setdefault(int(key), {}).update(
+            {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in items.items()}
+        )
+    return result
+
+
+def parse_template_preference(text: str) -> tuple[int, str, str]:
+    """`1001:BLENDER_PATH=/opt/blender/blender` -> (1001, "BLENDER_PATH", "/opt/...")."""
+    template, colon, rest = text.partition(":")
+    name, equals, value = rest.partition("=")
+    if not colon or not equals or not template.strip().isdigit() or not name.strip():
+        raise ConfigError(
+            f"--template-preference {text!r}: expected TEMPLATE_ID:NAME=VALUE"
+            " (e.g. 1001:BLENDER_PATH=/opt/blender/blender)"
+        )
+    if int(template) <= 0:
+        raise ConfigError(f"--template-preference {text!r}: the template id must be positive")
+    return int(template), name.strip(), value
+
+
+def read_config_file(path: Path) -> FileConfig:
+    """The system-event commands, the kill grace period, the node's template
+    preferences and the template callback time limit of a JSON file.
 
     {"system_events": {"shutdown": ["systemctl", "poweroff"], "reboot": "systemctl reboot"},
-     "kill_grace_seconds": 10}
+     "kill_grace_seconds": 10,
+     "template_preferences": {"1001": {"BLENDER_PATH": "/opt/blender/blender"}},
+     "template_callback_seconds": 30}
     A command is a list of arguments or one string split like a shell would
     (no shell runs it: no pipes, no variables).
     """
-    try:
-        data: Any = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    data = _read_json(path, "configuration file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be an object")
-    unknown = set(data) - {"system_events", "kill_grace_seconds"}
+    unknown = set(data) - {
+        "system_events",
+        "kill_grace_seconds",
+        "template_preferences",
+        "template_callback_seconds",
+    }
     if unknown:
         raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     events: dict[str, list[str]] = {}
@@ -140,7 +205,23 @@ def read_config_file(path: Path) -> tuple[dict[str, list[str]], float]:
     grace = data.get("kill_grace_seconds", DEFAULT_KILL_GRACE_SECONDS)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
         raise ConfigError(f"{path}: kill_grace_seconds must be a number >= 0")
-    return events, float(grace)
+    return FileConfig(
+        events,
+        float(grace),
+        template_preferences_of(data.get("template_preferences", {}), str(path)),
+        callback_seconds(
+            data.get("template_callback_seconds", DEFAULT_TEMPLATE_CALLBACK_SECONDS), str(path)
+        ),
+    )
+
+
+def callback_seconds(value: Any, where: str) -> float:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ConfigError(f"{where}: the template callback time limit must be within 0..3600 s")
+    return float(value)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -191,6 +272,27 @@ def parser() -> argparse.ArgumentParser:
         " `make run` writes)",
     )
     p.add_argument(
+        "--template-preference",
+        action="append",
+        metavar="ID:NAME=VALUE",
+        help="this node's value of a template's client configuration item, e.g."
+        " 1001:BLENDER_PATH=/opt/blender/blender; repeatable (over the template's default,"
+        " under an administrator's value set through the nodes API)",
+    )
+    p.add_argument(
+        "--template-preferences",
+        metavar="FILE",
+        help='JSON file of such values: {"1001": {"BLENDER_PATH": "..."}}'
+        " (env MUSTER_AGENT_TEMPLATE_PREFERENCES)",
+    )
+    p.add_argument(
+        "--template-timeout",
+        metavar="SECONDS",
+        help="time limit of one template callback on this node; one that overruns fails"
+        " its chunk (env MUSTER_AGENT_TEMPLATE_TIMEOUT;"
+        f" default {DEFAULT_TEMPLATE_CALLBACK_SECONDS:g})",
+    )
+    p.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         help="(env MUSTER_AGENT_LOG_LEVEL; default info)",
@@ -217,11 +319,27 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"log level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     work_dir = pick(args.work_dir, "MUSTER_AGENT_DIR")
-    events: dict[str, list[str]] = {}
-    grace = DEFAULT_KILL_GRACE_SECONDS
     config_file = pick(args.config, "MUSTER_AGENT_CONFIG")
-    if config_file:
-        events, grace = read_config_file(Path(config_file).expanduser())
+    from_file = read_config_file(Path(config_file).expanduser()) if config_file else FileConfig()
+    # Layers of this node's own template values: the configuration file, the
+    # preferences file, then each --template-preference.
+    preferences = {k: dict(v) for k, v in from_file.template_preferences.items()}
+    preferences_file = pick(args.template_preferences, "MUSTER_AGENT_TEMPLATE_PREFERENCES")
+    if preferences_file:
+        path = Path(preferences_file).expanduser()
+        for key, values in template_preferences_of(
+            _read_json(path, "template preferences file"), str(path)
+        ).items():
+            preferences.setdefault(key, {}).update(values)
+    for text in args.template_preference or ():
+        template_id, name, value = parse_template_preference(text)
+        preferences.setdefault(template_id, {})[name] = value
+    raw_timeout = pick(args.template_timeout, "MUSTER_AGENT_TEMPLATE_TIMEOUT")
+    timeout = (
+        callback_seconds(raw_timeout, "--template-timeout")
+        if raw_timeout
+        else from_file.template_callback_seconds
+    )
     dispatcher = pick(args.dispatcher, "MUSTER_DISPATCHER") or default_dispatcher(env)
     secret_file = pick(args.enrollment_secret_file, "MUSTER_ENROLLMENT_SECRET_FILE")
     raw_pools = args.pool if args.pool is not None else env.get("MUSTER_AGENT_POOLS", "").split(",")
@@ -233,12 +351,14 @@ def load(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Ag
         instances=instances,
         name=pick(args.name, "MUSTER_AGENT_NAME") or socket.gethostname(),
         work_dir=Path(work_dir).expanduser() if work_dir else default_work_dir(env),
-        system_events=events,
-        kill_grace_seconds=grace,
+        system_events=from_file.system_events,
+        kill_grace_seconds=from_file.kill_grace_seconds,
         log_level=log_level,
         enrollment_secret=enrollment_secret(secret_file, env),
         pools=pools,
         parent_pid=parent_pid(env),
+        template_preferences=preferences,
+        template_callback_seconds=timeout,
     )
 
 

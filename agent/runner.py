@@ -15,15 +15,22 @@ import os
 import re
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.system import CannotRunAs, Priority, nice_value, run_as, set_group_priority
+from agent.template_host import Started, TemplateFailed, Verdict
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
+from gateway.template_engine import ProgressParser
+
+if TYPE_CHECKING:
+    from agent.templates import TemplateRunner
 
 BATCH_SECONDS = 0.2
 BATCH_LINES = 200
@@ -35,6 +42,17 @@ MAX_LINE_BYTES = 64 * 1024
 DRAIN_SECONDS = 2.0
 POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 1.0
+# A run of a template keeps the tail of its log for the template's checks.
+MAX_KEPT_LOG_BYTES = 16 * 1024 * 1024
+# At most this often: a progress report per chunk, an onCheckLog call while it runs.
+PROGRESS_SECONDS = 1.0
+CHECK_SECONDS = 1.0
+# The template's verdicts as run outcomes.
+TEMPLATE_OUTCOMES = {
+    "succeeded": common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED,
+    "warnings": common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED_WITH_WARNINGS,
+    "failed": common_pb2.CHUNK_RUN_OUTCOME_FAILED,
+}
 
 Outcome: TypeAlias = common_pb2.ChunkRunOutcome.ValueType
 LogStream: TypeAlias = common_pb2.LogStream.ValueType
@@ -164,8 +182,40 @@ def _compile(patterns: list[str], kind: str, notes: list[str]) -> list[re.Patter
     return compiled
 
 
+class KeptLog:
+    """The text of a run's log, at most `limit` bytes (the tail is kept)."""
+
+    def __init__(self, limit: int = MAX_KEPT_LOG_BYTES) -> None:
+        self.limit = limit
+        self._lines: deque[str] = deque()
+        self._size = 0
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        self._size += len(line) + 1
+        while self._size > self.limit and len(self._lines) > 1:
+            self._size -= len(self._lines.popleft()) + 1
+
+    def take(self) -> str:
+        """The text so far, and forget it."""
+        text = self.text()
+        self._lines.clear()
+        self._size = 0
+        return text
+
+    def text(self) -> str:
+        return "".join(f"{line}\n" for line in self._lines)
+
+    def __bool__(self) -> bool:
+        return bool(self._lines)
+
+
 class ChunkRun:
-    """One run of one assigned chunk as a child process group."""
+    """One run of one assigned chunk as a child process group.
+
+    When the assignment names a template version, the template's code (in the
+    instance's template host) builds the command, reads the progress from the
+    log, may abort the run while it goes (onCheckLog) and judges its end."""
 
     def __init__(
         self,
@@ -178,8 +228,12 @@ class ChunkRun:
         batch_seconds: float = BATCH_SECONDS,
         batch_lines: int = BATCH_LINES,
         on_start: Callable[[], None] | None = None,
+        template: TemplateRunner | None = None,
+        send_progress: Callable[[agent_pb2.ChunkProgress], None] | None = None,
     ) -> None:
         self.assignment = assignment
+        self._template = template
+        self._send_progress = send_progress
         # Told once the process exists (its pid is known): the state file records it.
         self._on_start = on_start
         self.priority = priority
@@ -199,6 +253,19 @@ class ChunkRun:
         self._errors = _compile(list(assignment.log_error_patterns), "error", notes)
         self._warnings = _compile(list(assignment.log_warning_patterns), "warning", notes)
         self._notes = notes
+        # Template runs: the log for onCheckLog, the progress, the template's word.
+        self._started: Started | None = None
+        self._log = KeptLog()
+        self._unchecked = KeptLog()
+        self._parser: ProgressParser | None = None
+        self._progress: float | None = None
+        self._progress_sent: float | None = None
+        self._progress_at = 0.0
+        self._progress_timer: asyncio.TimerHandle | None = None
+        self._ended = asyncio.Event()
+        self._checker: asyncio.Task[None] | None = None
+        self._abort_message = ""
+        self._template_failure = ""
 
     # --- what the session asks -----------------------------------------------------------
 
@@ -238,8 +305,19 @@ class ChunkRun:
             return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message)
         for note in self._notes:
             self._agent_line(note)
+        executable, arguments = a.executable, tuple(a.arguments)
         cwd = a.working_directory or str(self.work_dir)
         env = {**os.environ, **dict(a.environment)}
+        if a.template_version:
+            refused = await self._begin_template()
+            if refused is not None:
+                return refused
+            started = self._started
+            assert started is not None
+            executable, arguments = started.executable, started.arguments
+            cwd = started.working_directory or str(self.work_dir)
+            # The agent's own environment under the template's.
+            env = {**os.environ, **started.environment}
         try:
             identity = run_as(a.run_as_user)
         except CannotRunAs as exc:
@@ -253,11 +331,11 @@ class ChunkRun:
                 "extra_groups": list(identity.groups),
             }
             self._agent_line(f"running as user {identity.user} (uid {identity.uid})")
-        self._agent_line(f"starting {a.executable} {' '.join(a.arguments)} in {cwd}")
+        self._agent_line(f"starting {executable} {' '.join(arguments)} in {cwd}")
         try:
             process = await asyncio.create_subprocess_exec(
-                a.executable,
-                *a.arguments,
+                executable,
+                *arguments,
                 cwd=cwd,
                 env=env,
                 **switch,
@@ -268,20 +346,28 @@ class ChunkRun:
                 limit=MAX_LINE_BYTES,
             )
         except OSError as exc:
-            return self._refuse(f"cannot start {a.executable}: {exc.strerror or exc}")
+            await self._forget_template_run()
+            return self._refuse(f"cannot start {executable}: {exc.strerror or exc}")
         self._process = process
         self.pid = process.pid  # == its process group id (start_new_session)
         self.start_time = now_timestamp()
         if self._on_start is not None:
             self._on_start()
         self._apply_priority()
+        # The chunk is running (no longer only assigned) once its process is.
+        self._progress_changed(0.0)
         if self._kill_message:  # the kill came while the process was starting
             self._terminate()
         readers = [
             asyncio.create_task(self._pump(process.stdout, common_pb2.LOG_STREAM_STDOUT)),
             asyncio.create_task(self._pump(process.stderr, common_pb2.LOG_STREAM_STDERR)),
         ]
+        if self._started is not None and self._started.checks_log:
+            self._checker = asyncio.create_task(self._check_while_running())
         exit_code = await self._wait(process)
+        self._ended.set()
+        if self._checker is not None:
+            await self._checker
         if self._terminating is not None:
             await self._terminating
         await self._drain(readers)
@@ -289,10 +375,121 @@ class ChunkRun:
             self._agent_line(self._kill_message)
         elif self._timed_out:
             self._agent_line(f"timed out after {a.timeout_seconds}s: process group killed")
-        outcome, message = self._judge(exit_code)
+        elif self._abort_message:
+            self._agent_line(f"aborted by the template: {self._abort_message}")
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
+        verdict = await self._template_verdict(exit_code)
+        outcome, message = self._judge(exit_code, verdict)
         self._agent_line(f"process {self.pid} exited with code {exit_code}: {message}")
         self._batcher.flush()
         return self._result(exit_code, outcome, message)
+
+    # --- template runs ------------------------------------------------------------------------
+
+    async def _begin_template(self) -> agent_pb2.ChunkResult | None:
+        """Build the command through the template; a result when the chunk
+        cannot start (the template failed, its code cannot be had, a kill)."""
+        a = self.assignment
+        what = f"template {a.template_id} version {a.template_version}"
+        if self._template is None:
+            return self._refuse(f"{what}: this agent instance runs no template code")
+        try:
+            self._started = await self._template.begin(a)
+        except TemplateFailed as exc:
+            return self._refuse(_summary(str(exc)), str(exc))
+        except grpc.RpcError as exc:
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            return self._refuse(f"cannot get the code of {what}: {details}")
+        except (OSError, ConnectionError) as exc:
+            return self._refuse(f"cannot get the code of {what}: {exc}")
+        started = self._started
+        if self._kill_message:  # killed while the template built the command
+            await self._forget_template_run()
+            return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message)
+        if started.progress_regexes or started.frame_done_regexes:
+            self._parser = ProgressParser(
+                started.progress_regexes, started.frame_done_regexes, started.frames
+            )
+        return None
+
+    async def _check_while_running(self) -> None:
+        """onCheckLog on the new lines, at most once a second: an abort
+        verdict, or a callback that fails, kills the process group now."""
+        assert self._template is not None
+        while not self._ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), CHECK_SECONDS)
+            if self._ended.is_set() or not self._unchecked:
+                continue
+            try:
+                verdict = await self._template.check(self.fencing_token, self._unchecked.take())
+            except TemplateFailed as exc:
+                self._callback_failed(str(exc))
+                self._terminate()
+                return
+            if verdict is not None and verdict.abort:
+                self._abort_message = verdict.message
+                self._terminate()
+                return
+
+    async def _template_verdict(self, exit_code: int) -> Verdict | None:
+        """The template's judgement of a process that ended by itself."""
+        if self._started is None or self._template is None:
+            return None
+        if self._kill_message or self._timed_out or self._abort_message or self._template_failure:
+            await self._forget_template_run()
+            return None
+        try:
+            return await self._template.end(
+                self.fencing_token,
+                self._log.text(),
+                exit_code,
+                self.assignment.job.logs_error_check,
+            )
+        except TemplateFailed as exc:
+            self._callback_failed(str(exc))
+            return None
+
+    async def _forget_template_run(self) -> None:
+        if self._started is not None and self._template is not None:
+            await self._template.forget(self.fencing_token)
+
+    def _callback_failed(self, text: str) -> None:
+        if not self._template_failure:
+            self._template_failure = _summary(text)
+            for line in text.splitlines():
+                self._agent_line(line)
+
+    def _progress_changed(self, value: float) -> None:
+        self._progress = value
+        if self._send_progress is None or self._progress_timer is not None:
+            return
+        wait = self._progress_at + PROGRESS_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._report_progress()
+        else:
+            self._progress_timer = asyncio.get_running_loop().call_later(
+                wait, self._report_progress
+            )
+
+    def _report_progress(self) -> None:
+        self._progress_timer = None
+        if self._send_progress is None or self._progress is None:
+            return
+        if self._progress == self._progress_sent:
+            return
+        assert self._progress is not None
+        a = self.assignment
+        self._progress_sent, self._progress_at = self._progress, time.monotonic()
+        self._send_progress(
+            agent_pb2.ChunkProgress(
+                job_id=a.job_id,
+                chunk_id=a.chunk_id,
+                fencing_token=a.fencing_token,
+                progress=self._progress,
+            )
+        )
 
     async def _wait(self, process: asyncio.subprocess.Process) -> int:
         """The exit code of the render process, killing its group at the timeout.
@@ -391,6 +588,14 @@ class ChunkRun:
             self._error_line = text
         if not self._warning_line and any(p.search(text) for p in self._warnings):
             self._warning_line = text
+        if self._started is not None:
+            self._log.add(text)
+            if self._started.checks_log:
+                self._unchecked.add(text)
+            if self._parser is not None:
+                value = self._parser.feed(text)
+                if value is not None:
+                    self._progress_changed(value)
         self._batcher.add(common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream))
 
     def _agent_line(self, text: str) -> None:
@@ -406,7 +611,7 @@ class ChunkRun:
             )
         )
 
-    def _judge(self, exit_code: int) -> tuple[Outcome, str]:
+    def _judge(self, exit_code: int, verdict: Verdict | None = None) -> tuple[Outcome, str]:
         if self._kill_message:
             return common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message
         if self._timed_out:
@@ -414,6 +619,12 @@ class ChunkRun:
                 common_pb2.CHUNK_RUN_OUTCOME_TIMED_OUT,
                 f"timed out after {self.assignment.timeout_seconds}s",
             )
+        if self._abort_message:
+            return common_pb2.CHUNK_RUN_OUTCOME_FAILED, self._abort_message
+        if self._template_failure:
+            return common_pb2.CHUNK_RUN_OUTCOME_FAILED, self._template_failure
+        if verdict is not None:
+            return TEMPLATE_OUTCOMES[verdict.outcome], verdict.message
         success = list(self.assignment.success_exit_codes) or [0]
         if exit_code not in success:
             return common_pb2.CHUNK_RUN_OUTCOME_FAILED, f"exit code {exit_code}"
@@ -426,9 +637,12 @@ class ChunkRun:
             )
         return common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED, f"exit code {exit_code}"
 
-    def _refuse(self, message: str) -> agent_pb2.ChunkResult:
-        """A chunk failed before its process could start: said in its log too."""
+    def _refuse(self, message: str, detail: str = "") -> agent_pb2.ChunkResult:
+        """A chunk failed before its process could start: said in its log too
+        (with `detail`, a callback's traceback, line by line)."""
         self._agent_line(message)
+        for line in detail.splitlines():
+            self._agent_line(line)
         self._batcher.flush()
         return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_FAILED, message)
 
@@ -443,3 +657,13 @@ class ChunkRun:
             message=message,
             end_time=now_timestamp(),
         )
+
+
+def _summary(text: str) -> str:
+    """A callback failure in one line: what failed, and the exception."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "template callback failed"
+    first = lines[0].rstrip(":")
+    summary = first if len(lines) == 1 else f"{first}: {lines[-1]}"
+    return summary[:500]

@@ -28,6 +28,7 @@ from agent.config import AgentConfig
 from agent.runner import ChunkRun, end_orphan, now_timestamp
 from agent.state import StateStore
 from agent.system import DEFAULT_PRIORITY, HostFacts, UsageMeter, nice_value
+from agent.templates import TemplateCode, TemplateRunner
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.common.v1 import common_pb2
 
@@ -38,6 +39,8 @@ JITTER = 0.2  # heartbeats and reconnects vary by +-20% so a farm does not beat 
 BACKOFF_START_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 10.0
 REGISTER_TIMEOUT_SECONDS = 30.0
+# How long fetching one template version's code may take.
+TEMPLATE_FETCH_SECONDS = 60.0
 # Messages kept while disconnected (logs, acks, code results); the oldest go first.
 HELD_MESSAGES = 2000
 # Kinds worth keeping for the next stream; heartbeats and progress are stale
@@ -69,6 +72,7 @@ class Instance:
         config: AgentConfig,
         state: StateStore,
         hooks: AgentHooks | None = None,
+        templates: TemplateCode | None = None,
     ) -> None:
         self.number = number
         self.config = config
@@ -110,6 +114,14 @@ class Instance:
         self._held: deque[agent_pb2.SessionRequest] = deque(maxlen=HELD_MESSAGES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage = UsageMeter()
+        # Template code runs in this instance's own host process (started on
+        # the first chunk that needs it): a hanging callback holds up no other.
+        self.templates = TemplateRunner(
+            templates or TemplateCode(config.work_dir / "templates"),
+            config.template_preferences,
+            number,
+            config.template_callback_seconds,
+        )
 
     @property
     def label(self) -> str:
@@ -267,6 +279,8 @@ class Instance:
             kill_grace_seconds=self.config.kill_grace_seconds,
             send_log=lambda log: self.send(agent_pb2.SessionRequest(log=log)),
             on_start=self._save,
+            template=self.templates,
+            send_progress=lambda p: self.send(agent_pb2.SessionRequest(progress=p)),
         )
         self.run = run
         self._save()  # on disk before the process exists: a restart finds it
@@ -447,8 +461,19 @@ class Session:
             ),
             timeout=REGISTER_TIMEOUT_SECONDS,
         )
+        metadata = (("authorization", f"Bearer {enrolled.token}"),)
+        stub = self.stub
+
+        async def fetch(template_id: int, version: str) -> agent_pb2.GetTemplateSourceResponse:
+            return await stub.GetTemplateSource(
+                agent_pb2.GetTemplateSourceRequest(template_id=template_id, version=version),
+                metadata=metadata,
+                timeout=TEMPLATE_FETCH_SECONDS,
+            )
+
+        instance.templates.fetch = fetch
         # messages go through call.write
-        call = self.stub.Session(None, metadata=(("authorization", f"Bearer {enrolled.token}"),))
+        call = self.stub.Session(None, metadata=metadata)
         try:
             await call.write(instance.register_request(facts))
             first = await asyncio.wait_for(call.read(), REGISTER_TIMEOUT_SECONDS)

@@ -13,18 +13,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
-import json
 import logging
 import os
-import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
 
+from gateway.worker import Worker, WorkerError
 from services.jobs import topics
 
 _LOG = logging.getLogger(__name__)
@@ -74,10 +72,19 @@ class HookRunner:
         self.timeout = timeout
         # The dispatcher's own identity for MDispatcherAPI inside hooks.
         self.token = token
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._proc: subprocess.Popen[str] | None = None
-        self._stderr: threading.Thread | None = None
+        # Starting Python and loading the hook files is not the hook's time: on
+        # a busy node it can take longer than a validator's limit, and a
+        # validator skipped because its worker was cold would let through what
+        # it exists to refuse.
+        self._worker = Worker(
+            [sys.executable, "-m", "gateway.hook_worker", str(folder)]
+            + ([str(templates_folder)] if templates_folder is not None else []),
+            name="the hook worker",
+            log=_LOG,
+            environment=self._environment,
+            startup_seconds=lambda: max(self.STARTUP_SECONDS, self.timeout),
+        )
         # The functions the hook files define, for the files as they were.
         self._defined: tuple[tuple[tuple[str, float], ...], frozenset[str]] = ((), frozenset())
 
@@ -119,7 +126,7 @@ class HookRunner:
             self._defined = (stamp, names)
         return names
 
-    def _start(self) -> subprocess.Popen[str]:
+    def _environment(self) -> dict[str, str]:
         env = {
             **os.environ,
             "MUSTER_RUNNING_CONTEXT": "dispatcher",
@@ -129,25 +136,7 @@ class HookRunner:
             env["MUSTER_DISPATCHER"] = self.dispatcher_address
         if self.token is not None:
             env["MUSTER_TOKEN"] = self.token()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.hook_worker", str(self.folder)]
-            + ([str(self.templates_folder)] if self.templates_folder is not None else []),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        stderr = proc.stderr
-        assert stderr is not None
-
-        def relay() -> None:
-            for line in stderr:
-                _LOG.info("hook: %s", line.rstrip())
-
-        self._stderr = threading.Thread(target=relay, name="hook-output", daemon=True)
-        self._stderr.start()
-        return proc
+        return env
 
     def call(
         self, hook: str, *args: Any, template_id: int | None = None, timeout: float | None = None
@@ -161,54 +150,16 @@ class HookRunner:
             "template_id": template_id,
             "args": [encode(a) for a in args],
         }
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._started(hook)
-            proc = self._proc
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                proc.stdin.write(json.dumps(request) + "\n")
-                proc.stdin.flush()
-            except BrokenPipeError:
-                self._proc = None
-                raise HookError(f"{hook}: the hook worker died") from None
-            answer = self._read(proc, timeout or self.timeout)
-            if answer is None:
-                _LOG.error("hook %s overran %.1fs and was stopped", hook, timeout or self.timeout)
-                proc.kill()
-                proc.wait()
-                self._proc = None
-                raise HookError(f"{hook}: no answer within {timeout or self.timeout:.0f}s")
+        limit = timeout or self.timeout
+        try:
+            answer = self._worker.call(request, limit)
+        except WorkerError as exc:
+            if "no answer" in str(exc):
+                _LOG.error("hook %s overran %.1fs and was stopped", hook, limit)
+            raise HookError(f"{hook}: {exc}") from None
         if "error" in answer:
             _LOG.error("hook %s failed: %s\n%s", hook, answer["error"], answer.get("traceback"))
             raise HookError(f"{hook}: {answer['error']}")
-        return answer
-
-    def _started(self, hook: str) -> subprocess.Popen[str]:
-        """A new worker once it has loaded the hook files. Starting Python and
-        loading the files is not the hook's time: on a busy node it can take
-        longer than a validator's limit, and a validator skipped because its
-        worker was cold would let through what it exists to refuse."""
-        proc = self._start()
-        allowance = max(self.STARTUP_SECONDS, self.timeout)
-        if self._read(proc, allowance) != {"ready": True}:
-            _LOG.error("the hook worker did not start within %.0fs and was stopped", allowance)
-            proc.kill()
-            proc.wait()
-            raise HookError(f"{hook}: the hook worker did not start within {allowance:.0f}s")
-        return proc
-
-    @staticmethod
-    def _read(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:
-        result: list[str] = []
-        assert proc.stdout is not None
-        stdout = proc.stdout
-        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if reader.is_alive() or not result or not result[0]:
-            return None
-        answer: dict[str, Any] = json.loads(result[0])
         return answer
 
     def validate(self, hook: str, *args: Any, template_id: int | None = None) -> str | None:
@@ -233,9 +184,5 @@ class HookRunner:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._defined = ((), frozenset())
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
+        self._defined = ((), frozenset())
+        self._worker.close()

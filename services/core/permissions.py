@@ -93,6 +93,7 @@ POLICY: dict[str, dict[str, Access]] = {
         "FinishChunkRuns": S,
         "AppendChunkRunLog": S,
         "ReleaseNodeChunks": S,
+        "ReportChunkProgress": S,
     },
     "farm.nodes.v1.NodesService": {
         "ListNodes": R,
@@ -132,6 +133,7 @@ POLICY: dict[str, dict[str, Access]] = {
     "farm.agent.v1.AgentService": {
         "Enroll": P,
         "Session": G,
+        "GetTemplateSource": G,
     },
     "farm.admin.v1.AdminService": {
         "Login": P,

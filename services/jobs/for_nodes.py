@@ -309,3 +309,24 @@ def job_facts(session: Session, job_id: int) -> JobFacts:
             ancestors.add(current)
         current = row.parent_id
     return JobFacts(owner, name, frozenset(ancestors))
+
+
+# --- template code for the agents (AgentService.GetTemplateSource) -------------------------
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """One version of a template's code, as its file held it."""
+
+    template_id: int
+    version: str
+    source: str
+    file_name: str
+
+
+def template_source(session: Session, template_id: int, version: str) -> TemplateSource | None:
+    """The code of `version` of a template (None: no such template or version)."""
+    row = store.template_source(session, template_id, version)
+    if row is None:
+        return None
+    return TemplateSource(template_id, version, row.source, row.file_path)

@@ -239,3 +239,26 @@ class ChunkRuns:
                 return run_id is not None
             store.append_run_log(session, run_id, lines)
             return True
+
+
+MAX_PROGRESS_REPORTS = 1000
+
+
+def report_progress(db: Database, reports: Sequence[tuple[int, int, int, float]]) -> int:
+    """Set the progress of running chunks (job id, chunk number, fencing token,
+    progress 0-100); a report with a stale token changes nothing. The newest
+    report of a chunk wins within a batch. Returns how many chunks changed."""
+    if len(reports) > MAX_PROGRESS_REPORTS:
+        raise InvalidArgument(f"runs: at most {MAX_PROGRESS_REPORTS} per call")
+    newest: dict[tuple[int, int], tuple[int, int, int, float]] = {}
+    for job_id, chunk_number, token, progress in reports:
+        check_chunk_id(chunk_number)
+        if not 0.0 <= progress <= 100.0:  # NaN fails both
+            raise InvalidArgument(f"runs.progress must be within 0-100, got {progress}")
+        if 0 < token <= MAX_FENCING_TOKEN and job_id > 0:
+            newest[(job_id, chunk_number)] = (job_id, chunk_number, token, progress)
+    if not newest:
+        return 0
+    # In key order: two batches touching the same chunks lock them in one order.
+    with db.transaction() as session:
+        return store.set_chunks_progress(session, [newest[k] for k in sorted(newest)])

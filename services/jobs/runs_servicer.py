@@ -9,7 +9,7 @@ from services.core.convert import from_timestamp
 from services.core.enums import KILL_FOLLOW_UP, LOG_STREAM, RUN_OUTCOME
 from services.core.errors import InvalidArgument
 from services.jobs.enums import CHUNK_STATUS
-from services.jobs.runs import ChunkRuns, RunEnd
+from services.jobs.runs import ChunkRuns, RunEnd, report_progress
 
 CHUNK_RUNS_SERVICE = chunk_runs_pb2.DESCRIPTOR.services_by_name["ChunkRunsService"]
 MAX_RUNS_PER_CALL = 1000
@@ -64,6 +64,15 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
                 for job_id, chunk_number, status in released
             ]
         )
+
+    def ReportChunkProgress(
+        self, request: chunk_runs_pb2.ReportChunkProgressRequest, context: Any
+    ) -> chunk_runs_pb2.ReportChunkProgressResponse:
+        applied = report_progress(
+            self.runs.db,
+            [(r.job_id, r.chunk_id, r.fencing_token, r.progress) for r in request.runs],
+        )
+        return chunk_runs_pb2.ReportChunkProgressResponse(applied_count=applied)
 
 
 def _run_end(request: chunk_runs_pb2.FinishChunkRunRequest) -> RunEnd:

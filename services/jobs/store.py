@@ -1466,3 +1466,30 @@ def set_template_group_limit(session: Session, kind: str, name: str, value: int 
         ),
         {"kind": kind, "name": name, "value": value},
     )
+
+
+# --- progress of running chunks (ChunkRunsService.ReportChunkProgress) ----------------------
+
+_SET_PROGRESS = text(
+    "UPDATE chunks AS c SET progress = v.progress, status = 'running'"
+    " FROM unnest(CAST(:jobs AS bigint[]), CAST(:chunks AS integer[]),"
+    " CAST(:tokens AS bigint[]), CAST(:progress AS double precision[]))"
+    " AS v(job_id, chunk_number, fencing_token, progress)"
+    " WHERE c.job_id = v.job_id AND c.chunk_number = v.chunk_number"
+    " AND c.fencing_token = v.fencing_token AND c.status IN ('assigned', 'running')"
+    " AND (c.progress IS DISTINCT FROM v.progress OR c.status = 'assigned')"
+    " RETURNING c.job_id"
+)
+
+
+def set_chunks_progress(session: Session, reports: Sequence[tuple[int, int, int, float]]) -> int:
+    """(job id, chunk number, fencing token, progress) of running chunks: the
+    chunks still holding that token take the progress, and an assigned chunk
+    is running from its node's first report; how many changed."""
+    if not reports:
+        return 0
+    jobs_, chunks_, tokens, progress = (list(column) for column in zip(*reports, strict=True))
+    rows = session.execute(
+        _SET_PROGRESS, {"jobs": jobs_, "chunks": chunks_, "tokens": tokens, "progress": progress}
+    ).fetchall()
+    return len(rows)

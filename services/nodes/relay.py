@@ -1,4 +1,4 @@
-"""Reports up: agents' results and log lines go to the jobs service.
+"""Reports up: agents' results, log lines and progress go to the jobs service.
 
 Results go to ChunkRunsService in batches (one transaction moves a job's
 counters once for every result of the batch) with their fencing tokens; the
@@ -32,6 +32,8 @@ _LOG = logging.getLogger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30.0
 MAX_BATCH = 500
+# Chunks' progress goes up at most this often, the newest report of each chunk.
+PROGRESS_SECONDS = 1.0
 
 
 class ResultRelay:
@@ -49,6 +51,9 @@ class ResultRelay:
         self._channel: grpc.aio.Channel | None = None
         self._results: asyncio.Queue[tuple[AgentStream, agent_pb2.ChunkResult]] | None = None
         self._sender: asyncio.Future[None] | None = None
+        # Fencing token -> the newest progress report not sent yet.
+        self._progress: dict[int, agent_pb2.ChunkProgress] = {}
+        self._progress_sender: asyncio.Future[None] | None = None
 
     def listening(self, address: str) -> None:
         """Co-hosted jobs service: report to the server's own address."""
@@ -165,6 +170,40 @@ class ResultRelay:
         except grpc.aio.AioRpcError as exc:
             _LOG.warning("log lines of node %s dropped: %s", stream.node_id, exc.details())
 
+    async def progress(self, stream: AgentStream, report: agent_pb2.ChunkProgress) -> None:
+        """Keep the newest report of each chunk; they go up together every
+        PROGRESS_SECONDS (a farm of agents reporting every second would
+        otherwise cost one jobs-service transaction per report)."""
+        self._progress[report.fencing_token] = report
+        if self._progress_sender is None or self._progress_sender.done():
+            self._progress_sender = asyncio.ensure_future(self._send_progress())
+
+    async def _send_progress(self) -> None:
+        while self._progress:
+            await asyncio.sleep(PROGRESS_SECONDS)
+            reports, self._progress = list(self._progress.values()), {}
+            for start in range(0, len(reports), MAX_BATCH):
+                request = chunk_runs_pb2.ReportChunkProgressRequest(
+                    runs=[
+                        chunk_runs_pb2.ChunkRunProgress(
+                            job_id=r.job_id,
+                            chunk_id=r.chunk_id,
+                            fencing_token=r.fencing_token,
+                            progress=min(100.0, max(0.0, r.progress)),
+                        )
+                        for r in reports[start : start + MAX_BATCH]
+                    ]
+                )
+                try:
+                    await self._stub().ReportChunkProgress(
+                        request, timeout=RPC_TIMEOUT_SECONDS, metadata=self.identity.metadata()
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    # Progress is a hint: the next report (or the result) replaces it.
+                    _LOG.warning("progress of %d chunks dropped: %s", len(reports), exc.details())
+                except Exception:
+                    _LOG.exception("progress of %d chunks dropped", len(reports))
+
     def release_lost(self, node_ids: list[int]) -> None:
         """Requeue the chunks of lost nodes (called from the sweep thread)."""
         if not node_ids:
@@ -195,4 +234,6 @@ class ResultRelay:
     def stop(self) -> None:
         if self._sender is not None:
             self._sender.cancel()
+        if self._progress_sender is not None:
+            self._progress_sender.cancel()
         # The channel to the jobs service goes with the event loop.

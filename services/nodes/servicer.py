@@ -22,7 +22,7 @@ from services.core.convert import to_timestamp
 from services.core.enums import KILL_FOLLOW_UP, PLATFORM, PROCESS_PRIORITY, SYSTEM_EVENT
 from services.core.errors import DomainError, status_of
 from services.core.server import contract_base
-from services.nodes import commands
+from services.nodes import commands, template_code
 from services.nodes.client_hub import ClientHub, ClientStream, batch_response
 from services.nodes.clients import ClientsService
 from services.nodes.delivery import AssignmentDelivery
@@ -274,6 +274,19 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             token=token, expire_time=to_timestamp(datetime.fromtimestamp(expires_at, UTC))
         )
 
+    async def GetTemplateSource(
+        self, request: agent_pb2.GetTemplateSourceRequest, context: Any
+    ) -> agent_pb2.GetTemplateSourceResponse:
+        found = await _call(
+            template_code.template_source, self.service.db, request.template_id, request.version
+        )
+        return agent_pb2.GetTemplateSourceResponse(
+            template_id=found.template_id,
+            version=found.version,
+            source=found.source,
+            file_name=found.file_name,
+        )
+
     async def Session(
         self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], context: Any
     ) -> None:
@@ -369,7 +382,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             elif kind == "log":
                 await self.relay.log(stream, message.log)
             elif kind == "progress":
-                pass  # not relayed: the result is what counts
+                await self.relay.progress(stream, message.progress)
 
     async def _python_result(self, result: agent_pb2.PythonCodeResult) -> None:
         command_id = await asyncio.to_thread(self.service.command_for_request, result.request_id)
