@@ -1049,13 +1049,17 @@ def template_platforms(session: Session) -> dict[int, frozenset[str]]:
             "SELECT t.id, COALESCE(ARRAY(SELECT p->>'platform'"
             " FROM jsonb_array_elements(t.definition->'platforms') p"
             " WHERE (p->>'enabled')::boolean), '{}') AS sections,"
-            " ARRAY(SELECT c->>'platform' FROM jsonb_array_elements(t.commands) c) AS commands"
+            " ARRAY(SELECT c->>'platform' FROM jsonb_array_elements(t.commands) c) AS commands,"
+            " t.definition ? 'platforms' AS described"
             " FROM templates t"
         )
     ).all()
+    # A template file runs where its sections are enabled (maybe nowhere); a
+    # template that names no platform at all runs anywhere: no entry.
     return {
-        int(r.id): frozenset(r.sections if r.sections or r.commands == [] else r.commands)
+        int(r.id): frozenset(r.sections if r.described else r.commands)
         for r in rows
+        if r.described or r.commands
     }
 
 

@@ -26,17 +26,29 @@ def jobs(db: Database) -> JobsService:
     return service
 
 
-def _node(db: Database, name: str, pools: tuple[str, ...] = (), paused: bool = False) -> int:
+def _node(
+    db: Database,
+    name: str,
+    pools: tuple[str, ...] = (),
+    paused: bool = False,
+    platform: str = "linux",
+) -> int:
     with db.transaction() as session:
         return int(
             session.execute(
                 text(
                     "INSERT INTO nodes (name, host_name, platform, status, paused, pools,"
                     " session_id, last_heartbeat_at)"
-                    " VALUES (:n, :n, 'linux', :s, :p, :pools, 'live', now())"
+                    " VALUES (:n, :n, :platform, :s, :p, :pools, 'live', now())"
                     " RETURNING id"
                 ),
-                {"n": name, "s": "paused" if paused else "idle", "p": paused, "pools": list(pools)},
+                {
+                    "n": name,
+                    "s": "paused" if paused else "idle",
+                    "p": paused,
+                    "pools": list(pools),
+                    "platform": platform,
+                },
             ).scalar_one()
         )
 
@@ -45,10 +57,14 @@ def _job(jobs: JobsService, frames: int = 2, **fields: Any) -> int:
     spec = JobSpec(
         name=fields.pop("name", "job"),
         owner="alice",
-        template_id=COMMAND_LINE_TEMPLATE_ID,
         start_frame=1,
-        attributes=(Attribute("executable", "string", "/bin/true"),),
-        **{"packet_size": 1, "end_frame": frames, **fields},
+        **{
+            "template_id": COMMAND_LINE_TEMPLATE_ID,
+            "attributes": (Attribute("executable", "string", "/bin/true"),),
+            "packet_size": 1,
+            "end_frame": frames,
+            **fields,
+        },
     )
     return int(jobs.queue.submit_job(spec).id)
 
@@ -195,6 +211,23 @@ def test_a_node_excluded_from_a_template_gets_no_job_of_it_and_a_forgiven_one_do
     _exclude(db, forgiven, job, "-1 second")
     assert Scheduler(db).tick() == 2
     assert {node for _, _, node in _assigned(db)} == {forgiven, free}
+
+
+def test_a_node_gets_only_jobs_of_templates_enabled_for_its_platform(
+    db: Database, jobs: JobsService
+) -> None:
+    # Template 1012 (3ds Max) is enabled for Windows only.
+    max_job = _job(jobs, frames=1, template_id=1012, attributes=_max_scene())
+    linux = _node(db, "linux-node")
+    assert Scheduler(db).tick() == 0
+    windows = _node(db, "windows-node", platform="windows")
+    assert Scheduler(db).tick() == 1
+    assert _assigned(db) == [(max_job, 1, windows)]
+    assert linux != windows
+
+
+def _max_scene() -> tuple[Attribute, ...]:
+    return (Attribute("job_file", "string", "C:\\shows\\a.max"),)
 
 
 def _token(db: Database, job_id: int) -> int:

@@ -73,6 +73,13 @@ def _job(frames: int, **fields: Any) -> jobs_pb2.Job:
     )
 
 
+def _attribute(assignment: agent_pb2.Assignment, name: str) -> str:
+    """A job attribute as the node's template callbacks read it."""
+    found = [a.string_value for a in assignment.job.attributes if a.name == name]
+    assert found, f"no attribute {name} in {assignment.job}"
+    return found[0]
+
+
 def _assignment(agent: ProtocolAgent, timeout: float = 15) -> agent_pb2.Assignment:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,8 +135,11 @@ def test_a_job_renders_chunk_by_chunk_on_two_nodes_and_completes(
     for _ in range(2):
         for agent in (first, second):
             assignment = _assignment(agent)
-            assert assignment.executable == "/bin/echo"
-            assert list(assignment.arguments) == ["frame", str(assignment.chunk_id)]
+            # The node builds the command with the template's code of this version.
+            assert assignment.template_version and not assignment.executable
+            assert _attribute(assignment, "executable") == "/bin/echo"
+            assert assignment.chunk.start_frame == assignment.chunk.end_frame
+            assert assignment.chunk.start_frame == assignment.chunk_id
             accepted = _finish(agent, assignment)
             assert accepted.applied
             done.append((assignment.chunk_id, agent.node_id))
@@ -285,7 +295,7 @@ def test_attributes_flagged_for_substitution_reach_the_node_as_its_own_paths(
     )
     jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job))
     assignment = _assignment(agent)
-    assert list(assignment.arguments) == ["/mnt/projects/show/a.ma"]
+    assert _attribute(assignment, "arguments") == "/mnt/projects/show/a.ma"
     assert _finish(agent, assignment).applied
 
     # The nodes service keeps the repositories between batches: a change
@@ -302,4 +312,4 @@ def test_attributes_flagged_for_substitution_reach_the_node_as_its_own_paths(
     )
     time.sleep(0.5)  # the repository.updated event reaches the nodes service
     jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job))
-    assert list(_assignment(agent).arguments) == ["/net/projects/show/a.ma"]
+    assert _attribute(_assignment(agent), "arguments") == "/net/projects/show/a.ma"
