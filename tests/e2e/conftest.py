@@ -44,7 +44,10 @@ def dispatcher(
         ["serve", "jobs", "nodes", "admin"],
         {
             "MUSTER_DATABASE_URL": database_url,
-            "MUSTER_NODE_LOST_TIMEOUT_SECONDS": "4",
+            # Short, so a killed agent's node is lost soon; not so short that a
+            # live agent starved of CPU by a busy test machine is declared lost
+            # mid-chunk (its node would look free while it still renders).
+            "MUSTER_NODE_LOST_TIMEOUT_SECONDS": "10",
             "MUSTER_EVENT_POLL_SECONDS": "1",
             # Empty unless a test writes hook files there (the hooks_dir fixture).
             "MUSTER_HOOKS_DIR": str(shared_tmp / "hooks"),
