@@ -25,7 +25,6 @@ from services.core.paging import Page, page_of, page_request
 from services.jobs import store as repo
 from services.jobs import topics
 from services.jobs.domain import TemplateRecord
-from services.jobs.templates import BUILTIN_TEMPLATES
 
 _LOG = logging.getLogger(__name__)
 
@@ -115,12 +114,7 @@ class TemplatesService:
         catalogue = engine.load_catalogue(self.library, self.studio)
         with self.db.transaction() as session:
             repo.lock_template_catalogue(session)
-            # Templates of an older dispatcher's token format, until the library
-            # has them as files.
-            legacy = [t for t in BUILTIN_TEMPLATES if t.id not in catalogue.templates]
             current = repo.template_states(session)
-            if legacy:
-                repo.upsert_templates(session, [t for t in legacy if t.id not in current])
             result = self._write(session, catalogue, current)
             files = {
                 path: (catalogue.problems.get(path, ""), ids)

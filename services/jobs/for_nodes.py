@@ -42,7 +42,6 @@ from services.admin.paths import RepositoryPaths, map_path
 from services.admin.store import all_repositories
 from services.core.database import Database
 from services.jobs import store, topics
-from services.jobs import templates as template_defs
 from services.jobs.domain import attributes_from_json
 from services.jobs.messages import job_for_node, job_message
 from services.jobs.store import (
@@ -92,9 +91,8 @@ REFERENCE_TOPICS = frozenset(
 class _Reference:
     config: DispatcherConfig
     mappings: list[RepositoryPaths]
-    templates: dict[int, template_defs.Template]
-    # Version of each template whose code is an MTemplateAPI file: its chunks
-    # run through the template's callbacks on the node.
+    # The version of each template's code (Template.version): the node runs
+    # the template's callbacks of that version.
     versions: dict[int, str]
     read_at: float
 
@@ -114,7 +112,7 @@ class ReferenceCache:
         if (
             current is None
             or time.monotonic() - current.read_at > REFERENCE_SECONDS
-            or not template_ids <= current.templates.keys()
+            or not template_ids <= current.versions.keys()
         ):
             rows = store.all_templates(session)
             current = self._current = _Reference(
@@ -123,7 +121,6 @@ class ReferenceCache:
                     RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
                     for r in all_repositories(session)
                 ],
-                {row.id: _template(row) for row in rows},
                 {row.id: row.version for row in rows if row.version},
                 time.monotonic(),
             )
@@ -144,7 +141,7 @@ def build_assignments(
         shared = (reference or ReferenceCache()).get(
             session, {j.template_id for j in job_rows.values()}
         )
-    config, mappings, templates = shared.config, shared.mappings, shared.templates
+    config, mappings = shared.config, shared.mappings
     messages = {}
     for assignment in live:
         try:
@@ -152,8 +149,7 @@ def build_assignments(
             messages[assignment.node_id] = _assignment_message(
                 assignment,
                 job,
-                templates[job.template_id],
-                shared.versions.get(job.template_id, ""),
+                shared.versions[job.template_id],
                 config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
                 # Attributes flagged for substitution become the node's own paths.
                 functools.partial(
@@ -168,17 +164,6 @@ def build_assignments(
     return messages
 
 
-def _template(row: Row[Any]) -> template_defs.Template:
-    return template_defs.Template(
-        id=row.id,
-        name=row.name,
-        commands=tuple(template_defs.TemplateCommand.from_json(c) for c in row.commands),
-        log_error_patterns=tuple(row.log_error_patterns),
-        log_warning_patterns=tuple(row.log_warning_patterns),
-        success_exit_codes=tuple(row.success_exit_codes),
-    )
-
-
 def _substitute(
     path: str, *, mappings: list[RepositoryPaths], platform: str, case_sensitive: bool
 ) -> str:
@@ -188,25 +173,22 @@ def _substitute(
 def _assignment_message(
     live: Row[Any],
     job: Row[Any],
-    template: template_defs.Template,
     version: str,
     default_timeout: int,
     substitute: Callable[[str], str],
 ) -> agent_pb2.Assignment:
     """`live`: the assignment row with its node's platform and its chunk's frames.
 
-    A template with a version (an MTemplateAPI file) is run by the node: the
-    assignment carries the job (path attributes mapped to the node's
-    platform), the chunk and the version, and the agent calls the template's
-    callbacks. A template stored by an older dispatcher (no version) gets its
-    command built here."""
+    The node runs the template: the assignment carries the job (path
+    attributes mapped to the node's platform), the chunk and the version of
+    the template's code, and the agent calls the template's callbacks."""
     assignment = agent_pb2.Assignment(
         job_id=job.id,
         chunk_id=live.chunk_number,
         fencing_token=live.fencing_token,
         run_number=live.runs_count,
         job_name=job.name,
-        template_id=template.id,
+        template_id=job.template_id,
         start_frame=live.start_frame,
         end_frame=live.end_frame,
         by_frame=live.by_frame,
@@ -214,33 +196,7 @@ def _assignment_message(
         timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
         run_as_user=live.run_as_user,
     )
-    if version:
-        _add_template_run(assignment, live, job, version, substitute)
-        return assignment
-    built = template_defs.build_command(
-        template,
-        template_defs.JobInput(
-            id=job.id,
-            attributes=attributes_from_json(job.attributes or {}),
-            environment=dict(job.environment or {}),
-        ),
-        template_defs.ChunkInput(
-            id=live.chunk_number,
-            start_frame=live.start_frame,
-            end_frame=live.end_frame,
-            by_frame=live.by_frame,
-            slice_index=live.slice_index,
-        ),
-        live.platform,
-        substitute,
-    )
-    assignment.executable = built.executable
-    assignment.arguments.extend(built.arguments)
-    assignment.working_directory = built.working_directory
-    assignment.environment.update(built.environment)
-    assignment.success_exit_codes.extend(template.success_exit_codes)
-    assignment.log_error_patterns.extend(template.log_error_patterns)
-    assignment.log_warning_patterns.extend(template.log_warning_patterns)
+    _add_template_run(assignment, live, job, version, substitute)
     return assignment
 
 

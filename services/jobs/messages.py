@@ -39,7 +39,6 @@ from services.jobs.domain import (
 )
 from services.jobs.queue_sql import row_from_json
 from services.jobs.tables import jobs
-from services.jobs.templates import TemplateCommand
 
 # JobAttribute's value oneof <-> the attribute types of domain.Attribute.
 _ATTRIBUTE_TYPE = {
@@ -343,20 +342,20 @@ def run_message(row: RunRecord) -> jobs_pb2.ChunkRun:
 
 
 def template_message(row: TemplateRecord) -> jobs_pb2.Template:
-    commands = [TemplateCommand.from_json(c) for c in row.commands]
     return jobs_pb2.Template(
         id=row.id,
         name=row.name,
         description=row.description,
+        # Templates of an older dispatcher's format had commands; files have none.
         commands=[
             jobs_pb2.TemplateCommand(
-                platform=core_enums.PLATFORM.number(c.platform),
-                executable=c.executable,
-                arguments=c.arguments,
-                working_directory=c.working_directory,
-                environment=c.environment,
+                platform=core_enums.PLATFORM.number(str(c["platform"])),
+                executable=str(c.get("executable", "")),
+                arguments=[str(a) for a in c.get("arguments", ())],
+                working_directory=str(c.get("working_directory", "")),
+                environment={str(k): str(v) for k, v in c.get("environment", {}).items()},
             )
-            for c in commands
+            for c in row.commands
         ],
         log_error_patterns=row.log_error_patterns,
         log_warning_patterns=row.log_warning_patterns,

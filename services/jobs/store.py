@@ -66,7 +66,6 @@ from services.jobs.tables import (
     template_versions,
     templates,
 )
-from services.jobs.templates import Template
 from services.nodes.tables import nodes as nodes_table
 
 # --- jobs ---------------------------------------------------------------------------
@@ -621,29 +620,6 @@ def runs_exist(session: Session, job_id: int, chunk_number: int | None = None) -
 
 
 # --- templates -----------------------------------------------------------------------
-
-
-def upsert_templates(session: Session, definitions: Iterable[Template]) -> None:
-    for t in definitions:
-        values = {
-            "id": t.id,
-            "name": t.name,
-            "description": t.description,
-            "commands": [c.as_json() for c in t.commands],
-            "log_error_patterns": list(t.log_error_patterns),
-            "log_warning_patterns": list(t.log_warning_patterns),
-            "success_exit_codes": list(t.success_exit_codes),
-            "default_packet_type": t.default_packet_type,
-            "script_name": t.script_name,
-            "enabled": t.enabled,
-        }
-        statement = pg_insert(templates).values(**values)
-        changed = {k: statement.excluded[k] for k in values if k != "id"}
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[templates.c.id], set_={**changed, "updated_at": func.now()}
-            )
-        )
 
 
 _TEMPLATE_RECORD_COLUMNS = tuple(templates.c[f.name] for f in dataclasses.fields(TemplateRecord))

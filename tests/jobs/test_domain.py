@@ -12,14 +12,6 @@ from services.core.errors import FailedPrecondition, InvalidArgument
 from services.jobs import domain, queue_sql
 from services.jobs.domain import Attribute, JobSpec
 from services.jobs.tables import jobs
-from services.jobs.templates import (
-    BLENDER,
-    COMMAND_LINE,
-    ChunkInput,
-    JobInput,
-    build_command,
-    format_frame,
-)
 
 JOB = JobSpec(name="shot", owner="alice", template_id=1001, start_frame=1, end_frame=100)
 
@@ -202,58 +194,6 @@ def test_a_dependency_cycle_is_found_with_its_path() -> None:
 def test_a_folder_that_contains_itself_is_found() -> None:
     assert domain.folder_cycle({1: 2, 2: 1}) is not None
     assert domain.folder_cycle({1: None, 2: 1}) is None
-
-
-# --- templates --------------------------------------------------------------------------------
-
-
-def test_blender_command_line_has_scene_output_and_chunk_frames() -> None:
-    job = JobInput(
-        7,
-        [
-            Attribute("job_file", "string", "/p/shot.blend", substitute_paths=True),
-            Attribute("output_pattern", "string", "//out/f_####"),
-            Attribute("blender_arguments", "string", "--engine CYCLES"),
-        ],
-    )
-    built = build_command(
-        BLENDER, job, ChunkInput(3, 11, 20, 1), "linux", substitute=lambda p: "/mnt" + p
-    )
-    assert built.executable == "blender"
-    assert built.arguments == (
-        "-b", "/mnt/p/shot.blend", "-o", "//out/f_####", "--engine", "CYCLES",
-        "-s", "11", "-e", "20", "-j", "1", "-a",
-    )  # fmt: skip
-    assert built.substituted == ("job_file",)
-
-
-def test_command_line_template_expands_tokens_padding_and_quoted_arguments() -> None:
-    job = JobInput(
-        2,
-        [
-            Attribute("executable", "string", "/bin/render"),
-            Attribute(
-                "arguments", "string", "--in 'my scene.ma' -f {start:4}-{end:4} --step {step}"
-            ),
-            Attribute("working_folder", "string", "/work/{job}"),
-        ],
-        environment={"SHOT": "{chunk}"},
-    )
-    built = build_command(COMMAND_LINE, job, ChunkInput(5, 9, 12, 0.5), "windows")
-    assert built.executable == "/bin/render"
-    assert built.arguments == ("--in", "my scene.ma", "-f", "0009-0012", "--step", "0.5")
-    assert built.working_directory == "/work/2"
-    assert built.environment == {"SHOT": "5"}
-
-
-def test_a_template_without_a_command_for_the_platform_is_refused() -> None:
-    no_mac = dataclasses.replace(BLENDER, commands=BLENDER.commands[:2])
-    with pytest.raises(InvalidArgument, match="no command for macos"):
-        build_command(no_mac, JobInput(1), ChunkInput(1, 1, 1), "macos")
-
-
-def test_frames_print_without_a_trailing_zero() -> None:
-    assert (format_frame(12.0), format_frame(12.0, 4), format_frame(1.5)) == ("12", "0012", "1.5")
 
 
 # --- queue snapshot grammar -------------------------------------------------------------------
