@@ -40,6 +40,9 @@ MAX_LINE_BYTES = 64 * 1024
 # After the main process exits, how long its pipes may stay open (held by a
 # background child) before the rest of the group is killed.
 DRAIN_SECONDS = 2.0
+# How much of a pipe is read at once; lines are cut out of it.
+READ_BYTES = 64 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 1.0
 # A run of a template keeps the tail of its log for the template's checks.
@@ -569,21 +572,31 @@ class ChunkRun:
             )
 
     async def _pump(self, reader: asyncio.StreamReader | None, stream: LogStream) -> None:
+        """Lines end at \n, \r\n or a lone \r: renderers that redraw a progress
+        line with \r (ffmpeg's stats, V-Ray, Arnold) give a line per redraw,
+        as it is drawn, not one huge line when the process ends."""
         if reader is None:
             return
+        pending = b""
+        after_cr = False  # the last chunk ended with \r: a \n opening the next ends nothing
         while True:
-            try:
-                raw = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as end:
-                if end.partial:
-                    self._line(end.partial, stream)
+            data = await reader.read(READ_BYTES)
+            if not data:
+                if pending:
+                    self._line(pending, stream)
                 return
-            except asyncio.LimitOverrunError as long_line:
-                raw = await reader.read(min(long_line.consumed, MAX_LINE_BYTES) or MAX_LINE_BYTES)
-            self._line(raw, stream)
+            if after_cr and data.startswith(b"\n"):
+                data = data[1:]
+            after_cr = data.endswith(b"\r")
+            *lines, pending = _LINE_END.split(pending + data)
+            for line in lines:
+                self._line(line, stream)
+            while len(pending) > MAX_LINE_BYTES:
+                self._line(pending[:MAX_LINE_BYTES], stream)
+                pending = pending[MAX_LINE_BYTES:]
 
     def _line(self, raw: bytes, stream: LogStream) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        text = raw.decode("utf-8", "replace")
         if not self._error_line and any(p.search(text) for p in self._errors):
             self._error_line = text
         if not self._warning_line and any(p.search(text) for p in self._warnings):

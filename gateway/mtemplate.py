@@ -638,7 +638,9 @@ class MTemplate:
     def addProgressRegex(self, pattern: str) -> None:
         """Extension: a log line matching `pattern` gives progress: one group
         is a percent (of the current frame when frame-done lines are declared,
-        else of the chunk); two groups are "done of total"."""
+        else of the chunk); two groups are "done of total"; a group named
+        `frame` is how many of the chunk's frames are done (ffmpeg's
+        `frame=  24`)."""
         re.compile(_text(pattern, "addProgressRegex"))
         self._progress.append(pattern)
 

@@ -481,7 +481,8 @@ class ProgressParser:
 
     With frame-done patterns the chunk's progress is
     (frames done + current frame's percent / 100) / frames of the chunk;
-    without, a progress line's percent (or done/total) is the chunk's."""
+    without, a progress line's percent (or done/total, or a `frame` group's
+    count of the chunk's frames) is the chunk's."""
 
     def __init__(
         self, progress: Iterable[str], frame_done: Iterable[str], frames_in_chunk: int
@@ -511,7 +512,7 @@ class ProgressParser:
                 found = pattern.search(line)
                 if found is None:
                     continue
-                percent = _percent(found)
+                percent = _percent(found, self._frames)
                 if percent is None:
                     continue
                 self._current = percent
@@ -530,7 +531,15 @@ class ProgressParser:
         return value
 
 
-def _percent(found: re.Match[str]) -> float | None:
+def _percent(found: re.Match[str], frames: int) -> float | None:
+    """A progress line's percent: a group named `frame` counts frames of the
+    chunk written so far (ffmpeg's `frame=  24`); else one group is a
+    percent, two are done and total."""
+    try:
+        if "frame" in found.re.groupindex and found.group("frame") is not None:
+            return 100.0 * float(found.group("frame")) / frames
+    except ValueError:
+        return None
     groups = [g for g in found.groups() if g is not None]
     try:
         if len(groups) >= 2:

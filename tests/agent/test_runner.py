@@ -276,6 +276,14 @@ def test_many_lines_are_batched_and_long_lines_split(tmp_path: Path) -> None:
     assert len(captured.logs) < 10
 
 
+def test_a_line_redrawn_with_carriage_returns_is_a_line_per_redraw(tmp_path: Path) -> None:
+    # ffmpeg's stats line: \r between redraws, \r\n and \n ends kept as one end.
+    script = "printf 'frame=  1\\rframe=  2\\r'; sleep 0.2; printf '\\nwin\\r\\nend\\n\\nlast'"
+    runner, captured = chunk(assignment(script), tmp_path)
+    assert run(runner.run).outcome == SUCCEEDED
+    assert captured.output() == ["frame=  1", "frame=  2", "win", "end", "", "last"]
+
+
 def test_the_batcher_sends_by_time_and_by_count() -> None:
     async def body() -> list[int]:
         sizes: list[int] = []

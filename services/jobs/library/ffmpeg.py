@@ -82,6 +82,8 @@ class FFmpegTemplate(MTemplateAPI.MTemplate):
         ):
             self.addSubmissionItem(item)
             self.addMapping(item.getName(), attribute)
+        # The stats line counts the frames written so far, of the chunk's range.
+        self.addProgressRegex(r"^frame=\s*(?P<frame>\d+)\s")
         M.enableApplication(
             self,
             PATH_ITEM,

@@ -291,7 +291,7 @@ RENDERERS = [
         (1, 48, 1),
         ["Input #0, image2, from '/r/shot_%04d.png':", "frame=   24 fps=0.0 q=28.0 size=  0kB"]
         + ["frame=   48 fps=0.0 q=-1.0 Lsize=  120kB time=00:00:01.92 bitrate= 512.0kbits/s"],
-        [],
+        [50, 100],
         error="/r/shot_%04d.png: No such file or directory",
         end="\r",
     ),
