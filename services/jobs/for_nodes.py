@@ -197,6 +197,9 @@ def _assignment_message(
         run_as_user=live.run_as_user,
     )
     _add_template_run(assignment, live, job, version, substitute)
+    # The node's own values of the template's client configuration items.
+    preferences = (live.template_preferences or {}).get(str(job.template_id), {})
+    assignment.template_preferences.update({str(k): str(v) for k, v in preferences.items()})
     return assignment
 
 

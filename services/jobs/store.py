@@ -510,12 +510,14 @@ def _id_array(values: Iterable[int]) -> BindParameter[Any]:
 
 
 def assignments_to_build(session: Session, node_ids: Iterable[int]) -> Sequence[Row[Any]]:
-    """Each live assignment of these nodes with its node's platform and its
-    chunk's frames (one joined read per batch of deliveries)."""
+    """Each live assignment of these nodes with its node's platform, its
+    node's template preferences (an administrator's values, nodes domain) and
+    its chunk's frames (one joined read per batch of deliveries)."""
     return session.execute(
         select(
             chunk_assignments,
             nodes_table.c.platform,
+            nodes_table.c.template_preferences,
             chunks.c.runs_count,
             chunks.c.start_frame,
             chunks.c.end_frame,

@@ -20,7 +20,6 @@ from farm.common.v1 import common_pb2
 from services.core.database import Database
 from services.jobs import for_nodes
 from services.jobs import topics as jobs_topics
-from services.nodes import store as repo
 from services.nodes.service import NodesService, RunningChunk
 from services.nodes.sessions import AgentStream, SessionHub
 
@@ -112,16 +111,8 @@ class AssignmentDelivery:
 
     def _assignments(self, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
         """The nodes' live assignments, each with the node's own values of its
-        template's client configuration items (one read for the batch)."""
-        messages = for_nodes.build_assignments(self.db, node_ids, self.reference)
-        if messages:
-            with self.db.transaction() as session:
-                stored = repo.template_preferences(session, list(messages))
-            for node_id, values in stored.items():
-                message = messages.get(node_id)
-                if message is not None:
-                    message.template_preferences.update(values.get(str(message.template_id), {}))
-        return messages
+        template's client configuration items (read with the assignments)."""
+        return for_nodes.build_assignments(self.db, node_ids, self.reference)
 
     async def _mark_rendering(self) -> None:
         """Nodes sent their chunk show as rendering: written beside the

@@ -563,20 +563,6 @@ def dispatcher_log_entry(session: Session, entry_id: int) -> Row[Any] | None:
     return session.execute(select(log_messages).where(log_messages.c.id == entry_id)).first()
 
 
-def template_preferences(session: Session, node_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The nodes' template preferences ({"<template id>": {item: value}}), for
-    the nodes that have some: one query for a batch of nodes."""
-    if not node_ids:
-        return {}
-    rows = session.execute(
-        select(nodes.c.id, nodes.c.template_preferences).where(
-            nodes.c.id.in_(list(node_ids)),
-            nodes.c.template_preferences != text("'{}'::jsonb"),
-        )
-    ).all()
-    return {int(node_id): dict(values) for node_id, values in rows}
-
-
 def set_template_preferences(session: Session, node_id: int, preferences: dict[str, Any]) -> None:
     """Stores all of a node's template preferences (the caller holds the node's row lock)."""
     update_node(session, node_id, template_preferences=preferences)
