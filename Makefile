@@ -58,3 +58,10 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) gen .pytest_cache .mypy_cache .ruff_cache
+
+# Chaos soak (docs/reliability.md): `make soak MINUTES=3 [SEED=N]`; exits non-zero
+# when an invariant fails.
+.PHONY: soak
+MINUTES ?= 3
+soak: setup
+	$(BIN)/python -m bench.soak --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))

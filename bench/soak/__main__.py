@@ -1,0 +1,51 @@
+"""`python -m bench.soak --minutes 3 [--seed N]`: run the chaos soak, print
+its timeline and the checker's table; exit 1 when an invariant fails."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+from pathlib import Path
+
+from bench.soak.farm import ROOT
+from bench.soak.run import soak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=3.0, help="feeding and faults (3)")
+    parser.add_argument("--seed", type=int, default=None, help="RNG seed (printed; random)")
+    parser.add_argument("--agents", type=int, default=3)
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--lost-timeout", type=float, default=6.0, help="node lost timeout (6 s)")
+    parser.add_argument("--drain", type=float, default=180.0, help="drain bound, seconds (180)")
+    parser.add_argument(
+        "--folder", default=str(ROOT / ".data" / "soak"), help="work folder (emptied first)"
+    )
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    print(f"soak: seed {seed}, {args.minutes:g} minutes (rerun: --seed {seed})", flush=True)
+    folder = os.path.abspath(args.folder)
+    shutil.rmtree(os.path.join(folder, "frames"), ignore_errors=True)
+    shutil.rmtree(os.path.join(folder, "logs"), ignore_errors=True)
+    shutil.rmtree(os.path.join(folder, "agents"), ignore_errors=True)
+    outcome = soak(
+        Path(folder),
+        args.minutes,
+        seed,
+        external_url=os.environ.get("MUSTER_DATABASE_URL", "").strip(),
+        agents=args.agents,
+        instances=args.instances,
+        lost_timeout=args.lost_timeout,
+        drain_seconds=args.drain,
+    )
+    print(outcome.table(), flush=True)
+    print(f"soak: seed {seed}", flush=True)
+    return 0 if outcome.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
