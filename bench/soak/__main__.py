@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.soak.farm import ROOT
-from bench.soak.run import soak
+from bench.soak.run import FAULT_KINDS, soak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--folder", default=str(ROOT / ".data" / "soak"), help="work folder (emptied first)"
     )
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULT_KINDS),
+        help="comma-separated fault kinds to draw from (all: %(default)s)",
+    )
+    parser.add_argument(
+        "--gap", type=float, nargs=2, default=(4.0, 14.0), help="seconds between faults (4 14)"
+    )
     args = parser.parse_args(argv)
+    kinds = tuple(k for k in args.faults.split(",") if k)
+    unknown = set(kinds) - set(FAULT_KINDS)
+    if unknown or not kinds:
+        parser.error(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     print(f"soak: seed {seed}, {args.minutes:g} minutes (rerun: --seed {seed})", flush=True)
     folder = os.path.abspath(args.folder)
@@ -41,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         instances=args.instances,
         lost_timeout=args.lost_timeout,
         drain_seconds=args.drain,
+        fault_gap=(args.gap[0], args.gap[1]),
+        faults=kinds,
     )
     print(outcome.table(), flush=True)
     print(f"soak: seed {seed}", flush=True)

@@ -152,6 +152,7 @@ class Injector:
     rng: random.Random
     clock: Clock
     gap: tuple[float, float] = (4.0, 14.0)
+    only: tuple[str, ...] = FAULT_KINDS
     stop: threading.Event = field(default_factory=threading.Event)
     injected: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -305,6 +306,8 @@ def soak(
     instances: int = 2,
     lost_timeout: float = 6.0,
     drain_seconds: float = 180.0,
+    fault_gap: tuple[float, float] = (4.0, 14.0),
+    faults: tuple[str, ...] = FAULT_KINDS,
 ) -> Outcome:
     """Run the whole soak in `folder` (emptied first) and check it."""
     clock = Clock()
@@ -316,7 +319,7 @@ def soak(
     postgres = Postgres(folder / "pg", external_url)
     farm = Farm(folder, postgres, agents, instances, lost_timeout)
     feeder = Feeder(farm, job_rng, clock, frames_dir, seed)
-    injector = Injector(farm, fault_rng, clock)
+    injector = Injector(farm, fault_rng, clock, fault_gap, faults)
     db = Database(postgres.url, pool_size=2)
     try:
         clock.say(f"farm starting in {folder} (logs in {folder / 'logs'})")
