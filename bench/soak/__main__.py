@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.soak.farm import ROOT
-from bench.soak.run import FAULT_KINDS, soak
+from bench.soak.run import FAULT_KINDS, check_again, soak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gap", type=float, nargs=2, default=(4.0, 14.0), help="seconds between faults (4 14)"
     )
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="run no soak: check the last one left in --folder again",
+    )
     args = parser.parse_args(argv)
+    external = os.environ.get("MUSTER_DATABASE_URL", "").strip()
+    if args.check_only:
+        again = check_again(Path(args.folder).absolute(), external)
+        print(again.table(), flush=True)
+        return 0 if again.ok else 1
     kinds = tuple(k for k in args.faults.split(",") if k)
     unknown = set(kinds) - set(FAULT_KINDS)
     if unknown or not kinds:
@@ -48,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(folder),
         args.minutes,
         seed,
-        external_url=os.environ.get("MUSTER_DATABASE_URL", "").strip(),
+        external_url=external,
         agents=args.agents,
         instances=args.instances,
         lost_timeout=args.lost_timeout,

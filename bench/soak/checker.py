@@ -99,6 +99,43 @@ def overlapping_runs(runs: list[Run]) -> list[tuple[Run, Run]]:
     return found
 
 
+# Clock slack between the render process (`date`) and PostgreSQL's now() on
+# one machine: a run starts (assignment) before its process and ends (result
+# recorded) after it, so an honest process lies inside its run.
+SLACK_SECONDS = 0.5
+
+
+def processes(marks: list[Mark]) -> dict[int, tuple[float, float | None]]:
+    """Each render process of a frame: (its start, its end or None)."""
+    spans: dict[int, tuple[float, float | None]] = {}
+    for mark in marks:
+        if mark.kind == "start":
+            spans[mark.pid] = (mark.at, None)
+        elif mark.pid in spans:
+            spans[mark.pid] = (spans[mark.pid][0], mark.at)
+    return spans
+
+
+def outside_runs(marks: list[Mark], runs: list[Run]) -> list[int]:
+    """The processes of a frame that no recorded run of its chunk covers: a
+    process must start after its run started and end before it ended (as
+    recorded). One outside every run rendered when the history says nothing
+    ran (an orphan outliving its LOST run, a stale assignment started late)."""
+    found = []
+    for pid, (start, end) in processes(marks).items():
+        if not any(_covers(run, start, end) for run in runs):
+            found.append(pid)
+    return found
+
+
+def _covers(run: Run, start: float, end: float | None) -> bool:
+    begins = run.started_at.timestamp() - SLACK_SECONDS
+    ends = None if run.ended_at is None else run.ended_at.timestamp() + SLACK_SECONDS
+    if start < begins or (ends is not None and start > ends):
+        return False
+    return end is None or ends is None or end <= ends
+
+
 @dataclass(frozen=True)
 class Job:
     """A job the database holds, with the frames it renders."""
@@ -124,6 +161,7 @@ class Outcome:
     process_starts: int = 0
     runs_recorded: int = 0
     chunks_hiding_processes: list[str] = field(default_factory=list)
+    processes_outside_runs: list[str] = field(default_factory=list)
     runs_without_process: int = 0
     overlapping_runs: int = 0
     jobs_stuck: list[str] = field(default_factory=list)
@@ -148,6 +186,7 @@ class Outcome:
             ("runs recorded (chunk_runs)", str(self.runs_recorded), ""),
             ("chunks with more processes than runs", str(len(self.chunks_hiding_processes)), "0"),
             ("runs without a process (lost before it started)", str(self.runs_without_process), ""),
+            ("processes outside every recorded run", str(len(self.processes_outside_runs)), "0"),
             ("runs of one chunk overlapping in time", str(self.overlapping_runs), "0"),
             ("submissions accepted", str(self.submissions_accepted), ""),
             ("jobs present (of accepted submissions)", str(self.jobs_present), "= accepted"),
@@ -215,10 +254,13 @@ def check(
             if starts > recorded:
                 out.chunks_hiding_processes.append(f"{key}: {starts} processes, {recorded} runs")
             out.runs_without_process += max(0, recorded - starts)
+            for pid in outside_runs(marks, runs_of.get((job.job_id, frame), [])):
+                out.processes_outside_runs.append(f"{key} pid {pid}")
     out.overlapping_runs = len(overlapping_runs(runs))
     _fail(out, out.frames_never_finished, "frames never finished")
     _fail(out, out.frames_two_alive, "frames with two processes alive at once")
     _fail(out, out.chunks_hiding_processes, "chunks with more processes than recorded runs")
+    _fail(out, out.processes_outside_runs, "processes outside every recorded run of their chunk")
     _fail(out, out.jobs_stuck, "jobs stuck")
     if out.overlapping_runs:
         out.failures.append(f"{out.overlapping_runs} pairs of runs of one chunk overlap in time")

@@ -45,7 +45,7 @@ class Postgres:
     <folder>/pg (restartable), or the one MUSTER_DATABASE_URL names (then
     restarts are not a fault the soak can inject)."""
 
-    def __init__(self, folder: Path, external_url: str = "") -> None:
+    def __init__(self, folder: Path, external_url: str = "", fresh: bool = True) -> None:
         self.external = bool(external_url)
         self.embedded: EmbeddedPostgres | None = None
         if external_url:
@@ -54,12 +54,15 @@ class Postgres:
             self.embedded = EmbeddedPostgres(folder)
             self.embedded.start()
             admin = self.embedded.admin_url()
-            drop_database(admin, SOAK_DATABASE)
-            ensure_database(admin, SOAK_DATABASE)
+            if fresh:
+                drop_database(admin, SOAK_DATABASE)
+                ensure_database(admin, SOAK_DATABASE)
             self.url = with_database(admin, SOAK_DATABASE).render_as_string(hide_password=False)
-        migrate.upgrade(self.url)
         self.signing_key = secrets.token_hex(16)
         self.enrollment_secret = secrets.token_hex(16)
+        if not fresh:
+            return  # a finished soak's database, read again by --check-only
+        migrate.upgrade(self.url)
         db = Database(self.url, pool_size=1)
         try:
             store_secret(db, SIGNING_KEY, self.signing_key)

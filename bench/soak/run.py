@@ -3,6 +3,7 @@ bounded drain, then the checker over the frame files and the database."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import threading
@@ -87,7 +88,7 @@ class Feeder:
     rng: random.Random
     clock: Clock
     frames_dir: Path
-    seed: int
+    prefix: str  # of every job name: soak-<seed>-<start time>-
     stop: threading.Event = field(default_factory=threading.Event)
     accepted: dict[str, int] = field(default_factory=dict)
     given_up: list[str] = field(default_factory=list)
@@ -115,7 +116,7 @@ class Feeder:
             number += 1
             if number % 10 == 0:
                 token = self.token()
-            name = f"soak-{self.seed}-{number}"
+            name = f"{self.prefix}{number}"
             folder = self.frames_dir / name
             folder.mkdir(parents=True)
             job = soak_job(name, folder, self.rng.randint(3, 8), self.rng.uniform(0.5, 2.0))
@@ -245,22 +246,24 @@ class Collected:
     frame_files: dict[tuple[str, int], str]
 
 
-def collect(db: Database, frames_dir: Path) -> Collected:
-    """The soak's jobs, their chunk runs and their frame files."""
+def collect(db: Database, frames_dir: Path, prefix: str) -> Collected:
+    """The soak's jobs (named `prefix`...), their chunk runs and their frame files."""
     with db.read() as connection:
         job_rows = connection.execute(
             text(
                 "SELECT j.id, j.name, j.status, array_agg(c.start_frame ORDER BY c.chunk_number)"
                 " FROM jobs j JOIN chunks c ON c.job_id = j.id"
-                " WHERE j.name LIKE 'soak-%' GROUP BY j.id"
-            )
+                " WHERE starts_with(j.name, :prefix) GROUP BY j.id"
+            ),
+            {"prefix": prefix},
         ).all()
         run_rows = connection.execute(
             text(
                 "SELECT r.job_id, r.chunk_number, r.run_number, r.start_frame, r.end_frame,"
                 " r.started_at, r.ended_at, r.outcome FROM chunk_runs r"
-                " JOIN jobs j ON j.id = r.job_id WHERE j.name LIKE 'soak-%'"
-            )
+                " JOIN jobs j ON j.id = r.job_id WHERE starts_with(j.name, :prefix)"
+            ),
+            {"prefix": prefix},
         ).all()
     jobs = [Job(int(i), str(n), str(s), [int(f) for f in frames]) for i, n, s, frames in job_rows]
     runs = [
@@ -275,7 +278,7 @@ def collect(db: Database, frames_dir: Path) -> Collected:
     return Collected(jobs, runs, files)
 
 
-def drain(db: Database, clock: Clock, timeout: float) -> bool:
+def drain(db: Database, clock: Clock, timeout: float, prefix: str) -> bool:
     """Wait until no soak job is unfinished (or the timeout)."""
     deadline = time.monotonic() + timeout
     last = -1
@@ -283,9 +286,10 @@ def drain(db: Database, clock: Clock, timeout: float) -> bool:
         with db.read() as connection:
             open_jobs = connection.execute(
                 text(
-                    "SELECT count(*) FROM jobs WHERE name LIKE 'soak-%'"
+                    "SELECT count(*) FROM jobs WHERE starts_with(name, :prefix)"
                     " AND status IN ('queued', 'waiting_dependencies', 'running')"
-                )
+                ),
+                {"prefix": prefix},
             ).scalar_one()
         if open_jobs == 0:
             return True
@@ -318,7 +322,11 @@ def soak(
     fault_rng, job_rng = random.Random(seed), random.Random(seed + 1)
     postgres = Postgres(folder / "pg", external_url)
     farm = Farm(folder, postgres, agents, instances, lost_timeout)
-    feeder = Feeder(farm, job_rng, clock, frames_dir, seed)
+    # Names unique to this run: a second soak on the same external database
+    # (same seed or not) neither meets the first one's jobs nor reuses their
+    # request ids.
+    prefix = f"soak-{seed}-{int(time.time())}-"
+    feeder = Feeder(farm, job_rng, clock, frames_dir, prefix)
     injector = Injector(farm, fault_rng, clock, fault_gap, faults)
     db = Database(postgres.url, pool_size=2)
     try:
@@ -343,14 +351,21 @@ def soak(
             f"feeder: {len(feeder.accepted)} accepted, {feeder.retries} retried calls,"
             f" {len(feeder.given_up)} given up"
         )
-        drained = drain(db, clock, drain_seconds)
+        drained = drain(db, clock, drain_seconds, prefix)
         clock.say("drained" if drained else f"NOT drained after {drain_seconds:.0f}s")
         time.sleep(2)  # the last end marks and reports land
-        collected = collect(db, frames_dir)
+        collected = collect(db, frames_dir, prefix)
     finally:
         db.dispose()
         farm.end()
         postgres.stop()
+    record = {
+        "seed": seed,
+        "prefix": prefix,
+        "faults": dict(injector.injected),
+        "accepted": feeder.accepted,
+    }
+    (folder / "soak.json").write_text(json.dumps(record, indent=1))
     outcome = check(
         faults=injector.injected,
         accepted=feeder.accepted,
@@ -363,3 +378,23 @@ def soak(
         f"feeder: {feeder.retries} retried calls, {len(feeder.given_up)} submissions given up"
     )
     return outcome
+
+
+def check_again(folder: Path, external_url: str = "") -> Outcome:
+    """The checker over a finished soak's folder and database (the faults
+    and the accepted submissions from its soak.json)."""
+    record = json.loads((folder / "soak.json").read_text())
+    postgres = Postgres(folder / "pg", external_url, fresh=False)
+    db = Database(postgres.url, pool_size=1)
+    try:
+        collected = collect(db, folder / "frames", str(record.get("prefix", "soak-")))
+    finally:
+        db.dispose()
+        postgres.stop()
+    return check(
+        faults=Counter(record["faults"]),
+        accepted={str(k): int(v) for k, v in record["accepted"].items()},
+        jobs=collected.jobs,
+        frame_files=collected.frame_files,
+        runs=collected.runs,
+    )

@@ -10,12 +10,15 @@ from bench.soak.checker import (
     Run,
     check,
     finished,
+    outside_runs,
     overlapping_runs,
     parse_frame_file,
     two_alive_at_once,
 )
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# Mark times are seconds since the epoch: with T0 the epoch, a run's offsets
+# and a mark's time are the same numbers.
+T0 = datetime.fromtimestamp(0, UTC)
 
 
 def marks(*lines: str) -> str:
@@ -70,6 +73,20 @@ def test_runs_of_one_chunk_overlapping_in_time_are_found() -> None:
     assert len(overlapping_runs([run(3, 1, 0, None), run(3, 2, 5, 9)])) == 1
 
 
+def test_a_process_outside_every_recorded_run_of_its_chunk_is_found() -> None:
+    runs = [run(1, 1, 10, 20), run(1, 2, 30, None)]
+    inside = parse_frame_file(marks("start 1 11", "end 1 19", "start 2 31", "end 2 40"))
+    assert outside_runs(inside, runs) == []
+    # An orphan of the LOST first run that went on rendering after it ended.
+    orphan = parse_frame_file(marks("start 1 11", "end 1 25"))
+    assert outside_runs(orphan, runs) == [1]
+    # A stale assignment started after the history says its run ended.
+    late = parse_frame_file(marks("start 3 21", "end 3 22"))
+    assert outside_runs(late, runs) == [3]
+    # A killed process (no end) inside its run is fine.
+    assert outside_runs(parse_frame_file(marks("start 4 12")), runs) == []
+
+
 def test_a_clean_soak_holds_every_invariant() -> None:
     job = Job(7, "soak-1-1", "completed", [1, 2])
     outcome = check(
@@ -97,8 +114,9 @@ def test_every_broken_invariant_is_reported() -> None:
         accepted={"soak-1-1": 7, "soak-1-2": 8},  # job 8 is missing
         jobs=[Job(7, "soak-1-1", "running", [1, 2, 3])],
         frame_files={
-            # Two processes at once, and only one run recorded for them.
-            ("soak-1-1", 1): marks("start 1 1", "start 2 2", "end 1 3", "end 2 4"),
+            # Two processes at once, one run recorded for them: pid 2
+            # rendered outside it (it ended at 4.6).
+            ("soak-1-1", 1): marks("start 1 1", "start 2 2", "end 1 3", "end 2 5"),
             ("soak-1-1", 2): marks("start 3 1"),  # never finished
             ("soak-1-1", 3): marks("start 4 1", "end 4 2"),
         },
@@ -108,6 +126,7 @@ def test_every_broken_invariant_is_reported() -> None:
     assert outcome.frames_two_alive == ["soak-1-1 frame 1"]
     assert outcome.frames_never_finished == ["soak-1-1 frame 2"]
     assert outcome.chunks_hiding_processes == ["soak-1-1 frame 1: 2 processes, 1 runs"]
+    assert outcome.processes_outside_runs == ["soak-1-1 frame 1 pid 2"]
     assert outcome.jobs_stuck == ["soak-1-1 (job 7, running)"]
     assert outcome.overlapping_runs == 1
     assert (outcome.submissions_accepted, outcome.jobs_present) == (2, 1)
@@ -117,6 +136,7 @@ def test_every_broken_invariant_is_reported() -> None:
         "frames never finished",
         "two processes alive at once",
         "more processes than recorded runs",
+        "processes outside every recorded run",
         "jobs stuck",
         "overlap in time",
     ):
