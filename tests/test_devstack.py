@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -11,7 +14,10 @@ import grpc
 import psycopg
 import pytest
 
+from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from tests.e2e.conftest import free_port
+from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import (
     TEST_ADMIN_PASSWORD,
     DispatcherProcess,
@@ -102,3 +108,90 @@ def test_run_from_a_clean_data_folder_serves_everything_and_a_restart_reuses_the
     finally:
         second.kill()
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+
+STARTED = re.compile(r"local agent started \(pid (?P<pid>\d+)\)")
+
+
+def _agent_pids(run: DispatcherProcess) -> list[int]:
+    """The local agent processes `run` started, in order (its log lines)."""
+    return [int(m["pid"]) for line in list(run.output) if (m := STARTED.search(line))]
+
+
+def _gone(pid: int) -> bool:
+    """No such process: neither running nor a zombie left unreaped."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _local_node(nodes: nodes_pb2_grpc.NodesServiceStub) -> list[nodes_pb2.Node]:
+    return list(nodes.ListNodes(nodes_pb2.ListNodesRequest()).nodes)
+
+
+def test_run_restarts_a_killed_local_agent_under_the_same_name_and_stops_it_with_the_stack(
+    database_url: str, shared_tmp: Path
+) -> None:
+    data_dir = shared_tmp / "data"
+    run = DispatcherProcess(
+        ["run", "--agents", "1"],
+        {
+            "MUSTER_DATABASE_URL": database_url,
+            "MUSTER_DATA_DIR": str(data_dir),
+            "MUSTER_NODE_LOST_TIMEOUT_SECONDS": "10",
+            "MUSTER_DISCOVERY_PORT": str(free_port(socket.SOCK_DGRAM)),
+        },
+    )
+    try:
+        with run.channel() as channel:
+            nodes = nodes_pb2_grpc.NodesServiceStub(channel)
+            jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+            name = f"{socket.gethostname()}-local"
+
+            def idle() -> list[nodes_pb2.Node]:
+                return [
+                    n
+                    for n in _local_node(nodes)
+                    if n.name == name and n.status == nodes_pb2.NODE_STATUS_IDLE
+                ]
+
+            first = eventually(idle, what="the local agent online")[0]
+            [pid] = _agent_pids(run)
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.time()
+
+            restarted = eventually(
+                lambda: len(_agent_pids(run)) == 2, timeout=15, what="the agent restarted"
+            )
+            assert restarted
+            new_pid = _agent_pids(run)[1]
+            assert new_pid != pid
+            # The dispatcher reaped the dead one (no zombie) and said why and when.
+            assert _gone(pid)
+            warning = [line for line in run.output if f"local agent (pid {pid}) exited" in line]
+            assert warning and "WARNING" in warning[0], run.output[-20:]
+            assert "signal SIGKILL" in warning[0] and "restarting in 1 s" in warning[0]
+
+            # The same node (same name, same work folder) comes back online...
+            def back() -> list[nodes_pb2.Node]:
+                return [
+                    n for n in idle() if n.last_heartbeat_time.ToDatetime().timestamp() > killed_at
+                ]
+
+            again = eventually(back, timeout=30, what="the node online again")[0]
+            assert again.id == first.id
+            assert [n.name for n in _local_node(nodes)] == [name]
+            # ...and renders what is submitted afterwards.
+            out = shared_tmp / "frames"
+            out.mkdir()
+            job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 2, 1))).job_id
+            eventually(
+                lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
+                timeout=30,
+                what="the job rendered",
+            )
+            assert sorted(p.name for p in out.iterdir()) == ["frame_1.txt", "frame_2.txt"]
+        # A clean stop stops the agent and starts no other.
+        assert run.stop(signal.SIGTERM) == 0
+        assert _agent_pids(run) == [pid, new_pid]
+        assert _gone(new_pid)
+    finally:
+        run.kill()
