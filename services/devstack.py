@@ -118,7 +118,7 @@ class Supervisor:
             how = "could not start" if returncode is None else describe_exit(returncode)
             pid = f" (pid {proc.pid})" if proc is not None else ""
             _LOG.warning(
-                "%s%s exited with %s after %.1f s; restarting in %.0f s",
+                "%s%s exited with %s after %.1f s; restarting in %g s",
                 self.what,
                 pid,
                 how,

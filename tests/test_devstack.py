@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.devstack import Backoff, Supervisor
 from tests.e2e.conftest import free_port
 from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import (
@@ -195,3 +198,84 @@ def test_run_restarts_a_killed_local_agent_under_the_same_name_and_stops_it_with
         assert _gone(new_pid)
     finally:
         run.kill()
+
+
+def _supervised(tmp: Path, script: str, **backoff: float) -> Supervisor:
+    return Supervisor(
+        "test child",
+        [sys.executable, "-c", script],
+        dict(os.environ),
+        tmp / "child.log",
+        Backoff(**backoff),
+        stop_timeout=1.0,
+    )
+
+
+def test_backoff_doubles_to_its_longest_and_starts_over_after_a_stable_run() -> None:
+    backoff = Backoff(first=1, longest=30, stable_after=60)
+    delays: list[float] = []
+    delay = None
+    for _ in range(7):
+        delay = backoff.next(delay, uptime=0.5)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    assert backoff.next(30, uptime=60) == 1
+    assert backoff.next(30, uptime=59.9) == 30
+
+
+def test_a_child_that_keeps_dying_is_restarted_with_growing_delays_and_logged_each_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor = _supervised(tmp_path, "import sys; sys.exit(3)", first=0.05, longest=0.2)
+    with caplog.at_level(logging.INFO, logger="dispatcher.devstack"):
+        supervisor.start()
+        eventually(lambda: supervisor.starts >= 5, timeout=10, what="five starts")
+        supervisor.stop()
+    starts = supervisor.starts
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) >= starts - 1
+    assert all("test child (pid" in w and "exited with exit code 3" in w for w in warnings)
+    delays = [float(re.search(r"restarting in ([\d.]+) s", w)[1]) for w in warnings[:4]]  # type: ignore[index]
+    assert delays == [0.05, 0.1, 0.2, 0.2]
+    # Stopped: no start after it.
+    time.sleep(0.5)
+    assert supervisor.starts == starts and supervisor.pid is None
+
+
+def test_stop_terminates_the_child_reaps_it_and_never_restarts_it(tmp_path: Path) -> None:
+    supervisor = _supervised(tmp_path, "import time; time.sleep(60)", first=0.01)
+    supervisor.start()
+    pid = eventually(lambda: supervisor.pid, timeout=10, what="the child started")
+    began = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - began < 5
+    assert _gone(pid) and supervisor.starts == 1
+    time.sleep(0.2)
+    assert supervisor.starts == 1
+    supervisor.stop()  # twice is harmless
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    script = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " print('ready', flush=True, file=sys.stderr); time.sleep(60)"
+    )
+    supervisor = _supervised(tmp_path, script)
+    supervisor.start()
+    pid = eventually(lambda: supervisor.pid, timeout=10, what="the child started")
+    eventually(lambda: b"ready" in (tmp_path / "child.log").read_bytes(), what="SIG_IGN set")
+    began = time.monotonic()
+    supervisor.stop()
+    assert 0.9 < time.monotonic() - began < 5
+    assert _gone(pid) and supervisor.starts == 1
+
+
+def test_a_stop_during_the_backoff_delay_returns_at_once(tmp_path: Path) -> None:
+    supervisor = _supervised(tmp_path, "pass", first=30)
+    supervisor.start()
+    eventually(lambda: supervisor.starts == 1 and supervisor.pid is None, what="first exit")
+    time.sleep(0.2)
+    began = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - began < 1
+    assert supervisor.starts == 1
