@@ -94,6 +94,8 @@ class Supervisor:
             # Under the lock: the thread starts no child once this is set.
             self._stopping.set()
             proc = self._proc
+        if proc is not None and proc.poll() is None:
+            _LOG.info("stopping the %s (pid %d)", self.what, proc.pid)
         if proc is not None:
             _terminate(proc, self._stop_timeout)
         if self._thread.is_alive():
