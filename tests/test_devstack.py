@@ -188,13 +188,14 @@ def test_run_restarts_a_killed_local_agent_under_the_same_name_and_stops_it_with
             job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 2, 1))).job_id
             eventually(
                 lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
-                timeout=30,
+                timeout=60,
                 what="the job rendered",
             )
             assert sorted(p.name for p in out.iterdir()) == ["frame_1.txt", "frame_2.txt"]
         # A clean stop stops the agent and starts no other.
         assert run.stop(signal.SIGTERM) == 0
         assert _agent_pids(run) == [pid, new_pid]
+        assert any(f"stopping the local agent (pid {new_pid})" in line for line in run.output)
         assert _gone(new_pid)
     except AssertionError:
         print("--- dispatcher output ---", *run.output[-200:], sep="\n")
