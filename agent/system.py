@@ -159,9 +159,9 @@ def group_members(pgid: int) -> list[int] | None:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             fields = _stat_fields(entry.name)
-            if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
-                if fields[0] != b"Z":
-                    members.append(int(entry.name))
+            # state ppid pgrp: a zombie is dead (its group may be awaiting init).
+            if fields and len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+                members.append(int(entry.name))
     return members
 
 
