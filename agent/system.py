@@ -191,8 +191,10 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def process_start_seconds(pid: int) -> float | None:
     """When a live process started (seconds since the epoch), from /proc; None
-    when it is gone or the system has no /proc."""
+    when it is gone (a zombie is) or the system has no /proc."""
     fields = _stat_fields(pid)
+    if fields is not None and fields[:1] == [b"Z"]:
+        return None
     try:
         with open("/proc/stat", "rb") as system:
             boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
