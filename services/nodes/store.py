@@ -266,10 +266,11 @@ def touch_heartbeats(
             " replica = :replica, updated_at = now(),"
             " status = CASE WHEN n.status <> 'offline' THEN n.status"
             " WHEN v.busy THEN 'rendering' WHEN n.paused THEN 'paused' ELSE 'idle' END"
-            " FROM locked l, jsonb_to_recordset(CAST(:streams AS jsonb))"
+            " FROM locked l, nodes old, jsonb_to_recordset(CAST(:streams AS jsonb))"
             " AS v(node bigint, session text, busy boolean)"
-            " WHERE n.id = l.id AND n.id = v.node"
-            " RETURNING n.id, (n.session_id IS DISTINCT FROM v.session) AS revived"
+            " WHERE n.id = l.id AND n.id = v.node AND old.id = n.id"
+            # RETURNING sees the new row: the row as it was comes from the join.
+            " RETURNING n.id, old.status = 'offline' AS revived"
         ),
         {
             "ids": sorted(streams),
