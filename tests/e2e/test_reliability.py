@@ -23,7 +23,7 @@ from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from services.nodes.relay import UNCONFIRMED_REASON
 from tests.audit import overlapping_runs
-from tests.e2e.conftest import online_nodes
+from tests.e2e.conftest import free_port, online_nodes
 from tests.e2e.test_render import eventually, job_status, shell_job
 from tests.support import AgentProcess, DispatcherProcess, authorized_channel
 
@@ -181,3 +181,48 @@ def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_pro
         assert lines.count("start " + first_pid) == 1
     finally:
         agent.kill()
+
+
+def test_a_nodes_replica_restart_keeps_the_running_chunks_of_the_agents_it_held(
+    database_url: str, shared_tmp: Path
+) -> None:
+    """The agent's process lives while the nodes replica holding its stream is
+    SIGKILLed and started again: the agent re-registers with its running chunk,
+    whose assignment is kept (one run, one process, no LOST)."""
+    out = shared_tmp / "frames"
+    out.mkdir()
+    port = free_port()
+    common = {
+        "MUSTER_DATABASE_URL": database_url,
+        "MUSTER_EVENT_POLL_SECONDS": "1",
+        "MUSTER_HOOKS_DIR": str(shared_tmp / "no-hooks"),
+    }
+    jobs_proc = DispatcherProcess(["serve", "jobs"], common)
+    nodes_env = {**common, "MUSTER_JOBS_ADDRESS": jobs_proc.address}
+    nodes_env["MUSTER_LISTEN"] = f"127.0.0.1:{port}"
+    replica = DispatcherProcess(["serve", "nodes", "admin"], nodes_env)
+    agent = AgentProcess(replica.address, "rel-replica", shared_tmp / "agents" / "replica")
+    try:
+        with authorized_channel(jobs_proc.address) as channel:
+            jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+            with authorized_channel(replica.address) as nodes_channel:
+                nodes = nodes_pb2_grpc.NodesServiceStub(nodes_channel)
+                eventually(lambda: len(online_nodes(nodes)) == 1, what="the agent online")
+            job_id = jobs.SubmitJob(
+                jobs_pb2.SubmitJobRequest(job=start_end_job(out, 2, 2.5))
+            ).job_id
+            eventually(lambda: process_starts(out), what="the chunk's process started")
+            replica.stop(signal.SIGKILL)
+            replica = DispatcherProcess(["serve", "nodes", "admin"], nodes_env)
+            eventually(
+                lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
+                what="the job completed",
+            )
+            runs = history(jobs, job_id)
+        assert [(r.run_number, r.outcome) for r in runs] == [(1, SUCCEEDED)]
+        assert len(process_starts(out)) == 1
+        assert overlapping_runs(database_url) == []
+    finally:
+        agent.kill()
+        replica.kill()
+        jobs_proc.kill()
