@@ -122,6 +122,7 @@ class AssignmentDelivery:
                         # assignment: killed; this one goes once its result
                         # came (relay.result), never to a busy agent.
                         await self._kill_stale(stream, stream.running, message.fencing_token)
+                        stream.held_back = True
                         continue
                     stream.sent_token = message.fencing_token
                     stream.running = RunningChunk(
@@ -175,6 +176,7 @@ class AssignmentDelivery:
             stream.sent_token = max(stream.sent_token, live)
         if live and (running is None or running.fencing_token != live):
             stream.sent_token = max(stream.sent_token, live)  # never down this stream
+            stream.unconfirmed = live
             self._spawn(self._end_unconfirmed(stream, live, release))
 
     async def revived(self, streams: list[AgentStream]) -> None:
@@ -212,7 +214,7 @@ class AssignmentDelivery:
     async def _end_unconfirmed(self, stream: AgentStream, token: int, release: Release) -> None:
         await asyncio.sleep(UNCONFIRMED_GRACE_SECONDS)
         delay = 0.2
-        while token not in stream.reported and self.hub.streams.get(stream.node_id) is stream:
+        while stream.unconfirmed == token and self.hub.streams.get(stream.node_id) is stream:
             _LOG.warning(
                 "node %d registered without its assignment (token %d): ending it as lost",
                 stream.node_id,

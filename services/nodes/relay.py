@@ -72,11 +72,13 @@ class ResultRelay:
 
     async def result(self, stream: AgentStream, result: agent_pb2.ChunkResult) -> None:
         """Queue a result for the next batch (sent within a few milliseconds)."""
-        stream.reported.add(result.fencing_token)
+        if result.fencing_token == stream.unconfirmed:
+            stream.unconfirmed = 0  # its result: the run ended while the stream was down
         if stream.running is not None and stream.running.fencing_token == result.fencing_token:
             # The agent is free: an assignment held back meanwhile goes now.
             stream.running = None
-            if self.hub.render_listener is not None:
+            if stream.held_back and self.hub.render_listener is not None:
+                stream.held_back = False
                 self.hub.render_listener.want_assignments([stream.node_id])
         if self._results is None:
             self._results = asyncio.Queue()

@@ -38,8 +38,11 @@ class AgentStream:
     sent_token: int = 0
     # The chunk the agent says it runs (its register, then each heartbeat).
     running: RunningChunk | None = None
-    # Fencing tokens of the results the agent sent on this stream.
-    reported: set[int] = field(default_factory=set)
+    # An assignment waits for `running` to end (the agent was busy).
+    held_back: bool = False
+    # The live assignment the agent registered without (reconcile): it ends
+    # as lost unless the agent sends its result first (then 0).
+    unconfirmed: int = 0
 
 
 class SessionHub:
@@ -77,6 +80,9 @@ class SessionHub:
     def heartbeat(self, stream: AgentStream, running: RunningChunk | None) -> None:
         stream.running = running
         self._beats.add(stream.node_id)
+        if running is None and stream.held_back and self.render_listener is not None:
+            stream.held_back = False  # the agent is free: the held assignment goes
+            self.render_listener.want_assignments([stream.node_id])
 
     async def _flush_heartbeats(self) -> None:
         while True:

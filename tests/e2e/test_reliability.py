@@ -183,12 +183,15 @@ def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_pro
         agent.kill()
 
 
+@pytest.mark.parametrize("ends_while_down", [False, True], ids=["mid-chunk", "ended-meanwhile"])
 def test_a_nodes_replica_restart_keeps_the_running_chunks_of_the_agents_it_held(
-    database_url: str, shared_tmp: Path
+    database_url: str, shared_tmp: Path, ends_while_down: bool
 ) -> None:
     """The agent's process lives while the nodes replica holding its stream is
     SIGKILLed and started again: the agent re-registers with its running chunk,
-    whose assignment is kept (one run, one process, no LOST)."""
+    whose assignment is kept (one run, one process, no LOST); or, when the
+    chunk ended while no replica was up, with its result, which is recorded
+    (the assignment it no longer runs is not ended as lost first)."""
     out = shared_tmp / "frames"
     out.mkdir()
     port = free_port()
@@ -213,6 +216,14 @@ def test_a_nodes_replica_restart_keeps_the_running_chunks_of_the_agents_it_held(
             ).job_id
             eventually(lambda: process_starts(out), what="the chunk's process started")
             replica.stop(signal.SIGKILL)
+            if ends_while_down:
+                eventually(
+                    lambda: (
+                        (out / "frame_2.txt").exists()
+                        and "end" in (out / "frame_2.txt").read_text()
+                    ),
+                    what="the chunk ended",
+                )
             replica = DispatcherProcess(["serve", "nodes", "admin"], nodes_env)
             eventually(
                 lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
