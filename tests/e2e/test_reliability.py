@@ -113,7 +113,10 @@ def test_a_new_agent_process_under_the_same_name_never_gets_the_dead_ones_assign
         assert f"token {orphan.fencing_token}" not in log
         assert "REFUSED" not in log
         # Every frame has the new process's complete start and end lines.
-        new_pid = (process_starts(out) - {str(orphan.pid)}).pop()
+        # (The orphan's shell wrote the first start line; the recorded pid may
+        # be a launcher's, not the shell's.)
+        orphan_pid = (out / "frame_1.txt").read_text().splitlines()[0].split()[1]
+        new_pid = (process_starts(out) - {orphan_pid}).pop()
         for frame in (1, 2):
             lines = (out / f"frame_{frame}.txt").read_text().splitlines()
             assert f"start {new_pid}" in lines and f"end {new_pid}" in lines
