@@ -3,9 +3,12 @@
     muster-agent --dispatcher 127.0.0.1:50051 --instances 2
 
 One process, one event loop, one gRPC channel; each instance is a node of
-its own with its own stream. SIGTERM or Ctrl-C stops running chunks
+its own with its own stream. SIGTERM, SIGHUP or Ctrl-C stops running chunks
 (reported KILLED), waits briefly for the dispatcher to record them, and
-exits; a second signal exits at once.
+exits; a second signal exits at once. Every way out of the process (a second
+signal, an error in the agent itself, a soft restart's exec) first kills
+what is left of the chunks' process groups; a SIGKILL cannot be caught, and
+the launcher (agent/launch.py) kills them then.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from agent import VERSION
 from agent.config import AgentConfig, ConfigError, load
 from agent.discovery import discovery_address, listen
+from agent.runner import kill_live_groups
 from agent.session import Instance, Session
 from agent.state import StateStore, WorkDirBusy, lock_work_dir
 from agent.system import HostFacts, host_facts
@@ -36,6 +40,9 @@ FLUSH_SECONDS = 2.0
 FACTS_SECONDS = 60.0
 # How often an agent started by `dispatcher run` checks that its parent lives.
 PARENT_CHECK_SECONDS = 1.0
+
+# Each asks for a stop (a terminal closing sends SIGHUP); a second one exits at once.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The channel reconnects on the same schedule as the sessions (0.2 s doubling
 # to 10 s), so a session retry never waits on a slower channel backoff.
@@ -89,7 +96,7 @@ class Agent:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.request_stop)
         channel = open_aio_channel(self.config.dispatcher, CHANNEL_OPTIONS)
         discovery = await listen(
@@ -115,6 +122,7 @@ class Agent:
             await self._wind_down("agent stopped")
         finally:
             self.stopping.set()
+            end_live_groups("stopping")
             if watch is not None:
                 watch.cancel()
             await asyncio.gather(*sessions, return_exceptions=True)
@@ -159,9 +167,17 @@ class Agent:
         argv = restart_argv()
         for instance in self.instances:
             instance.templates.close()
+        end_live_groups("soft restart")
         _LOG.warning("soft restart: exec %s", " ".join(argv))
         logging.shutdown()
         os.execv(argv[0], argv)
+
+
+def end_live_groups(why: str) -> None:
+    """Kill the process groups of chunks still running (none after a clean stop)."""
+    killed = kill_live_groups()
+    if killed:
+        _LOG.warning("%s: killed %d chunk process group(s) still running", why, killed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,4 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(Agent(config).run())
     finally:
+        # An error in the agent itself ends here too: no chunk outlives it.
+        end_live_groups("exiting")
         lock.close()

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import SYSTEM_EVENT_NAMES
-from agent.runner import signal_group
-from agent.system import Priority, nice_value
+from agent.system import Priority, nice_value, signal_group
 from agent.template_host import TemplateFailed
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2

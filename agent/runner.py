@@ -18,12 +18,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.system import CannotRunAs, Priority, nice_value, run_as, set_group_priority
+from agent.system import (
+    CannotRunAs,
+    Priority,
+    group_alive,
+    group_members,
+    launch_command,
+    nice_value,
+    process_start_seconds,
+    run_as,
+    set_group_priority,
+    signal_group,
+)
 from agent.template_host import Started, TemplateFailed, Verdict
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
@@ -67,68 +78,38 @@ def now_timestamp() -> Timestamp:
     return stamp
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether a live (not zombie) process remains in the group.
-
-    Orphaned children of the render process are reaped by init, which may
-    take its time (some container inits reap every few seconds): a zombie is
-    dead and must not hold up the end of a kill, so on Linux /proc is read.
-    """
-    if os.path.isdir("/proc/self"):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-                    fields = stat.read().rpartition(b")")[2].split()
-            except OSError:
-                continue
-            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-                return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed its user id: still there
-        return True
-    return True
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def process_start_seconds(pid: int) -> float | None:
-    """When a live process started (seconds since the epoch), from /proc; None
-    when it is gone or the system has no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
-        with open("/proc/stat", "rb") as system:
-            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
-    except (OSError, StopIteration, ValueError):
-        return None
-    # Field 22 of stat (the 20th after the command): start time in clock ticks since boot.
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
 # How far a process's start may be from the one recorded for it and still be it
 # (btime has a one-second resolution; the record is taken just after the start).
 SAME_PROCESS_SECONDS = 3.0
+
+
+def _same_group(pgid: int, recorded: float) -> bool:
+    """Whether what is left of process group `pgid` is still the chunk's that
+    started at `recorded` (a recycled process id is left alone)."""
+    started = process_start_seconds(pgid)
+    if started is not None:  # the leader (the launcher) lives: is it the same process?
+        return abs(started - recorded) <= SAME_PROCESS_SECONDS
+    # The leader is gone; a group id is not given to a new process while the
+    # group has members, so members that started after the chunk are its own
+    # (background processes it left behind).
+    for member in group_members(pgid) or []:
+        member_started = process_start_seconds(member)
+        if member_started is not None and member_started >= recorded - SAME_PROCESS_SECONDS:
+            return True
+    return False
 
 
 def end_orphan(running: agent_pb2.RunningChunk) -> agent_pb2.ChunkResult:
     """The result of a chunk whose agent died while it ran (found in the state
     file by the next agent process): what is left of its process group is
     killed, if it is still the same process (a recycled process id is left
-    alone), and the run is reported failed with its own fencing token."""
+    alone), and the run is reported failed with its own fencing token.
+
+    On Linux the group is normally gone already (the launcher killed it when
+    the agent died); this is the second line, and the only one elsewhere."""
     what = "the agent stopped while this chunk ran"
-    started = process_start_seconds(running.pid) if running.pid else None
     recorded = running.start_time.seconds + running.start_time.nanos / 1e9
-    if started is not None and abs(started - recorded) <= SAME_PROCESS_SECONDS:
+    if running.pid and _same_group(running.pid, recorded):
         signal_group(running.pid, signal.SIGKILL)
         what += f"; its process group {running.pid} was killed on the agent's restart"
     return agent_pb2.ChunkResult(
@@ -140,6 +121,21 @@ def end_orphan(running: agent_pb2.RunningChunk) -> agent_pb2.ChunkResult:
         message=what,
         end_time=now_timestamp(),
     )
+
+
+# The process groups of the chunks this agent runs now: killed on every way
+# out of the process (kill_live_groups), so none outlives the agent unnoticed.
+_LIVE_GROUPS: set[int] = set()
+
+
+def kill_live_groups() -> int:
+    """SIGKILL every chunk process group still running; how many there were.
+    For the agent's exit paths: synchronous, safe to call more than once."""
+    groups = list(_LIVE_GROUPS)
+    for pgid in groups:
+        signal_group(pgid, signal.SIGKILL)
+    _LIVE_GROUPS.clear()
+    return len(groups)
 
 
 class LogBatcher:
@@ -325,37 +321,52 @@ class ChunkRun:
             identity = run_as(a.run_as_user)
         except CannotRunAs as exc:
             return self._refuse(str(exc))
-        switch: dict[str, Any] = {}
         if identity is not None:
             env.update(identity.environment())
-            switch = {
-                "user": identity.uid,
-                "group": identity.gid,
-                "extra_groups": list(identity.groups),
-            }
             self._agent_line(f"running as user {identity.user} (uid {identity.uid})")
         self._agent_line(f"starting {executable} {' '.join(arguments)} in {cwd}")
+        # The launcher (agent/launch.py) is the group's leader and starts the
+        # renderer; it tells a failure to start through this pipe.
+        status_read, status_write = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                executable,
-                *arguments,
+                *launch_command(executable, arguments, status_write, identity),
                 cwd=cwd,
                 env=env,
-                **switch,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=(status_write,),
                 limit=MAX_LINE_BYTES,
             )
         except OSError as exc:
+            os.close(status_read)
             await self._forget_template_run()
             return self._refuse(f"cannot start {executable}: {exc.strerror or exc}")
+        finally:
+            os.close(status_write)
         self._process = process
         self.pid = process.pid  # == its process group id (start_new_session)
+        _LIVE_GROUPS.add(self.pid)
+        try:
+            return await self._run_started(process, status_read, executable)
+        finally:
+            _LIVE_GROUPS.discard(self.pid)
+
+    async def _run_started(
+        self, process: asyncio.subprocess.Process, status: int, executable: str
+    ) -> agent_pb2.ChunkResult:
+        a = self.assignment
         self.start_time = now_timestamp()
         if self._on_start is not None:
             self._on_start()
+        failure = await _read_all(status)
+        if failure:  # the launcher could not start the renderer: no render process
+            await process.wait()
+            await self._forget_template_run()
+            _, _, reason = failure.partition(" ")
+            return self._refuse(f"cannot start {executable}: {reason or failure}")
         self._apply_priority()
         # The chunk is running (no longer only assigned) once its process is.
         self._progress_changed(0.0)
@@ -670,6 +681,34 @@ class ChunkRun:
             message=message,
             end_time=now_timestamp(),
         )
+
+
+async def _read_all(fd: int) -> str:
+    """Everything written to a pipe until its other end closes (then closed)."""
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+    data = bytearray()
+
+    def readable() -> None:
+        try:
+            part = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            part = b""
+        if part:
+            data.extend(part)
+        elif not closed.done():
+            closed.set_result(None)
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+    try:
+        await closed
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return data.decode("utf-8", "replace")
 
 
 def _summary(text: str) -> str:

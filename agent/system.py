@@ -1,9 +1,16 @@
-"""Facts about the host the agent reports, and the process-priority mapping.
+"""Facts about the host the agent reports, the process-priority mapping, and
+the platform-specific part of a chunk's process group.
 
 Only the standard library: the agent must stay small in memory, and these
 facts are cheap to read from /proc and sysconf on Linux (macOS gets the
 portable subset). Windows is not supported by this agent (process groups and
 nice values are POSIX).
+
+Process groups (one per chunk): `launch_command` starts the render process
+through agent/launch.py, which makes the group die with the agent (Linux: the
+parent-death signal; macOS: a parent check); `group_members`, `group_alive`,
+`signal_group` and `process_start_seconds` read /proc on Linux and fall back
+to kill(2) elsewhere. Nothing else in the agent knows the platform.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ import ipaddress
 import os
 import platform
 import pwd
+import signal
 import socket
 import struct
 import sys
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -97,6 +106,104 @@ def run_as(user: str) -> RunAs | None:
         )
     groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
     return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
+
+
+# --- a chunk's process group ------------------------------------------------------------
+
+LAUNCHER = Path(__file__).with_name("launch.py")
+
+
+def launch_command(
+    executable: str, arguments: Sequence[str], status_fd: int, identity: RunAs | None = None
+) -> list[str]:
+    """The command that runs `executable` as a chunk's render process, in a
+    process group that dies with this agent (see agent/launch.py), as
+    `identity` when given (the launcher switches to it); a failure to start
+    it is written to `status_fd` (left open for the launcher)."""
+    user = []
+    if identity is not None:
+        groups = ",".join(str(g) for g in identity.groups)
+        user = ["--user", str(identity.uid), str(identity.gid), groups]
+    return [
+        sys.executable,
+        "-I",  # isolated: no PYTHON* variables of the job, no user site
+        "-S",  # no site: the launcher needs the standard library only, and starts faster
+        str(LAUNCHER),
+        "--parent",
+        str(os.getpid()),
+        "--status",
+        str(status_fd),
+        *user,
+        "--",
+        executable,
+        *arguments,
+    ]
+
+
+def _stat_fields(pid: str | int) -> list[bytes] | None:
+    """/proc/PID/stat after the command: state ppid pgrp ... (None: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+            return stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """The live (not zombie) processes of a process group; None when the
+    system has no /proc to tell (then only `group_alive` can)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(entry.name)
+            # state ppid pgrp: a zombie is dead (its group may be awaiting init).
+            if fields and len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+                members.append(int(entry.name))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process remains in the group.
+
+    Orphaned children of the render process are reaped by init, which may
+    take its time (some container inits reap every few seconds): a zombie is
+    dead and must not hold up the end of a kill, so on Linux /proc is read.
+    """
+    members = group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its user id: still there
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def process_start_seconds(pid: int) -> float | None:
+    """When a live process started (seconds since the epoch), from /proc; None
+    when it is gone (a zombie is) or the system has no /proc."""
+    fields = _stat_fields(pid)
+    if fields is not None and fields[:1] == [b"Z"]:
+        return None
+    try:
+        with open("/proc/stat", "rb") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    if fields is None or len(fields) < 20:
+        return None
+    # Field 22 of stat (the 20th after the command): start time in clock ticks since boot.
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)

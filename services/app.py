@@ -72,11 +72,14 @@ def serve(
     on_ready: Callable[[str, int], None],
     run_migrations: bool = True,
     prepare: Callable[[Database], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
     """Run the named services in this process until SIGINT/SIGTERM.
 
     `prepare` runs once the schema is current, before the server starts
-    (`dispatcher run` creates the local administrator there)."""
+    (`dispatcher run` creates the local administrator there); `on_stopping`
+    on SIGINT/SIGTERM, before the server stops (`dispatcher run` stops its
+    local agents there, so they report their chunks to a serving dispatcher)."""
     runtime = DatabaseRuntime(settings)
     try:
         url = runtime.url()
@@ -100,6 +103,7 @@ def serve(
                     settings.shutdown_grace_seconds,
                     lambda port: on_ready(host, port),
                     settings.health_listen,
+                    on_stopping,
                 )
             )
         finally:

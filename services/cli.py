@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -15,6 +13,7 @@ from pathlib import Path
 from services.core import logs, migrate
 from services.core.database import Database, DatabaseRuntime
 from services.core.settings import Settings, SettingsError
+from services.devstack import Supervisor, local_agents
 
 _LOG = logging.getLogger("dispatcher")
 
@@ -124,7 +123,7 @@ def _ready(
     farm: LocalFarm | None,
     agents: int = 0,
     data_dir: Path | None = None,
-    started: list[subprocess.Popen[bytes]] | None = None,
+    started: list[Supervisor] | None = None,
 ) -> Callable[[str, int], None]:
     def announce(host: str, port: int) -> None:
         if farm is not None:
@@ -140,9 +139,9 @@ def _ready(
             )
             _LOG.info("facade client file written to %s", path)
         if agents > 0 and data_dir is not None and started is not None and farm is not None:
-            started.append(
-                _start_local_agents(f"{host}:{port}", agents, data_dir, farm.enrollment_secret)
-            )
+            supervisor = local_agents(f"{host}:{port}", agents, data_dir, farm.enrollment_secret)
+            started.append(supervisor)
+            supervisor.start()
         # The one line scripts and tests wait for; keep its shape stable. One
         # write with its newline: print() writes the newline apart, and with an
         # unbuffered stdout a log line on a shared stderr could land between.
@@ -150,38 +149,6 @@ def _ready(
         sys.stdout.flush()
 
     return announce
-
-
-def _start_local_agents(
-    address: str, instances: int, data_dir: Path, enrollment_secret: str
-) -> subprocess.Popen[bytes]:
-    """One `muster-agent` process with `instances` render slots (dev stack)."""
-    work_dir = data_dir / "agent"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    _LOG.info("starting %d local agent instance(s); log in %s", instances, work_dir / "agent.log")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "--dispatcher",
-            address,
-            "--instances",
-            str(instances),
-            "--name",
-            f"{socket.gethostname()}-local",
-            "--work-dir",
-            str(work_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(work_dir / "agent.log").open("ab"),
-        env={
-            **os.environ,
-            "MUSTER_ENROLLMENT_SECRET": enrollment_secret,
-            # The agents stop when this process dies, even by SIGKILL.
-            "MUSTER_AGENT_PARENT_PID": str(os.getpid()),
-        },
-    )
 
 
 def _status(address: str, timeout: float) -> int:
@@ -342,7 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if agents < 0:
             print("dispatcher: --agents must be >= 0", file=sys.stderr)
             return 2
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[Supervisor] = []
+
+    def stop_agents() -> None:
+        for supervisor in started:
+            supervisor.stop()
+
     try:
         app.serve(
             names,
@@ -350,17 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _ready(names, farm, agents, settings.data_dir, started),
             run_migrations=not getattr(args, "no_migrate", False),
             prepare=farm.prepare if farm is not None else None,
+            on_stopping=stop_agents,
         )
     except OSError as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return 1
     finally:
-        for proc in started:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_agents()
     return 0
 
 

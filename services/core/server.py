@@ -542,9 +542,11 @@ async def serve_until_signalled(
     grace: float,
     on_ready: Callable[[int], None],
     health_listen: str = "",
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
     """Build the server on this event loop, start it, report readiness, and
-    stop cleanly on SIGINT or SIGTERM."""
+    stop cleanly on SIGINT or SIGTERM (`on_stopping` runs first, in a thread,
+    while the server still serves)."""
     import signal
 
     server = make_server()  # grpc.aio servers bind to the loop they are made on
@@ -561,5 +563,7 @@ async def serve_until_signalled(
     settle_heap()
     on_ready(port)
     await stop.wait()
+    if on_stopping is not None:
+        await asyncio.to_thread(on_stopping)
     _LOG.info("shutting down (grace %.1fs)", grace)
     await server.stop(grace)

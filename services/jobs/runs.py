@@ -205,12 +205,18 @@ class ChunkRuns:
             if needs_rollup(moves[left.id], left.chunks_queued, left.chunks_running):
                 rollup.refresh(session, left.id)
 
-    def release_node(self, node_id: int, reason: str) -> list[tuple[int, int, str]]:
-        """End every live assignment of a lost node as LOST."""
+    def release_node(
+        self, node_id: int, reason: str, fencing_token: int = 0
+    ) -> list[tuple[int, int, str]]:
+        """End every live assignment of a lost node as LOST (only the one holding
+        `fencing_token` when it is given and still live: an agent that
+        registered without confirming it)."""
+        if not 0 <= fencing_token <= MAX_FENCING_TOKEN:
+            return []  # never issued: nothing of the node's is live under it
         released = []
         with self.db.transaction() as session:
             rules = requeue_rules(session)
-            for live in store.lock_node_assignments(session, node_id):
+            for live in store.lock_node_assignments(session, node_id, fencing_token):
                 job_id, chunk_number = int(live.job_id), int(live.chunk_number)
                 status = self._apply(
                     session,

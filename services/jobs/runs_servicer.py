@@ -53,7 +53,9 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
     def ReleaseNodeChunks(
         self, request: chunk_runs_pb2.ReleaseNodeChunksRequest, context: Any
     ) -> chunk_runs_pb2.ReleaseNodeChunksResponse:
-        released = self.runs.release_node(request.node_id, request.reason or "node lost")
+        released = self.runs.release_node(
+            request.node_id, request.reason or "node lost", request.fencing_token
+        )
         return chunk_runs_pb2.ReleaseNodeChunksResponse(
             chunks=[
                 chunk_runs_pb2.ReleasedChunk(

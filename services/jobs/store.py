@@ -1314,8 +1314,9 @@ def end_runs(session: Session, ends: Sequence[Mapping[str, Any]]) -> None:
     )
 
 
-def lock_node_assignments(session: Session, node_id: int) -> list[Row[Any]]:
-    """(fencing_token, job_id, chunk_number) of a node's live assignments, locked."""
+def lock_node_assignments(session: Session, node_id: int, fencing_token: int = 0) -> list[Row[Any]]:
+    """(fencing_token, job_id, chunk_number) of a node's live assignments, locked
+    (only the one holding `fencing_token` when it is given)."""
     query: Select[Any] = (
         select(
             chunk_assignments.c.fencing_token,
@@ -1325,6 +1326,8 @@ def lock_node_assignments(session: Session, node_id: int) -> list[Row[Any]]:
         .where(chunk_assignments.c.node_id == node_id)
         .with_for_update()
     )
+    if fencing_token:
+        query = query.where(chunk_assignments.c.fencing_token == fencing_token)
     return list(session.execute(query).all())
 
 

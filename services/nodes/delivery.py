@@ -5,14 +5,16 @@
   goes down the stream of the agent that holds the node, and the node is
   marked rendering;
 - a (re)connecting agent is reconciled with the live assignment of its node:
-  a missing assignment is sent again, a process whose assignment is gone is
-  killed (its late report will be stale).
+  an assignment the agent does not confirm is never sent again (it ends as
+  lost), a process whose assignment is gone is killed (its late report will
+  be stale); so is one a node declared lost still runs when it comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from farm.agent.v1 import agent_pb2
@@ -31,6 +33,13 @@ _LOG = logging.getLogger(__name__)
 BATCH_WINDOW_SECONDS = 0.005
 # How long an assignment's event waits for the scheduler's hint to have sent it.
 EVENT_GRACE_SECONDS = 0.1
+# How long a registering agent has to report the result of a live assignment
+# it does not run (it re-sends its pending results right after registering)
+# before that assignment ends as lost.
+UNCONFIRMED_GRACE_SECONDS = 1.0
+
+# Ends a node's live assignment (fencing token) as LOST; False: try again.
+Release = Callable[[int, int], Awaitable[bool]]
 
 
 class AssignmentDelivery:
@@ -46,6 +55,7 @@ class AssignmentDelivery:
         self._rendering: set[int] = set()
         self._mark = asyncio.Event()
         self._marker: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def reference_event(self, topic: str) -> None:
         """Any event (bus thread): the configuration or the repositories changed?"""
@@ -102,7 +112,22 @@ class AssignmentDelivery:
                     stream = self.hub.streams.get(node_id)
                     if stream is None or stream.sent_token == message.fencing_token:
                         continue  # sent already
+                    if stream.running is not None and (
+                        stream.running.fencing_token == message.fencing_token
+                    ):
+                        stream.sent_token = message.fencing_token
+                        continue  # the agent runs it already
+                    if stream.running is not None:
+                        # The agent still runs a chunk that is no longer its
+                        # assignment: killed; this one goes once its result
+                        # came (relay.result), never to a busy agent.
+                        await self._kill_stale(stream, stream.running, message.fencing_token)
+                        stream.held_back = True
+                        continue
                     stream.sent_token = message.fencing_token
+                    stream.running = RunningChunk(
+                        message.job_id, message.chunk_id, message.fencing_token
+                    )
                     await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
                     self._rendering.add(node_id)
                 self._mark.set()
@@ -127,23 +152,84 @@ class AssignmentDelivery:
                 except Exception:
                     _LOG.exception("marking %d nodes rendering failed", len(marked))
 
-    async def reconcile(self, stream: AgentStream, running: RunningChunk | None) -> None:
-        """After a (re)connect: line the agent up with its node's live assignment."""
-        assignment = await asyncio.to_thread(self._live_token, stream.node_id)
-        if running is not None and running.fencing_token != assignment:
-            # The agent runs something the dispatcher gave away meanwhile.
-            kill = agent_pb2.Command(
-                command_id=0,
-                kill_process=agent_pb2.KillProcessCommand(
-                    job_id=running.job_id,
-                    chunk_id=running.chunk_id,
-                    fencing_token=running.fencing_token,
-                    follow_up=common_pb2.KILL_FOLLOW_UP_CONTINUE,
-                ),
+    async def reconcile(self, stream: AgentStream, release: Release) -> None:
+        """After a (re)connect: line the agent up with its node's live assignment.
+
+        - the agent runs the live assignment (a stream reconnect, a nodes
+          replica restart: the same agent process): kept, as it is;
+        - the agent runs something else: that process is killed (its
+          assignment is gone: its late report is stale);
+        - the live assignment is not what the agent runs: it is never sent
+          down this stream. An agent that does not run it is a new agent
+          process (the old one died; its render processes may still run),
+          or one that never received it: either way a second process of the
+          chunk must not start here. Unless the agent reports its result
+          (a run that ended while the stream was down: its pending results
+          come right after the registration), it ends as LOST within
+          UNCONFIRMED_GRACE_SECONDS and the chunk goes back to the queue
+          under the usual requeue rules.
+        """
+        running = stream.running
+        live = await asyncio.to_thread(self._live_token, stream.node_id)
+        await self._kill_stale(stream, running, live)
+        if running is not None and running.fencing_token == live:
+            stream.sent_token = max(stream.sent_token, live)
+        if live and (running is None or running.fencing_token != live):
+            stream.sent_token = max(stream.sent_token, live)  # never down this stream
+            stream.unconfirmed = live
+            self._spawn(self._end_unconfirmed(stream, live, release))
+
+    async def revived(self, streams: list[AgentStream]) -> None:
+        """Nodes declared lost whose heartbeats came again (their stream lived):
+        their agents still run the chunks the sweep released: killed."""
+        for stream in streams:
+            if stream.running is not None:
+                live = await asyncio.to_thread(self._live_token, stream.node_id)
+                await self._kill_stale(stream, stream.running, live)
+
+    async def _kill_stale(
+        self, stream: AgentStream, running: RunningChunk | None, live: int
+    ) -> None:
+        if running is None or running.fencing_token == live:
+            return
+        # The agent runs something the dispatcher gave away meanwhile.
+        _LOG.warning(
+            "node %d runs job %d chunk %d (token %d), no longer its assignment: killing it",
+            stream.node_id,
+            running.job_id,
+            running.chunk_id,
+            running.fencing_token,
+        )
+        kill = agent_pb2.Command(
+            command_id=0,
+            kill_process=agent_pb2.KillProcessCommand(
+                job_id=running.job_id,
+                chunk_id=running.chunk_id,
+                fencing_token=running.fencing_token,
+                follow_up=common_pb2.KILL_FOLLOW_UP_CONTINUE,
+            ),
+        )
+        await stream.outgoing.put(agent_pb2.SessionResponse(command=kill))
+
+    async def _end_unconfirmed(self, stream: AgentStream, token: int, release: Release) -> None:
+        await asyncio.sleep(UNCONFIRMED_GRACE_SECONDS)
+        delay = 0.2
+        while stream.unconfirmed == token and self.hub.streams.get(stream.node_id) is stream:
+            _LOG.warning(
+                "node %d registered without its assignment (token %d): ending it as lost",
+                stream.node_id,
+                token,
             )
-            await stream.outgoing.put(agent_pb2.SessionResponse(command=kill))
-        if assignment and (running is None or running.fencing_token != assignment):
-            self.want_assignments([stream.node_id])
+            if await release(stream.node_id, token):
+                return
+            # The jobs service is restarting: again (a new stream reconciles anew).
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _live_token(self, node_id: int) -> int:
         with self.db.transaction() as session:
@@ -154,6 +240,6 @@ class AssignmentDelivery:
         pass
 
     def stop(self) -> None:
-        for task in (self._deliverer, self._marker):
+        for task in (self._deliverer, self._marker, *self._tasks):
             if task is not None:
                 task.cancel()

@@ -32,6 +32,9 @@ _LOG = logging.getLogger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30.0
 MAX_BATCH = 500
+# Shown in the history of a run ended because the node's agent came back
+# without it (services/nodes/delivery.py, reconcile).
+UNCONFIRMED_REASON = "node lost: its agent registered again without this chunk"
 # Chunks' progress goes up at most this often, the newest report of each chunk.
 PROGRESS_SECONDS = 1.0
 
@@ -69,6 +72,14 @@ class ResultRelay:
 
     async def result(self, stream: AgentStream, result: agent_pb2.ChunkResult) -> None:
         """Queue a result for the next batch (sent within a few milliseconds)."""
+        if result.fencing_token == stream.unconfirmed:
+            stream.unconfirmed = 0  # its result: the run ended while the stream was down
+        if stream.running is not None and stream.running.fencing_token == result.fencing_token:
+            # The agent is free: an assignment held back meanwhile goes now.
+            stream.running = None
+            if stream.held_back and self.hub.render_listener is not None:
+                stream.held_back = False
+                self.hub.render_listener.want_assignments([stream.node_id])
         if self._results is None:
             self._results = asyncio.Queue()
             self._sender = asyncio.ensure_future(self._send_results())
@@ -204,6 +215,25 @@ class ResultRelay:
                 except Exception:
                     _LOG.exception("progress of %d chunks dropped", len(reports))
 
+    async def release_unconfirmed(self, node_id: int, fencing_token: int) -> bool:
+        """End a node's live assignment as LOST: its agent registered without
+        reporting it as running (a new agent process: the old one's process is
+        not this agent's). The chunk goes back to the queue under the usual
+        requeue rules; nothing changes if the assignment already ended. False
+        when the jobs service could not be reached (the caller tries again)."""
+        try:
+            await self._stub().ReleaseNodeChunks(
+                _release_request(node_id, UNCONFIRMED_REASON, fencing_token),
+                timeout=RPC_TIMEOUT_SECONDS,
+                metadata=self.identity.metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            _LOG.warning(
+                "releasing the unconfirmed chunk of node %s failed: %s", node_id, exc.details()
+            )
+            return False
+        return True
+
     def release_lost(self, node_ids: list[int]) -> None:
         """Requeue the chunks of lost nodes (called from the sweep thread)."""
         if not node_ids:
@@ -216,9 +246,7 @@ class ResultRelay:
             for node_id in node_ids:
                 try:
                     stub.ReleaseNodeChunks(
-                        chunk_runs_pb2.ReleaseNodeChunksRequest(
-                            node_id=node_id, reason="node lost: no heartbeat"
-                        ),
+                        _release_request(node_id, "node lost: no heartbeat"),
                         timeout=RPC_TIMEOUT_SECONDS,
                         metadata=self.identity.metadata(),
                     )
@@ -237,3 +265,11 @@ class ResultRelay:
         if self._progress_sender is not None:
             self._progress_sender.cancel()
         # The channel to the jobs service goes with the event loop.
+
+
+def _release_request(
+    node_id: int, reason: str, fencing_token: int = 0
+) -> chunk_runs_pb2.ReleaseNodeChunksRequest:
+    return chunk_runs_pb2.ReleaseNodeChunksRequest(
+        node_id=node_id, reason=reason, fencing_token=fencing_token
+    )

@@ -122,11 +122,15 @@ class NodesService:
         with self.db.transaction() as session:
             repo.mark_disconnected(session, node_id, session_id)
 
-    def heartbeats(self, streams: dict[int, str]) -> None:
-        """Record heartbeats (node id -> session id of the stream that sent them)."""
+    def heartbeats(self, streams: dict[int, str], busy: set[int] | None = None) -> list[int]:
+        """Record heartbeats (node id -> session id of the stream that sent them;
+        `busy`: the nodes whose agent says it runs a chunk). Returns the nodes
+        that came back from offline (declared lost while their stream lived)."""
         with self.db.relaxed_transaction() as session:  # rewritten every second
-            for node_id in repo.touch_heartbeats(session, self.replica, streams):
+            revived = repo.touch_heartbeats(session, self.replica, streams, busy or set())
+            for node_id in revived:
                 _event(session, topics.NODE_REGISTERED, node_id, replica=self.replica)
+        return revived
 
     def sweep_lost(self, timeout_seconds: float) -> list[int]:
         """Mark nodes silent for longer than the timeout offline (node.lost)."""

@@ -305,7 +305,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             stream, pending = await self._register(first.register)
             await context.write(agent_pb2.SessionResponse(register_accepted=pending[0]))
             await self.hub.deliver_rows(stream, pending[1])
-            await self.delivery.reconcile(stream, _running(first.register.running_chunk))
+            await self.delivery.reconcile(stream, self.relay.release_unconfirmed)
             reader = asyncio.ensure_future(self._read(request_iterator, stream))
             try:
                 while (
@@ -346,7 +346,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         node, pending = await asyncio.to_thread(
             self.service.register, registration, session_id, running
         )
-        stream = AgentStream(node.id, session_id)
+        stream = AgentStream(node.id, session_id, running=running)
         self.hub.add(stream)
         if node.realtime_log:
             self.hub.realtime.add(node.id)
@@ -366,7 +366,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         async for message in request_iterator:
             kind = message.WhichOneof("message")
             if kind == "heartbeat":
-                self.hub.heartbeat(stream.node_id)
+                self.hub.heartbeat(stream, _running(message.heartbeat.running_chunk))
             elif kind == "command_ack":
                 ack = message.command_ack
                 await asyncio.to_thread(

@@ -17,7 +17,7 @@ from services.admin import topics as admin_topics
 from services.core.bus import Event
 from services.nodes import topics
 from services.nodes.messages import command_message
-from services.nodes.service import NodesService
+from services.nodes.service import NodesService, RunningChunk
 
 if TYPE_CHECKING:
     from services.nodes.delivery import AssignmentDelivery
@@ -36,6 +36,13 @@ class AgentStream:
     # Fencing token of the last assignment sent down this stream: the hint
     # and the event of one assignment both ask for it, it is sent once.
     sent_token: int = 0
+    # The chunk the agent says it runs (its register, then each heartbeat).
+    running: RunningChunk | None = None
+    # An assignment waits for `running` to end (the agent was busy).
+    held_back: bool = False
+    # The live assignment the agent registered without (reconcile): it ends
+    # as lost unless the agent sends its result first (then 0).
+    unconfirmed: int = 0
 
 
 class SessionHub:
@@ -70,19 +77,29 @@ class SessionHub:
             del self.streams[stream.node_id]
             self.realtime.discard(stream.node_id)
 
-    def heartbeat(self, node_id: int) -> None:
-        self._beats.add(node_id)
+    def heartbeat(self, stream: AgentStream, running: RunningChunk | None) -> None:
+        stream.running = running
+        self._beats.add(stream.node_id)
+        if running is None and stream.held_back and self.render_listener is not None:
+            stream.held_back = False  # the agent is free: the held assignment goes
+            self.render_listener.want_assignments([stream.node_id])
 
     async def _flush_heartbeats(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
             beats = {n: self.streams[n].session_id for n in self._beats if n in self.streams}
+            busy = {n for n in beats if self.streams[n].running is not None}
             self._beats = set()
             if beats:
                 try:
-                    await asyncio.to_thread(self.service.heartbeats, beats)
+                    revived = await asyncio.to_thread(self.service.heartbeats, beats, busy)
                 except Exception:
                     _LOG.exception("recording %d heartbeats failed", len(beats))
+                    continue
+                if revived and self.render_listener is not None:
+                    await self.render_listener.revived(
+                        [self.streams[n] for n in revived if n in self.streams]
+                    )
 
     # --- bus events (called in the bus thread) ------------------------------------------
 

@@ -242,12 +242,21 @@ def kill_follow_ups(session: Session, tokens: Sequence[int]) -> dict[int, str]:
 LOCK_NODES = lock_in_id_order("nodes")
 
 
-def touch_heartbeats(session: Session, replica: str, streams: dict[int, str]) -> list[int]:
+def touch_heartbeats(
+    session: Session,
+    replica: str,
+    streams: dict[int, str],
+    busy: set[int] | frozenset[int] = frozenset(),
+) -> list[int]:
     """Refresh the nodes whose streams this replica holds (node id -> session id).
 
     A node the lost-node sweep marked offline while its stream was in fact
     alive (a slow network, a paused process) comes back: idle, or paused,
-    with its session. Returns the nodes that came back.
+    with its session; `rendering` when its agent says it still runs a chunk
+    (`busy`): the sweep released that chunk, the agent is told to kill it,
+    and the node is free only once its (stale) result came, not before (a
+    chunk sent now would be refused: "instance busy"). Returns the nodes
+    that came back.
     """
     if not streams:
         return []
@@ -256,16 +265,19 @@ def touch_heartbeats(session: Session, replica: str, streams: dict[int, str]) ->
             f"{LOCK_NODES} UPDATE nodes n SET last_heartbeat_at = now(), session_id = v.session,"
             " replica = :replica, updated_at = now(),"
             " status = CASE WHEN n.status <> 'offline' THEN n.status"
-            " WHEN n.paused THEN 'paused' ELSE 'idle' END"
-            " FROM locked l, jsonb_to_recordset(CAST(:streams AS jsonb))"
-            " AS v(node bigint, session text)"
-            " WHERE n.id = l.id AND n.id = v.node"
-            " RETURNING n.id, (n.session_id IS DISTINCT FROM v.session) AS revived"
+            " WHEN v.busy THEN 'rendering' WHEN n.paused THEN 'paused' ELSE 'idle' END"
+            " FROM locked l, nodes old, jsonb_to_recordset(CAST(:streams AS jsonb))"
+            " AS v(node bigint, session text, busy boolean)"
+            " WHERE n.id = l.id AND n.id = v.node AND old.id = n.id"
+            # RETURNING sees the new row: the row as it was comes from the join.
+            " RETURNING n.id, old.status = 'offline' AS revived"
         ),
         {
             "ids": sorted(streams),
             "replica": replica,
-            "streams": json.dumps([{"node": k, "session": v} for k, v in streams.items()]),
+            "streams": json.dumps(
+                [{"node": k, "session": v, "busy": k in busy} for k, v in streams.items()]
+            ),
         },
     ).all()
     return [row.id for row in back if row.revived]

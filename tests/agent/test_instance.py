@@ -7,6 +7,8 @@ session would write to the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -20,7 +22,7 @@ from agent.state import StateStore
 from agent.system import HostFacts
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
-from tests.agent.support import run
+from tests.agent.support import gone, run
 
 FACTS = HostFacts(
     host_name="render-07",
@@ -555,3 +557,37 @@ def test_a_recycled_process_id_is_left_alone(config: AgentConfig) -> None:
         stranger.kill()
         stranger.wait()
     assert [r.fencing_token for r in store(config).pending_results(0)] == [14]
+
+
+def test_what_a_dead_chunk_left_in_its_group_is_killed_when_its_leader_is_gone_too(
+    config: AgentConfig,
+) -> None:
+    # The group's leader ended (and was reaped) but left a process in the background.
+    leader = subprocess.Popen(
+        ["/bin/sh", "-c", "sleep 30 >/dev/null & echo $!"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = leader.communicate(timeout=5)
+    left = int(out)
+    started = Timestamp()
+    started.FromNanoseconds(time.time_ns() - int(0.5e9))
+    running = agent_pb2.RunningChunk(
+        job_id=5, chunk_id=3, fencing_token=15, pid=leader.pid, start_time=started
+    )
+    store(config).save(0, 31, [], running)
+
+    async def body() -> None:
+        Instance(0, config, store(config))
+
+    try:
+        run(body)
+        assert gone(left)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(left, signal.SIGKILL)
+    [result] = store(config).pending_results(0)
+    assert result.message == (
+        "the agent stopped while this chunk ran;"
+        f" its process group {leader.pid} was killed on the agent's restart"
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import ChunkRun, LogBatcher
+from agent.runner import ChunkRun, LogBatcher, kill_live_groups
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from tests.agent.support import gone, pids_in, run
@@ -361,3 +361,25 @@ def test_an_agent_that_is_not_root_refuses_another_user() -> None:
     ).stdout
     assert "cannot run as user 'root': the agent runs as uid" in output
     assert "only an agent running as root may start processes as another user" in output
+
+
+def test_an_agent_on_its_way_out_kills_every_running_chunk_group_at_once(tmp_path: Path) -> None:
+    # What the agent's exit paths call (a second stop signal, an error in the agent).
+    first, first_log = chunk(assignment("sleep 60 & echo $!; sleep 60"), tmp_path)
+    second, second_log = chunk(assignment("trap '' TERM; echo $$; sleep 60"), tmp_path)
+
+    async def body() -> tuple[int, list[agent_pb2.ChunkResult]]:
+        tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+        while not (first_log.output() and second_log.output()):
+            await asyncio.sleep(0.02)
+        killed = kill_live_groups()
+        return killed, list(await asyncio.gather(*tasks))
+
+    started = time.monotonic()
+    killed, results = run(body)
+    assert time.monotonic() - started < 5
+    assert killed == 2
+    assert [r.exit_code for r in results] == [-9, -9]
+    assert gone(pids_in(first_log.output()[0])[0])
+    assert gone(pids_in(second_log.output()[0])[0])
+    assert kill_live_groups() == 0  # a run that ended is no longer counted

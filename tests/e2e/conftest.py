@@ -11,6 +11,7 @@ import pytest
 
 from farm.jobs.v1 import jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from tests.audit import overlapping_runs
 from tests.support import AgentProcess, DispatcherProcess
 
 
@@ -58,7 +59,15 @@ def dispatcher(
         },
     )
     yield proc
+    # The history is the audit trail: no two runs of one chunk overlap in
+    # time, in any test that rendered (tests/audit.py).
+    overlaps = overlapping_runs(database_url)
     proc.kill()
+    if overlaps:
+        pytest.fail(
+            "runs of one chunk overlap in time:\n" + "\n".join(str(o) for o in overlaps),
+            pytrace=False,
+        )
     if _failed(request):
         # Shown under the failed test's "Captured stdout teardown".
         print("--- dispatcher output (last 300 lines) ---")

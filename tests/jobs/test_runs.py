@@ -106,3 +106,40 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
         ).one()
     assert chunks == {1: "queued", 2: "failed"}
     assert tuple(counters) == (1, 0, 1, 1)
+
+
+def test_releasing_one_token_ends_only_that_live_assignment_of_the_node(
+    db: Database, jobs: JobsService
+) -> None:
+    """An agent that registered without its assignment: that assignment (by its
+    token) ends as lost; a token no longer live (the run ended meanwhile and
+    the node has a newer one) releases nothing."""
+    spec = JobSpec(
+        name="job",
+        owner="alice",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=2,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+    )
+    job = int(jobs.queue.submit_job(spec).id)
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO nodes (name, host_name, platform, status, pools, session_id,"
+                " last_heartbeat_at) VALUES ('a', 'a', 'linux', 'idle', '{}', 'live', now())"
+            )
+        )
+    assert Scheduler(db).tick() == 1
+    [(token, node)] = _live(db).values()
+    runs = ChunkRuns(jobs.db)
+    assert runs.release_node(node, "new agent", token + 1) == []  # not live: nothing
+    assert runs.release_node(node, "new agent", 2**64 - 1) == []  # never issued
+    assert _live(db) == {1: (token, node)}
+    assert runs.release_node(node, "new agent", token) == [(job, 1, "queued")]
+    assert _live(db) == {}
+    with db.transaction() as session:
+        run = session.execute(
+            text("SELECT run_number, outcome, message, node_name FROM chunk_runs")
+        ).one()
+    assert tuple(run) == (1, "lost", "new agent", "a")

@@ -60,3 +60,20 @@ def test_batches_lock_nodes_in_id_order(db: Database) -> None:
             ).scalar_one(), name
             other.rollback()
             running.result(timeout=10)
+
+
+def test_a_lost_node_whose_agent_still_runs_a_chunk_comes_back_rendering_not_idle(
+    db: Database,
+) -> None:
+    """The sweep released its chunk; its agent, alive after all, still runs it:
+    the node must not look free (a new chunk would be refused: "instance
+    busy") until that process is killed and its result came."""
+    busy, free = _nodes(db, 2)
+    with db.transaction() as session:
+        session.execute(text("UPDATE nodes SET status = 'offline', session_id = NULL"))
+        revived = repo.touch_heartbeats(session, "replica", {busy: "s1", free: "s2"}, {busy})
+        statuses = {
+            int(i): str(s) for i, s in session.execute(text("SELECT id, status FROM nodes")).all()
+        }
+    assert sorted(revived) == sorted([busy, free])
+    assert statuses == {busy: "rendering", free: "idle"}

@@ -1,0 +1,154 @@
+"""The launcher: the agent's direct child for every chunk, so that the chunk
+dies with the agent.
+
+    python -I -S agent/launch.py --parent PID --status FD [--user UID GID GROUPS] \
+        -- EXECUTABLE [ARGUMENT...]
+
+The agent starts it in a session (and so a process group) of its own; it is
+that group's leader and stays so for the life of the render process:
+
+0. when the chunk runs as another user, it takes that identity first (the
+   agent, root, starts it as root: the launcher's file and interpreter need
+   be reachable by the agent's user only);
+1. it arranges to learn when the agent dies, however it dies (SIGKILL too):
+   on Linux the kernel's parent-death signal (prctl PR_SET_PDEATHSIG), on
+   other systems (macOS) a look at its parent's id twice a second;
+2. it starts the render process (posix_spawn: a failure to start comes back
+   here as an OSError, and is written to STATUS_FD for the agent, which then
+   reports "cannot start ..." as without a launcher; the descriptor closes
+   empty once the process runs);
+3. it waits for it and exits the way it did: the same exit code, or killed by
+   the same signal (the agent's SIGTERM on a kill reaches the whole group;
+   this process lets the render process decide when to end);
+4. when the agent dies, it kills its whole process group with SIGKILL, itself
+   last: the render process and everything it started (a parent-death signal
+   reaches only the direct child; the rest of the group is why this process
+   stays alive instead of exec'ing the renderer).
+
+Why a process, and not `preexec_fn` or `posix_spawn` in the agent: the agent
+is multi-threaded (gRPC's threads), and code run between fork and exec in a
+multi-threaded process can deadlock (preexec_fn is documented unsafe there);
+posix_spawn has no parent-death attribute. The launcher is single-threaded,
+so it may do anything before it starts the renderer.
+
+The kernel sends the parent-death signal when the *thread* that forked the
+child ends, not the process: the agent starts every chunk from its event
+loop's thread, which lives as long as the agent.
+
+Standard library only, and run with -I -S (no site, no user paths): it must
+start fast and never pick up a render job's PYTHONPATH. Not imported by the
+agent: agent/system.py names it (`launch_command`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+if sys.platform.startswith("linux"):
+    # Imported now: once the launcher took a chunk's user, the interpreter's
+    # files may be out of its reach.
+    import ctypes
+
+# The signal the kernel sends when the agent dies (Linux). Caught: on it the
+# launcher kills its group. Any other sender is ignored (the parent check).
+DEATH_SIGNAL = signal.SIGUSR1
+# Elsewhere, how often the launcher checks that the agent is its parent.
+PARENT_CHECK_SECONDS = 0.5
+PR_SET_PDEATHSIG = 1
+# Signals the agent sends the group to stop it (and a terminal's): the
+# render process takes them; the launcher stays to report how it ended.
+_STAY = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# Python ignores these at start; the render process gets the defaults back.
+_DEFAULTS = {signal.SIGPIPE, signal.SIGXFSZ}
+
+
+def _kill_group() -> None:
+    os.killpg(0, signal.SIGKILL)  # every process of the group, this one included
+    os._exit(137)  # not reached
+
+
+def _stay(signum: int, frame: object) -> None:
+    """A stop signal reaches the render process too (it is for the group)."""
+
+
+def watch_parent(parent: int) -> None:
+    """Kill the group once `parent` is no longer this process's parent."""
+
+    def orphaned(signum: int, frame: object) -> None:
+        if os.getppid() != parent:
+            _kill_group()
+
+    if sys.platform.startswith("linux"):
+        signal.signal(DEATH_SIGNAL, orphaned)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        signal.signal(signal.SIGALRM, orphaned)
+        signal.setitimer(signal.ITIMER_REAL, PARENT_CHECK_SECONDS, PARENT_CHECK_SECONDS)
+    # The agent may have died before the signal was asked for.
+    orphaned(0, None)
+
+
+def exit_like(status: int) -> None:
+    """End this process the way the render process ended."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)  # a signal that does not kill (cannot happen for a dead child)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def parse(argv: list[str]) -> tuple[int, int, tuple[int, int, list[int]] | None, list[str]]:
+    """(agent pid, status fd, (uid, gid, groups) or None, command); no argparse:
+    it would cost this short-lived start more than the parsing."""
+    split = argv.index("--")
+    options, command = argv[1:split], argv[split + 1 :]
+    parent = int(options[options.index("--parent") + 1])
+    status_fd = int(options[options.index("--status") + 1])
+    user = None
+    if "--user" in options:
+        at = options.index("--user")
+        uid, gid, groups = options[at + 1 : at + 4]
+        user = (int(uid), int(gid), [int(g) for g in groups.split(",") if g])
+    if not command:
+        raise SystemExit("launch: no command after --")
+    return parent, status_fd, user, command
+
+
+def become(uid: int, gid: int, groups: list[int]) -> None:
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def main(argv: list[str]) -> None:
+    parent, status_fd, user, command = parse(argv)
+    os.set_inheritable(status_fd, False)  # the render process must not hold it open
+    for sig in _STAY:
+        signal.signal(sig, _stay)  # a handler, not SIG_IGN: exec resets it to the default
+    try:
+        if user is not None:
+            # Before the parent-death signal: a change of identity clears it.
+            become(*user)
+        watch_parent(parent)
+    except OSError as exc:
+        os.write(status_fd, f"{exc.errno or 0} {exc.strerror or exc}".encode())
+        os._exit(127)
+    try:
+        child = os.posix_spawnp(command[0], command, os.environ, setsigdef=_DEFAULTS)
+    except OSError as exc:
+        os.write(status_fd, f"{exc.errno or 0} {exc.strerror or exc}".encode())
+        os._exit(127)
+    os.close(status_fd)  # empty: started
+    while True:
+        pid, status = os.waitpid(child, 0)  # retried after a signal (PEP 475)
+        if pid == child:
+            exit_like(status)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

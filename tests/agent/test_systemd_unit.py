@@ -1,0 +1,69 @@
+"""The systemd unit shipped for the agent (deploy/systemd/muster-agent.service)."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.cli import SETTLE_SECONDS
+from agent.config import DEFAULT_KILL_GRACE_SECONDS
+
+REPO = Path(__file__).parents[2]
+UNIT = REPO / "deploy" / "systemd" / "muster-agent.service"
+ENV_EXAMPLE = REPO / "deploy" / "systemd" / "agent.env.example"
+
+
+def unit() -> configparser.ConfigParser:
+    # strict: a key given twice is an error (systemd would take both or the last).
+    parser = configparser.ConfigParser(strict=True, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
+    parser.read_string(UNIT.read_text())
+    return parser
+
+
+def test_the_unit_kills_every_process_of_the_agent_and_restarts_it_on_failure() -> None:
+    service = unit()["Service"]
+    assert service["KillMode"] == "control-group"
+    assert service["Restart"] == "on-failure"
+    assert service["SendSIGKILL"] == "yes"
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["ExecStart"].split()[0].endswith("/muster-agent")
+    assert len(service["ExecStart"].split()) == 1  # options come from the environment file
+    assert service["EnvironmentFile"] == "/etc/muster/agent.env"
+    assert service["Environment"] == "MUSTER_AGENT_DIR=/var/lib/muster-agent"
+    assert service["StateDirectory"] == "muster-agent"
+    assert unit()["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_a_stop_gives_the_agent_time_to_kill_and_report_its_chunks() -> None:
+    # The default kill grace period, then the wait for the dispatcher, fit in the stop timeout.
+    budget = DEFAULT_KILL_GRACE_SECONDS + SETTLE_SECONDS
+    assert float(unit()["Service"]["TimeoutStopSec"]) > budget
+
+
+def test_a_configuration_error_is_not_restarted_in_a_loop(tmp_path: Path) -> None:
+    # The exit code the unit does not restart on is the agent's for a bad configuration.
+    assert unit()["Service"]["RestartPreventExitStatus"] == "2"
+    bad = subprocess.run(
+        [sys.executable, "-m", "agent", "--instances", "0", "--work-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2, bad.stderr
+
+
+def test_the_example_environment_file_names_only_variables_the_agent_reads() -> None:
+    config = (REPO / "agent" / "config.py").read_text() + (
+        REPO / "services" / "core" / "tls.py"
+    ).read_text()
+    names = [
+        line.lstrip("#").split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if "=" in line and line.lstrip("#").split("=", 1)[0].isupper()
+    ]
+    assert "MUSTER_DISPATCHER" in names
+    for name in names:
+        assert f'"{name}"' in config, name
