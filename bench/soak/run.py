@@ -159,7 +159,7 @@ class Injector:
     errors: list[str] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
-        return [k for k in FAULT_KINDS if k != "restart-postgres" or self.farm.postgres.restartable]
+        return [k for k in self.only if k != "restart-postgres" or self.farm.postgres.restartable]
 
     def run(self) -> None:
         actions: dict[str, Callable[[], str]] = {

@@ -153,3 +153,17 @@ def test_a_submission_stored_twice_fails() -> None:
         runs=[],
     )
     assert outcome.failures == ["submission soak-1-1 accepted as job 7, jobs present: [7, 9]"]
+
+
+def test_the_injector_draws_only_the_kinds_it_is_given() -> None:
+    import random
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from bench.soak.run import Clock, Injector
+
+    farm = cast(Any, SimpleNamespace(postgres=SimpleNamespace(restartable=False)))
+    only = Injector(farm, random.Random(1), Clock(), only=("pause-process", "restart-postgres"))
+    # PostgreSQL restarts need the embedded server.
+    assert only.kinds() == ["pause-process"]
+    assert "restart-postgres" not in Injector(farm, random.Random(1), Clock()).kinds()
