@@ -23,7 +23,12 @@ from services.admin.domain import UserSpec
 from services.core.auth import TokenSigner
 from services.core.caller import current_caller
 from services.core.database import Database
-from services.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from services.core.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    ResourceExhausted,
+    Unauthenticated,
+)
 
 # At most this many failed logins per user name, and per address, within the window.
 FAILURES_PER_USER = 5
@@ -133,9 +138,19 @@ def bootstrap_administrator(accounts: AccountsService, name: str, password: str 
     if exists:
         return ""
     password = password or secrets.token_urlsafe(18)
-    accounts.create_user(
-        UserSpec(name=name, role="administrator", password=password, display_name="Administrator")
-    )
+    try:
+        accounts.create_user(
+            UserSpec(
+                name=name, role="administrator", password=password, display_name="Administrator"
+            )
+        )
+    except AlreadyExists:
+        # Another replica starting at the same moment created it first (a
+        # plain user of that name is still an error).
+        with accounts.db.read() as session:
+            if store.administrators_exist(session):
+                return ""
+        raise
     return password
 
 

@@ -113,6 +113,22 @@ def test_the_first_administrator_is_created_once_with_a_random_or_given_password
     assert service.login.login("admin", password).role == "administrator"
 
 
+def test_replicas_bootstrapping_at_once_create_one_administrator_and_none_fails(
+    service: AdminService,
+) -> None:
+    # Found by the soak: six replicas started together on a fresh database;
+    # the ones that lost the race to insert the administrator died.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(
+            pool.map(lambda _: bootstrap_administrator(service.accounts, "admin"), range(6))
+        )
+    created = [p for p in results if p]
+    assert len(created) == 1
+    assert service.login.login("admin", created[0]).role == "administrator"
+
+
 def test_a_token_signed_by_another_farm_is_refused(stub: AdminServiceStub, db: Database) -> None:
     from services.core.auth import TokenSigner
 
