@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -409,11 +410,15 @@ class Session:
     async def run(self, stopping: asyncio.Event) -> None:
         backoff = BACKOFF_START_SECONDS
         while not stopping.is_set():
-            registered = False
+            registered = stalled = False
             try:
                 registered = await self._session(stopping)
             except grpc.aio.AioRpcError as exc:
                 self._rpc_failed(exc)
+            except Stalled as exc:
+                # Register again at once: the dispatcher decides what is still ours.
+                _LOG.warning("%s: %s; registering again", self.instance.label, exc)
+                registered = stalled = True
             except (OSError, TimeoutError, ProtocolError) as exc:
                 _LOG.warning("%s: session ended: %s", self.instance.label, exc)
             except Exception as exc:  # grpc.aio's state errors on a call that just ended
@@ -426,6 +431,8 @@ class Session:
                 backoff = BACKOFF_START_SECONDS
             if stopping.is_set():
                 return
+            if stalled:
+                continue
             delay = jittered(backoff)
             _LOG.info("%s: reconnecting in %.1fs", self.instance.label, delay)
             with contextlib.suppress(TimeoutError):
@@ -485,10 +492,12 @@ class Session:
                     f"expected register_accepted, got {first.WhichOneof('message')}"
                 )
             instance.on_accepted(first.register_accepted)
+            watch = StallWatch(lambda: STALL_HEARTBEATS * instance.heartbeat_seconds)
             tasks = [
                 asyncio.create_task(self._write(call)),
-                asyncio.create_task(self._read(call)),
+                asyncio.create_task(self._read(call, watch)),
                 asyncio.create_task(self._beat()),
+                asyncio.create_task(watch.tick()),
                 asyncio.create_task(stopping.wait()),
             ]
             try:
@@ -515,12 +524,18 @@ class Session:
             finally:
                 queue.task_done()
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+    async def _read(
+        self,
+        call: grpc.aio.StreamStreamCall,  # type: ignore[type-arg]
+        watch: StallWatch,
+    ) -> None:
         while True:
             message = await call.read()
             if message is EOF:
                 return
             assert isinstance(message, agent_pb2.SessionResponse)
+            if message.WhichOneof("message") == "assignment":
+                watch.check()  # never start what waited in the socket while stalled
             await self.instance.handle(message)
 
     async def _beat(self) -> None:
@@ -531,3 +546,45 @@ class Session:
 
 class ProtocolError(Exception):
     """The service broke the protocol's order of messages."""
+
+
+class Stalled(Exception):
+    """The agent's process did not run for longer than the dispatcher waits
+    for its heartbeats (SIGSTOP, a paused VM, a swapped-out machine): the
+    stream may hold assignments the dispatcher has since given to another
+    node, so none is started and the agent registers again, where the
+    dispatcher says what is still its (services/nodes/delivery.py reconcile)."""
+
+
+# How often the agent looks at its own clock, and after how many heartbeat
+# intervals without running it counts as stalled.
+STALL_CHECK_SECONDS = 0.5
+STALL_HEARTBEATS = 2.0
+
+
+class StallWatch:
+    """Notices that the process stopped running for a while: a monotonic gap
+    seen either by its own ticker or by the reader before an assignment
+    (whichever the event loop runs first after the process resumes)."""
+
+    def __init__(self, limit: Callable[[], float]) -> None:
+        self._limit = limit
+        self._alive_at = time.monotonic()
+        # Once seen, a stall stays: the ticker and the reader may both run in the
+        # loop's first turn after the process resumes, the ticker first.
+        self._stall = ""
+
+    def check(self) -> None:
+        """Raise Stalled when the process did not run for longer than the limit
+        (on this stream, ever)."""
+        now = time.monotonic()
+        gap, self._alive_at = now - self._alive_at, now
+        if not self._stall and gap > self._limit():
+            self._stall = f"the agent did not run for {gap:.1f}s (limit {self._limit():.1f}s)"
+        if self._stall:
+            raise Stalled(self._stall)
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(STALL_CHECK_SECONDS)
+            self.check()

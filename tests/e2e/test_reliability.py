@@ -186,6 +186,60 @@ def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_pro
         agent.kill()
 
 
+def test_an_assignment_that_waited_in_a_frozen_agents_socket_is_never_started(
+    quick_lost: DispatcherProcess, database_url: str, shared_tmp: Path
+) -> None:
+    # Found by the soak (docs/reliability.md): the agent is frozen when its
+    # assignment is sent; the node is declared lost, the chunk renders on
+    # another node; the agent thaws and reads the old assignment from its socket.
+    out = shared_tmp / "frames"
+    out.mkdir()
+    frozen = AgentProcess(quick_lost.address, "rel-frozen", shared_tmp / "agents" / "frozen")
+    other: AgentProcess | None = None
+    try:
+        with authorized_channel(quick_lost.address) as channel:
+            nodes = nodes_pb2_grpc.NodesServiceStub(channel)
+            jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+            eventually(lambda: len(online_nodes(nodes)) == 1, what="the agent online")
+            frozen.proc.send_signal(signal.SIGSTOP)
+            try:
+                job_id = jobs.SubmitJob(
+                    jobs_pb2.SubmitJobRequest(job=start_end_job(out, 1, 1))
+                ).job_id
+                eventually(
+                    lambda: (h := history(jobs, job_id)) and h[0].outcome == LOST,
+                    timeout=30,
+                    what="the frozen node declared lost",
+                )
+                other = AgentProcess(
+                    quick_lost.address, "rel-other", shared_tmp / "agents" / "other"
+                )
+                eventually(
+                    lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
+                    timeout=60,
+                    what="the chunk rendered on the other node",
+                )
+            finally:
+                frozen.proc.send_signal(signal.SIGCONT)
+            # It registers again (at once when it saw its own stall; else when it
+            # finds its stream closed) and starts nothing of what waited.
+            eventually(
+                lambda: frozen.log.read_text().count("registered as node") >= 2,
+                timeout=30,
+                what="the thawed agent registered again",
+            )
+            time.sleep(2)  # what the thawed agent would start, it would have by now
+            runs = history(jobs, job_id)
+            assert [(r.run_number, r.outcome) for r in runs] == [(1, LOST), (2, SUCCEEDED)]
+        assert len(process_starts(out)) == 1, (out / "frame_1.txt").read_text()
+        assert "running job" not in frozen.log.read_text()
+        assert overlapping_runs(database_url) == []
+    finally:
+        frozen.kill()
+        if other is not None:
+            other.kill()
+
+
 @pytest.mark.parametrize("ends_while_down", [False, True], ids=["mid-chunk", "ended-meanwhile"])
 def test_a_nodes_replica_restart_keeps_the_running_chunks_of_the_agents_it_held(
     database_url: str, shared_tmp: Path, ends_while_down: bool
