@@ -59,6 +59,14 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def _count(value: Any, what: str, zero: str) -> int:
+    """A whole number that is 0 (`zero` says what 0 means) or more."""
+    number = _integer(value, what)
+    if number < 0:
+        raise TemplateDefinitionError(f"{what}: {zero} or more, not {number}")
+    return number
+
+
 def _integer(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
         raise TemplateDefinitionError(f"{what} must be an int, not {value!r}")
@@ -569,20 +577,14 @@ class MTemplate:
 
     def setDefaultPacketSize(self, size: Any) -> None:
         """Extension: the packet size a job of this template gets by default."""
-        value = _integer(size, "setDefaultPacketSize")
-        if value < 0:
-            raise TemplateDefinitionError("setDefaultPacketSize: not negative")
-        self._default_packet_size = value
+        self._default_packet_size = _count(size, "setDefaultPacketSize", "0 (the job's own)")
 
     def getDefaultPacketSize(self) -> int:
         return self._default_packet_size
 
     # licences and delays
     def setMaximumLicenses(self, count: Any) -> None:
-        value = _integer(count, "setMaximumLicenses")
-        if value < 0:
-            raise TemplateDefinitionError("setMaximumLicenses: 0 (no cap) or more")
-        self._max_licenses = value
+        self._max_licenses = _count(count, "setMaximumLicenses", "0 (no cap)")
 
     def getMaximumLicenses(self) -> int:
         return self._max_licenses
@@ -600,10 +602,7 @@ class MTemplate:
         return self._delay_group
 
     def setDelay(self, seconds: Any) -> None:
-        value = _integer(seconds, "setDelay")
-        if value < 0:
-            raise TemplateDefinitionError("setDelay: 0 (no delay) or more seconds")
-        self._delay = value
+        self._delay = _count(seconds, "setDelay", "0 (no delay)")
 
     def getDelay(self) -> int:
         return self._delay

@@ -114,14 +114,13 @@ class ReferenceCache:
             or time.monotonic() - current.read_at > REFERENCE_SECONDS
             or not template_ids <= current.versions.keys()
         ):
-            rows = store.all_templates(session)
             current = self._current = _Reference(
                 read_configuration(session),
                 [
                     RepositoryPaths(r.windows_path, r.linux_path, r.macos_path)
                     for r in all_repositories(session)
                 ],
-                {row.id: row.version for row in rows if row.version},
+                store.template_versions_by_id(session),
                 time.monotonic(),
             )
         return current

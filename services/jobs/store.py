@@ -544,8 +544,12 @@ def jobs_of_assignments(session: Session, job_ids: Iterable[int]) -> dict[int, R
     }
 
 
-def all_templates(session: Session) -> list[Row[Any]]:
-    return list(session.execute(select(templates)).all())
+def template_versions_by_id(session: Session) -> dict[int, str]:
+    """The version of each template's code (templates of a file; '' skipped)."""
+    query: Select[Any] = select(templates.c.id, templates.c.version).where(
+        templates.c.version != ""
+    )
+    return {int(r.id): str(r.version) for r in session.execute(query).all()}
 
 
 def node_live_token(session: Session, node_id: int) -> int:
