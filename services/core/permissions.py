@@ -87,6 +87,10 @@ POLICY: dict[str, dict[str, Access]] = {
         "ListTemplateGroups": R,
         # Overrides a licence or delay group's limit farm-wide.
         "SetTemplateGroupLimit": A,
+        # Render logs: anyone logged in unless the configuration restricts
+        # them (checked again by the jobs service).
+        "GetChunkLog": R,
+        "FollowChunkLog": R,
     },
     "farm.jobs.v1.ChunkRunsService": {
         "FinishChunkRun": S,
