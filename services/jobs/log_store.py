@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, select, update
@@ -191,6 +191,7 @@ def append(session: Session, run_id: int, lines: Sequence[NewLine], cap_bytes: i
         int(counters.log_dropped_bytes),
     )
     rows = []
+    now = datetime.now(UTC)  # for lines the agent sent without a time
     for line in lines:
         text_ = line.text.replace("\x00", "")
         size = len(text_.encode(errors="replace"))
@@ -203,7 +204,7 @@ def append(session: Session, run_id: int, lines: Sequence[NewLine], cap_bytes: i
             {
                 "run_id": run_id,
                 "seq": last,
-                "logged_at": line.logged_at or func.now(),
+                "logged_at": line.logged_at or now,
                 "stream": line.stream,
                 "line": text_,
                 "mark": line.mark,
