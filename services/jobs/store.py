@@ -551,6 +551,22 @@ def template_versions_by_id(session: Session) -> dict[int, str]:
     return {int(r.id): str(r.version) for r in session.execute(query).all()}
 
 
+def template_log_patterns(session: Session) -> dict[int, tuple[list[str], list[str]]]:
+    """(error, warning) patterns of the templates that declare some."""
+    query: Select[Any] = select(
+        templates.c.id, templates.c.log_error_patterns, templates.c.log_warning_patterns
+    ).where(
+        or_(
+            func.cardinality(templates.c.log_error_patterns) > 0,
+            func.cardinality(templates.c.log_warning_patterns) > 0,
+        )
+    )
+    return {
+        int(r.id): (list(r.log_error_patterns), list(r.log_warning_patterns))
+        for r in session.execute(query).all()
+    }
+
+
 def node_live_token(session: Session, node_id: int) -> int:
     """The fencing token of the node's live assignment (0: none)."""
     token = session.execute(

@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
@@ -24,6 +24,7 @@ from services.jobs.tables import chunk_run_logs, chunk_runs, jobs
 from tests.jobs.conftest import SPEC, assign, configure
 from tests.support import InProcessServer, admin_channel
 
+Mark: TypeAlias = common_pb2.LogMark.ValueType
 ERROR = common_pb2.LOG_MARK_ERROR
 WARNING = common_pb2.LOG_MARK_WARNING
 
@@ -51,7 +52,7 @@ def send(
     chunk: int,
     token: int,
     texts: list[str],
-    marks: dict[int, int] | None = None,
+    marks: dict[int, Mark] | None = None,
 ) -> None:
     """Lines as the nodes service relays them (marks: index in texts -> mark)."""
     marks = marks or {}
@@ -62,7 +63,9 @@ def send(
             fencing_token=token,
             lines=[
                 common_pb2.LogLine(
-                    text=t, stream=common_pb2.LOG_STREAM_STDOUT, mark=marks.get(i, 0)
+                    text=t,
+                    stream=common_pb2.LOG_STREAM_STDOUT,
+                    mark=marks.get(i, common_pb2.LOG_MARK_UNSPECIFIED),
                 )
                 for i, t in enumerate(texts)
             ],
