@@ -13,7 +13,7 @@ processes (`dispatcher serve jobs`) share the database.
   through ChunkRunsService.AppendChunkRunLog on the other (what the nodes
   service does with each batch an agent sends), one line per send, each
   carrying its send time; median of send -> receive. Peer: a reader that
-  polls GetChunkLog every POLL_SECONDS instead of following.
+  polls GetChunkLog every POLL_SECONDS on its own clock instead of following.
 """
 
 from __future__ import annotations
@@ -226,21 +226,29 @@ def _poll_delays(
     job_id: int,
     token: int,
 ) -> list[float]:
-    """A reader asking for the tail every POLL_SECONDS, the sends out of phase with it."""
-    delays = []
+    """A reader asking for the last lines every POLL_SECONDS on its own clock;
+    the sends fall anywhere between two of its polls."""
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+    request = jobs_pb2.GetChunkLogRequest(job_id=job_id, chunk_id=1, tail=5)
+
+    def poll() -> None:
+        while not stop.is_set():
+            for line in reader.GetChunkLog(request).lines:
+                seen.setdefault(line.text, time.perf_counter())
+            stop.wait(POLL_SECONDS)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    sent: dict[str, float] = {}
     for n in range(SENDS // 2):
-        time.sleep(POLL_SECONDS * ((n * 7) % 10) / 10)
-        sent = time.perf_counter()
+        time.sleep(POLL_SECONDS * (1 + (n * 7) % 10 / 10))
+        sent[f"poll {n}"] = time.perf_counter()
         _send(runs, job_id, token, f"poll {n}")
-        while True:
-            reply = reader.GetChunkLog(
-                jobs_pb2.GetChunkLogRequest(job_id=job_id, chunk_id=1, tail=1)
-            )
-            if reply.lines and reply.lines[-1].text == f"poll {n}":
-                break
-            time.sleep(POLL_SECONDS)
-        delays.append((time.perf_counter() - sent) * 1000)
-    return delays
+    time.sleep(3 * POLL_SECONDS)
+    stop.set()
+    poller.join(10)
+    return [(seen[text] - at) * 1000 for text, at in sent.items()]
 
 
 def run() -> list[Row]:

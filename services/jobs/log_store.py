@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, Select, delete, func, insert, select, union_all, update
 from sqlalchemy.orm import Session
 
 from services.jobs.domain import RunRecord
@@ -50,8 +50,9 @@ class RunLog:
         return self.run.outcome != "running"
 
 
-@dataclass(frozen=True)
-class StoredLine:
+class StoredLine(NamedTuple):
+    """A stored line (a NamedTuple: pages are built from rows by the thousand)."""
+
     number: int
     logged_at: datetime
     stream: str
@@ -122,7 +123,7 @@ def _lines(
         .where(page.c.upto - page.c.size < PAGE_BYTES)
         .order_by(page.c.seq.desc() if newest else page.c.seq)
     ).all()
-    lines = [StoredLine(int(r.seq), r.logged_at, r.stream, r.line, r.mark) for r in rows]
+    lines = list(map(StoredLine._make, rows))
     return lines[::-1] if newest else lines
 
 
@@ -148,12 +149,13 @@ def next_stored_line(session: Session, run_id: int, after: int) -> int:
     return int(found or 0)
 
 
-def marked_lines(session: Session, run_id: int, mark: str, limit: int) -> list[int]:
-    """The first `limit` line numbers marked `mark` (the partial index)."""
-    return [
-        int(seq)
-        for seq in session.execute(
-            select(chunk_run_logs.c.seq)
+def marked_lines(session: Session, run_id: int, limit: int) -> tuple[list[int], list[int]]:
+    """The first `limit` line numbers marked 'error' and 'warning' (the
+    partial index; one round trip)."""
+
+    def first(mark: str) -> Select[Any]:
+        return (
+            select(chunk_run_logs.c.mark, chunk_run_logs.c.seq)
             .where(
                 chunk_run_logs.c.run_id == run_id,
                 chunk_run_logs.c.mark == mark,
@@ -161,8 +163,12 @@ def marked_lines(session: Session, run_id: int, mark: str, limit: int) -> list[i
             )
             .order_by(chunk_run_logs.c.seq)
             .limit(limit)
-        ).scalars()
-    ]
+        )
+
+    found: dict[str, list[int]] = {"error": [], "warning": []}
+    for mark, seq in session.execute(union_all(first("error"), first("warning"))):
+        found[mark].append(int(seq))
+    return found["error"], found["warning"]
 
 
 # --- writing under the cap ----------------------------------------------------------

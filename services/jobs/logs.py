@@ -202,14 +202,15 @@ class ChunkLogs:
                 low, high = start, (lines[-1].number if lines else log.last_line)
                 more = bool(lines) and lines[-1].number < log.last_line
                 next_line = lines[-1].number + 1 if more else 0
+            errors, warnings = log_store.marked_lines(session, run_id, MAX_MARKED_LINES)
             return LogPage(
                 run=log.run,
                 lines=lines,
                 last_line=log.last_line,
                 next_line=next_line,
                 gaps=_gaps(log, low, high),
-                error_lines=log_store.marked_lines(session, run_id, "error", MAX_MARKED_LINES),
-                warning_lines=log_store.marked_lines(session, run_id, "warning", MAX_MARKED_LINES),
+                error_lines=errors,
+                warning_lines=warnings,
             )
 
     # --- following ------------------------------------------------------------------
