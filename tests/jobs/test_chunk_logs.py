@@ -4,6 +4,7 @@ nodes service stores them (ChunkRunsService.AppendChunkRunLog)."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -12,11 +13,14 @@ from typing import Any, TypeAlias
 
 import grpc
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import create_engine, func, select, text, update
 
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
-from services.core.database import Database
+from services.admin.domain import DispatcherConfig, check_configuration
+from services.core import migrate
+from services.core.database import Database, sqlalchemy_url
+from services.core.errors import InvalidArgument
 from services.core.settings import Settings
 from services.jobs.component import build
 from services.jobs.service import JobsService
@@ -379,3 +383,51 @@ def test_follow_starts_with_the_backlog_of_a_finished_run_and_ends_at_once(
     )
     assert [n.number for m in whole for n in m.lines] == list(range(1, 301))
     assert whole[-1].ended and sum(m.ended for m in whole) == 1
+
+
+def test_migration_0010_counts_the_logs_stored_before_it(empty_database_url: str) -> None:
+    """Logs written before the cap existed: all kept, their counters filled in."""
+    migrate.upgrade(empty_database_url, "0009")
+    engine = create_engine(sqlalchemy_url(empty_database_url))
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            text(
+                "INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id,"
+                " fencing_token, start_frame, end_frame) VALUES (1, 1, 1, 1, 1, 1, 1)"
+                " RETURNING id"
+            )
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO chunk_run_logs (run_id, seq, line)"
+                " VALUES (:r, 1, 'ab'), (:r, 2, 'cde')"
+            ),
+            {"r": run_id},
+        )
+    migrate.upgrade(empty_database_url)
+    with engine.begin() as conn:
+        counters = conn.execute(
+            text(
+                "SELECT log_lines, log_bytes, log_head_lines, log_dropped_lines, log_dropped_bytes"
+                " FROM chunk_runs"
+            )
+        ).one()
+    engine.dispose()
+    assert tuple(counters) == (2, 5, 2, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"render_logs_readable_by": "friends"}, "render_logs_readable_by"),
+        ({"render_logs_readable_by": ""}, "render_logs_readable_by"),
+        ({"render_log_cap_bytes": 1023}, "render_log_cap_bytes"),
+    ],
+)
+def test_the_configuration_refuses_log_settings_out_of_range(
+    values: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=f"configuration.{field}"):
+        check_configuration(dataclasses.replace(DispatcherConfig(), **values))
+    assert DispatcherConfig().render_log_cap_bytes == 64 * 1024 * 1024
+    assert DispatcherConfig().render_logs_readable_by == "everyone"
