@@ -238,13 +238,16 @@ class ChunkLogs:
         self, job_id: int, chunk_id: int, run_number: int, from_line: int, tail: int
     ) -> AsyncIterator[LogBatch]:
         """The backlog, then new lines as they are stored, until the run ends
-        (the last batch has `ended` and the run's outcome); waits for the
-        chunk's first run when it has none."""
+        (the last batch has `ended` and the run's outcome); when the chunk has
+        not run yet, an empty batch (no run) first, then waits for its first
+        run."""
         _check_run(job_id, chunk_id, run_number)
         _not_negative(from_line, "from_line")
         _not_negative(tail, "tail")
         count = min(tail or DEFAULT_FOLLOW_TAIL, MAX_LINES)
         opened = await asyncio.to_thread(self._open, job_id, chunk_id, run_number)
+        if opened is None:
+            yield LogBatch([], [])  # waiting: the stream is open, no run yet
         while opened is None:
             await asyncio.sleep(FIRST_RUN_POLL_SECONDS)
             opened = await asyncio.to_thread(self._open, job_id, chunk_id, run_number)

@@ -332,8 +332,10 @@ def test_follow_waits_for_the_first_run_then_streams_lines_across_replicas_until
     job = service.queue.submit_job(SPEC)
     with InProcessServer([build(db, Settings())], worker_threads=4) as other:
         follower = Follower(jobs_stub(other), job_id=job.id, chunk_id=1)
+        _, waiting = follower.next()  # no run yet: an empty message, then nothing
+        assert not waiting.HasField("run") and not waiting.lines and not waiting.ended
         time.sleep(0.5)
-        assert follower.messages.empty()  # no run yet: waiting
+        assert follower.messages.empty()
         token = start(db, job.id, 1, node_id=1)
         runs = runs_stub(server)
         send(runs, job.id, 1, token, ["before"])
