@@ -161,6 +161,23 @@ def test_a_run_is_read_whole_by_page_by_tail_with_its_marks(
     assert (list(beyond.lines), beyond.next_line, beyond.last_line) == ([], 0, 2500)
 
 
+def test_a_page_stops_at_3_mib_of_text_so_it_fits_a_grpc_message(
+    service: JobsService, db: Database, server: InProcessServer
+) -> None:
+    job = service.queue.submit_job(SPEC)
+    token = start(db, job.id, 1, node_id=1)
+    runs, stub = runs_stub(server), jobs_stub(server)
+    for batch in range(2):  # 60 lines of 60,000 bytes: 3.6 MB
+        send(
+            runs, job.id, 1, token, [f"{batch * 30 + n + 1:05d}" + "x" * 59_995 for n in range(30)]
+        )
+    # A line is in the page while the text before it is under 3 MiB: 53 lines.
+    first = get(stub, job_id=job.id, chunk_id=1)
+    assert numbers(first) == list(range(1, 54)) and first.next_line == 54
+    assert numbers(get(stub, job_id=job.id, chunk_id=1, from_line=54)) == list(range(54, 61))
+    assert numbers(get(stub, job_id=job.id, chunk_id=1, tail=100)) == list(range(8, 61))
+
+
 def test_every_run_of_the_history_keeps_its_own_log(
     service: JobsService, db: Database, server: InProcessServer
 ) -> None:
