@@ -71,6 +71,7 @@ TEMPLATE_OUTCOMES = {
 
 Outcome: TypeAlias = common_pb2.ChunkRunOutcome.ValueType
 LogStream: TypeAlias = common_pb2.LogStream.ValueType
+LogMark: TypeAlias = common_pb2.LogMark.ValueType
 
 
 def now_timestamp() -> Timestamp:
@@ -630,10 +631,15 @@ class ChunkRun:
 
     def _line(self, raw: bytes, stream: LogStream) -> None:
         text = raw.decode("utf-8", "replace")
-        if not self._error_line and any(p.search(text) for p in self._errors):
-            self._error_line = text
-        if not self._warning_line and any(p.search(text) for p in self._warnings):
-            self._warning_line = text
+        # Every matching line is marked (tools jump to them); the first one
+        # of each kind decides the outcome (_judge).
+        mark: LogMark = common_pb2.LOG_MARK_UNSPECIFIED
+        if any(p.search(text) for p in self._errors):
+            mark = common_pb2.LOG_MARK_ERROR
+            self._error_line = self._error_line or text
+        elif any(p.search(text) for p in self._warnings):
+            mark = common_pb2.LOG_MARK_WARNING
+            self._warning_line = self._warning_line or text
         if self._started is not None:
             self._log.add(text)
             if self._started.checks_log:
@@ -642,7 +648,9 @@ class ChunkRun:
                 value = self._parser.feed(text)
                 if value is not None:
                     self._progress_changed(value)
-        self._batcher.add(common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream))
+        self._batcher.add(
+            common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream, mark=mark)
+        )
 
     def _agent_line(self, text: str) -> None:
         self._batcher.add(

@@ -114,6 +114,8 @@ RUN_OUTCOMES = (
 
 # Output stream of a captured log line (LogStream).
 LOG_STREAMS = ("unspecified", "stdout", "stderr", "agent")
+# What the agent found in a log line (LogMark); NULL when nothing.
+LOG_MARKS = ("error", "warning")
 
 
 # --- templates ---------------------------------------------------------------
@@ -467,6 +469,18 @@ chunk_runs = Table(
     Column("outcome", Text, nullable=False, server_default="running"),
     # Human-readable reason: the template's error, "killed by alice", ...
     Column("message", Text, nullable=False, server_default=""),
+    # Render log bookkeeping (migration 0010; services/jobs/logs.py): the
+    # last line number given out, the bytes of text stored, and how the log
+    # cap cut the log: the first `log_head_lines` lines are kept whatever
+    # comes after them; the `log_dropped_lines` lines right after the head
+    # (`log_dropped_bytes` of text) were dropped to keep the run under the
+    # cap; everything after them is the kept tail. The retention empties a
+    # run's log by moving every line into the dropped range.
+    Column("log_lines", Integer, nullable=False, server_default="0"),
+    Column("log_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("log_head_lines", Integer, nullable=False, server_default="0"),
+    Column("log_dropped_lines", Integer, nullable=False, server_default="0"),
+    Column("log_dropped_bytes", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("job_id", "chunk_number", "run_number"),
     # One run per assignment.
     UniqueConstraint("fencing_token"),
@@ -474,6 +488,11 @@ chunk_runs = Table(
     CheckConstraint("run_number >= 1", name="run_number_positive"),
     # A run has an end time exactly when it is over.
     CheckConstraint("(outcome = 'running') = (ended_at IS NULL)", name="ended_when_over"),
+    CheckConstraint(
+        "log_bytes >= 0 AND log_dropped_bytes >= 0 AND log_head_lines >= 0"
+        " AND log_dropped_lines >= 0 AND log_head_lines + log_dropped_lines <= log_lines",
+        name="log_counters",
+    ),
 )
 # History audit in the database: at most one run of a chunk is in progress.
 Index(
@@ -503,9 +522,22 @@ chunk_run_logs = Table(
     Column("logged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("stream", Text, nullable=False, server_default="stdout"),
     Column("line", Text, nullable=False),
+    # What the agent found in the line: 'error', 'warning' or NULL for
+    # nothing (LogMark; migration 0010).
+    Column("mark", Text, nullable=True),
     PrimaryKeyConstraint("run_id", "seq"),
     CheckConstraint(one_of("stream", LOG_STREAMS), name="stream"),
+    CheckConstraint(one_of("mark", LOG_MARKS), name="mark"),
     CheckConstraint("seq >= 1", name="seq_positive"),
+)
+# A run's marked lines (GetChunkLog's error_lines and warning_lines) without
+# reading the run's other lines: few lines are marked.
+Index(
+    "ix_chunk_run_logs_marked",
+    chunk_run_logs.c.run_id,
+    chunk_run_logs.c.mark,
+    chunk_run_logs.c.seq,
+    postgresql_where=text("mark IS NOT NULL"),
 )
 
 # --- backup store ------------------------------------------------------------------
