@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from dataclasses import dataclass
 from agent.system import RunAs, launch_command, signal_group
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2
 from gateway.expressions import (
     ACTION_ATTRIBUTES,
     POST_CHUNK_ACTION,
@@ -39,6 +37,8 @@ from gateway.expressions import (
     Field,
     evaluate,
     has_code,
+    shell_command,
+    string_attribute,
 )
 
 Sink = Callable[[common_pb2.LogLine], None]
@@ -54,20 +54,6 @@ def _line(text: str, stream: common_pb2.LogStream.ValueType) -> common_pb2.LogLi
     from agent.runner import now_timestamp
 
     return common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream)
-
-
-def shell_command(command: str) -> tuple[str, list[str]]:
-    """The system shell running an action's command line."""
-    if sys.platform.startswith("win"):
-        return os.environ.get("COMSPEC", "cmd.exe"), ["/c", command]
-    return "/bin/sh", ["-c", command]
-
-
-def _action_text(job: jobs_pb2.Job, name: str) -> str:
-    for attribute in job.attributes:
-        if attribute.name == name and attribute.WhichOneof("value") == "string_value":
-            return attribute.string_value
-    return ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +83,7 @@ def _fields(a: agent_pb2.Assignment) -> list[Field]:
             if has_code(value)
         )
     for name in (PRE_CHUNK_ACTION, POST_CHUNK_ACTION):
-        text = _action_text(a.job, name)
+        text = string_attribute(a.job, name)
         if text.strip():
             fields.append(Field(f"{_ATTRIBUTE}[{name}]", text, action=True))
     return fields
@@ -250,4 +236,4 @@ def _read_status(fd: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-__all__ = ["ActionRun", "ExpressionError", "Prepared", "prepare", "shell_command"]
+__all__ = ["ActionRun", "ExpressionError", "Prepared", "prepare"]

@@ -79,6 +79,13 @@ def has_code(text: str) -> bool:
     return OPEN in text
 
 
+def shell_command(command: str) -> tuple[str, list[str]]:
+    """The system shell running an action's command line (expanded)."""
+    if sys.platform.startswith("win"):
+        return os.environ.get("COMSPEC", "cmd.exe"), ["/c", command]
+    return "/bin/sh", ["-c", command]
+
+
 # --- parsing ------------------------------------------------------------------------------
 
 
@@ -172,6 +179,14 @@ class _Printer:
         import muster
 
         return getattr(muster, name)
+
+
+def string_attribute(job: jobs_pb2.Job, name: str) -> str:
+    """The job's string attribute `name` ("" when it has none)."""
+    for attribute in job.attributes:
+        if attribute.name == name and attribute.WhichOneof("value") == "string_value":
+            return attribute.string_value
+    return ""
 
 
 def attribute_text(job: jobs_pb2.Job, name: str) -> str:
@@ -351,4 +366,6 @@ __all__ = [
     "expand",
     "expand_all",
     "has_code",
+    "shell_command",
+    "string_attribute",
 ]
