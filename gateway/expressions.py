@@ -146,14 +146,14 @@ def _compile(code: _Code, name: str) -> Any:
     return compile(source, filename, "exec" if code.statements else "eval")
 
 
-def check(text: str, name: str) -> None:
+def check(text: str, name: str, *, action: bool = False) -> None:
     """Raises ExpressionError when the text's expressions cannot even be
     compiled (a missing '%>', a syntax error): for validating a submission.
     Compiling runs nothing."""
     if not has_code(text):
         return
     try:
-        for part in _parse(text, action=False):
+        for part in _parse(text, action):
             if isinstance(part, _Code):
                 _compile(part, name)
     except ExpressionError as exc:
