@@ -10,10 +10,11 @@ The pre-chunk action runs just before the render process, the post-chunk
 action just after it (when it ended by itself, not killed or timed out):
 each through the system shell, with the render process's environment,
 working folder and user, in a process group of its own that dies with the
-agent (agent/launch.py), within the chunk's timeout. Their output goes to
-the chunk's log (stdout and stderr lines between two agent lines). A pre-chunk
-action that fails (exit code not 0, or it cannot start) fails the chunk and
-the render never starts; a failing post-chunk action fails the chunk.
+agent (agent/launch.py) or when its lease runs out, within the chunk's
+timeout. Their output goes to the chunk's log (stdout and stderr lines
+between two agent lines). A pre-chunk action that fails (exit code not 0,
+or it cannot start) fails the chunk and the render never starts; a failing
+post-chunk action fails the chunk.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.system import RunAs, launch_command, signal_group
 from farm.agent.v1 import agent_pb2
@@ -138,6 +140,7 @@ class ActionRun:
         env: Mapping[str, str],
         identity: RunAs | None,
         timeout: float,
+        lease: Path | None = None,
     ) -> str | None:
         if self._killed:
             return self._killed
@@ -146,7 +149,7 @@ class ActionRun:
         status_read, status_write = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                *launch_command(executable, arguments, status_write, identity),
+                *launch_command(executable, arguments, status_write, identity, lease),
                 cwd=cwd,
                 env=dict(env),
                 stdin=asyncio.subprocess.DEVNULL,

@@ -453,7 +453,11 @@ class ChunkRun:
         self._action = action
         try:
             return await action.run(
-                cwd=cwd, env=env, identity=identity, timeout=self.assignment.timeout_seconds
+                cwd=cwd,
+                env=env,
+                identity=identity,
+                timeout=self.assignment.timeout_seconds,
+                lease=self._lease.path if self._lease is not None else None,
             )
         finally:
             self._action = None
