@@ -472,11 +472,10 @@ class ChunkRun:
         if failure is None and not self._kill_message:
             return None
         await self._forget_template_run()
+        self._batcher.flush()
         if self._kill_message:
-            self._batcher.flush()
             return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message)
         assert failure is not None
-        self._batcher.flush()
         return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_FAILED, failure)
 
     async def _after_action(
@@ -488,12 +487,20 @@ class ChunkRun:
     ) -> agent_pb2.ChunkResult:
         """The post-chunk action after a render that ended by itself: its
         failure fails a chunk that had not failed already."""
-        if not self._post_action or self._kill_message or self._timed_out:
+        if (
+            not self._post_action
+            or self._kill_message
+            or self._timed_out
+            or result.outcome == common_pb2.CHUNK_RUN_OUTCOME_LOST
+        ):
             return result
         action = ActionRun("post-chunk action", self._post_action, self._batcher.add)
         failure = await self._run_action(action, cwd, env, identity)
         self._batcher.flush()
-        if failure is not None and result.outcome != common_pb2.CHUNK_RUN_OUTCOME_FAILED:
+        result.end_time.CopyFrom(now_timestamp())  # the run ends with its action
+        if self._kill_message:  # killed while the action ran
+            result.outcome, result.message = common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message
+        elif failure is not None and result.outcome != common_pb2.CHUNK_RUN_OUTCOME_FAILED:
             result.outcome = common_pb2.CHUNK_RUN_OUTCOME_FAILED
             result.message = failure
         return result

@@ -11,10 +11,16 @@ from pathlib import Path
 import pytest
 
 from agent.actions import ActionRun, ExpressionError, prepare
+from agent.config import AgentConfig
+from agent.runner import ChunkRun
+from agent.system import DEFAULT_PRIORITY
+from agent.templates import TemplateRunner
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from tests.agent.support import gone, run
+from tests.agent.test_template_runs import assignment as template_assignment
+from tests.agent.test_template_runs import cached_code
 
 
 class Lines(list[common_pb2.LogLine]):
@@ -109,3 +115,46 @@ def test_prepare_raises_with_the_traceback() -> None:
         run(lambda: prepare(agent_pb2.Assignment(job=job), 30))
     assert caught.value.field == "job.environment[BAD]"
     assert "Traceback" in caught.value.detail
+
+
+def chunk_run(tmp_path: Path, runner: TemplateRunner, **actions: str) -> ChunkRun:
+    a = template_assignment(1, f"echo rendered >> {tmp_path / 'out'}")
+    a.job.attributes.extend(
+        jobs_pb2.JobAttribute(name=k, string_value=v) for k, v in actions.items()
+    )
+    return ChunkRun(
+        a,
+        priority=DEFAULT_PRIORITY,
+        work_dir=tmp_path,
+        kill_grace_seconds=0.5,
+        send_log=lambda log: None,
+        template=runner,
+    )
+
+
+@pytest.mark.parametrize("when", ["pre_chunk_action", "post_chunk_action"])
+def test_a_kill_while_an_action_runs_stops_it_and_the_run_is_killed(
+    config: AgentConfig, tmp_path: Path, when: str
+) -> None:
+    runner = TemplateRunner(cached_code(tmp_path / "templates"), {}, 0, 10)
+    pid_file = tmp_path / "action"
+
+    async def body() -> agent_pb2.ChunkResult:
+        chunk = chunk_run(tmp_path, runner, **{when: f"echo $$ > {pid_file}; exec sleep 60"})
+        task = asyncio.create_task(chunk.run())
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            await asyncio.sleep(0.05)
+        await chunk.kill("killed by alice")
+        return await task
+
+    try:
+        result = run(body)
+    finally:
+        runner.close()
+    assert (result.outcome, result.message) == (
+        common_pb2.CHUNK_RUN_OUTCOME_KILLED,
+        "killed by alice",
+    )
+    assert gone(int(pid_file.read_text()))
+    # The render ran only when the action came after it.
+    assert (tmp_path / "out").exists() == (when == "post_chunk_action")
