@@ -2,8 +2,9 @@
 
 Before the template builds the chunk's command, the job's string attributes
 (the command-line fields) and environment values holding `<%` are evaluated
-(gateway/expressions.py, in a child process: "renderclient" context, `job`
-and `chunk` bound), with the pre- and post-chunk actions' command lines. An
+(gateway/expressions.py, in the instance's template host: "renderclient"
+context, `job` and `chunk` bound), with the pre- and post-chunk actions'
+command lines. An
 expression that raises fails the chunk with its traceback in the chunk's log.
 
 The pre-chunk action runs just before the render process, the post-chunk
@@ -29,18 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.system import RunAs, launch_command, signal_group
+from agent.template_host import TemplateFailed, TemplateHost
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
 from gateway.expressions import (
     ACTION_ATTRIBUTES,
+    OPEN,
     POST_CHUNK_ACTION,
     PRE_CHUNK_ACTION,
     ExpressionError,
     Field,
     evaluate,
     has_code,
+    request,
     shell_command,
     string_attribute,
+    values_of,
 )
 
 Sink = Callable[[common_pb2.LogLine], None]
@@ -68,6 +73,11 @@ class Prepared:
 
 
 def _fields(a: agent_pb2.Assignment) -> list[Field]:
+    # A look at the bytes first: most chunks have neither (a few µs, not a
+    # walk through every attribute and variable).
+    data = a.SerializeToString()
+    if OPEN.encode() not in data and b"_chunk_action" not in data:
+        return []
     fields = [
         Field(f"{_ATTRIBUTE}[{x.name}]", x.string_value)
         for x in a.job.attributes
@@ -91,15 +101,28 @@ def _fields(a: agent_pb2.Assignment) -> list[Field]:
     return fields
 
 
-async def prepare(a: agent_pb2.Assignment, timeout: float) -> Prepared:
-    """Evaluate the assignment's expressions (raises ExpressionError). An
+async def prepare(
+    a: agent_pb2.Assignment, timeout: float, host: TemplateHost | None = None
+) -> Prepared:
+    """Evaluate the assignment's expressions (raises ExpressionError): in the
+    instance's template host when given, else in a child process. An
     assignment without expressions or actions is given back as it is."""
     fields = _fields(a)
     if not fields:
         return Prepared(a, "", "")
-    values = await asyncio.to_thread(
-        evaluate, fields, a.job, a.chunk, context="renderclient", timeout=timeout
-    )
+    if host is not None and any(has_code(f.text) for f in fields):
+        try:
+            answered = await asyncio.to_thread(
+                host.call, {"op": "expand", **request(fields, a.job, a.chunk)}
+            )
+        except TemplateFailed as exc:
+            why = _first_line(str(exc)).removeprefix("template callback (expand): ")
+            raise ExpressionError("", f"inline expressions: {why}", str(exc)) from None
+        values = values_of(answered)
+    else:
+        values = await asyncio.to_thread(
+            evaluate, fields, a.job, a.chunk, context="renderclient", timeout=timeout
+        )
     evaluated = agent_pb2.Assignment()
     evaluated.CopyFrom(a)
     for attribute in evaluated.job.attributes:
@@ -117,6 +140,10 @@ async def prepare(a: agent_pb2.Assignment, timeout: float) -> Prepared:
         values.get(f"{_ATTRIBUTE}[{PRE_CHUNK_ACTION}]", ""),
         values.get(f"{_ATTRIBUTE}[{POST_CHUNK_ACTION}]", ""),
     )
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), text)
 
 
 class ActionRun:

@@ -41,6 +41,7 @@ from agent.system import (
 from agent.template_host import Started, TemplateFailed, Verdict
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
+from gateway.expressions import DEFAULT_SECONDS
 from gateway.template_engine import ProgressParser
 
 if TYPE_CHECKING:
@@ -436,9 +437,9 @@ class ChunkRun:
 
     async def _prepare(self) -> agent_pb2.ChunkResult | None:
         """Evaluate the job's expressions; a result when one fails."""
-        timeout = self._template.host.timeout if self._template is not None else 30.0
+        host = self._template.host if self._template is not None else None
         try:
-            prepared = await prepare(self.assignment, timeout)
+            prepared = await prepare(self.assignment, DEFAULT_SECONDS, host)
         except ExpressionError as exc:
             return self._refuse(_summary(str(exc)), exc.detail)
         self.assignment = prepared.assignment

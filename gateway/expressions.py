@@ -16,10 +16,12 @@ and inline expressions", is the user's description.
   neither).
 
 Text without `<%` is returned as it is, without any Python evaluation (and,
-outside actions, without even being copied). Code only ever runs in a child
-process (`python -m gateway.expressions`, see `evaluate`): a statement that
-hangs, exits or crashes takes the child down, never the agent or the
-dispatcher.
+outside actions, without even being copied). Code runs only where a
+statement that hangs, exits or crashes takes nothing else down: on the node
+in the agent instance's template host (agent/template_host.py, op
+"expand": `request` -> `answer`, under the callbacks' time limit; a host
+that dies is started again), on the dispatcher in a child process
+(`python -m gateway.expressions`, see `evaluate`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,6 +279,38 @@ def expand_all(
 # --- the child process --------------------------------------------------------------------
 
 
+def request(
+    fields: Sequence[Field], job: jobs_pb2.Job, chunk: jobs_pb2.Chunk | None
+) -> dict[str, Any]:
+    """What an evaluator (the child process, the agent's template host) is sent."""
+    return {
+        "job": base64.b64encode(job.SerializeToString()).decode(),
+        "chunk": "" if chunk is None else base64.b64encode(chunk.SerializeToString()).decode(),
+        "fields": [[f.key, f.text, f.action] for f in fields],
+    }
+
+
+def answer(asked: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluator's side: the fields of a `request`, expanded (runs code)."""
+    job = jobs_pb2.Job.FromString(base64.b64decode(asked["job"]))
+    chunk = jobs_pb2.Chunk.FromString(base64.b64decode(asked["chunk"])) if asked["chunk"] else None
+    fields = [Field(str(k), str(t), bool(a)) for k, t, a in asked["fields"]]
+    try:
+        return {"values": expand_all(fields, job, chunk)}
+    except ExpressionError as exc:
+        return {"expression_error": [exc.field, exc.message, exc.detail]}
+
+
+def values_of(answered: Mapping[str, Any]) -> dict[str, str]:
+    """The values of an `answer`; raises its ExpressionError."""
+    failed = answered.get("expression_error")
+    if failed:
+        field, message, detail = (str(part) for part in failed)
+        raise ExpressionError(field, message, detail)
+    values: dict[str, str] = answered["values"]
+    return values
+
+
 def evaluate(
     fields: Sequence[Field],
     job: jobs_pb2.Job,
@@ -292,16 +326,11 @@ def evaluate(
     overruns `timeout` or dies."""
     if not any(has_code(f.text) for f in fields):
         return expand_all(fields, job, chunk)
-    request = {
-        "job": base64.b64encode(job.SerializeToString()).decode(),
-        "chunk": "" if chunk is None else base64.b64encode(chunk.SerializeToString()).decode(),
-        "fields": [[f.key, f.text, f.action] for f in fields],
-    }
     env = {**(os.environ if environment is None else environment), CONTEXT_VARIABLE: context}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "gateway.expressions"],
-            input=json.dumps(request),
+            input=json.dumps(request(fields, job, chunk)),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -313,38 +342,20 @@ def evaluate(
     except OSError as exc:
         raise ExpressionError("", f"cannot start the expression evaluator: {exc}") from None
     try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        answered = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         tail = done.stderr.strip()[-2000:]
         raise ExpressionError(
             "", f"the expression evaluator ended with code {done.returncode}", tail
         ) from None
-    if "error" in answer:
-        raise ExpressionError(
-            str(answer.get("field", "")), str(answer["error"]), str(answer.get("detail", ""))
-        )
-    values: dict[str, str] = answer["values"]
-    return values
-
-
-def _serve(read: Callable[[], str], write: Callable[[str], object]) -> None:
-    request = json.loads(read())
-    job = jobs_pb2.Job.FromString(base64.b64decode(request["job"]))
-    chunk = (
-        jobs_pb2.Chunk.FromString(base64.b64decode(request["chunk"])) if request["chunk"] else None
-    )
-    fields = [Field(str(k), str(t), bool(a)) for k, t, a in request["fields"]]
-    try:
-        answer: dict[str, Any] = {"values": expand_all(fields, job, chunk)}
-    except ExpressionError as exc:
-        answer = {"error": exc.message, "field": exc.field, "detail": exc.detail}
-    write("\n" + json.dumps(answer) + "\n")
+    return values_of(answered)
 
 
 def main() -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # what the code prints must not corrupt the answer
-    _serve(sys.stdin.read, out.write)
+    answered = answer(json.loads(sys.stdin.read()))
+    out.write("\n" + json.dumps(answered) + "\n")
     out.flush()
 
 
@@ -360,12 +371,15 @@ __all__ = [
     "PRE_JOB_ACTION",
     "ExpressionError",
     "Field",
+    "answer",
     "attribute_text",
     "check",
     "evaluate",
     "expand",
     "expand_all",
     "has_code",
+    "request",
     "shell_command",
     "string_attribute",
+    "values_of",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from agent.actions import ActionRun, ExpressionError, prepare
 from agent.config import AgentConfig
 from agent.runner import ChunkRun
 from agent.system import DEFAULT_PRIORITY
+from agent.template_host import TemplateHost
 from agent.templates import TemplateRunner
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
@@ -77,7 +79,20 @@ def test_a_killed_action_stops(tmp_path: Path) -> None:
     assert run(body) == "post-chunk action failed: killed on request"
 
 
-def test_prepare_evaluates_fields_and_actions_and_leaves_plain_text() -> None:
+@pytest.fixture(params=["template host", "child process"])
+def host(request: pytest.FixtureRequest) -> Iterator[TemplateHost | None]:
+    """Where the node evaluates: its template host, or a child process."""
+    if request.param == "child process":
+        yield None
+        return
+    started = TemplateHost(timeout=5)
+    yield started
+    started.close()
+
+
+def test_prepare_evaluates_fields_and_actions_and_leaves_plain_text(
+    host: TemplateHost | None,
+) -> None:
     job = jobs_pb2.Job(
         id=4,
         name="shot",
@@ -95,7 +110,7 @@ def test_prepare_evaluates_fields_and_actions_and_leaves_plain_text() -> None:
     )
     chunk = jobs_pb2.Chunk(id=2, start_frame=9, end_frame=9)
     a = agent_pb2.Assignment(job=job, chunk=chunk, environment={"SHOT": "<%= job.getName() %>"})
-    prepared = run(lambda: prepare(a, 30))
+    prepared = run(lambda: prepare(a, 30, host))
     attributes = {x.name: x.string_value for x in prepared.assignment.job.attributes}
     assert attributes["arguments"] == "-f 9"
     assert attributes["plain"] == r"%ATTR(job_id) \;"
@@ -106,15 +121,34 @@ def test_prepare_evaluates_fields_and_actions_and_leaves_plain_text() -> None:
     assert dict(prepared.assignment.environment) == {"SHOT": "shot"}
     # Nothing to evaluate: the same assignment.
     plain = agent_pb2.Assignment(job=jobs_pb2.Job(environment={"A": "b"}))
-    assert run(lambda: prepare(plain, 30)).assignment is plain
+    assert run(lambda: prepare(plain, 30, host)).assignment is plain
 
 
-def test_prepare_raises_with_the_traceback() -> None:
+def test_prepare_raises_with_the_traceback(host: TemplateHost | None) -> None:
     job = jobs_pb2.Job(environment={"BAD": "<%= job.noSuchThing %>"})
     with pytest.raises(ExpressionError) as caught:
-        run(lambda: prepare(agent_pb2.Assignment(job=job), 30))
+        run(lambda: prepare(agent_pb2.Assignment(job=job), 30, host))
     assert caught.value.field == "job.environment[BAD]"
     assert "Traceback" in caught.value.detail
+
+
+def test_an_expression_that_kills_the_template_host_fails_only_its_chunk() -> None:
+    host = TemplateHost(timeout=2)
+    try:
+        for code, message in (
+            ("<% import os; os._exit(3) %>", "inline expressions: the template host died"),
+            ("<% import time; time.sleep(30) %>", "inline expressions: no answer within 2s"),
+        ):
+            job = jobs_pb2.Job(environment={"X": code})
+            with pytest.raises(ExpressionError) as caught:
+                run(lambda job=job: prepare(agent_pb2.Assignment(job=job), 30, host))
+            assert message in str(caught.value), str(caught.value)
+        # The host is started again for the next chunk.
+        job = jobs_pb2.Job(environment={"X": "<%= 6 * 7 %>"})
+        prepared = run(lambda: prepare(agent_pb2.Assignment(job=job), 30, host))
+        assert prepared.assignment.job.environment["X"] == "42"
+    finally:
+        host.close()
 
 
 def chunk_run(tmp_path: Path, runner: TemplateRunner, **actions: str) -> ChunkRun:
