@@ -32,7 +32,8 @@ import logging
 import os
 import signal
 import subprocess
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,15 +49,18 @@ from gateway.expressions import (
     string_attribute,
 )
 from services.core.bus import Event
+from services.core.caller import current_caller
 from services.core.database import Database
-from services.core.errors import DomainError
+from services.core.errors import DomainError, PermissionDenied
 from services.jobs import domain, topics
 from services.jobs import store as repo
 from services.jobs.messages import job_message
-from services.jobs.queue import QueueService
 from services.jobs.tables import job_actions
 
-__all__ = ["ACTION_TOPICS", "JOB_ACTION_SECONDS", "JobActions"]
+if TYPE_CHECKING:
+    from services.jobs.queue import QueueService
+
+__all__ = ["ACTION_TOPICS", "JOB_ACTION_SECONDS", "JobActions", "ensure_may_set_job_actions"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -65,9 +69,30 @@ ACTION_TOPICS = {
     topics.JOB_STARTED: ("pre_job", PRE_JOB_ACTION),
     topics.JOB_COMPLETED: ("post_job", POST_JOB_ACTION),
 }
+_JOB_ACTION_ATTRIBUTES = frozenset(attribute for _, attribute in ACTION_TOPICS.values())
 JOB_ACTION_SECONDS = 600.0
 MAX_OUTPUT_CHARS = 64 * 1024
 LOGGED_LINES = 20
+
+
+def ensure_may_set_job_actions(
+    current: Iterable[domain.Attribute], new: Iterable[domain.Attribute]
+) -> None:
+    """Job actions run on the dispatcher, as its user, with its environment:
+    only an administrator (or the dispatcher itself) gives a job one or
+    changes it. Chunk actions run on the nodes like the render itself: anyone
+    who may submit the job may set them."""
+    caller = current_caller()
+    if caller.is_administrator:
+        return
+    before = {a.name: a.value for a in current if a.name in _JOB_ACTION_ATTRIBUTES}
+    after = {a.name: a.value for a in new if a.name in _JOB_ACTION_ATTRIBUTES}
+    for name in sorted(before.keys() | after.keys()):
+        if before.get(name, "") != after.get(name, ""):
+            raise PermissionDenied(
+                f"job.attributes[{name}]: {caller.describe()}; only an administrator sets"
+                " a job action (it runs on the dispatcher)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text
 
 from services.core.bus import DurableConsumer, publish_change
+from services.core.caller import Caller, acting_as
 from services.core.database import Database
+from services.core.errors import PermissionDenied
 from services.core.schema import events
-from services.jobs import topics
+from services.jobs import domain, topics
 from services.jobs.actions import ACTION_TOPICS, JobActions, job_action_runs
 from services.jobs.domain import Attribute
 from services.jobs.service import JobsService
@@ -129,3 +132,45 @@ def test_a_job_without_actions_runs_nothing(db: Database, service: JobsService) 
     events = consumer(db, service)
     drain_until(events, lambda: events.position().id > 0)
     assert rows(db, job_id) == []
+
+
+def test_only_an_administrator_sets_or_changes_a_job_action(
+    db: Database, service: JobsService
+) -> None:
+    alice = Caller(name="alice", role="user")
+    spec = dataclasses.replace(
+        SPEC, attributes=(*SPEC.attributes, Attribute("post_job_action", "string", "echo x"))
+    )
+    with acting_as(alice), pytest.raises(PermissionDenied) as caught:
+        service.queue.submit_job(spec)
+    assert str(caught.value) == (
+        "job.attributes[post_job_action]: caller is alice (user, user); only an administrator"
+        " sets a job action (it runs on the dispatcher)"
+    )
+    with db.read_session() as session:
+        assert session.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 0
+    # Chunk actions run on the nodes like the render: anyone may set them.
+    chunked = dataclasses.replace(
+        SPEC, attributes=(*SPEC.attributes, Attribute("pre_chunk_action", "string", "echo x"))
+    )
+    with acting_as(alice):
+        own = service.queue.submit_job(chunked)
+    # An administrator's job action stays; alice edits the rest, not the action.
+    job_id = submit(service, post_job_action="echo admin")
+    with db.transaction() as session:
+        session.execute(text("UPDATE jobs SET owner = 'alice' WHERE id = :id"), {"id": job_id})
+    with acting_as(alice):
+        current = service.queue.get_job(job_id)
+        service.queue.update_job(
+            job_id, dataclasses.replace(domain.spec_of(current), priority=7), ["priority"]
+        )
+        changed = dataclasses.replace(
+            domain.spec_of(current),
+            attributes=tuple(
+                Attribute(a.name, a.type, "rm -rf /") if a.name == "post_job_action" else a
+                for a in domain.spec_of(current).attributes
+            ),
+        )
+        with pytest.raises(PermissionDenied):
+            service.queue.update_job(job_id, changed, ["attributes"])
+    assert own.id != job_id
