@@ -4,6 +4,7 @@ processes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -139,9 +140,9 @@ def test_an_expression_that_kills_the_template_host_fails_only_its_chunk() -> No
             ("<% import os; os._exit(3) %>", "inline expressions: the template host died"),
             ("<% import time; time.sleep(30) %>", "inline expressions: no answer within 2s"),
         ):
-            job = jobs_pb2.Job(environment={"X": code})
+            killing = agent_pb2.Assignment(job=jobs_pb2.Job(environment={"X": code}))
             with pytest.raises(ExpressionError) as caught:
-                run(lambda job=job: prepare(agent_pb2.Assignment(job=job), 30, host))
+                run(functools.partial(prepare, killing, 30, host))
             assert message in str(caught.value), str(caught.value)
         # The host is started again for the next chunk.
         job = jobs_pb2.Job(environment={"X": "<%= 6 * 7 %>"})

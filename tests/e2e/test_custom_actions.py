@@ -18,7 +18,7 @@ from services.core.database import Database
 from services.jobs.actions import job_action_runs
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status, shell_job
-from tests.e2e.test_template_node import run_log
+from tests.e2e.test_template_node import first_run, run_log
 
 
 def with_attributes(job: Any, **attributes: str) -> Any:
@@ -37,24 +37,17 @@ def action_rows(database_url: str, job_id: int) -> list[Any]:
         db.dispose()
 
 
-def ended_run(jobs: jobs_pb2_grpc.JobsServiceStub, job_id: int, what: str) -> jobs_pb2.ChunkRun:
-    def ended() -> list[jobs_pb2.ChunkRun]:
-        runs = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
-        return [r for r in runs if r.HasField("end_time")]
-
-    run: jobs_pb2.ChunkRun = eventually(ended, timeout=60, what=what)[0]
-    return run
-
-
-def test_actions_run_around_chunks_and_jobs_with_expressions_evaluated(
-    database_url: str,
-    jobs: jobs_pb2_grpc.JobsServiceStub,
-    nodes: nodes_pb2_grpc.NodesServiceStub,
-    start_agent: Callable[..., Any],
-    shared_tmp: Path,
-) -> None:
+@pytest.fixture
+def node(nodes: nodes_pb2_grpc.NodesServiceStub, start_agent: Callable[..., Any]) -> None:
+    """One agent, online."""
     start_agent("actions-node")
     eventually(lambda: len(online_nodes(nodes)) == 1, what="agent online")
+
+
+@pytest.mark.usefixtures("node")
+def test_actions_run_around_chunks_and_jobs_with_expressions_evaluated(
+    database_url: str, jobs: jobs_pb2_grpc.JobsServiceStub, shared_tmp: Path
+) -> None:
     out, job_out = shared_tmp / "order.txt", shared_tmp / "job-actions.txt"
     frame = "<%= int(chunk.getStartFrame()) %>"
     # Plain text passes untouched: no %ATTR or escapes outside actions.
@@ -114,15 +107,10 @@ def test_actions_run_around_chunks_and_jobs_with_expressions_evaluated(
     assert rows[1].command.startswith("echo done %ATTR(job_id) <%=")
 
 
+@pytest.mark.usefixtures("node")
 def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_rendering(
-    database_url: str,
-    jobs: jobs_pb2_grpc.JobsServiceStub,
-    nodes: nodes_pb2_grpc.NodesServiceStub,
-    start_agent: Callable[..., Any],
-    shared_tmp: Path,
+    database_url: str, jobs: jobs_pb2_grpc.JobsServiceStub, shared_tmp: Path
 ) -> None:
-    start_agent("failing-node")
-    eventually(lambda: len(online_nodes(nodes)) == 1, what="agent online")
     rendered = shared_tmp / "rendered.txt"
 
     # A failing pre-chunk action: the chunk fails, the render never runs; a
@@ -133,15 +121,6 @@ def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_render
         pre_job_action="echo no licence >&2; exit 5",
     )
     job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=failing)).job_id
-    run = ended_run(jobs, job_id, "the failing pre-chunk action's run")
-    assert (run.outcome, run.message) == (
-        common_pb2.CHUNK_RUN_OUTCOME_FAILED,
-        "pre-chunk action failed: exit code 3",
-    )
-    log = eventually(lambda: run_log(database_url, job_id), what="its log")
-    assert "checking the scene" in log and "pre-chunk action failed: exit code 3" in log
-    assert "starting /bin/sh" not in log
-    assert not rendered.exists()
     eventually(
         lambda: jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).job.paused,
         what="the job paused by its failing pre-job action",
@@ -153,7 +132,15 @@ def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_render
         5,
         "no licence\n",
     )
-    jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id))
+    run = first_run(jobs, job_id, "the failing pre-chunk action's run")
+    assert (run.outcome, run.message) == (
+        common_pb2.CHUNK_RUN_OUTCOME_FAILED,
+        "pre-chunk action failed: exit code 3",
+    )
+    log = eventually(lambda: run_log(database_url, job_id), what="its log")
+    assert "checking the scene" in log and "pre-chunk action failed: exit code 3" in log
+    assert "starting /bin/sh" not in log
+    assert not rendered.exists()
 
     # An expression that raises (in a command-line field) fails the chunk
     # with its traceback in the chunk's log; nothing renders.
@@ -161,7 +148,7 @@ def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_render
         "raising", 1, 1, f"echo <%= 1 // (chunk.getId() - chunk.getId()) %> >> {rendered}"
     )
     job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=raising)).job_id
-    run = ended_run(jobs, job_id, "the raising expression's run")
+    run = first_run(jobs, job_id, "the raising expression's run")
     assert run.outcome == common_pb2.CHUNK_RUN_OUTCOME_FAILED
     assert "job.attributes[arguments]: the expression at offset" in run.message, run.message
     assert "ZeroDivisionError" in run.message
@@ -169,7 +156,6 @@ def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_render
     assert "Traceback (most recent call last)" in log, log
     assert "1 // (chunk.getId() - chunk.getId())" in log
     assert not rendered.exists()
-    jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id))
 
     # A failing post-chunk action fails a chunk that rendered.
     post = with_attributes(
@@ -177,13 +163,12 @@ def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_render
         post_chunk_action="exit 4",
     )
     job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=post)).job_id
-    run = ended_run(jobs, job_id, "the failing post-chunk action's run")
+    run = first_run(jobs, job_id, "the failing post-chunk action's run")
     assert (run.outcome, run.message) == (
         common_pb2.CHUNK_RUN_OUTCOME_FAILED,
         "post-chunk action failed: exit code 4",
     )
     assert rendered.read_text() == "rendered\n"
-    jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id))
 
 
 def test_an_expression_that_cannot_compile_is_refused_at_submission(
