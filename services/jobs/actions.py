@@ -193,15 +193,18 @@ class JobActions:
         except ExpressionError as exc:
             return _Outcome("failed", None, str(exc), exc.detail[-MAX_OUTPUT_CHARS:])
         executable, arguments = shell_command(command)
-        process = subprocess.Popen(
-            [executable, *arguments],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            text=True,
-            errors="replace",
-        )
+        try:
+            process = subprocess.Popen(
+                [executable, *arguments],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                text=True,
+                errors="replace",
+            )
+        except OSError as exc:
+            return _Outcome("failed", None, f"cannot start {executable}: {exc}", "")
         try:
             output, _ = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
