@@ -4,8 +4,8 @@ Before the template builds the chunk's command, the job's string attributes
 (the command-line fields) and environment values holding `<%` are evaluated
 (gateway/expressions.py, in the instance's template host: "renderclient"
 context, `job` and `chunk` bound), with the pre- and post-chunk actions'
-command lines. An
-expression that raises fails the chunk with its traceback in the chunk's log.
+command lines. An expression that raises fails the chunk with its traceback
+in the chunk's log.
 
 The pre-chunk action runs just before the render process, the post-chunk
 action just after it (when it ended by itself, not killed or timed out):
