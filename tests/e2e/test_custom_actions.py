@@ -168,7 +168,8 @@ def test_a_failing_action_or_a_raising_expression_fails_the_chunk_without_render
         common_pb2.CHUNK_RUN_OUTCOME_FAILED,
         "post-chunk action failed: exit code 4",
     )
-    assert rendered.read_text() == "rendered\n"
+    # It rendered (again, maybe, if its retry came before the job's deletion).
+    assert set(rendered.read_text().splitlines()) == {"rendered"}
 
 
 def test_an_expression_that_cannot_compile_is_refused_at_submission(
