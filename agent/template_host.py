@@ -18,6 +18,8 @@ Requests ("op"):
   verdict; the run is forgotten;
 - forget: a run that was killed or timed out;
 - message: onCustomMessage(message) of a template, if it defines it.
+- expand: a chunk's inline expressions (gateway/expressions.py `request`)
+  -> its `answer` (agent/actions.py).
 A callback that raises answers {"error", "traceback"}.
 
 `TemplateHost` is the agent's side: one host process per agent instance.
@@ -159,6 +161,11 @@ class Host:
     def op_forget(self, request: Mapping[str, Any]) -> dict[str, Any]:
         self.runs.pop(int(request["run"]), None)
         return {}
+
+    def op_expand(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        from gateway.expressions import answer
+
+        return answer(request)
 
     def op_message(self, request: Mapping[str, Any]) -> dict[str, Any]:
         template_id = int(request["template_id"])

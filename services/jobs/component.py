@@ -18,6 +18,7 @@ from services.core.database import Database
 from services.core.errors import NotFound
 from services.core.server import Component
 from services.core.settings import Settings
+from services.jobs.actions import ACTION_TOPICS, JobActions
 from services.jobs.domain import JobSpec
 from services.jobs.logs import LogWaker
 from services.jobs.messages import job_message, spec_message
@@ -130,6 +131,18 @@ def build(db: Database, settings: Settings) -> Component:
                     "dispatcher-hooks",
                     lambda session, event: _react(service, hooks, event),
                     topics=list(REACTIONS),
+                    transactional=False,
+                ),
+                settings.event_poll_seconds,
+                exclusive=True,
+            ),
+            # Pre/post job custom actions, one replica at a time, never twice.
+            Listener(
+                DurableConsumer(
+                    db,
+                    "job-actions",
+                    JobActions(db, service.queue).handle,
+                    topics=list(ACTION_TOPICS),
                     transactional=False,
                 ),
                 settings.event_poll_seconds,

@@ -592,3 +592,34 @@ template_groups = Table(
     CheckConstraint("limit_override >= 0", name="limit_override_not_negative"),
     CheckConstraint("name <> ''", name="name_not_empty"),
 )
+
+# Job action statuses: 'running' is written before the action's process starts
+# (so a replica that dies while it runs never lets it start twice), then one
+# of the ends; 'interrupted': the replica running it stopped before its end.
+JOB_ACTION_KINDS = ("pre_job", "post_job")
+JOB_ACTION_STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+# The pre/post job custom actions the dispatcher ran (services/jobs/actions.py):
+# one row per job.started / job.completed event that had an action to run
+# (event_id: at most one run per event), with its command line as evaluated,
+# its exit code, what it printed (the tail) and why it failed.
+job_actions = Table(
+    "job_actions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("job_id", BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="running"),
+    Column("exit_code", Integer, nullable=True),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("output", Text, nullable=False, server_default=""),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("event_id"),
+    CheckConstraint(one_of("kind", JOB_ACTION_KINDS), name="kind"),
+    CheckConstraint(one_of("status", JOB_ACTION_STATUSES), name="status"),
+    CheckConstraint("(status = 'running') = (ended_at IS NULL)", name="ended_when_over"),
+)
+Index("ix_job_actions_job_id", job_actions.c.job_id)
