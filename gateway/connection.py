@@ -17,8 +17,8 @@ it the one the facade's functions call through, in this thread or task.
 
 from __future__ import annotations
 
-import getpass
 import contextlib
+import getpass
 import json
 import os
 import threading
