@@ -68,7 +68,7 @@ def _items(value: Any) -> Iterable[Any]:
         return _split_csv(value)
     if isinstance(value, int | float):
         return [value]
-    return value
+    return list(value)
 
 
 class _Constants(type):
