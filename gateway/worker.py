@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-
 LOG_LINE_KEY = "muster_worker_log"
 
 
