@@ -5,8 +5,7 @@ agent's own instances; elsewhere MInstanceAPI answers a wrong-context error."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from farm.jobs.v1 import jobs_pb2
 from gateway import context, errors
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.agent.studio_template import SOURCE
+from tests.e2e.test_render import eventually
 from tests.support import AgentProcess, InProcessServer
 
 AGENT = "instance-probe"
@@ -38,16 +38,6 @@ open({out!r}, "w").write(json.dumps({{
     "missing": [missing.getErrorCode(), missing.getDescription()],
 }}))
 """
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 @pytest.fixture
@@ -69,7 +59,7 @@ def two_instances(
         return mine if len(mine) == 2 else {}
 
     try:
-        yield _eventually(online, what="both instances online")
+        yield eventually(online, what="both instances online")
     finally:
         agent.kill()
 
@@ -86,7 +76,7 @@ def test_node_code_sees_the_renderclient_context_and_the_agents_instances(
     job.attributeSetString("arguments", f"-c 'touch {started}; sleep 60'")
     err, job_id = MDispatcherAPI.jobSubmit(job, "td")
     assert err.getErrorCode() == 0, err.getDescription()
-    _eventually(started.exists, what="the sleeper started")
+    eventually(started.exists, what="the sleeper started")
 
     def rendering() -> tuple[int] | None:
         for number, node in two_instances.items():
@@ -95,12 +85,12 @@ def test_node_code_sees_the_renderclient_context_and_the_agents_instances(
                 return (number,)  # a tuple: instance 0 is falsy
         return None
 
-    (busy,) = _eventually(rendering, what="a node reports the sleeper")
+    (busy,) = eventually(rendering, what="a node reports the sleeper")
     idle = 1 - busy
     out = tmp_path / "probe.json"
     err = MDispatcherAPI.nodeRunPythonCode(two_instances[idle].getId(), PROBE.format(out=str(out)))
     assert err.getErrorCode() == 0, err.getDescription()
-    seen = json.loads(_eventually(lambda: out.exists() and out.read_text(), what="the probe"))
+    seen = json.loads(eventually(lambda: out.exists() and out.read_text(), what="the probe"))
     assert seen["context"] == "renderclient"
     assert seen["count"] == [0, 2, "int"]
     expected = {busy: MInstanceAPI.kInstanceStatusRendering, idle: MInstanceAPI.kInstanceStatusIdle}
@@ -134,18 +124,6 @@ def test_template_callbacks_see_the_instances_the_agent_reports_at_each_call() -
         assert second.arguments == ("renderclient", "2", str(context.STATUS_RENDERING))
     finally:
         host.close()
-
-
-@pytest.mark.parametrize("where", ["console", "dispatcher", "notificator"])
-def test_other_contexts_get_a_wrong_context_error_not_an_exception(
-    monkeypatch: pytest.MonkeyPatch, where: str
-) -> None:
-    monkeypatch.setenv(context.CONTEXT_VARIABLE, where)
-    err, count = MInstanceAPI.getRunningInstances()
-    assert (err.getErrorCode(), count) == (errors.kErrorWrongContext, 0)
-    assert where in err.getDescription()
-    err, status = MInstanceAPI.getInstanceStatus(0)
-    assert (err.getErrorCode(), status) == (errors.kErrorWrongContext, 0)
 
 
 def test_in_the_renderclient_context_bad_input_and_a_silent_agent_are_errors(
