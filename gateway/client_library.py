@@ -19,7 +19,8 @@ wrong password, an unreachable host or a wrong argument.
 A session is its own `gateway.connection.Connection`: its own address, user
 and login token, nothing read from MUSTER_USER / MUSTER_PASSWORD /
 MUSTER_TOKEN. ActionSendJob is the facade's `jobSubmit` made through it
-(`connection.using`), so it follows the same rules (context, re-login).
+(`connection.using`): the same request, errors and re-login, in any running
+context (a session is not bound to one, unlike MDispatcherAPI).
 
 Where Connect(host, port) goes (docs/clients.md): the entry for "host:port"
 in MUSTER_CLIENT_ADDRESS_MAP ("oldhost:9781=127.0.0.1:50051,*:9881=...");

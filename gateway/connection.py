@@ -186,10 +186,15 @@ def using(conn: Connection) -> Iterator[Connection]:
         _current.reset(token)
 
 
+def session_connection() -> Connection | None:
+    """The connection of the enclosing `using` block, if any."""
+    return _current.get()
+
+
 def connection() -> Connection:
     """The connection of the enclosing `using` block, else the process' one
     (configured by the environment)."""
-    chosen = _current.get()
+    chosen = session_connection()
     if chosen is not None:
         return chosen
     global _connection
