@@ -5,12 +5,14 @@ tests/e2e/test_client_library.py."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import MClientAPI
 import MDispatcherAPI
 import pytest
 
+from farm.common.v1 import common_pb2
 from gateway import client_library, context, errors
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
@@ -114,3 +116,15 @@ def test_the_address_map(monkeypatch: pytest.MonkeyPatch) -> None:
     err = MClientAPI.Connect(MClientAPI.InitializeSession(), "oldfarm", 9781)
     assert _code(err) == errors.kErrorNotConfigured
     assert "'oldfarm:9781=nowhere'" in err.getDescription()
+
+
+def test_get_platform_answers_this_machines_platform_constant() -> None:
+    expected = {"linux": MClientAPI.kPlatformLinux, "darwin": MClientAPI.kPlatformMac}
+    platform = MClientAPI.GetPlatform()
+    assert platform == expected.get(sys.platform, MClientAPI.kPlatformWindows)
+    # The numbers of farm.common.v1.Platform, which nodes report.
+    assert (MClientAPI.kPlatformWindows, MClientAPI.kPlatformLinux, MClientAPI.kPlatformMac) == (
+        common_pb2.PLATFORM_WINDOWS,
+        common_pb2.PLATFORM_LINUX,
+        common_pb2.PLATFORM_MACOS,
+    )
