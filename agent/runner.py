@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.lease import Lease
 from agent.system import (
     CannotRunAs,
     Priority,
@@ -229,8 +230,11 @@ class ChunkRun:
         on_start: Callable[[], None] | None = None,
         template: TemplateRunner | None = None,
         send_progress: Callable[[agent_pb2.ChunkProgress], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.assignment = assignment
+        # The instance's lease: the launcher stops the render when it runs out.
+        self._lease = lease
         self._template = template
         self._send_progress = send_progress
         # Told once the process exists (its pid is known): the state file records it.
@@ -324,13 +328,22 @@ class ChunkRun:
         if identity is not None:
             env.update(identity.environment())
             self._agent_line(f"running as user {identity.user} (uid {identity.uid})")
+        if self._lease is not None and self._lease.expired():
+            await self._forget_template_run()
+            return self._lease_ran_out(-1)
         self._agent_line(f"starting {executable} {' '.join(arguments)} in {cwd}")
         # The launcher (agent/launch.py) is the group's leader and starts the
         # renderer; it tells a failure to start through this pipe.
         status_read, status_write = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                *launch_command(executable, arguments, status_write, identity),
+                *launch_command(
+                    executable,
+                    arguments,
+                    status_write,
+                    identity,
+                    self._lease.path if self._lease is not None else None,
+                ),
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -393,6 +406,15 @@ class ChunkRun:
             self._agent_line(f"aborted by the template: {self._abort_message}")
         if self._progress_timer is not None:
             self._progress_timer.cancel()
+        if (
+            exit_code == -signal.SIGKILL
+            and not self._kill_message
+            and not self._timed_out
+            and self._lease is not None
+            and self._lease.expired()
+        ):
+            await self._forget_template_run()
+            return self._lease_ran_out(exit_code)
         verdict = await self._template_verdict(exit_code)
         outcome, message = self._judge(exit_code, verdict)
         self._agent_line(f"process {self.pid} exited with code {exit_code}: {message}")
@@ -660,6 +682,19 @@ class ChunkRun:
                 f"warning in log: {self._warning_line[:500]}",
             )
         return common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED, f"exit code {exit_code}"
+
+    def _lease_ran_out(self, exit_code: int) -> agent_pb2.ChunkResult:
+        """The dispatcher recorded no heartbeat of this agent for the lease's
+        length: it declares the node lost, if it has not yet, and gives the
+        chunk to another node; the launcher stopped (or never began) the render."""
+        assert self._lease is not None
+        message = (
+            f"lost: no heartbeat of this agent recorded by the dispatcher for"
+            f" {self._lease.seconds:g}s (its lease): render stopped, the chunk may run elsewhere"
+        )
+        self._agent_line(message)
+        self._batcher.flush()
+        return self._result(exit_code, common_pb2.CHUNK_RUN_OUTCOME_LOST, message)
 
     def _refuse(self, message: str, detail: str = "") -> agent_pb2.ChunkResult:
         """A chunk failed before its process could start: said in its log too

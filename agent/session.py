@@ -26,6 +26,7 @@ import grpc.aio
 
 from agent import VERSION, commands
 from agent.config import AgentConfig
+from agent.lease import Lease
 from agent.runner import ChunkRun, end_orphan, now_timestamp
 from agent.state import StateStore
 from agent.system import DEFAULT_PRIORITY, HostFacts, UsageMeter, nice_value
@@ -121,6 +122,9 @@ class Instance:
         self._held: deque[agent_pb2.SessionRequest] = deque(maxlen=HELD_MESSAGES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage = UsageMeter()
+        # Until when the dispatcher knows this instance alive (agent/lease.py).
+        self.lease = Lease(config.work_dir / "leases" / f"instance-{number}")
+        self._beats_sent = 0
         # Template code runs in this instance's own host process (started on
         # the first chunk that needs it): a hanging callback holds up no other.
         self.templates = TemplateRunner(
@@ -179,6 +183,7 @@ class Instance:
         )
         if self.run is not None:
             register.running_chunk.CopyFrom(self.run.running_chunk())
+        self.lease.register_sent()
         return agent_pb2.SessionRequest(register=register)
 
     def on_accepted(self, accepted: agent_pb2.RegisterAccepted) -> None:
@@ -196,6 +201,7 @@ class Instance:
         )
         self.paused = accepted.paused
         self.realtime_log = accepted.realtime_log
+        self.lease.accepted(accepted.lease_seconds)
         if nice_value(accepted.process_priority) is not None:
             self.priority = accepted.process_priority
             if self.run is not None:
@@ -243,7 +249,10 @@ class Instance:
                 await asyncio.wait_for(self.outgoing.join(), timeout)
 
     def heartbeat_request(self) -> agent_pb2.SessionRequest:
+        self._beats_sent += 1
+        self.lease.heartbeat_sent(self._beats_sent)
         beat = agent_pb2.Heartbeat(
+            sequence=self._beats_sent,
             send_time=now_timestamp(),
             cpu_usage_percent=self._usage.cpu_percent(),
             memory_used_bytes=self._usage.memory_used(),
@@ -266,6 +275,9 @@ class Instance:
             self._result_accepted(response.result_accepted)
         elif kind == "register_accepted":
             self.on_accepted(response.register_accepted)
+        elif kind == "heartbeat_recorded":
+            recorded = response.heartbeat_recorded
+            self.lease.recorded(recorded.sequence, recorded.lease_seconds)
 
     def _assign(self, assignment: agent_pb2.Assignment) -> None:
         token = assignment.fencing_token
@@ -314,6 +326,7 @@ class Instance:
             on_start=self._save,
             template=self.templates,
             send_progress=lambda p: self.send(agent_pb2.SessionRequest(progress=p)),
+            lease=self.lease,
         )
         self.run = run
         self._save()  # on disk before the process exists: a restart finds it
@@ -571,8 +584,13 @@ class Session:
             await self.instance.handle(message)
 
     async def _beat(self) -> None:
+        lease = self.instance.lease
         while True:
             await asyncio.sleep(jittered(self.instance.heartbeat_seconds))
+            if lease.expired():
+                raise LeaseLapsed(
+                    f"the dispatcher recorded no heartbeat for {lease.seconds:g}s (the lease)"
+                )
             self.instance.send(self.instance.heartbeat_request())
 
 
@@ -586,6 +604,13 @@ class Stalled(Exception):
     stream may hold assignments the dispatcher has since given to another
     node, so none is started and the agent registers again, where the
     dispatcher says what is still its (services/nodes/delivery.py reconcile)."""
+
+
+class LeaseLapsed(Stalled):
+    """The stream is open but nothing answers the heartbeats (a frozen nodes
+    replica, a half-open connection): the lease ran out and the render, if
+    any, was stopped (agent/lease.py); the agent registers again, through
+    whichever replica answers."""
 
 
 # How often the agent looks at its own clock, and after how many heartbeat

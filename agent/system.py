@@ -114,16 +114,23 @@ LAUNCHER = Path(__file__).with_name("launch.py")
 
 
 def launch_command(
-    executable: str, arguments: Sequence[str], status_fd: int, identity: RunAs | None = None
+    executable: str,
+    arguments: Sequence[str],
+    status_fd: int,
+    identity: RunAs | None = None,
+    lease: Path | None = None,
 ) -> list[str]:
     """The command that runs `executable` as a chunk's render process, in a
     process group that dies with this agent (see agent/launch.py), as
-    `identity` when given (the launcher switches to it); a failure to start
+    `identity` when given (the launcher switches to it), and stops once the
+    agent's `lease` file says it ran out (agent/lease.py); a failure to start
     it is written to `status_fd` (left open for the launcher)."""
     user = []
     if identity is not None:
         groups = ",".join(str(g) for g in identity.groups)
         user = ["--user", str(identity.uid), str(identity.gid), groups]
+    if lease is not None:
+        user += ["--lease", str(lease)]
     return [
         sys.executable,
         "-I",  # isolated: no PYTHON* variables of the job, no user site

@@ -24,6 +24,9 @@ from services.core.database import Database
 from services.core.tls import open_channel, with_token
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
+# The share of jobs whose frames render longer than the lost-node timeout.
+LONG_FRAME_SHARE = 0.2
+
 FAULT_KINDS = (
     "kill-agent",
     "kill-nodes-replica",
@@ -119,9 +122,17 @@ class Feeder:
             name = f"{self.prefix}{number}"
             folder = self.frames_dir / name
             folder.mkdir(parents=True)
-            job = soak_job(name, folder, self.rng.randint(3, 8), self.rng.uniform(0.5, 2.0))
+            job = soak_job(name, folder, self.rng.randint(3, 8), self.frame_seconds())
             self._submit(name, job, token)
             self.stop.wait(self.rng.uniform(2.0, 4.0))
+
+    def frame_seconds(self) -> float:
+        """How long each frame of a job renders: mostly 0.5 to 2 s; one job in
+        five renders frames longer than the lost-node timeout, so that a render
+        outlives a paused agent's lease (the case agent/lease.py covers)."""
+        if self.rng.random() < LONG_FRAME_SHARE:
+            return self.farm.lost_timeout + self.rng.uniform(1.0, 3.0)
+        return self.rng.uniform(0.5, 2.0)
 
     def _submit(self, name: str, job: jobs_pb2.Job, token: str) -> None:
         deadline = time.monotonic() + 90

@@ -354,6 +354,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             node_id=node.id,
             node_name=node.name,
             heartbeat_interval_seconds=await asyncio.to_thread(self.timings.heartbeat_interval),
+            lease_seconds=await asyncio.to_thread(self.timings.lease_seconds),
             paused=node.paused,
             process_priority=PROCESS_PRIORITY.number(node.process_priority),
             realtime_log=node.realtime_log,
@@ -366,7 +367,8 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
         async for message in request_iterator:
             kind = message.WhichOneof("message")
             if kind == "heartbeat":
-                self.hub.heartbeat(stream, _running(message.heartbeat.running_chunk))
+                beat = message.heartbeat
+                self.hub.heartbeat(stream, _running(beat.running_chunk), beat.sequence)
             elif kind == "command_ack":
                 ack = message.command_ack
                 await asyncio.to_thread(

@@ -43,6 +43,9 @@ class AgentStream:
     # The live assignment the agent registered without (reconcile): it ends
     # as lost unless the agent sends its result first (then 0).
     unconfirmed: int = 0
+    # The sequence of the newest heartbeat received (0: an agent that wants
+    # no HeartbeatRecorded answers).
+    beat_sequence: int = 0
 
 
 class SessionHub:
@@ -77,8 +80,11 @@ class SessionHub:
             del self.streams[stream.node_id]
             self.realtime.discard(stream.node_id)
 
-    def heartbeat(self, stream: AgentStream, running: RunningChunk | None) -> None:
+    def heartbeat(
+        self, stream: AgentStream, running: RunningChunk | None, sequence: int = 0
+    ) -> None:
         stream.running = running
+        stream.beat_sequence = sequence
         self._beats.add(stream.node_id)
         if running is None and stream.held_back and self.render_listener is not None:
             stream.held_back = False  # the agent is free: the held assignment goes
@@ -86,9 +92,14 @@ class SessionHub:
 
     async def _flush_heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
+            await asyncio.sleep(
+                await asyncio.to_thread(self.timings.heartbeat_flush_seconds)
+                if self.timings is not None
+                else HEARTBEAT_FLUSH_SECONDS
+            )
             beats = {n: self.streams[n].session_id for n in self._beats if n in self.streams}
             busy = {n for n in beats if self.streams[n].running is not None}
+            recorded = [(self.streams[n], self.streams[n].beat_sequence) for n in beats]
             self._beats = set()
             if beats:
                 try:
@@ -96,10 +107,27 @@ class SessionHub:
                 except Exception:
                     _LOG.exception("recording %d heartbeats failed", len(beats))
                     continue
+                await self._renew_leases(recorded)
                 if revived and self.render_listener is not None:
                     await self.render_listener.revived(
                         [self.streams[n] for n in revived if n in self.streams]
                     )
+
+    async def _renew_leases(self, recorded: list[tuple[AgentStream, int]]) -> None:
+        """Tell the agents their heartbeats are recorded (agent/lease.py)."""
+        wanted = [(stream, sequence) for stream, sequence in recorded if sequence]
+        if not wanted or self.timings is None:
+            return
+        lease = await asyncio.to_thread(self.timings.lease_seconds)
+        for stream, sequence in wanted:
+            if not stream.closed.is_set():
+                stream.outgoing.put_nowait(
+                    agent_pb2.SessionResponse(
+                        heartbeat_recorded=agent_pb2.HeartbeatRecorded(
+                            sequence=sequence, lease_seconds=lease
+                        )
+                    )
+                )
 
     # --- bus events (called in the bus thread) ------------------------------------------
 

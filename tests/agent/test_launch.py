@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.lease import Lease
 from agent.system import group_alive, group_members, launch_command
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -129,3 +130,60 @@ def test_when_the_agent_dies_by_sigkill_the_whole_group_dies_within_moments() ->
     stand_in.wait(10)
     assert members_within(pgid, 2.0) == []
     assert not group_alive(pgid)
+
+
+def _leased(tmp_path: Path, seconds_left: float) -> Lease:
+    lease = Lease(tmp_path / "leases" / "instance-0")
+    lease.register_sent()
+    lease.accepted(seconds_left)
+    return lease
+
+
+def test_a_render_stops_once_its_agent_s_lease_runs_out(tmp_path: Path) -> None:
+    """The agent stays alive but stops renewing (as a stopped agent would):
+    the launcher kills the whole group soon after the deadline."""
+    lease = _leased(tmp_path, 1.0)
+    status_read, status_write = os.pipe()
+    argv = launch_command("/bin/sh", ["-c", "sleep 60 & sleep 60"], status_write, None, lease.path)
+    started = time.monotonic()
+    process = subprocess.Popen(argv, pass_fds=(status_write,), start_new_session=True)
+    os.close(status_write)
+    assert status(status_read) == ""
+    assert process.wait(5) == -signal.SIGKILL
+    assert 0.9 < time.monotonic() - started < 2.5
+    assert members_within(process.pid, 2.0) == []
+    assert lease.expired()
+
+
+def test_a_lease_renewed_in_time_lets_the_render_finish(tmp_path: Path) -> None:
+    lease = _leased(tmp_path, 0.8)
+    status_read, status_write = os.pipe()
+    argv = launch_command("/bin/sh", ["-c", "sleep 2; exit 3"], status_write, None, lease.path)
+    process = subprocess.Popen(argv, pass_fds=(status_write,), start_new_session=True)
+    os.close(status_write)
+    assert status(status_read) == ""
+    sequence = 0
+    while process.poll() is None:
+        sequence += 1
+        lease.heartbeat_sent(sequence)
+        lease.recorded(sequence, 0.8)
+        time.sleep(0.2)
+    assert process.returncode == 3
+
+
+def test_an_answer_for_a_heartbeat_never_sent_renews_nothing(tmp_path: Path) -> None:
+    lease = _leased(tmp_path, 5.0)
+    deadline = lease.deadline
+    lease.recorded(7, 60.0)  # not sent on this stream (sent before a new Register)
+    assert lease.deadline == deadline
+    lease.heartbeat_sent(8)
+    lease.recorded(8, 60.0)
+    assert lease.deadline > deadline + 50
+    lease.recorded(8, 60.0)  # answered once: a repeat changes nothing
+    assert lease.deadline > deadline + 50
+
+
+def test_a_dispatcher_without_leases_never_stops_a_render(tmp_path: Path) -> None:
+    lease = _leased(tmp_path, 0.0)
+    assert lease.deadline == float("inf")
+    assert not lease.expired()

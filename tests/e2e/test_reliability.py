@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.state import StateStore
+from agent.system import group_alive
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
@@ -140,7 +141,7 @@ def quick_lost(database_url: str, shared_tmp: Path) -> Iterator[DispatcherProces
     proc.kill()
 
 
-def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_process_is_killed(
+def test_a_frozen_agent_s_render_stops_before_its_node_is_declared_lost(
     quick_lost: DispatcherProcess, database_url: str, shared_tmp: Path
 ) -> None:
     out = shared_tmp / "frames"
@@ -152,9 +153,11 @@ def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_pro
             jobs = jobs_pb2_grpc.JobsServiceStub(channel)
             eventually(lambda: len(online_nodes(nodes)) == 1, what="the agent online")
             job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=start_end_job(out, 1, 8))).job_id
-            eventually(lambda: process_starts(out), what="the chunk's process started")
-            # The agent freezes (its render process does not): the node is
-            # declared lost and its chunk released, while the process runs on.
+            [first] = eventually(lambda: process_starts(out), what="the chunk's process started")
+            group = os.getpgid(int(first))  # the launcher's
+            # The agent freezes; its render process does not, but the launcher
+            # stops it when the agent's lease runs out: before the node is
+            # declared lost and its chunk released (agent/lease.py).
             agent.proc.send_signal(signal.SIGSTOP)
             try:
                 eventually(
@@ -162,6 +165,7 @@ def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_pro
                     timeout=20,
                     what="the node declared lost",
                 )
+                assert not group_alive(group), "the render outlived its node's lease"
             finally:
                 agent.proc.send_signal(signal.SIGCONT)
             # Back, it says it still runs the released chunk: the dispatcher kills
@@ -177,11 +181,10 @@ def test_a_node_declared_lost_while_its_agent_renders_is_not_free_until_that_pro
         assert overlapping_runs(database_url) == []
         log = agent.log.read_text()
         assert "REFUSED" not in log  # never handed a chunk while busy
-        first_pid = sorted(process_starts(out))[0]
         lines = (out / "frame_1.txt").read_text().splitlines()
-        # The stale process was killed: it never wrote its end line... unless it
-        # finished first; either way the second process ran the frame through.
-        assert lines.count("start " + first_pid) == 1
+        # The stale process was killed: it never wrote its end line.
+        assert lines.count("start " + first) == 1
+        assert "end " + first not in lines
     finally:
         agent.kill()
 

@@ -15,6 +15,7 @@ from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.core.bus import publish
 from services.core.database import Database
 from services.nodes.service import NodesService
+from services.nodes.timings import heartbeat_flush_for, lease_for
 from tests.nodes.conftest import ProtocolAgent
 from tests.support import agent_auth
 
@@ -340,6 +341,49 @@ def test_heartbeats_keep_a_node_fresh(
             break
         time.sleep(0.2)
     assert age < 60
+
+
+def test_a_recorded_heartbeat_is_answered_so_the_agent_s_lease_runs_on(
+    channel: grpc.Channel, agents: list[ProtocolAgent], db: Database
+) -> None:
+    """The answer comes once the heartbeat is in the database (where the
+    lost-node sweep reads), with the lease: shorter than the lost timeout."""
+    agent = _connect(channel, agents, "render-13")
+    assert 0 < agent.accepted.lease_seconds < 60  # the default lost timeout
+    with db.transaction() as session:
+        session.execute(text("UPDATE nodes SET last_heartbeat_at = now() - interval '1 hour'"))
+    agent.send(heartbeat=agent_pb2.Heartbeat(sequence=7))
+    agent.send(heartbeat=agent_pb2.Heartbeat(sequence=8))
+    answer = agent.next(10)
+    while answer.WhichOneof("message") != "heartbeat_recorded":
+        answer = agent.next(10)
+    with db.transaction() as session:
+        age = session.execute(
+            text("SELECT extract(epoch FROM now() - last_heartbeat_at) FROM nodes")
+        ).scalar_one()
+    assert age < 60
+    # The newest heartbeat received is answered (a later flush may answer 8 alone).
+    assert answer.heartbeat_recorded.sequence in (7, 8)
+    assert answer.heartbeat_recorded.lease_seconds == agent.accepted.lease_seconds
+
+
+def test_heartbeats_of_an_older_agent_get_no_answer(
+    channel: grpc.Channel, agents: list[ProtocolAgent]
+) -> None:
+    agent = _connect(channel, agents, "render-14")
+    agent.send(heartbeat=agent_pb2.Heartbeat())  # sequence 0
+    time.sleep(2.5)  # past a flush
+    assert agent.received.empty()
+
+
+@pytest.mark.parametrize(
+    ("lost", "lease", "flush"), [(3.0, 2.25, 0.3), (6.0, 5.25, 0.6), (60.0, 57.0, 1.0)]
+)
+def test_the_lease_ends_before_the_node_can_be_declared_lost(
+    lost: float, lease: float, flush: float
+) -> None:
+    assert lease_for(lost) == pytest.approx(lease)
+    assert heartbeat_flush_for(lost) == pytest.approx(flush)
 
 
 def test_purging_exclusions_lets_the_node_take_the_work_again(
