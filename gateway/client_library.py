@@ -40,6 +40,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import errors
+from gateway.api._arguments import BadArguments, as_int, as_str
 from gateway.api.jobs import jobSubmit
 from gateway.connection import Connection, NotConfigured, using
 from gateway.errors import MUSTERERR
@@ -51,10 +52,6 @@ MUSTER_CONSOLE_PORTS = (9781, 9881)
 
 class BadAddressMap(ValueError):
     """MUSTER_CLIENT_ADDRESS_MAP cannot be read; the message names the entry."""
-
-
-class BadArguments(ValueError):
-    """A call's arguments are of the wrong type or value."""
 
 
 def _join(host: str, port: int) -> str:
@@ -136,7 +133,7 @@ class Session:
 def _session(function: str, session: Any, connected: bool = True) -> Session:
     if not isinstance(session, Session):
         raise BadArguments(
-            f"session must be what InitializeSession() returned, not {type(session).__name__}"
+            f"session must be what InitializeSession() returned, got {type(session).__name__}"
         )
     if connected and not session.connected:
         raise NotConnected(f"{function}: not connected: call Connect(session, host, port) first")
@@ -147,19 +144,10 @@ class NotConnected(Exception):
     """The session has no connection (kErrorFailedPrecondition)."""
 
 
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise BadArguments(f"{name} must be a string, not {type(value).__name__}")
-    return value
-
-
 def _port(value: Any) -> int:
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise BadArguments(f"port must be a number, not {value!r}") from None
-    if isinstance(value, bool) or not 0 < port < 65536:
-        raise BadArguments(f"port must be 1-65535, not {value!r}")
+    port = as_int(value, "port")
+    if not 0 < port < 65536:
+        raise BadArguments(f"port must be 1-65535, got {value!r}")
     return port
 
 
@@ -182,7 +170,7 @@ def _refused(function: str, exc: Exception) -> MUSTERERR:
 def InitializeLibrary(path: Any = "") -> MUSTERERR:
     """Muster loads its libraries from `path`; here there is nothing to load."""
     try:
-        _text(path, "path")
+        as_str(path, "path")
     except BadArguments as exc:
         return _refused("InitializeLibrary", exc)
     return MUSTERERR()
@@ -199,7 +187,7 @@ def Connect(session: Any, host: Any, port: Any) -> MUSTERERR:
     closed first."""
     try:
         handle = _session("Connect", session, connected=False)
-        if not _text(host, "host").strip():
+        if not as_str(host, "host").strip():
             raise BadArguments("host must not be empty")
         address = dispatcher_address(host, _port(port))
         conn = Connection(address=address, credentials=("", ""))
@@ -233,7 +221,7 @@ def Authenticate(session: Any, user: Any, password: Any) -> MUSTERERR:
     """Log in as `user`; later calls of the session act as that user."""
     try:
         handle = _session("Authenticate", session)
-        name, secret = _text(user, "user").strip(), _text(password, "password")
+        name, secret = as_str(user, "user").strip(), as_str(password, "password")
         if not name or not secret:
             raise BadArguments("user and password must not be empty")
         conn = Connection(address=handle.address, credentials=(name, secret))
