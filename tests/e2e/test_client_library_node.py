@@ -17,6 +17,7 @@ from gateway import context
 from tests.agent.studio_template import SOURCE
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status
+from tests.e2e.test_template_node import studio_job
 
 TEMPLATE_ID = 1704
 # The studio template, its command line built from what MInstanceAPI answers.
@@ -50,18 +51,8 @@ def test_template_callbacks_on_a_node_see_the_renderclient_context_and_its_insta
     start_agent("probe-node", instances=2)
     eventually(lambda: len(online_nodes(nodes)) == 2, what="both instances online")
     out = shared_tmp / "seen.txt"
-    job = jobs_pb2.Job(
-        name="probe",
-        owner="alice",
-        parent_id=-1,
-        template_id=TEMPLATE_ID,
-        start_frame=1,
-        end_frame=1,
-        by_frame=1,
-        packet_size=1,
-        priority=50,
-        attributes=[jobs_pb2.JobAttribute(name="out", string_value=str(out))],
-    )
+    job = studio_job("probe", 1, 1, "unused", out=str(out))
+    job.template_id = TEMPLATE_ID
     job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job)).job_id
     eventually(
         lambda: job_status(jobs, job_id) == jobs_pb2.JOB_STATUS_COMPLETED,
