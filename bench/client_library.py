@@ -20,6 +20,7 @@ from bench.common import BENCHMARKS, Row, bench_database
 from bench.jobs import served
 from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from services import app
+from services.core.auth import auth_metadata
 from services.core.settings import Settings
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
@@ -49,13 +50,17 @@ def run() -> list[Row]:
         from gateway.connection import reset_connection
 
         reset_connection()
-        user = MClientAPI.MUser()
-        user.setName(USER)
-        user.setPassword(PASSWORD)
-        user.setRole(MClientAPI.MUser.kUserRoleUser)
-        user.setEnabled(True)
-        err = MDispatcherAPI.userAdd(user)
-        assert err.getErrorCode() == 0, err.getDescription()
+        channel = grpc.insecure_channel(server.address)
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        admin.CreateUser(
+            admin_pb2.CreateUserRequest(
+                user=admin_pb2.User(
+                    name=USER, password=PASSWORD, role=admin_pb2.USER_ROLE_USER, enabled=True
+                )
+            ),
+            metadata=auth_metadata(server.token),
+            timeout=30,
+        )
         host, port = server.address.rsplit(":", 1)
         session = MClientAPI.InitializeSession()
         for err in (
@@ -84,8 +89,6 @@ def run() -> list[Row]:
             assert MClientAPI.Authenticate(fresh, USER, PASSWORD).getErrorCode() == 0
             MClientAPI.Disconnect(fresh)
 
-        channel = grpc.insecure_channel(server.address)
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
         login = admin_pb2.LoginRequest(user_name=USER, password=PASSWORD)
         sends, submits, sessions, logins = [], [], [], []
         for _ in range(ROUNDS):  # interleaved, so drift hits both sides alike
