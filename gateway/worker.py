@@ -80,6 +80,9 @@ class Worker:
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[str] | None = None
         self._answers: queue.Queue[str] = queue.Queue()
+        # The worker's output ended (it died, or is dying: its exit status may
+        # not be there yet when its pipe closes).
+        self._ended = False
         self.starts = 0
 
     @property
@@ -106,7 +109,7 @@ class Worker:
             raise WorkerError(f"{self.name} died") from None
         answer = self._read(timeout)
         if answer is None:
-            died = proc.poll() is not None
+            died = self._ended or proc.poll() is not None
             self._stop()
             if died:
                 raise WorkerError(f"{self.name} died")
@@ -129,6 +132,7 @@ class Worker:
         self.starts += 1
         answers: queue.Queue[str] = queue.Queue()
         self._answers = answers
+        self._ended = False
         stdout, stderr = proc.stdout, proc.stderr
         assert stdout is not None and stderr is not None
 
@@ -157,6 +161,7 @@ class Worker:
         except queue.Empty:
             return None
         if not line:
+            self._ended = True
             return None
         answer: dict[str, Any] = json.loads(line)
         return answer
