@@ -357,6 +357,25 @@ def chunk_status_counts(session: Session, job_id: int) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
+def queue_depth(connection: Connection) -> Sequence[Row[Any]]:
+    """Jobs by status with their chunk counters summed, for the metrics'
+    queue depth (services/core/metrics.py): one grouped statement over the
+    jobs, not the chunks."""
+    return connection.execute(
+        select(
+            jobs.c.status,
+            func.count(),
+            func.sum(jobs.c.chunks_total),
+            func.sum(jobs.c.chunks_queued),
+            func.sum(jobs.c.chunks_running),
+            func.sum(jobs.c.chunks_completed),
+            func.sum(jobs.c.chunks_failed),
+        )
+        .where(jobs.c.kind == "job")
+        .group_by(jobs.c.status)
+    ).all()
+
+
 def any_chunk_started(session: Session, job_id: int) -> bool:
     started = session.execute(
         select(chunks.c.chunk_number)

@@ -1,0 +1,342 @@
+"""Prometheus metrics: the one place every metric of the dispatcher is defined.
+
+Every metric is listed in docs/metrics.md (name, type, labels, meaning); keep
+the two in step (tests/core/test_metrics.py checks it).
+
+Two kinds of metrics live here:
+
+* counters, histograms and gauges the code moves as things happen (RPCs,
+  dispatches, chunk run ends, scheduler ticks, event-bus lag, hook and
+  template callbacks): process-wide, in `REGISTRY`; the places that move them
+  call the small functions below, one line each;
+* gauges read from the database (queue depth, nodes by state): a `Snapshot`
+  a component hands the server, read with one grouped statement at most once
+  per `SNAPSHOT_TTL_SECONDS` whatever the scrape rate, so the endpoint stays
+  cheap with thousands of nodes.
+
+Labels are bounded sets (RPC methods of the protos, statuses, hook names,
+consumer names), never job ids or node names.
+
+`Endpoint` serves both on `MUSTER_METRICS_LISTEN` (prometheus-client's own
+threaded HTTP server, outside the gRPC event loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Connection
+
+from services.core.database import Database
+
+# Everything the code moves as it happens (process-wide).
+REGISTRY = CollectorRegistry(auto_describe=False)
+prometheus_client.ProcessCollector(registry=REGISTRY)
+
+# Latency buckets for request/response RPCs and scheduler ticks (seconds).
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+RPC_HANDLED = Counter(
+    "muster_rpc_handled",
+    "RPCs that ended, streams included, by service, method and gRPC status code",
+    ["service", "method", "code"],
+    registry=REGISTRY,
+)
+RPC_SECONDS = Histogram(
+    "muster_rpc_duration_seconds",
+    "Time to answer a request/response RPC, by service, method and gRPC status code",
+    ["service", "method", "code"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RPC_STREAMS = Gauge(
+    "muster_rpc_streams_open",
+    "Streaming RPCs open now (agent sessions, console and notificator connections,"
+    " followed logs), by service and method",
+    ["service", "method"],
+    registry=REGISTRY,
+)
+DISPATCHES = Counter(
+    "muster_chunks_dispatched",
+    "Chunks the scheduler assigned to nodes",
+    registry=REGISTRY,
+)
+RUN_ENDS = Counter(
+    "muster_chunk_runs_ended",
+    "Chunk runs that ended, by the chunk's new status (completed, failed, queued: requeued, ...)",
+    ["status"],
+    registry=REGISTRY,
+)
+TICK_SECONDS = Histogram(
+    "muster_scheduler_tick_seconds",
+    "Duration of the leading scheduler's ticks (one pass over the farm)",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+BUS_LAG = Gauge(
+    "muster_event_bus_lag_seconds",
+    "Age of the newest event a consumer handled, when it handled it, by consumer",
+    ["consumer"],
+    registry=REGISTRY,
+)
+CALLBACK_SECONDS = Histogram(
+    "muster_callback_duration_seconds",
+    "Duration of dispatcher hook and template callback calls, by callback name",
+    ["callback"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CALLBACK_FAILURES = Counter(
+    "muster_callback_failures",
+    "Dispatcher hook and template callback calls that failed or overran, by callback name",
+    ["callback"],
+    registry=REGISTRY,
+)
+
+
+# --- the calls the instrumented code makes ----------------------------------------
+
+
+def dispatched(count: int) -> None:
+    """The scheduler committed `count` assignments."""
+    if count:
+        DISPATCHES.inc(count)
+
+
+def runs_ended(statuses: Iterable[str]) -> None:
+    """Chunk runs ended; each chunk's new status."""
+    for status in statuses:
+        RUN_ENDS.labels(status).inc()
+
+
+@contextlib.contextmanager
+def scheduler_tick() -> Iterator[None]:
+    """Times one scheduler tick (a tick that raised is timed too)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TICK_SECONDS.observe(time.perf_counter() - started)
+
+
+class _Published(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def consumed(consumer: str, events: Sequence[_Published]) -> None:
+    """A bus consumer handled these events (oldest first)."""
+    if events:
+        BUS_LAG.labels(consumer).set(max(0.0, time.time() - events[-1].created_at.timestamp()))
+
+
+@contextlib.contextmanager
+def callback(name: str) -> Iterator[None]:
+    """Times one hook or template callback call; an exception counts as a failure."""
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        CALLBACK_FAILURES.labels(name).inc()
+        raise
+    finally:
+        CALLBACK_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+
+# --- RPCs (the server's interceptor, services/core/server.py) ----------------------
+
+
+class MethodMetrics:
+    """One RPC method's series, resolved once (a labels() lookup per call
+    would take a lock and build a key)."""
+
+    def __init__(self, full_method: str) -> None:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        self.labels = (service or "unknown", method)
+        self._by_code: dict[str, tuple[Any, Any]] = {}
+        self.streams = RPC_STREAMS.labels(*self.labels)
+
+    def ended(self, code: str, seconds: float | None) -> None:
+        """The call ended with `code`; `seconds` is its latency (None: a stream)."""
+        series = self._by_code.get(code)
+        if series is None:
+            series = (
+                RPC_HANDLED.labels(*self.labels, code),
+                RPC_SECONDS.labels(*self.labels, code),
+            )
+            self._by_code[code] = series
+        series[0].inc()
+        if seconds is not None:
+            series[1].observe(seconds)
+
+
+_METHODS: dict[str, MethodMetrics] = {}
+_METHODS_LOCK = threading.Lock()
+
+
+def rpc_method(full_method: str) -> MethodMetrics:
+    """The series of `/package.Service/Method` (made on its first call)."""
+    found = _METHODS.get(full_method)
+    if found is None:
+        with _METHODS_LOCK:
+            found = _METHODS.setdefault(full_method, MethodMetrics(full_method))
+    return found
+
+
+# --- gauges read from the database --------------------------------------------------
+
+# How long a database snapshot is reused: scrapes more often than this cost no query.
+SNAPSHOT_TTL_SECONDS = 2.0
+
+
+class Snapshot(Collector):
+    """Gauges computed by `read` (one grouped statement), reused for `ttl` seconds.
+
+    A failed read (the database unreachable) serves nothing for those gauges
+    rather than failing the whole scrape; the process's own metrics still go out.
+    """
+
+    def __init__(self, read: Callable[[], list[Metric]], ttl: float = SNAPSHOT_TTL_SECONDS) -> None:
+        self.read = read
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._taken = -float("inf")
+        self._families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:  # concurrent scrapes: one read
+            if time.monotonic() - self._taken >= self.ttl:
+                try:
+                    self._families = self.read()
+                except Exception:
+                    self._families = []
+                self._taken = time.monotonic()
+            return list(self._families)
+
+
+# A grouped read of a domain's table (the domain's store owns the SQL).
+RowsReader = Callable[[Connection], Sequence[Any]]
+
+
+def _rows(db: Database, read_rows: RowsReader) -> Sequence[Any]:
+    with db.read() as connection:
+        return read_rows(connection)
+
+
+def queue_depth(db: Database, read_rows: RowsReader, ttl: float = SNAPSHOT_TTL_SECONDS) -> Snapshot:
+    """Jobs by status and chunks by status, from rows of (status, jobs,
+    chunks_total, chunks_queued, chunks_running, chunks_completed,
+    chunks_failed): one row per job status (services/jobs/store.py)."""
+
+    def read() -> list[Metric]:
+        jobs = GaugeMetricFamily(
+            "muster_jobs", "Jobs in the queue by status (folders not counted)", labels=["status"]
+        )
+        chunks = GaugeMetricFamily(
+            "muster_chunks",
+            "Chunks of the queued jobs by status (other: on hold, skipped, ...)",
+            labels=["status"],
+        )
+        named = ("queued", "running", "completed", "failed")
+        totals = dict.fromkeys((*named, "other"), 0)
+        for status, count, total, *counts in _rows(db, read_rows):
+            jobs.add_metric([str(status)], float(count))
+            counts = [int(c or 0) for c in counts]
+            for name, value in zip(named, counts, strict=True):
+                totals[name] += value
+            totals["other"] += int(total or 0) - sum(counts)
+        for name, value in totals.items():
+            chunks.add_metric([name], float(value))
+        return [jobs, chunks]
+
+    return Snapshot(read, ttl)
+
+
+def nodes_by_state(
+    db: Database, read_rows: RowsReader, ttl: float = SNAPSHOT_TTL_SECONDS
+) -> Snapshot:
+    """Render nodes by state, from rows of (status, paused, count)
+    (services/nodes/store.py)."""
+
+    def read() -> list[Metric]:
+        family = GaugeMetricFamily(
+            "muster_nodes",
+            "Render nodes by state (offline, idle, rendering, ...) and whether paused",
+            labels=["state", "paused"],
+        )
+        for status, paused, count in _rows(db, read_rows):
+            family.add_metric([str(status), "true" if paused else "false"], float(count))
+        return [family]
+
+    return Snapshot(read, ttl)
+
+
+# --- the endpoint -------------------------------------------------------------------
+
+
+class _Exposition(Collector):
+    """The process-wide metrics and one server's database snapshots."""
+
+    def __init__(self, snapshots: Sequence[Collector]) -> None:
+        self.snapshots = list(snapshots)
+
+    def collect(self) -> Iterable[Metric]:
+        yield from REGISTRY.collect()
+        for snapshot in self.snapshots:
+            yield from snapshot.collect()
+
+
+def exposition(snapshots: Sequence[Collector] = ()) -> CollectorRegistry:
+    """A registry serving the process's metrics and these snapshots."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Exposition(snapshots))
+    return registry
+
+
+class Endpoint:
+    """`/metrics` over HTTP on `listen` (host:port; port 0 picks a free one)."""
+
+    def __init__(self, listen: str, snapshots: Sequence[Collector] = ()) -> None:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        try:
+            self._httpd, self._thread = prometheus_client.start_http_server(
+                int(port), host, exposition(snapshots)
+            )
+        except (OSError, ValueError) as exc:
+            raise OSError(
+                f"cannot serve metrics on {listen} (MUSTER_METRICS_LISTEN): {exc}"
+            ) from None
+        self.port = int(self._httpd.server_port)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.url = f"http://{shown}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
