@@ -210,6 +210,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "data_dir": "MUSTER_DATA_DIR",
     "listen": "MUSTER_LISTEN",
     "health_listen": "MUSTER_HEALTH_LISTEN",
+    "metrics_listen": "MUSTER_METRICS_LISTEN",
     "shutdown_grace_seconds": "MUSTER_SHUTDOWN_GRACE_SECONDS",
     "worker_threads": "MUSTER_WORKER_THREADS",
     "db_pool_size": "MUSTER_DB_POOL_SIZE",
