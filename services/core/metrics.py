@@ -10,9 +10,9 @@ Two kinds of metrics live here:
   template callbacks): process-wide, in `REGISTRY`; the places that move them
   call the small functions below, one line each;
 * gauges read from the database (queue depth, nodes by state): a `Snapshot`
-  a component hands the server, read with one grouped statement at most once
-  per `SNAPSHOT_TTL_SECONDS` whatever the scrape rate, so the endpoint stays
-  cheap with thousands of nodes.
+  a component hands the server, read with grouped statements every
+  `SNAPSHOT_SECONDS` in the background whatever the scrape rate; a scrape
+  serves the last reading and never waits for the database.
 
 Labels are bounded sets (RPC methods of the protos, statuses, hook names,
 consumer names), never job ids or node names.
@@ -24,6 +24,7 @@ threaded HTTP server, outside the gRPC event loop).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,7 +38,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection
 
+from services.core.background import Periodic
 from services.core.database import Database
+
+_LOG = logging.getLogger(__name__)
 
 # Everything the code moves as it happens (process-wide).
 REGISTRY = CollectorRegistry(auto_describe=False)
@@ -210,33 +214,39 @@ def rpc_method(full_method: str) -> MethodMetrics:
 
 # --- gauges read from the database --------------------------------------------------
 
-# How long a database snapshot is reused: scrapes more often than this cost no query.
-SNAPSHOT_TTL_SECONDS = 2.0
+# How often the endpoint reads the database gauges again, in the background: a
+# scrape only serves the last reading (at most this old) and never waits for a query.
+SNAPSHOT_SECONDS = 2.0
 
 
 class Snapshot(Collector):
-    """Gauges computed by `read` (one grouped statement), reused for `ttl` seconds.
+    """Gauges computed by `read` (a grouped statement or two), served from the
+    last `refresh()`; the endpoint refreshes every SNAPSHOT_SECONDS. Only a
+    scrape before the first refresh reads at once.
 
-    A failed read (the database unreachable) serves nothing for those gauges
-    rather than failing the whole scrape; the process's own metrics still go out.
+    A failed read (the database unreachable) is logged and serves nothing for
+    these gauges rather than stale values; the process's own metrics still go out.
     """
 
-    def __init__(self, read: Callable[[], list[Metric]], ttl: float = SNAPSHOT_TTL_SECONDS) -> None:
+    def __init__(self, read: Callable[[], list[Metric]]) -> None:
         self.read = read
-        self.ttl = ttl
         self._lock = threading.Lock()
-        self._taken = -float("inf")
-        self._families: list[Metric] = []
+        self._families: list[Metric] | None = None
+
+    def refresh(self) -> None:
+        try:
+            families = self.read()
+        except Exception as exc:
+            _LOG.warning("metrics: could not read the database gauges: %s", exc)
+            families = []
+        with self._lock:
+            self._families = families
 
     def collect(self) -> Iterable[Metric]:
-        with self._lock:  # concurrent scrapes: one read
-            if time.monotonic() - self._taken >= self.ttl:
-                try:
-                    self._families = self.read()
-                except Exception:
-                    self._families = []
-                self._taken = time.monotonic()
-            return list(self._families)
+        if self._families is None:
+            self.refresh()
+        with self._lock:
+            return list(self._families or ())
 
 
 # A grouped read of a domain's table (the domain's store owns the SQL).
@@ -248,52 +258,53 @@ def _rows(db: Database, read_rows: RowsReader) -> Sequence[Any]:
         return read_rows(connection)
 
 
-def queue_depth(db: Database, read_rows: RowsReader, ttl: float = SNAPSHOT_TTL_SECONDS) -> Snapshot:
-    """Jobs by status and chunks by status, from rows of (status, jobs,
-    chunks_total, chunks_queued, chunks_running, chunks_completed,
-    chunks_failed): one row per job status (services/jobs/store.py)."""
+# The chunk counters of the jobs (services/jobs/tables.py), as labels.
+CHUNK_COUNTERS = ("queued", "running", "completed", "failed")
+
+
+def queue_depth(db: Database, read_rows: RowsReader) -> Snapshot:
+    """The jobs still to render by status, and their chunks by status, from
+    rows of (status, jobs, chunks_total, chunks_queued, chunks_running,
+    chunks_completed, chunks_failed), one per job status (services/jobs/store.py)."""
 
     def read() -> list[Metric]:
         jobs = GaugeMetricFamily(
-            "muster_jobs", "Jobs in the queue by status (folders not counted)", labels=["status"]
-        )
-        chunks = GaugeMetricFamily(
-            "muster_chunks",
-            "Chunks of the queued jobs by status (other: on hold, skipped, ...)",
+            "muster_jobs",
+            "Jobs still to render (queued, waiting_dependencies, running) by status",
             labels=["status"],
         )
-        named = ("queued", "running", "completed", "failed")
-        totals = dict.fromkeys((*named, "other"), 0)
+        chunks = GaugeMetricFamily(
+            "muster_chunks", "Chunks of the jobs still to render by status", labels=["status"]
+        )
+        totals = dict.fromkeys((*CHUNK_COUNTERS, "other"), 0)
         for status, count, total, *counts in _rows(db, read_rows):
             jobs.add_metric([str(status)], float(count))
             counts = [int(c or 0) for c in counts]
-            for name, value in zip(named, counts, strict=True):
+            for name, value in zip(CHUNK_COUNTERS, counts, strict=True):
                 totals[name] += value
             totals["other"] += int(total or 0) - sum(counts)
         for name, value in totals.items():
             chunks.add_metric([name], float(value))
         return [jobs, chunks]
 
-    return Snapshot(read, ttl)
+    return Snapshot(read)
 
 
-def nodes_by_state(
-    db: Database, read_rows: RowsReader, ttl: float = SNAPSHOT_TTL_SECONDS
-) -> Snapshot:
+def nodes_by_state(db: Database, read_rows: RowsReader) -> Snapshot:
     """Render nodes by state, from rows of (status, paused, count)
     (services/nodes/store.py)."""
 
     def read() -> list[Metric]:
         family = GaugeMetricFamily(
             "muster_nodes",
-            "Render nodes by state (offline, idle, rendering, ...) and whether paused",
+            "Render nodes by state (offline, idle, rendering, paused) and whether paused",
             labels=["state", "paused"],
         )
         for status, paused, count in _rows(db, read_rows):
             family.add_metric([str(status), "true" if paused else "false"], float(count))
         return [family]
 
-    return Snapshot(read, ttl)
+    return Snapshot(read)
 
 
 # --- the endpoint -------------------------------------------------------------------
@@ -302,7 +313,7 @@ def nodes_by_state(
 class _Exposition(Collector):
     """The process-wide metrics and one server's database snapshots."""
 
-    def __init__(self, snapshots: Sequence[Collector]) -> None:
+    def __init__(self, snapshots: Sequence[Snapshot]) -> None:
         self.snapshots = list(snapshots)
 
     def collect(self) -> Iterable[Metric]:
@@ -311,7 +322,7 @@ class _Exposition(Collector):
             yield from snapshot.collect()
 
 
-def exposition(snapshots: Sequence[Collector] = ()) -> CollectorRegistry:
+def exposition(snapshots: Sequence[Snapshot] = ()) -> CollectorRegistry:
     """A registry serving the process's metrics and these snapshots."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Exposition(snapshots))
@@ -319,9 +330,10 @@ def exposition(snapshots: Sequence[Collector] = ()) -> CollectorRegistry:
 
 
 class Endpoint:
-    """`/metrics` over HTTP on `listen` (host:port; port 0 picks a free one)."""
+    """`/metrics` over HTTP on `listen` (host:port; port 0 picks a free one),
+    with the database snapshots refreshed every SNAPSHOT_SECONDS in a thread."""
 
-    def __init__(self, listen: str, snapshots: Sequence[Collector] = ()) -> None:
+    def __init__(self, listen: str, snapshots: Sequence[Snapshot] = ()) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
         try:
@@ -336,7 +348,16 @@ class Endpoint:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.url = f"http://{shown}:{self.port}/metrics"
 
+        def refresh() -> None:
+            for snapshot in snapshots:
+                snapshot.refresh()
+
+        self._refresher = Periodic("metrics-snapshots", SNAPSHOT_SECONDS, refresh)
+        if snapshots:
+            self._refresher.start()
+
     def close(self) -> None:
+        self._refresher.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)

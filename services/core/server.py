@@ -30,12 +30,11 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
-from prometheus_client.registry import Collector
 
 from services.core.auth import Guard, Security
 from services.core.caller import Caller, acting_as
 from services.core.errors import DomainError, status_of
-from services.core.metrics import Endpoint, MethodMetrics, rpc_method
+from services.core.metrics import Endpoint, MethodMetrics, Snapshot, rpc_method
 from services.core.permissions import Access, access_of
 from services.core.requests import check_request
 from services.core.tls import ServerTLS
@@ -70,7 +69,7 @@ class Component:
     security: Security | None = None
     # Gauges read from the database that the metrics endpoint serves
     # (services/core/metrics.py: queue depth, nodes by state).
-    metrics: list[Collector] = field(default_factory=list)
+    metrics: list[Snapshot] = field(default_factory=list)
 
     @property
     def service_names(self) -> list[str]:

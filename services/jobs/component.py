@@ -140,7 +140,7 @@ def build(db: Database, settings: Settings) -> Component:
         ],
         on_listening=[lambda address: setattr(hooks, "dispatcher_address", address)],
         security=security,
-        metrics=[metrics.queue_depth(db, store.queue_depth)],
+        metrics=[metrics.queue_depth(db, store.unfinished_jobs)],
     )
 
 

@@ -55,6 +55,7 @@ from services.jobs.domain import (
 )
 from services.jobs.queue_sql import row_from_json, row_to_json
 from services.jobs.tables import (
+    UNFINISHED_JOBS,
     backup_jobs,
     chunk_assignments,
     chunk_run_logs,
@@ -357,10 +358,12 @@ def chunk_status_counts(session: Session, job_id: int) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
-def queue_depth(connection: Connection) -> Sequence[Row[Any]]:
-    """Jobs by status with their chunk counters summed, for the metrics'
-    queue depth (services/core/metrics.py): one grouped statement over the
-    jobs, not the chunks."""
+def unfinished_jobs(connection: Connection) -> Sequence[Any]:
+    """(status, jobs, chunks_total, chunks_queued, chunks_running,
+    chunks_completed, chunks_failed) of the jobs still to render, by status:
+    the metrics' queue depth (services/core/metrics.py). The scheduler's
+    partial index finds them without reading the finished jobs, however many
+    the history keeps."""
     return connection.execute(
         select(
             jobs.c.status,
@@ -371,7 +374,7 @@ def queue_depth(connection: Connection) -> Sequence[Row[Any]]:
             func.sum(jobs.c.chunks_completed),
             func.sum(jobs.c.chunks_failed),
         )
-        .where(jobs.c.kind == "job")
+        .where(text(UNFINISHED_JOBS))
         .group_by(jobs.c.status)
     ).all()
 

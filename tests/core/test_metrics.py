@@ -162,8 +162,12 @@ def test_queue_depth_and_nodes_by_state_come_from_the_database(db: Database) -> 
         assert before.labels("muster_nodes", "state") == set()  # no node yet
         job = frame_job(Path("/nonexistent"), 12, 3)
         await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job), metadata=auth())
-        await asyncio.sleep(metrics.SNAPSHOT_TTL_SECONDS)
-        after = await _scrape(server)
+        # Read again in the background (every SNAPSHOT_SECONDS), not by the scrape.
+        for _ in range(50):
+            after = await _scrape(server)
+            if after.value("muster_jobs", status="queued") == 1:
+                break
+            await asyncio.sleep(0.2)
         assert after.value("muster_jobs", status="queued") == 1
         assert after.value("muster_chunks", status="queued") == 4
         assert after.value("muster_chunks", status="running") == 0
@@ -171,16 +175,16 @@ def test_queue_depth_and_nodes_by_state_come_from_the_database(db: Database) -> 
     _serve(db, scenario)
 
 
-def test_a_snapshot_reads_the_database_at_most_once_per_ttl(db: Database) -> None:
-    snapshot = metrics.queue_depth(db, jobs_store.queue_depth, ttl=3600)
+def test_a_scrape_serves_the_last_reading_of_the_database(db: Database) -> None:
+    snapshot = metrics.queue_depth(db, jobs_store.unfinished_jobs)
     registry = metrics.exposition([snapshot])
     assert registry.get_sample_value("muster_jobs", {"status": "queued"}) is None
     service = JobsService(db)
     service.templates.seed_templates()
     service.queue.submit_job(SPEC)
-    # Within the TTL the snapshot is served again, the new job unseen.
+    # Until the next reading the scrape serves the last one: the new job unseen.
     assert registry.get_sample_value("muster_jobs", {"status": "queued"}) is None
-    snapshot.ttl = 0
+    snapshot.refresh()
     assert registry.get_sample_value("muster_jobs", {"status": "queued"}) == 1
     assert registry.get_sample_value("muster_chunks", {"status": "queued"}) == SPEC.end_frame
 
@@ -246,7 +250,7 @@ def test_where_the_metrics_endpoint_listens(
 def test_every_metric_is_documented(db: Database) -> None:
     documented = set(re.findall(r"^\| `(muster_\w+)`", DOC.read_text(), flags=re.MULTILINE))
     snapshots = [
-        metrics.queue_depth(db, jobs_store.queue_depth),
+        metrics.queue_depth(db, jobs_store.unfinished_jobs),
         metrics.nodes_by_state(db, nodes_store.count_by_state),
     ]
     exposed = {
