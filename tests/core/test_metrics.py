@@ -92,6 +92,18 @@ async def _scrape(server: DispatcherServer) -> Scrape:
     return await asyncio.to_thread(scrape, _url(server))
 
 
+async def _scrape_until(
+    server: DispatcherServer, name: str, expected: float, **labels: str
+) -> Scrape:
+    """A scrape where `name` has the expected value (waiting up to 10 s for it)."""
+    for _ in range(50):
+        found = await _scrape(server)
+        if found.value(name, **labels) == expected:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{name}{labels} never reached {expected}: {found.value(name, **labels)}")
+
+
 def test_rpcs_are_counted_by_method_and_status_and_timed(db: Database) -> None:
     async def scenario(server: DispatcherServer, channel: grpc.aio.Channel) -> None:
         jobs = jobs_pb2_grpc.JobsServiceStub(channel)
@@ -133,12 +145,7 @@ def test_a_stream_is_gauged_while_open_and_counted_when_it_ends(db: Database) ->
         live = await _scrape(server)
         assert live.value("muster_rpc_streams_open", method="Connect") == 1
         call.cancel()
-        for _ in range(50):
-            after = await _scrape(server)
-            if after.value("muster_rpc_streams_open", method="Connect") == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert after.value("muster_rpc_streams_open", method="Connect") == 0
+        after = await _scrape_until(server, "muster_rpc_streams_open", 0, method="Connect")
         ended = after.value("muster_rpc_handled_total", method="Connect", code="CANCELLED")
         assert ended - before.value("muster_rpc_handled_total", method="Connect") == 1
         # A stream's lifetime is not a latency: no histogram series for it.
@@ -163,12 +170,7 @@ def test_queue_depth_and_nodes_by_state_come_from_the_database(db: Database) -> 
         job = frame_job(Path("/nonexistent"), 12, 3)
         await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=job), metadata=auth())
         # Read again in the background (every SNAPSHOT_SECONDS), not by the scrape.
-        for _ in range(50):
-            after = await _scrape(server)
-            if after.value("muster_jobs", status="queued") == 1:
-                break
-            await asyncio.sleep(0.2)
-        assert after.value("muster_jobs", status="queued") == 1
+        after = await _scrape_until(server, "muster_jobs", 1, status="queued")
         assert after.value("muster_chunks", status="queued") == 4
         assert after.value("muster_chunks", status="running") == 0
 

@@ -3,6 +3,7 @@ agents: the counters and gauges move (docs/metrics.md)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from farm.nodes.v1 import nodes_pb2_grpc
 from tests.core.test_metrics import Scrape, scrape
 from tests.e2e.conftest import free_port
 from tests.e2e.test_render import eventually, farm, frame_job, job_status
-from tests.support import DispatcherProcess, LiveClient
+from tests.support import DispatcherProcess, LiveClient, health_status
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +98,25 @@ def test_a_render_moves_the_counters_and_gauges(
     assert after.value("muster_rpc_handled_total", service="farm.agent.v1.AgentService") > 0
     # The nodes service's own bus consumers report their lag.
     assert after.labels("muster_event_bus_lag_seconds", "consumer") >= {"nodes-agents"}
+
+
+def test_dispatcher_run_serves_its_metrics_beside_the_grpc_port(
+    database_url: str, shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dispatcher run`'s own default: beside a free gRPC port, a free port.
+    monkeypatch.delenv("MUSTER_METRICS_LISTEN")
+    run = DispatcherProcess(
+        ["run", "--agents", "0"],
+        {"MUSTER_DATABASE_URL": database_url, "MUSTER_DATA_DIR": str(shared_tmp / "run")},
+    )
+    try:
+        found = re.search(r"metrics at (http://127\.0\.0\.1:(\d+)/metrics)", "\n".join(run.output))
+        assert found is not None, run.output
+        assert int(found[2]) not in (0, 9464)
+        with grpc.insecure_channel(run.address) as channel:
+            assert health_status(channel, "farm.jobs.v1.JobsService") == "SERVING"
+        seen = scrape(found[1])
+        assert seen.value("muster_rpc_handled_total", method="Check", code="OK") >= 1
+        assert seen.labels("muster_chunks", "status") >= {"queued", "running"}
+    finally:
+        run.stop()
