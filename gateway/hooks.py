@@ -152,7 +152,7 @@ class HookRunner:
             "args": [encode(a) for a in args],
         }
         limit = timeout or self.timeout
-        with metrics.callback(hook):
+        with metrics.HOOKS.timed(hook):
             try:
                 answer = self._worker.call(request, limit)
             except WorkerError as exc:

@@ -29,17 +29,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection
 
 from services.core.background import Periodic
-from services.core.database import Database
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from services.core.database import Database
 
 _LOG = logging.getLogger(__name__)
 
@@ -159,17 +162,28 @@ def consumed(consumer: str, events: Sequence[_Published]) -> None:
         BUS_LAG.labels(consumer).set(max(0.0, time.time() - events[-1].created_at.timestamp()))
 
 
-@contextlib.contextmanager
-def callback(name: str) -> Iterator[None]:
-    """Times one hook or template callback call; an exception counts as a failure."""
-    started = time.perf_counter()
-    try:
-        yield
-    except BaseException:
-        CALLBACK_FAILURES.labels(name).inc()
-        raise
-    finally:
-        CALLBACK_SECONDS.labels(name).observe(time.perf_counter() - started)
+class Callbacks:
+    """Calls into user code (hooks, template callbacks): timed by name, an
+    exception counted as a failure."""
+
+    def __init__(self, seconds: Histogram, failures: Counter) -> None:
+        self.seconds = seconds
+        self.failures = failures
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.failures.labels(name).inc()
+            raise
+        finally:
+            self.seconds.labels(name).observe(time.perf_counter() - started)
+
+
+# The dispatcher's hooks and the templates' dispatcher callbacks (gateway/hooks.py).
+HOOKS = Callbacks(CALLBACK_SECONDS, CALLBACK_FAILURES)
 
 
 # --- RPCs (the server's interceptor, services/core/server.py) ----------------------
@@ -250,7 +264,7 @@ class Snapshot(Collector):
 
 
 # A grouped read of a domain's table (the domain's store owns the SQL).
-RowsReader = Callable[[Connection], Sequence[Any]]
+RowsReader = Callable[["Connection"], Sequence[Any]]
 
 
 def _rows(db: Database, read_rows: RowsReader) -> Sequence[Any]:
