@@ -57,8 +57,8 @@ JOBS = 10_000
 RUNNING = 500
 SCRAPES = 200
 READINGS = 30
-CALLS = 3_000
-ROUNDS = 9
+CALLS = 600
+ROUNDS = 31
 
 # The peer: prometheus-client's own endpoint serving a fixed exposition.
 PEER = """

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger(__name__)
 
+# No `*_created` sample beside every counter and histogram series: a third of
+# the exposition, which Prometheus does not use.
+prometheus_client.disable_created_metrics()
+
 # Everything the code moves as it happens (process-wide).
 REGISTRY = CollectorRegistry(auto_describe=False)
 prometheus_client.ProcessCollector(registry=REGISTRY)
