@@ -48,7 +48,7 @@ _LOG = logging.getLogger(__name__)
 
 # No `*_created` sample beside every counter and histogram series: a third of
 # the exposition, which Prometheus does not use.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Everything the code moves as it happens (process-wide).
 REGISTRY = CollectorRegistry(auto_describe=False)
