@@ -360,7 +360,7 @@ class Endpoint:
             )
         except (OSError, ValueError) as exc:
             raise OSError(
-                f"cannot serve metrics on {listen} (MUSTER_METRICS_LISTEN): {exc}"
+                f"cannot serve metrics on {listen} (MUSTER_METRICS_LISTEN, --metrics-listen): {exc}"
             ) from None
         self.port = int(self._httpd.server_port)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
