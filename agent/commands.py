@@ -72,7 +72,11 @@ async def execute(instance: Instance, command: agent_pb2.Command) -> Ack:
     if kind == "run_python_code":
         code = command.run_python_code
         result = await run_python_code(
-            code.request_id, code.code, code.timeout_seconds, instance.config.work_dir
+            code.request_id,
+            code.code,
+            code.timeout_seconds,
+            instance.config.work_dir,
+            instance.render_client_environment(),
         )
         instance.send(agent_pb2.SessionRequest(python_code_result=result))
         return Ack(True)
@@ -171,10 +175,15 @@ async def system_event(event: int, configured: Mapping[str, Sequence[str]], cwd:
 
 
 async def run_python_code(
-    request_id: str, code: str, timeout_seconds: int, cwd: Path
+    request_id: str,
+    code: str,
+    timeout_seconds: int,
+    cwd: Path,
+    environment: Mapping[str, str] | None = None,
 ) -> agent_pb2.PythonCodeResult:
     """Run code in a separate interpreter (never in the agent: it could block
-    or crash it); stdout and stderr interleaved, as the user would see them."""
+    or crash it); stdout and stderr interleaved, as the user would see them.
+    `environment` is added to the agent's (the renderclient context)."""
     timeout = timeout_seconds if timeout_seconds > 0 else DEFAULT_PYTHON_TIMEOUT_SECONDS
     try:
         process = await asyncio.create_subprocess_exec(
@@ -182,7 +191,8 @@ async def run_python_code(
             "-c",
             code,
             cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # keep the interleaving true
+            # Unbuffered: keep the interleaving true.
+            env={**os.environ, **(environment or {}), "PYTHONUNBUFFERED": "1"},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, TypeAlias
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.actions import ActionRun, ExpressionError, prepare
 from agent.lease import Lease
 from agent.system import (
     CannotRunAs,
     Priority,
+    RunAs,
     group_alive,
     group_members,
     launch_command,
@@ -39,6 +41,7 @@ from agent.system import (
 from agent.template_host import Started, TemplateFailed, Verdict
 from farm.agent.v1 import agent_pb2
 from farm.common.v1 import common_pb2
+from gateway.expressions import DEFAULT_SECONDS
 from gateway.template_engine import ProgressParser
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ TEMPLATE_OUTCOMES = {
 
 Outcome: TypeAlias = common_pb2.ChunkRunOutcome.ValueType
 LogStream: TypeAlias = common_pb2.LogStream.ValueType
+LogMark: TypeAlias = common_pb2.LogMark.ValueType
 
 
 def now_timestamp() -> Timestamp:
@@ -269,6 +273,9 @@ class ChunkRun:
         self._checker: asyncio.Task[None] | None = None
         self._abort_message = ""
         self._template_failure = ""
+        # Custom actions (agent/actions.py): the post-chunk one, the one running.
+        self._post_action = ""
+        self._action: ActionRun | None = None
 
     # --- what the session asks -----------------------------------------------------------
 
@@ -298,6 +305,8 @@ class ChunkRun:
         """Stop the process group; returns once it is gone (or SIGKILLed)."""
         if not self._kill_message and not self._timed_out:
             self._kill_message = message
+        if self._action is not None:
+            self._action.kill(self._kill_message)
         await self._terminate()
 
     # --- the run ----------------------------------------------------------------------------
@@ -312,7 +321,7 @@ class ChunkRun:
         cwd = a.working_directory or str(self.work_dir)
         env = {**os.environ, **dict(a.environment)}
         if a.template_version:
-            refused = await self._begin_template()
+            refused = await self._prepare() or await self._begin_template()
             if refused is not None:
                 return refused
             started = self._started
@@ -328,6 +337,9 @@ class ChunkRun:
         if identity is not None:
             env.update(identity.environment())
             self._agent_line(f"running as user {identity.user} (uid {identity.uid})")
+        refused = await self._pre_action(cwd, env, identity)
+        if refused is not None:
+            return refused
         if self._lease is not None and self._lease.expired():
             await self._forget_template_run()
             return self._lease_ran_out(-1)
@@ -363,9 +375,10 @@ class ChunkRun:
         self.pid = process.pid  # == its process group id (start_new_session)
         _LIVE_GROUPS.add(self.pid)
         try:
-            return await self._run_started(process, status_read, executable)
+            result = await self._run_started(process, status_read, executable)
         finally:
             _LIVE_GROUPS.discard(self.pid)
+        return await self._after_action(result, cwd, env, identity)
 
     async def _run_started(
         self, process: asyncio.subprocess.Process, status: int, executable: str
@@ -420,6 +433,79 @@ class ChunkRun:
         self._agent_line(f"process {self.pid} exited with code {exit_code}: {message}")
         self._batcher.flush()
         return self._result(exit_code, outcome, message)
+
+    # --- custom actions and inline expressions (agent/actions.py) -------------------------------
+
+    async def _prepare(self) -> agent_pb2.ChunkResult | None:
+        """Evaluate the job's expressions; a result when one fails."""
+        host = self._template.host if self._template is not None else None
+        try:
+            prepared = await prepare(self.assignment, DEFAULT_SECONDS, host)
+        except ExpressionError as exc:
+            return self._refuse(_summary(str(exc)), exc.detail)
+        self.assignment = prepared.assignment
+        self._post_action = prepared.post_action
+        if prepared.pre_action:
+            self._action = ActionRun("pre-chunk action", prepared.pre_action, self._batcher.add)
+        return None
+
+    async def _run_action(
+        self, action: ActionRun, cwd: str, env: dict[str, str], identity: RunAs | None
+    ) -> str | None:
+        self._action = action
+        try:
+            return await action.run(
+                cwd=cwd,
+                env=env,
+                identity=identity,
+                timeout=self.assignment.timeout_seconds,
+                lease=self._lease.path if self._lease is not None else None,
+            )
+        finally:
+            self._action = None
+
+    async def _pre_action(
+        self, cwd: str, env: dict[str, str], identity: RunAs | None
+    ) -> agent_pb2.ChunkResult | None:
+        """The pre-chunk action; a failed (or killed) result when it fails."""
+        if self._action is None:
+            return None
+        failure = await self._run_action(self._action, cwd, env, identity)
+        if failure is None and not self._kill_message:
+            return None
+        await self._forget_template_run()
+        self._batcher.flush()
+        if self._kill_message:
+            return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message)
+        assert failure is not None
+        return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_FAILED, failure)
+
+    async def _after_action(
+        self,
+        result: agent_pb2.ChunkResult,
+        cwd: str,
+        env: dict[str, str],
+        identity: RunAs | None,
+    ) -> agent_pb2.ChunkResult:
+        """The post-chunk action after a render that ended by itself: its
+        failure fails a chunk that had not failed already."""
+        if (
+            not self._post_action
+            or self._kill_message
+            or self._timed_out
+            or result.outcome == common_pb2.CHUNK_RUN_OUTCOME_LOST
+        ):
+            return result
+        action = ActionRun("post-chunk action", self._post_action, self._batcher.add)
+        failure = await self._run_action(action, cwd, env, identity)
+        self._batcher.flush()
+        result.end_time.CopyFrom(now_timestamp())  # the run ends with its action
+        if self._kill_message:  # killed while the action ran
+            result.outcome, result.message = common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message
+        elif failure is not None and result.outcome != common_pb2.CHUNK_RUN_OUTCOME_FAILED:
+            result.outcome = common_pb2.CHUNK_RUN_OUTCOME_FAILED
+            result.message = failure
+        return result
 
     # --- template runs ------------------------------------------------------------------------
 
@@ -630,10 +716,15 @@ class ChunkRun:
 
     def _line(self, raw: bytes, stream: LogStream) -> None:
         text = raw.decode("utf-8", "replace")
-        if not self._error_line and any(p.search(text) for p in self._errors):
-            self._error_line = text
-        if not self._warning_line and any(p.search(text) for p in self._warnings):
-            self._warning_line = text
+        # Every matching line is marked (tools jump to them); the first one
+        # of each kind decides the outcome (_judge).
+        mark: LogMark = common_pb2.LOG_MARK_UNSPECIFIED
+        if any(p.search(text) for p in self._errors):
+            mark = common_pb2.LOG_MARK_ERROR
+            self._error_line = self._error_line or text
+        elif any(p.search(text) for p in self._warnings):
+            mark = common_pb2.LOG_MARK_WARNING
+            self._warning_line = self._warning_line or text
         if self._started is not None:
             self._log.add(text)
             if self._started.checks_log:
@@ -642,7 +733,9 @@ class ChunkRun:
                 value = self._parser.feed(text)
                 if value is not None:
                     self._progress_changed(value)
-        self._batcher.add(common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream))
+        self._batcher.add(
+            common_pb2.LogLine(time=now_timestamp(), text=text, stream=stream, mark=mark)
+        )
 
     def _agent_line(self, text: str) -> None:
         self._batcher.add(

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import grpc
@@ -33,6 +33,7 @@ from agent.system import DEFAULT_PRIORITY, HostFacts, UsageMeter, nice_value
 from agent.templates import TemplateCode, TemplateRunner
 from farm.agent.v1 import agent_pb2, agent_pb2_grpc
 from farm.common.v1 import common_pb2
+from gateway import context
 
 _LOG = logging.getLogger("muster-agent")
 
@@ -59,6 +60,11 @@ class AgentHooks(Protocol):
     async def prepare_restart(self) -> None: ...
 
     async def restart(self) -> None: ...
+
+    @property
+    def instances(self) -> Sequence[Instance]:
+        """Every instance of the agent (MInstanceAPI reports them)."""
+        ...
 
 
 def jittered(seconds: float) -> float:
@@ -127,10 +133,36 @@ class Instance:
             number,
             config.template_callback_seconds,
         )
+        # Template callbacks see the instances as they are at each call.
+        self.templates.host.render_client = self.render_client_environment
 
     @property
     def label(self) -> str:
         return self.node_name or f"instance {self.number}"
+
+    def instance_state(self) -> context.InstanceState:
+        if not self.connected:
+            status = context.STATUS_OFFLINE
+        elif self.run is not None:
+            status = context.STATUS_RENDERING
+        else:
+            status = context.STATUS_PAUSED if self.paused else context.STATUS_IDLE
+        running = self.run.running_chunk() if self.run is not None else None
+        return context.InstanceState(
+            self.number,
+            status,
+            self.node_id,
+            running.job_id if running else 0,
+            running.chunk_id if running else 0,
+        )
+
+    def render_client_environment(self) -> dict[str, str]:
+        """What code this instance runs is told (gateway/context.py): the
+        renderclient context and every instance of this agent."""
+        siblings = self.hooks.instances if self.hooks is not None else [self]
+        return context.render_client_environment(
+            self.number, [i.instance_state() for i in siblings]
+        )
 
     # --- the stream's life -----------------------------------------------------------------
 

@@ -18,6 +18,10 @@ Requests ("op"):
   verdict; the run is forgotten;
 - forget: a run that was killed or timed out;
 - message: onCustomMessage(message) of a template, if it defines it.
+- expand: a chunk's inline expressions (gateway/expressions.py `request`)
+  -> its `answer` (agent/actions.py).
+Every request may carry "render_client": the variables that tell MInstanceAPI
+about the agent's instances now (gateway/context.py), set before it is handled.
 A callback that raises answers {"error", "traceback"}.
 
 `TemplateHost` is the agent's side: one host process per agent instance.
@@ -67,6 +71,7 @@ class Host:
         self.runs: dict[int, _Run] = {}
 
     def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        os.environ.update({str(k): str(v) for k, v in request.get("render_client", {}).items()})
         op = request.get("op")
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
@@ -160,6 +165,11 @@ class Host:
         self.runs.pop(int(request["run"]), None)
         return {}
 
+    def op_expand(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        from gateway.expressions import answer
+
+        return answer(request)
+
     def op_message(self, request: Mapping[str, Any]) -> dict[str, Any]:
         template_id = int(request["template_id"])
         # The newest loaded version of the template answers.
@@ -248,6 +258,9 @@ class TemplateHost:
         self._ids = itertools.count(1)
         self._sources: dict[tuple[int, str], Source] = {}
         self._base_environment = environment or (lambda: os.environ)
+        # The agent's instances for MInstanceAPI, sent with every request (set
+        # by the agent's instance: agent/session.py).
+        self.render_client: Callable[[], Mapping[str, str]] = dict
         self._worker = Worker(
             [sys.executable, "-m", "agent.template_host"],
             name="the template host",
@@ -287,7 +300,7 @@ class TemplateHost:
         }
 
     def _send(self, worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
-        request = {**request, "id": next(self._ids)}
+        request = {**request, "id": next(self._ids), "render_client": dict(self.render_client())}
         what = request["op"]
         try:
             answer = worker.call(request, self.timeout)

@@ -9,15 +9,22 @@ Who calls: `MUSTER_TOKEN` (a token, as hooks get the dispatcher's own), else
 a login with `MUSTER_USER` and `MUSTER_PASSWORD`, else with the user and
 password of the client file (`dispatcher run` writes its administrator's).
 TLS: services/core/tls.py (`MUSTER_TLS_CA_FILE`, ...).
+
+A Connection made with an explicit address and credentials (a client-library
+session, gateway/client_library.py) reads none of these; `using(conn)` makes
+it the one the facade's functions call through, in this thread or task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import grpc
 
@@ -55,16 +62,26 @@ class NotConfigured(Exception):
 
 
 class Connection:
-    """Channels and stubs to the dispatcher's services, made on first use."""
+    """Channels and stubs to the dispatcher's services, made on first use.
 
-    def __init__(self) -> None:
+    `address` and `credentials`, when given, replace what the environment and
+    the client file say (and MUSTER_TOKEN: such a connection logs in itself).
+    """
+
+    def __init__(
+        self, address: str | None = None, credentials: tuple[str, str] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._token = ""
         self._token_expires = 0.0
+        self._address = address
+        self._credentials = credentials
         self.timeout = float(os.environ.get("MUSTER_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
 
     def address(self, service: str) -> str:
+        if self._address is not None:
+            return self._address
         specific = os.environ.get(f"MUSTER_{service.upper()}_ADDRESS", "").strip()
         if specific:
             return specific
@@ -81,6 +98,8 @@ class Connection:
 
     def credentials(self) -> tuple[str, str]:
         """(user, password): MUSTER_USER / MUSTER_PASSWORD, else the client file's."""
+        if self._credentials is not None:
+            return self._credentials
         user = os.environ.get("MUSTER_USER", "").strip()
         password = os.environ.get("MUSTER_PASSWORD", "")
         if user and password:
@@ -96,9 +115,9 @@ class Connection:
     def token(self) -> str:
         """The token calls carry: MUSTER_TOKEN, else one got by logging in
         (renewed a minute before it expires); '' without credentials."""
-        given = os.environ.get("MUSTER_TOKEN", "").strip()
-        if given:
-            return given
+        given = "" if self._credentials is not None else os.environ.get("MUSTER_TOKEN", "")
+        if given.strip():
+            return given.strip()
         with self._lock:
             if self._token and time.time() < self._token_expires - 60:
                 return self._token
@@ -154,9 +173,30 @@ class Connection:
 
 _connection: Connection | None = None
 _connection_lock = threading.Lock()
+_current: ContextVar[Connection | None] = ContextVar("muster_connection", default=None)
+
+
+@contextlib.contextmanager
+def using(conn: Connection) -> Iterator[Connection]:
+    """The facade's functions call through `conn` inside the block."""
+    token = _current.set(conn)
+    try:
+        yield conn
+    finally:
+        _current.reset(token)
+
+
+def session_connection() -> Connection | None:
+    """The connection of the enclosing `using` block, if any."""
+    return _current.get()
 
 
 def connection() -> Connection:
+    """The connection of the enclosing `using` block, else the process' one
+    (configured by the environment)."""
+    chosen = session_connection()
+    if chosen is not None:
+        return chosen
     global _connection
     with _connection_lock:
         if _connection is None:

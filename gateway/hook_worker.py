@@ -28,6 +28,9 @@ from typing import Any
 
 from gateway.mtemplate import DISPATCHER_CALLBACKS, MTemplate, MTemplateError
 from gateway.template_engine import LIBRARY_DIR, load_catalogue
+from gateway.worker import LogLineFormatter
+
+_LOG = logging.getLogger("gateway.hook_worker")
 
 # The execution contexts: functions of hook files, methods of templates.
 CONTEXTS = DISPATCHER_CALLBACKS
@@ -84,11 +87,7 @@ class Hooks:
             try:
                 spec.loader.exec_module(module)
             except Exception:
-                print(
-                    f"hook file {name} failed to load:\n{traceback.format_exc()}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                _LOG.warning("hook file %s failed to load", name, exc_info=True)
                 continue
             modules.append(module)
         self.modules, self._stamp = modules, stamp
@@ -182,9 +181,11 @@ def verdict(result: Any) -> dict[str, Any]:
 def serve(folder: Path, templates_folder: Path | None = None) -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # hooks' prints must not corrupt the answers
-    # The engine's warnings (a template file that fails to load) reach the
-    # service's log through stderr.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
+    # Warnings (a hook or template file that fails to load, with its
+    # traceback) reach the service's log at their level through stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogLineFormatter("%(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     hooks = Hooks(folder, templates_folder)
     hooks.load()
     # Started and loaded: the service times each hook call from here, not

@@ -61,6 +61,16 @@ def _split_csv(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def _items(value: Any) -> Iterable[Any]:
+    """A repeated field's new items: a comma-separated string, one number
+    (`setDepends(7)`, as scripts pass a job id) or an iterable."""
+    if isinstance(value, str):
+        return _split_csv(value)
+    if isinstance(value, int | float):
+        return [value]
+    return list(value)
+
+
 class _Constants(type):
     """Lets type checkers see the generated `k...` class constants."""
 
@@ -125,7 +135,7 @@ class MObject(metaclass=_Constants):
             target.update({str(k): str(v) for k, v in dict(value).items()})
         elif field.is_repeated:
             del target[:]
-            items: Iterable[Any] = _split_csv(value) if isinstance(value, str) else value
+            items: Iterable[Any] = _items(value)
             if field.message_type is not None:
                 target.extend(v.message if isinstance(v, MObject) else v for v in items)
             elif field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_INT32):

@@ -4,7 +4,9 @@ The worker reads one JSON request a line on stdin and writes one JSON answer
 a line on stdout, after a first line `{"ready": true}` once it has started
 and loaded what it needs. Each call has a time limit; a worker that overruns
 it, dies or does not start in time is killed, and the next call starts a new
-one. What the worker writes on stderr goes to a log, line by line.
+one. What the worker writes on stderr goes to a log, line by line, at INFO;
+a line written by `log_line` (a record, traceback included, in one JSON
+line) goes at its own level.
 
 Used by the dispatcher's hook runner (gateway/hooks.py) and the agent's
 template host (agent/template_host.py).
@@ -19,6 +21,34 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+LOG_LINE_KEY = "muster_worker_log"
+
+
+def log_line(level: int, text: str) -> str:
+    """A stderr line the worker's parent logs at `level` (text may hold
+    newlines: a traceback stays one record)."""
+    return json.dumps({LOG_LINE_KEY: logging.getLevelName(level), "text": text})
+
+
+class LogLineFormatter(logging.Formatter):
+    """Formats a worker's own log records as `log_line`s."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return log_line(record.levelno, super().format(record))
+
+
+def _relayed(line: str) -> tuple[int, str]:
+    """(level, text) of a stderr line."""
+    if line.startswith("{") and LOG_LINE_KEY in line:
+        try:
+            record = json.loads(line)
+            level = logging.getLevelName(str(record[LOG_LINE_KEY]))
+            if isinstance(level, int):
+                return level, str(record["text"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return logging.INFO, line
 
 
 class WorkerError(Exception):
@@ -109,7 +139,8 @@ class Worker:
 
         def relay() -> None:
             for line in stderr:
-                self._log.info("%s: %s", self.name, line.rstrip())
+                level, text = _relayed(line.rstrip())
+                self._log.log(level, "%s: %s", self.name, text)
 
         threading.Thread(target=read, name=f"{self.name} output", daemon=True).start()
         threading.Thread(target=relay, name=f"{self.name} stderr", daemon=True).start()

@@ -1,7 +1,8 @@
 """The soak's invariant checker: pure functions over what the soak left behind.
 
 Inputs are the per-frame files the chunks wrote (each render process appends
-"start <pid> <time>" before it renders a frame and "end <pid> <time>" after),
+"start <pid> <time>" before it renders a frame, "alive <pid> <time>" every
+half second while it renders, and "end <pid> <time>" after),
 the rows of `chunk_runs`, the submissions the feeder saw accepted and the jobs
 the database holds. Nothing here touches a process or a database, so the
 checker is tested on hand-made files and rows (tests/soak/test_checker.py).
@@ -19,7 +20,7 @@ from datetime import datetime
 class Mark:
     """One line of a frame file."""
 
-    kind: str  # "start" or "end"
+    kind: str  # "start", "alive" or "end"
     pid: int
     at: float  # the render process's clock, seconds since the epoch
 
@@ -31,7 +32,7 @@ def parse_frame_file(text: str) -> list[Mark]:
     marks = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 3 or parts[0] not in ("start", "end"):
+        if len(parts) != 3 or parts[0] not in ("start", "alive", "end"):
             continue
         try:
             marks.append(Mark(parts[0], int(parts[1]), float(parts[2])))
@@ -51,22 +52,20 @@ def finished(marks: list[Mark]) -> bool:
 
 def two_alive_at_once(marks: list[Mark]) -> bool:
     """Whether two processes rendered the frame at overlapping times: a
-    process A started, then a process B started before A wrote its end, and A
-    wrote that end afterwards (so A was alive while B ran). A process that
-    never wrote its end was killed at a moment the file cannot tell; it counts
-    as ended when the next process started (the benefit of the doubt: an
-    orphan that lived on writes its end later and is caught by the rule)."""
-    open_since: dict[int, int] = {}  # pid -> index of its start line
+    process A started, then a process B started, and A wrote a line (alive
+    or end) afterwards (so A was alive while B ran). A process killed between
+    two of its lines died at a moment the file cannot tell, within half a
+    second of its last line; it counts as dead at that line (the benefit of
+    the doubt: an orphan that lived on writes more lines and is caught)."""
+    started: dict[int, int] = {}  # pid -> index of its start line
     for index, mark in enumerate(marks):
         if mark.kind == "start":
-            open_since[mark.pid] = index
-        elif mark.pid in open_since:
-            started = open_since.pop(mark.pid)
-            if any(
-                other.kind == "start" and other.pid != mark.pid
-                for other in marks[started + 1 : index]
-            ):
-                return True
+            started[mark.pid] = index
+        elif mark.pid in started and any(
+            other.kind == "start" and other.pid != mark.pid
+            for other in marks[started[mark.pid] + 1 : index]
+        ):
+            return True
     return False
 
 
@@ -106,7 +105,8 @@ SLACK_SECONDS = 0.5
 
 
 def processes(marks: list[Mark]) -> dict[int, tuple[float, float | None]]:
-    """Each render process of a frame: (its start, its end or None)."""
+    """Each render process of a frame: (its start, its last line after the
+    start (end, or the last alive of a process killed) or None)."""
     spans: dict[int, tuple[float, float | None]] = {}
     for mark in marks:
         if mark.kind == "start":

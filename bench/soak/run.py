@@ -51,11 +51,18 @@ class Clock:
         print(f"[{self.now():7.1f}s] {message}", flush=True)
 
 
+# How often a render process writes that it is alive.
+ALIVE_SECONDS = 0.5
+
+
 def frame_script(folder: Path, seconds: float) -> str:
-    """Each frame $f of the chunk's range: a start mark, a render (sleep), an
-    end mark, appended to the frame's own file. $$ is the render process."""
+    """Each frame $f of the chunk's range: a start mark, a render (sleep) that
+    marks it is alive every half second, an end mark, appended to the frame's
+    own file. $$ is the render process."""
     mark = f'echo "%s $$ $(date +%%s.%%N)" >> {folder}/frame_$f.txt'
-    each = f"{mark % 'start'}; sleep {seconds:.2f}; {mark % 'end'}"
+    ticks = max(1, round(seconds / ALIVE_SECONDS))
+    render = f"for t in $(seq {ticks}); do sleep {seconds / ticks:.3f}; {mark % 'alive'}; done"
+    each = f"{mark % 'start'}; {render}; {mark % 'end'}"
     return f"for f in $(seq {{start}} {{end}}); do {each}; done"
 
 
@@ -131,7 +138,7 @@ class Feeder:
         five renders frames longer than the lost-node timeout, so that a render
         outlives a paused agent's lease (the case agent/lease.py covers)."""
         if self.rng.random() < LONG_FRAME_SHARE:
-            return self.farm.lost_timeout + self.rng.uniform(1.0, 3.0)
+            return self.farm.lost_timeout + self.rng.uniform(3.0, 8.0)
         return self.rng.uniform(0.5, 2.0)
 
     def _submit(self, name: str, job: jobs_pb2.Job, token: str) -> None:

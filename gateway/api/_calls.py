@@ -27,7 +27,7 @@ from farm.jobs.v1 import jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from gateway import errors
 from gateway.api._arguments import BadArguments
-from gateway.connection import Connection, NotConfigured, connection
+from gateway.connection import Connection, NotConfigured, connection, session_connection
 from gateway.context import running_context
 from gateway.errors import MUSTERERR
 
@@ -90,7 +90,9 @@ def refuse(function: str, exc: BadArguments) -> MUSTERERR:
 
 def _invoke(function: str, work: Callable[[Stubs], Result]) -> tuple[MUSTERERR, Result | None]:
     context = running_context()
-    if context not in ALLOWED_CONTEXTS:
+    # A client-library session (connection.using) works in any context, as
+    # Muster's client library does: only the context modules are bound to one.
+    if context not in ALLOWED_CONTEXTS and session_connection() is None:
         return MUSTERERR(
             errors.kErrorWrongContext,
             f"{function}: MDispatcherAPI works in the dispatcher and console contexts,"

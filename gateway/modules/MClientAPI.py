@@ -1,6 +1,22 @@
-"""Muster's `MClientAPI`: the object classes scripts build and read."""
+"""Muster's `MClientAPI`: the object classes scripts build and read, the
+client library's session calls (gateway/client_library.py) and the platform
+and template-logic constants."""
 
+from gateway.client_library import (
+    ActionSendJob,
+    Authenticate,
+    Connect,
+    Disconnect,
+    InitializeLibrary,
+    InitializeSession,
+)
 from gateway.errors import MUSTERERR
+from gateway.mtemplate import (
+    kTemplateBroadcast,
+    kTemplateImageSlicing,
+    kTemplateMultiframe,
+    kTemplateSingleHost,
+)
 from gateway.objects import (
     MBackupJob,
     MBackupQuery,
@@ -44,7 +60,13 @@ def GetPlatform() -> int:
 
 __all__ = [
     "MUSTERERR",
+    "ActionSendJob",
+    "Authenticate",
+    "Connect",
+    "Disconnect",
     "GetPlatform",
+    "InitializeLibrary",
+    "InitializeSession",
     "MBackupJob",
     "MBackupQuery",
     "MBackupQueryBoundaries",
@@ -67,4 +89,8 @@ __all__ = [
     "kPlatformMac",
     "kPlatformMacOS",
     "kPlatformWindows",
+    "kTemplateBroadcast",
+    "kTemplateImageSlicing",
+    "kTemplateMultiframe",
+    "kTemplateSingleHost",
 ]

@@ -240,6 +240,9 @@ def check_repository(spec: RepositorySpec) -> RepositorySpec:
 
 INSTANCE_IDENTITIES = ("ip_address", "host_name")
 COMPLETED_JOB_POLICIES = ("keep", "delete", "archive")
+# Who reads render logs: anyone logged in, the job's owner (and
+# administrators), administrators only.
+RENDER_LOG_READERS = ("everyone", "owner", "admins")
 # A scan probes every address of its ranges: keep one range to a /16.
 MAX_SCAN_ADDRESSES = 65536
 
@@ -279,6 +282,8 @@ class DispatcherConfig:
     statistics_retention_days: int = 90
     history_retention_days: int = 365
     event_retention_hours: int = 168
+    render_logs_readable_by: str = "everyone"
+    render_log_cap_bytes: int = 64 * 1024 * 1024
     default_job_priority: int = 50
     hook_timeout_seconds: int = 10
     idle_hook_interval_seconds: int = 60
@@ -305,10 +310,12 @@ _RANGES: dict[str, tuple[int, int]] = {
     "hook_timeout_seconds": (1, 3600),
     "idle_hook_interval_seconds": (1, 86400),
     "email.smtp_port": (1, 65535),
+    "render_log_cap_bytes": (1024, 2**40),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "instance_identity": INSTANCE_IDENTITIES,
     "completed_job_policy": COMPLETED_JOB_POLICIES,
+    "render_logs_readable_by": RENDER_LOG_READERS,
 }
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(DispatcherConfig))
 EMAIL_FIELDS = tuple(f.name for f in dataclasses.fields(EmailConfig))

@@ -67,8 +67,10 @@ def template_values(entry: engine.LoadedTemplate) -> dict[str, Any]:
         "name": template.getName(),
         "description": template.getDescription(),
         "commands": [],
-        "log_error_patterns": [],
-        "log_warning_patterns": [],
+        # Patterns a template declares (attributes logErrorPatterns and
+        # logWarningPatterns): its nodes mark the lines they match.
+        "log_error_patterns": [str(p) for p in getattr(template, "logErrorPatterns", ())],
+        "log_warning_patterns": [str(p) for p in getattr(template, "logWarningPatterns", ())],
         "success_exit_codes": [],
         "default_packet_type": described["packet_type"],
         "script_name": Path(entry.file_path).name,

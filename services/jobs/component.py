@@ -20,7 +20,9 @@ from services.core.errors import NotFound
 from services.core.server import Component
 from services.core.settings import Settings
 from services.jobs import store
+from services.jobs.actions import ACTION_TOPICS, JobActions
 from services.jobs.domain import JobSpec
+from services.jobs.logs import LogWaker
 from services.jobs.messages import job_message, spec_message
 from services.jobs.queue import SubmissionValidator
 from services.jobs.runs import ChunkRuns
@@ -98,7 +100,13 @@ def build(db: Database, settings: Settings) -> Component:
         token=lambda: security.service_token("dispatcher", HOOK_TOKEN_TTL_SECONDS),
         templates_folder=settings.templates_folder,
     )
-    service = JobsService(db, submission_validator(hooks), templates_dir=settings.templates_folder)
+    log_waker = LogWaker(db, settings.event_poll_seconds)
+    service = JobsService(
+        db,
+        submission_validator(hooks),
+        templates_dir=settings.templates_folder,
+        log_waker=log_waker,
+    )
     servicer = JobsServicer(service)
     runs = ChunkRunsServicer(ChunkRuns(db))
 
@@ -113,6 +121,8 @@ def build(db: Database, settings: Settings) -> Component:
         # Every replica runs a scheduler; one at a time leads (advisory lock).
         background=[
             _SeedTemplates(service),
+            # Wakes this replica's render-log followers (FollowChunkLog).
+            log_waker,
             # A changed template file is loaded again (every replica looks).
             Periodic("jobs-templates", settings.templates_poll_seconds, service.templates.sync),
             Periodic("jobs-retention", RETENTION_SECONDS, Retention(db, service).run_once),
@@ -123,6 +133,18 @@ def build(db: Database, settings: Settings) -> Component:
                     "dispatcher-hooks",
                     lambda session, event: _react(service, hooks, event),
                     topics=list(REACTIONS),
+                    transactional=False,
+                ),
+                settings.event_poll_seconds,
+                exclusive=True,
+            ),
+            # Pre/post job custom actions, one replica at a time, never twice.
+            Listener(
+                DurableConsumer(
+                    db,
+                    "job-actions",
+                    JobActions(db, service.queue).handle,
+                    topics=list(ACTION_TOPICS),
                     transactional=False,
                 ),
                 settings.event_poll_seconds,

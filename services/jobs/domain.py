@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from gateway.expressions import ACTION_ATTRIBUTES, ExpressionError
+from gateway.expressions import check as check_expressions
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.jobs.tables import (
     CHUNK_STATUSES,
@@ -288,6 +290,15 @@ def validate_attributes(attributes: Iterable[Attribute], field_name: str) -> Non
             raise InvalidArgument(f"{field_name}[{item.name}]: float values must be finite")
         if isinstance(item.value, str) and "\x00" in item.value:
             raise InvalidArgument(f"{field_name}[{item.name}]: must not contain NUL characters")
+        if item.name in ACTION_ATTRIBUTES and item.type != "string":
+            raise InvalidArgument(
+                f"{field_name}[{item.name}]: a custom action is a string (a command line),"
+                f" got {item.type}"
+            )
+        if isinstance(item.value, str):
+            _check_expressions(
+                item.value, f"{field_name}[{item.name}]", action=item.name in ACTION_ATTRIBUTES
+            )
     size = len(json.dumps({a.name: a.as_json() for a in items}))
     if size > MAX_ATTRIBUTES_BYTES:
         raise InvalidArgument(
@@ -378,6 +389,15 @@ def _check_item_value(
         raise InvalidArgument(f"{where}: {what} is yes or no (bool), not {value!r}")
 
 
+def _check_expressions(text: str, where: str, *, action: bool = False) -> None:
+    """Inline expressions (<%= %>, <% %>) that cannot run are refused at
+    submission (compiled only, never run here)."""
+    try:
+        check_expressions(text, where, action=action)
+    except ExpressionError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
 def validate_environment(environment: Mapping[str, str], field_name: str) -> None:
     if len(environment) > MAX_ENVIRONMENT_ENTRIES:
         raise InvalidArgument(
@@ -386,6 +406,7 @@ def validate_environment(environment: Mapping[str, str], field_name: str) -> Non
     for name, value in environment.items():
         if not name or "=" in name or "\x00" in name or "\x00" in value:
             raise InvalidArgument(f"{field_name}: {name!r} is not a valid variable name")
+        _check_expressions(value, f"{field_name}[{name}]")
     size = sum(len(k) + len(v) for k, v in environment.items())
     if size > MAX_ENVIRONMENT_BYTES:
         raise InvalidArgument(

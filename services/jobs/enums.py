@@ -10,6 +10,7 @@ to a proto enum needs no edit here (the tables' CHECK lists still need one).
 
 from __future__ import annotations
 
+from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from services.core.enums import EnumMap
 
@@ -27,3 +28,7 @@ RESTORE_DUPLICATE_ENTRY = jobs_pb2.RESTORE_ACTION_FLAG_DUPLICATE_ENTRY
 RESTORE_PARENTS = jobs_pb2.RESTORE_ACTION_FLAG_RESTORE_PARENTS
 RESTORE_REMOVE_BACKUP = jobs_pb2.RESTORE_ACTION_FLAG_REMOVE_BACKUP
 RESTORE_ALL_FLAGS = RESTORE_DUPLICATE_ENTRY | RESTORE_PARENTS | RESTORE_REMOVE_BACKUP
+
+# What the agent found in a render log line (farm.common.v1.LogMark): 'error',
+# 'warning'; LOG_MARK_UNSPECIFIED is stored as NULL.
+LOG_MARK = EnumMap(common_pb2.LogMark.DESCRIPTOR, "LOG_MARK_")

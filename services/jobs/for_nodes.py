@@ -94,6 +94,9 @@ class _Reference:
     # The version of each template's code (Template.version): the node runs
     # the template's callbacks of that version.
     versions: dict[int, str]
+    # The (error, warning) line patterns templates declare: the node marks
+    # the lines they match in the render log (LogLine.mark).
+    patterns: dict[int, tuple[list[str], list[str]]]
     read_at: float
 
 
@@ -121,6 +124,7 @@ class ReferenceCache:
                     for r in all_repositories(session)
                 ],
                 store.template_versions_by_id(session),
+                store.template_log_patterns(session),
                 time.monotonic(),
             )
         return current
@@ -149,6 +153,7 @@ def build_assignments(
                 assignment,
                 job,
                 shared.versions[job.template_id],
+                shared.patterns.get(job.template_id, ([], [])),
                 config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
                 # Attributes flagged for substitution become the node's own paths.
                 functools.partial(
@@ -173,6 +178,7 @@ def _assignment_message(
     live: Row[Any],
     job: Row[Any],
     version: str,
+    patterns: tuple[list[str], list[str]],
     default_timeout: int,
     substitute: Callable[[str], str],
 ) -> agent_pb2.Assignment:
@@ -196,6 +202,12 @@ def _assignment_message(
         run_as_user=live.run_as_user,
     )
     _add_template_run(assignment, live, job, version, substitute)
+    # What the job's log check looks for, the node marks (services/jobs/logs.py).
+    errors, warnings = patterns
+    if job.logs_error_check != "skip_all":
+        assignment.log_error_patterns.extend(errors)
+        if job.logs_error_check != "skip_warnings":
+            assignment.log_warning_patterns.extend(warnings)
     # The node's own values of the template's client configuration items.
     preferences = (live.template_preferences or {}).get(str(job.template_id), {})
     assignment.template_preferences.update({str(k): str(v) for k, v in preferences.items()})

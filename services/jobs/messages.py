@@ -37,6 +37,8 @@ from services.jobs.domain import (
     TemplateRecord,
     attributes_from_json,
 )
+from services.jobs.log_store import StoredLine
+from services.jobs.logs import Gap, LogBatch, LogPage
 from services.jobs.queue_sql import row_from_json
 from services.jobs.tables import jobs
 
@@ -338,6 +340,41 @@ def run_message(row: RunRecord) -> jobs_pb2.ChunkRun:
         message=row.message,
         start_frame=row.start_frame,
         end_frame=row.end_frame,
+    )
+
+
+def log_line_message(line: StoredLine) -> jobs_pb2.ChunkLogLine:
+    return jobs_pb2.ChunkLogLine(
+        number=line.number,
+        time=_stamp(line.logged_at),
+        stream=core_enums.LOG_STREAM.to_number.get(line.stream, 0),
+        text=line.text,
+        mark=enums.LOG_MARK.to_number.get(line.mark or "", 0),
+    )
+
+
+def log_gap_message(gap: Gap) -> jobs_pb2.ChunkLogGap:
+    return jobs_pb2.ChunkLogGap(first_line=gap.first_line, last_line=gap.last_line, bytes=gap.bytes)
+
+
+def log_page_message(page: LogPage) -> jobs_pb2.GetChunkLogResponse:
+    return jobs_pb2.GetChunkLogResponse(
+        run=run_message(page.run),
+        lines=[log_line_message(line) for line in page.lines],
+        last_line=page.last_line,
+        next_line=page.next_line,
+        gaps=[log_gap_message(gap) for gap in page.gaps],
+        error_lines=page.error_lines,
+        warning_lines=page.warning_lines,
+    )
+
+
+def log_batch_message(batch: LogBatch) -> jobs_pb2.FollowChunkLogResponse:
+    return jobs_pb2.FollowChunkLogResponse(
+        run=run_message(batch.run) if batch.run is not None else None,
+        lines=[log_line_message(line) for line in batch.lines],
+        gaps=[log_gap_message(gap) for gap in batch.gaps],
+        ended=batch.ended,
     )
 
 

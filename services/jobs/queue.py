@@ -28,6 +28,7 @@ from services.core.errors import (
 from services.core.paging import Page, page_of, page_request
 from services.jobs import domain, topics
 from services.jobs import store as repo
+from services.jobs.actions import ensure_may_set_job_actions
 from services.jobs.common import (
     check_parent,
     delete_locked,
@@ -189,6 +190,7 @@ class QueueService:
             spec = dataclasses.replace(spec, parent_id=ROOT)  # unset in proto3 = the root
         spec = _submitted_by_caller(spec)
         domain.validate_job(spec)
+        ensure_may_set_job_actions((), spec.attributes)
         if len(request_id) > domain.MAX_LABEL_LENGTH:
             raise InvalidArgument(f"request_id: at most {domain.MAX_LABEL_LENGTH} characters")
         with self.db.transaction() as session:
@@ -256,6 +258,7 @@ class QueueService:
             if merged.kind == "folder":
                 merged = dataclasses.replace(merged, template_id=None)
             domain.validate_job(merged)
+            ensure_may_set_job_actions(current.attributes, merged.attributes)
             changed = sorted(
                 f for f in domain.EDITABLE_FIELDS if getattr(merged, f) != getattr(current, f)
             )

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
 from services.core import metrics
-from services.core.bus import publish_many
+from services.core.bus import hint, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
 from services.core.errors import InvalidArgument
-from services.jobs import rollup, store, topics
+from services.jobs import log_store, rollup, store, topics
 from services.jobs.domain import (
     RequeueRules,
     check_chunk_id,
@@ -32,6 +32,7 @@ from services.jobs.domain import (
     needs_rollup,
     next_chunk_status,
 )
+from services.jobs.log_store import NewLine
 
 _LOG = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ MAX_LOG_LINE_BYTES = 64 * 1024
 # Tokens come from a bigint sequence: a larger one (the API's field is
 # uint64) was never issued, so a report carrying it is stale.
 MAX_FENCING_TOKEN = 2**63 - 1
+# NOTIFY channel naming the fencing tokens of runs whose log grew or that
+# ended: every replica's followers of those runs read again (logs.py).
+LOG_CHANNEL = "muster_chunk_logs"
 FINISHED_OUTCOMES = (
     "succeeded",
     "succeeded_with_warnings",
@@ -189,7 +193,8 @@ class ChunkRuns:
             if status == "queued":
                 events.append((topics.CHUNK_REQUEUED, payload, key))
         store.end_runs(session, changes)
-        publish_many(session, events)
+        # The runs' followers learn of the end at once (FollowChunkLog).
+        publish_many(session, events, (LOG_CHANNEL, [end.fencing_token for end, _ in ended]))
         return statuses
 
     def _move_counters(self, session: Session, ended: Sequence[tuple[int, str]]) -> None:
@@ -231,22 +236,26 @@ class ChunkRuns:
         return released
 
     def append_log(
-        self, job_id: int, chunk_number: int, fencing_token: int, lines: list[tuple[Any, str, str]]
+        self, job_id: int, chunk_number: int, fencing_token: int, lines: Sequence[NewLine]
     ) -> bool:
-        """Store (time, stream, text) lines for the run holding the token."""
+        """Store lines for the run holding the token, under the configured
+        per-run cap (log_store.append), and wake the run's followers on every
+        replica (LOG_CHANNEL)."""
         check_chunk_id(chunk_number)
         if fencing_token > MAX_FENCING_TOKEN:
             return False  # never issued: stale
         if len(lines) > MAX_LOG_LINES_PER_CALL:
             raise InvalidArgument(f"lines: at most {MAX_LOG_LINES_PER_CALL} per call")
-        for _, _, line in lines:
-            if len(line.encode(errors="replace")) > MAX_LOG_LINE_BYTES:
+        for line in lines:
+            if len(line.text.encode(errors="replace")) > MAX_LOG_LINE_BYTES:
                 raise InvalidArgument(f"lines: a line is larger than {MAX_LOG_LINE_BYTES} bytes")
         with self.db.transaction() as session:
             run_id = store.run_of_token(session, job_id, chunk_number, fencing_token)
             if run_id is None or not lines:
                 return run_id is not None
-            store.append_run_log(session, run_id, lines)
+            cap = read_configuration(session).render_log_cap_bytes
+            log_store.append(session, run_id, lines, cap)
+            hint(session, LOG_CHANNEL, [fencing_token])
             return True
 
 

@@ -8,7 +8,8 @@ from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
 from services.core.convert import from_timestamp
 from services.core.enums import KILL_FOLLOW_UP, LOG_STREAM, RUN_OUTCOME
 from services.core.errors import InvalidArgument
-from services.jobs.enums import CHUNK_STATUS
+from services.jobs.enums import CHUNK_STATUS, LOG_MARK
+from services.jobs.log_store import NewLine
 from services.jobs.runs import ChunkRuns, RunEnd, report_progress
 
 CHUNK_RUNS_SERVICE = chunk_runs_pb2.DESCRIPTOR.services_by_name["ChunkRunsService"]
@@ -40,10 +41,11 @@ class ChunkRunsServicer(chunk_runs_pb2_grpc.ChunkRunsServiceServicer):
             request.chunk_id,
             request.fencing_token,
             [
-                (
+                NewLine(
                     from_timestamp(line.time, "lines.time"),
                     LOG_STREAM.to_text.get(line.stream, "stdout"),
                     line.text,
+                    LOG_MARK.to_text.get(line.mark),
                 )
                 for line in request.lines
             ],

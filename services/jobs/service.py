@@ -1,7 +1,8 @@
 """The jobs service layer, assembled: one object per part of the domain.
 
 queue (jobs and folders: list, get, submit, edit, move, reinit, delete),
-chunks (chunks and their history), templates (the template catalogue),
+chunks (chunks and their history), logs (render logs of chunk runs),
+templates (the template catalogue),
 backups (the backup store) and snapshots (SQL export/import, retention,
 flushes). Every part shares one Database; each use case runs in one
 transaction and publishes its events there (docs/jobs.md). A job's status
@@ -16,6 +17,7 @@ from services.core.database import Database
 from services.jobs.backups import BackupsService
 from services.jobs.catalog import TemplatesService
 from services.jobs.chunks import ChunksService
+from services.jobs.logs import ChunkLogs, LogWaker
 from services.jobs.queue import QueueService, SubmissionValidator
 from services.jobs.snapshots import SnapshotsService
 from services.jobs.template_groups import TemplateGroupsService
@@ -27,6 +29,7 @@ class JobsService:
         db: Database,
         validator: SubmissionValidator | None = None,
         templates_dir: Path | None = None,
+        log_waker: LogWaker | None = None,
     ) -> None:
         self.db = db
         self.queue = QueueService(db, validator)
@@ -36,5 +39,7 @@ class JobsService:
         self.backups = BackupsService(db)
         self.snapshots = SnapshotsService(db, self.queue, self.backups)
         self.template_groups = TemplateGroupsService(db)
+        # Render logs; without a waker their followers poll (logs.py).
+        self.logs = ChunkLogs(db, log_waker)
 
     # kept for runs.py until the render-loop branch lands

@@ -7,7 +7,11 @@ assembled in services/jobs/service.py, and their read models become messages
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import grpc
+import grpc.aio
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.core import enums as core_enums
@@ -23,6 +27,8 @@ from services.jobs.messages import (
     chunk_message,
     job_message,
     job_spec,
+    log_batch_message,
+    log_page_message,
     run_message,
     template_message,
 )
@@ -44,6 +50,7 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
         self.backups = service.backups
         self.snapshots = service.snapshots
         self.template_groups = service.template_groups
+        self.logs = service.logs
         self.job_cache = JobMessageCache()
 
     # --- the queue ------------------------------------------------------------------------
@@ -158,6 +165,31 @@ class JobsServicer(contract_base(jobs_pb2_grpc.JobsServiceServicer, JOBS_SERVICE
         return jobs_pb2.ListChunkHistoryResponse(
             chunk_runs=[run_message(r) for r in page.items], next_page_token=page.next_page_token
         )
+
+    # --- render logs ----------------------------------------------------------------------------
+
+    def GetChunkLog(
+        self, request: jobs_pb2.GetChunkLogRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.GetChunkLogResponse:
+        page = self.logs.read(
+            request.job_id,
+            request.chunk_id,
+            request.run_number,
+            request.from_line,
+            request.limit,
+            request.tail,
+        )
+        return log_page_message(page)
+
+    async def FollowChunkLog(
+        self, request: jobs_pb2.FollowChunkLogRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[jobs_pb2.FollowChunkLogResponse]:
+        # On the event loop, not a worker thread: a follower waits for minutes.
+        batches = self.logs.follow(
+            request.job_id, request.chunk_id, request.run_number, request.from_line, request.tail
+        )
+        async for batch in batches:
+            yield log_batch_message(batch)
 
     # --- templates ----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from services.core.bus import publish_change
 from services.core.database import Database
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.jobs import domain, queue_sql, topics
+from services.jobs import domain, log_store, queue_sql, topics
 from services.jobs import store as repo
 from services.jobs.backups import BackupsService
 from services.jobs.queue import QueueService
@@ -48,7 +48,7 @@ class SnapshotsService:
                 except (NotFound, InvalidArgument, FailedPrecondition):
                     continue
         with self.db.transaction() as session:
-            pruned = repo.prune_run_logs(session, log_days)
+            pruned = log_store.prune(session, log_days)
         return removed, pruned
 
     def export_sql(self) -> str:

@@ -58,7 +58,6 @@ from services.jobs.tables import (
     UNFINISHED_JOBS,
     backup_jobs,
     chunk_assignments,
-    chunk_run_logs,
     chunk_runs,
     chunks,
     job_dependencies,
@@ -574,6 +573,22 @@ def template_versions_by_id(session: Session) -> dict[int, str]:
     return {int(r.id): str(r.version) for r in session.execute(query).all()}
 
 
+def template_log_patterns(session: Session) -> dict[int, tuple[list[str], list[str]]]:
+    """(error, warning) patterns of the templates that declare some."""
+    query: Select[Any] = select(
+        templates.c.id, templates.c.log_error_patterns, templates.c.log_warning_patterns
+    ).where(
+        or_(
+            func.cardinality(templates.c.log_error_patterns) > 0,
+            func.cardinality(templates.c.log_warning_patterns) > 0,
+        )
+    )
+    return {
+        int(r.id): (list(r.log_error_patterns), list(r.log_warning_patterns))
+        for r in session.execute(query).all()
+    }
+
+
 def node_live_token(session: Session, node_id: int) -> int:
     """The fencing token of the node's live assignment (0: none)."""
     token = session.execute(
@@ -990,15 +1005,6 @@ def expired_completed_jobs(session: Session, hours: float, limit: int) -> list[i
     ]
 
 
-def prune_run_logs(session: Session, days: int) -> int:
-    """Delete the output lines of chunk runs that started more than `days` ago."""
-    old_runs = select(chunk_runs.c.id).where(
-        chunk_runs.c.started_at < func.now() - func.make_interval(0, 0, 0, days)
-    )
-    result = session.execute(delete(chunk_run_logs).where(chunk_run_logs.c.run_id.in_(old_runs)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
 # --- render loop (scheduler ticks, run results) -----------------------------------------
 #
 # Hot paths (the benchmark measures them): each function is the statement its
@@ -1375,28 +1381,6 @@ def run_of_token(
         )
     ).first()
     return None if run is None else int(run.id)
-
-
-def append_run_log(session: Session, run_id: int, lines: Sequence[tuple[Any, str, str]]) -> None:
-    """(time or None, stream, text) lines after the run's last stored line."""
-    last = session.execute(
-        select(func.coalesce(func.max(chunk_run_logs.c.seq), 0)).where(
-            chunk_run_logs.c.run_id == run_id
-        )
-    ).scalar_one()
-    session.execute(
-        insert(chunk_run_logs),
-        [
-            {
-                "run_id": run_id,
-                "seq": last + i + 1,
-                "logged_at": when or func.now(),
-                "stream": stream,
-                "line": line.replace("\x00", ""),
-            }
-            for i, (when, stream, line) in enumerate(lines)
-        ],
-    )
 
 
 # --- licence and delay groups of templates (services/jobs/licences.py) ------------------

@@ -114,6 +114,8 @@ RUN_OUTCOMES = (
 
 # Output stream of a captured log line (LogStream).
 LOG_STREAMS = ("unspecified", "stdout", "stderr", "agent")
+# What the agent found in a log line (LogMark); NULL when nothing.
+LOG_MARKS = ("error", "warning")
 
 
 # --- templates ---------------------------------------------------------------
@@ -468,6 +470,18 @@ chunk_runs = Table(
     Column("outcome", Text, nullable=False, server_default="running"),
     # Human-readable reason: the template's error, "killed by alice", ...
     Column("message", Text, nullable=False, server_default=""),
+    # Render log bookkeeping (migration 0010; services/jobs/logs.py): the
+    # last line number given out, the bytes of text stored, and how the log
+    # cap cut the log: the first `log_head_lines` lines are kept whatever
+    # comes after them; the `log_dropped_lines` lines right after the head
+    # (`log_dropped_bytes` of text) were dropped to keep the run under the
+    # cap; everything after them is the kept tail. The retention empties a
+    # run's log by moving every line into the dropped range.
+    Column("log_lines", Integer, nullable=False, server_default="0"),
+    Column("log_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("log_head_lines", Integer, nullable=False, server_default="0"),
+    Column("log_dropped_lines", Integer, nullable=False, server_default="0"),
+    Column("log_dropped_bytes", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("job_id", "chunk_number", "run_number"),
     # One run per assignment.
     UniqueConstraint("fencing_token"),
@@ -475,6 +489,11 @@ chunk_runs = Table(
     CheckConstraint("run_number >= 1", name="run_number_positive"),
     # A run has an end time exactly when it is over.
     CheckConstraint("(outcome = 'running') = (ended_at IS NULL)", name="ended_when_over"),
+    CheckConstraint(
+        "log_bytes >= 0 AND log_dropped_bytes >= 0 AND log_head_lines >= 0"
+        " AND log_dropped_lines >= 0 AND log_head_lines + log_dropped_lines <= log_lines",
+        name="log_counters",
+    ),
 )
 # History audit in the database: at most one run of a chunk is in progress.
 Index(
@@ -504,9 +523,22 @@ chunk_run_logs = Table(
     Column("logged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("stream", Text, nullable=False, server_default="stdout"),
     Column("line", Text, nullable=False),
+    # What the agent found in the line: 'error', 'warning' or NULL for
+    # nothing (LogMark; migration 0010).
+    Column("mark", Text, nullable=True),
     PrimaryKeyConstraint("run_id", "seq"),
     CheckConstraint(one_of("stream", LOG_STREAMS), name="stream"),
+    CheckConstraint(one_of("mark", LOG_MARKS), name="mark"),
     CheckConstraint("seq >= 1", name="seq_positive"),
+)
+# A run's marked lines (GetChunkLog's error_lines and warning_lines) without
+# reading the run's other lines: few lines are marked.
+Index(
+    "ix_chunk_run_logs_marked",
+    chunk_run_logs.c.run_id,
+    chunk_run_logs.c.mark,
+    chunk_run_logs.c.seq,
+    postgresql_where=text("mark IS NOT NULL"),
 )
 
 # --- backup store ------------------------------------------------------------------
@@ -561,3 +593,34 @@ template_groups = Table(
     CheckConstraint("limit_override >= 0", name="limit_override_not_negative"),
     CheckConstraint("name <> ''", name="name_not_empty"),
 )
+
+# Job action statuses: 'running' is written before the action's process starts
+# (so a replica that dies while it runs never lets it start twice), then one
+# of the ends; 'interrupted': the replica running it stopped before its end.
+JOB_ACTION_KINDS = ("pre_job", "post_job")
+JOB_ACTION_STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+# The pre/post job custom actions the dispatcher ran (services/jobs/actions.py):
+# one row per job.started / job.completed event that had an action to run
+# (event_id: at most one run per event), with its command line as evaluated,
+# its exit code, what it printed (the tail) and why it failed.
+job_actions = Table(
+    "job_actions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("job_id", BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="running"),
+    Column("exit_code", Integer, nullable=True),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("output", Text, nullable=False, server_default=""),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("event_id"),
+    CheckConstraint(one_of("kind", JOB_ACTION_KINDS), name="kind"),
+    CheckConstraint(one_of("status", JOB_ACTION_STATUSES), name="status"),
+    CheckConstraint("(status = 'running') = (ended_at IS NULL)", name="ended_when_over"),
+)
+Index("ix_job_actions_job_id", job_actions.c.job_id)

@@ -169,6 +169,9 @@ NON_MUSTER_RPCS = frozenset(
         ("farm.jobs.v1.JobsService", "GetTemplate"),
         ("farm.jobs.v1.JobsService", "ListTemplateGroups"),
         ("farm.jobs.v1.JobsService", "SetTemplateGroupLimit"),
+        # Render logs read back (docs/logs.md).
+        ("farm.jobs.v1.JobsService", "GetChunkLog"),
+        ("farm.jobs.v1.JobsService", "FollowChunkLog"),
         ("farm.nodes.v1.ClientsService", "Connect"),
         # Per-node template preferences (client configuration items).
         ("farm.nodes.v1.NodesService", "SetNodeTemplatePreferences"),

@@ -478,3 +478,30 @@ def test_a_worker_that_never_finishes_starting_is_stopped(hooks_dir: Path) -> No
         assert runner.validate("onValidateJobSubmission") is None  # the service goes on
     finally:
         runner.close()
+
+
+def test_a_hook_file_that_fails_to_load_is_a_warning_with_its_traceback(
+    hooks_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other files keep working; the broken one is one WARNING record
+    naming it, traceback included (it was INFO, line by line)."""
+    from gateway.hooks import HookRunner
+
+    _hook(hooks_dir, "broken.py", "import no_such_studio_module\n")
+    _hook(hooks_dir, "fine.py", "def onDispatcherIdling():\n    return 'fine'\n")
+    runner = HookRunner(hooks_dir, timeout=10)
+    try:
+        with caplog.at_level("INFO", logger="gateway.hooks"):
+            assert runner.call("onDispatcherIdling")["value"] == "fine"
+            deadline = time.monotonic() + 10
+            while not [r for r in caplog.records if "broken.py" in r.getMessage()]:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+    finally:
+        runner.close()
+    (record,) = [r for r in caplog.records if "broken.py" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    text = record.getMessage()
+    assert "hook file broken.py failed to load" in text
+    assert "Traceback (most recent call last)" in text
+    assert "ModuleNotFoundError: No module named 'no_such_studio_module'" in text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import MClientAPI
 
 from farm.jobs.v1 import jobs_pb2
@@ -78,3 +82,37 @@ def test_unknown_property_is_an_attribute_error_and_string_ref_holds_text() -> N
     assert ref.getString() == "INSERT ..."
     err = MClientAPI.MUSTERERR()
     assert err.getErrorCode() == 0
+
+
+def test_set_depends_takes_an_int_id_as_well_as_a_string() -> None:
+    job = MClientAPI.MJob()
+    job.setDepends(12)
+    assert (list(job.message.depend_ids), job.getDepends()) == ([12], "12")
+    job.setDepends("12, 14")
+    assert list(job.message.depend_ids) == [12, 14]
+    job.setDepends([15, "16"])
+    assert job.getDepends() == "15,16"
+
+
+def test_template_constants_import_in_a_plain_submitter_process(tmp_path: Path) -> None:
+    """Outside any Muster context: a submitter's own Python, no MUSTER_* set."""
+    script = tmp_path / "submitter.py"
+    script.write_text(
+        "from MTemplateAPI import kTemplateMultiframe, kProcessDirect\n"
+        "import MClientAPI, MTemplateAPI, muster\n"
+        "job = MClientAPI.MJob()\n"
+        "job.setPacketType(kTemplateMultiframe)\n"
+        "assert MClientAPI.kTemplateMultiframe == MTemplateAPI.kTemplateMultiframe\n"
+        "print(muster.runningContext(), job.getPacketType(), kProcessDirect)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["console", str(jobs_pb2.PACKET_TYPE_FRAMES), "0"]

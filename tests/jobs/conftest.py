@@ -4,11 +4,12 @@ would (`assign`) and read the published events (`topics`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.core.database import Database
@@ -72,9 +73,9 @@ def a_job(**fields: Any) -> jobs_pb2.Job:
     return jobs_pb2.Job(**values)
 
 
-def assign(db: Database, job_id: int, chunk: int, node_id: int) -> None:
+def assign(db: Database, job_id: int, chunk: int, node_id: int, run_number: int = 1) -> int:
     """What the scheduler writes when it assigns a chunk: an assignment, a
-    running run, the chunk running."""
+    running run, the chunk running. Returns the fencing token."""
     with db.transaction() as session:
         token = session.execute(
             insert(chunk_assignments)
@@ -85,7 +86,7 @@ def assign(db: Database, job_id: int, chunk: int, node_id: int) -> None:
             insert(chunk_runs).values(
                 job_id=job_id,
                 chunk_number=chunk,
-                run_number=1,
+                run_number=run_number,
                 node_id=node_id,
                 node_name=f"node{node_id}",
                 fencing_token=token,
@@ -96,7 +97,20 @@ def assign(db: Database, job_id: int, chunk: int, node_id: int) -> None:
         session.execute(
             update(chunks)
             .where(chunks.c.job_id == job_id, chunks.c.chunk_number == chunk)
-            .values(status="running", node_id=node_id, runs_count=1)
+            .values(status="running", node_id=node_id, runs_count=run_number)
+        )
+    return int(token)
+
+
+def configure(db: Database, **values: Any) -> None:
+    """Change the dispatcher configuration in effect (as systemSetConfiguration does)."""
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "UPDATE dispatcher_config SET runtime_config = runtime_config"
+                " || CAST(:values AS jsonb) WHERE id = 1"
+            ),
+            {"values": json.dumps(values)},
         )
 
 
@@ -111,4 +125,12 @@ def topics(db: Database) -> list[tuple[str, dict[str, Any]]]:
         return [(r.topic, r.payload) for r in rows]
 
 
-__all__ = ["BLENDER_TEMPLATE_ID", "COMMAND_LINE_TEMPLATE_ID", "SPEC", "a_job", "assign", "topics"]
+__all__ = [
+    "BLENDER_TEMPLATE_ID",
+    "COMMAND_LINE_TEMPLATE_ID",
+    "SPEC",
+    "a_job",
+    "assign",
+    "configure",
+    "topics",
+]

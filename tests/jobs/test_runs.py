@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +13,7 @@ from services.jobs.runs import ChunkRuns, RunEnd
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from tests.jobs.conftest import configure
 from tests.support import until_lock_wait
 
 
@@ -23,18 +22,6 @@ def jobs(db: Database) -> JobsService:
     service = JobsService(db)
     service.templates.seed_templates()
     return service
-
-
-def _configure(db: Database, **values: Any) -> None:
-    """Change the dispatcher configuration in effect (as systemSetConfiguration does)."""
-    with db.transaction() as session:
-        session.execute(
-            text(
-                "UPDATE dispatcher_config SET runtime_config = runtime_config"
-                " || CAST(:values AS jsonb) WHERE id = 1"
-            ),
-            {"values": json.dumps(values)},
-        )
 
 
 def _live(db: Database) -> dict[int, tuple[int, int]]:
@@ -76,7 +63,7 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
             )
     assert Scheduler(db).tick() == 2
     live = _live(db)
-    _configure(db, max_chunk_requeues=5, requeue_chunks_on_disconnection=True)
+    configure(db, max_chunk_requeues=5, requeue_chunks_on_disconnection=True)
     runs = ChunkRuns(jobs.db)
     (token_a, node_a), (token_b, node_b) = live[1], live[2]
     with ThreadPoolExecutor(1) as pool, db.transaction() as blocker:
@@ -86,7 +73,7 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
         )
         call_a = pool.submit(runs.finish, RunEnd(job, 1, token_a, node_a, 3, outcome))
         until_lock_wait(db)  # A has read its configuration and waits
-        _configure(db, max_chunk_requeues=0, requeue_chunks_on_disconnection=False)
+        configure(db, max_chunk_requeues=0, requeue_chunks_on_disconnection=False)
         assert runs.finish(RunEnd(job, 2, token_b, node_b, 3, outcome)) == "failed"
         blocker.rollback()
         assert call_a.result(timeout=10) == "queued"

@@ -64,6 +64,20 @@ def test_one_after_another_or_a_killed_one_then_a_retry_is_not_an_overlap() -> N
     assert not two_alive_at_once(parse_frame_file(marks("start 1 1", "start 2 3", "end 2 4")))
 
 
+def test_a_killed_orphan_that_rendered_beside_its_retry_is_caught_by_its_alive_marks() -> None:
+    # A (frozen agent's render) started, its node was declared lost, B started,
+    # A wrote it was alive, then A was killed: it never wrote its end.
+    caught = parse_frame_file(
+        marks("start 1 1", "alive 1 1.5", "start 2 7", "alive 1 7.2", "alive 2 7.5", "end 2 9")
+    )
+    assert two_alive_at_once(caught)
+    # Killed before the retry started: its last alive mark came first.
+    apart = parse_frame_file(marks("start 1 1", "alive 1 1.5", "start 2 7", "end 2 9"))
+    assert not two_alive_at_once(apart)
+    # The orphan's alive mark after its LOST run ended is outside every run.
+    assert outside_runs(caught, [run(1, 1, 0.5, 6.5), run(1, 2, 6.8, None)]) == [1]
+
+
 def test_runs_of_one_chunk_overlapping_in_time_are_found() -> None:
     apart = [run(1, 1, 0, 5), run(1, 2, 5, 9), run(2, 1, 0, 9)]
     assert overlapping_runs(apart) == []

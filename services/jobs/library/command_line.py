@@ -26,6 +26,9 @@ class CommandLineTemplate(MTemplateAPI.MTemplate):
             "like a shell would), working_folder (optional). The job's environment is added."
         )
         self.setTemplateLogic(MTemplateAPI.kTemplateMultiframe)
+        # The lines onCheckLog looks for, marked by the node in the render log.
+        self.logErrorPatterns = ABORT + ERRORS
+        self.logWarningPatterns = WARNINGS
         for item, attribute in (
             (
                 MTemplateAPI.MTemplateItemFile(
