@@ -224,7 +224,10 @@ class ClientHub:
         # One bus reader for every stream held here; events are enriched once
         # in its thread, then fanned out on the event loop.
         self._subscription = LiveSubscription(
-            db, [], lambda events: self._hand_over([(e, self.enrich(e)) for e in events])
+            db,
+            [],
+            lambda events: self._hand_over([(e, self.enrich(e)) for e in events]),
+            consumer="nodes-clients",
         )
         self._facts: dict[int, JobFacts] = {}
         self._refresher: asyncio.Task[None] | None = None
