@@ -26,6 +26,7 @@ from services.core.convert import to_timestamp
 from services.core.database import Database
 from services.jobs import for_nodes
 from services.jobs import topics as jobs_topics
+from services.jobs.enums import CHUNK_STATUS
 from services.jobs.for_nodes import JobFacts
 from services.nodes import store as repo
 from services.nodes import topics
@@ -422,9 +423,13 @@ class ClientHub:
         if not self._job_matches(stream, job_id, extra):
             return None
         if event.topic.startswith("chunk."):
-            chunk = message.chunk_changed.chunk
-            chunk.job_id = job_id
-            chunk.id = int(payload.get("chunk_id", 0))
+            changed = message.chunk_changed
+            changed.chunk.job_id = job_id
+            changed.chunk.id = int(payload.get("chunk_id", 0))
+            changed.chunk.node_id = node_id
+            new = payload.get("new_status", payload.get("status", ""))
+            changed.chunk.status = CHUNK_STATUS.number(str(new))
+            changed.previous_status = CHUNK_STATUS.number(str(payload.get("old_status", "")))
             return message
         if event.topic.startswith("log."):
             return None
