@@ -219,8 +219,9 @@ def templates(as_json: JsonFlag = False) -> None:
                 t.id,
                 t.name,
                 ", ".join(
-                    render.enum_text(common_pb2.Platform.DESCRIPTOR, c.platform, "PLATFORM_")
-                    for c in t.commands
+                    render.enum_text(common_pb2.Platform.DESCRIPTOR, p.platform, "PLATFORM_")
+                    for p in t.platforms
+                    if p.enabled
                 ),
                 "yes" if t.enabled else "no",
                 t.default_packet_size or "",
@@ -252,11 +253,16 @@ def _flatten(message: Message, prefix: str = "") -> list[tuple[str, Any]]:
         elif _repeated(field):
             pairs.append((key, ",".join(str(v) for v in value)))
         elif field.enum_type is not None:
-            name = field.enum_type.values_by_number[value].name
-            pairs.append((key, name.lower()))
+            pairs.append((key, _enum_names(field)[value]))
         else:
             pairs.append((key, str(value).lower() if isinstance(value, bool) else value))
     return pairs
+
+
+def _enum_names(field: Any) -> dict[int, str]:
+    """Number -> short name of an enum field's values (INSTANCE_IDENTITY_IP -> ip)."""
+    prefix = field.enum_type.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return {v.number: v.name.removeprefix(prefix).lower() for v in field.enum_type.values}
 
 
 def _repeated(field: Any) -> bool:
@@ -267,12 +273,11 @@ def _parse(field: Any, text: str) -> Any:
     if _repeated(field):
         return [part.strip() for part in text.split(",") if part.strip()]
     if field.enum_type is not None:
-        wanted = text.strip().upper()
-        for value in field.enum_type.values:
-            if value.name == wanted or value.name.endswith("_" + wanted):
-                return value.number
-        names = ", ".join(v.name.lower() for v in field.enum_type.values if v.number)
-        fail(f"{field.name}: one of {names}", 2)
+        names = _enum_names(field)
+        for number, name in names.items():
+            if number and name == text.strip().lower():
+                return number
+        fail(f"{field.name}: one of {', '.join(n for k, n in names.items() if k)}", 2)
     if field.type == FieldDescriptor.TYPE_BOOL:
         lowered = text.strip().lower()
         if lowered not in ("true", "false", "yes", "no", "on", "off", "1", "0"):

@@ -80,9 +80,11 @@ def find_template(given: Any) -> jobs_pb2.Template:
         )
         return reply.template
     for page in every_page(stub.ListTemplates, jobs_pb2.ListTemplatesRequest()):
-        for template in page.templates:
-            if template.name.lower() == text.lower():
-                return template
+        found: list[jobs_pb2.Template] = [
+            t for t in page.templates if t.name.lower() == text.lower()
+        ]
+        if found:
+            return found[0]
     fail(f"no template named {text!r} (see `muster templates`)")
 
 
