@@ -64,16 +64,20 @@ def submit(
     ] = None,
     priority: Annotated[int | None, typer.Option("-pr", "--priority", help="0-65535.")] = None,
     pools: Annotated[
-        list[str] | None, typer.Option("-pool", "--pool", help="Included pools (repeat or a,b).")
+        list[str] | None,
+        typer.Option("-pool", "--pool", metavar="POOLS", help="Included pools (repeat or a,b)."),
     ] = None,
     excluded_pools: Annotated[
-        list[str] | None, typer.Option("-exclude", "--exclude-pool", help="Excluded pools.")
+        list[str] | None,
+        typer.Option("-exclude", "--exclude-pool", metavar="POOLS", help="Excluded pools."),
     ] = None,
     depends: Annotated[
-        list[str] | None, typer.Option("-dep", "--depends", help="Job ids this job waits for.")
+        list[str] | None,
+        typer.Option("-dep", "--depends", metavar="IDS", help="Job ids this job waits for."),
     ] = None,
     attributes: Annotated[
-        list[str] | None, typer.Option("-a", "--attribute", help="A template attribute key=value.")
+        list[str] | None,
+        typer.Option("-a", "--attribute", metavar="KEY=VALUE", help="A template attribute."),
     ] = None,
     parent: Annotated[
         int | None, typer.Option("-parent", "--parent", help="Parent folder id (-1 = root).")
