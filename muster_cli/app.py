@@ -142,5 +142,10 @@ def every_page(method: Callable[..., Any], request: _Paged) -> Iterator[Any]:
         request.page_token = reply.next_page_token
 
 
+def every_item(method: Callable[..., Any], request: _Paged, field: str) -> list[Any]:
+    """The items (reply.`field`) of every page of a List RPC."""
+    return [item for reply in every_page(method, request) for item in getattr(reply, field)]
+
+
 def stream_metadata() -> tuple[tuple[str, str], ...]:
     return connection().metadata()

@@ -16,7 +16,7 @@ from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from farm.nodes.v1 import nodes_pb2
 from muster_cli import render
-from muster_cli.app import app, call, connection, every_page, fail, new_app
+from muster_cli.app import app, call, connection, every_item, fail, new_app
 from muster_cli.jobs import JsonFlag
 
 node_app = new_app("One node: show, pause, resume or kill its process.")
@@ -50,31 +50,22 @@ def nodes(
     as_json: JsonFlag = False,
 ) -> None:
     """Every node: state, running chunk and progress, pools."""
-    stub = connection().nodes()
-    found = [
-        node
-        for reply in every_page(stub.ListNodes, nodes_pb2.ListNodesRequest(pool=pool))
-        for node in reply.nodes
-    ]
-    if as_json:
-        render.print_json(found)
-        return
-    render.table(
-        f"{len(found)} nodes",
+    request = nodes_pb2.ListNodesRequest(pool=pool)
+    render.listing(
+        every_item(connection().nodes().ListNodes, request, "nodes"),
+        as_json,
+        "nodes",
         ("id", "name", "state", "job", "chunk", "progress", "pools", "platform", "last heartbeat"),
-        (
-            (
-                n.id,
-                n.name,
-                node_status(n),
-                n.job_id or "",
-                n.chunk_id or "",
-                render.bar(n.chunk_progress) if n.job_id else "",
-                ", ".join(n.pools),
-                render.enum_text(common_pb2.Platform.DESCRIPTOR, n.platform, "PLATFORM_"),
-                render.when(n.last_heartbeat_time),
-            )
-            for n in found
+        lambda n: (
+            n.id,
+            n.name,
+            node_status(n),
+            n.job_id or "",
+            n.chunk_id or "",
+            render.bar(n.chunk_progress) if n.job_id else "",
+            ", ".join(n.pools),
+            render.enum_text(common_pb2.Platform.DESCRIPTOR, n.platform, "PLATFORM_"),
+            render.when(n.last_heartbeat_time),
         ),
     )
 
@@ -83,12 +74,11 @@ def nodes(
 def node_show(node: NodeRef, as_json: JsonFlag = False) -> None:
     """Every property of one node."""
     found = find_node(node)
-    if as_json:
-        render.print_json(found)
-        return
-    render.fields(
+    render.details(
+        found,
+        as_json,
         f"node {found.id}",
-        [
+        lambda: [
             ("name", found.name),
             ("state", node_status(found)),
             ("job", found.job_id or ""),
@@ -158,43 +148,30 @@ def node_kill(
 @app.command()
 def pools(as_json: JsonFlag = False) -> None:
     """The pools and their member nodes."""
-    stub = connection().admin()
-    found = [
-        p for reply in every_page(stub.ListPools, admin_pb2.ListPoolsRequest()) for p in reply.pools
-    ]
-    if as_json:
-        render.print_json(found)
-        return
-    render.table(
-        f"{len(found)} pools",
+    render.listing(
+        every_item(connection().admin().ListPools, admin_pb2.ListPoolsRequest(), "pools"),
+        as_json,
+        "pools",
         ("pool", "nodes", "description"),
-        ((p.name, ", ".join(p.node_names), p.description) for p in found),
+        lambda p: (p.name, ", ".join(p.node_names), p.description),
     )
 
 
 @app.command()
 def users(as_json: JsonFlag = False) -> None:
     """The farm's users."""
-    stub = connection().admin()
-    found = [
-        u for reply in every_page(stub.ListUsers, admin_pb2.ListUsersRequest()) for u in reply.users
-    ]
-    if as_json:
-        render.print_json(found)
-        return
-    render.table(
-        f"{len(found)} users",
+    render.listing(
+        every_item(connection().admin().ListUsers, admin_pb2.ListUsersRequest(), "users"),
+        as_json,
+        "users",
         ("user", "role", "groups", "enabled", "e-mail", "directory"),
-        (
-            (
-                u.name,
-                render.enum_text(admin_pb2.UserRole.DESCRIPTOR, u.role, "USER_ROLE_"),
-                ", ".join(u.groups),
-                "yes" if u.enabled else "no",
-                u.email,
-                "yes" if u.directory_user else "",
-            )
-            for u in found
+        lambda u: (
+            u.name,
+            render.enum_text(admin_pb2.UserRole.DESCRIPTOR, u.role, "USER_ROLE_"),
+            ", ".join(u.groups),
+            "yes" if u.enabled else "no",
+            u.email,
+            "yes" if u.directory_user else "",
         ),
     )
 
@@ -202,34 +179,29 @@ def users(as_json: JsonFlag = False) -> None:
 @app.command()
 def templates(as_json: JsonFlag = False) -> None:
     """The render templates (id, name, platforms, default packet)."""
-    stub = connection().jobs()
-    found = [
-        t
-        for reply in every_page(stub.ListTemplates, jobs_pb2.ListTemplatesRequest())
-        for t in reply.templates
-    ]
-    if as_json:
-        render.print_json(found)
-        return
-    render.table(
-        f"{len(found)} templates",
+    request = jobs_pb2.ListTemplatesRequest()
+    render.listing(
+        sorted(every_item(connection().jobs().ListTemplates, request, "templates"), key=_id),
+        as_json,
+        "templates",
         ("id", "name", "platforms", "enabled", "default packet", "problem"),
-        (
-            (
-                t.id,
-                t.name,
-                ", ".join(
-                    render.enum_text(common_pb2.Platform.DESCRIPTOR, p.platform, "PLATFORM_")
-                    for p in t.platforms
-                    if p.enabled
-                ),
-                "yes" if t.enabled else "no",
-                t.default_packet_size or "",
-                t.load_error.splitlines()[-1] if t.load_error else "",
-            )
-            for t in sorted(found, key=lambda t: t.id)
+        lambda t: (
+            t.id,
+            t.name,
+            ", ".join(
+                render.enum_text(common_pb2.Platform.DESCRIPTOR, p.platform, "PLATFORM_")
+                for p in t.platforms
+                if p.enabled
+            ),
+            "yes" if t.enabled else "no",
+            t.default_packet_size or "",
+            t.load_error.splitlines()[-1] if t.load_error else "",
         ),
     )
+
+
+def _id(template: jobs_pb2.Template) -> int:
+    return int(template.id)
 
 
 # --- configuration --------------------------------------------------------------------------

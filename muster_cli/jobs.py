@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from farm.common.v1 import common_pb2
 from farm.jobs.v1 import jobs_pb2
 from muster_cli import render
-from muster_cli.app import app, call, connection, every_page, fail, new_app, stream_metadata
+from muster_cli.app import app, call, connection, every_item, fail, new_app, stream_metadata
 from muster_cli.submit import build_job, parse_attributes, read_job_file
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -142,7 +142,7 @@ def _all_jobs(owner: str) -> list[jobs_pb2.Job]:
     stub = connection().jobs()
     request = jobs_pb2.ListJobsRequest(page_size=5000, owner=owner)
     with render.out().status("reading the queue...", spinner="dots") if _tty() else _nothing():
-        return [job for reply in every_page(stub.ListJobs, request) for job in reply.jobs]
+        return every_item(stub.ListJobs, request, "jobs")
 
 
 def _tty() -> bool:
@@ -212,15 +212,14 @@ def list_jobs(
 def job_show(job_id: JobId, as_json: JsonFlag = False) -> None:
     """Every property of one job."""
     job = get_job(job_id)
-    if as_json:
-        render.print_json(job)
-        return
     attributes = ", ".join(
         f"{a.name}={getattr(a, a.WhichOneof('value') or 'string_value')}" for a in job.attributes
     )
-    render.fields(
+    render.details(
+        job,
+        as_json,
         f"job {job.id}",
-        [
+        lambda: [
             ("name", job.name),
             ("kind", render.enum_text(jobs_pb2.JobKind.DESCRIPTOR, job.kind, "JOB_KIND_")),
             ("status", render.job_status(job)),
@@ -260,31 +259,22 @@ def job_show(job_id: JobId, as_json: JsonFlag = False) -> None:
 @app.command()
 def chunks(job_id: JobId, as_json: JsonFlag = False) -> None:
     """The chunks of a job: frames, status, node, progress."""
-    stub = connection().jobs()
-    found = [
-        chunk
-        for reply in every_page(stub.ListChunks, jobs_pb2.ListChunksRequest(job_id=job_id))
-        for chunk in reply.chunks
-    ]
-    if as_json:
-        render.print_json(found)
-        return
-    render.table(
-        f"job {job_id}: {len(found)} chunks",
+    request = jobs_pb2.ListChunksRequest(job_id=job_id)
+    render.listing(
+        every_item(connection().jobs().ListChunks, request, "chunks"),
+        as_json,
+        f"chunks of job {job_id}",
         ("chunk", "frames", "status", "node", "progress", "requeues", "exit", "started", "ended"),
-        (
-            (
-                c.id,
-                render.frames(c.start_frame, c.end_frame),
-                render.chunk_status(c.status),
-                c.node_name,
-                render.bar(c.progress),
-                c.requeue_count,
-                c.exit_code if c.end_time.seconds else "",
-                render.when(c.start_time),
-                render.when(c.end_time),
-            )
-            for c in found
+        lambda c: (
+            c.id,
+            render.frames(c.start_frame, c.end_frame),
+            render.chunk_status(c.status),
+            c.node_name,
+            render.bar(c.progress),
+            c.requeue_count,
+            c.exit_code if c.end_time.seconds else "",
+            render.when(c.start_time),
+            render.when(c.end_time),
         ),
     )
 
@@ -302,29 +292,23 @@ def history(
     as_json: JsonFlag = False,
 ) -> None:
     """The runs of a job's chunks, oldest first."""
-    stub = connection().jobs()
     request = jobs_pb2.ListChunkHistoryRequest(job_id=job_id)
     if chunk is not None:
         request.chunk_id = chunk
-    runs = [run for reply in every_page(stub.ListChunkHistory, request) for run in reply.chunk_runs]
-    if as_json:
-        render.print_json(runs)
-        return
-    render.table(
-        f"job {job_id}: {len(runs)} runs",
+    render.listing(
+        every_item(connection().jobs().ListChunkHistory, request, "chunk_runs"),
+        as_json,
+        f"runs of job {job_id}",
         ("chunk", "run", "node", "outcome", "exit", "started", "ended", "message"),
-        (
-            (
-                r.chunk_id,
-                r.run_number,
-                r.node_name,
-                outcome(r),
-                r.exit_code if r.end_time.seconds else "",
-                render.when(r.start_time),
-                render.when(r.end_time),
-                r.message,
-            )
-            for r in runs
+        lambda r: (
+            r.chunk_id,
+            r.run_number,
+            r.node_name,
+            outcome(r),
+            r.exit_code if r.end_time.seconds else "",
+            render.when(r.start_time),
+            render.when(r.end_time),
+            r.message,
         ),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +86,25 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     out().print(grid)
 
 
-def fields(title: str, pairs: Iterable[tuple[str, Any]]) -> None:
-    """A two-column table of one object's properties."""
-    table(title, ("field", "value"), ((k, v) for k, v in pairs if v not in ("", None)))
+def listing(
+    found: Sequence[Any],
+    as_json: bool,
+    title: str,
+    columns: Sequence[str],
+    row: Callable[[Any], Sequence[Any]],
+) -> None:
+    """A list of objects as JSON (`--json`) or as a table, one `row` each."""
+    if as_json:
+        print_json(list(found))
+        return
+    table(f"{len(found)} {title}", columns, (row(item) for item in found))
+
+
+def details(
+    found: Message, as_json: bool, title: str, pairs: Callable[[], Iterable[tuple[str, Any]]]
+) -> None:
+    """One object as JSON (`--json`) or a two-column table of its non-empty `pairs`."""
+    if as_json:
+        print_json(found)
+        return
+    table(title, ("field", "value"), ((k, v) for k, v in pairs() if v not in ("", None)))

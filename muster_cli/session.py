@@ -16,14 +16,13 @@ client file (`~/.config/muster-dispatcher/session.json`), created mode 0600.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from farm.admin.v1 import admin_pb2
-from gateway.client_config import client_config_path
+from gateway.client_config import client_config_path, read_json_object, write_private_json
 from gateway.connection import Connection
 
 
@@ -35,24 +34,13 @@ def session_path() -> Path:
 
 
 def read_session() -> dict[str, Any]:
-    try:
-        data = json.loads(session_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(session_path())
 
 
 def write_session(address: str, user: str, token: str, expires: float) -> Path:
-    target = session_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    # Private from its first byte: it holds a bearer token.
-    temporary.touch(mode=0o600)
-    temporary.chmod(0o600)
+    # Private: it holds a bearer token.
     record = {"address": address, "user": user, "token": token, "expires": expires}
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(target)
-    return target
+    return write_private_json(session_path(), record)
 
 
 def forget_session() -> bool:
