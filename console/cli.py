@@ -21,6 +21,19 @@ from muster_cli.render import chunk_status, job_status
 
 PROGRAM = "muster-console"
 
+# How a node change (NodeChanged.change) reads in a line.
+NODE_CHANGES = {
+    "registered": "registered (online)",
+    "idle": "idle",
+    "lost": "lost (offline)",
+    "paused": "paused",
+    "resumed": "resumed",
+    "changed": "settings changed",
+    "excluded": "excluded from a job",
+    "exclusions_purged": "exclusions purged",
+    "command": "sent a command",
+}
+
 
 def describe_chunk(changed: nodes_pb2.ChunkChanged) -> str:
     """`chunk 3 of job 2: queued -> assigned, node 5` (what the event says)."""
@@ -57,7 +70,9 @@ def describe(event: nodes_pb2.ClientEvent) -> tuple[str, str]:
         return "chunk", describe_chunk(event.chunk_changed)
     if kind == "node_changed":
         node = event.node_changed
-        return "node", f"node {node.node.id} {'removed' if node.deleted else 'changed'}"
+        name = f" ({node.node.name})" if node.node.name else ""
+        what = NODE_CHANGES.get(node.change, node.change.replace("_", " ") or "changed")
+        return "node", f"node {node.node.id}{name} {'removed' if node.deleted else what}"
     if kind == "chunk_log_lines":
         log = event.chunk_log_lines
         text = " | ".join(line.text for line in log.lines)

@@ -418,7 +418,9 @@ class ClientHub:
             if (stream.job_ids or stream.folder_ids) and not stream.node_ids:
                 return None
             message.node_changed.node.id = node_id
+            message.node_changed.node.name = str(payload.get("name", ""))
             message.node_changed.deleted = event.topic == topics.NODE_DELETED
+            message.node_changed.change = event.topic.removeprefix("node.")
             return message
         if not self._job_matches(stream, job_id, extra):
             return None

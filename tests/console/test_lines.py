@@ -1,4 +1,5 @@
-"""`muster-console` lines say what changed: a chunk's status from and to, its node."""
+"""`muster-console` lines say what changed: a chunk's status from and to, its node;
+what happened to a node."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import ClientProcess, DispatcherProcess
@@ -41,5 +42,10 @@ def test_chunk_lines_name_the_statuses_and_the_node(
         )
         console.wait_line(f"{chunk}: completed -> queued")
         assert not [line for line in console.printed if f"{chunk} changed" in line]
+        # Node lines say what happened to the node.
+        nodes.PauseNode(nodes_pb2.PauseNodeRequest(node_id=node.id))
+        console.wait_line(f"node {node.id} paused")
+        nodes.ResumeNode(nodes_pb2.ResumeNodeRequest(node_id=node.id))
+        console.wait_line(f"node {node.id} resumed")
     finally:
         console.kill()
