@@ -158,6 +158,26 @@ def test_config_and_snapshots(muster: Muster, tmp_path: Path) -> None:
     bad = muster("config", "set", "max_chunk_requeues", "many", code=2)
     assert "a whole number" in bad.stderr
     job_id = submitted_id(muster("submit", "-n", "kept", *SHELL, "-a", "arguments=-c true"))
+    # A JSON job file with typed attributes; a flag overrides the file.
+    spec = {
+        "name": "from json",
+        "template": "Command line",
+        "end_frame": 4,
+        "attributes": {"executable": "/bin/true", "retries": 2, "draft": True},
+        "environment": {"SHOT": "010"},
+    }
+    (tmp_path / "job.json").write_text(json.dumps(spec))
+    [stored] = json.loads(
+        muster("submit", "-f", str(tmp_path / "job.json"), "-pr", "9", "--json").stdout
+    )
+    assert (stored["name"], stored["priority"], stored["end_frame"]) == ("from json", 9, 4.0)
+    assert {"name": "retries", "int_value": "2"} in stored["attributes"]
+    assert {"name": "draft", "bool_value": True} in stored["attributes"]
+    assert stored["environment"] == {"SHOT": "010"}
+    (tmp_path / "bad.json").write_text(json.dumps({**spec, "frames": "1-4"}))
+    refused = muster("submit", "-f", str(tmp_path / "bad.json"), code=1)
+    assert refused.stderr.strip().endswith("unknown job field(s) frames")
+    muster("delete", str(stored["id"]), "--yes")
     snapshot = tmp_path / "queue.sql"
     muster("export", str(snapshot))
     muster("delete", str(job_id), "--yes")
