@@ -325,7 +325,7 @@ def _print_lines(lines: Any, gaps: Any) -> None:
         )
     for line in lines:
         style = {common_pb2.LOG_MARK_ERROR: "red", common_pb2.LOG_MARK_WARNING: "yellow"}.get(
-            line.mark, ""
+            line.mark, "dim" if line.stream == common_pb2.LOG_STREAM_AGENT else ""
         )
         text = f"{line.number:>6}  {line.text}"
         console.print(text, style=style or None, markup=False, highlight=False)

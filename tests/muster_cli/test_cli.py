@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 from collections.abc import Callable
@@ -221,11 +222,16 @@ def test_log_reads_a_finished_run_and_follows_to_its_end(
                "-sf", "1", "-ef", "3", "-pk", "3")
     )  # fmt: skip
     muster("watch", str(job_id), "--interval", "0.3")
-    result = _log(muster, str(job_id), "1")
-    assert [line.split(None, 1)[1] for line in result.splitlines() if "line " in line] == [
-        "line 1", "line 2", "line 3",
-    ]  # fmt: skip
-    assert _log(muster, str(job_id), "1", "--tail", "1").strip().endswith("line 3")
+    # Each printed line: its number in the run, then its text.
+    printed = [line.split(None, 1) for line in _log(muster, str(job_id), "1").splitlines()]
+    texts = [text for number, text in printed if number.isdigit()]
+    assert [t for t in texts if re.fullmatch(r"line \d", t)] == ["line 1", "line 2", "line 3"]
+    # The last 2 lines: the last of the render, then the agent's own about its end.
+    tail = [
+        line.split(None, 1) for line in _log(muster, str(job_id), "1", "--tail", "2").splitlines()
+    ]
+    assert [number for number, _ in tail] == [str(len(printed) - 1), str(len(printed))]
+    assert tail[0][1] == "line 3" and "exit" in tail[1][1]
     followed = _log(muster, str(job_id), "1", "--follow")
     assert "line 3" in followed and "run ended: succeeded" in followed
 
