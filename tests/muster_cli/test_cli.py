@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.test_render import eventually
 from tests.muster_cli.conftest import Muster
-from tests.support import REPO, DispatcherProcess
+from tests.support import DispatcherProcess
 
 SHELL = ["-e", str(COMMAND_LINE_TEMPLATE_ID), "-a", "executable=/bin/sh"]
 
@@ -197,7 +198,8 @@ def test_the_installed_script_prints_tables_and_one_line_errors(
         "MUSTER_SESSION_FILE": str(tmp_path / "session.json"),
         "COLUMNS": "160",
     }
-    script = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "muster")
+    # The script `pip install` wrote beside this interpreter (make setup's venv).
+    script = str(Path(sys.executable).parent / "muster")
     listed = subprocess.run(
         [script, "templates"], env=env, capture_output=True, text=True, timeout=60
     )
