@@ -26,7 +26,6 @@ from services.core.convert import to_timestamp
 from services.core.database import Database
 from services.jobs import for_nodes
 from services.jobs import topics as jobs_topics
-from services.jobs.enums import CHUNK_STATUS
 from services.jobs.for_nodes import JobFacts
 from services.nodes import store as repo
 from services.nodes import topics
@@ -430,8 +429,8 @@ class ClientHub:
             changed.chunk.id = int(payload.get("chunk_id", 0))
             changed.chunk.node_id = node_id
             new = payload.get("new_status", payload.get("status", ""))
-            changed.chunk.status = CHUNK_STATUS.number(str(new))
-            changed.previous_status = CHUNK_STATUS.number(str(payload.get("old_status", "")))
+            changed.chunk.status = for_nodes.chunk_status(new)
+            changed.previous_status = for_nodes.chunk_status(payload.get("old_status"))
             return message
         if event.topic.startswith("log."):
             return None
