@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.test_render import eventually
 from tests.muster_cli.conftest import Muster
@@ -244,3 +245,24 @@ def _log(muster: Muster, *args: str) -> str:
         pytest.xfail("GetChunkLog/FollowChunkLog are not on this branch yet")
     assert result.exit_code == 0, result.stderr
     return str(result.stdout)
+
+
+def test_jobs_shows_the_folder_tree(muster: Muster, dispatcher: DispatcherProcess) -> None:
+    with dispatcher.channel() as channel:
+        folder = (
+            jobs_pb2_grpc.JobsServiceStub(channel)
+            .CreateFolder(jobs_pb2.CreateFolderRequest(parent_id=-1, name="shots"))
+            .folder_id
+        )
+    top = submitted_id(muster("submit", "-n", "at the root", *SHELL, "--paused"))
+    inside = submitted_id(
+        muster("submit", "-n", "in the folder", *SHELL, "--paused", "--parent", str(folder))
+    )
+    rows = [line for line in muster("jobs").stdout.splitlines() if line.startswith("│")]
+    names = [row.split("│")[2].rstrip() for row in rows]
+    ids = [int(row.split("│")[1]) for row in rows]
+    assert list(zip(ids, names, strict=True)) == [
+        (folder, " ▸ shots/"),
+        (inside, "   in the folder"),
+        (top, " at the root"),
+    ]
