@@ -15,12 +15,11 @@ from tests.support import ClientProcess, DispatcherProcess
 
 
 def test_chunk_lines_name_the_statuses_and_the_node(
-    dispatcher: DispatcherProcess,
-    jobs: jobs_pb2_grpc.JobsServiceStub,
-    nodes: nodes_pb2_grpc.NodesServiceStub,
-    start_agent: Callable[..., Any],
-    shared_tmp: Path,
+    dispatcher: DispatcherProcess, start_agent: Callable[..., Any], shared_tmp: Path
 ) -> None:
+    channel = dispatcher.channel()
+    jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+    nodes = nodes_pb2_grpc.NodesServiceStub(channel)
     start_agent("console-a")
     [node] = eventually(lambda: online_nodes(nodes), what="agent online")
     env = {**dispatcher.facade_env(), "MUSTER_CLIENT_CONFIG": str(shared_tmp / "none.json")}
@@ -49,3 +48,4 @@ def test_chunk_lines_name_the_statuses_and_the_node(
         console.wait_line(f"node {node.id} resumed")
     finally:
         console.kill()
+        channel.close()
