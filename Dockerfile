@@ -21,8 +21,10 @@ COPY services/ services/
 COPY gateway/ gateway/
 COPY notificator/ notificator/
 COPY agent/ agent/
+COPY console/ console/
+COPY muster_cli/ muster_cli/
 RUN pip install . \
-    && python -c "import farm.jobs.v1.jobs_pb2, services.cli, MDispatcherAPI" \
+    && python -c "import farm.jobs.v1.jobs_pb2, services.cli, MDispatcherAPI, muster_cli.main" \
     && rm -rf /src
 
 RUN groupadd --system --gid 10001 muster \

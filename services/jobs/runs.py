@@ -183,6 +183,7 @@ class ChunkRuns:
                 "chunk_id": end.chunk_number,
                 "node_id": end.node_id,
                 "outcome": end.outcome,
+                "old_status": chunk.status,
                 "status": status,
                 "actor": actor,
             }

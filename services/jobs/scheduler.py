@@ -357,6 +357,8 @@ class Scheduler(ListeningThread):
                 "chunk_id": row["chunk"],
                 "node_id": row["node"],
                 "actor": "scheduler",
+                "old_status": "queued",
+                "status": "assigned",
             }
             events.append(
                 (

@@ -1296,12 +1296,14 @@ def lock_live_assignments(session: Session, tokens: Iterable[int]) -> list[Row[A
 def lock_ending_chunks(
     session: Session, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], Row[Any]]:
-    """(job, chunk) -> (job_id, chunk_number, requeue_count, max_chunk_requeues
-    of its job) of the chunks whose runs end, locked in (job, chunk) order."""
+    """(job, chunk) -> (job_id, chunk_number, status, requeue_count,
+    max_chunk_requeues of its job) of the chunks whose runs end, locked in
+    (job, chunk) order."""
     query: Select[Any] = (
         select(
             chunks.c.job_id,
             chunks.c.chunk_number,
+            chunks.c.status,
             chunks.c.requeue_count,
             jobs.c.max_chunk_requeues,
         )
