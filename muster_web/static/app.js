@@ -107,7 +107,7 @@ async function jobsPage(parent) {
   const p = pager((token) => api(`/api/jobs?parent=${parent}&page_token=${encodeURIComponent(token)}`), (reply) => {
     rows.clear();
     for (const j of reply.jobs) rows.set(j.id, j);
-    $("#jobs tbody").innerHTML = reply.jobs.map(jobRow).join("") || `<tr><td colspan="8">no jobs</td></tr>`;
+    $("#jobs tbody").innerHTML = reply.jobs.map(jobRow).join("") || `<tr class="empty"><td colspan="8">no jobs</td></tr>`;
     if (!window.firstRows) { window.firstRows = performance.now(); }
   });
   const up = parent === -1 ? "" : `<a href="#/jobs">queue</a> / folder ${parent}`;
@@ -123,6 +123,7 @@ async function jobsPage(parent) {
       if (change.deleted) { row?.remove(); rows.delete(j.id); return; }
       if (row) { row.outerHTML = jobRow(j); rows.set(j.id, j); }
       else if (j.parent_id === parent && !p.state.next && rows.size < 100) {
+        $("#jobs tbody tr.empty")?.remove();
         $("#jobs tbody").insertAdjacentHTML("beforeend", jobRow(j)); rows.set(j.id, j);
       }
     },
@@ -253,7 +254,8 @@ function chart(title, samples, series) {
   const top = Math.max(1, ...samples.flatMap((s) => series.map((k) => s[k])));
   const x = (t) => pad + ((t - t0) / (t1 - t0)) * (w - pad - 5);
   const y = (v) => h - pad + 10 - (v / top) * (h - pad - 5);
-  const lines = series.map((k, i) => `<polyline fill="none" stroke="${COLOURS[i]}" stroke-width="1.5" points="${samples.map((s) => `${x(s.time).toFixed(1)},${y(s[k]).toFixed(1)}`).join(" ")}"/>`).join("");
+  const lines = series.map((k, i) => `<polyline fill="none" stroke="${COLOURS[i]}" stroke-width="1.5" points="${samples.map((s) => `${x(s.time).toFixed(1)},${y(s[k]).toFixed(1)}`).join(" ")}"/>` +
+    (samples.length < 60 ? samples.map((s) => `<circle r="2.5" fill="${COLOURS[i]}" cx="${x(s.time).toFixed(1)}" cy="${y(s[k]).toFixed(1)}"/>`).join("") : "")).join("");
   const axes = `<line x1="${pad}" y1="${y(0)}" x2="${w - 5}" y2="${y(0)}" stroke="#999"/><line x1="${pad}" y1="5" x2="${pad}" y2="${y(0)}" stroke="#999"/>` +
     `<text x="2" y="14" font-size="10">${top}</text><text x="2" y="${y(0)}" font-size="10">0</text>` +
     `<text x="${pad}" y="${h - 2}" font-size="10">${esc(new Date(t0 * 1000).toLocaleTimeString())}</text>` +
@@ -264,7 +266,9 @@ function chart(title, samples, series) {
 
 async function statsPage() {
   $("#page").innerHTML = `<h1>Statistics</h1><p><label>Last <select id="hours"><option>1</option><option selected>24</option><option>168</option></select> hours</label> <span id="samples"></span></p><div id="stats" class="grid"></div>`;
-  view = {kind: "stats"};
+  // Redrawn every 30 s: a new sample is taken every statistics interval.
+  const timer = setInterval(() => draw(), 30000);
+  view = {kind: "stats", close() { clearInterval(timer); }};
   async function draw() {
     try {
       const reply = await api(`/api/statistics?hours=${$("#hours").value}`);
