@@ -4,7 +4,13 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
-const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "");
+const pad = (n) => String(n).padStart(2, "0");
+// Local time as YYYY-MM-DD HH:MM:SS, without Intl (its first use costs a page load hundreds of ms).
+const when = (t) => {
+  if (!t) return "";
+  const d = new Date(t * 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+};
 const bar = (p) => `<span class="bar"><i style="width:${Math.max(0, Math.min(100, p))}%"></i></span> ${p.toFixed(0)}%`;
 const status = (s, paused) => `<span class="status-${esc(s)}">${esc(s.replace(/_/g, " "))}</span>${paused ? ' <span class="status-paused">paused</span>' : ""}`;
 
@@ -83,6 +89,8 @@ function pager(load, render) {
     const reply = await load(state.tokens[state.index]);
     state.next = reply.next_page_token;
     render(reply);
+    // When the first rows of this page load were in the page (bench/dashboard.py).
+    window.firstRows = window.firstRows || performance.now();
     $("#prev").disabled = state.index === 0;
     $("#next").disabled = !state.next;
     $("#pageno").textContent = `page ${state.index + 1}`;
@@ -108,7 +116,6 @@ async function jobsPage(parent) {
     rows.clear();
     for (const j of reply.jobs) rows.set(j.id, j);
     $("#jobs tbody").innerHTML = reply.jobs.map(jobRow).join("") || `<tr class="empty"><td colspan="8">no jobs</td></tr>`;
-    if (!window.firstRows) { window.firstRows = performance.now(); }
   });
   const up = parent === -1 ? "" : `<a href="#/jobs">queue</a> / folder ${parent}`;
   $("#page").innerHTML = `<h1>Jobs</h1><div class="crumbs">${up}</div>${p.controls}` +
@@ -258,8 +265,8 @@ function chart(title, samples, series) {
     (samples.length < 60 ? samples.map((s) => `<circle r="2.5" fill="${COLOURS[i]}" cx="${x(s.time).toFixed(1)}" cy="${y(s[k]).toFixed(1)}"/>`).join("") : "")).join("");
   const axes = `<line x1="${pad}" y1="${y(0)}" x2="${w - 5}" y2="${y(0)}" stroke="#999"/><line x1="${pad}" y1="5" x2="${pad}" y2="${y(0)}" stroke="#999"/>` +
     `<text x="2" y="14" font-size="10">${top}</text><text x="2" y="${y(0)}" font-size="10">0</text>` +
-    `<text x="${pad}" y="${h - 2}" font-size="10">${esc(new Date(t0 * 1000).toLocaleTimeString())}</text>` +
-    `<text x="${w - 5}" y="${h - 2}" font-size="10" text-anchor="end">${esc(new Date(t1 * 1000).toLocaleTimeString())}</text>`;
+    `<text x="${pad}" y="${h - 2}" font-size="10">${esc(when(t0).slice(11))}</text>` +
+    `<text x="${w - 5}" y="${h - 2}" font-size="10" text-anchor="end">${esc(when(t1).slice(11))}</text>`;
   const legend = series.map((k, i) => `<span style="color:${COLOURS[i]}">■ ${esc(k.replace(/_/g, " "))}</span>`).join("");
   return `<div class="chart"><h3>${esc(title)}</h3><svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none">${axes}${lines}</svg><div class="legend">${legend}</div></div>`;
 }
