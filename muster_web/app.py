@@ -106,6 +106,11 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> views.Json:
+        """Liveness and readiness (Kubernetes probes); says nothing of the services."""
+        return {"ok": True}
+
     # --- session --------------------------------------------------------------
 
     @app.post("/api/login")
