@@ -83,9 +83,7 @@ def test_log_in_watch_a_job_complete_read_a_chunk_log_and_pause_a_node(
         browser.find_element(By.ID, "login-password").send_keys(stack.password)
         browser.find_element(By.ID, "login-submit").click()
         wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs tbody tr"), "job list")
-        wait(
-            browser, lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"), "live"
-        )
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#live.on"), "live updates")
         # Set once: still there at the end means the page never reloaded.
         browser.execute_script("window.sameLoad = 'yes'")
 
