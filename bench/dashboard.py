@@ -22,26 +22,20 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process
+from bench.jobs import LISTED_JOBS as JOBS
+from bench.jobs import _seed_jobs
 from muster_web.server import WebServer
 from muster_web.settings import WebSettings
 from services.core.database import Database
 from tests.muster_web.browser import browser_missing, chromium
 
-JOBS = 10_000
 NODES = 2_000
 LOADS = 7
 
 
 def _seed(db: Database) -> None:
+    _seed_jobs(db)  # the jobs bench's 10,000 queued jobs
     with db.transaction() as session:
-        session.execute(
-            text(
-                "INSERT INTO jobs (name, owner, template_id, chunks_total, chunks_queued,"
-                " priority) SELECT 'shot ' || g, 'bench', 1, 10, 10, g % 100"
-                " FROM generate_series(1, :n) g"
-            ),
-            {"n": JOBS},
-        )
         session.execute(
             text(
                 "INSERT INTO nodes (name, host_name, platform, status, session_id,"

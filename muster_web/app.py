@@ -67,6 +67,12 @@ def change(token: Token, _: FromPage) -> str:
 Changing = Annotated[str, Depends(change)]
 
 
+def _paused(job_id: int, paused: bool) -> jobs_pb2.UpdateJobRequest:
+    request = jobs_pb2.UpdateJobRequest(job=jobs_pb2.Job(id=job_id, paused=paused))
+    request.update_mask.paths.append("paused")
+    return request
+
+
 class LoginForm(BaseModel):
     user: str
     password: str
@@ -93,6 +99,23 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
             return method(request, metadata=auth_metadata(token), timeout=upstream.timeout)
         except grpc.RpcError as exc:
             raise HTTPException(http_status(exc.code()), exc.details() or exc.code().name) from None
+
+    def perform(
+        action: str, what: str, token: str, actions: dict[str, tuple[Callable[..., Any], Any]]
+    ) -> None:
+        """Make the named action's call; 404 naming the actions there are."""
+        if action not in actions:
+            raise HTTPException(404, f"no {what} action {action!r}: {', '.join(actions)}")
+        method, request = actions[action]
+        call(method, request, token)
+
+    def paged(
+        method: Callable[..., Any], request: Any, token: str, field: str, view: Callable[[Any], Any]
+    ) -> views.Json:
+        """One page of a List call: its items as the page shows them, the next token."""
+        reply = call(method, request, token)
+        items = [view(item) for item in getattr(reply, field)]
+        return {field: items, "next_page_token": reply.next_page_token}
 
     @app.exception_handler(HTTPException)
     async def error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -158,11 +181,7 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
         request = jobs_pb2.ListJobsRequest(page_size=page_size, page_token=page_token)
         if parent is not None:
             request.parent_id = parent
-        reply = call(upstream.jobs().ListJobs, request, token)
-        return {
-            "jobs": [views.job(j) for j in reply.jobs],
-            "next_page_token": reply.next_page_token,
-        }
+        return paged(upstream.jobs().ListJobs, request, token, "jobs", views.job)
 
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: int, token: Token) -> views.Json:
@@ -171,19 +190,18 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
 
     @app.post("/api/jobs/{job_id}/{action}")
     def job_action(job_id: int, action: str, token: Changing) -> views.Json:
-        stub = upstream.jobs()
-        if action in ("pause", "resume"):
-            request = jobs_pb2.UpdateJobRequest(
-                job=jobs_pb2.Job(id=job_id, paused=action == "pause")
-            )
-            request.update_mask.paths.append("paused")
-            call(stub.UpdateJob, request, token)
-        elif action == "reinit":
-            call(stub.ReinitJob, jobs_pb2.ReinitJobRequest(job_id=job_id), token)
-        elif action == "delete":
-            call(stub.DeleteJob, jobs_pb2.DeleteJobRequest(job_id=job_id), token)
-        else:
-            raise HTTPException(404, f"no job action {action!r}: pause, resume, reinit or delete")
+        jobs = upstream.jobs()
+        perform(
+            action,
+            "job",
+            token,
+            {
+                "pause": (jobs.UpdateJob, _paused(job_id, True)),
+                "resume": (jobs.UpdateJob, _paused(job_id, False)),
+                "reinit": (jobs.ReinitJob, jobs_pb2.ReinitJobRequest(job_id=job_id)),
+                "delete": (jobs.DeleteJob, jobs_pb2.DeleteJobRequest(job_id=job_id)),
+            },
+        )
         return {"done": action, "job_id": job_id}
 
     @app.get("/api/jobs/{job_id}/chunks")
@@ -196,11 +214,7 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
         request = jobs_pb2.ListChunksRequest(
             job_id=job_id, page_size=page_size, page_token=page_token
         )
-        reply = call(upstream.jobs().ListChunks, request, token)
-        return {
-            "chunks": [views.chunk(c) for c in reply.chunks],
-            "next_page_token": reply.next_page_token,
-        }
+        return paged(upstream.jobs().ListChunks, request, token, "chunks", views.chunk)
 
     @app.get("/api/jobs/{job_id}/chunks/{chunk_id}/history")
     def chunk_history(job_id: int, chunk_id: int, token: Token) -> views.Json:
@@ -288,21 +302,20 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
     ) -> views.Json:
         request = nodes_pb2.ListNodesRequest(page_size=page_size, page_token=page_token)
-        reply = call(upstream.nodes().ListNodes, request, token)
-        return {
-            "nodes": [views.node(n) for n in reply.nodes],
-            "next_page_token": reply.next_page_token,
-        }
+        return paged(upstream.nodes().ListNodes, request, token, "nodes", views.node)
 
     @app.post("/api/nodes/{node_id}/{action}")
     def node_action(node_id: int, action: str, token: Changing) -> views.Json:
-        stub = upstream.nodes()
-        if action == "pause":
-            call(stub.PauseNode, nodes_pb2.PauseNodeRequest(node_id=node_id), token)
-        elif action == "resume":
-            call(stub.ResumeNode, nodes_pb2.ResumeNodeRequest(node_id=node_id), token)
-        else:
-            raise HTTPException(404, f"no node action {action!r}: pause or resume")
+        nodes = upstream.nodes()
+        perform(
+            action,
+            "node",
+            token,
+            {
+                "pause": (nodes.PauseNode, nodes_pb2.PauseNodeRequest(node_id=node_id)),
+                "resume": (nodes.ResumeNode, nodes_pb2.ResumeNodeRequest(node_id=node_id)),
+            },
+        )
         return {"done": action, "node_id": node_id}
 
     # --- statistics -----------------------------------------------------------

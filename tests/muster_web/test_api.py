@@ -14,21 +14,11 @@ import pytest
 from farm.admin.v1 import admin_pb2, admin_pb2_grpc
 from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from tests.e2e.test_render import shell_job
+from tests.e2e.test_render import eventually, shell_job
 from tests.muster_web.conftest import Stack
 from tests.muster_web.support import WebClient
 
 pytestmark = pytest.mark.database
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +110,7 @@ def test_job_actions_act_with_the_users_token(admin: WebClient, channel: grpc.Ch
     assert not get_job(channel, job_id).paused
     assert admin.call("POST", f"/api/jobs/{job_id}/reinit")[0] == 200
     status, body = admin.call("POST", f"/api/jobs/{job_id}/explode")
-    assert status == 404 and "pause, resume, reinit or delete" in body["error"]
+    assert status == 404 and "pause, resume, reinit, delete" in body["error"]
     assert admin.call("POST", f"/api/jobs/{job_id}/delete")[0] == 200
     status, body = admin.call("GET", f"/api/jobs/{job_id}")
     assert status == 404 and str(job_id) in body["error"]
