@@ -226,3 +226,31 @@ def test_the_page_and_its_assets_are_served_by_the_dashboard(stack: Stack) -> No
         assert request.status == 200 and kind in request.headers["content-type"]
         text = request.read().decode()
         assert "http://" not in text.replace(stack.url, "") and "https://" not in text
+
+
+def test_a_running_chunks_log_is_followed_then_read_back(
+    admin: WebClient, channel: grpc.Channel
+) -> None:
+    """JobsService.FollowChunkLog and GetChunkLog through the dashboard (the
+    render-log RPCs: issue #16's render logs)."""
+    job = shell_job("followed", 1, 1, "echo tick one; sleep 2; echo tick two")
+    job_id = (
+        jobs_pb2_grpc.JobsServiceStub(channel).SubmitJob(jobs_pb2.SubmitJobRequest(job=job)).job_id
+    )
+    stream = admin.events(f"/api/jobs/{job_id}/chunks/1/log/follow?tail=100")
+    try:
+        texts: list[str] = []
+        while True:
+            message = stream.next("lines", timeout=60)
+            texts += [line["text"] for line in message["lines"]]
+            if message["ended"]:
+                break
+        assert message["run"]["outcome"] == "succeeded"
+        assert texts.index("tick one") < texts.index("tick two")
+    finally:
+        stream.close()
+    log = admin.get(f"/api/jobs/{job_id}/chunks/1/log?tail=1000")
+    assert [line["text"] for line in log["lines"]] == texts
+    assert log["run"]["run_number"] == 1 and log["last_line"] == len(texts)
+    status, body = admin.call("GET", f"/api/jobs/{job_id}/chunks/7/log")
+    assert status == 404 and body["error"], body
