@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import grpc
 from fastapi import Cookie, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
@@ -60,6 +61,17 @@ Token = Annotated[str, Depends(session)]
 FromPage = Annotated[None, Depends(from_page)]
 
 
+def accepted(request: Request, token: Token) -> str:
+    """The session's token once the services accepted it, before a stream
+    starts (its status cannot change after): a stale or forged cookie gets
+    401 and is never lent to the shared event connection."""
+    request.app.state.check_token(token)
+    return token
+
+
+Accepted = Annotated[str, Depends(accepted)]
+
+
 def change(token: Token, _: FromPage) -> str:
     return token
 
@@ -100,6 +112,11 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
         except grpc.RpcError as exc:
             raise HTTPException(http_status(exc.code()), exc.details() or exc.code().name) from None
 
+    def check_token(token: str) -> None:
+        call(upstream.admin().GetStatisticsBounds, admin_pb2.GetStatisticsBoundsRequest(), token)
+
+    app.state.check_token = check_token
+
     def perform(
         action: str, what: str, token: str, actions: dict[str, tuple[Callable[..., Any], Any]]
     ) -> None:
@@ -120,6 +137,12 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
     @app.exception_handler(HTTPException)
     async def error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """One readable line: 'query.page_size: Input should be ...'."""
+        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=422)
 
     # --- the page -------------------------------------------------------------
 
@@ -262,7 +285,7 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
     async def follow_log(
         job_id: int,
         chunk_id: int,
-        token: Token,
+        token: Accepted,
         run: Annotated[int, Query(ge=0)] = 0,
         tail: Annotated[int, Query(ge=0, le=10000)] = 0,
     ) -> AsyncIterator[ServerSentEvent]:
@@ -341,7 +364,7 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
     # --- live changes ---------------------------------------------------------
 
     @app.get("/api/events", response_class=EventSourceResponse)
-    async def events(token: Token) -> AsyncIterator[ServerSentEvent]:
+    async def events(token: Accepted) -> AsyncIterator[ServerSentEvent]:
         hub.lend(token)
         yield ServerSentEvent(event="hello", data={"subscribers": hub.subscribers + 1})
         async for batch in hub.subscribe():

@@ -163,7 +163,8 @@ def test_the_job_list_pages_through_a_folder(admin: WebClient, channel: grpc.Cha
     root = admin.get("/api/jobs?page_size=1000")["jobs"]
     assert folder.folder_id in {j["id"] for j in root if j["folder"]}
     assert not ids & {j["id"] for j in root}
-    assert admin.call("GET", "/api/jobs?page_size=0")[0] == 422
+    status, body = admin.call("GET", "/api/jobs?page_size=0")
+    assert status == 422 and body["error"].startswith("query.page_size: "), body
     status, body = admin.call("GET", f"/api/jobs?parent={folder.folder_id}&page_token=garbage")
     assert status == 400 and "page_token" in body["error"]
 
@@ -173,6 +174,10 @@ def test_one_upstream_stream_feeds_every_browser(
 ) -> None:
     other = WebClient(stack.url)
     other.login(stack.user, stack.password)
+    forged = WebClient(stack.url)
+    forged.opener.addheaders.append(("cookie", "muster_session=forged"))
+    status, body = forged.call("GET", "/api/events")
+    assert status == 401 and body["error"], body  # never lent to the shared connection
     streams = [admin.events(), other.events(), admin.events()]
     try:
         for stream in streams:
