@@ -19,6 +19,9 @@ from muster_web.upstream import Upstream
 from services.core.tls import TLSError
 
 _LOG = logging.getLogger("muster_web")
+# On SIGTERM (or the dispatcher stopping): requests get this long to finish; live
+# streams never do, so they are closed then (browsers reconnect elsewhere).
+GRACE_SECONDS = 3
 
 
 def bind(listen: str) -> socket.socket:
@@ -50,7 +53,13 @@ class WebServer:
         self.socket = bind(settings.listen)
         self.url = url_of(self.socket, settings)
         self.app = create_app(settings, Upstream(dispatcher_address))
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACE_SECONDS,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
 
@@ -94,9 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(settings, upstream)
     sys.stdout.write(f"dashboard at {url_of(sock, settings)}\n")
     sys.stdout.flush()
-    uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, proxy_headers=True)).run(
-        sockets=[sock]
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
