@@ -23,8 +23,10 @@ COPY notificator/ notificator/
 COPY agent/ agent/
 COPY console/ console/
 COPY muster_cli/ muster_cli/
+# The web dashboard (`muster-web`, deploy/k8s/web.yaml) with its page and assets.
+COPY muster_web/ muster_web/
 RUN pip install . \
-    && python -c "import farm.jobs.v1.jobs_pb2, services.cli, MDispatcherAPI, muster_cli.main" \
+    && python -c "import farm.jobs.v1.jobs_pb2, services.cli, MDispatcherAPI, muster_cli.main, muster_web.server" \
     && rm -rf /src
 
 RUN groupadd --system --gid 10001 muster \

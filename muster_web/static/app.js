@@ -117,7 +117,7 @@ async function jobsPage(parent) {
     for (const j of reply.jobs) rows.set(j.id, j);
     $("#jobs tbody").innerHTML = reply.jobs.map(jobRow).join("") || `<tr class="empty"><td colspan="8">no jobs</td></tr>`;
   });
-  const up = parent === -1 ? "" : `<a href="#/jobs">queue</a> / folder ${parent}`;
+  const up = parent === -1 ? "" : `<a href="#/jobs">queue</a> / <span id="folder-path">folder ${parent}</span>`;
   $("#page").innerHTML = `<h1>Jobs</h1><div class="crumbs">${up}</div>${p.controls}` +
     `<table id="jobs"><thead><tr><th>id</th><th>name</th><th>status</th><th>progress</th><th>chunks</th><th>priority</th><th>owner</th><th>nodes</th></tr></thead><tbody></tbody></table>`;
   p.wire();
@@ -136,6 +136,14 @@ async function jobsPage(parent) {
     },
   };
   try { await p.show(); } catch (e) { toast(e.message); }
+  if (parent !== -1) {
+    // The folder's name, and the way up when it sits in another folder.
+    try {
+      const folder = await api(`/api/jobs/${parent}`);
+      const above = folder.parent_id === -1 ? "" : `<a href="#/folder/${folder.parent_id}">…</a> / `;
+      $("#folder-path").innerHTML = `${above}${esc(folder.name)}`;
+    } catch (e) { toast(e.message); }
+  }
 }
 
 function chunkRow(c) {
