@@ -118,13 +118,18 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
     app.state.check_token = check_token
 
     def perform(
-        action: str, what: str, token: str, actions: dict[str, tuple[Callable[..., Any], Any]]
-    ) -> None:
+        what: str,
+        ident: int,
+        action: str,
+        token: str,
+        actions: dict[str, tuple[Callable[..., Any], Any]],
+    ) -> views.Json:
         """Make the named action's call; 404 naming the actions there are."""
         if action not in actions:
             raise HTTPException(404, f"no {what} action {action!r}: {', '.join(actions)}")
         method, request = actions[action]
         call(method, request, token)
+        return {"done": action, f"{what}_id": ident}
 
     def paged(
         method: Callable[..., Any], request: Any, token: str, field: str, view: Callable[[Any], Any]
@@ -214,9 +219,10 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
     @app.post("/api/jobs/{job_id}/{action}")
     def job_action(job_id: int, action: str, token: Changing) -> views.Json:
         jobs = upstream.jobs()
-        perform(
-            action,
+        return perform(
             "job",
+            job_id,
+            action,
             token,
             {
                 "pause": (jobs.UpdateJob, _paused(job_id, True)),
@@ -225,7 +231,6 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
                 "delete": (jobs.DeleteJob, jobs_pb2.DeleteJobRequest(job_id=job_id)),
             },
         )
-        return {"done": action, "job_id": job_id}
 
     @app.get("/api/jobs/{job_id}/chunks")
     def list_chunks(
@@ -330,16 +335,16 @@ def create_app(settings: WebSettings, upstream: Upstream | None = None) -> FastA
     @app.post("/api/nodes/{node_id}/{action}")
     def node_action(node_id: int, action: str, token: Changing) -> views.Json:
         nodes = upstream.nodes()
-        perform(
-            action,
+        return perform(
             "node",
+            node_id,
+            action,
             token,
             {
                 "pause": (nodes.PauseNode, nodes_pb2.PauseNodeRequest(node_id=node_id)),
                 "resume": (nodes.ResumeNode, nodes_pb2.ResumeNodeRequest(node_id=node_id)),
             },
         )
-        return {"done": action, "node_id": node_id}
 
     # --- statistics -----------------------------------------------------------
 
