@@ -11,7 +11,7 @@ from services.core import migrate
 from services.core.background import Periodic
 from services.core.bus import prune_events
 from services.core.database import Database, DatabaseRuntime
-from services.core.server import Component, DispatcherServer, serve_until_signalled
+from services.core.server import Component, Connections, DispatcherServer, serve_until_signalled
 from services.core.settings import Settings
 from services.core.tls import ServerTLS
 
@@ -85,6 +85,12 @@ def serve(
         url = runtime.url()
         if run_migrations:
             migrate.upgrade(url)
+        else:
+            try:
+                migrate.require_head(url)
+            except migrate.SchemaBehind as exc:
+                # A pod started before the migration Job: say what to run.
+                raise SystemExit(f"dispatcher: {exc}") from None
         db = Database(url, pool_size=settings.db_pool_size)
         try:
             if prepare is None:
@@ -101,6 +107,7 @@ def serve(
                         worker_threads=settings.worker_threads,
                         tls=tls,
                         rpc_metrics=bool(settings.metrics_listen),
+                        connections=Connections.of(settings),
                     ),
                     settings.listen,
                     settings.shutdown_grace_seconds,

@@ -37,6 +37,7 @@ from services.core.errors import DomainError, status_of
 from services.core.metrics import Endpoint, MethodMetrics, Snapshot, rpc_method
 from services.core.permissions import Access, access_of
 from services.core.requests import check_request
+from services.core.settings import Settings
 from services.core.tls import ServerTLS
 
 _LOG = logging.getLogger(__name__)
@@ -453,6 +454,34 @@ class _Call:
 # --- the server ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Connections:
+    """How long the server keeps a client connection (MUSTER_KEEPALIVE_SECONDS,
+    MUSTER_MAX_CONNECTION_AGE_SECONDS, MUSTER_MAX_CONNECTION_AGE_GRACE_SECONDS):
+    idle connections are pinged, and every connection is asked to reconnect
+    once it is `max_age_seconds` old, so long-lived streams (agents, consoles)
+    spread over replicas started after them."""
+
+    keepalive_seconds: float = 30.0
+    max_age_seconds: float = 1800.0
+    max_age_grace_seconds: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Connections:
+        return cls(
+            settings.keepalive_seconds,
+            settings.max_connection_age_seconds,
+            settings.max_connection_age_grace_seconds,
+        )
+
+    def options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", round(self.keepalive_seconds * 1000)),
+            ("grpc.max_connection_age_ms", round(self.max_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(self.max_age_grace_seconds * 1000)),
+        ]
+
+
 class DispatcherServer:
     """A gRPC server hosting one or more components."""
 
@@ -464,6 +493,7 @@ class DispatcherServer:
         security: Security | None = None,
         tls: ServerTLS | None = None,
         rpc_metrics: bool = True,
+        connections: Connections | None = None,
     ) -> None:
         if not components:
             raise ValueError("a server needs at least one component")
@@ -487,7 +517,7 @@ class DispatcherServer:
                 # any servicer sees them (docs/security.md).
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
-                ("grpc.keepalive_time_ms", 30_000),
+                *(connections or Connections()).options(),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Agents and consoles ping to notice a dead server; accept it.

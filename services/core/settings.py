@@ -68,11 +68,31 @@ def _secret_file(path: Path | None, name: str) -> str:
     return value
 
 
+def _database_url(env: dict[str, str], file: Path | None) -> str:
+    """MUSTER_DATABASE_URL, or the content of MUSTER_DATABASE_URL_FILE (one of them)."""
+    url = env.get("MUSTER_DATABASE_URL", "").strip()
+    if file is None:
+        return url
+    if url:
+        raise SettingsError("set MUSTER_DATABASE_URL or MUSTER_DATABASE_URL_FILE, not both")
+    try:
+        url = file.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"MUSTER_DATABASE_URL_FILE={str(file)!r}: {exc.strerror or exc}"
+        ) from None
+    if not url:
+        raise SettingsError(f"MUSTER_DATABASE_URL_FILE: {str(file)!r} is empty")
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     # Postgres URL (postgresql://... or postgresql+psycopg://...). Empty: the
     # embedded PostgreSQL in <data_dir>/postgres is started and used.
     database_url: str = ""
+    # File holding that URL (a Kubernetes Secret); read into database_url.
+    database_url_file: Path | None = None
     # Folder for the embedded PostgreSQL and other local state.
     data_dir: Path = field(default_factory=lambda: Path(".data").resolve())
     # host:port the gRPC server listens on ("127.0.0.1:0" picks a free port).
@@ -127,6 +147,15 @@ class Settings:
     # File holding the agents' enrollment secret. Unset: a random secret kept
     # in the database (`dispatcher enrollment-secret` prints it).
     enrollment_secret_file: Path | None = None
+    # Seconds between the server's keepalive pings on an idle connection.
+    keepalive_seconds: float = 30.0
+    # Seconds a client connection may live before the server asks it to
+    # reconnect (GOAWAY, with a 10% jitter): long-lived agent streams then
+    # spread over replicas started later (a rollout, a scale-up).
+    max_connection_age_seconds: float = 1800.0
+    # Seconds the calls of such a connection get to finish before they are
+    # cancelled (an agent's stream reconnects and re-registers at once).
+    max_connection_age_grace_seconds: float = 30.0
 
     @property
     def hooks_folder(self) -> Path:
@@ -139,9 +168,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        database_url_file = _path(env, "MUSTER_DATABASE_URL_FILE")
         data_dir = Path(env.get("MUSTER_DATA_DIR", "").strip() or ".data").expanduser().resolve()
         return cls(
-            database_url=env.get("MUSTER_DATABASE_URL", "").strip(),
+            database_url=_database_url(env, database_url_file),
+            database_url_file=database_url_file,
             data_dir=data_dir,
             listen=env.get("MUSTER_LISTEN", "").strip() or cls.listen,
             health_listen=env.get("MUSTER_HEALTH_LISTEN", "").strip(),
@@ -193,6 +224,16 @@ class Settings:
             admin_user=env.get("MUSTER_ADMIN_USER", "").strip() or cls.admin_user,
             admin_password_file=_path(env, "MUSTER_ADMIN_PASSWORD_FILE"),
             enrollment_secret_file=_path(env, "MUSTER_ENROLLMENT_SECRET_FILE"),
+            keepalive_seconds=_float(env, "MUSTER_KEEPALIVE_SECONDS", cls.keepalive_seconds, 1.0),
+            max_connection_age_seconds=_float(
+                env, "MUSTER_MAX_CONNECTION_AGE_SECONDS", cls.max_connection_age_seconds, 1.0
+            ),
+            max_connection_age_grace_seconds=_float(
+                env,
+                "MUSTER_MAX_CONNECTION_AGE_GRACE_SECONDS",
+                cls.max_connection_age_grace_seconds,
+                0.0,
+            ),
         )
 
     def enrollment_secret(self) -> str:
@@ -207,6 +248,7 @@ class Settings:
 # Environment variable for each field, the single source for docs and tests.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
     "database_url": "MUSTER_DATABASE_URL",
+    "database_url_file": "MUSTER_DATABASE_URL_FILE",
     "data_dir": "MUSTER_DATA_DIR",
     "listen": "MUSTER_LISTEN",
     "health_listen": "MUSTER_HEALTH_LISTEN",
@@ -230,4 +272,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "admin_user": "MUSTER_ADMIN_USER",
     "admin_password_file": "MUSTER_ADMIN_PASSWORD_FILE",
     "enrollment_secret_file": "MUSTER_ENROLLMENT_SECRET_FILE",
+    "keepalive_seconds": "MUSTER_KEEPALIVE_SECONDS",
+    "max_connection_age_seconds": "MUSTER_MAX_CONNECTION_AGE_SECONDS",
+    "max_connection_age_grace_seconds": "MUSTER_MAX_CONNECTION_AGE_GRACE_SECONDS",
 }

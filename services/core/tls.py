@@ -16,6 +16,7 @@ not on a network (docs/security.md).
 from __future__ import annotations
 
 import collections
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -111,24 +112,48 @@ class ClientTLS:
         return []
 
 
+# Calls are spread over every address a target resolves to (each replica behind
+# a headless Service, `dns:///muster-jobs-headless...:50051`, or the addresses of
+# `ipv4:a:p,b:p`), not all sent to the first one (gRPC's default, pick_first).
+ROUND_ROBIN: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+
+
+def balanced(options: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+    """`options` whose service config balances calls round robin (added to the
+    service config they give, unless it names its own policy)."""
+    result = list(options)
+    for index, (key, value) in enumerate(result):
+        if key == "grpc.service_config":
+            config = {**ROUND_ROBIN, **json.loads(value)}
+            result[index] = (key, json.dumps(config))
+            return result
+    return [*result, ("grpc.service_config", json.dumps(ROUND_ROBIN))]
+
+
 def open_channel(
     address: str, options: Sequence[tuple[str, Any]] = (), tls: ClientTLS | None = None
 ) -> grpc.Channel:
-    """A blocking channel to `address`, with TLS when the environment asks for it."""
+    """A blocking channel to `address` (balanced over its addresses), with TLS
+    when the environment asks for it."""
     tls = tls or ClientTLS.from_env()
     if tls is None:
-        return grpc.insecure_channel(address, options=list(options))
-    return grpc.secure_channel(address, tls.credentials(), options=[*options, *tls.options()])
+        return grpc.insecure_channel(address, options=balanced(options))
+    return grpc.secure_channel(
+        address, tls.credentials(), options=[*balanced(options), *tls.options()]
+    )
 
 
 def open_aio_channel(
     address: str, options: Sequence[tuple[str, Any]] = (), tls: ClientTLS | None = None
 ) -> grpc.aio.Channel:
-    """An asyncio channel to `address`, with TLS when the environment asks for it."""
+    """An asyncio channel to `address` (balanced over its addresses), with TLS
+    when the environment asks for it."""
     tls = tls or ClientTLS.from_env()
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=list(options))
-    return grpc.aio.secure_channel(address, tls.credentials(), options=[*options, *tls.options()])
+        return grpc.aio.insecure_channel(address, options=balanced(options))
+    return grpc.aio.secure_channel(
+        address, tls.credentials(), options=[*balanced(options), *tls.options()]
+    )
 
 
 # --- calls carrying a token ----------------------------------------------------------

@@ -47,3 +47,51 @@ def test_unusable_values_name_the_variable(variable: str, value: str, message: s
     with pytest.raises(SettingsError, match=variable) as error:
         Settings.from_env({variable: value})
     assert message in str(error.value)
+
+
+def test_the_database_url_is_read_from_its_file(tmp_path: Path) -> None:
+    url = "postgresql://dispatcher:s3cret%40x@db.example:5432/dispatcher"
+    secret = tmp_path / "url"
+    secret.write_text(url + "\n")  # as `kubectl create secret --from-file` keeps it
+    settings = Settings.from_env({"MUSTER_DATABASE_URL_FILE": str(secret)})
+    assert settings.database_url == url
+    assert settings.database_url_file == secret
+
+
+@pytest.mark.parametrize(
+    ("content", "with_url", "message"),
+    [
+        (None, False, "No such file"),
+        ("  \n", False, "is empty"),
+        ("postgresql://a@b/c", True, "not both"),
+    ],
+)
+def test_an_unusable_database_url_file_is_refused(
+    tmp_path: Path, content: str | None, with_url: bool, message: str
+) -> None:
+    secret = tmp_path / "url"
+    if content is not None:
+        secret.write_text(content)
+    env = {"MUSTER_DATABASE_URL_FILE": str(secret)}
+    if with_url:
+        env["MUSTER_DATABASE_URL"] = "postgresql://other@host/db"
+    with pytest.raises(SettingsError, match="MUSTER_DATABASE_URL_FILE") as error:
+        Settings.from_env(env)
+    assert message in str(error.value)
+
+
+def test_connection_limits_default_and_are_read() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.keepalive_seconds, defaults.max_connection_age_seconds) == (30.0, 1800.0)
+    assert defaults.max_connection_age_grace_seconds == 30.0
+    read = Settings.from_env(
+        {
+            "MUSTER_MAX_CONNECTION_AGE_SECONDS": "5",
+            "MUSTER_MAX_CONNECTION_AGE_GRACE_SECONDS": "0",
+            "MUSTER_KEEPALIVE_SECONDS": "10",
+        }
+    )
+    assert (read.max_connection_age_seconds, read.max_connection_age_grace_seconds) == (5.0, 0.0)
+    assert read.keepalive_seconds == 10.0
+    with pytest.raises(SettingsError, match="MUSTER_MAX_CONNECTION_AGE_SECONDS"):
+        Settings.from_env({"MUSTER_MAX_CONNECTION_AGE_SECONDS": "0.5"})
