@@ -3,7 +3,6 @@ its command line, its settings, its probe path, and the services it calls."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -13,7 +12,7 @@ from muster_web.server import main
 from muster_web.settings import WebSettings, split_listen
 from muster_web.upstream import Upstream
 from services.core.tls import ClientTLS
-from tests.deploy.test_k8s import K8S, Doc, _env, _of_kind, _port
+from tests.deploy.test_k8s import OVERLAYS, Doc, _env, _of_kind, _port, kubectl
 
 
 def _web() -> tuple[Doc, Doc]:
@@ -43,7 +42,8 @@ def test_the_dashboard_calls_each_service_and_its_cluster_ip_service_fronts_it()
     deployment, container = _web()
     env = _env(container)
     for service in ("JOBS", "NODES", "ADMIN"):
-        assert env[f"MUSTER_{service}_ADDRESS"].startswith(f"muster-{service.lower()}.")
+        # Every replica (round robin): tests/deploy/test_k8s.py checks the headless Services.
+        assert env[f"MUSTER_{service}_ADDRESS"].startswith(f"dns:///muster-{service.lower()}-")
     front = _of_kind("Service")["muster-web"]
     assert front["spec"]["type"] == "ClusterIP"
     pods = deployment["spec"]["template"]["metadata"]["labels"]
@@ -58,9 +58,12 @@ def test_muster_web_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture[s
     assert err.startswith("muster-web: ") and "nowhere" in err and err.count("\n") == 1
 
 
-@pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl (kustomize) not installed")
-def test_kustomize_builds_the_dashboard_objects() -> None:
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_kustomize_builds_the_dashboard_objects(overlay: str) -> None:
     built = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=True
+        [kubectl(), "kustomize", str(OVERLAYS / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "name: muster-web" in built and "namespace: muster" in built
