@@ -20,7 +20,7 @@ def test_a_channel_without_a_service_config_gets_round_robin() -> None:
 def test_a_given_service_config_keeps_its_settings_and_gains_round_robin() -> None:
     options = balanced(CHANNEL_OPTIONS)
     [config] = [json.loads(v) for k, v in options if k == "grpc.service_config"]
-    [given] = [json.loads(v) for k, v in CHANNEL_OPTIONS if k == "grpc.service_config"]
+    [given] = [json.loads(str(v)) for k, v in CHANNEL_OPTIONS if k == "grpc.service_config"]
     assert config == {**given, **ROUND_ROBIN}
     assert len(options) == len(CHANNEL_OPTIONS)
 
