@@ -462,12 +462,14 @@ class Connections:
     once it is `max_age_seconds` old, so long-lived streams (agents, consoles)
     spread over replicas started after them."""
 
-    keepalive_seconds: float = 30.0
-    max_age_seconds: float = 1800.0
-    max_age_grace_seconds: float = 30.0
+    keepalive_seconds: float
+    max_age_seconds: float
+    max_age_grace_seconds: float
 
     @classmethod
-    def of(cls, settings: Settings) -> Connections:
+    def of(cls, settings: Settings | None = None) -> Connections:
+        """The limits `settings` give (their defaults without them)."""
+        settings = settings or Settings()
         return cls(
             settings.keepalive_seconds,
             settings.max_connection_age_seconds,
@@ -517,7 +519,7 @@ class DispatcherServer:
                 # any servicer sees them (docs/security.md).
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
-                *(connections or Connections()).options(),
+                *(connections or Connections.of()).options(),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Agents and consoles ping to notice a dead server; accept it.
