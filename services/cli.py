@@ -275,7 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "listen", None):
         settings = replace(settings, listen=args.listen)
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        return _command(args, settings)
+    except SettingsError as exc:  # e.g. no database URL and no embedded PostgreSQL
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 2
 
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     from services import app
 
     if args.command == "status":
