@@ -29,9 +29,9 @@ COPY gateway/ gateway/
 COPY notificator/ notificator/
 COPY console/ console/
 COPY agent/ agent/
+COPY muster_cli/ muster_cli/
 # LEAD: packages other branches add to the wheel's `packages` list get their line
-# here when they are merged, e.g.:
-# COPY muster_cli/ muster_cli/
+# here when they are merged (tests/deploy/test_image.py fails until they do):
 # COPY muster_web/ muster_web/
 # `pip wheel` runs the build hook (tools/hatch_build.py: tools/gen_protos.py with
 # the build requirements of pyproject.toml) in an isolated environment that is

@@ -17,13 +17,40 @@ from collections.abc import Sequence
 from farm.jobs.v1 import jobs_pb2
 from farm.nodes.v1 import nodes_pb2
 from gateway.live import LiveClient, clock, command_line, connect_from, run_until_signalled
+from muster_cli.render import chunk_status, job_status
 
 PROGRAM = "muster-console"
 
+# How a node change (NodeChanged.change) reads in a line.
+NODE_CHANGES = {
+    "registered": "registered (online)",
+    "idle": "idle",
+    "lost": "lost (offline)",
+    "paused": "paused",
+    "resumed": "resumed",
+    "changed": "settings changed",
+    "excluded": "excluded from a job",
+    "exclusions_purged": "exclusions purged",
+    "command": "sent a command",
+}
 
-def _status(job: jobs_pb2.Job) -> str:
-    name = jobs_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower()
-    return name.replace("_", " ") + (", paused" if job.paused else "")
+
+def describe_chunk(changed: nodes_pb2.ChunkChanged) -> str:
+    """`chunk 3 of job 2: queued -> assigned, node 5` (what the event says)."""
+    chunk = changed.chunk
+    text = f"chunk {chunk.id} of job {chunk.job_id}"
+    if not chunk.status:
+        return f"{text} changed"
+    now = chunk_status(chunk.status)
+    if changed.previous_status and changed.previous_status != chunk.status:
+        text += f": {chunk_status(changed.previous_status)} -> {now}"
+    else:
+        text += f": {now}"
+    if chunk.node_id:
+        text += f", node {chunk.node_id}"
+    if chunk.progress:
+        text += f", {chunk.progress:.0f}%"
+    return text
 
 
 def describe(event: nodes_pb2.ClientEvent) -> tuple[str, str]:
@@ -35,16 +62,17 @@ def describe(event: nodes_pb2.ClientEvent) -> tuple[str, str]:
             return "job", f"job {job.id} deleted"
         what = "folder" if job.kind == jobs_pb2.JOB_KIND_FOLDER else "job"
         return "job", (
-            f"{what} {job.id} ({job.name}) {_status(job)}, {job.progress:.0f}% "
+            f"{what} {job.id} ({job.name}) {job_status(job)}, {job.progress:.0f}% "
             f"[{job.chunks_completed}/{job.chunks_total} chunks, "
             f"{job.chunks_running} running, {job.chunks_failed} failed]"
         )
     if kind == "chunk_changed":
-        chunk = event.chunk_changed.chunk
-        return "chunk", f"chunk {chunk.id} of job {chunk.job_id} changed"
+        return "chunk", describe_chunk(event.chunk_changed)
     if kind == "node_changed":
         node = event.node_changed
-        return "node", f"node {node.node.id} {'removed' if node.deleted else 'changed'}"
+        name = f" ({node.node.name})" if node.node.name else ""
+        what = NODE_CHANGES.get(node.change, node.change.replace("_", " ") or "changed")
+        return "node", f"node {node.node.id}{name} {'removed' if node.deleted else what}"
     if kind == "chunk_log_lines":
         log = event.chunk_log_lines
         text = " | ".join(line.text for line in log.lines)

@@ -23,6 +23,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from gateway.worker import Worker, WorkerError
+from services.core import metrics
 from services.jobs import topics
 
 _LOG = logging.getLogger(__name__)
@@ -151,15 +152,16 @@ class HookRunner:
             "args": [encode(a) for a in args],
         }
         limit = timeout or self.timeout
-        try:
-            answer = self._worker.call(request, limit)
-        except WorkerError as exc:
-            if "no answer" in str(exc):
-                _LOG.error("hook %s overran %.1fs and was stopped", hook, limit)
-            raise HookError(f"{hook}: {exc}") from None
-        if "error" in answer:
-            _LOG.error("hook %s failed: %s\n%s", hook, answer["error"], answer.get("traceback"))
-            raise HookError(f"{hook}: {answer['error']}")
+        with metrics.HOOKS.timed(hook):
+            try:
+                answer = self._worker.call(request, limit)
+            except WorkerError as exc:
+                if "no answer" in str(exc):
+                    _LOG.error("hook %s overran %.1fs and was stopped", hook, limit)
+                raise HookError(f"{hook}: {exc}") from None
+            if "error" in answer:
+                _LOG.error("hook %s failed: %s\n%s", hook, answer["error"], answer.get("traceback"))
+                raise HookError(f"{hook}: {answer['error']}")
         return answer
 
     def validate(self, hook: str, *args: Any, template_id: int | None = None) -> str | None:

@@ -97,13 +97,17 @@ def serve(
             asyncio.run(
                 serve_until_signalled(
                     lambda: DispatcherServer(
-                        components, worker_threads=settings.worker_threads, tls=tls
+                        components,
+                        worker_threads=settings.worker_threads,
+                        tls=tls,
+                        rpc_metrics=bool(settings.metrics_listen),
                     ),
                     settings.listen,
                     settings.shutdown_grace_seconds,
                     lambda port: on_ready(host, port),
                     settings.health_listen,
                     on_stopping,
+                    settings.metrics_listen,
                 )
             )
         finally:

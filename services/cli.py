@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--listen", help="host:port to listen on (default: $MUSTER_LISTEN)")
     run.add_argument(
+        "--metrics-listen",
+        help="host:port of the Prometheus /metrics endpoint (default: $MUSTER_METRICS_LISTEN,"
+        f" else {DEV_METRICS_PORT} on the gRPC host; 'off': none)",
+    )
+    run.add_argument(
         "--agents",
         type=int,
         default=None,
@@ -40,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one or more services (as in Kubernetes)")
     serve.add_argument("services", nargs="+", choices=["jobs", "nodes", "admin"])
     serve.add_argument("--listen", help="host:port to listen on (default: $MUSTER_LISTEN)")
+    serve.add_argument(
+        "--metrics-listen",
+        help="host:port of the Prometheus /metrics endpoint (default: $MUSTER_METRICS_LISTEN;"
+        " unset: none)",
+    )
     serve.add_argument(
         "--no-migrate", action="store_true", help="do not upgrade the schema at start"
     )
@@ -274,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if getattr(args, "listen", None):
         settings = replace(settings, listen=args.listen)
+    settings = replace(settings, metrics_listen=_metrics_listen(args, settings, os.environ))
     logs.configure(settings.log_level, settings.log_format)
     try:
         return _command(args, settings)
@@ -337,6 +348,24 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         stop_agents()
     return 0
+
+
+# The metrics port of `dispatcher run` (docs/metrics.md).
+DEV_METRICS_PORT = 9464
+
+
+def _metrics_listen(args: argparse.Namespace, settings: Settings, env: Mapping[str, str]) -> str:
+    """Where the metrics endpoint listens: --metrics-listen, else
+    MUSTER_METRICS_LISTEN, else for `dispatcher run` the gRPC host's port
+    DEV_METRICS_PORT (a free port when the gRPC port is one: port 0)."""
+    chosen = getattr(args, "metrics_listen", None)
+    if chosen is None:
+        chosen = settings.metrics_listen if "MUSTER_METRICS_LISTEN" in env else None
+    if chosen is None and args.command == "run":
+        host, _, port = settings.listen.rpartition(":")
+        chosen = f"{host}:{0 if port == '0' else DEV_METRICS_PORT}"
+    chosen = (chosen or "").strip()
+    return "" if chosen.lower() == "off" else chosen
 
 
 def _local_agents() -> int:

@@ -35,6 +35,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from services.core import metrics
 from services.core.caller import current_caller
 from services.core.database import Database
 
@@ -361,6 +362,7 @@ class DurableConsumer:
                 self.handler(session, event)
             if batch.reached != position:
                 self._store(session, batch.reached)
+        metrics.consumed(self.name, batch.events)
         return len(batch.events), batch.held_back or len(batch.events) == self.batch_size
 
     def _store(self, session: Session, reached: Position) -> None:
@@ -398,6 +400,7 @@ class DurableConsumer:
         if batch.reached != position:
             with self.db.transaction() as session:
                 self._store(session, batch.reached)
+        metrics.consumed(self.name, batch.events)
         return len(batch.events), batch.held_back or len(batch.events) == self.batch_size
 
     def drain(self) -> int:
@@ -566,8 +569,11 @@ class LiveSubscription(ListeningThread):
         topics: Sequence[str],
         on_events: Callable[[list[Event]], None],
         poll_seconds: float = 5.0,
+        consumer: str = "live",
     ) -> None:
         super().__init__(db, "bus-live", poll_seconds)
+        # Its name in the metrics (muster_event_bus_lag_seconds).
+        self.consumer = consumer
         self.topics = list(topics)
         self.on_events = on_events
         self.position = Position()
@@ -587,6 +593,7 @@ class LiveSubscription(ListeningThread):
                     self.on_events(events)
                 except Exception:
                     _LOG.exception("live subscriber failed on events up to %s", events[-1].id)
+                metrics.consumed(self.consumer, events)
             self.position = batch.reached
             if events:
                 continue

@@ -12,12 +12,13 @@ mapping and access log; authentication plugs in at its head).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -33,6 +34,7 @@ from grpc_reflection.v1alpha import reflection
 from services.core.auth import Guard, Security
 from services.core.caller import Caller, acting_as
 from services.core.errors import DomainError, status_of
+from services.core.metrics import Endpoint, MethodMetrics, Snapshot, rpc_method
 from services.core.permissions import Access, access_of
 from services.core.requests import check_request
 from services.core.tls import ServerTLS
@@ -65,6 +67,9 @@ class Component:
     # The signer and audit the server's guard uses (services/core/auth.py);
     # every component built on one database carries the same.
     security: Security | None = None
+    # Gauges read from the database that the metrics endpoint serves
+    # (services/core/metrics.py: queue depth, nodes by state).
+    metrics: list[Snapshot] = field(default_factory=list)
 
     @property
     def service_names(self) -> list[str]:
@@ -169,6 +174,14 @@ class Refusal:
 AuditSink = Callable[[Refusal], None]
 
 
+def _aborted_code(context: Any) -> grpc.StatusCode:
+    """The status a handler aborted with (an asynchronous context tells it;
+    the synchronous one does not: UNKNOWN)."""
+    code = getattr(context, "code", None)
+    found = code() if callable(code) else None
+    return found if isinstance(found, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Admits the caller, maps DomainError to its status, logs each call.
 
@@ -176,12 +189,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
     access level, services/core/auth.py), then the request limits every RPC
     shares (services/core/requests.py). An unexpected exception answers
     INTERNAL with an incident id that is also in the log, never a stack trace.
-    Refusals and failed state-changing calls go to the audit sink.
+    Refusals and failed state-changing calls go to the audit sink. With
+    `rpc_metrics`, each call's end is counted (and a request/response call's
+    latency observed) by method and status, and open streams are gauged
+    (services/core/metrics.py), from the same timing as the access log.
     """
 
-    def __init__(self, guard: Guard, audit: AuditSink | None = None) -> None:
+    def __init__(
+        self, guard: Guard, audit: AuditSink | None = None, rpc_metrics: bool = True
+    ) -> None:
         self.guard = guard
         self.audit = audit
+        self.rpc_metrics = rpc_metrics
 
     async def intercept_service(
         self,
@@ -196,7 +215,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
             behavior = getattr(handler, kind)
             if behavior is not None:
                 return make(
-                    call.wrap(behavior, streaming_response=kind.endswith("_stream")),
+                    call.wrap(behavior, kind),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )
@@ -227,6 +246,8 @@ class _Call:
         self.interceptor = interceptor
         self.method = method
         self.access = access_of(method)
+        self.metrics: MethodMetrics | None = rpc_method(method) if interceptor.rpc_metrics else None
+        self.streaming = False
 
     def identify(self, context: Any) -> Caller:
         return self.interceptor.guard.identify(
@@ -260,17 +281,34 @@ class _Call:
             return None
         return Refusal(caller, self.method, self.access, code, message)
 
-    def log(self, started: float, code: grpc.StatusCode | str) -> None:
+    def log(self, started: float, code: grpc.StatusCode) -> None:
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.ended(code.name, None if self.streaming else seconds)
         _LOG.debug(
             "rpc",
-            extra={
-                "method": self.method,
-                "code": getattr(code, "name", code),
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-            },
+            extra={"method": self.method, "code": code.name, "ms": round(seconds * 1000, 2)},
         )
 
-    def wrap(self, behavior: Callable[..., Any], streaming_response: bool) -> Callable[..., Any]:
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[float]:
+        """The call's start; a stream is gauged while open, and a call the
+        client cancelled (or whose stream it left) is counted as CANCELLED."""
+        started = time.perf_counter()
+        if self.streaming and self.metrics is not None:
+            self.metrics.streams.inc()
+        try:
+            yield started
+        except (asyncio.CancelledError, GeneratorExit):
+            self.log(started, grpc.StatusCode.CANCELLED)
+            raise
+        finally:
+            if self.streaming and self.metrics is not None:
+                self.metrics.streams.dec()
+
+    def wrap(self, behavior: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        self.streaming = kind != "unary_unary"
+        streaming_response = kind.endswith("_stream")
         if inspect.isasyncgenfunction(behavior):
             return self._async_stream(behavior)
         # A coroutine answers once, or streams with context.write(): either
@@ -288,7 +326,7 @@ class _Call:
         check_request(request)
 
     def _settle(
-        self, exc: Exception, caller: Caller | None, context: Any, started: float | None
+        self, exc: Exception, caller: Caller | None, context: Any, started: float
     ) -> tuple[tuple[grpc.StatusCode, str], Refusal | None]:
         """The status to abort with and the refusal to audit; re-raises what
         gRPC handles itself. No caller: the token did not identify one, and
@@ -296,14 +334,13 @@ class _Call:
         if caller is None:
             caller = Caller(peer=str(context.peer() or ""))
         failure = self.failure(exc, caller)
-        if started is not None:
-            self.log(started, failure[0] if failure else "ABORTED")
+        self.log(started, failure[0] if failure else _aborted_code(context))
         if failure is None:
             raise exc
         return failure, self.audited(caller, *failure)
 
     def _refuse(
-        self, exc: Exception, caller: Caller | None, context: Any, started: float | None
+        self, exc: Exception, caller: Caller | None, context: Any, started: float
     ) -> NoReturn:
         failure, refusal = self._settle(exc, caller, context, started)
         if refusal is not None:
@@ -312,7 +349,7 @@ class _Call:
         raise AssertionError("context.abort returned")  # it raises
 
     async def _refuse_async(
-        self, exc: Exception, caller: Caller | None, context: Any, started: float | None
+        self, exc: Exception, caller: Caller | None, context: Any, started: float
     ) -> NoReturn:
         failure, refusal = self._settle(exc, caller, context, started)
         if refusal is not None:
@@ -332,42 +369,44 @@ class _Call:
 
     def _async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def handler(request: Any, context: Any) -> Any:
-            started, caller = time.perf_counter(), None
-            try:
-                caller = self.identify(context)
-                self.admit(caller, request)
-                with acting_as(caller):
-                    for attempt in range(RETRIES):
-                        try:
-                            response = await behavior(request, context)
-                            break
-                        except Exception as exc:
-                            self._retrying(exc, attempt)
-            except Exception as exc:
-                await self._refuse_async(exc, caller, context, started)
-            self.log(started, grpc.StatusCode.OK)
+            caller = None
+            with self.timed() as started:
+                try:
+                    caller = self.identify(context)
+                    self.admit(caller, request)
+                    with acting_as(caller):
+                        for attempt in range(RETRIES):
+                            try:
+                                response = await behavior(request, context)
+                                break
+                            except Exception as exc:
+                                self._retrying(exc, attempt)
+                except Exception as exc:
+                    await self._refuse_async(exc, caller, context, started)
+                self.log(started, grpc.StatusCode.OK)
             return response
 
         return handler
 
     def _sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         def handler(request: Any, context: Any) -> Any:
-            started, caller = time.perf_counter(), None
-            try:
-                caller = self.identify(context)
-                self.admit(caller, request)
-                # Set here, in the thread that runs the servicer: a context
-                # variable set on the event loop would not reach the worker pool.
-                with acting_as(caller):
-                    for attempt in range(RETRIES):
-                        try:
-                            response = behavior(request, context)
-                            break
-                        except Exception as exc:
-                            self._retrying(exc, attempt)
-            except Exception as exc:
-                self._refuse(exc, caller, context, started)
-            self.log(started, grpc.StatusCode.OK)
+            caller = None
+            with self.timed() as started:
+                try:
+                    caller = self.identify(context)
+                    self.admit(caller, request)
+                    # Set here, in the thread that runs the servicer: a context
+                    # variable set on the event loop would not reach the worker pool.
+                    with acting_as(caller):
+                        for attempt in range(RETRIES):
+                            try:
+                                response = behavior(request, context)
+                                break
+                            except Exception as exc:
+                                self._retrying(exc, attempt)
+                except Exception as exc:
+                    self._refuse(exc, caller, context, started)
+                self.log(started, grpc.StatusCode.OK)
             return response
 
         return handler
@@ -375,27 +414,31 @@ class _Call:
     def _async_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def handler(request: Any, context: Any) -> Any:
             caller = None
-            try:
-                caller = self.identify(context)
-                self.admit(caller, request)
-                with acting_as(caller):
-                    async for item in behavior(request, context):
-                        yield item
-            except Exception as exc:
-                await self._refuse_async(exc, caller, context, None)
+            with self.timed() as started:
+                try:
+                    caller = self.identify(context)
+                    self.admit(caller, request)
+                    with acting_as(caller):
+                        async for item in behavior(request, context):
+                            yield item
+                except Exception as exc:
+                    await self._refuse_async(exc, caller, context, started)
+                self.log(started, grpc.StatusCode.OK)
 
         return handler
 
     def _sync_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         def handler(request: Any, context: Any) -> Any:
             caller = None
-            try:
-                caller = self.identify(context)
-                self.admit(caller, request)
-                with acting_as(caller):
-                    yield from behavior(request, context)
-            except Exception as exc:
-                self._refuse(exc, caller, context, None)
+            with self.timed() as started:
+                try:
+                    caller = self.identify(context)
+                    self.admit(caller, request)
+                    with acting_as(caller):
+                        yield from behavior(request, context)
+                except Exception as exc:
+                    self._refuse(exc, caller, context, started)
+                self.log(started, grpc.StatusCode.OK)
 
         return handler
 
@@ -420,6 +463,7 @@ class DispatcherServer:
         interceptors: Iterable[grpc.aio.ServerInterceptor[Any, Any]] = (),
         security: Security | None = None,
         tls: ServerTLS | None = None,
+        rpc_metrics: bool = True,
     ) -> None:
         if not components:
             raise ValueError("a server needs at least one component")
@@ -434,7 +478,10 @@ class DispatcherServer:
         self._pool = ThreadPoolExecutor(max_workers=worker_threads, thread_name_prefix="rpc")
         self.server = grpc.aio.server(
             migration_thread_pool=self._pool,
-            interceptors=[*interceptors, ErrorMappingInterceptor(security.guard, security.audit)],
+            interceptors=[
+                *interceptors,
+                ErrorMappingInterceptor(security.guard, security.audit, rpc_metrics),
+            ],
             options=[
                 # Larger messages are refused with RESOURCE_EXHAUSTED before
                 # any servicer sees them (docs/security.md).
@@ -463,10 +510,13 @@ class DispatcherServer:
         self.service_names = names
         self.port = 0
         self._health_server: grpc.aio.Server | None = None
+        self.metrics: Endpoint | None = None
 
-    async def start(self, listen: str, health_listen: str = "") -> int:
+    async def start(self, listen: str, health_listen: str = "", metrics_listen: str = "") -> int:
         """Listen on `listen`; with `health_listen`, also answer the health
-        check alone in plaintext there (MUSTER_HEALTH_LISTEN)."""
+        check alone in plaintext there (MUSTER_HEALTH_LISTEN); with
+        `metrics_listen`, serve Prometheus metrics over HTTP there
+        (MUSTER_METRICS_LISTEN, docs/metrics.md)."""
         if self.tls is None:
             port = self.server.add_insecure_port(listen)
         else:
@@ -476,6 +526,9 @@ class DispatcherServer:
         host = listen.rsplit(":", 1)[0]
         if host in ("0.0.0.0", "[::]", ""):
             host = "127.0.0.1"
+        if metrics_listen:
+            self.metrics = Endpoint(metrics_listen, [m for c in self.components for m in c.metrics])
+            _LOG.info("metrics at %s", self.metrics.url)
         for component in self.components:
             for told in component.on_listening:
                 told(f"{host}:{port}")
@@ -507,6 +560,8 @@ class DispatcherServer:
         await self.server.stop(grace)
         if self._health_server is not None:
             await self._health_server.stop(None)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
         for component in reversed(self.components):
             for item in reversed(component.background):
                 try:
@@ -543,6 +598,7 @@ async def serve_until_signalled(
     on_ready: Callable[[int], None],
     health_listen: str = "",
     on_stopping: Callable[[], None] | None = None,
+    metrics_listen: str = "",
 ) -> None:
     """Build the server on this event loop, start it, report readiness, and
     stop cleanly on SIGINT or SIGTERM (`on_stopping` runs first, in a thread,
@@ -559,7 +615,7 @@ async def serve_until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    port = await server.start(listen, health_listen)
+    port = await server.start(listen, health_listen, metrics_listen)
     settle_heap()
     on_ready(port)
     await stop.wait()

@@ -80,6 +80,9 @@ class Settings:
     # host:port of a plaintext listener answering only the gRPC health check
     # (Kubernetes probes cannot use TLS). Empty: none.
     health_listen: str = ""
+    # host:port of the Prometheus metrics endpoint (HTTP, /metrics). Empty:
+    # none, and RPCs are not measured (`dispatcher run` has its own default).
+    metrics_listen: str = ""
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = 10.0
     # Worker threads for the synchronous (jobs, admin) servicers.
@@ -142,6 +145,7 @@ class Settings:
             data_dir=data_dir,
             listen=env.get("MUSTER_LISTEN", "").strip() or cls.listen,
             health_listen=env.get("MUSTER_HEALTH_LISTEN", "").strip(),
+            metrics_listen=env.get("MUSTER_METRICS_LISTEN", "").strip(),
             shutdown_grace_seconds=_float(
                 env, "MUSTER_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
@@ -206,6 +210,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "data_dir": "MUSTER_DATA_DIR",
     "listen": "MUSTER_LISTEN",
     "health_listen": "MUSTER_HEALTH_LISTEN",
+    "metrics_listen": "MUSTER_METRICS_LISTEN",
     "shutdown_grace_seconds": "MUSTER_SHUTDOWN_GRACE_SECONDS",
     "worker_threads": "MUSTER_WORKER_THREADS",
     "db_pool_size": "MUSTER_DB_POOL_SIZE",

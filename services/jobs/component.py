@@ -11,6 +11,7 @@ from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from gateway.hooks import REACTIONS, HookRunner
 from services.admin import topics as admin_topics
 from services.admin.configuration import read_configuration
+from services.core import metrics
 from services.core.auth import security_for
 from services.core.background import Periodic
 from services.core.bus import DurableConsumer, Event, Listener, LiveSubscription
@@ -18,6 +19,7 @@ from services.core.database import Database
 from services.core.errors import NotFound
 from services.core.server import Component
 from services.core.settings import Settings
+from services.jobs import store
 from services.jobs.actions import ACTION_TOPICS, JobActions
 from services.jobs.domain import JobSpec
 from services.jobs.logs import LogWaker
@@ -155,10 +157,12 @@ def build(db: Database, settings: Settings) -> Component:
                 [admin_topics.SYSTEM_SOFT_RESTART],
                 lambda events: hooks.reload(),
                 settings.event_poll_seconds,
+                consumer="jobs-hooks-reload",
             ),
         ],
         on_listening=[lambda address: setattr(hooks, "dispatcher_address", address)],
         security=security,
+        metrics=[metrics.queue_depth(db, store.unfinished_jobs)],
     )
 
 

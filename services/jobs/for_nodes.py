@@ -15,6 +15,8 @@ This module is owned by the jobs domain; its SQL is in services/jobs/store.py
 - what consoles and node actions see of a job: its Job message
   (console_job), its owner, name and folder ancestry (job_facts), its owner
   (job_owner);
+- the chunk status an event payload names, as the contract's enum
+  (chunk_status, for the consoles' chunk_changed);
 - `chunk_assignments`, the table itself, for the few nodes statements that
   must test "the node holds a live assignment" inside one statement of their
   own (see services/nodes/store.py).
@@ -43,6 +45,7 @@ from services.admin.store import all_repositories
 from services.core.database import Database
 from services.jobs import store, topics
 from services.jobs.domain import attributes_from_json
+from services.jobs.enums import CHUNK_STATUS
 from services.jobs.messages import job_for_node, job_message
 from services.jobs.store import (
     job_assignments,
@@ -60,6 +63,7 @@ __all__ = [
     "ReferenceCache",
     "build_assignments",
     "chunk_assignments",
+    "chunk_status",
     "console_job",
     "job_assignments",
     "job_facts",
@@ -246,6 +250,12 @@ def _add_template_run(
 
 
 # --- what consoles see of a job ---------------------------------------------------------
+
+
+def chunk_status(text: Any) -> Any:
+    """A chunk status of an event payload ('queued'...) as the ChunkStatus
+    number; UNSPECIFIED (0) when absent or unknown."""
+    return CHUNK_STATUS.number(str(text or ""))
 
 
 def console_job(session: Session, job_id: int) -> jobs_pb2.Job | None:

@@ -19,6 +19,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from services.admin.configuration import read_configuration
+from services.core import metrics
 from services.core.bus import hint, publish_many
 from services.core.caller import current_caller
 from services.core.database import Database
@@ -129,7 +130,9 @@ class ChunkRuns:
                 [(end.job_id, status) for (end, _), status in zip(accepted, statuses, strict=True)],
             )
             applied = iter(statuses)
-            return [next(applied) if r is not None else None for r in results]
+            ended = [next(applied) if r is not None else None for r in results]
+        metrics.runs_ended(statuses)
+        return ended
 
     def _apply(
         self, session: Session, end: RunEnd, assignment: Row[Any], rules: RequeueRules
@@ -180,6 +183,7 @@ class ChunkRuns:
                 "chunk_id": end.chunk_number,
                 "node_id": end.node_id,
                 "outcome": end.outcome,
+                "old_status": chunk.status,
                 "status": status,
                 "actor": actor,
             }

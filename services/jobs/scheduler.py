@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from gateway.hooks import HookError, HookRunner
 from services.admin.store import pools_by_member, pools_of
+from services.core import metrics
 from services.core.bus import (
     ASSIGNMENTS_CHANNEL,
     ListeningThread,
@@ -173,11 +174,13 @@ class Scheduler(ListeningThread):
     def _lead(self, conn: Any) -> None:
         while not self._stop.is_set():
             try:
-                assigned = self.tick()
+                with metrics.scheduler_tick():
+                    assigned = self.tick()
             except (IntegrityError, DBAPIError) as exc:
                 # Lost a race (a node or chunk changed under us): next tick.
                 _LOG.debug("scheduler tick rolled back: %s", exc)
                 assigned = 0
+            metrics.dispatched(assigned)
             self._note_idling(assigned)
             if assigned >= self.batch_size:
                 continue  # more may be ready right away
@@ -354,6 +357,8 @@ class Scheduler(ListeningThread):
                 "chunk_id": row["chunk"],
                 "node_id": row["node"],
                 "actor": "scheduler",
+                "old_status": "queued",
+                "status": "assigned",
             }
             events.append(
                 (

@@ -55,6 +55,7 @@ from services.jobs.domain import (
 )
 from services.jobs.queue_sql import row_from_json, row_to_json
 from services.jobs.tables import (
+    UNFINISHED_JOBS,
     backup_jobs,
     chunk_assignments,
     chunk_runs,
@@ -354,6 +355,27 @@ def chunk_status_counts(session: Session, job_id: int) -> dict[str, int]:
         .group_by(chunks.c.status)
     ).all()
     return {str(status): int(count) for status, count in rows}
+
+
+def unfinished_jobs(connection: Connection) -> Sequence[Any]:
+    """(status, jobs, chunks_total, chunks_queued, chunks_running,
+    chunks_completed, chunks_failed) of the jobs still to render, by status:
+    the metrics' queue depth (services/core/metrics.py). The scheduler's
+    partial index finds them without reading the finished jobs, however many
+    the history keeps."""
+    return connection.execute(
+        select(
+            jobs.c.status,
+            func.count(),
+            func.sum(jobs.c.chunks_total),
+            func.sum(jobs.c.chunks_queued),
+            func.sum(jobs.c.chunks_running),
+            func.sum(jobs.c.chunks_completed),
+            func.sum(jobs.c.chunks_failed),
+        )
+        .where(text(UNFINISHED_JOBS))
+        .group_by(jobs.c.status)
+    ).all()
 
 
 def any_chunk_started(session: Session, job_id: int) -> bool:
@@ -1274,12 +1296,14 @@ def lock_live_assignments(session: Session, tokens: Iterable[int]) -> list[Row[A
 def lock_ending_chunks(
     session: Session, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], Row[Any]]:
-    """(job, chunk) -> (job_id, chunk_number, requeue_count, max_chunk_requeues
-    of its job) of the chunks whose runs end, locked in (job, chunk) order."""
+    """(job, chunk) -> (job_id, chunk_number, status, requeue_count,
+    max_chunk_requeues of its job) of the chunks whose runs end, locked in
+    (job, chunk) order."""
     query: Select[Any] = (
         select(
             chunks.c.job_id,
             chunks.c.chunk_number,
+            chunks.c.status,
             chunks.c.requeue_count,
             jobs.c.max_chunk_requeues,
         )

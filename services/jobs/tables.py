@@ -300,15 +300,16 @@ jobs = Table(
 # Folder listing and the ON DELETE CASCADE of the tree.
 Index("ix_jobs_parent_id", jobs.c.parent_id)
 Index("ix_jobs_owner", jobs.c.owner)
+# Jobs that may still have work (a statement that says it in these words
+# may use the index below).
+UNFINISHED_JOBS = "kind = 'job' AND status IN ('queued', 'waiting_dependencies', 'running')"
 # The scheduler's candidate jobs: only jobs that may still have work. It
 # orders them by priority DESC, submitted_at, id (FIFO within a priority).
 Index(
     "ix_jobs_dispatchable",
     jobs.c.priority,
     jobs.c.submitted_at,
-    postgresql_where=text(
-        "kind = 'job' AND status IN ('queued', 'waiting_dependencies', 'running')"
-    ),
+    postgresql_where=text(UNFINISHED_JOBS),
 )
 Index("ix_jobs_status", jobs.c.status)
 Index(

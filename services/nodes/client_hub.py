@@ -224,7 +224,10 @@ class ClientHub:
         # One bus reader for every stream held here; events are enriched once
         # in its thread, then fanned out on the event loop.
         self._subscription = LiveSubscription(
-            db, [], lambda events: self._hand_over([(e, self.enrich(e)) for e in events])
+            db,
+            [],
+            lambda events: self._hand_over([(e, self.enrich(e)) for e in events]),
+            consumer="nodes-clients",
         )
         self._facts: dict[int, JobFacts] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -417,14 +420,20 @@ class ClientHub:
             if (stream.job_ids or stream.folder_ids) and not stream.node_ids:
                 return None
             message.node_changed.node.id = node_id
+            message.node_changed.node.name = str(payload.get("name", ""))
             message.node_changed.deleted = event.topic == topics.NODE_DELETED
+            message.node_changed.change = event.topic.removeprefix("node.")
             return message
         if not self._job_matches(stream, job_id, extra):
             return None
         if event.topic.startswith("chunk."):
-            chunk = message.chunk_changed.chunk
-            chunk.job_id = job_id
-            chunk.id = int(payload.get("chunk_id", 0))
+            changed = message.chunk_changed
+            changed.chunk.job_id = job_id
+            changed.chunk.id = int(payload.get("chunk_id", 0))
+            changed.chunk.node_id = node_id
+            new = payload.get("new_status", payload.get("status", ""))
+            changed.chunk.status = for_nodes.chunk_status(new)
+            changed.previous_status = for_nodes.chunk_status(payload.get("old_status"))
             return message
         if event.topic.startswith("log."):
             return None

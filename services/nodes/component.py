@@ -10,6 +10,7 @@ import grpc
 from farm.agent.v1 import agent_pb2_grpc
 from farm.nodes.v1 import nodes_pb2_grpc
 from services.admin import topics as admin_topics
+from services.core import metrics
 from services.core.auth import ENROLLMENT_SECRET, ServiceIdentity, farm_secret, security_for
 from services.core.background import Periodic
 from services.core.bus import (
@@ -24,7 +25,7 @@ from services.core.server import Component, RawResponseServer
 from services.core.settings import Settings
 from services.jobs import for_nodes
 from services.jobs import topics as jobs_topics
-from services.nodes import topics
+from services.nodes import store, topics
 from services.nodes.client_hub import ClientHub
 from services.nodes.clients import ClientsService
 from services.nodes.delivery import AssignmentDelivery
@@ -80,6 +81,7 @@ def build(db: Database, settings: Settings) -> Component:
         register,
         on_listening=[relay.listening],
         security=security,
+        metrics=[metrics.nodes_by_state(db, store.count_by_state)],
         background=[
             delivery,
             relay,
@@ -109,6 +111,7 @@ def build(db: Database, settings: Settings) -> Component:
                 ],
                 hub.on_events,
                 settings.event_poll_seconds,
+                consumer="nodes-agents",
             ),
             Periodic(
                 "lost-nodes",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Row,
     and_,
     bindparam,
@@ -306,6 +307,16 @@ def mark_lost(session: Session, timeout_seconds: float) -> list[Row[Any]]:
             .returning(nodes.c.id, nodes.c.name)
         ).all()
     )
+
+
+def count_by_state(connection: Connection) -> Sequence[Row[Any]]:
+    """(status, paused, count) of the render nodes, for the metrics
+    (services/core/metrics.py): one grouped statement."""
+    return connection.execute(
+        select(nodes.c.status, nodes.c.paused, func.count()).group_by(
+            nodes.c.status, nodes.c.paused
+        )
+    ).all()
 
 
 def online_node_ids(session: Session) -> list[int]:

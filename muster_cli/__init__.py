@@ -1,0 +1,1 @@
+"""`muster`: the farm from a shell (docs/cli.md)."""
