@@ -30,9 +30,8 @@ COPY notificator/ notificator/
 COPY console/ console/
 COPY agent/ agent/
 COPY muster_cli/ muster_cli/
-# LEAD: packages other branches add to the wheel's `packages` list get their line
-# here when they are merged (tests/deploy/test_image.py fails until they do):
-# COPY muster_web/ muster_web/
+# The web dashboard (`muster-web`, deploy/k8s/web.yaml) with its page and assets.
+COPY muster_web/ muster_web/
 # `pip wheel` runs the build hook (tools/hatch_build.py: tools/gen_protos.py with
 # the build requirements of pyproject.toml) in an isolated environment that is
 # thrown away; the virtual environment gets the wheel and its runtime

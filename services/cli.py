@@ -9,11 +9,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.core import logs, migrate
 from services.core.database import Database, DatabaseRuntime
 from services.core.settings import Settings, SettingsError
-from services.devstack import Supervisor, local_agents
+from services.devstack import Supervisor, local_agents, local_dashboard
+
+if TYPE_CHECKING:
+    from muster_web.server import WebServer
 
 _LOG = logging.getLogger("dispatcher")
 
@@ -134,6 +138,7 @@ def _ready(
     agents: int = 0,
     data_dir: Path | None = None,
     started: list[Supervisor] | None = None,
+    dashboards: list[WebServer] | None = None,
 ) -> Callable[[str, int], None]:
     def announce(host: str, port: int) -> None:
         if farm is not None:
@@ -152,6 +157,11 @@ def _ready(
             supervisor = local_agents(f"{host}:{port}", agents, data_dir, farm.enrollment_secret)
             started.append(supervisor)
             supervisor.start()
+        if farm is not None and dashboards is not None:
+            dashboard = local_dashboard(f"{host}:{port}")
+            if dashboard is not None:
+                dashboards.append(dashboard)
+                sys.stdout.write(f"dashboard at {dashboard.url}\n")
         # The one line scripts and tests wait for; keep its shape stable. One
         # write with its newline: print() writes the newline apart, and with an
         # unbuffered stdout a log line on a shared stderr could land between.
@@ -328,16 +338,19 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             print("dispatcher: --agents must be >= 0", file=sys.stderr)
             return 2
     started: list[Supervisor] = []
+    dashboards: list[WebServer] = []
 
     def stop_agents() -> None:
         for supervisor in started:
             supervisor.stop()
+        while dashboards:
+            dashboards.pop().stop()
 
     try:
         app.serve(
             names,
             settings,
-            _ready(names, farm, agents, settings.data_dir, started),
+            _ready(names, farm, agents, settings.data_dir, started, dashboards),
             run_migrations=not getattr(args, "no_migrate", False),
             prepare=farm.prepare if farm is not None else None,
             on_stopping=stop_agents,

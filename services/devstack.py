@@ -26,6 +26,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from muster_web.server import WebServer
 
 _LOG = logging.getLogger("dispatcher.devstack")
 
@@ -193,3 +197,25 @@ def local_agents(
     }
     _LOG.info("starting %d local agent instance(s)", instances)
     return Supervisor("local agent", argv, env, work_dir / "agent.log")
+
+
+def local_dashboard(address: str) -> WebServer | None:
+    """The web dashboard (muster_web) serving beside the dispatcher at
+    `address`, started; None when MUSTER_WEB=0 or it cannot start (logged:
+    the dispatcher runs on without it)."""
+    from muster_web.server import WebServer
+    from muster_web.settings import WebSettings, WebSettingsError
+
+    host, _, port = address.rpartition(":")
+    if host.strip("[]") in ("0.0.0.0", "::", ""):
+        address = f"127.0.0.1:{port}"
+    try:
+        settings = WebSettings.from_env()
+        if not settings.enabled:
+            return None
+        server = WebServer(settings, address)
+    except (WebSettingsError, OSError) as exc:
+        _LOG.error("the web dashboard cannot start: %s", exc)
+        return None
+    server.start()
+    return server

@@ -23,6 +23,9 @@ LOCK_FILE = Path(tempfile.gettempdir()) / "muster-tests-apt.lock"
 INSTALL_TIMEOUT_SECONDS = 900
 # Where Debian puts daemons, often not on a user's PATH (slapd).
 _SYSTEM_BIN = ("/usr/sbin", "/sbin")
+# The dashboard's browser tests and bench: Debian's Chromium and its WebDriver.
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
+BROWSER_COMMANDS = ("chromium", "chromedriver")
 _MISSING_PACKAGE = ("Unable to locate package", "has no installation candidate", "Failed to fetch")
 
 

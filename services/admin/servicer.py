@@ -587,6 +587,24 @@ class AdminServicer(contract_base(admin_pb2_grpc.AdminServiceServicer, ADMIN_SER
         bounds = self.statistics.bounds("statistics")
         return pb.GetStatisticsBoundsResponse(bounds=pb.StatisticsBounds(**_bounds(bounds)))
 
+    def ListStatisticsSamples(
+        self, request: pb.ListStatisticsSamplesRequest, context: grpc.ServicerContext
+    ) -> pb.ListStatisticsSamplesResponse:
+        page = self.statistics.samples(
+            *_range(request.time_range), request.page_size, request.page_token
+        )
+        fields = pb.StatisticsSample.DESCRIPTOR.fields_by_name
+        return pb.ListStatisticsSamplesResponse(
+            samples=[
+                pb.StatisticsSample(
+                    sample_time=to_timestamp(row.sampled_at),
+                    **{k: int(v) for k, v in row.counters.items() if k in fields},
+                )
+                for row in page.items
+            ],
+            next_page_token=page.next_page_token,
+        )
+
     def GetHistoryBounds(
         self, request: pb.GetHistoryBoundsRequest, context: grpc.ServicerContext
     ) -> pb.GetHistoryBoundsResponse:

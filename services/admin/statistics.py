@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row
 
 from services.admin import domain, topics
 from services.admin import store as repo
 from services.admin.configuration import read_configuration
 from services.core.bus import publish_change
 from services.core.database import Database
+from services.core.errors import InvalidArgument
+from services.core.paging import Page, page_of, page_request
 
 SAMPLES = ("statistics", "history")
 # The event clearing each kind of sample publishes.
@@ -40,6 +45,20 @@ class StatisticsService:
         with self.db.transaction() as session:
             row = repo.sample_bounds(session, which)
         return Bounds(row.first, row.last, int(row.samples))
+
+    def samples(
+        self, start: datetime | None, end: datetime | None, page_size: int, page_token: str
+    ) -> Page[Row[Any]]:
+        """Statistics samples taken in [start, end], oldest first (ids grow
+        with time: one sampler at a time)."""
+        domain.check_time_range(start, end)
+        filters = {"start": start, "end": end}
+        page = page_request(page_size, page_token, filters)
+        if page.after is not None and not isinstance(page.after, int):
+            raise InvalidArgument("page_token is not a token this service issued")
+        with self.db.transaction() as session:
+            rows = repo.samples_page(session, start, end, page.after, page.size + 1)
+        return page_of(rows, page, lambda row: int(row.id))
 
     def clear(self, which: str, start: datetime | None, end: datetime | None) -> int:
         """Delete the samples taken in [start, end]; an open end reaches the

@@ -465,6 +465,25 @@ def sample_bounds(session: Session, which: str) -> Row[Any]:
     ).one()
 
 
+def samples_page(
+    session: Session,
+    start: datetime | None,
+    end: datetime | None,
+    after: int | None,
+    limit: int,
+) -> list[Row[Any]]:
+    """Statistics samples in [start, end], oldest first, after the id `after`."""
+    table = statistics_samples
+    query = select(table)
+    if start is not None:
+        query = query.where(table.c.sampled_at >= start)
+    if end is not None:
+        query = query.where(table.c.sampled_at <= end)
+    if after is not None:
+        query = query.where(table.c.id > after)
+    return list(session.execute(query.order_by(table.c.id).limit(limit)).all())
+
+
 def delete_samples(
     session: Session, which: str, start: datetime | None, end: datetime | None
 ) -> int:

@@ -156,6 +156,7 @@ POLICY: dict[str, dict[str, Access]] = {
         # Internal messages are left out for non-administrators.
         "ListLogEntries": R,
         "GetStatisticsBounds": R,
+        "ListStatisticsSamples": R,
         "GetHistoryBounds": R,
         "AddLogEntry": U,
         "CreateUser": A,

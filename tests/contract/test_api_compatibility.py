@@ -177,6 +177,7 @@ NON_MUSTER_RPCS = frozenset(
         ("farm.nodes.v1.NodesService", "SetNodeTemplatePreferences"),
         ("farm.nodes.v1.NodesService", "GetNodeTemplatePreferences"),
         ("farm.admin.v1.AdminService", "ListLogEntries"),
+        ("farm.admin.v1.AdminService", "ListStatisticsSamples"),
         # Authentication (docs/security.md): the facade logs in by itself.
         ("farm.admin.v1.AdminService", "Login"),
     }

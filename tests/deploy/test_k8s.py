@@ -130,7 +130,8 @@ def test_every_container_environment_is_accepted_by_the_settings_and_tls_readers
 
 def test_each_service_has_one_deployment_running_it_on_its_port() -> None:
     deployments = _of_kind("Deployment")
-    assert set(deployments) == {f"muster-{s}" for s in SERVICE_NAMES}
+    # Beside them: muster-web, the dashboard (tests/deploy/test_k8s_dashboard.py).
+    assert set(deployments) == {f"muster-{s}" for s in SERVICE_NAMES} | {"muster-web"}
     for service in SERVICE_NAMES:
         deployment, container = _deployment(service)
         assert container["command"] == ["dispatcher"]

@@ -1,0 +1,5 @@
+import sys
+
+from muster_web.server import main
+
+sys.exit(main())
