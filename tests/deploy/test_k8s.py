@@ -281,9 +281,8 @@ def test_every_container_runs_the_one_image_built_by_the_dockerfile() -> None:
     [image] = _kustomization(K8S)["images"]
     for workload, _, container in _containers():
         assert container["image"] == image["name"], workload
+    # The image itself (stages, base, build) is tests/deploy/test_image.py's.
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
-    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
     assert re.search(r'^ENTRYPOINT \["dispatcher"\]', dockerfile, re.M)
     user = re.findall(r"^USER (\d+)", dockerfile, re.M)
     assert user and user[-1] != "0"
