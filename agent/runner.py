@@ -684,6 +684,8 @@ class ChunkRun:
         # forked copy of a multi-threaded process (gRPC's threads), which is unsafe.
         try:
             set_group_priority(self.pid, self.priority)
+        except ProcessLookupError:
+            pass  # the whole group already ended: nothing left to renice
         except OSError as exc:
             self._agent_line(
                 f"cannot set priority nice {nice_value(self.priority)}: {exc.strerror};"

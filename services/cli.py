@@ -296,7 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, listen=args.listen)
     settings = replace(settings, metrics_listen=_metrics_listen(args, settings, os.environ))
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        return _command(args, settings)
+    except SettingsError as exc:  # e.g. no database URL and no embedded PostgreSQL
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 2
 
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     from services import app
 
     if args.command == "status":

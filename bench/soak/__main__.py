@@ -21,7 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--lost-timeout", type=float, default=6.0, help="node lost timeout (6 s)")
-    parser.add_argument("--drain", type=float, default=180.0, help="drain bound, seconds (180)")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=180.0,
+        help="after the faults, fail when no job finished for this long, seconds (180)",
+    )
     parser.add_argument(
         "--folder", default=str(ROOT / ".data" / "soak"), help="work folder (emptied first)"
     )

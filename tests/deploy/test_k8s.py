@@ -488,7 +488,10 @@ def test_every_dispatcher_container_runs_the_one_image_as_the_dockerfile_user(
     assert {w for w, _, _ in dispatcher} == set(_of_kind("Deployment", overlay)) | set(
         _of_kind("Job", overlay)
     )
-    user = re.findall(r"^USER (\d+)", (REPO / "Dockerfile").read_text(), re.M)
+    # The image itself (stages, base, build) is tests/deploy/test_image.py's.
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r'^ENTRYPOINT \["dispatcher"\]', dockerfile, re.M)
+    user = re.findall(r"^USER (\d+)", dockerfile, re.M)
     assert user and user[-1] != "0"
     for workload, spec, container in dispatcher:
         assert container["image"] == f"{IMAGE}:{image['newTag']}", workload

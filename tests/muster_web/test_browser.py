@@ -1,10 +1,14 @@
 """The dashboard end to end in Debian's headless Chromium: log in, submit a
 job through the dev stack, watch it complete on the page without reloading,
-open a chunk's log, pause a node. Screenshots of the main pages are kept in
-docs/images/ (the README shows them)."""
+open a chunk's log, pause a node. Screenshots of the main pages are kept as
+test artefacts in .data/test-artifacts/screenshots/ (MUSTER_TEST_ARTIFACTS
+names another folder); with MUSTER_UPDATE_SCREENSHOTS=1 they also replace the
+ones in docs/images/ that the README shows."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,26 @@ from tests.muster_web.browser import browser_missing, chromium
 from tests.muster_web.conftest import Stack
 
 pytestmark = [pytest.mark.database, pytest.mark.slow]
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _screenshots() -> Path:
+    folder = (
+        Path(os.environ.get("MUSTER_TEST_ARTIFACTS") or ROOT / ".data" / "test-artifacts")
+        / "screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+IMAGES = _screenshots()
+
+
+def _publish() -> None:
+    """Copy the screenshots over the README's (MUSTER_UPDATE_SCREENSHOTS=1)."""
+    if os.environ.get("MUSTER_UPDATE_SCREENSHOTS") == "1":
+        for image in IMAGES.glob("dashboard-*.png"):
+            shutil.copyfile(image, ROOT / "docs" / "images" / image.name)
 
 
 @pytest.fixture
@@ -135,6 +158,7 @@ def test_log_in_watch_a_job_complete_read_a_chunk_log_and_pause_a_node(
         wait(browser, lambda d: "frame 2 rendered" in text_of(d, "#log"), "the chunk's log")
         assert "frame 1 rendered" in text_of(browser, "#log")
         browser.save_screenshot(str(IMAGES / "dashboard-job.png"))
+        _publish()
 
 
 def sample_every_five_seconds(channel: grpc.Channel) -> None:
