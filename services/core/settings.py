@@ -56,13 +56,18 @@ def _path(env: dict[str, str], name: str) -> Path | None:
     return Path(raw).expanduser().resolve() if raw else None
 
 
+def _file_text(path: Path, name: str) -> str:
+    """The content of the file a *_FILE variable names, without surrounding white space."""
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}={str(path)!r}: {exc.strerror or exc}") from None
+
+
 def _secret_file(path: Path | None, name: str) -> str:
     if path is None:
         return ""
-    try:
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise SettingsError(f"{name}={str(path)!r}: {exc.strerror or exc}") from None
+    value = _file_text(path, name)
     if len(value) < 8:
         raise SettingsError(f"{name}: the secret in {str(path)!r} is shorter than 8 characters")
     return value
@@ -75,12 +80,7 @@ def _database_url(env: dict[str, str], file: Path | None) -> str:
         return url
     if url:
         raise SettingsError("set MUSTER_DATABASE_URL or MUSTER_DATABASE_URL_FILE, not both")
-    try:
-        url = file.read_text().strip()
-    except OSError as exc:
-        raise SettingsError(
-            f"MUSTER_DATABASE_URL_FILE={str(file)!r}: {exc.strerror or exc}"
-        ) from None
+    url = _file_text(file, "MUSTER_DATABASE_URL_FILE")
     if not url:
         raise SettingsError(f"MUSTER_DATABASE_URL_FILE: {str(file)!r} is empty")
     return url
