@@ -12,7 +12,8 @@ PostgreSQL, round after round (RUNS rounds, medians reported):
   FINISH_BATCH, as the nodes service's relay batches them. Reported: chunks
   over the time spent in those two calls (reading the tick's fencing tokens
   back, the nodes service's part, is left out), and that time split between
-  the two;
+  the two. The nodes service's build of the same assignments' messages
+  (`for_nodes.build_assignments`, its reads included) is timed on the side;
 - bare: a batched `FOR UPDATE SKIP LOCKED` loop on a table of CHUNKS rows,
   the least a loop that assigns and completes in two commits can do: one
   `UPDATE ... RETURNING` takes up to 500 queued rows, then they are marked
@@ -37,15 +38,17 @@ import os
 import pstats
 import statistics
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bench.common import BENCHMARKS, Row, bench_database
 from services.core.database import Database, libpq_url
 from services.jobs.domain import Attribute, JobSpec
+from services.jobs.for_nodes import ReferenceCache, build_assignments
 from services.jobs.runs import ChunkRuns, RunEnd
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
@@ -92,9 +95,10 @@ def _live_runs(db: Database) -> list[RunEnd]:
     ]
 
 
-def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float]:
+def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float, float]:
     """One job of CHUNKS chunks through ticks and finishes: (chunks/s over the
-    time in those calls, ms of ticks per 1,000 chunks, ms of finishes per 1,000)."""
+    time in those calls, ms of ticks per 1,000 chunks, ms of finishes per 1,000,
+    ms per 1,000 of building the Assignment messages, not in the chunks/s)."""
     jobs.queue.submit_job(
         JobSpec(
             name="ceiling",
@@ -107,7 +111,8 @@ def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float]:
         )
     )
     scheduler, runs = Scheduler(db, batch_size=TICK_BATCH), ChunkRuns(db)
-    ticking = finishing = 0.0
+    reference = ReferenceCache()
+    ticking = finishing = building = 0.0
     done = 0
     while done < CHUNKS:
         started = time.perf_counter()
@@ -117,11 +122,20 @@ def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float]:
             raise RuntimeError(f"the scheduler assigned nothing after {done} of {CHUNKS}")
         ends = _live_runs(db)
         started = time.perf_counter()
+        build_assignments(db, [e.node_id for e in ends], reference)
+        building += time.perf_counter() - started
+        started = time.perf_counter()
         for at in range(0, len(ends), FINISH_BATCH):
             runs.finish_many(ends[at : at + FINISH_BATCH])
         finishing += time.perf_counter() - started
         done += len(ends)
-    return done / (ticking + finishing), ticking / done * 1e6, finishing / done * 1e6
+    per_thousand = 1e6 / done
+    return (
+        done / (ticking + finishing),
+        ticking * per_thousand,
+        finishing * per_thousand,
+        building * per_thousand,
+    )
 
 
 # --- a bare SKIP LOCKED loop ---------------------------------------------------------------
@@ -243,17 +257,39 @@ async def _install_pgqueuer(url: str) -> None:
 
 
 def _profile(db: Database, jobs: JobsService) -> None:
+    """One more round of ours: the Python functions that cost most (cProfile),
+    then each statement's count and total time from send to result (the
+    driver's and the server's time, as SQLAlchemy's cursor events see it)."""
+    statements: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    began: list[float] = []
+
+    def before(*_: Any) -> None:
+        began.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, *rest: Any) -> None:
+        entry = statements[" ".join(statement.split())[:110]]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - began.pop()
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
     profiler = cProfile.Profile()
     profiler.enable()
     _ours(db, jobs)
     profiler.disable()
+    event.remove(db.engine, "before_cursor_execute", before)
+    event.remove(db.engine, "after_cursor_execute", after)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
-    print(out.getvalue(), flush=True)
+    print(out.getvalue())
+    print("statements by total time (count, s, statement):")
+    for text_, (count, seconds) in sorted(statements.items(), key=lambda s: -s[1][1])[:25]:
+        print(f"{count:7d} {seconds:8.3f}  {text_}")
+    print(flush=True)
 
 
 def run() -> list[Row]:
-    ours: list[tuple[float, float, float]] = []
+    ours: list[tuple[float, float, float, float]] = []
     bare: list[float] = []
     best: list[float] = []
     psycopg_drain: list[float] = []
@@ -305,6 +341,13 @@ def run() -> list[Row]:
         Row(
             "scheduler ceiling: finishes, per 1,000 chunks",
             statistics.median(r[2] for r in ours),
+            None,
+            "-",
+            "ms",
+        ),
+        Row(
+            "the nodes service's build of the same Assignments (not in the ceiling), per 1,000",
+            statistics.median(r[3] for r in ours),
             None,
             "-",
             "ms",
