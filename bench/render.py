@@ -16,12 +16,24 @@ the median of RUNS runs:
 - the nodes service's resident memory with every stream open, and an idle
   real agent's;
 - peer, same run, same PostgreSQL: pgqueuer pushing the same number of jobs
-  through enqueue, dequeue and acknowledge.
+  through enqueue, dequeue and acknowledge;
+- the design's limit, same run, same simulated nodes: a bare grpc.aio relay
+  (bench/bare_relay.py) sending the same two messages per chunk with no
+  database; the render loop as a ratio of it;
+- CPU seconds per 1,000 chunks of each process (the services, PostgreSQL's
+  processes, the simulated nodes) over the small queue's windows, and the
+  same for the bare relay: where the render loop's time goes;
+- how many nodes are heartbeating after the small queue's windows.
+
+BENCH_RENDER_REPLICAS=2 runs two nodes-service replicas with the simulated
+nodes' streams split between them (the 10,000-node row:
+BENCH_RENDER_NODES=10000); the memory row is then the largest replica's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -36,6 +48,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from sqlalchemy import text
 
 from bench.common import (
     BENCHMARKS,
@@ -64,6 +77,8 @@ CHUNKS = int(os.environ.get("BENCH_RENDER_CHUNKS", "10000"))
 BIG_QUEUE = int(os.environ.get("BENCH_RENDER_BIG_QUEUE", "100000"))
 HUGE_QUEUE = int(os.environ.get("BENCH_RENDER_HUGE_QUEUE", "1000000"))
 RUNS = int(os.environ.get("BENCH_RENDER_RUNS", "3"))
+# Nodes-service replicas, the simulated nodes' streams split between them.
+REPLICAS = int(os.environ.get("BENCH_RENDER_REPLICAS", "1"))
 LATENCY_CHUNKS = 100
 MEASURE_SECONDS = 15.0
 
@@ -202,10 +217,11 @@ def _job(chunks: int) -> jobs_pb2.Job:
 
 
 async def _start_nodes(
-    channel: grpc.aio.Channel, signer: TokenSigner
+    channels: list[grpc.aio.Channel], signer: TokenSigner
 ) -> tuple[list[SimulatedNode], list[asyncio.Task[None]]]:
-    """NODES simulated nodes on `channel`, once every one is registered."""
-    nodes = [SimulatedNode(channel, i, signer) for i in range(NODES)]
+    """NODES simulated nodes, spread over `channels` in turn, once every one
+    is registered."""
+    nodes = [SimulatedNode(channels[i % len(channels)], i, signer) for i in range(NODES)]
     ready, registered = asyncio.Event(), set[int]()
     tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
     try:
@@ -280,15 +296,30 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
+def _heartbeating(db: Database) -> int:
+    """Nodes with a session whose last heartbeat is under 30 s old."""
+    with db.transaction() as session:
+        return int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM nodes WHERE session_id IS NOT NULL"
+                    " AND last_heartbeat_at > now() - interval '30 seconds'"
+                )
+            ).scalar_one()
+        )
+
+
 async def _render(
-    db: Database, jobs_address: str, nodes_address: str, cpu: CpuShares
+    db: Database, jobs_address: str, nodes_addresses: list[str], cpu: CpuShares
 ) -> tuple[dict[str, float], agent_pb2.Assignment]:
     signer = security_for(db).signer
     user = auth_metadata(bench_token(db))
-    async with (
-        grpc.aio.insecure_channel(jobs_address) as jobs_channel,
-        grpc.aio.insecure_channel(nodes_address) as channel,
-    ):
+    async with contextlib.AsyncExitStack() as channels:
+        jobs_channel = await channels.enter_async_context(grpc.aio.insecure_channel(jobs_address))
+        replicas = [
+            await channels.enter_async_context(grpc.aio.insecure_channel(a))
+            for a in nodes_addresses
+        ]
         stub = jobs_pb2_grpc.JobsServiceStub(jobs_channel)
 
         async def submit(chunks: int) -> int:
@@ -298,8 +329,8 @@ async def _render(
         async def delete(job_id: int) -> None:
             await stub.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=user)
 
-        nodes, tasks = await _start_nodes(channel, signer)
-        rss_streams = rss_mb(cpu.groups["nodes service"]()[0])
+        nodes, tasks = await _start_nodes(replicas, signer)
+        rss_streams = max(rss_mb(pid) for pid in cpu.groups["nodes service"]())
 
         def done() -> int:
             return sum(n.done for n in nodes)
@@ -393,6 +424,7 @@ async def _render(
             with_submission += from_submission
         small = statistics.median(await sustained(CHUNKS, RUNS))
         cycle = [x for n in nodes for x in n.latencies]
+        heartbeating = await asyncio.to_thread(_heartbeating, db)
         big = statistics.median(await throughput(BIG_QUEUE, RUNS))
         huge = statistics.median(await throughput(HUGE_QUEUE, RUNS)) if HUGE_QUEUE else 0.0
         await _stop_nodes(nodes, tasks)
@@ -407,6 +439,7 @@ async def _render(
         "cycle_median_ms": _percentile(cycle, 0.5) * 1000,
         "cycle_p99_ms": _percentile(cycle, 0.99) * 1000,
         "rss_streams_mb": rss_streams,
+        "heartbeating": heartbeating,
     }, assignment
 
 
@@ -414,7 +447,7 @@ async def _relay(address: str, signer: TokenSigner, cpu: CpuShares) -> float:
     """Chunks/s through the bare relay (bare_relay.py), the median of RUNS
     windows of MEASURE_SECONDS with every node busy."""
     async with grpc.aio.insecure_channel(address) as channel:
-        nodes, tasks = await _start_nodes(channel, signer)
+        nodes, tasks = await _start_nodes([channel], signer)
         rates = []
         for _ in range(RUNS):
             started, at_start = time.perf_counter(), sum(n.done for n in nodes)
@@ -517,29 +550,35 @@ def run() -> list[Row]:
     with (
         bench_database("bench_render", pool_size=4) as db,
         dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, jobs_pid),
-        dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address}) as (
-            nodes_address,
-            nodes_pid,
-        ),
+        contextlib.ExitStack() as stack,
     ):
+        replicas = [
+            stack.enter_context(
+                dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address})
+            )
+            for _ in range(REPLICAS)
+        ]
+        nodes_address, nodes_pid = replicas[0]
         time.sleep(2.0)
         idle_rss = rss_mb(nodes_pid)
         agent_rss = _idle_agent_rss(db, nodes_address)
         cpu = CpuShares(
             {
                 "jobs+admin service": lambda: [jobs_pid],
-                "nodes service": lambda: [nodes_pid],
+                "nodes service": lambda: [pid for _, pid in replicas],
                 "PostgreSQL": _postgres_pids,
                 "simulated nodes": lambda: [os.getpid()],
             }
         )
-        figures, assignment = asyncio.run(_render(db, jobs_address, nodes_address, cpu))
+        figures, assignment = asyncio.run(_render(db, jobs_address, [a for a, _ in replicas], cpu))
         signer = security_for(db).signer
     relay, relay_cpu = _bare_relay(signer, assignment)
     peer = statistics.median(_pgqueuer_run() for _ in range(RUNS))
     rows = [
         Row(
-            f"render loop: {NODES:,} simulated nodes, {CHUNKS:,} queued chunks",
+            f"render loop: {NODES:,} simulated nodes"
+            + (f" over {REPLICAS} nodes-service replicas" if REPLICAS > 1 else "")
+            + f", {CHUNKS:,} queued chunks",
             figures["small"],
             peer,
             "pgqueuer enqueue+dequeue+ack, same count",
@@ -589,11 +628,19 @@ def run() -> list[Row]:
         ),
         Row("saturated cycle, p99", figures["cycle_p99_ms"], None, "-", "ms"),
         Row(
-            f"nodes service resident memory with {NODES:,} agent streams",
+            f"nodes service resident memory with {NODES // REPLICAS:,} agent streams"
+            + (f" (the largest of {REPLICAS} replicas)" if REPLICAS > 1 else ""),
             figures["rss_streams_mb"],
             idle_rss,
             "the same process with no stream",
             "MB",
+        ),
+        Row(
+            "nodes heartbeating (a session, a heartbeat under 30 s old) after the windows",
+            figures["heartbeating"],
+            NODES,
+            "simulated nodes",
+            "nodes",
         ),
         Row("idle agent resident memory (one instance)", agent_rss, None, "-", "MB"),
         Row(
