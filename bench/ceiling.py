@@ -45,14 +45,12 @@ from typing import Any
 import psycopg
 from sqlalchemy import event, text
 
-from bench.common import BENCHMARKS, Row, bench_database
+from bench.common import BENCHMARKS, Row, bench_database, idle_nodes, submit_command_job
 from services.core.database import Database, libpq_url
-from services.jobs.domain import Attribute, JobSpec
 from services.jobs.for_nodes import ReferenceCache, build_assignments
 from services.jobs.runs import ChunkRuns, RunEnd
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 CHUNKS = int(os.environ.get("BENCH_CEILING_CHUNKS", "50000"))
 NODES = int(os.environ.get("BENCH_CEILING_NODES", "2000"))
@@ -65,20 +63,6 @@ PGQ_BATCH = 100
 
 
 # --- ours --------------------------------------------------------------------------------
-
-
-def _nodes(db: Database, count: int) -> None:
-    """`count` idle nodes with a live session, as registered agents leave them."""
-    with db.transaction() as session:
-        session.execute(
-            text(
-                "INSERT INTO nodes (name, host_name, platform, status, pools, session_id,"
-                " last_heartbeat_at)"
-                " SELECT 'sim-' || i, 'sim-' || i, 'linux', 'idle', '{}', 'live', now()"
-                " FROM generate_series(1, :count) i"
-            ),
-            {"count": count},
-        )
 
 
 def _live_runs(db: Database) -> list[RunEnd]:
@@ -99,17 +83,7 @@ def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float, float]:
     """One job of CHUNKS chunks through ticks and finishes: (chunks/s over the
     time in those calls, ms of ticks per 1,000 chunks, ms of finishes per 1,000,
     ms per 1,000 of building the Assignment messages, not in the chunks/s)."""
-    jobs.queue.submit_job(
-        JobSpec(
-            name="ceiling",
-            owner="bench",
-            template_id=COMMAND_LINE_TEMPLATE_ID,
-            start_frame=1,
-            end_frame=CHUNKS,
-            packet_size=1,
-            attributes=(Attribute("executable", "string", "/bin/true"),),
-        )
-    )
+    submit_command_job(jobs, CHUNKS, "ceiling")
     scheduler, runs = Scheduler(db, batch_size=TICK_BATCH), ChunkRuns(db)
     reference = ReferenceCache()
     ticking = finishing = building = 0.0
@@ -297,7 +271,7 @@ def run() -> list[Row]:
         url = db.url.render_as_string(hide_password=False)
         jobs = JobsService(db)
         jobs.templates.seed_templates()
-        _nodes(db, NODES)
+        idle_nodes(db, NODES, "sim-")
         asyncio.run(_install_pgqueuer(url))
         for _ in range(RUNS):
             ours.append(_ours(db, jobs))
