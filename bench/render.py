@@ -20,7 +20,7 @@ the median of RUNS runs:
 - the design's limit, same run, same simulated nodes: a bare grpc.aio relay
   (bench/bare_relay.py) sending the same two messages per chunk with no
   database; the render loop as a ratio of it;
-- CPU seconds per 1,000 chunks of each process (the services, PostgreSQL's
+- CPU milliseconds per 1,000 chunks of each process (the services, PostgreSQL's
   processes, the simulated nodes) over the small queue's windows, and the
   same for the bare relay: where the render loop's time goes;
 - how many nodes are heartbeating after the small queue's windows.
@@ -288,7 +288,8 @@ class CpuShares:
         self.chunks += chunks
 
     def per_thousand(self) -> dict[str, float]:
-        return {n: s / max(self.chunks, 1) * 1000 for n, s in self.spent.items()}
+        """CPU milliseconds per 1,000 chunks (= µs per chunk) of each group."""
+        return {n: s / max(self.chunks, 1) * 1e6 for n, s in self.spent.items()}
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -657,7 +658,7 @@ def run() -> list[Row]:
                 seconds,
                 relay_cpu.per_thousand().get(name),
                 "the same in the bare relay" if name in relay_cpu.groups else "-",
-                "s",
+                "ms",
             )
             for name, seconds in cpu.per_thousand().items()
         ),
@@ -666,7 +667,7 @@ def run() -> list[Row]:
             relay_cpu.per_thousand()["relay"],
             None,
             "-",
-            "s",
+            "ms",
         ),
     ]
 
