@@ -161,24 +161,35 @@ def _bare(url: str) -> float:
 Connect = Callable[[str, list[Any]], Awaitable[Any]]
 
 
-async def _pgqueuer(url: str, connect: Connect) -> float:
-    """CHUNKS jobs drained by CONSUMERS consumers in batches of PGQ_BATCH; jobs/s."""
+def pgqueuer_at_best(url: str, jobs: int = CHUNKS, driver: str = "asyncpg") -> float:
+    """pgqueuer as its authors benchmark it, on the database `url` where
+    install_pgqueuer ran: `jobs` jobs enqueued, then drained by CONSUMERS
+    consumers in batches of PGQ_BATCH; jobs/s of the drain."""
+    return asyncio.run(_pgqueuer(url, _asyncpg if driver == "asyncpg" else _psycopg, jobs))
+
+
+def install_pgqueuer(url: str) -> None:
+    """pgqueuer's tables, tuned as their `pgq autovac` does."""
+    asyncio.run(_install_pgqueuer(url))
+
+
+async def _pgqueuer(url: str, connect: Connect, jobs: int) -> float:
     opened: list[Any] = []
     try:
-        return await _drain(libpq_url(url), connect, opened)
+        return await _drain(libpq_url(url), connect, opened, jobs)
     finally:
         for connection in opened:
             await connection.close()
 
 
-async def _drain(dsn: str, connect: Connect, opened: list[Any]) -> float:
+async def _drain(dsn: str, connect: Connect, opened: list[Any], jobs: int) -> float:
     from pgqueuer.adapters.persistence.queries import Queries
     from pgqueuer.core.qm import QueueManager
     from pgqueuer.domain.types import QueueExecutionMode
 
     setup = Queries(await connect(dsn, opened))
     await setup.clear_queue()
-    await setup.enqueue(["render"] * CHUNKS, [None] * CHUNKS, [0] * CHUNKS)
+    await setup.enqueue(["render"] * jobs, [None] * jobs, [0] * jobs)
     done = 0
     managers = [QueueManager(Queries(await connect(dsn, opened))) for _ in range(CONSUMERS)]
     for manager in managers:
@@ -196,8 +207,8 @@ async def _drain(dsn: str, connect: Connect, opened: list[Any]) -> float:
         timeout=600,
     )
     elapsed = time.perf_counter() - started
-    if done != CHUNKS:
-        raise RuntimeError(f"pgqueuer drained {done} of {CHUNKS} jobs")
+    if done != jobs:
+        raise RuntimeError(f"pgqueuer drained {done} of {jobs} jobs")
     return done / elapsed
 
 
@@ -217,7 +228,6 @@ async def _psycopg(dsn: str, opened: list[Any]) -> Any:
 
 
 async def _install_pgqueuer(url: str) -> None:
-    """pgqueuer's tables, tuned as their `pgq autovac` does."""
     from pgqueuer.adapters.persistence.queries import Queries
 
     opened: list[Any] = []
@@ -272,12 +282,12 @@ def run() -> list[Row]:
         jobs = JobsService(db)
         jobs.templates.seed_templates()
         idle_nodes(db, NODES, "sim-")
-        asyncio.run(_install_pgqueuer(url))
+        install_pgqueuer(url)
         for _ in range(RUNS):
             ours.append(_ours(db, jobs))
             bare.append(_bare(url))
-            best.append(asyncio.run(_pgqueuer(url, _asyncpg)))
-            psycopg_drain.append(asyncio.run(_pgqueuer(url, _psycopg)))
+            best.append(pgqueuer_at_best(url))
+            psycopg_drain.append(pgqueuer_at_best(url, driver="psycopg"))
         if PROFILE:
             _profile(db, jobs)
     rate = statistics.median(r[0] for r in ours)
