@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -117,8 +118,9 @@ def idle_nodes(db: Database, count: int, prefix: str = "n") -> None:
         )
 
 
-def submit_command_job(jobs: JobsService, chunks: int, name: str) -> int:
-    """A command-line job (/bin/true) of `chunks` one-frame chunks, queued."""
+def submit_command_job(jobs: JobsService, chunks: int, name: str, **fields: Any) -> int:
+    """A command-line job (/bin/true) of `chunks` one-frame chunks, queued;
+    `fields`: more of its JobSpec (dependencies, priority)."""
     spec = JobSpec(
         name=name,
         owner="bench",
@@ -127,6 +129,7 @@ def submit_command_job(jobs: JobsService, chunks: int, name: str) -> int:
         end_frame=chunks,
         packet_size=1,
         attributes=(Attribute("executable", "string", "/bin/true"),),
+        **fields,
     )
     return int(jobs.queue.submit_job(spec).id)
 
