@@ -73,8 +73,12 @@ def main(argv: list[str]) -> int:
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         table = _table(rows)
         print(table)
-        notes = sections.get(name, "").partition("\n\n|")[0].split("\n\n")
-        kept = "\n\n".join(n for n in notes[1:] if n and not n.startswith("|"))
+        # The section's own table is its last one: the notes before it (their
+        # own tables too) are kept, all but the "Last run" line.
+        body = sections.get(name, "")
+        head, table_start, _ = body.rpartition("\n\n|")
+        notes = (head if table_start else body).split("\n\n")
+        kept = "\n\n".join(n for n in notes[1:] if n)
         sections[name] = "\n\n".join(
             part for part in (f"Last run: {when} on {machine}.", kept, table) if part
         )

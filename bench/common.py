@@ -10,6 +10,9 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
 
 from services.core import migrate
 from services.core.database import (
@@ -19,6 +22,9 @@ from services.core.database import (
     ensure_database,
     with_database,
 )
+from services.jobs.domain import Attribute, JobSpec
+from services.jobs.service import JobsService
+from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +102,36 @@ def dispatcher_process(
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+def idle_nodes(db: Database, count: int, prefix: str = "n") -> None:
+    """`count` idle nodes with a live session (as registered agents leave
+    them), named PREFIX1, PREFIX2, ..."""
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO nodes (name, host_name, platform, status, session_id,"
+                " last_heartbeat_at) SELECT :prefix || i, :prefix || i, 'linux', 'idle',"
+                " 'live', now() FROM generate_series(1, :count) AS i"
+            ),
+            {"prefix": prefix, "count": count},
+        )
+
+
+def submit_command_job(jobs: JobsService, chunks: int, name: str, **fields: Any) -> int:
+    """A command-line job (/bin/true) of `chunks` one-frame chunks, queued;
+    `fields`: more of its JobSpec (dependencies, priority)."""
+    spec = JobSpec(
+        name=name,
+        owner="bench",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=chunks,
+        packet_size=1,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+        **fields,
+    )
+    return int(jobs.queue.submit_job(spec).id)
 
 
 def bench_token(db: Database, name: str = "bench", role: str = "administrator") -> str:

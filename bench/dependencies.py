@@ -21,12 +21,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 
-from bench.common import BENCHMARKS, Row, bench_database, median_of
+from bench.common import BENCHMARKS, Row, bench_database, median_of, submit_command_job
 from services.core.database import Database
-from services.jobs.domain import Attribute, CandidateJob, JobSpec
+from services.jobs.domain import CandidateJob
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 SIZES = (1_000, 10_000)
 RUNS = 9
@@ -42,16 +41,7 @@ PAIRWISE = text(
 
 
 def _submit(jobs: JobsService, name: str, frames: int, **fields: Any) -> int:
-    spec = JobSpec(
-        name=name,
-        owner="bench",
-        template_id=COMMAND_LINE_TEMPLATE_ID,
-        start_frame=1,
-        end_frame=frames,
-        attributes=(Attribute("executable", "string", "/bin/true"),),
-        **fields,
-    )
-    return int(jobs.queue.submit_job(spec).id)
+    return submit_command_job(jobs, frames, name, **fields)
 
 
 def _timed(db: Database, work: Callable[[Any], object]) -> float:

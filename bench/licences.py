@@ -20,9 +20,8 @@ import time
 
 from sqlalchemy import text
 
-from bench.common import BENCHMARKS, Row, bench_database
+from bench.common import BENCHMARKS, Row, bench_database, idle_nodes, submit_command_job
 from services.core.database import Database
-from services.jobs.domain import Attribute, JobSpec
 from services.jobs.scheduler import Scheduler
 from services.jobs.service import JobsService
 from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
@@ -32,16 +31,7 @@ RUNS = 31
 
 
 def _submit(jobs: JobsService, chunks: int) -> int:
-    spec = JobSpec(
-        name="licensed",
-        owner="bench",
-        template_id=COMMAND_LINE_TEMPLATE_ID,
-        start_frame=1,
-        end_frame=chunks,
-        packet_size=1,
-        attributes=(Attribute("executable", "string", "/bin/true"),),
-    )
-    return int(jobs.queue.submit_job(spec).id)
+    return submit_command_job(jobs, chunks, "licensed")
 
 
 def _groups(db: Database, on: bool) -> None:
@@ -97,15 +87,7 @@ def run() -> list[Row]:
     with bench_database("bench_licences") as db:
         jobs = JobsService(db)
         jobs.templates.seed_templates()
-        with db.transaction() as session:
-            session.execute(
-                text(
-                    "INSERT INTO nodes (name, host_name, platform, status, session_id,"
-                    " last_heartbeat_at) SELECT 'n' || i, 'n' || i, 'linux', 'idle', 'live', now()"
-                    " FROM generate_series(1, :n) AS i"
-                ),
-                {"n": NODES},
-            )
+        idle_nodes(db, NODES)
         # The busy half: live assignments of the command-line template.
         _submit(jobs, NODES // 2)
         with db.transaction() as session:

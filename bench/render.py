@@ -15,13 +15,27 @@ the median of RUNS runs:
   (mostly queueing: NODES / throughput);
 - the nodes service's resident memory with every stream open, and an idle
   real agent's;
-- peer, same run, same PostgreSQL: pgqueuer pushing the same number of jobs
-  through enqueue, dequeue and acknowledge.
+- peers, same run, same PostgreSQL: pgqueuer at its best (bench/ceiling.py:
+  asyncpg, 5 consumers in batches of 100, PEER_JOBS jobs, `pgq autovac`),
+  and as issue 5 measured it: one psycopg consumer pushing the same number of
+  jobs through enqueue, dequeue and acknowledge;
+- the design's limit, same run, same simulated nodes: a bare grpc.aio relay
+  (bench/bare_relay.py) sending the same two messages per chunk with no
+  database; the render loop as a ratio of it;
+- CPU milliseconds per 1,000 chunks of each process (the services, PostgreSQL's
+  processes, the simulated nodes) over the small queue's windows, and the
+  same for the bare relay: where the render loop's time goes;
+- how many nodes are heartbeating after the small queue's windows.
+
+BENCH_RENDER_REPLICAS=2 runs two nodes-service replicas with the simulated
+nodes' streams split between them (the 10,000-node row:
+BENCH_RENDER_NODES=10000); the memory row is then the largest replica's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -29,13 +43,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
+from sqlalchemy import text
 
+from bench.ceiling import install_pgqueuer, pgqueuer_at_best
 from bench.common import (
     BENCHMARKS,
     Row,
@@ -63,7 +80,11 @@ CHUNKS = int(os.environ.get("BENCH_RENDER_CHUNKS", "10000"))
 BIG_QUEUE = int(os.environ.get("BENCH_RENDER_BIG_QUEUE", "100000"))
 HUGE_QUEUE = int(os.environ.get("BENCH_RENDER_HUGE_QUEUE", "1000000"))
 RUNS = int(os.environ.get("BENCH_RENDER_RUNS", "3"))
+# Nodes-service replicas, the simulated nodes' streams split between them.
+REPLICAS = int(os.environ.get("BENCH_RENDER_REPLICAS", "1"))
 LATENCY_CHUNKS = 100
+# The peer at its best drains as many jobs as its authors' benchmark does.
+PEER_JOBS = int(os.environ.get("BENCH_RENDER_PEER_JOBS", "50000"))
 MEASURE_SECONDS = 15.0
 
 
@@ -84,6 +105,8 @@ class SimulatedNode:
         self.idle_since = 0.0
         self.node_id = 0
         self.errors: list[str] = []
+        # The last assignment received: the bare relay sends it again (bare_relay.py).
+        self.assignment: agent_pb2.Assignment | None = None
 
     async def _requests(self) -> Any:
         while (message := await self.outgoing.get()) is not None:
@@ -146,7 +169,7 @@ class SimulatedNode:
             now = time.perf_counter()
             self.latencies.append(now - self.idle_since)
             self.received.append(now)
-            a = message.assignment
+            self.assignment = a = message.assignment
             await self._report(a, 0, common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED)
         elif kind == "result_accepted":
             # A stale report (a killed run of a deleted job) is not a chunk done.
@@ -198,20 +221,111 @@ def _job(chunks: int) -> jobs_pb2.Job:
     )
 
 
+async def _start_nodes(
+    channels: list[grpc.aio.Channel], signer: TokenSigner
+) -> tuple[list[SimulatedNode], list[asyncio.Task[None]]]:
+    """NODES simulated nodes, spread over `channels` in turn, once every one
+    is registered."""
+    nodes = [SimulatedNode(channels[i % len(channels)], i, signer) for i in range(NODES)]
+    ready, registered = asyncio.Event(), set[int]()
+    tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
+    try:
+        await asyncio.wait_for(ready.wait(), 600)
+    except TimeoutError:
+        errors = sorted({e for n in nodes for e in n.errors})
+        raise RuntimeError(
+            f"{len(registered)} of {NODES} nodes registered; errors {errors}"
+        ) from None
+    await asyncio.sleep(2.0)  # the first heartbeats and registrations settle
+    return nodes, tasks
+
+
+async def _stop_nodes(nodes: list[SimulatedNode], tasks: list[asyncio.Task[None]]) -> None:
+    for n in nodes:
+        await n.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes so far, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    """The embedded PostgreSQL's processes: its postmaster and every child."""
+    postmaster = int((ROOT / ".data/bench/postgres/postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return [postmaster, *children]
+
+
+class CpuShares:
+    """CPU seconds per 1,000 chunks of named groups of processes over windows
+    (each group's processes listed again at the start of each window)."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.spent = dict.fromkeys(groups, 0.0)
+        self.chunks = 0
+        self._at: dict[str, tuple[list[int], float]] = {}
+
+    def start(self) -> None:
+        self._at = {}
+        for name, listed in self.groups.items():
+            pids = listed()
+            self._at[name] = (pids, _cpu_seconds(pids))
+
+    def stop(self, chunks: int) -> None:
+        for name, (pids, at) in self._at.items():
+            self.spent[name] += _cpu_seconds(pids) - at
+        self.chunks += chunks
+
+    def per_thousand(self) -> dict[str, float]:
+        """CPU milliseconds per 1,000 chunks (= µs per chunk) of each group."""
+        return {n: s / max(self.chunks, 1) * 1e6 for n, s in self.spent.items()}
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
+def _heartbeating(db: Database) -> int:
+    """Nodes with a session whose last heartbeat is under 30 s old."""
+    with db.transaction() as session:
+        return int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM nodes WHERE session_id IS NOT NULL"
+                    " AND last_heartbeat_at > now() - interval '30 seconds'"
+                )
+            ).scalar_one()
+        )
+
+
 async def _render(
-    db: Database, jobs_address: str, nodes_address: str, nodes_pid: int
-) -> dict[str, float]:
+    db: Database, jobs_address: str, nodes_addresses: list[str], cpu: CpuShares
+) -> tuple[dict[str, float], agent_pb2.Assignment]:
     signer = security_for(db).signer
     user = auth_metadata(bench_token(db))
-    async with (
-        grpc.aio.insecure_channel(jobs_address) as jobs_channel,
-        grpc.aio.insecure_channel(nodes_address) as channel,
-    ):
+    async with contextlib.AsyncExitStack() as channels:
+        jobs_channel = await channels.enter_async_context(grpc.aio.insecure_channel(jobs_address))
+        replicas = [
+            await channels.enter_async_context(grpc.aio.insecure_channel(a))
+            for a in nodes_addresses
+        ]
         stub = jobs_pb2_grpc.JobsServiceStub(jobs_channel)
 
         async def submit(chunks: int) -> int:
@@ -221,18 +335,8 @@ async def _render(
         async def delete(job_id: int) -> None:
             await stub.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=user)
 
-        nodes = [SimulatedNode(channel, i, signer) for i in range(NODES)]
-        ready, registered = asyncio.Event(), set[int]()
-        tasks = [asyncio.create_task(n.run(ready, registered)) for n in nodes]
-        try:
-            await asyncio.wait_for(ready.wait(), 600)
-        except TimeoutError:
-            errors = sorted({e for n in nodes for e in n.errors})
-            raise RuntimeError(
-                f"{len(registered)} of {NODES} nodes registered; errors {errors}"
-            ) from None
-        await asyncio.sleep(2.0)  # the first heartbeats and registrations settle
-        rss_streams = rss_mb(nodes_pid)
+        nodes, tasks = await _start_nodes(replicas, signer)
+        rss_streams = max(rss_mb(pid) for pid in cpu.groups["nodes service"]())
 
         def done() -> int:
             return sum(n.done for n in nodes)
@@ -301,12 +405,14 @@ async def _render(
             rates = []
             for _ in range(windows):
                 started, at_start = time.perf_counter(), done()
+                cpu.start()
                 while time.perf_counter() - started < MEASURE_SECONDS:
                     # Not yet done = queued + running (at most one per node).
                     if submitted - (done() - before) < queued + NODES:
                         job_ids.append(await submit(queued // 2))
                         submitted += queued // 2
                     await asyncio.sleep(0.05)
+                cpu.stop(done() - at_start)
                 rates.append((done() - at_start) / (time.perf_counter() - started))
             for job_id in job_ids:
                 await delete(job_id)
@@ -324,11 +430,11 @@ async def _render(
             with_submission += from_submission
         small = statistics.median(await sustained(CHUNKS, RUNS))
         cycle = [x for n in nodes for x in n.latencies]
+        heartbeating = await asyncio.to_thread(_heartbeating, db)
         big = statistics.median(await throughput(BIG_QUEUE, RUNS))
         huge = statistics.median(await throughput(HUGE_QUEUE, RUNS)) if HUGE_QUEUE else 0.0
-        for n in nodes:
-            await n.close()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop_nodes(nodes, tasks)
+    assignment = next(n.assignment for n in nodes if n.assignment is not None)
     return {
         "small": small,
         "big": big,
@@ -339,7 +445,48 @@ async def _render(
         "cycle_median_ms": _percentile(cycle, 0.5) * 1000,
         "cycle_p99_ms": _percentile(cycle, 0.99) * 1000,
         "rss_streams_mb": rss_streams,
-    }
+        "heartbeating": heartbeating,
+    }, assignment
+
+
+async def _relay(address: str, signer: TokenSigner, cpu: CpuShares) -> float:
+    """Chunks/s through the bare relay (bare_relay.py), the median of RUNS
+    windows of MEASURE_SECONDS with every node busy."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        nodes, tasks = await _start_nodes([channel], signer)
+        rates = []
+        for _ in range(RUNS):
+            started, at_start = time.perf_counter(), sum(n.done for n in nodes)
+            cpu.start()
+            await asyncio.sleep(MEASURE_SECONDS)
+            chunks = sum(n.done for n in nodes) - at_start
+            cpu.stop(chunks)
+            rates.append(chunks / (time.perf_counter() - started))
+        await _stop_nodes(nodes, tasks)
+    return statistics.median(rates)
+
+
+def _bare_relay(signer: TokenSigner, assignment: agent_pb2.Assignment) -> tuple[float, CpuShares]:
+    """The bare relay in its own process, sending `assignment` again and again."""
+    with tempfile.NamedTemporaryFile(suffix=".assignment") as message:
+        message.write(assignment.SerializeToString())
+        message.flush()
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_relay", message.name],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert relay.stdout is not None
+            address = relay.stdout.readline().rsplit(" at ", 1)[1].strip()
+            cpu = CpuShares(
+                {"relay": lambda: [relay.pid], "simulated nodes": lambda: [os.getpid()]}
+            )
+            return asyncio.run(_relay(address, signer, cpu)), cpu
+        finally:
+            relay.terminate()
+            relay.wait(30)
 
 
 def _idle_agent_rss(db: Database, nodes_address: str) -> float:
@@ -400,31 +547,69 @@ async def _pgqueuer(url: str, jobs_count: int) -> float:
 
 
 def _pgqueuer_run() -> float:
+    """The peer as before (issue 5): one psycopg consumer, CHUNKS jobs,
+    per-job statistics."""
     with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
         url = peer_db.url.render_as_string(hide_password=False)
         return asyncio.run(_pgqueuer(url, CHUNKS))
 
 
+def _pgqueuer_best_run() -> float:
+    """The peer at its best (bench/ceiling.py): asyncpg, 5 consumers x 100,
+    PEER_JOBS jobs, the table tuned by `pgq autovac`."""
+    with bench_database("bench_pgqueuer", pool_size=1) as peer_db:
+        url = peer_db.url.render_as_string(hide_password=False)
+        install_pgqueuer(url)
+        return pgqueuer_at_best(url, PEER_JOBS)
+
+
 def run() -> list[Row]:
     with (
         bench_database("bench_render", pool_size=4) as db,
-        dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, _),
-        dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address}) as (
-            nodes_address,
-            nodes_pid,
-        ),
+        dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, jobs_pid),
+        contextlib.ExitStack() as stack,
     ):
+        replicas = [
+            stack.enter_context(
+                dispatcher_process(db, ["nodes"], {"MUSTER_JOBS_ADDRESS": jobs_address})
+            )
+            for _ in range(REPLICAS)
+        ]
+        nodes_address, nodes_pid = replicas[0]
         time.sleep(2.0)
         idle_rss = rss_mb(nodes_pid)
         agent_rss = _idle_agent_rss(db, nodes_address)
-        figures = asyncio.run(_render(db, jobs_address, nodes_address, nodes_pid))
+        cpu = CpuShares(
+            {
+                "jobs+admin service": lambda: [jobs_pid],
+                "nodes service": lambda: [pid for _, pid in replicas],
+                "PostgreSQL": _postgres_pids,
+                "simulated nodes": lambda: [os.getpid()],
+            }
+        )
+        figures, assignment = asyncio.run(_render(db, jobs_address, [a for a, _ in replicas], cpu))
+        signer = security_for(db).signer
+    relay, relay_cpu = _bare_relay(signer, assignment)
     peer = statistics.median(_pgqueuer_run() for _ in range(RUNS))
+    best = statistics.median(_pgqueuer_best_run() for _ in range(RUNS))
+    render = (
+        f"render loop: {NODES:,} simulated nodes"
+        + (f" over {REPLICAS} nodes-service replicas" if REPLICAS > 1 else "")
+        + f", {CHUNKS:,} queued chunks"
+    )
     rows = [
         Row(
-            f"render loop: {NODES:,} simulated nodes, {CHUNKS:,} queued chunks",
+            render,
+            figures["small"],
+            best,
+            f"pgqueuer at its best: drain of {PEER_JOBS:,}, asyncpg, 5 consumers x 100, autovac",
+            "chunks/s",
+        ),
+        Row(
+            render,
             figures["small"],
             peer,
-            "pgqueuer enqueue+dequeue+ack, same count",
+            "pgqueuer enqueue+dequeue+ack, same count, one psycopg consumer (issue 5's peer)",
             "chunks/s",
         ),
         Row(
@@ -471,13 +656,46 @@ def run() -> list[Row]:
         ),
         Row("saturated cycle, p99", figures["cycle_p99_ms"], None, "-", "ms"),
         Row(
-            f"nodes service resident memory with {NODES:,} agent streams",
+            f"nodes service resident memory with {NODES // REPLICAS:,} agent streams"
+            + (f" (the largest of {REPLICAS} replicas)" if REPLICAS > 1 else ""),
             figures["rss_streams_mb"],
             idle_rss,
             "the same process with no stream",
             "MB",
         ),
+        Row(
+            "nodes heartbeating (a session, a heartbeat under 30 s old) after the windows",
+            figures["heartbeating"],
+            NODES,
+            "simulated nodes",
+            "nodes",
+        ),
         Row("idle agent resident memory (one instance)", agent_rss, None, "-", "MB"),
+        Row(
+            f"render loop ({CHUNKS:,} queued) vs the design's limit: a bare grpc.aio relay,"
+            " the same nodes and messages, no database",
+            figures["small"],
+            relay,
+            "bare relay (bench/bare_relay.py)",
+            "chunks/s",
+        ),
+        *(
+            Row(
+                f"CPU per 1,000 chunks, render loop ({CHUNKS:,} queued): {name}",
+                seconds,
+                relay_cpu.per_thousand().get(name),
+                "the same in the bare relay" if name in relay_cpu.groups else "-",
+                "ms",
+            )
+            for name, seconds in cpu.per_thousand().items()
+        ),
+        Row(
+            "CPU per 1,000 chunks, bare relay: the relay process",
+            relay_cpu.per_thousand()["relay"],
+            None,
+            "-",
+            "ms",
+        ),
     ]
 
 

@@ -1,0 +1,342 @@
+"""The scheduler's own ceiling: the render loop's database work alone, against
+the best a queue on PostgreSQL does on the same server in the same run.
+
+Three ways through the same count of jobs, CHUNKS (50,000), on one embedded
+PostgreSQL, round after round (RUNS rounds, medians reported):
+
+- ours: the jobs service's own code with no gRPC and no agents. One job of
+  CHUNKS chunks is queued on NODES idle, connected nodes; the leader's tick
+  (`Scheduler.tick`: up to 500 assignments committed in one transaction) runs
+  in turn with the result path (`ChunkRuns.finish_many`, the service layer
+  of FinishChunkRuns) recording the tick's runs as succeeded in batches of
+  FINISH_BATCH, as the nodes service's relay batches them. Reported: chunks
+  over the time spent in those two calls (reading the tick's fencing tokens
+  back, the nodes service's part, is left out), and that time split between
+  the two. The nodes service's build of the same assignments' messages
+  (`for_nodes.build_assignments`, its reads included) is timed on the side;
+- bare: a batched `FOR UPDATE SKIP LOCKED` loop on a table of CHUNKS rows,
+  the least a loop that assigns and completes in two commits can do: one
+  `UPDATE ... RETURNING` takes up to 500 queued rows, then they are marked
+  done in batches of FINISH_BATCH;
+- pgqueuer 1.6.0 as its authors benchmark it (their tools/benchmark.py drain
+  strategy): CHUNKS jobs enqueued, then CONSUMERS consumers, each on its own
+  asyncpg connection, dequeue in batches of PGQ_BATCH until the queue is
+  empty, with the table tuned by `pgq autovac` (Queries.optimize_autovacuum)
+  and the statistics aggregated on their default interval. The same drain on
+  psycopg is reported for reference.
+
+BENCH_CEILING_PROFILE=1 runs one more round of ours under cProfile and prints
+where the time goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import event, text
+
+from bench.common import BENCHMARKS, Row, bench_database, idle_nodes, submit_command_job
+from services.core.database import Database, libpq_url
+from services.jobs.for_nodes import ReferenceCache, build_assignments
+from services.jobs.runs import ChunkRuns, RunEnd
+from services.jobs.scheduler import Scheduler
+from services.jobs.service import JobsService
+
+CHUNKS = int(os.environ.get("BENCH_CEILING_CHUNKS", "50000"))
+NODES = int(os.environ.get("BENCH_CEILING_NODES", "2000"))
+RUNS = int(os.environ.get("BENCH_CEILING_RUNS", "3"))
+PROFILE = os.environ.get("BENCH_CEILING_PROFILE", "") == "1"
+TICK_BATCH = 500  # Scheduler's default batch_size
+FINISH_BATCH = 100
+CONSUMERS = 5
+PGQ_BATCH = 100
+
+
+# --- ours --------------------------------------------------------------------------------
+
+
+def _live_runs(db: Database) -> list[RunEnd]:
+    """The live assignments as succeeded runs (what the agents would report)."""
+    with db.transaction() as session:
+        rows = session.execute(
+            text(
+                "SELECT job_id, chunk_number, fencing_token, node_id FROM chunk_assignments"
+                " ORDER BY fencing_token"
+            )
+        ).all()
+    return [
+        RunEnd(r.job_id, r.chunk_number, r.fencing_token, r.node_id, 0, "succeeded") for r in rows
+    ]
+
+
+def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float, float]:
+    """One job of CHUNKS chunks through ticks and finishes: (chunks/s over the
+    time in those calls, ms of ticks per 1,000 chunks, ms of finishes per 1,000,
+    ms per 1,000 of building the Assignment messages, not in the chunks/s)."""
+    submit_command_job(jobs, CHUNKS, "ceiling")
+    scheduler, runs = Scheduler(db, batch_size=TICK_BATCH), ChunkRuns(db)
+    reference = ReferenceCache()
+    ticking = finishing = building = 0.0
+    done = 0
+    while done < CHUNKS:
+        started = time.perf_counter()
+        assigned = scheduler.tick()
+        ticking += time.perf_counter() - started
+        if not assigned:
+            raise RuntimeError(f"the scheduler assigned nothing after {done} of {CHUNKS}")
+        ends = _live_runs(db)
+        started = time.perf_counter()
+        build_assignments(db, [e.node_id for e in ends], reference)
+        building += time.perf_counter() - started
+        started = time.perf_counter()
+        for at in range(0, len(ends), FINISH_BATCH):
+            runs.finish_many(ends[at : at + FINISH_BATCH])
+        finishing += time.perf_counter() - started
+        done += len(ends)
+    per_thousand = 1e6 / done
+    return (
+        done / (ticking + finishing),
+        ticking * per_thousand,
+        finishing * per_thousand,
+        building * per_thousand,
+    )
+
+
+# --- a bare SKIP LOCKED loop ---------------------------------------------------------------
+
+
+def _bare(url: str) -> float:
+    """CHUNKS rows assigned (500 a commit) and completed (FINISH_BATCH a commit)."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bare_queue")
+        conn.execute(
+            "CREATE TABLE bare_queue (id bigint PRIMARY KEY, status text NOT NULL,"
+            " node int, token bigint, assigned_at timestamptz, done_at timestamptz)"
+        )
+        conn.execute("CREATE INDEX bare_queue_ready ON bare_queue (id) WHERE status = 'queued'")
+        conn.execute(
+            "INSERT INTO bare_queue (id, status) SELECT i, 'queued' FROM generate_series(1, %s) i",
+            (CHUNKS,),
+        )
+        conn.execute("CREATE SEQUENCE IF NOT EXISTS bare_tokens")
+        conn.execute("ANALYZE bare_queue")
+        done = 0
+        started = time.perf_counter()
+        while done < CHUNKS:
+            taken = [
+                r[0]
+                for r in conn.execute(
+                    "UPDATE bare_queue SET status = 'assigned', token = nextval('bare_tokens'),"
+                    " node = 1, assigned_at = now() WHERE id IN (SELECT id FROM bare_queue"
+                    " WHERE status = 'queued' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                    " RETURNING id",
+                    (TICK_BATCH,),
+                ).fetchall()
+            ]
+            for at in range(0, len(taken), FINISH_BATCH):
+                conn.execute(
+                    "UPDATE bare_queue SET status = 'done', done_at = now()"
+                    " WHERE id = ANY(%s) AND status = 'assigned'",
+                    (taken[at : at + FINISH_BATCH],),
+                )
+            done += len(taken)
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE bare_queue")
+    return done / elapsed
+
+
+# --- pgqueuer ----------------------------------------------------------------------------
+
+
+Connect = Callable[[str, list[Any]], Awaitable[Any]]
+
+
+def pgqueuer_at_best(url: str, jobs: int = CHUNKS, driver: str = "asyncpg") -> float:
+    """pgqueuer as its authors benchmark it, on the database `url` where
+    install_pgqueuer ran: `jobs` jobs enqueued, then drained by CONSUMERS
+    consumers in batches of PGQ_BATCH; jobs/s of the drain."""
+    return asyncio.run(_pgqueuer(url, _asyncpg if driver == "asyncpg" else _psycopg, jobs))
+
+
+def install_pgqueuer(url: str) -> None:
+    """pgqueuer's tables, tuned as their `pgq autovac` does."""
+    asyncio.run(_install_pgqueuer(url))
+
+
+async def _pgqueuer(url: str, connect: Connect, jobs: int) -> float:
+    opened: list[Any] = []
+    try:
+        return await _drain(libpq_url(url), connect, opened, jobs)
+    finally:
+        for connection in opened:
+            await connection.close()
+
+
+async def _drain(dsn: str, connect: Connect, opened: list[Any], jobs: int) -> float:
+    from pgqueuer.adapters.persistence.queries import Queries
+    from pgqueuer.core.qm import QueueManager
+    from pgqueuer.domain.types import QueueExecutionMode
+
+    setup = Queries(await connect(dsn, opened))
+    await setup.clear_queue()
+    await setup.enqueue(["render"] * jobs, [None] * jobs, [0] * jobs)
+    done = 0
+    managers = [QueueManager(Queries(await connect(dsn, opened))) for _ in range(CONSUMERS)]
+    for manager in managers:
+
+        @manager.entrypoint("render")
+        async def render(job: Any) -> None:
+            nonlocal done
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(m.run(batch_size=PGQ_BATCH, mode=QueueExecutionMode.drain) for m in managers)
+        ),
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - started
+    if done != jobs:
+        raise RuntimeError(f"pgqueuer drained {done} of {jobs} jobs")
+    return done / elapsed
+
+
+async def _asyncpg(dsn: str, opened: list[Any]) -> Any:
+    import asyncpg  # type: ignore[import-untyped]
+    from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
+
+    opened.append(await asyncpg.connect(dsn=dsn))
+    return AsyncpgDriver(opened[-1])
+
+
+async def _psycopg(dsn: str, opened: list[Any]) -> Any:
+    from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
+
+    opened.append(await psycopg.AsyncConnection.connect(dsn, autocommit=True))
+    return PsycopgDriver(opened[-1])
+
+
+async def _install_pgqueuer(url: str) -> None:
+    from pgqueuer.adapters.persistence.queries import Queries
+
+    opened: list[Any] = []
+    queries = Queries(await _asyncpg(libpq_url(url), opened))
+    await queries.install()
+    await queries.optimize_autovacuum()
+    await opened[0].close()
+
+
+# --- the rows ----------------------------------------------------------------------------
+
+
+def _profile(db: Database, jobs: JobsService) -> None:
+    """One more round of ours: the Python functions that cost most (cProfile),
+    then each statement's count and total time from send to result (the
+    driver's and the server's time, as SQLAlchemy's cursor events see it)."""
+    statements: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    began: list[float] = []
+
+    def before(*_: Any) -> None:
+        began.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, *rest: Any) -> None:
+        entry = statements[" ".join(statement.split())[:110]]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - began.pop()
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _ours(db, jobs)
+    profiler.disable()
+    event.remove(db.engine, "before_cursor_execute", before)
+    event.remove(db.engine, "after_cursor_execute", after)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+    print(out.getvalue())
+    print("statements by total time (count, s, statement):")
+    for text_, (count, seconds) in sorted(statements.items(), key=lambda s: -s[1][1])[:25]:
+        print(f"{count:7d} {seconds:8.3f}  {text_}")
+    print(flush=True)
+
+
+def run() -> list[Row]:
+    ours: list[tuple[float, float, float, float]] = []
+    bare: list[float] = []
+    best: list[float] = []
+    psycopg_drain: list[float] = []
+    with bench_database("bench_ceiling", pool_size=4) as db:
+        url = db.url.render_as_string(hide_password=False)
+        jobs = JobsService(db)
+        jobs.templates.seed_templates()
+        idle_nodes(db, NODES, "sim-")
+        install_pgqueuer(url)
+        for _ in range(RUNS):
+            ours.append(_ours(db, jobs))
+            bare.append(_bare(url))
+            best.append(pgqueuer_at_best(url))
+            psycopg_drain.append(pgqueuer_at_best(url, driver="psycopg"))
+        if PROFILE:
+            _profile(db, jobs)
+    rate = statistics.median(r[0] for r in ours)
+    peer = statistics.median(best)
+    what = f"{CHUNKS:,} chunks, {NODES:,} nodes"
+    return [
+        Row(
+            f"scheduler ceiling: ticks + FinishChunkRuns' service layer, no gRPC ({what})",
+            rate,
+            peer,
+            f"pgqueuer drain, asyncpg, {CONSUMERS} consumers x batch {PGQ_BATCH}, autovac",
+            "chunks/s",
+        ),
+        Row(
+            "scheduler ceiling vs a bare batched FOR UPDATE SKIP LOCKED loop",
+            rate,
+            statistics.median(bare),
+            f"assign {TICK_BATCH} / complete {FINISH_BATCH} a commit, {CHUNKS:,} rows",
+            "chunks/s",
+        ),
+        Row(
+            "pgqueuer drain on psycopg (reference)",
+            statistics.median(psycopg_drain),
+            peer,
+            "the same on asyncpg",
+            "jobs/s",
+        ),
+        Row(
+            "scheduler ceiling: ticks, per 1,000 chunks",
+            statistics.median(r[1] for r in ours),
+            None,
+            "-",
+            "ms",
+        ),
+        Row(
+            "scheduler ceiling: finishes, per 1,000 chunks",
+            statistics.median(r[2] for r in ours),
+            None,
+            "-",
+            "ms",
+        ),
+        Row(
+            "the nodes service's build of the same Assignments (not in the ceiling), per 1,000",
+            statistics.median(r[3] for r in ours),
+            None,
+            "-",
+            "ms",
+        ),
+    ]
+
+
+BENCHMARKS["scheduler ceiling"] = run
