@@ -152,7 +152,9 @@ class AssignmentDelivery:
                 except Exception:
                     _LOG.exception("marking %d nodes rendering failed", len(marked))
 
-    async def reconcile(self, stream: AgentStream, release: Release) -> None:
+    async def reconcile(
+        self, stream: AgentStream, release: Release, owed: int | None = None
+    ) -> None:
         """After a (re)connect: line the agent up with its node's live assignment.
 
         - the agent runs the live assignment (a stream reconnect, a nodes
@@ -168,16 +170,27 @@ class AssignmentDelivery:
           come right after the registration), it ends as LOST within
           UNCONFIRMED_GRACE_SECONDS and the chunk goes back to the queue
           under the usual requeue rules.
+
+        Only the assignment the registration found (`owed`, read in its
+        transaction) is the agent's to confirm. The node, idle again once
+        registered, may be given a chunk before this runs: that one is new,
+        and is delivered down this stream like any other (treating it as
+        unconfirmed ended a render that had just started as LOST, found by
+        the soak).
         """
         running = stream.running
         live = await asyncio.to_thread(self._live_token, stream.node_id)
         await self._kill_stale(stream, running, live)
         if running is not None and running.fencing_token == live:
             stream.sent_token = max(stream.sent_token, live)
-        if live and (running is None or running.fencing_token != live):
+        if owed is None:
+            owed = live
+        if owed and owed == live and (running is None or running.fencing_token != live):
             stream.sent_token = max(stream.sent_token, live)  # never down this stream
             stream.unconfirmed = live
             self._spawn(self._end_unconfirmed(stream, live, release))
+        elif live and live != owed and (running is None or running.fencing_token != live):
+            self.want_assignments([stream.node_id])
 
     async def revived(self, streams: list[AgentStream]) -> None:
         """Nodes declared lost whose heartbeats came again (their stream lived):

@@ -97,9 +97,12 @@ class NodesService:
 
     def register(
         self, reg: Registration, session_id: str, running: RunningChunk | None
-    ) -> tuple[Row[Any], list[Row[Any]]]:
-        """Record an agent instance's (re)connection; returns its node row and
-        the commands still waiting for it."""
+    ) -> tuple[Row[Any], list[Row[Any]], int]:
+        """Record an agent instance's (re)connection; returns its node row, the
+        commands still waiting for it, and the fencing token of the node's live
+        assignment as this registration found it (0: none): the one the agent
+        must confirm. One given after it is new, for this stream to deliver
+        (services/nodes/delivery.py, reconcile)."""
         reg = reg.validated()
         check_agent_identity(current_caller(), reg.host_name, reg.instance_number)
         status = "rendering" if running else "idle"
@@ -115,8 +118,9 @@ class NodesService:
                 for orphan in repo.remove_orphans(session, reg.host_name, reg.instance_count):
                     _event(session, topics.NODE_DELETED, orphan, reason="orphaned instance")
             pending = repo.undelivered_commands(session, node.id, COMMAND_MAX_AGE_SECONDS)
+            owed = for_nodes.node_live_token(session, node.id)
             _event(session, topics.NODE_REGISTERED, node.id, name=node.name, replica=self.replica)
-        return node, pending
+        return node, pending, owed
 
     def disconnected(self, node_id: int, session_id: str) -> None:
         with self.db.transaction() as session:

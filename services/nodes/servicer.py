@@ -305,7 +305,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             stream, pending = await self._register(first.register)
             await context.write(agent_pb2.SessionResponse(register_accepted=pending[0]))
             await self.hub.deliver_rows(stream, pending[1])
-            await self.delivery.reconcile(stream, self.relay.release_unconfirmed)
+            await self.delivery.reconcile(stream, self.relay.release_unconfirmed, pending[2])
             reader = asyncio.ensure_future(self._read(request_iterator, stream))
             try:
                 while (
@@ -325,7 +325,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
 
     async def _register(
         self, register: agent_pb2.Register
-    ) -> tuple[AgentStream, tuple[agent_pb2.RegisterAccepted, list[Any]]]:
+    ) -> tuple[AgentStream, tuple[agent_pb2.RegisterAccepted, list[Any], int]]:
         running = _running(register.running_chunk)
         platform = PLATFORM.to_text.get(register.platform, "")
         registration = Registration(
@@ -343,7 +343,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             instance_count=max(0, register.instance_count),
         )
         session_id = uuid.uuid4().hex
-        node, pending = await asyncio.to_thread(
+        node, pending, owed = await asyncio.to_thread(
             self.service.register, registration, session_id, running
         )
         stream = AgentStream(node.id, session_id, running=running)
@@ -359,7 +359,7 @@ class AgentServicer(contract_base(agent_pb2_grpc.AgentServiceServicer, AGENT_SER
             process_priority=PROCESS_PRIORITY.number(node.process_priority),
             realtime_log=node.realtime_log,
         )
-        return stream, (accepted, pending)
+        return stream, (accepted, pending, owed)
 
     async def _read(
         self, request_iterator: AsyncIterator[agent_pb2.SessionRequest], stream: AgentStream
