@@ -291,6 +291,18 @@ class _Call:
             extra={"method": self.method, "code": code.name, "ms": round(seconds * 1000, 2)},
         )
 
+    def _finished(self, context: Any) -> grpc.StatusCode:
+        """OK, or CANCELLED for a stream its client cancelled or left (its
+        handler may then return normally, as a console stream's does)."""
+        if self.streaming:
+            cancelled = getattr(context, "cancelled", None)
+            if callable(cancelled) and cancelled():
+                return grpc.StatusCode.CANCELLED
+            active = getattr(context, "is_active", None)
+            if callable(active) and not active():
+                return grpc.StatusCode.CANCELLED
+        return grpc.StatusCode.OK
+
     @contextlib.contextmanager
     def timed(self) -> Iterator[float]:
         """The call's start; a stream is gauged while open, and a call the
@@ -384,7 +396,7 @@ class _Call:
                                 self._retrying(exc, attempt)
                 except Exception as exc:
                     await self._refuse_async(exc, caller, context, started)
-                self.log(started, grpc.StatusCode.OK)
+                self.log(started, self._finished(context))
             return response
 
         return handler
@@ -407,7 +419,7 @@ class _Call:
                                 self._retrying(exc, attempt)
                 except Exception as exc:
                     self._refuse(exc, caller, context, started)
-                self.log(started, grpc.StatusCode.OK)
+                self.log(started, self._finished(context))
             return response
 
         return handler
@@ -424,7 +436,7 @@ class _Call:
                             yield item
                 except Exception as exc:
                     await self._refuse_async(exc, caller, context, started)
-                self.log(started, grpc.StatusCode.OK)
+                self.log(started, self._finished(context))
 
         return handler
 
@@ -439,7 +451,7 @@ class _Call:
                         yield from behavior(request, context)
                 except Exception as exc:
                     self._refuse(exc, caller, context, started)
-                self.log(started, grpc.StatusCode.OK)
+                self.log(started, self._finished(context))
 
         return handler
 
