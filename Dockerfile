@@ -19,16 +19,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Every file the wheel is built from. .gitignore tells the build that gen/ is
-# build output (its hook generates gen/farm and packs it once, as `farm`).
+# build output (its hook generates gen/muster_proto and packs it once, as `muster_proto`).
 # Every package of pyproject's wheel `packages` list needs its COPY line.
 COPY pyproject.toml README.md LICENSE .gitignore ./
 COPY protos/ protos/
 COPY tools/ tools/
-COPY services/ services/
-COPY gateway/ gateway/
-COPY notificator/ notificator/
-COPY console/ console/
-COPY agent/ agent/
+COPY muster_services/ muster_services/
+COPY muster_gateway/ muster_gateway/
+COPY muster_notificator/ muster_notificator/
+COPY muster_console/ muster_console/
+COPY muster_agent/ muster_agent/
 COPY muster_cli/ muster_cli/
 # The web dashboard (`muster-web`, deploy/k8s/web.yaml) with its page and assets.
 COPY muster_web/ muster_web/
@@ -49,7 +49,7 @@ RUN groupadd --system --gid 10001 muster \
     && useradd --system --uid 10001 --gid muster --home-dir /home/muster --create-home muster
 COPY --from=builder /opt/muster /opt/muster
 # Every command of the image starts and the services import.
-RUN python -c "import services.cli, farm.jobs.v1.jobs_pb2, MDispatcherAPI" \
+RUN python -c "import muster_services.cli, muster_proto.jobs.v1.jobs_pb2, MDispatcherAPI" \
     && for script in /opt/muster/bin/dispatcher /opt/muster/bin/muster*; do \
            "$script" --help > /dev/null || exit 1; \
        done

@@ -13,9 +13,9 @@ export MUSTER_DATA_DIR ?= $(CURDIR)/.data
 
 setup: $(VENV)/.installed gen/.stamp
 
-# The Muster modules (gateway/modules) are copied into the venv by the install:
+# The Muster modules (muster_gateway/modules) are copied into the venv by the install:
 # a change to one installs again.
-$(VENV)/.installed: pyproject.toml $(wildcard gateway/modules/*.py)
+$(VENV)/.installed: pyproject.toml $(wildcard muster_gateway/modules/*.py)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip

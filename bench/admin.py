@@ -5,7 +5,7 @@ events into action and activity lines, against the same consumer with a
 handler that writes nothing (the bus alone): the difference is what the logs
 cost.
 
-Path mapping: `services.admin.paths.map_path` over 50 repositories (separator
+Path mapping: `muster_services.admin.paths.map_path` over 50 repositories (separator
 normalisation, boundary check, longest prefix), against a bare
 `str.startswith` loop over the same prefixes that does none of that.
 """
@@ -17,10 +17,10 @@ import time
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, median_of
-from services.admin.logs import record_event_batched
-from services.admin.paths import RepositoryPaths, map_path
-from services.core.bus import DurableConsumer
-from services.core.database import (
+from muster_services.admin.logs import record_event_batched
+from muster_services.admin.paths import RepositoryPaths, map_path
+from muster_services.core.bus import DurableConsumer
+from muster_services.core.database import (
     Database,
 )
 

@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from farm.agent.v1 import agent_pb2, agent_pb2_grpc
-from services.core.server import settle_heap
+from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
+from muster_services.core.server import settle_heap
 
 
 class BareRelay(agent_pb2_grpc.AgentServiceServicer):

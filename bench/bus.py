@@ -1,7 +1,7 @@
 """Event bus throughput on the embedded PostgreSQL.
 
 Writers: concurrent threads each committing transactions that publish one
-event. Ours is `services.core.bus.publish` (lock-free; readers use the
+event. Ours is `muster_services.core.bus.publish` (lock-free; readers use the
 snapshot horizon). The peer is the usual alternative that keeps event ids in
 commit order by taking one advisory lock per publishing transaction, which
 serialises every writer's commit.
@@ -20,8 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.common import BENCHMARKS, Row, bench_database, median_of
-from services.core.bus import DurableConsumer, publish
-from services.core.database import (
+from muster_services.core.bus import DurableConsumer, publish
+from muster_services.core.database import (
     Database,
 )
 

@@ -4,7 +4,7 @@ in-process dispatcher, interleaved in the same run; and a session's set-up
 (`Connect` + `Authenticate`) against one bare `AdminService.Login`.
 
 ActionSendJob is jobSubmit made through the session's own connection
-(gateway/client_library.py), so the two should cost the same.
+(muster_gateway/client_library.py), so the two should cost the same.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import grpc
 
 from bench.common import BENCHMARKS, Row, bench_database
 from bench.jobs import served
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from services import app
-from services.core.auth import auth_metadata
-from services.core.settings import Settings
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_services import app
+from muster_services.core.auth import auth_metadata
+from muster_services.core.settings import Settings
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 SUBMITS = 100
 SESSIONS = 5
@@ -47,7 +47,7 @@ def run() -> list[Row]:
         import MClientAPI
         import MDispatcherAPI
 
-        from gateway.connection import reset_connection
+        from muster_gateway.connection import reset_connection
 
         reset_connection()
         channel = grpc.insecure_channel(server.address)

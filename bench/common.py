@@ -14,17 +14,17 @@ from typing import Any
 
 from sqlalchemy import text
 
-from services.core import migrate
-from services.core.database import (
+from muster_services.core import migrate
+from muster_services.core.database import (
     Database,
     EmbeddedPostgres,
     drop_database,
     ensure_database,
     with_database,
 )
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.service import JobsService
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_services.jobs.domain import Attribute, JobSpec
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def dispatcher_process(
     }
     log = (ROOT / ".data" / "bench" / f"dispatcher-{'-'.join(services)}.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", *services],
+        [sys.executable, "-m", "muster_services.cli", "serve", *services],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -136,7 +136,7 @@ def submit_command_job(jobs: JobsService, chunks: int, name: str, **fields: Any)
 
 def bench_token(db: Database, name: str = "bench", role: str = "administrator") -> str:
     """A token signed with `db`'s farm key, as a login would return."""
-    from services.core.auth import security_for
+    from muster_services.core.auth import security_for
 
     return security_for(db).signer.issue(name, "user", role, 3600)[0]
 

@@ -24,9 +24,9 @@ from sqlalchemy import text
 from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process
 from bench.jobs import LISTED_JOBS as JOBS
 from bench.jobs import _seed_jobs
+from muster_services.core.database import Database
 from muster_web.server import WebServer
 from muster_web.settings import WebSettings
-from services.core.database import Database
 from tests.muster_web.browser import browser_missing, chromium
 
 NODES = 2_000

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import bindparam, text
 
 from bench.common import BENCHMARKS, Row, bench_database, median_of, submit_command_job
-from services.core.database import Database
-from services.jobs.domain import CandidateJob
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
+from muster_services.core.database import Database
+from muster_services.jobs.domain import CandidateJob
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
 
 SIZES = (1_000, 10_000)
 RUNS = 9

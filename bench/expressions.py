@@ -1,4 +1,4 @@
-"""Inline expressions on the node: what agent/actions.py `prepare` adds to a chunk.
+"""Inline expressions on the node: what muster_agent/actions.py `prepare` adds to a chunk.
 
 The assignment of a command-line job with 10 string attributes and 10
 environment variables. Without `<%` anywhere, `prepare` only looks at the
@@ -7,9 +7,9 @@ Assignment message once (protobuf CopyFrom), a cost every chunk already pays
 several times. With three expressions (an argument, a variable, a pre-chunk
 action), `prepare` asks the instance's template host (started and warm, as
 it is once the node ran a chunk), and, for comparison, the evaluator's child
-process (`python -m gateway.expressions`, how the dispatcher evaluates job
+process (`python -m muster_gateway.expressions`, how the dispatcher evaluates job
 actions); the peer of both is starting /bin/true the way every render
-process starts (through agent/launch.py), measured in the same run.
+process starts (through muster_agent/launch.py), measured in the same run.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import os
 import subprocess
 import time
 
-from agent.actions import prepare
-from agent.system import launch_command
-from agent.template_host import TemplateHost
 from bench.common import BENCHMARKS, Row, median_of
-from farm.agent.v1 import agent_pb2
-from farm.jobs.v1 import jobs_pb2
+from muster_agent.actions import prepare
+from muster_agent.system import launch_command
+from muster_agent.template_host import TemplateHost
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.jobs.v1 import jobs_pb2
 
 RUNS = 9
 PLAIN_RUNS = 2001

@@ -16,12 +16,12 @@ import grpc
 
 from bench.common import BENCHMARKS, Row, bench_database
 from bench.jobs import served
-from farm.jobs.v1 import jobs_pb2 as pb
-from farm.jobs.v1 import jobs_pb2_grpc
-from services.core.auth import auth_metadata
-from services.core.settings import Settings
-from services.jobs.component import build
-from services.jobs.templates import BLENDER_TEMPLATE_ID
+from muster_proto.jobs.v1 import jobs_pb2 as pb
+from muster_proto.jobs.v1 import jobs_pb2_grpc
+from muster_services.core.auth import auth_metadata
+from muster_services.core.settings import Settings
+from muster_services.jobs.component import build
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID
 
 CALLS = 2000
 ROUNDS = 5
@@ -51,7 +51,7 @@ def run() -> list[Row]:
         os.environ.pop("MUSTER_RUNNING_CONTEXT", None)
         import MDispatcherAPI
 
-        from gateway.connection import reset_connection
+        from muster_gateway.connection import reset_connection
 
         reset_connection()
         err, _ = MDispatcherAPI.jobGet(job_id)

@@ -21,17 +21,17 @@ import grpc
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database
-from farm.jobs.v1 import jobs_pb2 as pb
-from farm.jobs.v1 import jobs_pb2_grpc
-from services.core.auth import security_for
-from services.core.database import (
+from muster_proto.jobs.v1 import jobs_pb2 as pb
+from muster_proto.jobs.v1 import jobs_pb2_grpc
+from muster_services.core.auth import security_for
+from muster_services.core.database import (
     Database,
 )
-from services.core.server import Component, DispatcherServer, contract_base
-from services.core.settings import Settings
-from services.core.tls import with_token
-from services.jobs.component import JOBS_SERVICE, build
-from services.jobs.templates import BLENDER_TEMPLATE_ID
+from muster_services.core.server import Component, DispatcherServer, contract_base
+from muster_services.core.settings import Settings
+from muster_services.core.tls import with_token
+from muster_services.jobs.component import JOBS_SERVICE, build
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID
 
 LISTED_JOBS = 10_000
 SUBMIT_CHUNKS = 10_000

@@ -21,10 +21,10 @@ import time
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, idle_nodes, submit_command_job
-from services.core.database import Database
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
-from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from muster_services.core.database import Database
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
 
 NODES = 2_000
 RUNS = 31

@@ -42,15 +42,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.core import metrics
-from services.core.auth import auth_metadata
-from services.core.database import Database
-from services.jobs import store as jobs_store
-from services.jobs.service import JobsService
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
-from services.nodes import store as nodes_store
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.core import metrics
+from muster_services.core.auth import auth_metadata
+from muster_services.core.database import Database
+from muster_services.jobs import store as jobs_store
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_services.nodes import store as nodes_store
 
 NODES = 2_000
 JOBS = 10_000

@@ -1,11 +1,11 @@
 """Building a chunk's command on the node through a Python template.
 
-Ours: the agent's template host (agent/template_host.py, a separate process
+Ours: the agent's template host (muster_agent/template_host.py, a separate process
 reached over JSON lines) builds the command of one chunk with the built-in
-command-line template (services/jobs/library/command_line.py, a Python
+command-line template (muster_services/jobs/library/command_line.py, a Python
 `MTemplateAPI` file), after the first chunk (the code is
 loaded once per version). Peer, in the same run: the same template's
-callbacks called in this process (`gateway.template_engine.build_command`,
+callbacks called in this process (`muster_gateway.template_engine.build_command`,
 no host process), which the host adds its process hop to. The issue asks for
 a median under 1 ms per chunk.
 """
@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 from statistics import median
 
-from agent.template_host import Source, TemplateHost
 from bench.common import BENCHMARKS, Row
-from farm.jobs.v1 import jobs_pb2
-from gateway import template_engine
-from gateway.objects import MChunk, MJob
-from gateway.template_engine import LIBRARY_DIR, load_source, version_of
+from muster_agent.template_host import Source, TemplateHost
+from muster_gateway import template_engine
+from muster_gateway.objects import MChunk, MJob
+from muster_gateway.template_engine import LIBRARY_DIR, load_source, version_of
+from muster_proto.jobs.v1 import jobs_pb2
 
 CHUNKS = 2000
 ROUNDS = 5

@@ -61,18 +61,18 @@ from bench.common import (
     dispatcher_process,
     rss_mb,
 )
-from farm.agent.v1 import agent_pb2, agent_pb2_grpc
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.auth import (
+from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.auth import (
     ENROLLMENT_SECRET,
     TokenSigner,
     auth_metadata,
     farm_secret,
     security_for,
 )
-from services.core.database import Database, libpq_url
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_services.core.database import Database, libpq_url
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = int(os.environ.get("BENCH_RENDER_NODES", "2000"))
@@ -493,7 +493,15 @@ def _idle_agent_rss(db: Database, nodes_address: str) -> float:
     """Resident memory of a real agent (one instance) registered and idle."""
     with tempfile.TemporaryDirectory() as work:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--dispatcher", nodes_address, "--work-dir", work],
+            [
+                sys.executable,
+                "-m",
+                "muster_agent",
+                "--dispatcher",
+                nodes_address,
+                "--work-dir",
+                work,
+            ],
             cwd=ROOT,
             env={
                 **os.environ,

@@ -11,8 +11,8 @@ import typer
 from typer import _click
 from typer.core import TyperGroup
 
-from gateway.connection import NotConfigured
 from muster_cli.session import CliConnection
+from muster_gateway.connection import NotConfigured
 
 # Exit codes (docs/cli.md): 0 success, 1 the dispatcher refused or failed,
 # 2 bad usage, 3 `watch`: the job failed or finished with errors,

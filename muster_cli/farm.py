@@ -11,13 +11,13 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
-from farm.admin.v1 import admin_pb2
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2
-from farm.nodes.v1 import nodes_pb2
 from muster_cli import render
 from muster_cli.app import app, call, connection, every_item, fail, new_app
 from muster_cli.jobs import JsonFlag
+from muster_proto.admin.v1 import admin_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2
+from muster_proto.nodes.v1 import nodes_pb2
 
 node_app = new_app("One node: show, pause, resume or kill its process.")
 config_app = new_app("The dispatcher's configuration.")

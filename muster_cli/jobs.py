@@ -13,11 +13,11 @@ import typer
 from google.protobuf.field_mask_pb2 import FieldMask
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2
 from muster_cli import render
 from muster_cli.app import app, call, connection, every_item, fail, new_app, stream_metadata
 from muster_cli.submit import build_job, parse_attributes, read_job_file
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 JobId = Annotated[int, typer.Argument(help="The job (or folder) id.", show_default=False)]

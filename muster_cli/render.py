@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.table import Table
 
-from farm.jobs.v1 import jobs_pb2
+from muster_proto.jobs.v1 import jobs_pb2
 
 # Not a terminal (a pipe, a file): wide enough that table rows stay on one line.
 PIPE_WIDTH = 200

@@ -1,6 +1,6 @@
 """Who the `muster` command is and where it connects.
 
-The facade's rules (gateway/connection.py) with one addition: the session
+The facade's rules (muster_gateway/connection.py) with one addition: the session
 `muster login` stores. Order of the token a command sends:
 
 1. `MUSTER_TOKEN`, as the facade;
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from farm.admin.v1 import admin_pb2
-from gateway.client_config import client_config_path, read_json_object, write_private_json
-from gateway.connection import Connection
+from muster_gateway.client_config import client_config_path, read_json_object, write_private_json
+from muster_gateway.connection import Connection
+from muster_proto.admin.v1 import admin_pb2
 
 
 def session_path() -> Path:

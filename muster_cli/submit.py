@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from farm.jobs.v1 import jobs_pb2
 from muster_cli.app import call, connection, every_page, fail
+from muster_proto.jobs.v1 import jobs_pb2
 
 # The keys of a job file (docs/cli.md), each with its Job field.
 _PLAIN = {

@@ -1,6 +1,6 @@
 """One live event stream for every browser.
 
-The hub holds a single console connection to the dispatcher (gateway/live.py:
+The hub holds a single console connection to the dispatcher (muster_gateway/live.py:
 reconnects and resumes after a restart) and fans its job, chunk and node
 changes out to every open `/api/events` stream. The connection uses the token
 of a logged-in user that opened the events page (Upstream.lend): consoles see
@@ -19,9 +19,9 @@ from typing import Any
 
 import grpc
 
-from farm.jobs.v1 import jobs_pb2
-from farm.nodes.v1 import nodes_pb2
-from gateway.live import LiveClient
+from muster_gateway.live import LiveClient
+from muster_proto.jobs.v1 import jobs_pb2
+from muster_proto.nodes.v1 import nodes_pb2
 from muster_web import views
 from muster_web.upstream import Upstream
 

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from gateway.connection import NotConfigured
+from muster_gateway.connection import NotConfigured
+from muster_services.core.tls import TLSError
 from muster_web.app import create_app
 from muster_web.settings import WebSettings, WebSettingsError, split_listen
 from muster_web.upstream import Upstream
-from services.core.tls import TLSError
 
 _LOG = logging.getLogger("muster_web")
 # On SIGTERM (or the dispatcher stopping): requests get this long to finish; live

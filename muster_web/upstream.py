@@ -1,8 +1,8 @@
 """The dashboard's side of the services: channels, calls with a user's token,
 and the errors they answer as HTTP statuses.
 
-Channels come from gateway/connection.py (address settings, retries) and
-services/core/tls.py (TLS); every call carries the browser user's own token,
+Channels come from muster_gateway/connection.py (address settings, retries) and
+muster_services/core/tls.py (TLS); every call carries the browser user's own token,
 so the services' permission checks apply unchanged.
 """
 
@@ -12,7 +12,7 @@ import threading
 
 import grpc
 
-from gateway.connection import Connection
+from muster_gateway.connection import Connection
 
 # gRPC status -> HTTP status of the dashboard's JSON API.
 HTTP_STATUS = {

@@ -7,10 +7,10 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from farm.admin.v1 import admin_pb2
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2
-from farm.nodes.v1 import nodes_pb2
+from muster_proto.admin.v1 import admin_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2
+from muster_proto.nodes.v1 import nodes_pb2
 
 Json = dict[str, Any]
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import text
 
-from services.core.database import Database
+from muster_services.core.database import Database
 
 OVERLAPPING_RUNS = """
 SELECT a.job_id, a.chunk_number,

@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.core import migrate
-from services.core.auth import ENROLLMENT_SECRET, SIGNING_KEY, store_secret
-from services.core.database import (
+from muster_services.core import migrate
+from muster_services.core.auth import ENROLLMENT_SECRET, SIGNING_KEY, store_secret
+from muster_services.core.database import (
     Database,
     EmbeddedPostgres,
     drop_database,

@@ -22,12 +22,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from sqlalchemy import text
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from gateway.live import events_of
-from services.core.auth import TokenSigner, auth_metadata
-from services.core.server import Component, DispatcherServer
-from services.core.tls import open_channel, with_token
+from muster_gateway.live import events_of
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.core.auth import TokenSigner, auth_metadata
+from muster_services.core.server import Component, DispatcherServer
+from muster_services.core.tls import open_channel, with_token
 
 REPO = Path(__file__).resolve().parent.parent
 # Searched, not matched: the line is written whole, but stdout and stderr share
@@ -78,7 +78,7 @@ def login(address: str, user: str = TEST_ADMIN, password: str = TEST_ADMIN_PASSW
 
 
 class AgentProcess:
-    """A real render-node agent (`python -m agent`) as a child process."""
+    """A real render-node agent (`python -m muster_agent`) as a child process."""
 
     def __init__(
         self,
@@ -95,7 +95,7 @@ class AgentProcess:
             [
                 sys.executable,
                 "-m",
-                "agent",
+                "muster_agent",
                 "--dispatcher",
                 address,
                 "--name",
@@ -178,7 +178,7 @@ class DispatcherProcess:
         }
         self.client_file = client_file
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
+            [sys.executable, "-m", "muster_services.cli", *args],
             cwd=REPO,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -334,7 +334,7 @@ def admin_channel(address: str, service: bool = False) -> grpc.Channel:
 
 
 class ClientProcess:
-    """`python -m console|notificator ...` as a real process: its stdout
+    """`python -m muster_console|notificator ...` as a real process: its stdout
     lines in `lines`, its log (stderr) lines in `log`."""
 
     def __init__(self, program: str, address: str, *args: str, env: dict[str, str]) -> None:

@@ -16,9 +16,9 @@ import grpc
 import psycopg
 import pytest
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.devstack import Backoff, Supervisor
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.devstack import Backoff, Supervisor
 from tests.e2e.conftest import free_port
 from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import (

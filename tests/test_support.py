@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from services.core.database import Database
-from services.core.settings import Settings
-from services.jobs import component as jobs
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.jobs import component as jobs
 from tests.support import InProcessServer, health_status
 
 

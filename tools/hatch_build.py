@@ -19,4 +19,4 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
         out = Path(self.root) / "gen"
         gen_protos.generate(out)
         # gen/ is git-ignored, and hatchling leaves ignored files out: name it.
-        build_data["force_include"][str(out / "farm")] = "farm"
+        build_data["force_include"][str(out / "muster_proto")] = "muster_proto"

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from services.core import migrate
-from services.core.auth import ENROLLMENT_SECRET, SIGNING_KEY, store_secret
-from services.core.database import (
+from muster_services.core import migrate
+from muster_services.core.auth import ENROLLMENT_SECRET, SIGNING_KEY, store_secret
+from muster_services.core.database import (
     Database,
     EmbeddedPostgres,
     drop_database,
@@ -237,7 +237,7 @@ class Farm:
             service = name.split("-")[0]
             self.services[name] = Process(
                 name,
-                [sys.executable, "-m", "services.cli", "serve", service],
+                [sys.executable, "-m", "muster_services.cli", "serve", service],
                 {**service_env, "MUSTER_LISTEN": f"127.0.0.1:{port}"},
                 logs,
             )
@@ -251,7 +251,7 @@ class Farm:
             name = f"agent-{n}"
             work = folder / "agents" / name
             work.mkdir(parents=True, exist_ok=True)
-            argv = [sys.executable, "-m", "agent", "--dispatcher", self.addresses["nodes"]]
+            argv = [sys.executable, "-m", "muster_agent", "--dispatcher", self.addresses["nodes"]]
             argv += ["--name", f"soak-{n}", "--work-dir", str(work)]
             argv += ["--instances", str(instances), "--log-level", "debug"]
             self.agents[name] = Process(name, argv, agent_env, logs)
@@ -293,7 +293,7 @@ class Farm:
 
     def token(self) -> str:
         """An administrator's token signed with the farm's key."""
-        from services.core.auth import TokenSigner
+        from muster_services.core.auth import TokenSigner
 
         signer = TokenSigner(self.postgres.signing_key.encode())
         return signer.issue("admin", "user", "administrator", 3600)[0]

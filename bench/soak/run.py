@@ -18,11 +18,11 @@ from sqlalchemy import text
 
 from bench.soak.checker import Job, Outcome, Run, check
 from bench.soak.farm import Farm, Postgres
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.database import Database
-from services.core.tls import open_channel, with_token
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.core.tls import open_channel, with_token
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 # The share of jobs whose frames render longer than the lost-node timeout.
 LONG_FRAME_SHARE = 0.2
@@ -136,7 +136,7 @@ class Feeder:
     def frame_seconds(self) -> float:
         """How long each frame of a job renders: mostly 0.5 to 2 s; one job in
         five renders frames longer than the lost-node timeout, so that a render
-        outlives a paused agent's lease (the case agent/lease.py covers)."""
+        outlives a paused agent's lease (the case muster_agent/lease.py covers)."""
         if self.rng.random() < LONG_FRAME_SHARE:
             return self.farm.lost_timeout + self.rng.uniform(3.0, 8.0)
         return self.rng.uniform(0.5, 2.0)

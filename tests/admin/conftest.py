@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from argon2 import PasswordHasher
 
-from farm.admin.v1 import admin_pb2_grpc
-from services.admin.component import build
-from services.admin.service import AdminService
-from services.core.database import Database
-from services.core.settings import Settings
+from muster_proto.admin.v1 import admin_pb2_grpc
+from muster_services.admin.component import build
+from muster_services.admin.service import AdminService
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
 from tests.admin.slapd import Slapd, slapd_unavailable
 from tests.support import InProcessServer
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from farm.admin.v1 import admin_pb2 as pb
-from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
-from services.admin.directory import Directory
-from services.admin.domain import LdapGroupMapping
-from services.admin.service import AdminService
-from services.core.database import Database
-from services.core.errors import Unavailable
+from muster_proto.admin.v1 import admin_pb2 as pb
+from muster_proto.admin.v1.admin_pb2_grpc import AdminServiceStub
+from muster_services.admin.directory import Directory
+from muster_services.admin.domain import LdapGroupMapping
+from muster_services.admin.service import AdminService
+from muster_services.core.database import Database
+from muster_services.core.errors import Unavailable
 from tests.admin import slapd as seed
 from tests.admin.conftest import cheap_hasher
 from tests.admin.slapd import Slapd

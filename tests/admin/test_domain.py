@@ -7,16 +7,16 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from services.admin import domain
-from services.admin.domain import (
+from muster_services.admin import domain
+from muster_services.admin.domain import (
     DispatcherConfig,
     LdapConfig,
     LdapGroupMapping,
     RepositorySpec,
     UserSpec,
 )
-from services.admin.paths import RepositoryPaths, map_path
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from muster_services.admin.paths import RepositoryPaths, map_path
+from muster_services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 
 PROJ = RepositoryPaths("P:\\proj", "/mnt/proj", "/Volumes/proj")
 PROJECTS = RepositoryPaths("P:\\projects", "/mnt/projects", "/Volumes/projects")

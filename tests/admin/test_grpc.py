@@ -15,11 +15,16 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import insert, text
 
-from farm.admin.v1 import admin_pb2 as pb
-from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
-from farm.common.v1 import common_pb2
-from services.admin.tables import action_log, activity_log, history_samples, statistics_samples
-from services.core.database import Database
+from muster_proto.admin.v1 import admin_pb2 as pb
+from muster_proto.admin.v1.admin_pb2_grpc import AdminServiceStub
+from muster_proto.common.v1 import common_pb2
+from muster_services.admin.tables import (
+    action_log,
+    activity_log,
+    history_samples,
+    statistics_samples,
+)
+from muster_services.core.database import Database
 from tests.support import auth
 
 pytestmark = pytest.mark.database

@@ -8,17 +8,17 @@ import time
 import grpc
 import pytest
 
-from farm.admin.v1 import admin_pb2 as pb
-from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
-from services.admin import login as login_module
-from services.admin.directory import Directory
-from services.admin.domain import UserSpec
-from services.admin.login import REFUSED, bootstrap_administrator, peer_address
-from services.admin.service import AdminService
-from services.core.auth import auth_metadata, signer_for
-from services.core.caller import Caller, acting_as
-from services.core.database import Database
-from services.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from muster_proto.admin.v1 import admin_pb2 as pb
+from muster_proto.admin.v1.admin_pb2_grpc import AdminServiceStub
+from muster_services.admin import login as login_module
+from muster_services.admin.directory import Directory
+from muster_services.admin.domain import UserSpec
+from muster_services.admin.login import REFUSED, bootstrap_administrator, peer_address
+from muster_services.admin.service import AdminService
+from muster_services.core.auth import auth_metadata, signer_for
+from muster_services.core.caller import Caller, acting_as
+from muster_services.core.database import Database
+from muster_services.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from tests.admin.conftest import cheap_hasher
 from tests.admin.slapd import Slapd
 
@@ -130,7 +130,7 @@ def test_replicas_bootstrapping_at_once_create_one_administrator_and_none_fails(
 
 
 def test_a_token_signed_by_another_farm_is_refused(stub: AdminServiceStub, db: Database) -> None:
-    from services.core.auth import TokenSigner
+    from muster_services.core.auth import TokenSigner
 
     foreign = TokenSigner(b"another-farm-key" * 2).issue("admin", "user", "administrator", 60)[0]
     mine = signer_for(db).issue("admin", "user", "administrator", 60)[0]

@@ -11,16 +11,21 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
-from services.admin import configuration
-from services.admin.domain import GroupSpec, PoolSpec, RepositorySpec, UserSpec
-from services.admin.logs import record_event
-from services.admin.resources import read_repository_paths
-from services.admin.service import AdminService
-from services.admin.tables import action_log, activity_log, history_samples, statistics_samples
-from services.core.bus import DurableConsumer, publish
-from services.core.caller import Caller, acting_as
-from services.core.database import Database
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from muster_services.admin import configuration
+from muster_services.admin.domain import GroupSpec, PoolSpec, RepositorySpec, UserSpec
+from muster_services.admin.logs import record_event
+from muster_services.admin.resources import read_repository_paths
+from muster_services.admin.service import AdminService
+from muster_services.admin.tables import (
+    action_log,
+    activity_log,
+    history_samples,
+    statistics_samples,
+)
+from muster_services.core.bus import DurableConsumer, publish
+from muster_services.core.caller import Caller, acting_as
+from muster_services.core.database import Database
+from muster_services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
 pytestmark = pytest.mark.database
 

@@ -10,10 +10,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import insert
 
-from farm.admin.v1 import admin_pb2 as pb
-from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
-from services.admin.tables import statistics_samples
-from services.core.database import Database
+from muster_proto.admin.v1 import admin_pb2 as pb
+from muster_proto.admin.v1.admin_pb2_grpc import AdminServiceStub
+from muster_services.admin.tables import statistics_samples
+from muster_services.core.database import Database
 
 pytestmark = pytest.mark.database
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from muster_agent.config import AgentConfig
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Chunk actions and expressions on the node (agent/actions.py), with real
+"""Chunk actions and expressions on the node (muster_agent/actions.py), with real
 processes."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.actions import ActionRun, ExpressionError, prepare
-from agent.config import AgentConfig
-from agent.runner import ChunkRun
-from agent.system import DEFAULT_PRIORITY
-from agent.template_host import TemplateHost
-from agent.templates import TemplateRunner
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2
+from muster_agent.actions import ActionRun, ExpressionError, prepare
+from muster_agent.config import AgentConfig
+from muster_agent.runner import ChunkRun
+from muster_agent.system import DEFAULT_PRIORITY
+from muster_agent.template_host import TemplateHost
+from muster_agent.templates import TemplateRunner
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2
 from tests.agent.support import gone, run
 from tests.agent.test_template_runs import assignment as template_assignment
 from tests.agent.test_template_runs import cached_code

@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from agent.cli import restart_argv
+from muster_agent.cli import restart_argv
 from tests.support import REPO
 
 
 def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
+        [sys.executable, "-m", "muster_agent", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -60,7 +60,7 @@ def test_without_a_dispatcher_it_retries_and_stops_cleanly_on_sigterm(tmp_path: 
         port = probe.getsockname()[1]
     args = ["--dispatcher", f"127.0.0.1:{port}", "--instances", "2", "--work-dir", str(tmp_path)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "agent", *args],
+        [sys.executable, "-m", "muster_agent", *args],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
@@ -94,7 +94,7 @@ def test_an_agent_started_by_a_dispatcher_stops_when_that_process_dies(tmp_path:
         port = probe.getsockname()[1]
     launcher = (
         "import os, subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-m', 'agent', '--dispatcher',"
+        "child = subprocess.Popen([sys.executable, '-m', 'muster_agent', '--dispatcher',"
         f" '127.0.0.1:{port}', '--work-dir', {str(tmp_path)!r}],"
         " env={**os.environ, 'MUSTER_AGENT_PARENT_PID': str(os.getpid())},"
         " stderr=open(os.path.join(" + repr(str(tmp_path)) + ", 'agent.log'), 'w'))\n"
@@ -122,7 +122,7 @@ def test_the_agent_process_runs_without_python_s_ssl_and_openssl() -> None:
     mTLS); leaving out the ssl module keeps OpenSSL's libraries out too."""
     probe = (
         "import sys\n"
-        "from agent.__main__ import run\n"
+        "from muster_agent.__main__ import run\n"
         "sys.argv = ['muster-agent', '--help']\n"
         "try:\n"
         "    run()\n"

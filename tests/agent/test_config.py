@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import DEFAULT_KILL_GRACE_SECONDS, ConfigError, load, normalise_address
+from muster_agent.config import DEFAULT_KILL_GRACE_SECONDS, ConfigError, load, normalise_address
 
 
 def test_options_win_over_the_environment(tmp_path: Path) -> None:

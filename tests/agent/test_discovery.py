@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from agent.discovery import answer, discovery_address
+from muster_agent.discovery import answer, discovery_address
 
 
 def test_a_beacon_gets_the_agent_s_identity_and_anything_else_nothing() -> None:

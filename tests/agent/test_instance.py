@@ -16,12 +16,12 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.config import AgentConfig
-from agent.session import Instance
-from agent.state import StateStore
-from agent.system import HostFacts
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
+from muster_agent.config import AgentConfig
+from muster_agent.session import Instance
+from muster_agent.state import StateStore
+from muster_agent.system import HostFacts
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
 from tests.agent.support import gone, run
 
 FACTS = HostFacts(

@@ -1,4 +1,4 @@
-"""The launcher (agent/launch.py): a chunk's process group dies with its agent."""
+"""The launcher (muster_agent/launch.py): a chunk's process group dies with its agent."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.lease import Lease
-from agent.system import group_alive, group_members, launch_command
+from muster_agent.lease import Lease
+from muster_agent.system import group_alive, group_members, launch_command
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -108,7 +108,7 @@ def test_when_the_agent_dies_by_sigkill_the_whole_group_dies_within_moments() ->
             sys.executable,
             "-c",
             "import os, subprocess, sys, time\n"
-            "from agent.system import launch_command\n"
+            "from muster_agent.system import launch_command\n"
             "r, w = os.pipe()\n"
             "argv = launch_command('/bin/sh', ['-c', 'sleep 60 & sleep 60'], w)\n"
             "p = subprocess.Popen(argv, pass_fds=(w,), start_new_session=True)\n"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import ChunkRun, LogBatcher, kill_live_groups
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
+from muster_agent.runner import ChunkRun, LogBatcher, kill_live_groups
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
 from tests.agent.support import gone, pids_in, run
 
 SUCCEEDED = common_pb2.CHUNK_RUN_OUTCOME_SUCCEEDED
@@ -346,7 +346,7 @@ def test_an_agent_that_is_not_root_refuses_another_user() -> None:
     # In a child process that (when the tests run as root) first drops to nobody.
     code = (
         "import os, pwd\n"
-        "from agent.system import CannotRunAs, run_as\n"
+        "from muster_agent.system import CannotRunAs, run_as\n"
         "if os.geteuid() == 0:\n"
         "    nobody = pwd.getpwnam('nobody')\n"
         "    os.setgid(nobody.pw_gid)\n"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agent.session import Stalled, StallWatch
+from muster_agent.session import Stalled, StallWatch
 
 
 def test_a_gap_longer_than_the_limit_is_a_stall_and_stays_one() -> None:

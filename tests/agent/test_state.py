@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.state import StateStore, WorkDirBusy, lock_work_dir
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
+from muster_agent.state import StateStore, WorkDirBusy, lock_work_dir
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
 
 
 def test_node_ids_and_results_survive_a_new_process(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_node_ids_and_results_survive_a_new_process(tmp_path: Path) -> None:
     first.save(1, 13, [])
     # Read back by another interpreter, as after a soft restart.
     code = (
-        "import sys; from agent.state import StateStore;"
+        "import sys; from muster_agent.state import StateStore;"
         f" s = StateStore(__import__('pathlib').Path({str(tmp_path)!r}), 'farm:50051');"
         " print(s.node_id(0), s.node_id(1), [r.fencing_token for r in s.pending_results(0)])"
     )
@@ -57,7 +57,7 @@ def test_two_agents_cannot_share_a_work_folder(tmp_path: Path) -> None:
     held = lock_work_dir(tmp_path / "work")
     try:
         code = (
-            "import pathlib, sys; from agent.state import lock_work_dir, WorkDirBusy\n"
+            "import pathlib, sys; from muster_agent.state import lock_work_dir, WorkDirBusy\n"
             "try:\n"
             f"    lock_work_dir(pathlib.Path({str(tmp_path / 'work')!r}))\n"
             "except WorkDirBusy as exc:\n"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.system import (
+from muster_agent.system import (
     NICE_VALUES,
     UsageMeter,
     current_platform,
@@ -14,7 +14,7 @@ from agent.system import (
     nice_value,
     set_group_priority,
 )
-from farm.common.v1 import common_pb2
+from muster_proto.common.v1 import common_pb2
 
 
 def test_priorities_map_to_the_nice_values_of_common_proto() -> None:

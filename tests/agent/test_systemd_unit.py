@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.cli import SETTLE_SECONDS
-from agent.config import DEFAULT_KILL_GRACE_SECONDS
+from muster_agent.cli import SETTLE_SECONDS
+from muster_agent.config import DEFAULT_KILL_GRACE_SECONDS
 
 REPO = Path(__file__).parents[2]
 UNIT = REPO / "deploy" / "systemd" / "muster-agent.service"
@@ -47,7 +47,7 @@ def test_a_configuration_error_is_not_restarted_in_a_loop(tmp_path: Path) -> Non
     # The exit code the unit does not restart on is the agent's for a bad configuration.
     assert unit()["Service"]["RestartPreventExitStatus"] == "2"
     bad = subprocess.run(
-        [sys.executable, "-m", "agent", "--instances", "0", "--work-dir", str(tmp_path)],
+        [sys.executable, "-m", "muster_agent", "--instances", "0", "--work-dir", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         timeout=30,
@@ -56,8 +56,8 @@ def test_a_configuration_error_is_not_restarted_in_a_loop(tmp_path: Path) -> Non
 
 
 def test_the_example_environment_file_names_only_variables_the_agent_reads() -> None:
-    config = (REPO / "agent" / "config.py").read_text() + (
-        REPO / "services" / "core" / "tls.py"
+    config = (REPO / "muster_agent" / "config.py").read_text() + (
+        REPO / "muster_services" / "core" / "tls.py"
     ).read_text()
     names = [
         line.lstrip("#").split("=", 1)[0]

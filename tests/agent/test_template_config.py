@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import DEFAULT_TEMPLATE_CALLBACK_SECONDS, ConfigError, load
+from muster_agent.config import DEFAULT_TEMPLATE_CALLBACK_SECONDS, ConfigError, load
 
 BASE = ["--dispatcher", "farm:1"]
 

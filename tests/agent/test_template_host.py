@@ -1,4 +1,4 @@
-"""The template host: a real `python -m agent.template_host` process running
+"""The template host: a real `python -m muster_agent.template_host` process running
 a studio template's callbacks, as the agent drives it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.template_host import Source, Started, TemplateFailed, TemplateHost
-from farm.jobs.v1 import jobs_pb2
+from muster_agent.template_host import Source, Started, TemplateFailed, TemplateHost
+from muster_proto.jobs.v1 import jobs_pb2
 from tests.agent.studio_template import SOURCE
 
 VERSION = "v1"

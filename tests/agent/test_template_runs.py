@@ -8,14 +8,14 @@ import json
 import time
 from pathlib import Path
 
-from agent.config import AgentConfig
-from agent.runner import ChunkRun
-from agent.system import DEFAULT_PRIORITY
-from agent.templates import TemplateCode, TemplateRunner
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2
-from gateway.template_engine import version_of
+from muster_agent.config import AgentConfig
+from muster_agent.runner import ChunkRun
+from muster_agent.system import DEFAULT_PRIORITY
+from muster_agent.templates import TemplateCode, TemplateRunner
+from muster_gateway.template_engine import version_of
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2
 from tests.agent.studio_template import SOURCE
 from tests.agent.support import run
 

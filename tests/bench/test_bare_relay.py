@@ -14,8 +14,8 @@ import grpc.aio
 import pytest
 
 from bench.bare_relay import BareRelay
-from farm.agent.v1 import agent_pb2, agent_pb2_grpc
-from farm.common.v1 import common_pb2
+from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
+from muster_proto.common.v1 import common_pb2
 
 TEMPLATE = agent_pb2.Assignment(job_id=7, chunk_id=1, fencing_token=1, job_name="shot", end_frame=1)
 

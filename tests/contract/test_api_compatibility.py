@@ -25,8 +25,8 @@ from google.protobuf.descriptor import (
     ServiceDescriptor,
 )
 
-import farm
-from farm.common.v1 import options_pb2
+import muster_proto
+from muster_proto.common.v1 import options_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPAT_DOC = REPO_ROOT / "docs" / "api-compatibility.md"
@@ -225,7 +225,7 @@ def parse_table_rows(text: str) -> list[Row]:
 
 
 def _farm_file_descriptors() -> Iterator[FileDescriptor]:
-    for module_info in pkgutil.walk_packages(farm.__path__, prefix="farm."):
+    for module_info in pkgutil.walk_packages(muster_proto.__path__, prefix="muster_proto."):
         if module_info.name.endswith("_pb2"):
             module = importlib.import_module(module_info.name)
             yield cast(FileDescriptor, module.DESCRIPTOR)

@@ -13,8 +13,8 @@ import threading
 
 from sqlalchemy.orm import Session
 
-from services.core.bus import DurableConsumer, Event, Listener
-from services.core.database import Database
+from muster_services.core.bus import DurableConsumer, Event, Listener
+from muster_services.core.database import Database
 
 
 def main() -> None:

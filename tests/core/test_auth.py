@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from services.core.auth import Guard, TokenSigner, auth_metadata, bearer_token
-from services.core.errors import PermissionDenied, Unauthenticated
+from muster_services.core.auth import Guard, TokenSigner, auth_metadata, bearer_token
+from muster_services.core.errors import PermissionDenied, Unauthenticated
 
 SIGNER = TokenSigner(b"k" * 32)
 GUARD = Guard(SIGNER)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.core.bus import (
+from muster_services.core.bus import (
     HELD_BACK,
     DurableConsumer,
     Event,
@@ -27,7 +27,7 @@ from services.core.bus import (
     publish_many,
     read_events,
 )
-from services.core.database import Database
+from muster_services.core.database import Database
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,15 +1,15 @@
-"""The shared contract's enum maps (services/core/enums.py) spell the text
+"""The shared contract's enum maps (muster_services/core/enums.py) spell the text
 values the tables store."""
 
 from __future__ import annotations
 
 import pytest
 
-from farm.common.v1 import common_pb2
-from services.core import enums
-from services.core.errors import InvalidArgument
-from services.jobs import tables as jobs_tables
-from services.nodes import tables as nodes_tables
+from muster_proto.common.v1 import common_pb2
+from muster_services.core import enums
+from muster_services.core.errors import InvalidArgument
+from muster_services.jobs import tables as jobs_tables
+from muster_services.nodes import tables as nodes_tables
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Prometheus metrics (services/core/metrics.py): the endpoint a server
+"""Prometheus metrics (muster_services/core/metrics.py): the endpoint a server
 serves, the RPC interceptor's counts, the database snapshots, the settings,
 and the documentation of every metric (docs/metrics.md)."""
 
@@ -19,19 +19,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from gateway.hooks import HookError, HookRunner
-from services import cli
-from services.core import metrics
-from services.core.database import Database
-from services.core.server import DispatcherServer
-from services.core.settings import Settings
-from services.jobs import store as jobs_store
-from services.jobs.component import build as build_jobs
-from services.jobs.service import JobsService
-from services.nodes import store as nodes_store
-from services.nodes.component import build as build_nodes
+from muster_gateway.hooks import HookError, HookRunner
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services import cli
+from muster_services.core import metrics
+from muster_services.core.database import Database
+from muster_services.core.server import DispatcherServer
+from muster_services.core.settings import Settings
+from muster_services.jobs import store as jobs_store
+from muster_services.jobs.component import build as build_jobs
+from muster_services.jobs.service import JobsService
+from muster_services.nodes import store as nodes_store
+from muster_services.nodes.component import build as build_nodes
 from tests.e2e.test_render import frame_job
 from tests.jobs.conftest import SPEC
 from tests.support import REPO, auth

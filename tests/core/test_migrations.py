@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, inspect
 
-from services.core import migrate
-from services.core.database import sqlalchemy_url
-from services.core.tables import metadata
+from muster_services.core import migrate
+from muster_services.core.database import sqlalchemy_url
+from muster_services.core.tables import metadata
 
 
 def _tables(url: str) -> set[str]:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.errors import InvalidArgument
-from services.core.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_request
+from muster_services.core.errors import InvalidArgument
+from muster_services.core.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_request
 
 
 def test_first_page_uses_the_default_size_and_no_key() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from farm.admin.v1 import admin_pb2
-from farm.agent.v1 import agent_pb2
-from farm.jobs.v1 import chunk_runs_pb2, jobs_pb2
-from farm.nodes.v1 import nodes_pb2
-from services.core.permissions import POLICY, Access, access_of
+from muster_proto.admin.v1 import admin_pb2
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.jobs.v1 import chunk_runs_pb2, jobs_pb2
+from muster_proto.nodes.v1 import nodes_pb2
+from muster_services.core.permissions import POLICY, Access, access_of
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 ROW = re.compile(r"^\| `(?P<service>[\w.]+)` \| `(?P<rpc>\w+)` \| (?P<access>\w+) \|")
@@ -25,8 +25,8 @@ def _services() -> list[ServiceDescriptor]:
 def test_every_rpc_of_every_service_has_an_access_level_and_none_is_stale() -> None:
     declared = {(s.full_name, m.name) for s in _services() for m in s.methods}
     listed = {(service, rpc) for service, rpcs in POLICY.items() for rpc in rpcs}
-    assert declared - listed == set(), "RPCs missing from services/core/permissions.py"
-    assert listed - declared == set(), "stale entries in services/core/permissions.py"
+    assert declared - listed == set(), "RPCs missing from muster_services/core/permissions.py"
+    assert listed - declared == set(), "stale entries in muster_services/core/permissions.py"
 
 
 def test_an_unknown_method_needs_an_administrator() -> None:

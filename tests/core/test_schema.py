@@ -17,10 +17,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from services.admin.tables import engine_state, users
-from services.core.database import Database, sqlalchemy_url
-from services.core.tables import metadata
-from services.jobs.tables import (
+from muster_services.admin.tables import engine_state, users
+from muster_services.core.database import Database, sqlalchemy_url
+from muster_services.core.tables import metadata
+from muster_services.jobs.tables import (
     chunk_assignments,
     chunk_run_logs,
     chunk_runs,
@@ -29,7 +29,7 @@ from services.jobs.tables import (
     jobs,
     templates,
 )
-from services.nodes.tables import nodes
+from muster_services.nodes.tables import nodes
 
 pytestmark = pytest.mark.database
 

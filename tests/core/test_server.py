@@ -13,11 +13,17 @@ import pytest
 from psycopg.errors import DeadlockDetected
 from sqlalchemy.exc import OperationalError
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.auth import Security
-from services.core.errors import InvalidArgument, NotFound
-from services.core.server import GC_THRESHOLD, RETRIES, Component, DispatcherServer, contract_base
-from services.jobs.component import JOBS_SERVICE
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.auth import Security
+from muster_services.core.errors import InvalidArgument, NotFound
+from muster_services.core.server import (
+    GC_THRESHOLD,
+    RETRIES,
+    Component,
+    DispatcherServer,
+    contract_base,
+)
+from muster_services.jobs.component import JOBS_SERVICE
 from tests.support import TEST_SIGNER, auth
 
 
@@ -146,7 +152,7 @@ def test_graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() -> None:
 
 
 def test_servicers_see_the_caller_its_token_names_and_calls_without_one_are_refused() -> None:
-    from services.core.caller import current_caller
+    from muster_services.core.caller import current_caller
 
     seen: list[tuple[str, str]] = []
 
@@ -252,7 +258,7 @@ def test_settling_the_heap_hides_the_startup_objects_from_full_collections() -> 
     import sys
 
     script = (
-        "import gc, json; from services.core.server import settle_heap;"
+        "import gc, json; from muster_services.core.server import settle_heap;"
         " settle_heap(); print(json.dumps([gc.get_freeze_count(), gc.get_threshold()[0]]))"
     )
     frozen, threshold = json.loads(

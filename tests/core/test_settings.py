@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError
+from muster_services.core.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

@@ -15,11 +15,11 @@ from types import ModuleType
 
 import pytest
 
-from gateway.hooks import REACTIONS
-from services.admin import topics as admin_topics
-from services.core import topics as core_topics
-from services.jobs import topics as jobs_topics
-from services.nodes import topics as nodes_topics
+from muster_gateway.hooks import REACTIONS
+from muster_services.admin import topics as admin_topics
+from muster_services.core import topics as core_topics
+from muster_services.jobs import topics as jobs_topics
+from muster_services.nodes import topics as nodes_topics
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MODULES = (jobs_topics, nodes_topics, admin_topics, core_topics)
@@ -127,7 +127,7 @@ def test_the_index_links_every_file_with_a_topic_table() -> None:
     linked = set(re.findall(r"\]\(([a-z-]+\.md)#", index))
     assert with_tables and with_tables <= linked
     for module in MODULES:
-        assert f"services/{module.__name__.split('.')[1]}/topics.py" in index
+        assert f"muster_services/{module.__name__.split('.')[1]}/topics.py" in index
 
 
 def test_the_hooks_docs_name_the_topic_of_every_reaction() -> None:

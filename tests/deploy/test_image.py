@@ -326,8 +326,8 @@ def test_every_console_script_starts_in_the_image(built: Built, script: str) -> 
 
 def test_the_services_import_from_the_installed_wheel_not_the_repository(built: Built) -> None:
     result = built.run(
-        "python -c 'import services.cli, farm.jobs.v1.jobs_pb2, MDispatcherAPI;"
-        " print(services.cli.__file__)'",
+        "python -c 'import muster_services.cli, muster_proto.jobs.v1.jobs_pb2, MDispatcherAPI;"
+        " print(muster_services.cli.__file__)'",
     )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(built.venv), result.stdout

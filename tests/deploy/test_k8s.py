@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from services.app import SERVICE_NAMES
-from services.cli import _parser
-from services.core.settings import Settings, SettingsError
-from services.core.tls import ClientTLS, ServerTLS
+from muster_services.app import SERVICE_NAMES
+from muster_services.cli import _parser
+from muster_services.core.settings import Settings, SettingsError
+from muster_services.core.tls import ClientTLS, ServerTLS
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -344,7 +344,7 @@ def test_probes_are_grpc_health_checks_on_the_plaintext_health_port() -> None:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert set(container[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}
             assert container[probe]["grpc"]["port"] == health_port, f"{service} {probe}"
-            # Health service "" is the server as a whole (services/core/server.py).
+            # Health service "" is the server as a whole (muster_services/core/server.py).
             assert container[probe]["grpc"].get("service", "") == ""
         # kubelet probes speak plaintext: on a TLS port they could never pass.
         if ServerTLS.from_env(env) is not None:
@@ -368,7 +368,7 @@ def test_in_cluster_callers_balance_over_every_replica_through_headless_services
     overlay: str,
 ) -> None:
     """Every service-to-service address is `dns:///<headless service>:port`: the
-    channel (round_robin, services/core/tls.py) knows each ready pod."""
+    channel (round_robin, muster_services/core/tls.py) knows each ready pod."""
     services = _of_kind("Service", overlay)
     callers = 0
     for workload, _, container in _dispatcher_containers(overlay):

@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
+from muster_services.core.tls import ClientTLS
 from muster_web.app import create_app
 from muster_web.server import main
 from muster_web.settings import WebSettings, split_listen
 from muster_web.upstream import Upstream
-from services.core.tls import ClientTLS
 from tests.deploy.test_k8s import OVERLAYS, Doc, _env, _of_kind, _port, kubectl
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from farm.jobs.v1 import jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_proto.jobs.v1 import jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.audit import overlapping_runs
 from tests.support import AgentProcess, DispatcherProcess
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from agent.state import StateStore
-from agent.system import group_members
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
+from muster_agent.state import StateStore
+from muster_agent.system import group_members
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import completed_history, eventually, shell_job
 from tests.support import DispatcherProcess

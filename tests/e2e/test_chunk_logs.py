@@ -16,10 +16,10 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
 from tests.e2e.test_render import eventually, farm, job_status, shell_job
 from tests.support import DispatcherProcess, authorized_channel, login
 

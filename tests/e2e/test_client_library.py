@@ -10,9 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from gateway import errors
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_gateway import errors
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e import test_client_processes
 from tests.e2e.conftest import free_port
 from tests.e2e.test_client_processes import Farm

@@ -11,9 +11,9 @@ from typing import Any
 
 import grpc
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from gateway import context
+from muster_gateway import context
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
 from tests.agent.studio_template import SOURCE
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status

@@ -17,12 +17,12 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from gateway.live import VERSION
-from services.core.bus import publish
-from services.core.database import Database, drop_database, ensure_database, with_database
+from muster_gateway.live import VERSION
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.core.bus import publish
+from muster_services.core.database import Database, drop_database, ensure_database, with_database
 from tests.conftest import new_database_name
 from tests.e2e.conftest import DISCOVERY_PORT, free_port, online_nodes
 from tests.e2e.test_render import eventually, frame_job

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.support import DispatcherProcess, LiveClient, auth
 
 CLIENT_TIMEOUT_SECONDS = 3.0

@@ -1,7 +1,7 @@
 """Agent streams spread over nodes-service replicas started after them: a
 connection older than MUSTER_MAX_CONNECTION_AGE_SECONDS is asked to reconnect
-(services/core/server.py), and the agents' channels balance round robin over
-the addresses they were given (services/core/tls.py), as Kubernetes' load
+(muster_services/core/server.py), and the agents' channels balance round robin over
+the addresses they were given (muster_services/core/tls.py), as Kubernetes' load
 balancer spreads new connections over the pods behind it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from services.core.database import Database
+from muster_services.core.database import Database
 from tests.e2e.conftest import free_port
 from tests.e2e.test_render import eventually
 from tests.support import AgentProcess, DispatcherProcess
@@ -25,7 +25,7 @@ MAX_AGE_SECONDS = 2.0
 
 def _holders(db: Database) -> dict[str, int]:
     """{agent name: pid of the nodes replica holding its stream} (replica
-    ids start with the host name and the pid: services/nodes/service.py)."""
+    ids start with the host name and the pid: muster_services/nodes/service.py)."""
     with db.transaction() as session:
         rows = session.execute(
             text("SELECT name, replica FROM nodes WHERE replica IS NOT NULL")

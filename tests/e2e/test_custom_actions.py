@@ -11,11 +11,11 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.core.database import Database
-from services.jobs.actions import job_action_runs
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.jobs.actions import job_action_runs
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status, shell_job
 from tests.e2e.test_template_node import first_run, run_log

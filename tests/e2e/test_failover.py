@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.core.database import Database
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.core.database import Database
 from tests.e2e.conftest import free_port, online_nodes
 from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import AgentProcess, DispatcherProcess, authorized_channel

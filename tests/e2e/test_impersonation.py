@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.core.database import Database
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import grpc
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, frame_job
 from tests.notificator.test_notificator import notificator_process

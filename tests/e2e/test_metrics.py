@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
 from tests.core.test_metrics import Scrape, scrape
 from tests.e2e.conftest import free_port
 from tests.e2e.test_render import eventually, farm, frame_job, job_status

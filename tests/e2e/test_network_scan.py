@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 from google.protobuf import field_mask_pb2
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.e2e.conftest import DISCOVERY_PORT, free_port
 from tests.e2e.test_render import eventually
 

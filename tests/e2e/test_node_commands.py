@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, frame_job
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.core.database import Database
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.core.database import Database
 from tests.debian import ensure_packages, find_command
 from tests.e2e.test_render import completed_history, eventually, farm
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from agent.state import StateStore
-from agent.system import group_alive
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.nodes.relay import UNCONFIRMED_REASON
+from muster_agent.state import StateStore
+from muster_agent.system import group_alive
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.nodes.relay import UNCONFIRMED_REASON
 from tests.audit import overlapping_runs
 from tests.e2e.conftest import free_port, online_nodes
 from tests.e2e.test_render import eventually, job_status, shell_job
@@ -157,7 +157,7 @@ def test_a_frozen_agent_s_render_stops_before_its_node_is_declared_lost(
             group = os.getpgid(int(first))  # the launcher's
             # The agent freezes; its render process does not, but the launcher
             # stops it when the agent's lease runs out: before the node is
-            # declared lost and its chunk released (agent/lease.py).
+            # declared lost and its chunk released (muster_agent/lease.py).
             agent.proc.send_signal(signal.SIGSTOP)
             try:
                 eventually(

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.state import StateStore
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_agent.state import StateStore
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.conftest import online_nodes
 from tests.support import DispatcherProcess
 

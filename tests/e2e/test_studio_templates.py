@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.database import Database
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.database import Database
 from tests.e2e.test_real_renders import chunk_log
 from tests.e2e.test_render import completed_history, eventually
 from tests.support import AgentProcess

@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 from sqlalchemy import select
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2_grpc
-from gateway.template_engine import version_of
-from services.core.database import Database
-from services.jobs.tables import chunk_run_logs, chunk_runs
+from muster_gateway.template_engine import version_of
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.jobs.tables import chunk_run_logs, chunk_runs
 from tests.agent.studio_template import SOURCE
 from tests.e2e.conftest import online_nodes
 from tests.e2e.test_render import eventually, job_status

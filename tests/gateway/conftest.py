@@ -4,11 +4,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.connection import reset_connection
-from services import app
-from services.core import migrate
-from services.core.database import Database, drop_database, ensure_database, with_database
-from services.core.settings import Settings
+from muster_gateway.connection import reset_connection
+from muster_services import app
+from muster_services.core import migrate
+from muster_services.core.database import Database, drop_database, ensure_database, with_database
+from muster_services.core.settings import Settings
 from tests.conftest import new_database_name, seed_farm_secrets
 from tests.support import InProcessServer
 

@@ -1,4 +1,4 @@
-"""gateway/api/: where the MDispatcherAPI functions live and what the module exposes.
+"""muster_gateway/api/: where the MDispatcherAPI functions live and what the module exposes.
 
 Pins `MDispatcherAPI`'s public names to the seed's 100 functions (plus
 `MUSTERERR` and `FUNCTIONS`), each function to the module of its seed group,
@@ -15,12 +15,12 @@ import MConsoleAPI
 import MDispatcherAPI
 import pytest
 
-from gateway import api, dispatcher_api
+from muster_gateway import api, dispatcher_api
 from tests.contract.test_api_compatibility import MUSTER_FUNCTIONS, MUSTER_FUNCTIONS_BY_SECTION
 
 API_DIR = Path(api.__file__).resolve().parent
 
-# The seed's sections and the module of gateway/api/ that holds each.
+# The seed's sections and the module of muster_gateway/api/ that holds each.
 SECTION_MODULES = {
     "Jobs": "jobs",
     "Chunks": "chunks",
@@ -62,7 +62,7 @@ def test_sections_cover_every_seed_group() -> None:
 
 @pytest.mark.parametrize("section", sorted(MUSTER_FUNCTIONS_BY_SECTION))
 def test_each_function_lives_in_the_module_of_its_seed_group(section: str) -> None:
-    module = importlib.import_module(f"gateway.api.{SECTION_MODULES[section]}")
+    module = importlib.import_module(f"muster_gateway.api.{SECTION_MODULES[section]}")
     for name in MUSTER_FUNCTIONS_BY_SECTION[section]:
         function = getattr(MDispatcherAPI, name)
         assert function.__module__ == module.__name__, name

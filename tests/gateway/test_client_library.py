@@ -12,9 +12,9 @@ import MClientAPI
 import MDispatcherAPI
 import pytest
 
-from farm.common.v1 import common_pb2
-from gateway import client_library, context, errors
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_gateway import client_library, context, errors
+from muster_proto.common.v1 import common_pb2
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 USER, PASSWORD = "submitter", "s3cret-pass"
 

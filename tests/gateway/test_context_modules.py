@@ -12,7 +12,7 @@ import MInstanceAPI
 import MNotificatorAPI
 import pytest
 
-from gateway import context, errors
+from muster_gateway import context, errors
 
 FUNCTIONS = {
     "getMainDialog": (),

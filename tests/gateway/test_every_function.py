@@ -24,13 +24,13 @@ import MDispatcherAPI
 import pytest
 from sqlalchemy import text
 
-from farm.nodes.v1 import nodes_pb2
-from gateway import api as dispatcher_api
-from gateway import errors
-from gateway.connection import reset_connection
-from gateway.errors import MUSTERERR
-from services.core.database import Database
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_gateway import api as dispatcher_api
+from muster_gateway import errors
+from muster_gateway.connection import reset_connection
+from muster_gateway.errors import MUSTERERR
+from muster_proto.nodes.v1 import nodes_pb2
+from muster_services.core.database import Database
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.support import AgentProcess, InProcessServer, LiveClient
 
 NODE = "facade-node"

@@ -1,5 +1,5 @@
 """The inline-expression evaluator and the action command lines' escapes and
-%ATTR (gateway/expressions.py)."""
+%ATTR (muster_gateway/expressions.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from farm.jobs.v1 import jobs_pb2
-from gateway.expressions import (
+from muster_gateway.expressions import (
     ExpressionError,
     Field,
     attribute_text,
@@ -18,6 +17,7 @@ from gateway.expressions import (
     expand,
     has_code,
 )
+from muster_proto.jobs.v1 import jobs_pb2
 
 JOB = jobs_pb2.Job(
     id=12,

@@ -13,9 +13,9 @@ import MDispatcherAPI
 import muster
 import pytest
 
-from gateway import errors
-from gateway.connection import reset_connection
-from gateway.errors import MUSTERERR
+from muster_gateway import errors
+from muster_gateway.connection import reset_connection
+from muster_gateway.errors import MUSTERERR
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compatibility.md"
 ROW = re.compile(r"^\|\s*(\w+)\s*\|\s*MDispatcherAPI\.(\w+)\(([^)]*)\)")

@@ -14,12 +14,12 @@ import MClientAPI
 import MDispatcherAPI
 import pytest
 
-from gateway import errors
-from gateway.connection import reset_connection
-from services import app
-from services.core.database import Database
-from services.core.settings import Settings
-from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from muster_gateway import errors
+from muster_gateway.connection import reset_connection
+from muster_services import app
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
 from tests.support import InProcessServer
 
 
@@ -179,9 +179,9 @@ def _dependent_farm(
     `depend_chunks`), and `nodes` idle nodes; returns the dependent job's id."""
     from sqlalchemy import text
 
-    from services.core.bus import publish
-    from services.jobs.domain import Attribute, JobSpec
-    from services.jobs.service import JobsService
+    from muster_services.core.bus import publish
+    from muster_services.jobs.domain import Attribute, JobSpec
+    from muster_services.jobs.service import JobsService
 
     jobs = JobsService(db)
     jobs.templates.seed_templates()
@@ -220,8 +220,8 @@ def _dependent_farm(
 def test_idling_and_dependency_hooks_run_from_the_scheduler(
     db: Database, hooks_dir: Path, tmp_path: Path
 ) -> None:
-    from gateway.hooks import HookRunner
-    from services.jobs.scheduler import Scheduler
+    from muster_gateway.hooks import HookRunner
+    from muster_services.jobs.scheduler import Scheduler
 
     marker = tmp_path / "idle.txt"
     _hook(
@@ -254,8 +254,8 @@ def test_idling_and_dependency_hooks_run_from_the_scheduler(
 @contextmanager
 def _scheduler_with_hooks(db: Database, hooks_dir: Path, code: str) -> Iterator[Any]:
     """A scheduler (not started: the test ticks it) whose hooks are `code`."""
-    from gateway.hooks import HookRunner
-    from services.jobs.scheduler import Scheduler
+    from muster_gateway.hooks import HookRunner
+    from muster_services.jobs.scheduler import Scheduler
 
     _hook(hooks_dir, "frames.py", code)
     runner = HookRunner(hooks_dir, timeout=5)
@@ -331,7 +331,7 @@ def test_every_job_reaction_fires_in_the_dispatcher_context(
 ) -> None:
     from sqlalchemy import text
 
-    from services.core.bus import publish
+    from muster_services.core.bus import publish
 
     marker = tmp_path / "reactions.txt"
     reactions = (
@@ -442,7 +442,7 @@ def test_a_worker_slow_to_start_does_not_use_up_the_hook_timeout(hooks_dir: Path
     """Starting Python and loading the files is not the hook's time: a cold
     worker on a busy node still answers (before, the call was stopped and a
     validator silently skipped)."""
-    from gateway.hooks import HookRunner
+    from muster_gateway.hooks import HookRunner
 
     _hook(
         hooks_dir,
@@ -465,7 +465,7 @@ def test_a_worker_slow_to_start_does_not_use_up_the_hook_timeout(hooks_dir: Path
 
 
 def test_a_worker_that_never_finishes_starting_is_stopped(hooks_dir: Path) -> None:
-    from gateway.hooks import HookError, HookRunner
+    from muster_gateway.hooks import HookError, HookRunner
 
     _hook(hooks_dir, "stuck.py", "import time\ntime.sleep(60)\n")
     runner = HookRunner(hooks_dir, timeout=0.5)
@@ -485,13 +485,13 @@ def test_a_hook_file_that_fails_to_load_is_a_warning_with_its_traceback(
 ) -> None:
     """The other files keep working; the broken one is one WARNING record
     naming it, traceback included (it was INFO, line by line)."""
-    from gateway.hooks import HookRunner
+    from muster_gateway.hooks import HookRunner
 
     _hook(hooks_dir, "broken.py", "import no_such_studio_module\n")
     _hook(hooks_dir, "fine.py", "def onDispatcherIdling():\n    return 'fine'\n")
     runner = HookRunner(hooks_dir, timeout=10)
     try:
-        with caplog.at_level("INFO", logger="gateway.hooks"):
+        with caplog.at_level("INFO", logger="muster_gateway.hooks"):
             assert runner.call("onDispatcherIdling")["value"] == "fine"
             deadline = time.monotonic() + 10
             while not [r for r in caplog.records if "broken.py" in r.getMessage()]:

@@ -9,11 +9,11 @@ from pathlib import Path
 import MDispatcherAPI
 import pytest
 
-from gateway import errors
-from gateway.connection import reset_connection
-from services.admin.accounts import AccountsService
-from services.admin.domain import UserSpec
-from services.core.database import Database
+from muster_gateway import errors
+from muster_gateway.connection import reset_connection
+from muster_services.admin.accounts import AccountsService
+from muster_services.admin.domain import UserSpec
+from muster_services.core.database import Database
 from tests.admin.conftest import cheap_hasher
 from tests.support import InProcessServer
 
@@ -85,7 +85,7 @@ def test_a_plain_user_gets_permission_denied_for_administration(
 def test_an_expired_token_is_renewed_by_logging_in_again(
     console: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.connection import connection
+    from muster_gateway.connection import connection
 
     monkeypatch.setenv("MUSTER_USER", f"td-{console.name}")
     monkeypatch.setenv("MUSTER_PASSWORD", "td-password-1")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import MClientAPI
 
-from farm.jobs.v1 import jobs_pb2
+from muster_proto.jobs.v1 import jobs_pb2
 
 
 def test_a_submit_script_builds_the_job_message_it_means() -> None:

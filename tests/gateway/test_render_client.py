@@ -14,10 +14,10 @@ import MDispatcherAPI
 import MInstanceAPI
 import pytest
 
-from agent.template_host import Source, TemplateHost
-from farm.jobs.v1 import jobs_pb2
-from gateway import context, errors
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_agent.template_host import Source, TemplateHost
+from muster_gateway import context, errors
+from muster_proto.jobs.v1 import jobs_pb2
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.agent.studio_template import SOURCE
 from tests.e2e.test_render import eventually
 from tests.support import AgentProcess, InProcessServer

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import MDispatcherAPI
 
-from gateway.client_config import write_client_config
+from muster_gateway.client_config import write_client_config
 
 MUSTER_SCRIPT = Path(sys.executable).parent / "muster-script"
 

@@ -15,13 +15,13 @@ import MDispatcherAPI
 import pytest
 from sqlalchemy import text
 
-from gateway import errors
-from gateway.connection import reset_connection
-from gateway.hooks import HookRunner
-from services import app
-from services.core.database import Database
-from services.core.settings import Settings
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_gateway import errors
+from muster_gateway.connection import reset_connection
+from muster_gateway.hooks import HookRunner
+from muster_services import app
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.gateway.test_hooks import _dependent_farm, _eventually, _job, _names
 from tests.support import InProcessServer
 
@@ -177,7 +177,7 @@ def test_a_raising_or_overrunning_method_is_logged_and_does_not_block(
             raise RuntimeError("this template is broken")
         """,
     )
-    with caplog.at_level(logging.ERROR, logger="gateway.hooks"):
+    with caplog.at_level(logging.ERROR, logger="muster_gateway.hooks"):
         assert _submit("raise")[0] == 0
         assert "this template is broken" in caplog.text
         assert "Traceback" in caplog.text
@@ -211,7 +211,7 @@ def test_an_edited_template_file_acts_at_once(farm: str, templates_dir: Path) ->
 def test_the_scheduler_asks_the_template_for_the_user_and_idles_every_template(
     db: Database, hooks_dir: Path, templates_dir: Path, tmp_path: Path
 ) -> None:
-    from services.jobs.scheduler import Scheduler
+    from muster_services.jobs.scheduler import Scheduler
 
     idle = tmp_path / "idle.txt"
     for template_id in (STUDIO_ID, STUDIO_ID + 1):

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text, update
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.database import Database
-from services.core.schema import events
-from services.core.settings import Settings
-from services.jobs.component import build
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.service import JobsService
-from services.jobs.tables import chunk_assignments, chunk_runs, chunks
-from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
-from services.jobs.topics import TEMPLATES_CHANGED
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.core.schema import events
+from muster_services.core.settings import Settings
+from muster_services.jobs.component import build
+from muster_services.jobs.domain import Attribute, JobSpec
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.tables import chunk_assignments, chunk_runs, chunks
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from muster_services.jobs.topics import TEMPLATES_CHANGED
 from tests.support import InProcessServer
 
 # Blender's scene file is a required submission item.

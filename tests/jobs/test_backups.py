@@ -1,4 +1,4 @@
-"""The backup store's use cases (services/jobs/backups.py) on a real database."""
+"""The backup store's use cases (muster_services/jobs/backups.py) on a real database."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from services.jobs.enums import RESTORE_PARENTS
-from services.jobs.service import JobsService
+from muster_services.jobs.enums import RESTORE_PARENTS
+from muster_services.jobs.service import JobsService
 from tests.jobs.conftest import SPEC
 
 pytestmark = pytest.mark.database

@@ -12,14 +12,14 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from gateway import template_engine
-from services.core.database import Database
-from services.core.errors import InvalidArgument
-from services.jobs import store
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.messages import template_message
-from services.jobs.service import JobsService
+from muster_gateway import template_engine
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.core.errors import InvalidArgument
+from muster_services.jobs import store
+from muster_services.jobs.domain import Attribute, JobSpec
+from muster_services.jobs.messages import template_message
+from muster_services.jobs.service import JobsService
 
 STUDIO_ID = 120
 

@@ -1,4 +1,4 @@
-"""Render logs read back (services/jobs/logs.py): GetChunkLog and FollowChunkLog
+"""Render logs read back (muster_services/jobs/logs.py): GetChunkLog and FollowChunkLog
 over real gRPC servers on a real PostgreSQL, the lines stored the way the
 nodes service stores them (ChunkRunsService.AppendChunkRunLog)."""
 
@@ -15,16 +15,16 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, func, select, text, update
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
-from services.admin.domain import DispatcherConfig, check_configuration
-from services.core import migrate
-from services.core.database import Database, sqlalchemy_url
-from services.core.errors import InvalidArgument
-from services.core.settings import Settings
-from services.jobs.component import build
-from services.jobs.service import JobsService
-from services.jobs.tables import chunk_run_logs, chunk_runs, jobs
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+from muster_services.admin.domain import DispatcherConfig, check_configuration
+from muster_services.core import migrate
+from muster_services.core.database import Database, sqlalchemy_url
+from muster_services.core.errors import InvalidArgument
+from muster_services.core.settings import Settings
+from muster_services.jobs.component import build
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.tables import chunk_run_logs, chunk_runs, jobs
 from tests.jobs.conftest import SPEC, assign, configure
 from tests.support import InProcessServer, admin_channel
 

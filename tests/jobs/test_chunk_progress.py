@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from services.core.database import Database
-from services.core.errors import InvalidArgument
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.runs import ChunkRuns, RunEnd, report_progress
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_services.core.database import Database
+from muster_services.core.errors import InvalidArgument
+from muster_services.jobs.domain import Attribute, JobSpec
+from muster_services.jobs.runs import ChunkRuns, RunEnd, report_progress
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 
 def chunks(db: Database, job: int) -> dict[int, tuple[str, float]]:

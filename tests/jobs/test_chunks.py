@@ -1,4 +1,4 @@
-"""Chunks and history use cases (services/jobs/chunks.py) on a real database:
+"""Chunks and history use cases (muster_services/jobs/chunks.py) on a real database:
 status changes and the rollup they run, kills of live chunks, history pages."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 from sqlalchemy import select
 
-from services.core.database import Database
-from services.jobs.service import JobsService
-from services.jobs.tables import chunk_assignments
+from muster_services.core.database import Database
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.tables import chunk_assignments
 from tests.jobs.conftest import SPEC, assign, topics
 
 pytestmark = pytest.mark.database

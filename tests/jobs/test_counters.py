@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.jobs.domain import CounterMove, counter_moves, needs_rollup
+from muster_services.jobs.domain import CounterMove, counter_moves, needs_rollup
 
 
 def test_chunks_leaving_the_queue_for_nodes_start_the_job() -> None:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.core.errors import FailedPrecondition, InvalidArgument
-from services.jobs import domain, queue_sql
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.tables import jobs
+from muster_services.core.errors import FailedPrecondition, InvalidArgument
+from muster_services.jobs import domain, queue_sql
+from muster_services.jobs.domain import Attribute, JobSpec
+from muster_services.jobs.tables import jobs
 
 JOB = JobSpec(name="shot", owner="alice", template_id=1001, start_frame=1, end_frame=100)
 

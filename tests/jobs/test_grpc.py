@@ -10,10 +10,10 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2 as pb
-from farm.jobs.v1.jobs_pb2_grpc import JobsServiceStub
-from services.jobs.queue_sql import parse_sql
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2 as pb
+from muster_proto.jobs.v1.jobs_pb2_grpc import JobsServiceStub
+from muster_services.jobs.queue_sql import parse_sql
 from tests.jobs.conftest import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID, a_job
 
 pytestmark = pytest.mark.database

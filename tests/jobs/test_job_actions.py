@@ -1,4 +1,4 @@
-"""Pre/post job custom actions run by the jobs service (services/jobs/actions.py):
+"""Pre/post job custom actions run by the jobs service (muster_services/jobs/actions.py):
 the real consumer on a real database, real shell commands."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from services.core.bus import DurableConsumer, publish_change
-from services.core.caller import Caller, acting_as
-from services.core.database import Database
-from services.core.errors import PermissionDenied
-from services.core.schema import events
-from services.jobs import domain, topics
-from services.jobs.actions import ACTION_TOPICS, JobActions, job_action_runs
-from services.jobs.domain import Attribute
-from services.jobs.service import JobsService
+from muster_services.core.bus import DurableConsumer, publish_change
+from muster_services.core.caller import Caller, acting_as
+from muster_services.core.database import Database
+from muster_services.core.errors import PermissionDenied
+from muster_services.core.schema import events
+from muster_services.jobs import domain, topics
+from muster_services.jobs.actions import ACTION_TOPICS, JobActions, job_action_runs
+from muster_services.jobs.domain import Attribute
+from muster_services.jobs.service import JobsService
 from tests.jobs.conftest import SPEC
 
 

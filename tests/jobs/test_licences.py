@@ -10,14 +10,14 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.core.database import Database
-from services.core.errors import InvalidArgument
-from services.jobs.licences import DELAY, LICENSES, GroupState, TickBudget, file_value
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
-from services.jobs.store import TEMPLATE_GROUPS_LOCK_KEY
-from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.core.errors import InvalidArgument
+from muster_services.jobs.licences import DELAY, LICENSES, GroupState, TickBudget, file_value
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.store import TEMPLATE_GROUPS_LOCK_KEY
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
 from tests.jobs.test_scheduler import _assigned, _end, _job, _node, jobs
 from tests.support import until_lock_wait
 

@@ -1,4 +1,4 @@
-"""The queue's use cases (services/jobs/queue.py) on a real database: chunks
+"""The queue's use cases (muster_services/jobs/queue.py) on a real database: chunks
 in bulk at submission, dependencies, deletion and reinit around live
 assignments, edits, and the onValidateJobSubmission rule."""
 
@@ -9,12 +9,12 @@ import dataclasses
 import pytest
 from sqlalchemy import func, select
 
-from services.core.database import Database
-from services.core.errors import FailedPrecondition, NotFound
-from services.jobs import domain
-from services.jobs.domain import JobSpec
-from services.jobs.service import JobsService
-from services.jobs.tables import chunks, jobs
+from muster_services.core.database import Database
+from muster_services.core.errors import FailedPrecondition, NotFound
+from muster_services.jobs import domain
+from muster_services.jobs.domain import JobSpec
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.tables import chunks, jobs
 from tests.jobs.conftest import SPEC, assign, topics
 
 pytestmark = pytest.mark.database

@@ -6,12 +6,12 @@ import dataclasses
 
 from sqlalchemy import func, insert, select, text, update
 
-from services.admin.system import SystemService
-from services.core.database import Database
-from services.core.errors import NotFound
-from services.jobs.component import Retention
-from services.jobs.service import JobsService
-from services.jobs.tables import backup_jobs, chunk_run_logs, chunk_runs, jobs
+from muster_services.admin.system import SystemService
+from muster_services.core.database import Database
+from muster_services.core.errors import NotFound
+from muster_services.jobs.component import Retention
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.tables import backup_jobs, chunk_run_logs, chunk_runs, jobs
 from tests.jobs.conftest import SPEC as BLENDER_SPEC
 from tests.jobs.conftest import assign
 

@@ -1,4 +1,4 @@
-"""How a run's end changes its chunk and job (services/jobs/runs.py) on a real database."""
+"""How a run's end changes its chunk and job (muster_services/jobs/runs.py) on a real database."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from services.core.database import Database
-from services.jobs.domain import Attribute, JobSpec
-from services.jobs.runs import ChunkRuns, RunEnd
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_services.core.database import Database
+from muster_services.jobs.domain import Attribute, JobSpec
+from muster_services.jobs.runs import ChunkRuns, RunEnd
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.jobs.conftest import configure
 from tests.support import until_lock_wait
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.core.database import Database
-from services.jobs.domain import Attribute, JobSpec, next_chunk_status
-from services.jobs.runs import ChunkRuns, RunEnd
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
-from services.jobs.store import READY_CHUNKS, start_tick
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_services.core.database import Database
+from muster_services.jobs.domain import Attribute, JobSpec, next_chunk_status
+from muster_services.jobs.runs import ChunkRuns, RunEnd
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.store import READY_CHUNKS, start_tick
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.support import until_lock_wait
 
 

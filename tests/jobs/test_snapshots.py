@@ -1,4 +1,4 @@
-"""Queue snapshots (services/jobs/snapshots.py) on a real database: SQL export
+"""Queue snapshots (muster_services/jobs/snapshots.py) on a real database: SQL export
 and import around live chunks, and a refused import changing nothing."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, update
 
-from services.core.database import Database
-from services.core.errors import FailedPrecondition, InvalidArgument
-from services.jobs.service import JobsService
-from services.jobs.tables import chunks, jobs
+from muster_services.core.database import Database
+from muster_services.core.errors import FailedPrecondition, InvalidArgument
+from muster_services.jobs.service import JobsService
+from muster_services.jobs.tables import chunks, jobs
 from tests.jobs.conftest import SPEC, assign
 
 pytestmark = pytest.mark.database

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.e2e.test_render import eventually
 from tests.muster_cli.conftest import Muster
 from tests.support import DispatcherProcess

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.database import drop_database, ensure_database, with_database
+from muster_services.core.database import drop_database, ensure_database, with_database
 from tests.conftest import new_database_name
 from tests.e2e.conftest import free_port
 from tests.support import DispatcherProcess

@@ -8,12 +8,12 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.agent.v1 import agent_pb2, agent_pb2_grpc
-from farm.common.v1 import common_pb2
-from farm.nodes.v1 import nodes_pb2_grpc
-from services.core.database import Database
-from services.core.settings import Settings
-from services.nodes import component
+from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
+from muster_proto.common.v1 import common_pb2
+from muster_proto.nodes.v1 import nodes_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.nodes import component
 from tests.support import InProcessServer, agent_auth
 
 

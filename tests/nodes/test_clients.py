@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.common.v1 import common_pb2
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.core.bus import publish, publish_many
-from services.core.database import Database
+from muster_proto.common.v1 import common_pb2
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.core.bus import publish, publish_many
+from muster_services.core.database import Database
 from tests.support import LiveClient
 
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from services.core.database import Database
-from services.core.errors import DeadlineExceeded, FailedPrecondition
-from services.nodes import commands
-from services.nodes.commands import CodeOutput
-from services.nodes.service import NodesService
+from muster_services.core.database import Database
+from muster_services.core.errors import DeadlineExceeded, FailedPrecondition
+from muster_services.nodes import commands
+from muster_services.nodes.commands import CodeOutput
+from muster_services.nodes.service import NodesService
 
 
 def _online_node(db: Database) -> int:

@@ -9,13 +9,13 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.core.bus import publish
-from services.core.database import Database
-from services.nodes.service import NodesService
-from services.nodes.timings import heartbeat_flush_for, lease_for
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.core.bus import publish
+from muster_services.core.database import Database
+from muster_services.nodes.service import NodesService
+from muster_services.nodes.timings import heartbeat_flush_for, lease_for
 from tests.nodes.conftest import ProtocolAgent
 from tests.support import agent_auth
 
@@ -277,7 +277,7 @@ def test_declared_and_administered_pools_show_on_the_node_and_filter_the_list(
     "pools", [("",), ("x" * 256,), ("bad\nname",), tuple(f"p{i}" for i in range(65))]
 )
 def test_unusable_declared_pools_are_refused(channel: grpc.Channel, pools: tuple[str, ...]) -> None:
-    from farm.agent.v1 import agent_pb2_grpc
+    from muster_proto.agent.v1 import agent_pb2_grpc
 
     register = agent_pb2.Register(
         host_name="pool-host", platform=common_pb2.PLATFORM_LINUX, pools=pools
@@ -292,7 +292,7 @@ def test_unusable_declared_pools_are_refused(channel: grpc.Channel, pools: tuple
 
 
 def test_a_session_must_start_with_register(channel: grpc.Channel) -> None:
-    from farm.agent.v1 import agent_pb2_grpc
+    from muster_proto.agent.v1 import agent_pb2_grpc
 
     stub = agent_pb2_grpc.AgentServiceStub(channel)
     responses = stub.Session(

@@ -1,5 +1,5 @@
 """A registration lines the agent up with the assignment it found, and only
-that one (services/nodes/delivery.py, reconcile).
+that one (muster_services/nodes/delivery.py, reconcile).
 
 Found by the 20-minute soak: a paused agent came back and registered; the
 node, idle again, was given a chunk at once; the reconcile, reading the
@@ -16,12 +16,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services import app
-from services.core.database import Database
-from services.core.settings import Settings
-from services.nodes.delivery import UNCONFIRMED_GRACE_SECONDS, AssignmentDelivery
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services import app
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.nodes.delivery import UNCONFIRMED_GRACE_SECONDS, AssignmentDelivery
 from tests.nodes.conftest import ProtocolAgent
 from tests.render.test_render_loop import _assignment, _job
 from tests.support import InProcessServer

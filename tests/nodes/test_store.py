@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.core.database import Database
-from services.nodes import store as repo
+from muster_services.core.database import Database
+from muster_services.nodes import store as repo
 from tests.support import until_lock_wait
 
 

@@ -10,12 +10,12 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services import app
-from services.core.database import Database
-from services.core.settings import Settings
-from services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services import app
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.jobs.templates import BLENDER_TEMPLATE_ID, COMMAND_LINE_TEMPLATE_ID
 from tests.nodes.conftest import ProtocolAgent
 from tests.render.test_render_loop import _assignment, _job
 from tests.support import InProcessServer

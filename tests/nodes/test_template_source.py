@@ -7,9 +7,9 @@ import grpc
 import pytest
 from sqlalchemy import insert
 
-from farm.agent.v1 import agent_pb2, agent_pb2_grpc
-from services.core.database import Database
-from services.jobs.tables import template_versions, templates
+from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
+from muster_services.core.database import Database
+from muster_services.jobs.tables import template_versions, templates
 from tests.support import InProcessServer, agent_auth, auth
 
 SOURCE = "print('the studio template')\n"

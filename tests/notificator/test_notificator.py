@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from services.core.bus import publish
-from services.core.database import Database
+from muster_services.core.bus import publish
+from muster_services.core.database import Database
 from tests.support import ClientProcess, DispatcherProcess, token
 
 

@@ -12,15 +12,15 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from services import app
-from services.core.bus import HintListener
-from services.core.database import Database
-from services.core.settings import Settings
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_services import app
+from muster_services.core.bus import HintListener
+from muster_services.core.database import Database
+from muster_services.core.settings import Settings
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.nodes.conftest import ProtocolAgent
 from tests.support import InProcessServer
 

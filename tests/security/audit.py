@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from services.core.database import Database
+from muster_services.core.database import Database
 
-# Mirrors services/jobs/domain.py's buckets (counters_of).
+# Mirrors muster_services/jobs/domain.py's buckets (counters_of).
 _BUCKET = """
     CASE
         WHEN c.status IN ('queued', 'waiting_dependencies') THEN 'queued'

@@ -9,11 +9,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.admin import component as admin
-from services.core.database import Database, drop_database, ensure_database, with_database
-from services.core.settings import Settings
-from services.jobs import component as jobs
-from services.nodes import component as nodes
+from muster_services.admin import component as admin
+from muster_services.core.database import Database, drop_database, ensure_database, with_database
+from muster_services.core.settings import Settings
+from muster_services.jobs import component as jobs
+from muster_services.nodes import component as nodes
 from tests.admin.conftest import cheap_hasher
 from tests.conftest import new_database_name
 from tests.security.fuzz import seed_queue

@@ -33,15 +33,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from farm.admin.v1 import admin_pb2
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import chunk_runs_pb2, jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2
-from services.core.database import Database
-from services.core.errors import InvalidArgument
-from services.core.requests import check_request
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_proto.admin.v1 import admin_pb2
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import chunk_runs_pb2, jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2
+from muster_services.core.database import Database
+from muster_services.core.errors import InvalidArgument
+from muster_services.core.requests import check_request
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.security.audit import audit
 from tests.support import admin_channel, agent_auth, health_status, reflected_services
 

@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 import pytest
 
-from farm.admin.v1 import admin_pb2 as pb
-from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
-from services.core.database import Database
+from muster_proto.admin.v1 import admin_pb2 as pb
+from muster_proto.admin.v1.admin_pb2_grpc import AdminServiceStub
+from muster_services.core.database import Database
 from tests.security.audit import audit
 
 pytestmark = pytest.mark.database

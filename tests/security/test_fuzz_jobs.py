@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services.core.database import Database
+from muster_services.core.database import Database
 from tests.security.fuzz import fuzz_module
 from tests.support import InProcessServer
 

@@ -7,10 +7,10 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.jobs.v1 import jobs_pb2 as pb
-from farm.jobs.v1.jobs_pb2_grpc import JobsServiceStub
-from services.core.database import Database
-from services.core.server import MAX_MESSAGE_BYTES
+from muster_proto.jobs.v1 import jobs_pb2 as pb
+from muster_proto.jobs.v1.jobs_pb2_grpc import JobsServiceStub
+from muster_services.core.database import Database
+from muster_services.core.server import MAX_MESSAGE_BYTES
 from tests.security.audit import audit
 
 pytestmark = pytest.mark.database

@@ -14,15 +14,15 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from farm.agent.v1 import agent_pb2, agent_pb2_grpc
-from farm.common.v1 import common_pb2
-from farm.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services import app
-from services.core.database import Database
-from services.core.permissions import POLICY, Access
-from services.core.settings import Settings
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
+from muster_proto.common.v1 import common_pb2
+from muster_proto.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services import app
+from muster_services.core.database import Database
+from muster_services.core.permissions import POLICY, Access
+from muster_services.core.settings import Settings
 from tests.jobs.conftest import a_job
 from tests.support import (
     TEST_ENROLLMENT_SECRET,

@@ -11,17 +11,17 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from farm.admin.v1 import admin_pb2
-from farm.admin.v1.admin_pb2_grpc import AdminServiceStub
-from farm.jobs.v1 import jobs_pb2
-from farm.jobs.v1.jobs_pb2_grpc import JobsServiceStub
-from farm.nodes.v1 import nodes_pb2
-from farm.nodes.v1.nodes_pb2_grpc import NodesServiceStub
-from services.admin.domain import MAX_LOG_MESSAGE
-from services.core.database import Database
-from services.core.requests import MAX_STRING_CHARS
-from services.core.server import MAX_MESSAGE_BYTES
-from services.jobs.domain import MAX_NOTES_LENGTH
+from muster_proto.admin.v1 import admin_pb2
+from muster_proto.admin.v1.admin_pb2_grpc import AdminServiceStub
+from muster_proto.jobs.v1 import jobs_pb2
+from muster_proto.jobs.v1.jobs_pb2_grpc import JobsServiceStub
+from muster_proto.nodes.v1 import nodes_pb2
+from muster_proto.nodes.v1.nodes_pb2_grpc import NodesServiceStub
+from muster_services.admin.domain import MAX_LOG_MESSAGE
+from muster_services.core.database import Database
+from muster_services.core.requests import MAX_STRING_CHARS
+from muster_services.core.server import MAX_MESSAGE_BYTES
+from muster_services.jobs.domain import MAX_NOTES_LENGTH
 from tests.security.audit import audit
 from tests.security.fuzz import FUZZ_PLAN
 from tests.support import health_status

@@ -10,11 +10,11 @@ import threading
 import grpc
 from sqlalchemy import func, select
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from services.core.auth import auth_metadata
-from services.core.database import Database
-from services.core.schema import farm_secrets
-from services.jobs.tables import template_versions, templates
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_services.core.auth import auth_metadata
+from muster_services.core.database import Database
+from muster_services.core.schema import farm_secrets
+from muster_services.jobs.tables import template_versions, templates
 from tests.support import TEST_ADMIN, DispatcherProcess, health_status, login
 
 REPLICAS = 4

@@ -11,14 +11,14 @@ import sys
 import grpc
 from sqlalchemy import create_engine, text
 
-from services.core import migrate
-from services.core.database import sqlalchemy_url
+from muster_services.core import migrate
+from muster_services.core.database import sqlalchemy_url
 from tests.support import REPO, DispatcherProcess, health_status
 
 
 def _serve(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve", *args],
+        [sys.executable, "-m", "muster_services.cli", "serve", *args],
         cwd=REPO,
         env={**os.environ, "MUSTER_DATABASE_URL": database_url, "MUSTER_LISTEN": "127.0.0.1:0"},
         capture_output=True,

@@ -7,8 +7,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from farm.admin.v1 import admin_pb2, admin_pb2_grpc
-from services.core.auth import auth_metadata
+from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
+from muster_services.core.auth import auth_metadata
 from tests.support import (
     TEST_ADMIN_PASSWORD,
     DispatcherProcess,
@@ -53,7 +53,7 @@ def test_unknown_service_name_is_refused() -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve", "scheduler"],
+        [sys.executable, "-m", "muster_services.cli", "serve", "scheduler"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from tests.jobs.test_catalog import STUDIO_ID, studio_template, touch_later
 from tests.support import REPO, DispatcherProcess
 
@@ -50,7 +50,7 @@ def test_a_running_dispatcher_loads_reloads_and_reports_template_files(
             assert "(v2)" in now.description
 
         status = subprocess.run(
-            [sys.executable, "-m", "services.cli", "status", "--address", proc.address],
+            [sys.executable, "-m", "muster_services.cli", "status", "--address", proc.address],
             cwd=REPO,
             env={**os.environ, **proc.facade_env()},
             capture_output=True,

@@ -8,9 +8,9 @@ from typing import Any
 
 import MClientAPI
 
-from farm.jobs.v1 import jobs_pb2
-from gateway.mtemplate import MTemplate
-from gateway.template_engine import LIBRARY_DIR, Catalogue, load_catalogue
+from muster_gateway.mtemplate import MTemplate
+from muster_gateway.template_engine import LIBRARY_DIR, Catalogue, load_catalogue
+from muster_proto.jobs.v1 import jobs_pb2
 
 
 @functools.cache

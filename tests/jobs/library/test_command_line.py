@@ -1,4 +1,4 @@
-"""Template 1000 "Command line" builds what services/jobs/templates.py built:
+"""Template 1000 "Command line" builds what muster_services/jobs/templates.py built:
 the token cases of its tests (tests/jobs/test_domain.py), run through the
 MTemplateAPI file and the engine."""
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.mtemplate import expandArguments, expandTokens, formatFrame, framePath
-from gateway.template_engine import BuiltCommand, CallbackFailed, build_command, preferences
+from muster_gateway.mtemplate import expandArguments, expandTokens, formatFrame, framePath
+from muster_gateway.template_engine import BuiltCommand, CallbackFailed, build_command, preferences
 from tests.jobs.library.support import chunk, job, template
 
 
@@ -66,7 +66,7 @@ def test_attribute_tokens_frame_slice_and_braces() -> None:
         slice_index=2,
     )
     # Inside the arguments, {*name} is not a whole template argument: it
-    # expands like {@name}, in one word (as services/jobs/templates.py did).
+    # expands like {@name}, in one word (as muster_services/jobs/templates.py did).
     assert command.arguments == (
         "4", "2", "/s/shot.004.ma", "{literal}", "-a 'b c' 6", "end",
     )  # fmt: skip

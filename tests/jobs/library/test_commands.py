@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from gateway import template_engine
-from gateway.template_engine import (
+from muster_gateway import template_engine
+from muster_gateway.template_engine import (
     LIBRARY_DIR,
     CallbackFailed,
     build_command,
@@ -372,7 +372,7 @@ def test_a_per_frame_renderer_refuses_a_chunk_of_several_frames(template_id: int
 
 
 def test_single_host_templates() -> None:
-    from gateway.mtemplate import kTemplateSingleHost
+    from muster_gateway.mtemplate import kTemplateSingleHost
 
     assert template(48).getTemplateLogic() == kTemplateSingleHost
     assert template(1013).getTemplateLogic() == kTemplateSingleHost

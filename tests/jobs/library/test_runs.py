@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from gateway.template_engine import (
+from muster_gateway.template_engine import (
     LOGS_CHECK_ALL,
     LOGS_CHECK_SKIP_WARNINGS,
     ProgressParser,

@@ -1,8 +1,0 @@
-"""Muster's `MConsoleAPI`: the console's view of the dispatcher's functions.
-
-A console script reaches the dispatcher through the same network API, so
-this module offers the same functions as MDispatcherAPI.
-"""
-
-from gateway.api import *  # noqa: F403
-from gateway.api import FUNCTIONS, __all__  # noqa: F401

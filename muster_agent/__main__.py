@@ -1,0 +1,25 @@
+"""`python -m muster_agent` and the `muster-agent` command."""
+
+from __future__ import annotations
+
+import sys
+
+
+def run() -> int:
+    """Start the agent with only what it uses loaded.
+
+    Python's `ssl` module is kept out of the process: asyncio imports it when
+    it can, and with it OpenSSL's libraries (about 4 MB resident of an idle
+    agent's 42), yet nothing here uses it. gRPC's TLS is gRPC's own, and what
+    the agent runs for a chunk, a system event or nodeRunPythonCode runs in a
+    child process, which has `ssl` as usual.
+    """
+    if "ssl" not in sys.modules:
+        sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` fails
+    from muster_agent.cli import main
+
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,5 @@
+import sys
+
+from muster_console.cli import main
+
+sys.exit(main())

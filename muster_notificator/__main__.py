@@ -1,0 +1,5 @@
+import sys
+
+from muster_notificator.cli import main
+
+sys.exit(main())

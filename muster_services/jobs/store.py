@@ -1,0 +1,1492 @@
+"""SQL of the jobs domain (SQLAlchemy Core on the tables of muster_services/jobs/tables.py).
+
+Every function takes the caller's Session, so a use case composes several of
+them in one transaction. Nothing here decides a rule; muster_services/jobs/domain.py
+does. Only jobs-domain tables are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from muster_services.core.database import lock_in_id_order
+from muster_services.jobs.domain import (
+    JOB_RECORD_DERIVED,
+    ROOT,
+    BackupRecord,
+    ChunkPlan,
+    ChunkRecord,
+    CounterMove,
+    JobRecord,
+    JobSpec,
+    JobVersion,
+    ListedChunk,
+    RunRecord,
+    TemplateRecord,
+    TreeNode,
+)
+from muster_services.jobs.queue_sql import row_from_json, row_to_json
+from muster_services.jobs.tables import (
+    UNFINISHED_JOBS,
+    backup_jobs,
+    chunk_assignments,
+    chunk_runs,
+    chunks,
+    job_dependencies,
+    jobs,
+    template_files,
+    template_versions,
+    templates,
+)
+from muster_services.nodes.tables import nodes as nodes_table
+
+# --- jobs ---------------------------------------------------------------------------
+
+# Derived per-job values read with every job: cheap correlated lookups on the
+# primary keys of job_dependencies and chunk_assignments.
+_DEPEND_IDS = (
+    select(func.coalesce(func.array_agg(job_dependencies.c.depends_on_job_id), text("'{}'")))
+    .where(job_dependencies.c.job_id == jobs.c.id)
+    .scalar_subquery()
+    .label("depend_ids")
+)
+_NODES_WORKING = (
+    select(func.count())
+    .select_from(chunk_assignments)
+    .where(chunk_assignments.c.job_id == jobs.c.id)
+    .scalar_subquery()
+    .label("nodes_working")
+)
+
+
+_JOB_RECORD_COLUMNS = tuple(
+    jobs.c[f.name] for f in dataclasses.fields(JobRecord) if f.name not in JOB_RECORD_DERIVED
+)
+
+
+def _job_select() -> Select[Any]:
+    """The columns of a JobRecord, in its field order."""
+    return select(*_JOB_RECORD_COLUMNS, _DEPEND_IDS, _NODES_WORKING)
+
+
+def get_job(session: Session, job_id: int, lock: bool = False) -> JobRecord | None:
+    query = _job_select().where(jobs.c.id == job_id)
+    if lock:
+        # Serialises changes of one job (edit, chunk status, reinit) so the
+        # counters are computed from a stable set of chunks. The job's live
+        # assignments are locked first: a run's end (muster_services/jobs/runs.py)
+        # locks its assignment, then its chunk, then updates the job, and the
+        # same order everywhere is what keeps the two from deadlocking.
+        session.execute(
+            select(chunk_assignments.c.fencing_token)
+            .where(chunk_assignments.c.job_id == job_id)
+            .order_by(chunk_assignments.c.fencing_token)
+            .with_for_update()
+        ).all()
+        query = query.with_for_update(of=jobs)
+    row = session.execute(query).first()
+    return None if row is None else JobRecord(*row)
+
+
+def job_version(connection: Connection, job_id: int) -> JobVersion | None:
+    """(id, version) of a job, on a connection of Database.read()."""
+    row = connection.execute(select(jobs.c.id, jobs.c.version).where(jobs.c.id == job_id)).first()
+    return cast(JobVersion | None, row)
+
+
+def job_id_for_request(session: Session, request_id: str) -> int | None:
+    found = session.execute(select(jobs.c.id).where(jobs.c.request_id == request_id)).scalar()
+    return int(found) if found is not None else None
+
+
+def list_jobs(
+    session: Session,
+    *,
+    after: int | None,
+    limit: int,
+    parent_id: int | None = None,
+    root_only: bool = False,
+    owner: str = "",
+    statuses: Sequence[str] = (),
+    kind: str | None = None,
+    project: str = "",
+) -> Sequence[JobVersion]:
+    """A page of jobs in id order, just (id, version) of each: a reader keeps
+    the jobs it knows and loads the others with jobs_by_ids."""
+    query = select(jobs.c.id, jobs.c.version).order_by(jobs.c.id).limit(limit)
+    if after is not None:
+        query = query.where(jobs.c.id > after)
+    if root_only:
+        query = query.where(jobs.c.parent_id.is_(None))
+    elif parent_id is not None:
+        query = query.where(jobs.c.parent_id == parent_id)
+    if owner:
+        query = query.where(jobs.c.owner == owner)
+    if statuses:
+        query = query.where(jobs.c.status.in_(statuses))
+    if kind:
+        query = query.where(jobs.c.kind == kind)
+    if project:
+        query = query.where(jobs.c.project == project)
+    return cast(Sequence[JobVersion], session.execute(query).all())
+
+
+def jobs_by_ids(session: Session, ids: Sequence[int]) -> list[JobRecord]:
+    if not ids:
+        return []
+    rows = session.execute(_job_select().where(jobs.c.id.in_(list(ids)))).all()
+    return [JobRecord(*row) for row in rows]
+
+
+def job_values(spec: JobSpec, packet_type: str) -> dict[str, Any]:
+    """The jobs columns of a spec (submit, edit)."""
+    return {
+        "parent_id": None if spec.parent_id == ROOT else spec.parent_id,
+        "kind": spec.kind,
+        "name": spec.name,
+        "owner": spec.owner,
+        "priority": spec.priority,
+        "template_id": spec.template_id if spec.kind == "job" else None,
+        "start_frame": spec.start_frame,
+        "end_frame": spec.end_frame,
+        "by_frame": spec.by_frame,
+        "packet_size": spec.packet_size,
+        "packet_type": packet_type,
+        "included_pools": list(spec.included_pools),
+        "excluded_pools": list(spec.excluded_pools),
+        "depend_mode": spec.depend_mode,
+        "depend_chunks": spec.depend_chunks,
+        "max_nodes": spec.max_nodes,
+        "project": spec.project,
+        "department": spec.department,
+        "job_group": spec.job_group,
+        "notes": spec.notes,
+        "chunk_timeout_seconds": spec.chunk_timeout_seconds,
+        "max_chunk_requeues": spec.max_chunk_requeues,
+        "logs_error_check": spec.logs_error_check,
+        "attributes": {a.name: a.as_json() for a in spec.attributes},
+        "environment": dict(spec.environment),
+        "paused": spec.paused,
+        "locked": spec.locked,
+    }
+
+
+def insert_job(session: Session, values: Mapping[str, Any]) -> int:
+    job_id = session.execute(insert(jobs).values(**values).returning(jobs.c.id)).scalar_one()
+    return int(job_id)
+
+
+def update_job(
+    session: Session, job_id: int, values: Mapping[str, Any], *, ended_now: bool = False
+) -> None:
+    """Change a job's columns (its version moves on); with ended_now, ended_at
+    becomes the transaction's time."""
+    ended = {"ended_at": func.now()} if ended_now else {}
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(**values, **ended, version=jobs.c.version + 1, updated_at=func.now())
+    )
+
+
+def set_dependencies(session: Session, job_id: int, depend_ids: Iterable[int]) -> None:
+    session.execute(delete(job_dependencies).where(job_dependencies.c.job_id == job_id))
+    rows = [{"job_id": job_id, "depends_on_job_id": d} for d in sorted(set(depend_ids))]
+    if rows:
+        session.execute(insert(job_dependencies), rows)
+
+
+def existing_jobs(session: Session, ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """id -> (id, kind, status) of the given ids that exist."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query: Select[Any] = select(jobs.c.id, jobs.c.kind, jobs.c.status).where(jobs.c.id.in_(wanted))
+    rows = session.execute(query).all()
+    return {int(r.id): r for r in rows}
+
+
+def ancestors(session: Session, folder_id: int) -> list[int]:
+    """The folder's parent chain up to the root (nearest first)."""
+    chain = (
+        select(jobs.c.id, jobs.c.parent_id, literal_column("1").label("depth"))
+        .where(jobs.c.id == folder_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(jobs.c.id, jobs.c.parent_id, (chain.c.depth + 1).label("depth")).where(
+            jobs.c.id == chain.c.parent_id
+        )
+    )
+    rows = session.execute(select(chain.c.parent_id).order_by(chain.c.depth)).scalars()
+    return [int(r) for r in rows if r is not None]
+
+
+def subtree(session: Session, job_id: int) -> list[TreeNode]:
+    """The job or folder and everything inside it: (id, kind, locked, parent_id, owner)."""
+    tree = (
+        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id, jobs.c.owner)
+        .where(jobs.c.id == job_id)
+        .cte("tree", recursive=True)
+    )
+    tree = tree.union_all(
+        select(jobs.c.id, jobs.c.kind, jobs.c.locked, jobs.c.parent_id, jobs.c.owner).where(
+            jobs.c.parent_id == tree.c.id
+        )
+    )
+    return [TreeNode(*row) for row in session.execute(select(tree)).all()]
+
+
+def dependency_edges(session: Session, start_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The "waits for" edges reachable from start_ids (for cycle checks)."""
+    starts = sorted(set(start_ids))
+    if not starts:
+        return {}
+    reach = (
+        select(job_dependencies.c.job_id, job_dependencies.c.depends_on_job_id)
+        .where(job_dependencies.c.job_id.in_(starts))
+        .cte("reach", recursive=True)
+    )
+    reach = reach.union(
+        select(job_dependencies.c.job_id, job_dependencies.c.depends_on_job_id).where(
+            job_dependencies.c.job_id == reach.c.depends_on_job_id
+        )
+    )
+    edges: dict[int, list[int]] = {}
+    for row in session.execute(select(reach)).all():
+        edges.setdefault(int(row.job_id), []).append(int(row.depends_on_job_id))
+    return edges
+
+
+def delete_jobs(session: Session, job_id: int) -> None:
+    # ON DELETE CASCADE removes the folder's contents, their chunks, live
+    # assignments and dependency rows; chunk_runs and backup_jobs stay.
+    session.execute(delete(jobs).where(jobs.c.id == job_id))
+
+
+# --- chunks -----------------------------------------------------------------------------
+
+
+def insert_chunks(session: Session, job_id: int, plan: ChunkPlan) -> None:
+    """The job's chunks from its plan in one INSERT ... SELECT generate_series.
+
+    Mirrors domain.chunk_frames: chunk k covers frame indexes f0 ..
+    min(f0 + per, frames) - 1, f0 = ((k-1) / slices) * per.
+    """
+    session.execute(
+        text(
+            "INSERT INTO chunks (job_id, chunk_number, start_frame, end_frame, by_frame,"
+            " slice_index)"
+            " SELECT :job, g,"
+            " :start + (((g - 1) / :slices) * :per)::float8 * :by,"
+            " :start + (LEAST(((g - 1) / :slices) * :per + :per, :frames) - 1)::float8 * :by,"
+            " :by, (g - 1) % :slices"
+            " FROM generate_series(1, :count) AS g"
+        ),
+        {
+            "job": job_id,
+            "start": plan.start_frame,
+            "by": plan.by_frame,
+            "per": plan.frames_per_chunk,
+            "slices": plan.slices,
+            "frames": plan.frames,
+            "count": plan.count,
+        },
+    )
+    align_runs_count(session, [job_id])
+
+
+def align_runs_count(session: Session, job_ids: Sequence[int] | None) -> None:
+    """Keep chunks.runs_count at least the highest run number in the history.
+
+    History outlives chunks (reinit, delete, restore, import), and the next
+    run of a chunk is numbered runs_count + 1, which must not collide with a
+    run kept from before.
+    """
+    scope = "" if job_ids is None else "AND r.job_id = ANY(:ids)"
+    session.execute(
+        text(
+            "UPDATE chunks c SET runs_count = m.last FROM ("
+            " SELECT r.job_id, r.chunk_number, max(r.run_number) AS last FROM chunk_runs r"
+            f" WHERE true {scope} GROUP BY r.job_id, r.chunk_number) m"
+            " WHERE c.job_id = m.job_id AND c.chunk_number = m.chunk_number"
+            " AND c.runs_count < m.last"
+        ),
+        {} if job_ids is None else {"ids": list(job_ids)},
+    )
+
+
+def delete_chunks(session: Session, job_id: int) -> None:
+    session.execute(delete(chunks).where(chunks.c.job_id == job_id))
+
+
+def chunk_status_counts(session: Session, job_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(chunks.c.status, func.count())
+        .where(chunks.c.job_id == job_id)
+        .group_by(chunks.c.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+def unfinished_jobs(connection: Connection) -> Sequence[Any]:
+    """(status, jobs, chunks_total, chunks_queued, chunks_running,
+    chunks_completed, chunks_failed) of the jobs still to render, by status:
+    the metrics' queue depth (muster_services/core/metrics.py). The scheduler's
+    partial index finds them without reading the finished jobs, however many
+    the history keeps."""
+    return connection.execute(
+        select(
+            jobs.c.status,
+            func.count(),
+            func.sum(jobs.c.chunks_total),
+            func.sum(jobs.c.chunks_queued),
+            func.sum(jobs.c.chunks_running),
+            func.sum(jobs.c.chunks_completed),
+            func.sum(jobs.c.chunks_failed),
+        )
+        .where(text(UNFINISHED_JOBS))
+        .group_by(jobs.c.status)
+    ).all()
+
+
+def any_chunk_started(session: Session, job_id: int) -> bool:
+    started = session.execute(
+        select(chunks.c.chunk_number)
+        .where(
+            chunks.c.job_id == job_id,
+            or_(
+                chunks.c.runs_count > 0,
+                chunks.c.status.not_in(("queued", "waiting_dependencies", "hold")),
+            ),
+        )
+        .limit(1)
+    ).first()
+    return started is not None
+
+
+# What a chunk list shows, with times as epoch seconds computed by the
+# database (building Timestamps from datetimes dominated listing big jobs).
+_CHUNK_LIST_COLUMNS = (
+    chunks.c.chunk_number,
+    chunks.c.job_id,
+    chunks.c.start_frame,
+    chunks.c.end_frame,
+    chunks.c.by_frame,
+    chunks.c.status,
+    chunks.c.node_id,
+    chunks.c.node_name,
+    func.date_part("epoch", chunks.c.started_at).label("started_epoch"),
+    func.date_part("epoch", chunks.c.ended_at).label("ended_epoch"),
+    chunks.c.requeue_count,
+    chunks.c.exit_code,
+    chunks.c.progress,
+    chunks.c.slice_index,
+)
+
+
+def list_chunks(
+    session: Session, job_id: int, statuses: Sequence[str], after: int | None, limit: int
+) -> list[ListedChunk]:
+    """A page of a job's chunks (the list columns only, see _CHUNK_LIST_COLUMNS)."""
+    query = (
+        select(*_CHUNK_LIST_COLUMNS)
+        .where(chunks.c.job_id == job_id)
+        .order_by(chunks.c.chunk_number)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(chunks.c.chunk_number > after)
+    if statuses:
+        query = query.where(chunks.c.status.in_(statuses))
+    # Plain tuples straight from the driver: a page is up to 10,000 rows and
+    # SQLAlchemy's row objects cost as much as the query itself.
+    compiled = query.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    cursor = session.connection().connection.cursor()
+    cursor.execute(str(compiled), compiled.params)
+    return list(cursor.fetchall())
+
+
+_CHUNK_RECORD_COLUMNS = tuple(chunks.c[f.name] for f in dataclasses.fields(ChunkRecord))
+
+
+def get_chunk(session: Session, job_id: int, chunk_number: int) -> ChunkRecord | None:
+    row = session.execute(
+        select(*_CHUNK_RECORD_COLUMNS).where(
+            chunks.c.job_id == job_id, chunks.c.chunk_number == chunk_number
+        )
+    ).first()
+    return None if row is None else ChunkRecord(*row)
+
+
+def update_chunk(
+    session: Session, job_id: int, chunk_number: int, values: Mapping[str, Any]
+) -> None:
+    session.execute(
+        update(chunks)
+        .where(chunks.c.job_id == job_id, chunks.c.chunk_number == chunk_number)
+        .values(**values, version=chunks.c.version + 1)
+    )
+
+
+def assignment_of(session: Session, job_id: int, chunk_number: int) -> Row[Any] | None:
+    return session.execute(
+        select(chunk_assignments).where(
+            chunk_assignments.c.job_id == job_id,
+            chunk_assignments.c.chunk_number == chunk_number,
+        )
+    ).first()
+
+
+def request_kill(session: Session, job_id: int, chunk_number: int, status_after: str) -> None:
+    """Mark a live assignment for killing; the status applies once the kill is
+    confirmed or the node is lost (nodes service)."""
+    session.execute(
+        update(chunk_assignments)
+        .where(
+            chunk_assignments.c.job_id == job_id,
+            chunk_assignments.c.chunk_number == chunk_number,
+        )
+        .values(
+            state="killing",
+            kill_follow_up="continue",
+            status_after_kill=status_after,
+            updated_at=func.now(),
+        )
+    )
+
+
+# Several jobs' rows locked in id order: the scheduler's counters update takes
+# them in the order a result's transaction does.
+LOCK_JOBS = lock_in_id_order("jobs")
+
+
+def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:
+    """End the live assignments of these jobs now: their runs end as killed in
+    the history, the rows go, and the ids of the nodes that ran them are
+    returned so the nodes service can kill the processes."""
+    if not job_ids:
+        return []
+    live = select(chunk_assignments.c.job_id, chunk_assignments.c.chunk_number).where(
+        chunk_assignments.c.job_id.in_(job_ids)
+    )
+    session.execute(
+        update(chunk_runs)
+        .where(
+            chunk_runs.c.outcome == "running",
+            tuple_(chunk_runs.c.job_id, chunk_runs.c.chunk_number).in_(live),
+        )
+        .values(outcome="killed", ended_at=func.now(), message=message)
+    )
+    nodes = session.execute(
+        delete(chunk_assignments)
+        .where(chunk_assignments.c.job_id.in_(job_ids))
+        .returning(chunk_assignments.c.node_id)
+    ).scalars()
+    return sorted({int(n) for n in nodes})
+
+
+def live_assignments_count(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(chunk_assignments)).scalar_one())
+
+
+# --- what the nodes service reads (muster_services/jobs/for_nodes.py) ---------------------------
+
+
+def _id_array(values: Iterable[int]) -> BindParameter[Any]:
+    """One array parameter, not one per id: the statement's text is the same
+    for every batch, so PostgreSQL reuses its plan."""
+    ids: BindParameter[Any] = bindparam(None, sorted(values), type_=ARRAY(BigInteger))
+    return ids
+
+
+def assignments_to_build(session: Session, node_ids: Iterable[int]) -> Sequence[Row[Any]]:
+    """Each live assignment of these nodes with its node's platform, its
+    node's template preferences (an administrator's values, nodes domain) and
+    its chunk's frames (one joined read per batch of deliveries)."""
+    return session.execute(
+        select(
+            chunk_assignments,
+            nodes_table.c.platform,
+            nodes_table.c.template_preferences,
+            chunks.c.runs_count,
+            chunks.c.start_frame,
+            chunks.c.end_frame,
+            chunks.c.by_frame,
+            chunks.c.slice_index,
+        )
+        .join(nodes_table, nodes_table.c.id == chunk_assignments.c.node_id)
+        .join(
+            chunks,
+            and_(
+                chunks.c.job_id == chunk_assignments.c.job_id,
+                chunks.c.chunk_number == chunk_assignments.c.chunk_number,
+            ),
+        )
+        .where(chunk_assignments.c.node_id == any_(_id_array(node_ids)))
+    ).all()
+
+
+def jobs_of_assignments(session: Session, job_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """The job rows (jobs table only) by id."""
+    return {
+        row.id: row
+        for row in session.execute(select(jobs).where(jobs.c.id == any_(_id_array(job_ids)))).all()
+    }
+
+
+def template_versions_by_id(session: Session) -> dict[int, str]:
+    """The version of each template's code (templates of a file; '' skipped)."""
+    query: Select[Any] = select(templates.c.id, templates.c.version).where(
+        templates.c.version != ""
+    )
+    return {int(r.id): str(r.version) for r in session.execute(query).all()}
+
+
+def template_log_patterns(session: Session) -> dict[int, tuple[list[str], list[str]]]:
+    """(error, warning) patterns of the templates that declare some."""
+    query: Select[Any] = select(
+        templates.c.id, templates.c.log_error_patterns, templates.c.log_warning_patterns
+    ).where(
+        or_(
+            func.cardinality(templates.c.log_error_patterns) > 0,
+            func.cardinality(templates.c.log_warning_patterns) > 0,
+        )
+    )
+    return {
+        int(r.id): (list(r.log_error_patterns), list(r.log_warning_patterns))
+        for r in session.execute(query).all()
+    }
+
+
+def node_live_token(session: Session, node_id: int) -> int:
+    """The fencing token of the node's live assignment (0: none)."""
+    token = session.execute(
+        select(chunk_assignments.c.fencing_token).where(chunk_assignments.c.node_id == node_id)
+    ).scalar()
+    return int(token or 0)
+
+
+def node_assignment(session: Session, node_id: int) -> Row[Any] | None:
+    """The node's live assignment row, if it holds one."""
+    return session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.node_id == node_id)
+    ).first()
+
+
+def nodes_assignments(session: Session, node_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """The live assignment rows of these nodes, by node id."""
+    if not node_ids:
+        return {}
+    rows = session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.node_id.in_(list(node_ids)))
+    ).all()
+    return {row.node_id: row for row in rows}
+
+
+def job_assignments(session: Session, job_id: int) -> list[Row[Any]]:
+    """The live assignment rows of a job, in node order."""
+    return list(
+        session.execute(
+            select(chunk_assignments)
+            .where(chunk_assignments.c.job_id == job_id)
+            .order_by(chunk_assignments.c.node_id)
+        ).all()
+    )
+
+
+def job_owner(session: Session, job_id: int) -> str | None:
+    """The job's owner; None when the job does not exist."""
+    row = session.execute(select(jobs.c.owner).where(jobs.c.id == job_id)).first()
+    return None if row is None else str(row.owner)
+
+
+def job_parent_owner_name(session: Session, job_id: int) -> Row[Any, Any, Any] | None:
+    """(parent_id, owner, name) of one job or folder."""
+    return session.execute(
+        select(jobs.c.parent_id, jobs.c.owner, jobs.c.name).where(jobs.c.id == job_id)
+    ).first()
+
+
+# --- history ----------------------------------------------------------------------------
+
+
+def list_runs(
+    session: Session, job_id: int, chunk_number: int | None, after: int | None, limit: int
+) -> list[RunRecord]:
+    query = select(*(chunk_runs.c[name] for name in RunRecord._fields)).where(
+        chunk_runs.c.job_id == job_id
+    )
+    if chunk_number is not None:
+        query = query.where(chunk_runs.c.chunk_number == chunk_number)
+    if after is not None:
+        query = query.where(chunk_runs.c.id > after)
+    rows = session.execute(query.order_by(chunk_runs.c.id).limit(limit)).all()
+    return [RunRecord._make(row) for row in rows]
+
+
+def runs_exist(session: Session, job_id: int, chunk_number: int | None = None) -> bool:
+    query = select(chunk_runs.c.id).where(chunk_runs.c.job_id == job_id)
+    if chunk_number is not None:
+        query = query.where(chunk_runs.c.chunk_number == chunk_number)
+    return session.execute(query.limit(1)).first() is not None
+
+
+# --- templates -----------------------------------------------------------------------
+
+
+_TEMPLATE_RECORD_COLUMNS = tuple(templates.c[f.name] for f in dataclasses.fields(TemplateRecord))
+
+
+def get_template(session: Session, template_id: int) -> TemplateRecord | None:
+    row = session.execute(
+        select(*_TEMPLATE_RECORD_COLUMNS).where(templates.c.id == template_id)
+    ).first()
+    return None if row is None else TemplateRecord(*row)
+
+
+def list_templates(
+    session: Session, platform: str | None, after: int | None, limit: int
+) -> list[TemplateRecord]:
+    query = select(*_TEMPLATE_RECORD_COLUMNS).order_by(templates.c.id).limit(limit)
+    if after is not None:
+        query = query.where(templates.c.id > after)
+    if platform:
+        query = query.where(
+            or_(
+                templates.c.commands.contains([{"platform": platform}]),  # JSONB @>
+                templates.c.definition["platforms"].contains(
+                    [{"platform": platform, "enabled": True}]
+                ),
+            )
+        )
+    return [TemplateRecord(*row) for row in session.execute(query).all()]
+
+
+def lock_template_catalogue(session: Session) -> None:
+    """Replicas write the catalogue one at a time (until the transaction ends)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TEMPLATE_CATALOGUE_LOCK})
+
+
+# Advisory lock key of the template catalogue's writers ('tmpl').
+TEMPLATE_CATALOGUE_LOCK = 0x746D706C
+
+
+def template_states(session: Session) -> dict[int, Row[Any]]:
+    """What the catalogue compares with the files: per template id, its
+    version, file, load error, enabled flag and definition."""
+    query: Select[Any] = select(
+        templates.c.id,
+        templates.c.version,
+        templates.c.file_path,
+        templates.c.load_error,
+        templates.c.enabled,
+        templates.c.builtin,
+        templates.c.definition,
+    )
+    return {int(r.id): r for r in session.execute(query).all()}
+
+
+def save_loaded_template(session: Session, values: Mapping[str, Any], source: str) -> None:
+    """Insert or replace a template loaded from a file, and keep its code
+    under its version (a version's code never changes)."""
+    statement = pg_insert(templates).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k != "id"}
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[templates.c.id], set_={**changed, "updated_at": func.now()}
+        )
+    )
+    session.execute(
+        pg_insert(template_versions)
+        .values(
+            template_id=values["id"],
+            version=values["version"],
+            source=source,
+            file_path=values["file_path"],
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def mark_templates(
+    session: Session, template_ids: Iterable[int], load_error: str, enabled: bool = True
+) -> None:
+    """Record why a template's file no longer gives it (it keeps running with
+    its last good version; disabled when its file no longer defines it)."""
+    ids = list(template_ids)
+    if ids:
+        session.execute(
+            update(templates)
+            .where(templates.c.id.in_(ids))
+            .values(load_error=load_error, enabled=enabled, updated_at=func.now())
+        )
+
+
+def replace_template_files(session: Session, files: Mapping[str, tuple[str, list[int]]]) -> None:
+    """The files read last: path -> (error, template ids)."""
+    session.execute(delete(template_files))
+    if files:
+        session.execute(
+            insert(template_files),
+            [
+                {"file_path": path, "error": error, "template_ids": ids}
+                for path, (error, ids) in sorted(files.items())
+            ],
+        )
+
+
+def template_file_problems(session: Session) -> list[Row[Any]]:
+    query: Select[Any] = (
+        select(template_files.c.file_path, template_files.c.error)
+        .where(template_files.c.error != "")
+        .order_by(template_files.c.file_path)
+    )
+    return list(session.execute(query).all())
+
+
+def template_source(session: Session, template_id: int, version: str) -> Row[Any] | None:
+    """One version of a template's code (what agents run)."""
+    query: Select[Any] = select(template_versions.c.source, template_versions.c.file_path).where(
+        template_versions.c.template_id == template_id,
+        template_versions.c.version == version,
+    )
+    return session.execute(query).first()
+
+
+def template_ids(session: Session) -> set[int]:
+    return {int(i) for i in session.execute(select(templates.c.id)).scalars()}
+
+
+# --- backup store ------------------------------------------------------------------
+
+
+def table_rows(session: Session, query: Select[Any]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in session.execute(query).all()]
+
+
+def job_snapshot(session: Session, job_id: int, folder_ids: Sequence[int]) -> dict[str, Any]:
+    """What a backup keeps, as JSON: the job, its dependencies, chunks and
+    runs, and the folders `folder_ids` (its parent chain, nearest first)."""
+    parts = {
+        "job": (jobs, select(jobs).where(jobs.c.id == job_id)),
+        "dependencies": (
+            job_dependencies,
+            select(job_dependencies).where(job_dependencies.c.job_id == job_id),
+        ),
+        "chunks": (
+            chunks,
+            select(chunks).where(chunks.c.job_id == job_id).order_by(chunks.c.chunk_number),
+        ),
+        "runs": (
+            chunk_runs,
+            select(chunk_runs).where(chunk_runs.c.job_id == job_id).order_by(chunk_runs.c.id),
+        ),
+    }
+    snapshot = {
+        name: [row_to_json(table, r) for r in table_rows(session, query)]
+        for name, (table, query) in parts.items()
+    }
+    snapshot["parents"] = [row_to_json(jobs, r) for r in folder_rows(session, folder_ids)]
+    return snapshot
+
+
+def job_from_snapshot(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A jobs row (column -> value) from its JSON in a backup snapshot."""
+    return row_from_json(jobs, raw)
+
+
+def chunk_from_snapshot(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A chunks row from its JSON in a backup snapshot."""
+    return row_from_json(chunks, raw)
+
+
+def folder_rows(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = table_rows(session, select(jobs).where(jobs.c.id.in_(ids)))
+    order = {folder_id: i for i, folder_id in enumerate(ids)}
+    return sorted(rows, key=lambda r: order[r["id"]])
+
+
+def backup_ids_of_job(session: Session, job_id: int) -> list[int]:
+    return [
+        int(i)
+        for i in session.execute(
+            select(backup_jobs.c.id).where(backup_jobs.c.job_id == job_id)
+        ).scalars()
+    ]
+
+
+def insert_backup(session: Session, values: Mapping[str, Any]) -> int:
+    backup_id = session.execute(
+        insert(backup_jobs).values(**values).returning(backup_jobs.c.id)
+    ).scalar_one()
+    return int(backup_id)
+
+
+def delete_backups(session: Session, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(delete(backup_jobs).where(backup_jobs.c.id.in_(ids)))
+
+
+_BACKUP_RECORD_COLUMNS = tuple(backup_jobs.c[f.name] for f in dataclasses.fields(BackupRecord))
+
+
+def get_backup(session: Session, backup_id: int) -> BackupRecord | None:
+    row = session.execute(
+        select(*_BACKUP_RECORD_COLUMNS).where(backup_jobs.c.id == backup_id)
+    ).first()
+    return None if row is None else BackupRecord(*row)
+
+
+def backup_boundaries(session: Session) -> tuple[datetime | None, datetime | None, int]:
+    first, last, count = session.execute(
+        select(
+            func.min(backup_jobs.c.backed_up_at),
+            func.max(backup_jobs.c.backed_up_at),
+            func.count(),
+        )
+    ).one()
+    return first, last, int(count)
+
+
+def query_backups(
+    session: Session,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    name_contains: str = "",
+    owner: str = "",
+    project: str = "",
+    job_id: int = 0,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[BackupRecord]:
+    """Newest backup first; keyset on (backed_up_at, id) descending."""
+    conditions: list[ColumnElement[bool]] = []
+    if name_contains:
+        escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(backup_jobs.c.name.ilike(f"%{escaped}%", escape="\\"))
+    if owner:
+        conditions.append(backup_jobs.c.owner == owner)
+    if project:
+        conditions.append(backup_jobs.c.project == project)
+    if job_id:
+        conditions.append(backup_jobs.c.job_id == job_id)
+    if since is not None:
+        conditions.append(backup_jobs.c.backed_up_at >= since)
+    if until is not None:
+        conditions.append(backup_jobs.c.backed_up_at <= until)
+    if after is not None:
+        conditions.append(
+            tuple_(backup_jobs.c.backed_up_at, backup_jobs.c.id)
+            < tuple_(bindparam("after_time", after[0]), bindparam("after_id", after[1]))
+        )
+    query = (
+        select(*_BACKUP_RECORD_COLUMNS)
+        .where(and_(True, *conditions))
+        .order_by(backup_jobs.c.backed_up_at.desc(), backup_jobs.c.id.desc())
+        .limit(limit)
+    )
+    return [BackupRecord(*row) for row in session.execute(query).all()]
+
+
+# --- whole queue (snapshots) -----------------------------------------------------------
+
+
+def read_one_snapshot(session: Session) -> None:
+    """Make the session's transaction read one consistent snapshot (REPEATABLE
+    READ); call it before its first statement."""
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def round_trip(session: Session) -> None:
+    """One statement to the database and back (the flushes wait for nothing else)."""
+    session.execute(text("SELECT 1"))
+
+
+def queue_rows(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the queue tables in the export's fixed order."""
+    return {
+        "jobs": table_rows(session, select(jobs).order_by(jobs.c.id)),
+        "job_dependencies": table_rows(
+            session,
+            select(job_dependencies).order_by(
+                job_dependencies.c.job_id, job_dependencies.c.depends_on_job_id
+            ),
+        ),
+        "chunks": table_rows(
+            session, select(chunks).order_by(chunks.c.job_id, chunks.c.chunk_number)
+        ),
+    }
+
+
+def clear_queue(session: Session) -> None:
+    session.execute(delete(jobs))  # cascades to chunks, dependencies, assignments
+
+
+def insert_rows(session: Session, table_name: str, rows: list[dict[str, Any]]) -> None:
+    table = {"jobs": jobs, "job_dependencies": job_dependencies, "chunks": chunks}[table_name]
+    if rows:
+        session.execute(insert(table), rows)
+
+
+def set_parents(session: Session, parents: Mapping[int, int]) -> None:
+    if parents:
+        session.execute(
+            update(jobs).where(jobs.c.id == bindparam("child")).values(parent_id=bindparam("p")),
+            [{"child": child, "p": parent} for child, parent in parents.items()],
+        )
+
+
+def reset_job_id_sequence(session: Session) -> None:
+    """Move the jobs identity past every id inserted explicitly."""
+    session.execute(
+        text(
+            "SELECT setval(pg_get_serial_sequence('jobs', 'id'),"
+            " COALESCE((SELECT max(id) FROM jobs), 1),"
+            " (SELECT max(id) FROM jobs) IS NOT NULL)"
+        )
+    )
+
+
+def jobs_count(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(jobs)).scalar_one())
+
+
+# --- retention ----------------------------------------------------------------------
+
+
+def expired_completed_jobs(session: Session, hours: float, limit: int) -> list[int]:
+    """Jobs completed (with or without warnings) more than `hours` ago, oldest first."""
+    return [
+        int(i)
+        for i in session.execute(
+            select(jobs.c.id)
+            .where(
+                jobs.c.kind == "job",
+                jobs.c.status.in_(("completed", "completed_with_warnings")),
+                jobs.c.ended_at < func.now() - func.make_interval(0, 0, 0, 0, hours),
+            )
+            .order_by(jobs.c.ended_at, jobs.c.id)
+            .limit(limit)
+        ).scalars()
+    ]
+
+
+# --- render loop (scheduler ticks, run results) -----------------------------------------
+#
+# Hot paths (the benchmark measures them): each function is the statement its
+# caller always ran, with the same text (psycopg prepares a statement after
+# five runs by its text), in the same order. Lock order: assignments, then
+# chunks, then jobs in id order (docs/render-loop.md, "Lock order").
+
+
+def start_tick(session: Session) -> bool:
+    """Whether the engine runs; and for the rest of the tick's transaction,
+    ready chunks read by an index scan in chunk order (one statement).
+
+    Left to itself the planner often estimates a fresh job's queued chunks at
+    a handful (its statistics predate the job), reads *every* queued chunk of
+    the job, sorts them and keeps the first few: a tick then costs in
+    proportion to the queue (tens of milliseconds at 100,000 queued chunks,
+    seconds at 1,000,000). Without sorts and bitmap scans the only plan left
+    is ix_chunks_ready in chunk order, stopped after LIMIT rows; the tick's
+    other statements have no cheaper plan than the one they had (a sort with
+    no alternative still runs), and the settings end with the transaction.
+    """
+    status = session.execute(
+        text(
+            "SELECT (SELECT status FROM engine_state WHERE id = 1),"
+            " set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+        )
+    ).scalar()
+    return status in (None, "running")
+
+
+def free_nodes(session: Session, limit: int) -> list[Row[Any]]:
+    """Idle, connected, unpaused nodes without a live assignment, in id order:
+    (id, name, host_name, pools, platform)."""
+    return list(
+        session.execute(
+            text(
+                "SELECT n.id, n.name, n.host_name, n.pools, n.platform FROM nodes n"
+                " WHERE n.status = 'idle' AND NOT n.paused AND n.session_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                " ORDER BY n.id LIMIT :limit"
+            ),
+            {"limit": limit},
+        ).all()
+    )
+
+
+def template_platforms(session: Session) -> dict[int, frozenset[str]]:
+    """The platforms each template runs on: the enabled platform sections of a
+    template file, the commands' platforms of an older dispatcher's template."""
+    rows = session.execute(
+        text(
+            "SELECT t.id, COALESCE(ARRAY(SELECT p->>'platform'"
+            " FROM jsonb_array_elements(t.definition->'platforms') p"
+            " WHERE (p->>'enabled')::boolean), '{}') AS sections,"
+            " ARRAY(SELECT c->>'platform' FROM jsonb_array_elements(t.commands) c) AS commands,"
+            " t.definition ? 'platforms' AS described"
+            " FROM templates t"
+        )
+    ).all()
+    # A template file runs where its sections are enabled (maybe nowhere); a
+    # template that names no platform at all runs anywhere: no entry.
+    return {
+        int(r.id): frozenset(r.sections if r.described else r.commands)
+        for r in rows
+        if r.described or r.commands
+    }
+
+
+def candidate_jobs(session: Session) -> list[Row[Any]]:
+    """Jobs with queued chunks in dispatch order (priority, age), each with its
+    live assignments' count (`working`) and its dependencies (`dependencies`:
+    id -> status as JSON)."""
+    # Each job's dependencies come with it: one round trip. A deleted
+    # dependency has no row left here: it holds nothing back.
+    return list(
+        session.execute(
+            text(
+                "SELECT j.id, j.template_id, j.included_pools, j.excluded_pools, j.max_nodes,"
+                " j.depend_mode, j.depend_chunks, j.started_at IS NOT NULL AS started,"
+                " (SELECT count(*) FROM chunk_assignments a WHERE a.job_id = j.id) AS working,"
+                " (SELECT jsonb_object_agg(d.depends_on_job_id, o.status)"
+                " FROM job_dependencies d JOIN jobs o ON o.id = d.depends_on_job_id"
+                " WHERE d.job_id = j.id) AS dependencies"
+                " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
+                " AND j.status <> 'failed'"
+                " ORDER BY j.priority DESC, j.submitted_at, j.id LIMIT 2000"
+            )
+        ).all()
+    )
+
+
+def exclusions(session: Session) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(node, job) pairs excluded now and (node, template) pairs, in one read."""
+    excluded_jobs: set[tuple[int, int]] = set()
+    excluded_templates: set[tuple[int, int]] = set()
+    for kind, node, other in session.execute(
+        text(
+            "SELECT 'job', node_id, job_id FROM node_job_exclusions"
+            " WHERE excluded_until > now()"
+            " UNION ALL SELECT 'template', node_id, template_id FROM node_template_exclusions"
+        )
+    ).all():
+        (excluded_jobs if kind == "job" else excluded_templates).add((int(node), int(other)))
+    return excluded_jobs, excluded_templates
+
+
+# Chunk dependencies compare frames in millionths of a frame, as bigint: the
+# largest frame (domain.MAX_FRAME, 1e9) makes 1e15, exact in a double (< 2**53).
+FRAME_SCALE = 1_000_000
+# The job's row is held FOR KEY SHARE for the rest of the tick, unless a
+# transaction holds it FOR UPDATE (a deletion, an edit): then the job is left
+# for the next tick. Reading its chunks first and waiting for its row only at
+# the counters' update deadlocked with a deletion, which holds the row and
+# waits for those chunks.
+_JOB_HELD = (
+    "WITH held AS MATERIALIZED (SELECT id FROM jobs WHERE id = :job FOR KEY SHARE SKIP LOCKED) "
+)
+# The first queued chunks of a job in frame order, locked (after start_tick).
+READY_CHUNKS = (
+    f"{_JOB_HELD}SELECT * FROM chunks WHERE job_id = :job AND status = 'queued'"
+    " AND EXISTS (SELECT FROM held)"
+    " ORDER BY chunk_number LIMIT :limit FOR UPDATE OF chunks SKIP LOCKED"
+)
+_READY_CHUNKS_CLEAR_OF = (
+    f"{_JOB_HELD}, busy AS (SELECT range_agg(int8range("
+    "CAST(round(d.start_frame * :scale) AS bigint),"
+    " CAST(round(d.end_frame * :scale) AS bigint), '[]')) AS frames"
+    " FROM chunks d WHERE d.job_id IN :waiting AND d.status NOT IN :done)"
+    " SELECT c.* FROM chunks c CROSS JOIN busy h"
+    " WHERE c.job_id = :job AND c.status = 'queued' AND EXISTS (SELECT FROM held)"
+    " AND NOT coalesce(h.frames && int8range("
+    "CAST(round(c.start_frame * :scale) AS bigint),"
+    " CAST(round(c.end_frame * :scale) AS bigint), '[]'), false)"
+    " ORDER BY c.chunk_number LIMIT :limit FOR UPDATE OF c SKIP LOCKED"
+)
+
+
+def ready_chunks(
+    session: Session,
+    job_id: int,
+    waiting_for: Sequence[int],
+    done_statuses: Iterable[str],
+    limit: int,
+) -> Sequence[Any]:
+    """The job's next `limit` queued chunks in frame order, locked for this
+    tick. While jobs `waiting_for` hold back a job with chunk dependencies,
+    only its chunks whose frames no chunk of those jobs covers unless it is
+    in `done_statuses`.
+
+    One statement, O((K + Q) log K) for K unfinished dependency chunks and
+    Q queued chunks: the unfinished chunks' frame ranges are merged into
+    one multirange, and each queued chunk is one binary search in it (a
+    NOT EXISTS per chunk compares every pair: 0.4 s per pass at 10,000 x
+    10,000, docs/benchmarks.md). Frames compare as whole millionths of a
+    frame (FRAME_SCALE): bigint ranges are cheap, and rounding is monotone,
+    so ranges that share a frame always overlap, and by-frame rounding
+    (1 + 3 * 0.1 against 1.3) never separates the same frame."""
+    if not waiting_for:
+        return session.execute(text(READY_CHUNKS), {"job": job_id, "limit": limit}).all()
+    return session.execute(
+        text(_READY_CHUNKS_CLEAR_OF).bindparams(
+            bindparam("waiting", expanding=True), bindparam("done", expanding=True)
+        ),
+        {
+            "job": job_id,
+            "waiting": list(waiting_for),
+            "done": sorted(done_statuses),
+            "scale": float(FRAME_SCALE),
+            "limit": limit,
+        },
+    ).all()
+
+
+def insert_assignments(
+    session: Session, planned: Sequence[Mapping[str, Any]]
+) -> dict[tuple[int, int], int]:
+    """The tick's live assignments ({job, chunk, node, run_as} each, in plan
+    order); (job, chunk) -> its fencing token."""
+    # Each assignment takes its fencing token from the sequence as it is
+    # inserted; the unique constraints refuse a second live assignment per
+    # chunk or node.
+    return {
+        (row.job_id, row.chunk_number): int(row.fencing_token)
+        for row in session.execute(
+            text(
+                "INSERT INTO chunk_assignments"
+                " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
+                " SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as"
+                " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+                " AS (job bigint, chunk int, node bigint, run_as text))"
+                " WITH ORDINALITY AS v(job, chunk, node, run_as, n)"
+                " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number"
+            ),
+            {"rows": json.dumps(planned)},
+        ).all()
+    }
+
+
+def start_chunks(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """The assigned chunks ({job, chunk, node, name, token} each), only if
+    still queued, and their `running` history entries; how many started."""
+    # Started at this statement's time, not the tick's start: the tick's
+    # reads may have seen results committed after it began (a chunk
+    # dependency's run must not look as if it ended after this one started).
+    started = session.execute(
+        text(
+            "WITH c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node,"
+            " node_name = v.name, fencing_token = v.token, started_at = statement_timestamp(),"
+            " ended_at = NULL, exit_code = NULL, progress = 0,"
+            " runs_count = c.runs_count + 1, version = c.version + 1"
+            " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
+            " AS v(job bigint, chunk int, node bigint, name text, token bigint)"
+            " WHERE c.job_id = v.job AND c.chunk_number = v.chunk AND c.status = 'queued'"
+            " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
+            " c.fencing_token, c.start_frame, c.end_frame)"
+            " INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
+            " fencing_token, start_frame, end_frame, started_at, outcome)"
+            " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
+            " start_frame, end_frame, statement_timestamp(), 'running' FROM c"
+        ),
+        {"rows": json.dumps(rows)},
+    ).rowcount  # type: ignore[attr-defined]
+    return int(started)
+
+
+# Several jobs' counters moved by domain.counter_moves, in one statement, the
+# jobs' rows locked in id order. Progress follows the finished chunks, except
+# for a move that starts chunks (the scheduler's), which leaves it and marks
+# the job running instead.
+_MOVE_COUNTERS = text(
+    f"{LOCK_JOBS} UPDATE jobs j SET chunks_queued = j.chunks_queued + v.queued,"
+    " chunks_running = j.chunks_running + v.running,"
+    " chunks_completed = j.chunks_completed + v.completed,"
+    " chunks_failed = j.chunks_failed + v.failed,"
+    " requeue_count = j.requeue_count + v.requeued,"
+    " progress = CASE WHEN v.started THEN j.progress"
+    " ELSE CAST(100.0 AS float8) * (j.chunks_completed + j.chunks_failed + v.completed + v.failed)"
+    " / greatest(j.chunks_total, 1) END,"
+    " status = CASE WHEN v.started THEN 'running' ELSE j.status END,"
+    " started_at = CASE WHEN v.started THEN coalesce(j.started_at, now()) ELSE j.started_at END,"
+    " updated_at = now(), version = j.version + 1"
+    " FROM locked l, jsonb_to_recordset(CAST(:moves AS jsonb)) AS v(job bigint, queued int,"
+    " running int, completed int, failed int, requeued int, started boolean)"
+    " WHERE j.id = l.id AND j.id = v.job"
+    " RETURNING j.id, j.chunks_queued, j.chunks_running"
+)
+
+
+def move_counters(session: Session, moves: Mapping[int, CounterMove]) -> list[Row[Any]]:
+    """Apply each job's CounterMove (job id -> move) in one statement; the
+    jobs' (id, chunks_queued, chunks_running) after it, in id order."""
+    if not moves:
+        return []
+    rows = session.execute(
+        _MOVE_COUNTERS,
+        {
+            "ids": sorted(moves),
+            "moves": json.dumps(
+                [
+                    {
+                        "job": job_id,
+                        "queued": m.queued,
+                        "running": m.running,
+                        "completed": m.completed,
+                        "failed": m.failed,
+                        "requeued": m.requeued,
+                        "started": m.started,
+                    }
+                    for job_id, m in moves.items()
+                ]
+            ),
+        },
+    ).all()
+    return sorted(rows, key=lambda r: int(r.id))
+
+
+def lock_live_assignments(session: Session, tokens: Iterable[int]) -> list[Row[Any]]:
+    """The live assignments holding these fencing tokens, locked in token order."""
+    return list(
+        session.execute(
+            select(chunk_assignments)
+            .where(chunk_assignments.c.fencing_token.in_(tokens))
+            .order_by(chunk_assignments.c.fencing_token)
+            .with_for_update()
+        ).all()
+    )
+
+
+def lock_ending_chunks(
+    session: Session, keys: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], Row[Any]]:
+    """(job, chunk) -> (job_id, chunk_number, status, requeue_count,
+    max_chunk_requeues of its job) of the chunks whose runs end, locked in
+    (job, chunk) order."""
+    query: Select[Any] = (
+        select(
+            chunks.c.job_id,
+            chunks.c.chunk_number,
+            chunks.c.status,
+            chunks.c.requeue_count,
+            jobs.c.max_chunk_requeues,
+        )
+        .join(jobs, jobs.c.id == chunks.c.job_id)
+        .where(tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(keys))
+        .order_by(chunks.c.job_id, chunks.c.chunk_number)
+        .with_for_update(of=chunks)
+    )
+    return {(row.job_id, row.chunk_number): row for row in session.execute(query).all()}
+
+
+_RUN_ENDS = (
+    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
+    " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
+)
+# A run's end in its history entry, then in its chunk (back in the queue: no end time).
+_END_RUNS = text(
+    "UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()), exit_code = v.exit_code,"
+    f" outcome = v.outcome, message = v.message FROM {_RUN_ENDS} WHERE r.fencing_token = v.token"
+)
+_END_CHUNKS = text(
+    "UPDATE chunks c SET status = v.status,"
+    " ended_at = CASE WHEN v.status = 'queued' THEN NULL ELSE coalesce(v.ended_at, now()) END,"
+    " exit_code = v.exit_code,"
+    " progress = CASE WHEN v.status LIKE 'completed%' THEN 100.0 ELSE c.progress END,"
+    " requeue_count = c.requeue_count + CASE WHEN v.status = 'queued' THEN 1 ELSE 0 END,"
+    " fencing_token = NULL, version = c.version + 1"
+    f" FROM {_RUN_ENDS} WHERE c.job_id = v.job AND c.chunk_number = v.chunk"
+)
+
+
+def end_runs(session: Session, ends: Sequence[Mapping[str, Any]]) -> None:
+    """Runs' ends ({job, chunk, token, ended_at, exit_code, outcome, message,
+    status} each) in their history entries and chunks; their assignments go."""
+    values = {"rows": json.dumps(ends)}
+    session.execute(_END_RUNS, values)
+    session.execute(_END_CHUNKS, values)
+    session.execute(
+        delete(chunk_assignments).where(
+            chunk_assignments.c.fencing_token.in_([end["token"] for end in ends])
+        )
+    )
+
+
+def lock_node_assignments(session: Session, node_id: int, fencing_token: int = 0) -> list[Row[Any]]:
+    """(fencing_token, job_id, chunk_number) of a node's live assignments, locked
+    (only the one holding `fencing_token` when it is given)."""
+    query: Select[Any] = (
+        select(
+            chunk_assignments.c.fencing_token,
+            chunk_assignments.c.job_id,
+            chunk_assignments.c.chunk_number,
+        )
+        .where(chunk_assignments.c.node_id == node_id)
+        .with_for_update()
+    )
+    if fencing_token:
+        query = query.where(chunk_assignments.c.fencing_token == fencing_token)
+    return list(session.execute(query).all())
+
+
+def assignment_by_token(session: Session, fencing_token: int) -> Row[Any]:
+    return session.execute(
+        select(chunk_assignments).where(chunk_assignments.c.fencing_token == fencing_token)
+    ).one()
+
+
+def run_of_token(
+    session: Session, job_id: int, chunk_number: int, fencing_token: int
+) -> int | None:
+    """The id of the history entry of the run holding this token, if any."""
+    run = session.execute(
+        select(chunk_runs.c.id).where(
+            chunk_runs.c.fencing_token == fencing_token,
+            chunk_runs.c.job_id == job_id,
+            chunk_runs.c.chunk_number == chunk_number,
+        )
+    ).first()
+    return None if run is None else int(run.id)
+
+
+# --- licence and delay groups of templates (muster_services/jobs/licences.py) ------------------
+#
+# The scheduler reads them once per tick, and only when some template names a
+# group: GROUPS_PRESENT, then GROUP_STATES (two statements: the lock must be
+# held before the counts' snapshot is taken, READ COMMITTED takes one per
+# statement). Nothing per chunk.
+
+# Held (transaction-level) by a tick that plans chunks of grouped templates:
+# a second tick (a new leader while the old one's last tick is still
+# committing, or a scheduler started by mistake) waits for the first to
+# commit and then counts its assignments. Taken before any row lock of the
+# tick, so it cannot deadlock with them.
+TEMPLATE_GROUPS_LOCK_KEY = 0x6D75737465720009
+_GROUPS_PRESENT = text(
+    "SELECT pg_advisory_xact_lock(:key) FROM (SELECT FROM templates"
+    " WHERE licenses_group <> '' OR delay_group <> '' LIMIT 1) AS grouped"
+)
+# Every group (named by a template or only by an override row): its
+# templates and their values, the override, the last start, and for a
+# licence group its live assignments (assigned or running: each holds a
+# licence) and the seconds since its last start by the database's clock.
+_GROUP_STATES = text(
+    "WITH members AS ("
+    " SELECT 'licenses' AS kind, licenses_group AS name, id, max_licenses AS value"
+    " FROM templates WHERE licenses_group <> ''"
+    " UNION ALL SELECT 'delay', delay_group, id, delay_seconds"
+    " FROM templates WHERE delay_group <> ''),"
+    " grouped AS (SELECT kind, name, array_agg(id ORDER BY id) AS template_ids,"
+    " array_agg(value ORDER BY id) AS template_values FROM members GROUP BY kind, name)"
+    " SELECT coalesce(g.kind, o.kind) AS kind, coalesce(g.name, o.name) AS name,"
+    " coalesce(g.template_ids, '{}') AS template_ids,"
+    " coalesce(g.template_values, '{}') AS template_values,"
+    " o.limit_override, o.last_started_at,"
+    " extract(epoch FROM statement_timestamp() - o.last_started_at) AS seconds_since_start,"
+    " CASE WHEN g.kind = 'licenses' THEN (SELECT count(*) FROM chunk_assignments a"
+    " JOIN jobs j ON j.id = a.job_id WHERE j.template_id = ANY(g.template_ids))"
+    " ELSE 0 END AS running"
+    " FROM grouped g FULL JOIN template_groups o ON o.kind = g.kind AND o.name = g.name"
+    " ORDER BY 1 DESC, 2"
+)
+
+
+def lock_template_groups(session: Session) -> bool:
+    """Whether some template names a licence or delay group; if so the
+    groups' lock is held for the rest of the transaction."""
+    return session.execute(_GROUPS_PRESENT, {"key": TEMPLATE_GROUPS_LOCK_KEY}).first() is not None
+
+
+def template_group_states(session: Session) -> list[Row[Any]]:
+    """Every group: (kind, name, template_ids, template_values,
+    limit_override, last_started_at, seconds_since_start, running), licence
+    groups first, each kind by name."""
+    return list(session.execute(_GROUP_STATES).all())
+
+
+def record_delay_starts(session: Session, names: Iterable[str]) -> None:
+    """The delay groups that started a chunk in this transaction: started now
+    (the clock's time, after the chunks' start times)."""
+    session.execute(
+        text(
+            "INSERT INTO template_groups (kind, name, last_started_at)"
+            " SELECT 'delay', unnest(CAST(:names AS text[])), clock_timestamp()"
+            " ON CONFLICT (kind, name) DO UPDATE SET last_started_at = excluded.last_started_at"
+        ),
+        {"names": sorted(names)},
+    )
+
+
+def set_template_group_limit(session: Session, kind: str, name: str, value: int | None) -> None:
+    """An administrator's override of a group's limit (None clears it)."""
+    session.execute(
+        text(
+            "INSERT INTO template_groups (kind, name, limit_override) VALUES (:kind, :name, :value)"
+            " ON CONFLICT (kind, name) DO UPDATE SET limit_override = excluded.limit_override,"
+            " updated_at = now()"
+        ),
+        {"kind": kind, "name": name, "value": value},
+    )
+
+
+# --- progress of running chunks (ChunkRunsService.ReportChunkProgress) ----------------------
+
+_SET_PROGRESS = text(
+    "UPDATE chunks AS c SET progress = v.progress, status = 'running'"
+    " FROM unnest(CAST(:jobs AS bigint[]), CAST(:chunks AS integer[]),"
+    " CAST(:tokens AS bigint[]), CAST(:progress AS double precision[]))"
+    " AS v(job_id, chunk_number, fencing_token, progress)"
+    " WHERE c.job_id = v.job_id AND c.chunk_number = v.chunk_number"
+    " AND c.fencing_token = v.fencing_token AND c.status IN ('assigned', 'running')"
+    " AND (c.progress IS DISTINCT FROM v.progress OR c.status = 'assigned')"
+    " RETURNING c.job_id"
+)
+
+
+def set_chunks_progress(session: Session, reports: Sequence[tuple[int, int, int, float]]) -> int:
+    """(job id, chunk number, fencing token, progress) of running chunks: the
+    chunks still holding that token take the progress, and an assigned chunk
+    is running from its node's first report; how many changed."""
+    if not reports:
+        return 0
+    jobs_, chunks_, tokens, progress = (list(column) for column in zip(*reports, strict=True))
+    rows = session.execute(
+        _SET_PROGRESS, {"jobs": jobs_, "chunks": chunks_, "tokens": tokens, "progress": progress}
+    ).fetchall()
+    return len(rows)

@@ -1,5 +1,0 @@
-import sys
-
-from notificator.cli import main
-
-sys.exit(main())
