@@ -18,25 +18,30 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Every file the wheel is built from. .gitignore tells the build that gen/ is
-# build output (its hook generates gen/muster_proto and packs it once, as `muster_proto`).
-# Every package of pyproject's wheel `packages` list needs its COPY line.
+# Every file the three wheels are built from (docs/install.md): the client
+# (packaging/client: the facade, the stubs, `muster`), the render node
+# (packaging/render-node: the agent and its systemd unit) and the server
+# (pyproject.toml). Each wheel's hook table names its packages (tools/distributions.py);
+# tests/deploy/test_image.py checks that every one of them is copied here.
 COPY pyproject.toml README.md LICENSE .gitignore ./
+COPY packaging/ packaging/
 COPY protos/ protos/
 COPY tools/ tools/
-COPY muster_services/ muster_services/
+COPY deploy/systemd/ deploy/systemd/
 COPY muster_gateway/ muster_gateway/
+COPY muster_cli/ muster_cli/
+COPY muster_agent/ muster_agent/
+COPY muster_services/ muster_services/
 COPY muster_notificator/ muster_notificator/
 COPY muster_console/ muster_console/
-COPY muster_agent/ muster_agent/
-COPY muster_cli/ muster_cli/
 # The web dashboard (`muster-web`, deploy/k8s/web.yaml) with its page and assets.
 COPY muster_web/ muster_web/
-# `pip wheel` runs the build hook (tools/hatch_build.py: tools/gen_protos.py with
-# the build requirements of pyproject.toml) in an isolated environment that is
-# thrown away; the virtual environment gets the wheel and its runtime
-# dependencies only: no pip, no build tools, no dev extra, no embedded PostgreSQL.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+# `pip wheel` runs each build hook (tools/hatch_build.py; the client's generates
+# the stubs with the grpcio-tools of its build requirements) in an isolated
+# environment that is thrown away; the virtual environment gets the three wheels
+# and their runtime dependencies only: no pip, no build tools, no dev extra, no
+# embedded PostgreSQL.
+RUN python -m pip wheel --no-deps --wheel-dir /wheels ./packaging/client ./packaging/render-node . \
     && python -m venv --without-pip /opt/muster \
     && python -m pip --python /opt/muster/bin/python install /wheels/*.whl
 

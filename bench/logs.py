@@ -40,11 +40,11 @@ from bench.common import (
     dispatcher_process,
     median_of,
 )
+from muster_gateway.tls import open_channel, with_token
 from muster_proto.common.v1 import common_pb2
 from muster_proto.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from muster_services.core.auth import security_for
 from muster_services.core.database import Database
-from muster_services.core.tls import open_channel, with_token
 from muster_services.jobs.domain import Attribute, JobSpec
 from muster_services.jobs.service import JobsService
 from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID

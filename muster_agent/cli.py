@@ -29,7 +29,7 @@ from muster_agent.session import Instance, Session
 from muster_agent.state import StateStore, WorkDirBusy, lock_work_dir
 from muster_agent.system import HostFacts, host_facts
 from muster_agent.templates import TemplateCode
-from muster_services.core.tls import open_aio_channel
+from muster_gateway.tls import open_aio_channel
 
 _LOG = logging.getLogger("muster-agent")
 
@@ -56,7 +56,10 @@ CHANNEL_OPTIONS = [
 def restart_argv() -> list[str]:
     """The command line this process was started with, for execv
     (`python -m muster_agent ...` and the `muster-agent` script alike)."""
-    return [sys.executable, *sys.orig_argv[1:]]
+    original = getattr(sys, "orig_argv", None)  # Python 3.10 and newer
+    if original is None:
+        return [sys.executable, "-m", "muster_agent", *sys.argv[1:]]
+    return [sys.executable, *original[1:]]
 
 
 class Agent:

@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,11 +225,38 @@ def callback_seconds(value: Any, where: str) -> float:
     return float(value)
 
 
+class _PrintAndExit(argparse.Action):
+    """An option that prints one of the systemd files and exits, as --help does."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, text: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+        self.text = text
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        from muster_agent import unit
+
+        sys.stdout.write(unit.unit_text() if self.text == "unit" else unit.env_text())
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="muster-agent",
         description="Render-node agent: registers with the dispatcher, runs the chunks it"
         " assigns and obeys node commands. Every option falls back to an environment variable.",
+    )
+    p.add_argument(
+        "--print-systemd-unit",
+        action=_PrintAndExit,
+        text="unit",
+        help="print the systemd unit that starts this installation's agent, and exit"
+        " (docs/install.md)",
+    )
+    p.add_argument(
+        "--print-systemd-env",
+        action=_PrintAndExit,
+        text="env",
+        help="print the unit's environment file (/etc/muster/agent.env) to edit, and exit",
     )
     p.add_argument(
         "--dispatcher",

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -45,6 +45,8 @@ from muster_proto.agent.v1 import agent_pb2
 from muster_proto.common.v1 import common_pb2
 
 if TYPE_CHECKING:
+    from typing import TypeAlias  # novermin (annotations only: never imported at run time)
+
     from muster_agent.templates import TemplateRunner
 
 BATCH_SECONDS = 0.2

@@ -29,9 +29,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING
 
 from muster_proto.common.v1 import common_pb2
+
+if TYPE_CHECKING:
+    from typing import TypeAlias  # novermin (annotations only: never imported at run time)
 
 Priority: TypeAlias = common_pb2.ProcessPriority.ValueType
 

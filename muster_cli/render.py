@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from google.protobuf.descriptor import EnumDescriptor
@@ -53,7 +53,7 @@ def bar(percent: float, width: int = 10) -> str:
 def when(stamp: Timestamp) -> str:
     if not stamp.seconds and not stamp.nanos:
         return ""
-    moment = datetime.fromtimestamp(stamp.seconds, UTC).astimezone()
+    moment = datetime.fromtimestamp(stamp.seconds, timezone.utc).astimezone()
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -37,7 +37,6 @@ import os
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from muster_gateway import errors
 from muster_gateway.api._arguments import BadArguments, as_int, as_str
@@ -192,15 +191,13 @@ def Connect(session: Any, host: Any, port: Any) -> MUSTERERR:
         address = dispatcher_address(host, _port(port))
         conn = Connection(address=address, credentials=("", ""))
         try:
-            reply = health_pb2_grpc.HealthStub(conn.channel("admin")).Check(
-                health_pb2.HealthCheckRequest(), timeout=conn.timeout
-            )
+            serving = _health_check(conn.channel("admin"), conn.timeout)
         except BaseException:
             conn.close()
             raise
     except (BadArguments, NotConfigured, BadAddressMap, grpc.RpcError) as exc:
         return _refused("Connect", exc)
-    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+    if not serving:
         conn.close()
         return MUSTERERR(
             errors.kErrorUnavailable, f"Connect: the dispatcher at {_where(conn)} is not serving"
@@ -208,6 +205,47 @@ def Connect(session: Any, host: Any, port: Any) -> MUSTERERR:
     handle.close()
     handle.connection, handle.address = conn, address
     return MUSTERERR()
+
+
+# grpc.health.v1.Health/Check with the overall service (an empty request). Its
+# messages are encoded here so that the client needs only grpcio and protobuf:
+# the answer is field 1, the status enum, a varint; SERVING is 1.
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+_SERVING = 1
+
+
+def _health_status(answer: bytes) -> int:
+    """The `status` of a serialized HealthCheckResponse (0, UNKNOWN, when absent)."""
+    status, at = 0, 0
+    while at < len(answer):
+        tag, at = _varint(answer, at)
+        if tag & 7 != 0:  # a field of another wire type: none in this message
+            raise ValueError("not a HealthCheckResponse")
+        value, at = _varint(answer, at)
+        if tag >> 3 == 1:
+            status = value
+    return status
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+
+
+def _health_check(channel: grpc.Channel, timeout: float) -> bool:
+    check = channel.unary_unary(
+        _HEALTH_CHECK,
+        request_serializer=lambda _request: b"",
+        response_deserializer=_health_status,
+    )
+    return bool(check(None, timeout=timeout) == _SERVING)
 
 
 def _where(conn: Connection) -> str:

@@ -8,7 +8,7 @@ service's calls elsewhere (Kubernetes without a single front door).
 Who calls: `MUSTER_TOKEN` (a token, as hooks get the dispatcher's own), else
 a login with `MUSTER_USER` and `MUSTER_PASSWORD`, else with the user and
 password of the client file (`dispatcher run` writes its administrator's).
-TLS: muster_services/core/tls.py (`MUSTER_TLS_CA_FILE`, ...).
+TLS: muster_gateway/tls.py (`MUSTER_TLS_CA_FILE`, ...).
 
 A Connection made with an explicit address and credentials (a client-library
 session, muster_gateway/client_library.py) reads none of these; `using(conn)` makes
@@ -29,10 +29,10 @@ from contextvars import ContextVar
 import grpc
 
 from muster_gateway.client_config import client_config_path, read_client_config
+from muster_gateway.tls import open_channel
 from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
 from muster_proto.jobs.v1 import jobs_pb2_grpc
 from muster_proto.nodes.v1 import nodes_pb2_grpc
-from muster_services.core.tls import open_channel
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 

@@ -26,8 +26,8 @@ from typing import Any
 import grpc
 
 from muster_gateway.connection import CHANNEL_OPTIONS, Connection
+from muster_gateway.tls import open_channel
 from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from muster_services.core.tls import open_channel
 
 VERSION = "0.1.0"
 # Answers that waiting will not change (after one fresh login for UNAUTHENTICATED).

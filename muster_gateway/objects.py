@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
@@ -50,7 +50,7 @@ def _to_epoch(stamp: Timestamp) -> int:
 
 def _set_time(stamp: Timestamp, value: Any) -> None:
     if isinstance(value, datetime):
-        stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+        stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     else:
         stamp.FromSeconds(int(value))
 

@@ -8,7 +8,7 @@ one. What the worker writes on stderr goes to a log, line by line, at INFO;
 a line written by `log_line` (a record, traceback included, in one JSON
 line) goes at its own level.
 
-Used by the dispatcher's hook runner (muster_gateway/hooks.py) and the agent's
+Used by the dispatcher's hook runner (muster_services/jobs/hooks.py) and the agent's
 template host (muster_agent/template_host.py).
 """
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from muster_gateway.tls import ServerTLS
 from muster_services.admin.configuration import read_configuration
 from muster_services.core import migrate
 from muster_services.core.background import Periodic
@@ -18,7 +19,6 @@ from muster_services.core.server import (
     serve_until_signalled,
 )
 from muster_services.core.settings import Settings
-from muster_services.core.tls import ServerTLS
 
 _LOG = logging.getLogger(__name__)
 

@@ -179,7 +179,7 @@ def _status(address: str, timeout: float) -> int:
         ProtoReflectionDescriptorDatabase,
     )
 
-    from muster_services.core.tls import open_channel
+    from muster_gateway.tls import open_channel
 
     with open_channel(address) as channel:
         try:

@@ -23,11 +23,11 @@ from fastapi.staticfiles import StaticFiles
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel
 
+from muster_gateway.tls import open_aio_channel
 from muster_proto.admin.v1 import admin_pb2
 from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from muster_proto.nodes.v1 import nodes_pb2
 from muster_services.core.auth import auth_metadata
-from muster_services.core.tls import open_aio_channel
 from muster_web import views
 from muster_web.hub import EventHub
 from muster_web.settings import WebSettings

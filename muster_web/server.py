@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from muster_gateway.connection import NotConfigured
-from muster_services.core.tls import TLSError
+from muster_gateway.tls import TLSError
 from muster_web.app import create_app
 from muster_web.settings import WebSettings, WebSettingsError, split_listen
 from muster_web.upstream import Upstream

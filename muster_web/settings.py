@@ -9,7 +9,7 @@
   ingress); only used to print and to default the cookie's Secure flag.
 - `MUSTER_WEB`: 0 keeps `dispatcher run` from starting the dashboard.
 The services' address and TLS come from muster_gateway/connection.py and
-muster_services/core/tls.py, as for every client.
+muster_gateway/tls.py, as for every client.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 and the errors they answer as HTTP statuses.
 
 Channels come from muster_gateway/connection.py (address settings, retries) and
-muster_services/core/tls.py (TLS); every call carries the browser user's own token,
+muster_gateway/tls.py (TLS); every call carries the browser user's own token,
 so the services' permission checks apply unchanged.
 """
 

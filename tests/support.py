@@ -23,11 +23,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from sqlalchemy import text
 
 from muster_gateway.live import events_of
+from muster_gateway.tls import open_channel, with_token
 from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
 from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from muster_services.core.auth import TokenSigner, auth_metadata
 from muster_services.core.server import Component, DispatcherServer
-from muster_services.core.tls import open_channel, with_token
 
 REPO = Path(__file__).resolve().parent.parent
 # Searched, not matched: the line is written whole, but stdout and stderr share
@@ -87,15 +87,16 @@ class AgentProcess:
         work_dir: Path,
         instances: int = 1,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        """`command` starts another installation's agent (run outside the
+        repository, so that it imports its own code)."""
         work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log = work_dir / "agent.log"
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "muster_agent",
+                *(command or [sys.executable, "-m", "muster_agent"]),
                 "--dispatcher",
                 address,
                 "--name",
@@ -107,7 +108,7 @@ class AgentProcess:
                 "--log-level",
                 "debug",
             ],
-            cwd=REPO,
+            cwd=REPO if command is None else work_dir,
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("w"),
             # Scan answers off unless a test asks: agents would share port 50052.
@@ -334,12 +335,14 @@ def admin_channel(address: str, service: bool = False) -> grpc.Channel:
 
 
 class ClientProcess:
-    """`python -m muster_console|notificator ...` as a real process: its stdout
-    lines in `lines`, its log (stderr) lines in `log`."""
+    """`python -m muster_console|muster_notificator ...` as a real process
+    (`program` is "console" or "notificator"): its stdout lines in `lines`, its
+    log (stderr) lines in `log`."""
 
     def __init__(self, program: str, address: str, *args: str, env: dict[str, str]) -> None:
+        module = f"muster_{program}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", program, "--dispatcher", address, "--log-level", "info", *args],
+            [sys.executable, "-m", module, "--dispatcher", address, "--log-level", "info", *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

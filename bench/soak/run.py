@@ -18,10 +18,10 @@ from sqlalchemy import text
 
 from bench.soak.checker import Job, Outcome, Run, check
 from bench.soak.farm import Farm, Postgres
+from muster_gateway.tls import open_channel, with_token
 from muster_proto.admin.v1 import admin_pb2, admin_pb2_grpc
 from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from muster_services.core.database import Database
-from muster_services.core.tls import open_channel, with_token
 from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 # The share of jobs whose frames render longer than the lost-node timeout.

@@ -8,7 +8,7 @@ kErrorBadArguments MUSTERERR naming the function (muster_gateway/api/_calls.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -56,7 +56,7 @@ def as_message(value: object, cls: type[MObject], name: str) -> Any:
 def as_timestamp(value: object, name: str) -> Timestamp:
     stamp = Timestamp()
     if isinstance(value, datetime):
-        stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+        stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     else:
         stamp.FromSeconds(as_int(value, name))
     return stamp

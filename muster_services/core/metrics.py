@@ -186,7 +186,7 @@ class Callbacks:
             self.seconds.labels(name).observe(time.perf_counter() - started)
 
 
-# The dispatcher's hooks and the templates' dispatcher callbacks (muster_gateway/hooks.py).
+# The dispatcher's hooks and the templates' dispatcher callbacks (muster_services/jobs/hooks.py).
 HOOKS = Callbacks(CALLBACK_SECONDS, CALLBACK_FAILURES)
 
 

@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from muster_gateway.tls import ServerTLS
 from muster_services.core.auth import Guard, Security
 from muster_services.core.caller import Caller, acting_as
 from muster_services.core.errors import DomainError, status_of
@@ -38,7 +39,6 @@ from muster_services.core.metrics import Endpoint, MethodMetrics, Snapshot, rpc_
 from muster_services.core.permissions import Access, access_of
 from muster_services.core.requests import check_request
 from muster_services.core.settings import Settings
-from muster_services.core.tls import ServerTLS
 
 _LOG = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import grpc
 
-from muster_gateway.hooks import REACTIONS, HookRunner
 from muster_proto.jobs.v1 import chunk_runs_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from muster_services.admin import topics as admin_topics
 from muster_services.admin.configuration import read_configuration
@@ -22,6 +21,7 @@ from muster_services.core.settings import Settings
 from muster_services.jobs import store
 from muster_services.jobs.actions import ACTION_TOPICS, JobActions
 from muster_services.jobs.domain import JobSpec
+from muster_services.jobs.hooks import REACTIONS, HookRunner
 from muster_services.jobs.logs import LogWaker
 from muster_services.jobs.messages import job_message, spec_message
 from muster_services.jobs.queue import SubmissionValidator

@@ -29,7 +29,6 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from muster_gateway.hooks import HookError, HookRunner
 from muster_services.admin.store import pools_by_member, pools_of
 from muster_services.core import metrics
 from muster_services.core.bus import (
@@ -48,6 +47,7 @@ from muster_services.jobs.domain import (
     eligible,
     unmet_dependencies,
 )
+from muster_services.jobs.hooks import HookError, HookRunner
 from muster_services.jobs.licences import GroupState, TickBudget
 from muster_services.jobs.messages import chunk_message, job_message
 

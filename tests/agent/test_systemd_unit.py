@@ -57,7 +57,7 @@ def test_a_configuration_error_is_not_restarted_in_a_loop(tmp_path: Path) -> Non
 
 def test_the_example_environment_file_names_only_variables_the_agent_reads() -> None:
     config = (REPO / "muster_agent" / "config.py").read_text() + (
-        REPO / "muster_services" / "core" / "tls.py"
+        REPO / "muster_gateway" / "tls.py"
     ).read_text()
     names = [
         line.lstrip("#").split("=", 1)[0]
@@ -67,3 +67,35 @@ def test_the_example_environment_file_names_only_variables_the_agent_reads() -> 
     assert "MUSTER_DISPATCHER" in names
     for name in names:
         assert f'"{name}"' in config, name
+
+
+def test_the_agent_prints_the_unit_that_starts_this_installation(tmp_path: Path) -> None:
+    """`--print-systemd-unit` is the shipped unit with ExecStart naming the
+    agent that printed it (docs/install.md); the wheel's copy is tested in
+    tests/deploy/test_distributions.py."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "muster_agent", "--print-systemd-unit"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert printed.returncode == 0, printed.stderr
+    shipped = UNIT.read_text().splitlines()
+    lines = printed.stdout.splitlines()
+    assert len(lines) == len(shipped)
+    changed = [(a, b) for a, b in zip(shipped, lines, strict=True) if a != b]
+    assert changed == [
+        (
+            "ExecStart=/opt/muster/venv/bin/muster-agent",
+            f"ExecStart={sys.executable} -m muster_agent",
+        )
+    ]
+    env = subprocess.run(
+        [sys.executable, "-m", "muster_agent", "--print-systemd-env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert env.stdout == ENV_EXAMPLE.read_text()

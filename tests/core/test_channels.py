@@ -1,5 +1,5 @@
 """Every channel the dispatcher opens balances round robin over the addresses
-its target resolves to (muster_services/core/tls.py), keeping a service config the
+its target resolves to (muster_gateway/tls.py), keeping a service config the
 caller gives (the facade's retry policy)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from muster_gateway.connection import CHANNEL_OPTIONS
-from muster_services.core.tls import ROUND_ROBIN, balanced
+from muster_gateway.tls import ROUND_ROBIN, balanced
 
 
 def test_a_channel_without_a_service_config_gets_round_robin() -> None:

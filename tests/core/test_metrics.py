@@ -19,7 +19,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from muster_gateway.hooks import HookError, HookRunner
 from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from muster_services import cli
@@ -29,6 +28,7 @@ from muster_services.core.server import DispatcherServer
 from muster_services.core.settings import Settings
 from muster_services.jobs import store as jobs_store
 from muster_services.jobs.component import build as build_jobs
+from muster_services.jobs.hooks import HookError, HookRunner
 from muster_services.jobs.service import JobsService
 from muster_services.nodes import store as nodes_store
 from muster_services.nodes.component import build as build_nodes

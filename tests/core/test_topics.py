@@ -15,10 +15,10 @@ from types import ModuleType
 
 import pytest
 
-from muster_gateway.hooks import REACTIONS
 from muster_services.admin import topics as admin_topics
 from muster_services.core import topics as core_topics
 from muster_services.jobs import topics as jobs_topics
+from muster_services.jobs.hooks import REACTIONS
 from muster_services.nodes import topics as nodes_topics
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

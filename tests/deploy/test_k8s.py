@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from muster_gateway.tls import ClientTLS, ServerTLS
 from muster_services.app import SERVICE_NAMES
 from muster_services.cli import _parser
 from muster_services.core.settings import Settings, SettingsError
-from muster_services.core.tls import ClientTLS, ServerTLS
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -368,7 +368,7 @@ def test_in_cluster_callers_balance_over_every_replica_through_headless_services
     overlay: str,
 ) -> None:
     """Every service-to-service address is `dns:///<headless service>:port`: the
-    channel (round_robin, muster_services/core/tls.py) knows each ready pod."""
+    channel (round_robin, muster_gateway/tls.py) knows each ready pod."""
     services = _of_kind("Service", overlay)
     callers = 0
     for workload, _, container in _dispatcher_containers(overlay):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from muster_services.core.tls import ClientTLS
+from muster_gateway.tls import ClientTLS
 from muster_web.app import create_app
 from muster_web.server import main
 from muster_web.settings import WebSettings, split_listen

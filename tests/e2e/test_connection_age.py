@@ -1,7 +1,7 @@
 """Agent streams spread over nodes-service replicas started after them: a
 connection older than MUSTER_MAX_CONNECTION_AGE_SECONDS is asked to reconnect
 (muster_services/core/server.py), and the agents' channels balance round robin over
-the addresses they were given (muster_services/core/tls.py), as Kubernetes' load
+the addresses they were given (muster_gateway/tls.py), as Kubernetes' load
 balancer spreads new connections over the pods behind it."""
 
 from __future__ import annotations

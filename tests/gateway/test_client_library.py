@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import MClientAPI
 import MDispatcherAPI
 import pytest
+from grpc_health.v1 import health_pb2
 
 from muster_gateway import client_library, context, errors
 from muster_proto.common.v1 import common_pb2
@@ -128,3 +129,26 @@ def test_get_platform_answers_this_machines_platform_constant() -> None:
         common_pb2.PLATFORM_LINUX,
         common_pb2.PLATFORM_MACOS,
     )
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        health_pb2.HealthCheckResponse.UNKNOWN,
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+        health_pb2.HealthCheckResponse.SERVICE_UNKNOWN,
+    ],
+)
+def test_the_health_answer_is_read_without_grpc_health(status: int) -> None:
+    """Connect reads the health service's answer with its own decoder (the
+    client needs only grpcio and protobuf): it agrees with grpc_health's."""
+    answer = health_pb2.HealthCheckResponse(status=status).SerializeToString()
+    assert client_library._health_status(answer) == status
+
+
+def test_a_health_answer_of_another_shape_is_refused() -> None:
+    with pytest.raises(ValueError):
+        client_library._health_status(b"\x0a\x02ab")  # field 1 as a string
+    with pytest.raises(ValueError):
+        client_library._health_status(b"\x08")  # truncated

@@ -220,7 +220,7 @@ def _dependent_farm(
 def test_idling_and_dependency_hooks_run_from_the_scheduler(
     db: Database, hooks_dir: Path, tmp_path: Path
 ) -> None:
-    from muster_gateway.hooks import HookRunner
+    from muster_services.jobs.hooks import HookRunner
     from muster_services.jobs.scheduler import Scheduler
 
     marker = tmp_path / "idle.txt"
@@ -254,7 +254,7 @@ def test_idling_and_dependency_hooks_run_from_the_scheduler(
 @contextmanager
 def _scheduler_with_hooks(db: Database, hooks_dir: Path, code: str) -> Iterator[Any]:
     """A scheduler (not started: the test ticks it) whose hooks are `code`."""
-    from muster_gateway.hooks import HookRunner
+    from muster_services.jobs.hooks import HookRunner
     from muster_services.jobs.scheduler import Scheduler
 
     _hook(hooks_dir, "frames.py", code)
@@ -442,7 +442,7 @@ def test_a_worker_slow_to_start_does_not_use_up_the_hook_timeout(hooks_dir: Path
     """Starting Python and loading the files is not the hook's time: a cold
     worker on a busy node still answers (before, the call was stopped and a
     validator silently skipped)."""
-    from muster_gateway.hooks import HookRunner
+    from muster_services.jobs.hooks import HookRunner
 
     _hook(
         hooks_dir,
@@ -465,7 +465,7 @@ def test_a_worker_slow_to_start_does_not_use_up_the_hook_timeout(hooks_dir: Path
 
 
 def test_a_worker_that_never_finishes_starting_is_stopped(hooks_dir: Path) -> None:
-    from muster_gateway.hooks import HookError, HookRunner
+    from muster_services.jobs.hooks import HookError, HookRunner
 
     _hook(hooks_dir, "stuck.py", "import time\ntime.sleep(60)\n")
     runner = HookRunner(hooks_dir, timeout=0.5)
@@ -485,13 +485,13 @@ def test_a_hook_file_that_fails_to_load_is_a_warning_with_its_traceback(
 ) -> None:
     """The other files keep working; the broken one is one WARNING record
     naming it, traceback included (it was INFO, line by line)."""
-    from muster_gateway.hooks import HookRunner
+    from muster_services.jobs.hooks import HookRunner
 
     _hook(hooks_dir, "broken.py", "import no_such_studio_module\n")
     _hook(hooks_dir, "fine.py", "def onDispatcherIdling():\n    return 'fine'\n")
     runner = HookRunner(hooks_dir, timeout=10)
     try:
-        with caplog.at_level("INFO", logger="muster_gateway.hooks"):
+        with caplog.at_level("INFO", logger="muster_services.jobs.hooks"):
             assert runner.call("onDispatcherIdling")["value"] == "fine"
             deadline = time.monotonic() + 10
             while not [r for r in caplog.records if "broken.py" in r.getMessage()]:

@@ -17,10 +17,10 @@ from sqlalchemy import text
 
 from muster_gateway import errors
 from muster_gateway.connection import reset_connection
-from muster_gateway.hooks import HookRunner
 from muster_services import app
 from muster_services.core.database import Database
 from muster_services.core.settings import Settings
+from muster_services.jobs.hooks import HookRunner
 from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.gateway.test_hooks import _dependent_farm, _eventually, _job, _names
 from tests.support import InProcessServer
@@ -177,7 +177,7 @@ def test_a_raising_or_overrunning_method_is_logged_and_does_not_block(
             raise RuntimeError("this template is broken")
         """,
     )
-    with caplog.at_level(logging.ERROR, logger="muster_gateway.hooks"):
+    with caplog.at_level(logging.ERROR, logger="muster_services.jobs.hooks"):
         assert _submit("raise")[0] == 0
         assert "this template is broken" in caplog.text
         assert "Traceback" in caplog.text

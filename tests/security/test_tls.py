@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from muster_gateway.tls import ClientTLS, open_channel
 from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from muster_services.core.tls import ClientTLS, open_channel
 from tests.e2e.conftest import free_port, online_nodes
 from tests.e2e.test_render import eventually, frame_job, job_status
 from tests.support import DispatcherProcess, health_status
