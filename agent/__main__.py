@@ -14,8 +14,9 @@ def run() -> int:
     the agent runs for a chunk, a system event or nodeRunPythonCode runs in a
     child process, which has `ssl` as usual.
     """
-    if "ssl" not in sys.modules:
-        sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` fails
+    for name in ("ssl", "_hashlib"):
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # `import` fails
     from agent.cli import main
 
     return main()
