@@ -93,6 +93,20 @@ def _agent(db: Database, nodes_address: str, root: Path) -> Iterator[subprocess.
             agent.wait(30)
 
 
+def _wait_registered(db: Database, count: int) -> None:
+    """Until `count` nodes have a session (the agents started so far registered)."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        with db.transaction() as session:
+            registered = session.execute(
+                text("SELECT count(*) FROM nodes WHERE session_id IS NOT NULL")
+            ).scalar_one()
+        if registered >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the agent did not register in {TIMEOUT_SECONDS:.0f} s")
+
+
 def _wait_job(db: Database, job_id: int) -> None:
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -113,6 +127,7 @@ def _measure_agent(
 ) -> tuple[float, float, float]:
     """(idle before a chunk, agent idle after one, its template host after one), MB."""
     with _agent(db, nodes_address, root) as agent:
+        _wait_registered(db, 1)
         time.sleep(IDLE_SECONDS)
         if agent.poll() is not None:
             raise RuntimeError(f"the agent exited with {agent.returncode}")
@@ -130,11 +145,14 @@ def _measure_agent(
 def _floor() -> float:
     """A bare Python process that imported grpc.aio, MB."""
     bare = subprocess.Popen(
-        [sys.executable, "-c", "import grpc.aio, sys; sys.stdin.read()"],
+        [sys.executable, "-c", "import grpc.aio, sys; print(flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
-        time.sleep(2.0)
+        assert bare.stdout is not None
+        bare.stdout.readline()  # imported
+        time.sleep(1.0)
         return rss_mb(bare.pid)
     finally:
         assert bare.stdin is not None
