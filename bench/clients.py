@@ -31,13 +31,13 @@ import grpc.aio
 from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process, rss_mb
-from bench.render import SimulatedNode
-from muster_gateway.live import events_of
-from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from muster_services.core.auth import auth_metadata, security_for
-from muster_services.core.database import Database
-from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from bench.render import CpuShares, SimulatedNode, _postgres_pids
+from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from gateway.live import events_of
+from services.core.auth import auth_metadata, security_for
+from services.core.database import Database
+from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLES = int(os.environ.get("BENCH_CONSOLES", "1000"))
@@ -47,6 +47,9 @@ PROCESSES = int(os.environ.get("BENCH_CONSOLE_PROCESSES", "2"))
 # As muster-console connects: several events per response (0: one per response).
 BATCHED = os.environ.get("BENCH_CONSOLE_BATCHED", "1") != "0"
 STREAMS_PER_CHANNEL = 100
+# How late a console process's event loop runs a 50 ms timer: how far behind
+# its own work (reading and decoding the events) that process is.
+LAG_PROBE_SECONDS = 0.05
 SAMPLE_EVERY = 10  # latency of one console in ten (all are counted and checked)
 RENDER_TIMEOUT_SECONDS = float(os.environ.get("BENCH_CONSOLE_TIMEOUT", "900"))
 # The second measurement: chunks that take this long on each simulated node
@@ -126,12 +129,22 @@ async def _hold_consoles(address: str, tokens: list[str], pipe: Connection) -> d
                 job_counts[index] += 1
                 hashes[index] = sequence_hash(hashes[index], event.event_id)
 
+    lags: list[float] = []
+
+    async def probe_lag() -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            lags.append(time.perf_counter() - started - LAG_PROBE_SECONDS)
+
     tasks = [asyncio.create_task(console(i)) for i in range(len(tokens))]
     await asyncio.wait_for(all_accepted.wait(), 300)
     pipe.send("ready")
+    lag = asyncio.create_task(probe_lag())
     await asyncio.wait_for(
         asyncio.gather(*tasks, return_exceptions=True), RENDER_TIMEOUT_SECONDS + 60
     )
+    lag.cancel()
     for channel in channels:
         await channel.close(None)
     return {
@@ -140,6 +153,7 @@ async def _hold_consoles(address: str, tokens: list[str], pipe: Connection) -> d
         "job_counts": job_counts,
         "hashes": hashes,
         "notices": notices,
+        "lags": lags,
     }
 
 
@@ -184,8 +198,13 @@ def _job() -> jobs_pb2.Job:
 
 
 async def _render(
-    db: Database, jobs_address: str, nodes_address: str, nodes_pid: int, chunk_seconds: float
+    db: Database,
+    jobs_address: str,
+    nodes_address: str,
+    pids: dict[str, int],
+    chunk_seconds: float,
 ) -> dict[str, Any]:
+    nodes_pid = pids["nodes service"]
     signer = security_for(db).signer
     tokens = [signer.issue(f"console-{i}", "user", "user", 7200)[0] for i in range(CONSOLES)]
     context = multiprocessing.get_context("spawn")
@@ -217,8 +236,19 @@ async def _render(
             raise RuntimeError(f"{len(registered)} of {NODES} simulated nodes registered")
         await asyncio.sleep(0.1)
 
+    # Where the render's CPU goes, the consoles' own processes included.
+    cpu = CpuShares(
+        {
+            "nodes service": lambda: [nodes_pid],
+            "jobs+admin service": lambda: [pids["jobs+admin service"]],
+            "PostgreSQL": _postgres_pids,
+            "console processes": lambda: [p.pid for p in processes if p.pid is not None],
+            "simulated nodes (this process)": lambda: [os.getpid()],
+        }
+    )
     async with grpc.aio.insecure_channel(jobs_address) as channel:
         jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+        cpu.start()
         started = time.perf_counter()
         reply = await jobs.SubmitJob(
             jobs_pb2.SubmitJobRequest(job=_job()),
@@ -249,6 +279,7 @@ async def _render(
                     raise RuntimeError("the consoles did not see the render complete")
             results.append(await asyncio.to_thread(pipe.recv))
         elapsed = time.perf_counter() - started
+        cpu.stop(CHUNKS)
     for node in nodes:
         await node.close()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -284,7 +315,13 @@ async def _render(
         if c == len(expected) and h != expected_hash
     )
     latencies = sorted(x for r in results for x in r["latencies"])
+    lags = sorted(x for r in results for x in r["lags"])
     return {
+        # CPU seconds of each group over the render, and the cores' seconds it had.
+        "cpu_seconds": {n: ms * CHUNKS / 1e6 for n, ms in cpu.per_thousand().items()},
+        "core_seconds": elapsed * (os.cpu_count() or 1),
+        "lag_median_ms": statistics.median(lags) * 1000 if lags else 0.0,
+        "lag_p90_ms": lags[int(len(lags) * 0.9)] * 1000 if lags else 0.0,
         "median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
         "gaps": float(missing + disorder),
@@ -347,13 +384,14 @@ def _measured(chunk_seconds: float) -> dict[str, Any]:
     with (
         # A database per measurement: signing keys are cached per database URL.
         bench_database("bench_clients_paced" if chunk_seconds else "bench_clients", 2) as db,
-        dispatcher_process(db, ["jobs", "admin"], QUIET_NODES) as (jobs_address, _),
+        dispatcher_process(db, ["jobs", "admin"], QUIET_NODES) as (jobs_address, jobs_pid),
         dispatcher_process(db, ["nodes"], {**QUIET_NODES, "MUSTER_JOBS_ADDRESS": jobs_address}) as (
             nodes_address,
             nodes_pid,
         ),
     ):
-        figures = asyncio.run(_render(db, jobs_address, nodes_address, nodes_pid, chunk_seconds))
+        pids = {"nodes service": nodes_pid, "jobs+admin service": jobs_pid}
+        figures = asyncio.run(_render(db, jobs_address, nodes_address, pids, chunk_seconds))
     pace = f"chunks of {chunk_seconds:g} s" if chunk_seconds else "full speed"
     print(
         f"  ours ({pace}): {figures['events_per_s']:,.0f} events/s, latency median"
@@ -370,7 +408,39 @@ def _measured(chunk_seconds: float) -> dict[str, Any]:
         f"  {figures['events']:,.0f} events of the job; render {figures['chunks_per_s']:,.0f}"
         " chunks/s with the consoles connected"
     )
+    spent = ", ".join(f"{n} {s:,.1f}" for n, s in figures["cpu_seconds"].items())
+    print(
+        f"  CPU seconds over the render: {spent} (of {figures['core_seconds']:,.1f} core"
+        f" seconds); console processes' event-loop lag median {figures['lag_median_ms']:,.0f}"
+        f" ms, p90 {figures['lag_p90_ms']:,.0f} ms; load average {os.getloadavg()[0]:.1f}"
+    )
     return figures
+
+
+def _where_time_goes(figures: dict[str, Any], what: str) -> list[Row]:
+    """The CPU each group of processes spent over the render, as a share of
+    the machine's cores, and how far behind the console processes ran."""
+    rows = [
+        Row(
+            f"CPU over the render, {what}: {name}",
+            100.0 * seconds / figures["core_seconds"],
+            None,
+            "-",
+            "% of all cores",
+        )
+        for name, seconds in figures["cpu_seconds"].items()
+    ]
+    rows.append(
+        Row(
+            f"console processes' event-loop lag, median (a {LAG_PROBE_SECONDS * 1000:.0f} ms"
+            f" timer's delay), {what}",
+            figures["lag_median_ms"],
+            None,
+            "-",
+            "ms",
+        )
+    )
+    return rows
 
 
 def _latency_rows(figures: dict[str, Any], what: str) -> list[Row]:
@@ -406,6 +476,7 @@ def run() -> list[Row]:
             "events/s delivered",
         ),
         *_latency_rows(full, f"full speed ({full['chunks_per_s']:,.0f} chunks/s)"),
+        *_where_time_goes(full, "full speed"),
     ]
     highest = full["rss_mb"]
     if PACED_CHUNK_SECONDS:

@@ -21,15 +21,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from muster_agent import VERSION
-from muster_agent.config import AgentConfig, ConfigError, load
-from muster_agent.discovery import discovery_address, listen
-from muster_agent.runner import kill_live_groups
-from muster_agent.session import Instance, Session
-from muster_agent.state import StateStore, WorkDirBusy, lock_work_dir
-from muster_agent.system import HostFacts, host_facts
-from muster_agent.templates import TemplateCode
-from muster_gateway.tls import open_aio_channel
+from agent import VERSION
+from agent.config import AgentConfig, ConfigError, load
+from agent.discovery import discovery_address, listen
+from agent.runner import kill_live_groups
+from agent.session import Instance, Session
+from agent.state import StateStore, WorkDirBusy, lock_work_dir
+from agent.system import HostFacts, host_facts, release_free_memory
+from agent.templates import TemplateCode
+from services.core.tls import open_aio_channel
 
 _LOG = logging.getLogger("muster-agent")
 
@@ -40,6 +40,9 @@ FLUSH_SECONDS = 2.0
 FACTS_SECONDS = 60.0
 # How often an agent started by `dispatcher run` checks that its parent lives.
 PARENT_CHECK_SECONDS = 1.0
+# How often the agent looks whether it went idle since it last gave back the
+# memory it freed (after its start, after chunks: docs/agent.md, Memory).
+TRIM_SECONDS = 5.0
 
 # Each asks for a stop (a terminal closing sends SIGHUP); a second one exits at once.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -118,6 +121,7 @@ class Agent:
             if self.config.parent_pid
             else None
         )
+        trim = asyncio.create_task(self._trim_when_idle())
         try:
             stop = asyncio.create_task(self._stop_requested.wait())
             await asyncio.wait([stop, *sessions], return_when=asyncio.FIRST_COMPLETED)
@@ -128,6 +132,7 @@ class Agent:
             end_live_groups("stopping")
             if watch is not None:
                 watch.cancel()
+            trim.cancel()
             await asyncio.gather(*sessions, return_exceptions=True)
             await channel.close(None)
             if discovery is not None:
@@ -143,6 +148,18 @@ class Agent:
             await asyncio.sleep(PARENT_CHECK_SECONDS)
         _LOG.warning("the process that started this agent (pid %d) is gone: stopping", pid)
         self.request_stop()
+
+    async def _trim_when_idle(self) -> None:
+        """Once no chunk runs, the memory freed since the start or since the
+        last chunk goes back to the system; then nothing until chunks ran."""
+        trimmed_after = -1  # chunks started when last trimmed; -1: not yet
+        while True:
+            await asyncio.sleep(TRIM_SECONDS)
+            started = sum(i.chunks_started for i in self.instances)
+            if started == trimmed_after or any(i.run is not None for i in self.instances):
+                continue
+            release_free_memory()
+            trimmed_after = started
 
     async def _wind_down(self, message: str) -> None:
         """Kill every running chunk and wait (a little) until its result is recorded."""

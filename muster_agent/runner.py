@@ -38,16 +38,14 @@ from muster_agent.system import (
     set_group_priority,
     signal_group,
 )
-from muster_agent.template_host import Started, TemplateFailed, Verdict
-from muster_gateway.expressions import DEFAULT_SECONDS
-from muster_gateway.template_engine import ProgressParser
-from muster_proto.agent.v1 import agent_pb2
-from muster_proto.common.v1 import common_pb2
+from agent.template_host import Started, TemplateFailed, Verdict
+from farm.agent.v1 import agent_pb2
+from farm.common.v1 import common_pb2
+from gateway.expressions import DEFAULT_SECONDS
 
 if TYPE_CHECKING:
-    from typing import TypeAlias  # novermin (annotations only: never imported at run time)
-
-    from muster_agent.templates import TemplateRunner
+    from agent.templates import TemplateRunner
+    from gateway.progress import ProgressParser
 
 BATCH_SECONDS = 0.2
 BATCH_LINES = 200
@@ -532,6 +530,10 @@ class ChunkRun:
             await self._forget_template_run()
             return self._result(-1, common_pb2.CHUNK_RUN_OUTCOME_KILLED, self._kill_message)
         if started.progress_regexes or started.frame_done_regexes:
+            # Imported by the first chunk that reads progress: an idle agent
+            # keeps the template engine's modules out of memory (docs/agent.md).
+            from gateway.progress import ProgressParser
+
             self._parser = ProgressParser(
                 started.progress_regexes, started.frame_done_regexes, started.frames
             )

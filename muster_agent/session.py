@@ -97,6 +97,8 @@ class Instance:
         self.closing = False
         self.outgoing: asyncio.Queue[agent_pb2.SessionRequest] = asyncio.Queue()
         self.run: ChunkRun | None = None
+        # Chunks started by this process (the agent trims its memory after them).
+        self.chunks_started = 0
         self.pending: dict[int, agent_pb2.ChunkResult] = {
             r.fencing_token: r for r in state.pending_results(number)
         }
@@ -329,6 +331,7 @@ class Instance:
             lease=self.lease,
         )
         self.run = run
+        self.chunks_started += 1
         self._save()  # on disk before the process exists: a restart finds it
         self._run_task = asyncio.create_task(self._run_chunk(run))
 

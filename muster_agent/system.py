@@ -216,6 +216,25 @@ def process_start_seconds(pid: int) -> float | None:
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def release_free_memory() -> bool:
+    """Give the memory the process freed back to the system (glibc's
+    `malloc_trim(0)`: free pages inside the heap and the arenas, not only its
+    top). What a Python process frees stays resident otherwise: an agent idle
+    after starting or after a chunk keeps about 1-1.5 MB it no longer uses
+    (docs/agent.md, Memory). False where there is no such call (musl, other
+    systems)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # already loaded on Linux (agent/launch.py)
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 @dataclass(frozen=True)
 class HostFacts:
     host_name: str

@@ -41,13 +41,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from muster_gateway.worker import Worker, WorkerError
+from agent.system import release_free_memory
+from gateway.worker import Worker, WorkerError
 
 _LOG = logging.getLogger("muster-agent")
 
 DEFAULT_CALLBACK_SECONDS = 30.0
 # Starting Python and importing the engine is not a callback's time.
 STARTUP_SECONDS = 30.0
+# Requests after which a host with no open run is idle (it trims its memory).
+IDLE_AFTER = frozenset({"load", "end", "forget"})
 
 
 # --- the host process ----------------------------------------------------------------------
@@ -100,16 +103,15 @@ class Host:
         return {"ids": ids}
 
     def op_begin(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        import MClientAPI
-
-        from muster_gateway import template_engine as engine
-        from muster_proto.jobs.v1 import jobs_pb2
+        from farm.jobs.v1 import jobs_pb2
+        from gateway import template_engine as engine
+        from gateway.objects import MChunk, MJob
 
         template = self._template(int(request["template_id"]), str(request["version"]))
         platform = str(request["platform"])
-        job = MClientAPI.MJob(jobs_pb2.Job.FromString(base64.b64decode(request["job"])))
+        job = MJob(jobs_pb2.Job.FromString(base64.b64decode(request["job"])))
         chunk_message = jobs_pb2.Chunk.FromString(base64.b64decode(request["chunk"]))
-        chunk = MClientAPI.MChunk(chunk_message)
+        chunk = MChunk(chunk_message)
         prefs = engine.preferences(template, platform, *request.get("layers", ()))
         built = engine.build_command(
             template,
@@ -192,9 +194,10 @@ def serve() -> None:
     os.environ["MUSTER_RUNNING_CONTEXT"] = "renderclient"
     host = Host()
     # Imported before the handshake: the first call is timed from the ready line.
-    import MClientAPI  # noqa: F401
-
-    import muster_gateway.template_engine  # noqa: F401
+    # Not MClientAPI (the same MJob and MChunk classes, with the client library
+    # and gRPC: 19 MB of the host's 45): a template that imports it loads it then.
+    import gateway.objects
+    import gateway.template_engine  # noqa: F401
 
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
@@ -212,6 +215,9 @@ def serve() -> None:
         with contextlib.suppress(BrokenPipeError):
             out.write(json.dumps(answer) + "\n")
             out.flush()
+        if request.get("op") in IDLE_AFTER and not host.runs:
+            # The host waits for the next chunk now: what it freed goes back.
+            release_free_memory()
 
 
 # --- the agent's side ----------------------------------------------------------------------

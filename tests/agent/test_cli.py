@@ -137,3 +137,29 @@ def test_the_agent_process_runs_without_python_s_ssl_and_openssl() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "None None False"
+
+
+def test_the_idle_agent_loads_neither_openssl_s_hashes_nor_the_template_engine() -> None:
+    """What an idle agent keeps out of memory (docs/agent.md, Memory): hashlib
+    uses Python's own hashes (no libcrypto), and the template engine and the
+    MTemplateAPI classes are the template host's, not the agent's."""
+    probe = (
+        "import sys\n"
+        "from agent.__main__ import run\n"
+        "sys.argv = ['muster-agent', '--help']\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0\n"
+        "import hashlib\n"
+        "assert hashlib.sha256(b'x').hexdigest().startswith('2d711642')\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "loaded = [m for m in ('gateway.template_engine', 'gateway.mtemplate', 'MClientAPI')"
+        " if m in sys.modules]\n"
+        "print('libcrypto' in maps, loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False []"

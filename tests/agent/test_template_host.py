@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,16 @@ def test_the_running_context_is_renderclient_and_custom_messages_reach_the_templ
         while "custom message for 1701: hello node" not in caplog.text:
             assert time.monotonic() < deadline, caplog.text
             time.sleep(0.05)
+
+
+def test_the_warm_host_runs_a_template_without_grpc_loaded(host: TemplateHost) -> None:
+    """The host gives templates MJob and MChunk without importing MClientAPI
+    and with it the client library and gRPC (about 19 MB of a host's memory):
+    a template that imports MClientAPI loads them itself."""
+    begin(host, 1)
+    host.end(1, "hi\n", 0, 0)
+    proc = host._worker._proc
+    assert proc is not None and proc.poll() is None
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "cygrpc" not in maps
+    assert "_upb" in maps  # the job and the chunk are protobuf messages: the probe sees the host
