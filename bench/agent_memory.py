@@ -41,9 +41,9 @@ from bench.common import (
     rss_mb,
     submit_command_job,
 )
-from services.core.auth import ENROLLMENT_SECRET, farm_secret
-from services.core.database import Database
-from services.jobs.service import JobsService
+from muster_services.core.auth import ENROLLMENT_SECRET, farm_secret
+from muster_services.core.database import Database
+from muster_services.jobs.service import JobsService
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_AGENT_MEMORY_RUNS", "3"))
@@ -80,7 +80,15 @@ def _agent(db: Database, nodes_address: str, root: Path) -> Iterator[subprocess.
                 [str(root), str(root / "gen"), str(root / "gateway" / "modules")]
             )
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--dispatcher", nodes_address, "--work-dir", work],
+            [
+                sys.executable,
+                "-m",
+                "muster_agent",
+                "--dispatcher",
+                nodes_address,
+                "--work-dir",
+                work,
+            ],
             cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,

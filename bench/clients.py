@@ -32,12 +32,12 @@ from sqlalchemy import text
 
 from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process, rss_mb
 from bench.render import CpuShares, SimulatedNode, _postgres_pids
-from farm.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from gateway.live import events_of
-from services.core.auth import auth_metadata, security_for
-from services.core.database import Database
-from services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
+from muster_gateway.live import events_of
+from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.core.auth import auth_metadata, security_for
+from muster_services.core.database import Database
+from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLES = int(os.environ.get("BENCH_CONSOLES", "1000"))

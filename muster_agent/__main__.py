@@ -19,7 +19,7 @@ def run() -> int:
     for name in ("ssl", "_hashlib"):
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # `import` fails
-    from agent.cli import main
+    from muster_agent.cli import main
 
     return main()
 

@@ -21,15 +21,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from agent import VERSION
-from agent.config import AgentConfig, ConfigError, load
-from agent.discovery import discovery_address, listen
-from agent.runner import kill_live_groups
-from agent.session import Instance, Session
-from agent.state import StateStore, WorkDirBusy, lock_work_dir
-from agent.system import HostFacts, host_facts, release_free_memory
-from agent.templates import TemplateCode
-from services.core.tls import open_aio_channel
+from muster_agent import VERSION
+from muster_agent.config import AgentConfig, ConfigError, load
+from muster_agent.discovery import discovery_address, listen
+from muster_agent.runner import kill_live_groups
+from muster_agent.session import Instance, Session
+from muster_agent.state import StateStore, WorkDirBusy, lock_work_dir
+from muster_agent.system import HostFacts, host_facts, release_free_memory
+from muster_agent.templates import TemplateCode
+from muster_gateway.tls import open_aio_channel
 
 _LOG = logging.getLogger("muster-agent")
 

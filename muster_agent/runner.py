@@ -38,14 +38,16 @@ from muster_agent.system import (
     set_group_priority,
     signal_group,
 )
-from agent.template_host import Started, TemplateFailed, Verdict
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from gateway.expressions import DEFAULT_SECONDS
+from muster_agent.template_host import Started, TemplateFailed, Verdict
+from muster_gateway.expressions import DEFAULT_SECONDS
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
 
 if TYPE_CHECKING:
-    from agent.templates import TemplateRunner
-    from gateway.progress import ProgressParser
+    from typing import TypeAlias  # novermin (annotations only: never imported at run time)
+
+    from muster_agent.templates import TemplateRunner
+    from muster_gateway.progress import ProgressParser
 
 BATCH_SECONDS = 0.2
 BATCH_LINES = 200
@@ -532,7 +534,7 @@ class ChunkRun:
         if started.progress_regexes or started.frame_done_regexes:
             # Imported by the first chunk that reads progress: an idle agent
             # keeps the template engine's modules out of memory (docs/agent.md).
-            from gateway.progress import ProgressParser
+            from muster_gateway.progress import ProgressParser
 
             self._parser = ProgressParser(
                 started.progress_regexes, started.frame_done_regexes, started.frames

@@ -225,7 +225,7 @@ def release_free_memory() -> bool:
     systems)."""
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes  # already loaded on Linux (agent/launch.py)
+    import ctypes  # already loaded on Linux (muster_agent/launch.py)
 
     try:
         trim = ctypes.CDLL(None).malloc_trim

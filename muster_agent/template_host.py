@@ -41,8 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.system import release_free_memory
-from gateway.worker import Worker, WorkerError
+from muster_agent.system import release_free_memory
+from muster_gateway.worker import Worker, WorkerError
 
 _LOG = logging.getLogger("muster-agent")
 
@@ -103,9 +103,9 @@ class Host:
         return {"ids": ids}
 
     def op_begin(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        from farm.jobs.v1 import jobs_pb2
-        from gateway import template_engine as engine
-        from gateway.objects import MChunk, MJob
+        from muster_gateway import template_engine as engine
+        from muster_gateway.objects import MChunk, MJob
+        from muster_proto.jobs.v1 import jobs_pb2
 
         template = self._template(int(request["template_id"]), str(request["version"]))
         platform = str(request["platform"])
@@ -196,8 +196,8 @@ def serve() -> None:
     # Imported before the handshake: the first call is timed from the ready line.
     # Not MClientAPI (the same MJob and MChunk classes, with the client library
     # and gRPC: 19 MB of the host's 45): a template that imports it loads it then.
-    import gateway.objects
-    import gateway.template_engine  # noqa: F401
+    import muster_gateway.objects
+    import muster_gateway.template_engine  # noqa: F401
 
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()

@@ -1,6 +1,6 @@
 """A chunk's progress read from its log lines (the template's patterns).
 
-Its own module, apart from the template engine (gateway/template_engine.py,
+Its own module, apart from the template engine (muster_gateway/template_engine.py,
 which exports it too): the render-node agent reads progress in its own
 process and must not load the engine and the MTemplateAPI classes for it,
 which only its template host needs (docs/agent.md, Memory).

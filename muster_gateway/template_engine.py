@@ -42,8 +42,8 @@ from muster_gateway.mtemplate import (
     MTemplateItem,
 )
 
-# ProgressParser is in gateway/progress.py: the agent reads progress without the engine.
-from gateway.progress import ProgressParser as ProgressParser
+# ProgressParser is in muster_gateway/progress.py: the agent reads progress without the engine.
+from muster_gateway.progress import ProgressParser as ProgressParser
 
 _LOG = logging.getLogger(__name__)
 

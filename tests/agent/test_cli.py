@@ -145,7 +145,7 @@ def test_the_idle_agent_loads_neither_openssl_s_hashes_nor_the_template_engine()
     MTemplateAPI classes are the template host's, not the agent's."""
     probe = (
         "import sys\n"
-        "from agent.__main__ import run\n"
+        "from muster_agent.__main__ import run\n"
         "sys.argv = ['muster-agent', '--help']\n"
         "try:\n"
         "    run()\n"
@@ -154,8 +154,8 @@ def test_the_idle_agent_loads_neither_openssl_s_hashes_nor_the_template_engine()
         "import hashlib\n"
         "assert hashlib.sha256(b'x').hexdigest().startswith('2d711642')\n"
         "maps = open('/proc/self/maps').read()\n"
-        "loaded = [m for m in ('gateway.template_engine', 'gateway.mtemplate', 'MClientAPI')"
-        " if m in sys.modules]\n"
+        "engine = ('muster_gateway.template_engine', 'muster_gateway.mtemplate', 'MClientAPI')\n"
+        "loaded = [m for m in engine if m in sys.modules]\n"
         "print('libcrypto' in maps, loaded)\n"
     )
     done = subprocess.run(

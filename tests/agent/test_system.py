@@ -61,7 +61,7 @@ def test_an_unresolvable_dispatcher_still_gives_an_address() -> None:
 def test_freed_memory_goes_back_to_the_system() -> None:
     """Memory freed below a block still in use stays resident until trimmed."""
     probe = (
-        "from agent.system import release_free_memory\n"
+        "from muster_agent.system import release_free_memory\n"
         "def anon():\n"
         "    for line in open('/proc/self/status'):\n"
         "        if line.startswith('RssAnon:'):\n"
