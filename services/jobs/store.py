@@ -1179,58 +1179,6 @@ def ready_chunks(
     ).all()
 
 
-def insert_assignments(
-    session: Session, planned: Sequence[Mapping[str, Any]]
-) -> dict[tuple[int, int], int]:
-    """The tick's live assignments ({job, chunk, node, run_as} each, in plan
-    order); (job, chunk) -> its fencing token."""
-    # Each assignment takes its fencing token from the sequence as it is
-    # inserted; the unique constraints refuse a second live assignment per
-    # chunk or node.
-    return {
-        (row.job_id, row.chunk_number): int(row.fencing_token)
-        for row in session.execute(
-            text(
-                "INSERT INTO chunk_assignments"
-                " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
-                " SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as"
-                " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
-                " AS (job bigint, chunk int, node bigint, run_as text))"
-                " WITH ORDINALITY AS v(job, chunk, node, run_as, n)"
-                " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number"
-            ),
-            {"rows": json.dumps(planned)},
-        ).all()
-    }
-
-
-def start_chunks(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """The assigned chunks ({job, chunk, node, name, token} each), only if
-    still queued, and their `running` history entries; how many started."""
-    # Started at this statement's time, not the tick's start: the tick's
-    # reads may have seen results committed after it began (a chunk
-    # dependency's run must not look as if it ended after this one started).
-    started = session.execute(
-        text(
-            "WITH c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node,"
-            " node_name = v.name, fencing_token = v.token, started_at = statement_timestamp(),"
-            " ended_at = NULL, exit_code = NULL, progress = 0,"
-            " runs_count = c.runs_count + 1, version = c.version + 1"
-            " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
-            " AS v(job bigint, chunk int, node bigint, name text, token bigint)"
-            " WHERE c.job_id = v.job AND c.chunk_number = v.chunk AND c.status = 'queued'"
-            " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
-            " c.fencing_token, c.start_frame, c.end_frame)"
-            " INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
-            " fencing_token, start_frame, end_frame, started_at, outcome)"
-            " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
-            " start_frame, end_frame, statement_timestamp(), 'running' FROM c"
-        ),
-        {"rows": json.dumps(rows)},
-    ).rowcount  # type: ignore[attr-defined]
-    return int(started)
-
-
 # Several jobs' counters moved by domain.counter_moves, in one statement, the
 # jobs' rows locked in id order. Progress follows the finished chunks, except
 # for a move that starts chunks (the scheduler's), which leaves it and marks
@@ -1270,6 +1218,57 @@ def _moves_json(moves: Mapping[int, CounterMove]) -> str:
             for job_id, m in moves.items()
         ]
     )
+
+
+# A tick's assignments in one statement: the live assignments (`a`: each
+# takes its fencing token from the sequence as it is inserted, in plan order;
+# the unique constraints refuse a second live assignment per chunk or node),
+# their chunks only if still queued (`c`), the chunks' `running` history
+# entries (`r`), then the jobs' counters, the jobs locked in id order once
+# the others are done (`done`), as a result's statement takes them. Started
+# at this statement's time, not the tick's start: the tick's reads may have
+# seen results committed after it began (a chunk dependency's run must not
+# look as if it ended after this one started).
+_ASSIGN = text(
+    "WITH v AS MATERIALIZED (SELECT * FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " AS (job bigint, chunk int, node bigint, name text, run_as text))"
+    " WITH ORDINALITY AS v(job, chunk, node, name, run_as, n)),"
+    " a AS (INSERT INTO chunk_assignments (fencing_token, job_id, chunk_number, node_id,"
+    " run_as_user) SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as FROM v"
+    " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number),"
+    " c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node, node_name = v.name,"
+    " fencing_token = a.fencing_token, started_at = statement_timestamp(), ended_at = NULL,"
+    " exit_code = NULL, progress = 0, runs_count = c.runs_count + 1, version = c.version + 1"
+    " FROM a JOIN v ON v.job = a.job_id AND v.chunk = a.chunk_number"
+    " WHERE c.job_id = a.job_id AND c.chunk_number = a.chunk_number AND c.status = 'queued'"
+    " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
+    " c.fencing_token, c.start_frame, c.end_frame),"
+    " r AS (INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
+    " fencing_token, start_frame, end_frame, started_at, outcome)"
+    " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
+    " start_frame, end_frame, statement_timestamp(), 'running' FROM c RETURNING 1),"
+    " done AS MATERIALIZED (SELECT count(*) AS started FROM r),"
+    " locked AS MATERIALIZED (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))"
+    " AND (SELECT started FROM done) >= 0 ORDER BY id FOR NO KEY UPDATE),"
+    f" moved AS ({_COUNTERS_UPDATE})"
+    " SELECT a.fencing_token, a.job_id, a.chunk_number, (SELECT started FROM done) AS started"
+    " FROM a"
+)
+
+
+def assign(
+    session: Session, planned: Sequence[Mapping[str, Any]], moves: Mapping[int, CounterMove]
+) -> tuple[dict[tuple[int, int], int], int]:
+    """The tick's live assignments ({job, chunk, node, name, run_as} each, in
+    plan order), their chunks started (only those still queued) with their
+    `running` history entries, and each job's CounterMove (job id -> move) in
+    its counters, in one statement: (job, chunk) -> its fencing token, and
+    how many chunks started."""
+    rows = session.execute(
+        _ASSIGN, {"rows": json.dumps(planned), "ids": sorted(moves), "moves": _moves_json(moves)}
+    ).all()
+    started = int(rows[0].started) if rows else 0
+    return {(row.job_id, row.chunk_number): int(row.fencing_token) for row in rows}, started
 
 
 def move_counters(session: Session, moves: Mapping[int, CounterMove]) -> list[Row[Any]]:
