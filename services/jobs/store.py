@@ -38,7 +38,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.core.database import lock_in_id_order
 from services.jobs.domain import (
     JOB_RECORD_DERIVED,
     ROOT,
@@ -485,11 +484,6 @@ def request_kill(session: Session, job_id: int, chunk_number: int, status_after:
             updated_at=func.now(),
         )
     )
-
-
-# Several jobs' rows locked in id order: the scheduler's counters update takes
-# them in the order a result's transaction does.
-LOCK_JOBS = lock_in_id_order("jobs")
 
 
 def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:
@@ -1179,8 +1173,9 @@ def ready_chunks(
     ).all()
 
 
-# Several jobs' counters moved by domain.counter_moves, in one statement, the
-# jobs' rows locked in id order. Progress follows the finished chunks, except
+# Several jobs' counters moved by domain.counter_moves, the end of a statement
+# whose `locked` CTE holds the jobs' rows, locked in id order (as
+# services/core/database.lock_in_id_order does). Progress follows the finished chunks, except
 # for a move that starts chunks (the scheduler's), which leaves it and marks
 # the job running instead.
 _COUNTERS_UPDATE = (
@@ -1200,7 +1195,6 @@ _COUNTERS_UPDATE = (
     " WHERE j.id = l.id AND j.id = v.job"
     " RETURNING j.id, j.chunks_queued, j.chunks_running"
 )
-_MOVE_COUNTERS = text(f"{LOCK_JOBS} {_COUNTERS_UPDATE}")
 
 
 def _moves_json(moves: Mapping[int, CounterMove]) -> str:
@@ -1271,17 +1265,6 @@ def assign(
     return {(row.job_id, row.chunk_number): int(row.fencing_token) for row in rows}, started
 
 
-def move_counters(session: Session, moves: Mapping[int, CounterMove]) -> list[Row[Any]]:
-    """Apply each job's CounterMove (job id -> move) in one statement; the
-    jobs' (id, chunks_queued, chunks_running) after it, in id order."""
-    if not moves:
-        return []
-    rows = session.execute(
-        _MOVE_COUNTERS, {"ids": sorted(moves), "moves": _moves_json(moves)}
-    ).all()
-    return sorted(rows, key=lambda r: int(r.id))
-
-
 # A batch of results, locked in the order every writer of a run's end takes
 # them (assignments by token, then their chunks by key; docs/render-loop.md,
 # "Lock order"), in one statement: `a` locks the live assignments holding
@@ -1344,7 +1327,7 @@ def lock_ending(session: Session, tokens: Iterable[int], known_version: str) -> 
 
 # A batch of runs' ends, in one statement: their history entries (`r`), their
 # chunks (`c`: back in the queue means no end time), their assignments gone
-# (`d`), then the jobs' counters (_MOVE_COUNTERS). Every sub-statement runs
+# (`d`), then the jobs' counters (_COUNTERS_UPDATE). Every sub-statement runs
 # to completion whatever the main one reads; the jobs are locked (in id
 # order) only after the three others are done (`done`: the lock's scan needs
 # their counts first), so the lock order stays assignments, chunks, history,
