@@ -25,6 +25,11 @@ PostgreSQL, round after round (RUNS rounds, medians reported):
   and the statistics aggregated on their default interval. The same drain on
   psycopg is reported for reference.
 
+Each loop's CPU time over its timed part is measured too (this process's,
+all threads, and the PostgreSQL server's processes'), per 1,000 chunks: on a
+machine shared with other work the rates move with the load, the CPU a
+chunk costs much less.
+
 BENCH_CEILING_PROFILE=1 runs one more round of ours under cProfile and prints
 where the time goes.
 """
@@ -32,25 +37,35 @@ where the time goes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import io
 import os
 import pstats
+import resource
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from sqlalchemy import event, text
 
-from bench.common import BENCHMARKS, Row, bench_database, idle_nodes, submit_command_job
-from muster_services.core.database import Database, libpq_url
-from muster_services.jobs.for_nodes import ReferenceCache, build_assignments
-from muster_services.jobs.runs import ChunkRuns, RunEnd
-from muster_services.jobs.scheduler import Scheduler
-from muster_services.jobs.service import JobsService
+from bench.common import (
+    BENCHMARKS,
+    ROOT,
+    Row,
+    bench_database,
+    idle_nodes,
+    submit_command_job,
+)
+from services.core.database import Database, libpq_url
+from services.jobs.for_nodes import ReferenceCache, build_assignments
+from services.jobs.runs import ChunkRuns, RunEnd
+from services.jobs.scheduler import Scheduler
+from services.jobs.service import JobsService
 
 CHUNKS = int(os.environ.get("BENCH_CEILING_CHUNKS", "50000"))
 NODES = int(os.environ.get("BENCH_CEILING_NODES", "2000"))
@@ -60,6 +75,55 @@ TICK_BATCH = 500  # Scheduler's default batch_size
 FINISH_BATCH = 100
 CONSUMERS = 5
 PGQ_BATCH = 100
+
+
+# --- CPU ---------------------------------------------------------------------------------
+
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _server_cpu() -> float:
+    """CPU seconds of the embedded PostgreSQL so far: its postmaster, its
+    children, and the children that ended (the postmaster's cutime and
+    cstime: a backend whose connection closed is counted once reaped)."""
+    postmaster = int((ROOT / ".data/bench/postgres/postmaster.pid").read_text().split()[0])
+    fields = _stat(postmaster)
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for child in children:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            child_fields = _stat(child)
+            ticks += int(child_fields[11]) + int(child_fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Cpu:
+    """CPU seconds spent inside windows: this process's (every thread) and
+    the PostgreSQL server's."""
+
+    def __init__(self) -> None:
+        self.own = self.server = 0.0
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[None]:
+        own, server = _own_cpu(), _server_cpu()
+        try:
+            yield
+        finally:
+            self.own += _own_cpu() - own
+            self.server += _server_cpu() - server
+
+    def per_thousand(self, count: int) -> tuple[float, float]:
+        """(this process, PostgreSQL) CPU milliseconds per 1,000 of `count`."""
+        return self.own * 1e6 / count, self.server * 1e6 / count
 
 
 # --- ours --------------------------------------------------------------------------------
@@ -79,29 +143,35 @@ def _live_runs(db: Database) -> list[RunEnd]:
     ]
 
 
-def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float, float]:
+def _ours(
+    db: Database, jobs: JobsService, cpu: Cpu | None = None
+) -> tuple[float, float, float, float]:
     """One job of CHUNKS chunks through ticks and finishes: (chunks/s over the
     time in those calls, ms of ticks per 1,000 chunks, ms of finishes per 1,000,
-    ms per 1,000 of building the Assignment messages, not in the chunks/s)."""
+    ms per 1,000 of building the Assignment messages, not in the chunks/s);
+    the CPU of the ticks and finishes in `cpu`."""
+    cpu = cpu or Cpu()
     submit_command_job(jobs, CHUNKS, "ceiling")
     scheduler, runs = Scheduler(db, batch_size=TICK_BATCH), ChunkRuns(db)
     reference = ReferenceCache()
     ticking = finishing = building = 0.0
     done = 0
     while done < CHUNKS:
-        started = time.perf_counter()
-        assigned = scheduler.tick()
-        ticking += time.perf_counter() - started
+        with cpu.window():
+            started = time.perf_counter()
+            assigned = scheduler.tick()
+            ticking += time.perf_counter() - started
         if not assigned:
             raise RuntimeError(f"the scheduler assigned nothing after {done} of {CHUNKS}")
         ends = _live_runs(db)
         started = time.perf_counter()
         build_assignments(db, [e.node_id for e in ends], reference)
         building += time.perf_counter() - started
-        started = time.perf_counter()
-        for at in range(0, len(ends), FINISH_BATCH):
-            runs.finish_many(ends[at : at + FINISH_BATCH])
-        finishing += time.perf_counter() - started
+        with cpu.window():
+            started = time.perf_counter()
+            for at in range(0, len(ends), FINISH_BATCH):
+                runs.finish_many(ends[at : at + FINISH_BATCH])
+            finishing += time.perf_counter() - started
         done += len(ends)
     per_thousand = 1e6 / done
     return (
@@ -115,8 +185,9 @@ def _ours(db: Database, jobs: JobsService) -> tuple[float, float, float, float]:
 # --- a bare SKIP LOCKED loop ---------------------------------------------------------------
 
 
-def _bare(url: str) -> float:
-    """CHUNKS rows assigned (500 a commit) and completed (FINISH_BATCH a commit)."""
+def _bare(url: str, cpu: Cpu) -> float:
+    """CHUNKS rows assigned (500 a commit) and completed (FINISH_BATCH a commit);
+    the loop's CPU in `cpu`."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bare_queue")
         conn.execute(
@@ -131,26 +202,27 @@ def _bare(url: str) -> float:
         conn.execute("CREATE SEQUENCE IF NOT EXISTS bare_tokens")
         conn.execute("ANALYZE bare_queue")
         done = 0
-        started = time.perf_counter()
-        while done < CHUNKS:
-            taken = [
-                r[0]
-                for r in conn.execute(
-                    "UPDATE bare_queue SET status = 'assigned', token = nextval('bare_tokens'),"
-                    " node = 1, assigned_at = now() WHERE id IN (SELECT id FROM bare_queue"
-                    " WHERE status = 'queued' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                    " RETURNING id",
-                    (TICK_BATCH,),
-                ).fetchall()
-            ]
-            for at in range(0, len(taken), FINISH_BATCH):
-                conn.execute(
-                    "UPDATE bare_queue SET status = 'done', done_at = now()"
-                    " WHERE id = ANY(%s) AND status = 'assigned'",
-                    (taken[at : at + FINISH_BATCH],),
-                )
-            done += len(taken)
-        elapsed = time.perf_counter() - started
+        with cpu.window():
+            started = time.perf_counter()
+            while done < CHUNKS:
+                taken = [
+                    r[0]
+                    for r in conn.execute(
+                        "UPDATE bare_queue SET status = 'assigned', token = nextval('bare_tokens'),"
+                        " node = 1, assigned_at = now() WHERE id IN (SELECT id FROM bare_queue"
+                        " WHERE status = 'queued' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                        " RETURNING id",
+                        (TICK_BATCH,),
+                    ).fetchall()
+                ]
+                for at in range(0, len(taken), FINISH_BATCH):
+                    conn.execute(
+                        "UPDATE bare_queue SET status = 'done', done_at = now()"
+                        " WHERE id = ANY(%s) AND status = 'assigned'",
+                        (taken[at : at + FINISH_BATCH],),
+                    )
+                done += len(taken)
+            elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE bare_queue")
     return done / elapsed
 
@@ -161,11 +233,14 @@ def _bare(url: str) -> float:
 Connect = Callable[[str, list[Any]], Awaitable[Any]]
 
 
-def pgqueuer_at_best(url: str, jobs: int = CHUNKS, driver: str = "asyncpg") -> float:
+def pgqueuer_at_best(
+    url: str, jobs: int = CHUNKS, driver: str = "asyncpg", cpu: Cpu | None = None
+) -> float:
     """pgqueuer as its authors benchmark it, on the database `url` where
     install_pgqueuer ran: `jobs` jobs enqueued, then drained by CONSUMERS
-    consumers in batches of PGQ_BATCH; jobs/s of the drain."""
-    return asyncio.run(_pgqueuer(url, _asyncpg if driver == "asyncpg" else _psycopg, jobs))
+    consumers in batches of PGQ_BATCH; jobs/s of the drain (its CPU in `cpu`)."""
+    connect = _asyncpg if driver == "asyncpg" else _psycopg
+    return asyncio.run(_pgqueuer(url, connect, jobs, cpu or Cpu()))
 
 
 def install_pgqueuer(url: str) -> None:
@@ -173,16 +248,16 @@ def install_pgqueuer(url: str) -> None:
     asyncio.run(_install_pgqueuer(url))
 
 
-async def _pgqueuer(url: str, connect: Connect, jobs: int) -> float:
+async def _pgqueuer(url: str, connect: Connect, jobs: int, cpu: Cpu) -> float:
     opened: list[Any] = []
     try:
-        return await _drain(libpq_url(url), connect, opened, jobs)
+        return await _drain(libpq_url(url), connect, opened, jobs, cpu)
     finally:
         for connection in opened:
             await connection.close()
 
 
-async def _drain(dsn: str, connect: Connect, opened: list[Any], jobs: int) -> float:
+async def _drain(dsn: str, connect: Connect, opened: list[Any], jobs: int, cpu: Cpu) -> float:
     from pgqueuer.adapters.persistence.queries import Queries
     from pgqueuer.core.qm import QueueManager
     from pgqueuer.domain.types import QueueExecutionMode
@@ -199,14 +274,15 @@ async def _drain(dsn: str, connect: Connect, opened: list[Any], jobs: int) -> fl
             nonlocal done
             done += 1
 
-    started = time.perf_counter()
-    await asyncio.wait_for(
-        asyncio.gather(
-            *(m.run(batch_size=PGQ_BATCH, mode=QueueExecutionMode.drain) for m in managers)
-        ),
-        timeout=600,
-    )
-    elapsed = time.perf_counter() - started
+    with cpu.window():
+        started = time.perf_counter()
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(m.run(batch_size=PGQ_BATCH, mode=QueueExecutionMode.drain) for m in managers)
+            ),
+            timeout=600,
+        )
+        elapsed = time.perf_counter() - started
     if done != jobs:
         raise RuntimeError(f"pgqueuer drained {done} of {jobs} jobs")
     return done / elapsed
@@ -272,22 +348,46 @@ def _profile(db: Database, jobs: JobsService) -> None:
     print(flush=True)
 
 
+def _cpu_row(what: str, ours: list[Cpu], ours_count: int, peer: list[Cpu], peer_name: str) -> Row:
+    """CPU ms per 1,000 (this process + PostgreSQL), medians of the rounds."""
+    return Row(
+        what,
+        statistics.median(sum(c.per_thousand(ours_count)) for c in ours),
+        statistics.median(sum(c.per_thousand(CHUNKS)) for c in peer),
+        peer_name,
+        "ms CPU",
+    )
+
+
 def run() -> list[Row]:
     ours: list[tuple[float, float, float, float]] = []
     bare: list[float] = []
     best: list[float] = []
     psycopg_drain: list[float] = []
+    cpu: dict[str, list[Cpu]] = defaultdict(list)
     with bench_database("bench_ceiling", pool_size=4) as db:
         url = db.url.render_as_string(hide_password=False)
         jobs = JobsService(db)
         jobs.templates.seed_templates()
         idle_nodes(db, NODES, "sim-")
         install_pgqueuer(url)
-        for _ in range(RUNS):
-            ours.append(_ours(db, jobs))
-            bare.append(_bare(url))
-            best.append(pgqueuer_at_best(url))
-            psycopg_drain.append(pgqueuer_at_best(url, driver="psycopg"))
+        for round_ in range(RUNS):
+            for name in ("ours", "bare", "best", "psycopg"):
+                cpu[name].append(Cpu())
+            ours.append(_ours(db, jobs, cpu["ours"][-1]))
+            bare.append(_bare(url, cpu["bare"][-1]))
+            best.append(pgqueuer_at_best(url, cpu=cpu["best"][-1]))
+            psycopg_drain.append(pgqueuer_at_best(url, driver="psycopg", cpu=cpu["psycopg"][-1]))
+            print(
+                f"round {round_ + 1}: ours {ours[-1][0]:,.0f} chunks/s"
+                f" (CPU {'+'.join(f'{v:.0f}' for v in cpu['ours'][-1].per_thousand(CHUNKS))}"
+                f" ms/1,000), bare {bare[-1]:,.0f}"
+                f" ({'+'.join(f'{v:.0f}' for v in cpu['bare'][-1].per_thousand(CHUNKS))}),"
+                f" pgqueuer {best[-1]:,.0f}"
+                f" ({'+'.join(f'{v:.0f}' for v in cpu['best'][-1].per_thousand(CHUNKS))}),"
+                f" on psycopg {psycopg_drain[-1]:,.0f}; load average {os.getloadavg()}",
+                flush=True,
+            )
         if PROFILE:
             _profile(db, jobs)
     rate = statistics.median(r[0] for r in ours)
@@ -328,6 +428,27 @@ def run() -> list[Row]:
             None,
             "-",
             "ms",
+        ),
+        _cpu_row(
+            "scheduler ceiling: CPU per 1,000 chunks, this process + PostgreSQL",
+            cpu["ours"],
+            CHUNKS,
+            cpu["best"],
+            "pgqueuer drain on asyncpg, per 1,000 jobs",
+        ),
+        _cpu_row(
+            "scheduler ceiling: CPU per 1,000 chunks vs the bare loop",
+            cpu["ours"],
+            CHUNKS,
+            cpu["bare"],
+            "the bare loop, per 1,000 rows",
+        ),
+        Row(
+            "scheduler ceiling: of which PostgreSQL, per 1,000 chunks",
+            statistics.median(c.per_thousand(CHUNKS)[1] for c in cpu["ours"]),
+            statistics.median(c.per_thousand(CHUNKS)[1] for c in cpu["best"]),
+            "pgqueuer drain on asyncpg: its PostgreSQL, per 1,000 jobs",
+            "ms CPU",
         ),
         Row(
             "the nodes service's build of the same Assignments (not in the ceiling), per 1,000",

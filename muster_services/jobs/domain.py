@@ -581,8 +581,9 @@ def rollup(
 
 @dataclass(frozen=True)
 class RequeueRules:
-    """The configuration's requeue rules, read once per call (systemSetConfiguration
-    applies at once, so each call reads its own; never kept between calls)."""
+    """The configuration's requeue rules. Kept between calls only while the
+    configuration row is unchanged (services/jobs/runs.py, _KeptRules): a
+    systemSetConfiguration applies from the next batch of results."""
 
     # Requeues of a chunk whose job sets no maximum.
     max_requeues: int

@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from muster_services.admin.configuration import read_configuration
-from muster_services.core import metrics
-from muster_services.core.bus import hint, publish_many
-from muster_services.core.caller import current_caller
-from muster_services.core.database import Database
-from muster_services.core.errors import InvalidArgument
-from muster_services.jobs import log_store, rollup, store, topics
-from muster_services.jobs.domain import (
+from services.admin.configuration import read_configuration
+from services.admin.domain import configuration_from_json
+from services.core import metrics
+from services.core.bus import hint, publish_many
+from services.core.caller import current_caller
+from services.core.database import Database
+from services.core.errors import InvalidArgument
+from services.jobs import log_store, rollup, store, topics
+from services.jobs.domain import (
     RequeueRules,
     check_chunk_id,
     counter_moves,
@@ -74,12 +75,42 @@ def requeue_rules(session: Session) -> RequeueRules:
     return RequeueRules(config.max_chunk_requeues, config.requeue_chunks_on_disconnection)
 
 
+class _KeptRules:
+    """The requeue rules kept between batches with the version of the
+    configuration row they come from. Every batch's locking statement
+    (store.lock_ending) returns the row's version in its snapshot, and the
+    configuration itself when that is not the kept version: a change applies
+    from the first batch that starts after its commit, as when the rules were
+    read per batch, without a read of the configuration per batch."""
+
+    def __init__(self) -> None:
+        # Replaced whole, never changed in place: worker threads share it.
+        self.kept: tuple[str, RequeueRules] | None = None
+        self.reads = 0  # how many times rules were taken from a new version
+
+    def of_batch(
+        self, kept: tuple[str, RequeueRules] | None, batch: store.EndingBatch
+    ) -> RequeueRules | None:
+        """The rules of a batch locked with `kept`'s version as the known one."""
+        if batch.config is not None:
+            config = configuration_from_json(batch.config)
+            rules = RequeueRules(config.max_chunk_requeues, config.requeue_chunks_on_disconnection)
+            self.kept = (batch.config_version, rules)
+            self.reads += 1
+            return rules
+        if kept is not None and batch.config_version == kept[0]:
+            return kept[1]
+        return None
+
+
 class ChunkRuns:
-    """Shared by the servicer's worker threads: holds no per-call state (each
-    call reads its own RequeueRules and passes them down)."""
+    """Shared by the servicer's worker threads: per call state stays in the
+    call; the requeue rules are kept between calls while the configuration
+    row is unchanged (_KeptRules)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.rules = _KeptRules()
 
     def finish(self, end: RunEnd) -> str | None:
         """Apply a run's end; returns the chunk's new status, None when stale."""
@@ -96,76 +127,74 @@ class ChunkRuns:
                 raise InvalidArgument("fencing_token: must be set")
             check_chunk_id(end.chunk_number)
         with self.db.transaction() as session:
-            rules = requeue_rules(session)
-            live = {
-                row.fencing_token: row
-                for row in store.lock_live_assignments(
-                    session,
-                    {e.fencing_token for e in ends if e.fencing_token <= MAX_FENCING_TOKEN},
-                )
-            }
-            results: list[str | None] = []
-            accepted: list[tuple[RunEnd, Row[Any]]] = []
-            for end in ends:
-                assignment = live.pop(end.fencing_token, None)  # a duplicate is stale
-                if (
-                    assignment is None
-                    or assignment.job_id != end.job_id
-                    or assignment.chunk_number != end.chunk_number
-                ):
-                    _LOG.info(
-                        "stale report for job %s chunk %s (token %s) from node %s ignored",
-                        end.job_id,
-                        end.chunk_number,
-                        end.fencing_token,
-                        end.node_id,
-                    )
-                    results.append(None)
-                    continue
-                accepted.append((end, assignment))
-                results.append("")
-            statuses = self._end_runs(session, accepted, rules)
-            self._move_counters(
-                session,
-                [(end.job_id, status) for (end, _), status in zip(accepted, statuses, strict=True)],
-            )
-            applied = iter(statuses)
-            ended = [next(applied) if r is not None else None for r in results]
-        metrics.runs_ended(statuses)
-        return ended
+            results = self._finish_locked(session, ends)
+        metrics.runs_ended([r for r in results if r is not None])
+        return results
 
-    def _apply(
-        self, session: Session, end: RunEnd, assignment: Row[Any], rules: RequeueRules
-    ) -> str:
-        [status] = self._end_runs(session, [(end, assignment)], rules)
-        self._move_counters(session, [(end.job_id, status)])
-        return status
+    def _finish_locked(self, session: Session, ends: Sequence[RunEnd]) -> list[str | None]:
+        """The ends applied in the caller's transaction; each one's new chunk
+        status, None for a stale report."""
+        kept = self.rules.kept  # once: another thread may replace it meanwhile
+        batch = store.lock_ending(
+            session,
+            [e.fencing_token for e in ends if e.fencing_token <= MAX_FENCING_TOKEN],
+            kept[0] if kept is not None else "",
+        )
+        live = {row.fencing_token: row for row in batch.rows}
+        accepted: list[tuple[RunEnd, Row[Any]]] = []
+        stale: list[bool] = []
+        for end in ends:
+            assignment = live.pop(end.fencing_token, None)  # a duplicate is stale
+            if (
+                assignment is None
+                or assignment.job_id != end.job_id
+                or assignment.chunk_number != end.chunk_number
+            ):
+                _LOG.info(
+                    "stale report for job %s chunk %s (token %s) from node %s ignored",
+                    end.job_id,
+                    end.chunk_number,
+                    end.fencing_token,
+                    end.node_id,
+                )
+                stale.append(True)
+                continue
+            accepted.append((end, assignment))
+            stale.append(False)
+        if not accepted:
+            return [None] * len(ends)
+        rules = self.rules.of_batch(kept, batch) or requeue_rules(session)
+        applied = iter(self._end_runs(session, accepted, rules))
+        return [None if s else next(applied) for s in stale]
 
     def _end_runs(
         self, session: Session, ended: Sequence[tuple[RunEnd, Row[Any]]], rules: RequeueRules
     ) -> list[str]:
-        """The runs' history entries, their chunks and assignments (not the jobs),
-        with a few set-based statements whatever the count; the chunks' new statuses."""
+        """The runs' history entries, their chunks, assignments and jobs'
+        counters, with two statements whatever the count (the events, then the
+        rest: store.end_runs); the chunks' new statuses.
+
+        The full rollup (status, job.completed) runs only where
+        domain.needs_rollup says (nothing left to render, a chunk on hold),
+        not on every chunk of a big job."""
         if not ended:
             return []
-        rows = store.lock_ending_chunks(
-            session, sorted({(end.job_id, end.chunk_number) for end, _ in ended})
-        )
         statuses: list[str] = []
         changes: list[dict[str, Any]] = []
         events: list[tuple[str, dict[str, Any], str]] = []
+        transitions: dict[int, list[tuple[str, str]]] = defaultdict(list)
         actor = current_caller().label
-        for end, assignment in ended:
-            chunk = rows[(end.job_id, end.chunk_number)]
+        for end, row in ended:
             status = next_chunk_status(
                 end.outcome,
-                end.kill_follow_up or (assignment.kill_follow_up or ""),
-                assignment.status_after_kill,
-                chunk.requeue_count,
-                chunk.max_chunk_requeues or rules.max_requeues,
+                end.kill_follow_up or (row.kill_follow_up or ""),
+                row.status_after_kill,
+                row.requeue_count,
+                row.max_chunk_requeues or rules.max_requeues,
                 rules.requeue_lost,
             )
             statuses.append(status)
+            transitions[end.job_id].append(("running", status))
             changes.append(
                 {
                     "job": end.job_id,
@@ -183,7 +212,7 @@ class ChunkRuns:
                 "chunk_id": end.chunk_number,
                 "node_id": end.node_id,
                 "outcome": end.outcome,
-                "old_status": chunk.status,
+                "old_status": row.chunk_status,
                 "status": status,
                 "actor": actor,
             }
@@ -193,26 +222,14 @@ class ChunkRuns:
                 events.append((topics.CHUNK_FAILED, payload, key))
             if status == "queued":
                 events.append((topics.CHUNK_REQUEUED, payload, key))
-        store.end_runs(session, changes)
-        # The runs' followers learn of the end at once (FollowChunkLog).
+        # The runs' followers learn of the end at once (FollowChunkLog). The
+        # events first: a rollup's job.completed comes after its chunks' ends.
         publish_many(session, events, (LOG_CHANNEL, [end.fencing_token for end, _ in ended]))
-        return statuses
-
-    def _move_counters(self, session: Session, ended: Sequence[tuple[int, str]]) -> None:
-        """Move the counters of the jobs whose chunks left `running` for these
-        (job id, status) in one statement, the jobs locked in id order.
-
-        The full rollup (status, job.completed) runs only where domain.needs_rollup
-        says (nothing left to render, a chunk on hold), not on every chunk of a
-        big job.
-        """
-        transitions: dict[int, list[tuple[str, str]]] = defaultdict(list)
-        for job_id, status in ended:
-            transitions[job_id].append(("running", status))
         moves = {job_id: counter_moves(t) for job_id, t in transitions.items()}
-        for left in store.move_counters(session, moves):
+        for left in store.end_runs(session, changes, moves):
             if needs_rollup(moves[left.id], left.chunks_queued, left.chunks_running):
                 rollup.refresh(session, left.id)
+        return statuses
 
     def release_node(
         self, node_id: int, reason: str, fencing_token: int = 0
@@ -222,19 +239,20 @@ class ChunkRuns:
         registered without confirming it)."""
         if not 0 <= fencing_token <= MAX_FENCING_TOKEN:
             return []  # never issued: nothing of the node's is live under it
-        released = []
         with self.db.transaction() as session:
-            rules = requeue_rules(session)
-            for live in store.lock_node_assignments(session, node_id, fencing_token):
-                job_id, chunk_number = int(live.job_id), int(live.chunk_number)
-                status = self._apply(
-                    session,
-                    RunEnd(job_id, chunk_number, live.fencing_token, node_id, -1, "lost", reason),
-                    store.assignment_by_token(session, live.fencing_token),
-                    rules,
+            live = store.lock_node_assignments(session, node_id, fencing_token)
+            ends = [
+                RunEnd(
+                    int(a.job_id), int(a.chunk_number), a.fencing_token, node_id, -1, "lost", reason
                 )
-                released.append((job_id, chunk_number, status))
-        return released
+                for a in sorted(live, key=lambda a: int(a.fencing_token))
+            ]
+            statuses = self._finish_locked(session, ends)
+        return [
+            (end.job_id, end.chunk_number, status)
+            for end, status in zip(ends, statuses, strict=True)
+            if status is not None
+        ]
 
     def append_log(
         self, job_id: int, chunk_number: int, fencing_token: int, lines: Sequence[NewLine]

@@ -334,7 +334,8 @@ class Scheduler(ListeningThread):
 
     @staticmethod
     def _commit(session: Session, plan: list[Planned]) -> None:
-        """Write the tick's assignments: a few set-based statements, whatever the count."""
+        """Write the tick's assignments: two set-based statements (store.assign,
+        then the events), whatever the count."""
         planned = [
             {
                 "job": p.job.id,
@@ -345,11 +346,20 @@ class Scheduler(ListeningThread):
             }
             for p in plan
         ]
-        tokens = store.insert_assignments(session, planned)
-        rows = [{**r, "token": tokens[(r["job"], r["chunk"])]} for r in planned]
-        # The chunks (only if still queued) and their `running` history entries.
-        if store.start_chunks(session, rows) != len(rows):
+        # The assignments, their chunks (only if still queued), their
+        # `running` history entries and the jobs' counters (their rows in id
+        # order, as a result's transaction takes them): one statement.
+        tokens, count = store.assign(
+            session,
+            planned,
+            {
+                job_id: counter_moves([("queued", "assigned")] * n)
+                for job_id, n in Counter(row["job"] for row in planned).items()
+            },
+        )
+        if count != len(planned):
             raise IntegrityError("chunks changed while assigning", None, Exception())
+        rows = [{**r, "token": tokens[(r["job"], r["chunk"])]} for r in planned]
         events: list[tuple[str, dict[str, Any], str]] = []
         for row in rows:
             assigned = {
@@ -368,14 +378,6 @@ class Scheduler(ListeningThread):
                 )
             )
             events.append((topics.CHUNK_STARTED, assigned, str(row["job"])))
-        # The jobs' rows in id order, as a result's transaction takes them.
-        store.move_counters(
-            session,
-            {
-                job_id: counter_moves([("queued", "assigned")] * n)
-                for job_id, n in Counter(row["job"] for row in rows).items()
-            },
-        )
         started = {p.job.id for p in plan if not p.job.started}
         events.extend(
             (topics.JOB_STARTED, {"job_id": job_id, "actor": "scheduler"}, str(job_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -37,8 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from muster_services.core.database import lock_in_id_order
-from muster_services.jobs.domain import (
+from services.jobs.domain import (
     JOB_RECORD_DERIVED,
     ROOT,
     BackupRecord,
@@ -484,11 +484,6 @@ def request_kill(session: Session, job_id: int, chunk_number: int, status_after:
             updated_at=func.now(),
         )
     )
-
-
-# Several jobs' rows locked in id order: the scheduler's counters update takes
-# them in the order a result's transaction does.
-LOCK_JOBS = lock_in_id_order("jobs")
 
 
 def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:
@@ -1178,64 +1173,13 @@ def ready_chunks(
     ).all()
 
 
-def insert_assignments(
-    session: Session, planned: Sequence[Mapping[str, Any]]
-) -> dict[tuple[int, int], int]:
-    """The tick's live assignments ({job, chunk, node, run_as} each, in plan
-    order); (job, chunk) -> its fencing token."""
-    # Each assignment takes its fencing token from the sequence as it is
-    # inserted; the unique constraints refuse a second live assignment per
-    # chunk or node.
-    return {
-        (row.job_id, row.chunk_number): int(row.fencing_token)
-        for row in session.execute(
-            text(
-                "INSERT INTO chunk_assignments"
-                " (fencing_token, job_id, chunk_number, node_id, run_as_user)"
-                " SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as"
-                " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
-                " AS (job bigint, chunk int, node bigint, run_as text))"
-                " WITH ORDINALITY AS v(job, chunk, node, run_as, n)"
-                " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number"
-            ),
-            {"rows": json.dumps(planned)},
-        ).all()
-    }
-
-
-def start_chunks(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """The assigned chunks ({job, chunk, node, name, token} each), only if
-    still queued, and their `running` history entries; how many started."""
-    # Started at this statement's time, not the tick's start: the tick's
-    # reads may have seen results committed after it began (a chunk
-    # dependency's run must not look as if it ended after this one started).
-    started = session.execute(
-        text(
-            "WITH c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node,"
-            " node_name = v.name, fencing_token = v.token, started_at = statement_timestamp(),"
-            " ended_at = NULL, exit_code = NULL, progress = 0,"
-            " runs_count = c.runs_count + 1, version = c.version + 1"
-            " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
-            " AS v(job bigint, chunk int, node bigint, name text, token bigint)"
-            " WHERE c.job_id = v.job AND c.chunk_number = v.chunk AND c.status = 'queued'"
-            " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
-            " c.fencing_token, c.start_frame, c.end_frame)"
-            " INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
-            " fencing_token, start_frame, end_frame, started_at, outcome)"
-            " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
-            " start_frame, end_frame, statement_timestamp(), 'running' FROM c"
-        ),
-        {"rows": json.dumps(rows)},
-    ).rowcount  # type: ignore[attr-defined]
-    return int(started)
-
-
-# Several jobs' counters moved by domain.counter_moves, in one statement, the
-# jobs' rows locked in id order. Progress follows the finished chunks, except
+# Several jobs' counters moved by domain.counter_moves, the end of a statement
+# whose `locked` CTE holds the jobs' rows, locked in id order (as
+# services/core/database.lock_in_id_order does). Progress follows the finished chunks, except
 # for a move that starts chunks (the scheduler's), which leaves it and marks
 # the job running instead.
-_MOVE_COUNTERS = text(
-    f"{LOCK_JOBS} UPDATE jobs j SET chunks_queued = j.chunks_queued + v.queued,"
+_COUNTERS_UPDATE = (
+    "UPDATE jobs j SET chunks_queued = j.chunks_queued + v.queued,"
     " chunks_running = j.chunks_running + v.running,"
     " chunks_completed = j.chunks_completed + v.completed,"
     " chunks_failed = j.chunks_failed + v.failed,"
@@ -1253,99 +1197,187 @@ _MOVE_COUNTERS = text(
 )
 
 
-def move_counters(session: Session, moves: Mapping[int, CounterMove]) -> list[Row[Any]]:
-    """Apply each job's CounterMove (job id -> move) in one statement; the
-    jobs' (id, chunks_queued, chunks_running) after it, in id order."""
-    if not moves:
-        return []
+def _moves_json(moves: Mapping[int, CounterMove]) -> str:
+    return json.dumps(
+        [
+            {
+                "job": job_id,
+                "queued": m.queued,
+                "running": m.running,
+                "completed": m.completed,
+                "failed": m.failed,
+                "requeued": m.requeued,
+                "started": m.started,
+            }
+            for job_id, m in moves.items()
+        ]
+    )
+
+
+# A tick's assignments in one statement: the live assignments (`a`: each
+# takes its fencing token from the sequence as it is inserted, in plan order;
+# the unique constraints refuse a second live assignment per chunk or node),
+# their chunks only if still queued (`c`), the chunks' `running` history
+# entries (`r`), then the jobs' counters, the jobs locked in id order once
+# the others are done (`done`), as a result's statement takes them. Started
+# at this statement's time, not the tick's start: the tick's reads may have
+# seen results committed after it began (a chunk dependency's run must not
+# look as if it ended after this one started).
+_ASSIGN = text(
+    "WITH v AS MATERIALIZED (SELECT * FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " AS (job bigint, chunk int, node bigint, name text, run_as text))"
+    " WITH ORDINALITY AS v(job, chunk, node, name, run_as, n)),"
+    " a AS (INSERT INTO chunk_assignments (fencing_token, job_id, chunk_number, node_id,"
+    " run_as_user) SELECT nextval('fencing_tokens'), v.job, v.chunk, v.node, v.run_as FROM v"
+    " ORDER BY v.n RETURNING fencing_token, job_id, chunk_number),"
+    " c AS (UPDATE chunks c SET status = 'assigned', node_id = v.node, node_name = v.name,"
+    " fencing_token = a.fencing_token, started_at = statement_timestamp(), ended_at = NULL,"
+    " exit_code = NULL, progress = 0, runs_count = c.runs_count + 1, version = c.version + 1"
+    " FROM a JOIN v ON v.job = a.job_id AND v.chunk = a.chunk_number"
+    " WHERE c.job_id = a.job_id AND c.chunk_number = a.chunk_number AND c.status = 'queued'"
+    " RETURNING c.job_id, c.chunk_number, c.runs_count, c.node_id, c.node_name,"
+    " c.fencing_token, c.start_frame, c.end_frame),"
+    " r AS (INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, node_name,"
+    " fencing_token, start_frame, end_frame, started_at, outcome)"
+    " SELECT job_id, chunk_number, runs_count, node_id, node_name, fencing_token,"
+    " start_frame, end_frame, statement_timestamp(), 'running' FROM c RETURNING 1),"
+    " done AS MATERIALIZED (SELECT count(*) AS started FROM r),"
+    " locked AS MATERIALIZED (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))"
+    " AND (SELECT started FROM done) >= 0 ORDER BY id FOR NO KEY UPDATE),"
+    f" moved AS ({_COUNTERS_UPDATE})"
+    " SELECT a.fencing_token, a.job_id, a.chunk_number, (SELECT started FROM done) AS started"
+    " FROM a"
+)
+
+
+def assign(
+    session: Session, planned: Sequence[Mapping[str, Any]], moves: Mapping[int, CounterMove]
+) -> tuple[dict[tuple[int, int], int], int]:
+    """The tick's live assignments ({job, chunk, node, name, run_as} each, in
+    plan order), their chunks started (only those still queued) with their
+    `running` history entries, and each job's CounterMove (job id -> move) in
+    its counters, in one statement: (job, chunk) -> its fencing token, and
+    how many chunks started."""
     rows = session.execute(
-        _MOVE_COUNTERS,
-        {
-            "ids": sorted(moves),
-            "moves": json.dumps(
-                [
-                    {
-                        "job": job_id,
-                        "queued": m.queued,
-                        "running": m.running,
-                        "completed": m.completed,
-                        "failed": m.failed,
-                        "requeued": m.requeued,
-                        "started": m.started,
-                    }
-                    for job_id, m in moves.items()
-                ]
-            ),
-        },
+        _ASSIGN, {"rows": json.dumps(planned), "ids": sorted(moves), "moves": _moves_json(moves)}
     ).all()
-    return sorted(rows, key=lambda r: int(r.id))
+    started = int(rows[0].started) if rows else 0
+    return {(row.job_id, row.chunk_number): int(row.fencing_token) for row in rows}, started
 
 
-def lock_live_assignments(session: Session, tokens: Iterable[int]) -> list[Row[Any]]:
-    """The live assignments holding these fencing tokens, locked in token order."""
-    return list(
-        session.execute(
-            select(chunk_assignments)
-            .where(chunk_assignments.c.fencing_token.in_(tokens))
-            .order_by(chunk_assignments.c.fencing_token)
-            .with_for_update()
-        ).all()
+# A batch of results, locked in the order every writer of a run's end takes
+# them (assignments by token, then their chunks by key; docs/render-loop.md,
+# "Lock order"), in one statement: `a` locks the live assignments holding
+# the tokens; `k`, an aggregate over all of `a`, must read (and so lock)
+# every one of them before `c` has a key to join on, and `c` locks their
+# chunks. Each row: the assignment's columns, its chunk's status and
+# requeue count, its job's max_chunk_requeues, and the version of the
+# dispatcher configuration row in this statement's snapshot, with (on the
+# first row only, and only when the version is not :known) the
+# configuration itself: the caller keeps the requeue rules it read until the
+# row changes (services/jobs/runs.py). The tokens are one array parameter:
+# the statement's text never changes, so psycopg converts it once and the
+# server prepares it.
+_LOCK_ENDING = text(
+    "WITH a AS MATERIALIZED (SELECT * FROM chunk_assignments"
+    " WHERE fencing_token = ANY(CAST(:tokens AS bigint[])) ORDER BY fencing_token FOR UPDATE),"
+    " k AS MATERIALIZED (SELECT array_agg(job_id ORDER BY job_id, chunk_number) AS jobs,"
+    " array_agg(chunk_number ORDER BY job_id, chunk_number) AS chunks FROM a),"
+    " c AS MATERIALIZED (SELECT c.job_id, c.chunk_number, c.status, c.requeue_count,"
+    " j.max_chunk_requeues FROM unnest((SELECT jobs FROM k), (SELECT chunks FROM k))"
+    " AS v(job, chunk) JOIN chunks c ON c.job_id = v.job AND c.chunk_number = v.chunk"
+    " JOIN jobs j ON j.id = c.job_id ORDER BY c.job_id, c.chunk_number FOR UPDATE OF c),"
+    " g AS MATERIALIZED (SELECT xmin::text AS version, CASE WHEN xmin::text = :known"
+    " THEN NULL ELSE runtime_config END AS config FROM dispatcher_config WHERE id = 1)"
+    " SELECT a.fencing_token, a.job_id, a.chunk_number, a.node_id, a.kill_follow_up,"
+    " a.status_after_kill, c.status AS chunk_status, c.requeue_count, c.max_chunk_requeues,"
+    " g.version AS config_version, CASE WHEN a.fencing_token = (SELECT min(fencing_token)"
+    " FROM a) THEN g.config END AS config"
+    " FROM a JOIN c ON c.job_id = a.job_id AND c.chunk_number = a.chunk_number"
+    " LEFT JOIN g ON true ORDER BY a.fencing_token"
+)
+
+
+@dataclass(frozen=True)
+class EndingBatch:
+    """What store.lock_ending found and locked."""
+
+    # (fencing_token, job_id, chunk_number, node_id, kill_follow_up,
+    # status_after_kill, chunk_status, requeue_count, max_chunk_requeues) of
+    # the live assignments, in token order.
+    rows: list[Row[Any]]
+    # The dispatcher configuration row's version ('' when no row was found).
+    config_version: str
+    # The configuration (runtime_config) when its version is not the one known.
+    config: dict[str, Any] | None
+
+
+def lock_ending(session: Session, tokens: Iterable[int], known_version: str) -> EndingBatch:
+    """The live assignments holding these fencing tokens and their chunks,
+    locked (assignments in token order, then chunks in key order), with the
+    dispatcher configuration's version, and the configuration unless its
+    version is `known_version`."""
+    rows = list(
+        session.execute(_LOCK_ENDING, {"tokens": sorted(set(tokens)), "known": known_version}).all()
     )
+    if not rows:
+        return EndingBatch([], "", None)
+    return EndingBatch(rows, rows[0].config_version or "", rows[0].config)
 
 
-def lock_ending_chunks(
-    session: Session, keys: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], Row[Any]]:
-    """(job, chunk) -> (job_id, chunk_number, status, requeue_count,
-    max_chunk_requeues of its job) of the chunks whose runs end, locked in
-    (job, chunk) order."""
-    query: Select[Any] = (
-        select(
-            chunks.c.job_id,
-            chunks.c.chunk_number,
-            chunks.c.status,
-            chunks.c.requeue_count,
-            jobs.c.max_chunk_requeues,
-        )
-        .join(jobs, jobs.c.id == chunks.c.job_id)
-        .where(tuple_(chunks.c.job_id, chunks.c.chunk_number).in_(keys))
-        .order_by(chunks.c.job_id, chunks.c.chunk_number)
-        .with_for_update(of=chunks)
-    )
-    return {(row.job_id, row.chunk_number): row for row in session.execute(query).all()}
-
-
+# A batch of runs' ends, in one statement: their history entries (`r`), their
+# chunks (`c`: back in the queue means no end time), their assignments gone
+# (`d`), then the jobs' counters (_COUNTERS_UPDATE). Every sub-statement runs
+# to completion whatever the main one reads; the jobs are locked (in id
+# order) only after the three others are done (`done`: the lock's scan needs
+# their counts first), so the lock order stays assignments, chunks, history,
+# jobs, as when they were five statements.
 _RUN_ENDS = (
     "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
     " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
 )
-# A run's end in its history entry, then in its chunk (back in the queue: no end time).
 _END_RUNS = text(
-    "UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()), exit_code = v.exit_code,"
-    f" outcome = v.outcome, message = v.message FROM {_RUN_ENDS} WHERE r.fencing_token = v.token"
-)
-_END_CHUNKS = text(
-    "UPDATE chunks c SET status = v.status,"
+    f"WITH v AS MATERIALIZED (SELECT * FROM {_RUN_ENDS}),"
+    " r AS (UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()),"
+    " exit_code = v.exit_code, outcome = v.outcome, message = v.message"
+    " FROM v WHERE r.fencing_token = v.token RETURNING 1),"
+    " c AS (UPDATE chunks c SET status = v.status,"
     " ended_at = CASE WHEN v.status = 'queued' THEN NULL ELSE coalesce(v.ended_at, now()) END,"
     " exit_code = v.exit_code,"
     " progress = CASE WHEN v.status LIKE 'completed%' THEN 100.0 ELSE c.progress END,"
     " requeue_count = c.requeue_count + CASE WHEN v.status = 'queued' THEN 1 ELSE 0 END,"
     " fencing_token = NULL, version = c.version + 1"
-    f" FROM {_RUN_ENDS} WHERE c.job_id = v.job AND c.chunk_number = v.chunk"
+    " FROM v WHERE c.job_id = v.job AND c.chunk_number = v.chunk RETURNING 1),"
+    " d AS (DELETE FROM chunk_assignments WHERE fencing_token = ANY(CAST(:tokens AS bigint[]))"
+    " RETURNING 1),"
+    " done AS MATERIALIZED (SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)"
+    " + (SELECT count(*) FROM d) AS n),"
+    " locked AS MATERIALIZED (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))"
+    " AND (SELECT n FROM done) >= 0 ORDER BY id FOR NO KEY UPDATE)"
+    f" {_COUNTERS_UPDATE}"
 )
 
 
-def end_runs(session: Session, ends: Sequence[Mapping[str, Any]]) -> None:
+def end_runs(
+    session: Session, ends: Sequence[Mapping[str, Any]], moves: Mapping[int, CounterMove]
+) -> list[Row[Any]]:
     """Runs' ends ({job, chunk, token, ended_at, exit_code, outcome, message,
-    status} each) in their history entries and chunks; their assignments go."""
-    values = {"rows": json.dumps(ends)}
-    session.execute(_END_RUNS, values)
-    session.execute(_END_CHUNKS, values)
-    session.execute(
-        delete(chunk_assignments).where(
-            chunk_assignments.c.fencing_token.in_([end["token"] for end in ends])
-        )
-    )
+    status} each) in their history entries and chunks, their assignments
+    gone, and each job's CounterMove (job id -> move) in its counters, in one
+    statement; the jobs' (id, chunks_queued, chunks_running) after it, in id
+    order."""
+    if not ends:
+        return []
+    rows = session.execute(
+        _END_RUNS,
+        {
+            "rows": json.dumps(ends),
+            "tokens": [end["token"] for end in ends],
+            "ids": sorted(moves),
+            "moves": _moves_json(moves),
+        },
+    ).all()
+    return sorted(rows, key=lambda r: int(r.id))
 
 
 def lock_node_assignments(session: Session, node_id: int, fencing_token: int = 0) -> list[Row[Any]]:
@@ -1363,12 +1395,6 @@ def lock_node_assignments(session: Session, node_id: int, fencing_token: int = 0
     if fencing_token:
         query = query.where(chunk_assignments.c.fencing_token == fencing_token)
     return list(session.execute(query).all())
-
-
-def assignment_by_token(session: Session, fencing_token: int) -> Row[Any]:
-    return session.execute(
-        select(chunk_assignments).where(chunk_assignments.c.fencing_token == fencing_token)
-    ).one()
 
 
 def run_of_token(

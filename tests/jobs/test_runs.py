@@ -95,6 +95,53 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
     assert tuple(counters) == (1, 0, 1, 1)
 
 
+def test_the_requeue_rules_are_kept_between_batches_until_the_configuration_changes(
+    db: Database, jobs: JobsService
+) -> None:
+    """The rules are read with the first batch, kept while the configuration
+    row is unchanged, and a change applies from the next batch (the locking
+    statement returns the row's version, and the configuration when the
+    version is not the kept one)."""
+    spec = JobSpec(
+        name="job",
+        owner="alice",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=3,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+    )
+    job = int(jobs.queue.submit_job(spec).id)  # max_chunk_requeues 0: the configuration's
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO nodes (name, host_name, platform, status, pools, session_id,"
+                " last_heartbeat_at) SELECT n, n, 'linux', 'idle', '{}', 'live', now()"
+                " FROM unnest(ARRAY['a', 'b', 'c']) AS n"
+            )
+        )
+    configure(db, max_chunk_requeues=5)
+    assert Scheduler(db).tick() == 3
+    live = _live(db)
+    runs = ChunkRuns(jobs.db)
+    (token_1, node_1), (token_2, node_2), (token_3, node_3) = live[1], live[2], live[3]
+    assert runs.finish(RunEnd(job, 1, token_1, node_1, 3, "failed")) == "queued"
+    assert runs.rules.reads == 1
+    assert runs.finish(RunEnd(job, 2, token_2, node_2, 3, "failed")) == "queued"
+    assert runs.rules.reads == 1  # kept: the configuration did not change
+    configure(db, max_chunk_requeues=0)
+    assert runs.finish(RunEnd(job, 3, token_3, node_3, 3, "failed")) == "failed"
+    assert runs.rules.reads == 2
+    # A stale report reads nothing and changes nothing.
+    assert runs.finish(RunEnd(job, 3, token_3, node_3, 3, "failed")) is None
+    assert runs.rules.reads == 2
+    with db.transaction() as session:
+        statuses = session.execute(
+            text("SELECT chunk_number, status FROM chunks WHERE job_id = :j ORDER BY 1"),
+            {"j": job},
+        ).all()
+    assert [tuple(r) for r in statuses] == [(1, "queued"), (2, "queued"), (3, "failed")]
+
+
 def test_releasing_one_token_ends_only_that_live_assignment_of_the_node(
     db: Database, jobs: JobsService
 ) -> None:
