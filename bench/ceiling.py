@@ -61,11 +61,11 @@ from bench.common import (
     idle_nodes,
     submit_command_job,
 )
-from services.core.database import Database, libpq_url
-from services.jobs.for_nodes import ReferenceCache, build_assignments
-from services.jobs.runs import ChunkRuns, RunEnd
-from services.jobs.scheduler import Scheduler
-from services.jobs.service import JobsService
+from muster_services.core.database import Database, libpq_url
+from muster_services.jobs.for_nodes import ReferenceCache, build_assignments
+from muster_services.jobs.runs import ChunkRuns, RunEnd
+from muster_services.jobs.scheduler import Scheduler
+from muster_services.jobs.service import JobsService
 
 CHUNKS = int(os.environ.get("BENCH_CEILING_CHUNKS", "50000"))
 NODES = int(os.environ.get("BENCH_CEILING_NODES", "2000"))

@@ -582,7 +582,7 @@ def rollup(
 @dataclass(frozen=True)
 class RequeueRules:
     """The configuration's requeue rules. Kept between calls only while the
-    configuration row is unchanged (services/jobs/runs.py, _KeptRules): a
+    configuration row is unchanged (muster_services/jobs/runs.py, _KeptRules): a
     systemSetConfiguration applies from the next batch of results."""
 
     # Requeues of a chunk whose job sets no maximum.

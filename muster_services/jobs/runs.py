@@ -18,15 +18,15 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from services.admin.configuration import read_configuration
-from services.admin.domain import configuration_from_json
-from services.core import metrics
-from services.core.bus import hint, publish_many
-from services.core.caller import current_caller
-from services.core.database import Database
-from services.core.errors import InvalidArgument
-from services.jobs import log_store, rollup, store, topics
-from services.jobs.domain import (
+from muster_services.admin.configuration import read_configuration
+from muster_services.admin.domain import configuration_from_json
+from muster_services.core import metrics
+from muster_services.core.bus import hint, publish_many
+from muster_services.core.caller import current_caller
+from muster_services.core.database import Database
+from muster_services.core.errors import InvalidArgument
+from muster_services.jobs import log_store, rollup, store, topics
+from muster_services.jobs.domain import (
     RequeueRules,
     check_chunk_id,
     counter_moves,

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.jobs.domain import (
+from muster_services.jobs.domain import (
     JOB_RECORD_DERIVED,
     ROOT,
     BackupRecord,
@@ -1175,7 +1175,7 @@ def ready_chunks(
 
 # Several jobs' counters moved by domain.counter_moves, the end of a statement
 # whose `locked` CTE holds the jobs' rows, locked in id order (as
-# services/core/database.lock_in_id_order does). Progress follows the finished chunks, except
+# muster_services/core/database.lock_in_id_order does). Progress follows the finished chunks, except
 # for a move that starts chunks (the scheduler's), which leaves it and marks
 # the job running instead.
 _COUNTERS_UPDATE = (
@@ -1275,7 +1275,7 @@ def assign(
 # dispatcher configuration row in this statement's snapshot, with (on the
 # first row only, and only when the version is not :known) the
 # configuration itself: the caller keeps the requeue rules it read until the
-# row changes (services/jobs/runs.py). The tokens are one array parameter:
+# row changes (muster_services/jobs/runs.py). The tokens are one array parameter:
 # the statement's text never changes, so psycopg converts it once and the
 # server prepares it.
 _LOCK_ENDING = text(
