@@ -2,8 +2,8 @@
 
 - `chunk.assigned` (committed by the scheduler) and the scheduler's hints ->
   the node's Assignment (built by the jobs domain: services/jobs/for_nodes.py)
-  goes down the stream of the agent that holds the node, and the node is
-  marked rendering;
+  goes down the stream of the agent that holds the node (the node shows
+  rendering while it holds the assignment: no write here);
 - a (re)connecting agent is reconciled with the live assignment of its node:
   an assignment the agent does not confirm is never sent again (it ends as
   lost), a process whose assignment is gone is killed (its late report will
@@ -52,9 +52,6 @@ class AssignmentDelivery:
         self._at_once = False
         self._wake = asyncio.Event()
         self._deliverer: asyncio.Future[None] | None = None
-        self._rendering: set[int] = set()
-        self._mark = asyncio.Event()
-        self._marker: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
 
     def reference_event(self, topic: str) -> None:
@@ -92,7 +89,6 @@ class AssignmentDelivery:
         self._at_once = self._at_once or at_once
         if self._deliverer is None:
             self._deliverer = asyncio.ensure_future(self._deliver_assignments())
-            self._marker = asyncio.ensure_future(self._mark_rendering())
         self._wake.set()
 
     async def _deliver_assignments(self) -> None:
@@ -129,8 +125,6 @@ class AssignmentDelivery:
                         message.job_id, message.chunk_id, message.fencing_token
                     )
                     await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
-                    self._rendering.add(node_id)
-                self._mark.set()
             except Exception:
                 _LOG.exception("delivering %d assignments failed", len(wanted))
 
@@ -138,19 +132,6 @@ class AssignmentDelivery:
         """The nodes' live assignments, each with the node's own values of its
         template's client configuration items (read with the assignments)."""
         return for_nodes.build_assignments(self.db, node_ids, self.reference)
-
-    async def _mark_rendering(self) -> None:
-        """Nodes sent their chunk show as rendering: written beside the
-        deliveries, so a slow write never holds back the next assignments."""
-        while True:
-            await self._mark.wait()
-            self._mark.clear()
-            marked, self._rendering = sorted(self._rendering), set()
-            if marked:
-                try:
-                    await asyncio.to_thread(self.service.set_rendering_many, marked)
-                except Exception:
-                    _LOG.exception("marking %d nodes rendering failed", len(marked))
 
     async def reconcile(
         self, stream: AgentStream, release: Release, owed: int | None = None
@@ -253,6 +234,6 @@ class AssignmentDelivery:
         pass
 
     def stop(self) -> None:
-        for task in (self._deliverer, self._marker, *self._tasks):
+        for task in (self._deliverer, *self._tasks):
             if task is not None:
                 task.cancel()

@@ -25,7 +25,7 @@ from services.core.enums import KILL_FOLLOW_UP, RUN_OUTCOME
 from services.core.tls import open_aio_channel, open_channel
 from services.nodes import store as repo
 from services.nodes.delivery import BATCH_WINDOW_SECONDS
-from services.nodes.service import NodesService
+from services.nodes.service import COUNTED_FAILURES, NodesService
 from services.nodes.sessions import AgentStream, SessionHub
 
 _LOG = logging.getLogger(__name__)
@@ -113,6 +113,13 @@ class ResultRelay:
         """Record a batch of results; False when the jobs service did not take it."""
         tokens = [result.fencing_token for _, result in batch]
         follow_ups = await asyncio.to_thread(self._kill_follow_ups, tokens)
+        failing = [
+            stream.node_id
+            for stream, result in batch
+            if RUN_OUTCOME.to_text.get(result.outcome, "") in COUNTED_FAILURES
+        ]
+        if failing:  # kept off the scheduler until set_idle counted them
+            await asyncio.to_thread(self.service.hold_for_failures, failing)
         request = chunk_runs_pb2.FinishChunkRunsRequest()
         for stream, result in batch:
             run = request.runs.add(
