@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from services.admin import store as admin_store
 from services.core.database import Database
 from services.jobs import store as jobs_store
 from services.jobs.service import JobsService
@@ -101,6 +102,8 @@ def test_a_late_end_of_an_old_run_does_not_hide_the_nodes_new_chunk(
         rows = [tuple(r) for r in repo.count_by_state(connection)]
     counted = {(str(status), bool(paused)): int(n) for status, paused, n in rows}
     assert counted[("rendering", False)] == 1
+    with db.transaction() as session:  # the statistics samples' count
+        assert admin_store.node_counts_by_status(session).get("rendering") == 1
 
     killed = nodes_stub.KillJobProcesses(
         nodes_pb2.KillJobProcessesRequest(job_id=job, follow_up=common_pb2.KILL_FOLLOW_UP_CONTINUE)
