@@ -83,6 +83,7 @@ class ResultRelay:
         if self._results is None:
             self._results = asyncio.Queue()
             self._sender = asyncio.ensure_future(self._send_results())
+        stream.results_pending += 1
         await self._results.put((stream, result))
 
     async def _send_results(self) -> None:
@@ -152,6 +153,15 @@ class ResultRelay:
                     )
                 )
             )
+            stream.results_pending = max(0, stream.results_pending - 1)
+            if (
+                not stream.results_pending
+                and stream.held_for_results
+                and self.hub.render_listener is not None
+            ):
+                # The node's next chunk, booked before its result's reply came.
+                stream.held_for_results = False
+                self.hub.render_listener.want_assignments([stream.node_id])
         ended = [
             (stream.node_id, result.job_id, RUN_OUTCOME.to_text.get(result.outcome, ""))
             for (stream, result), answer in zip(batch, reply.results, strict=True)

@@ -16,8 +16,10 @@ from sqlalchemy import text
 from farm.common.v1 import common_pb2
 from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from services.admin import store as admin_store
+from services.core.bus import publish
 from services.core.database import Database
 from services.jobs import store as jobs_store
+from services.jobs import topics as jobs_topics
 from services.jobs.service import JobsService
 from services.nodes import store as repo
 from services.nodes.service import NodesService
@@ -178,3 +180,30 @@ def test_an_agent_still_running_a_stale_chunk_keeps_its_node_busy(
         assert _shown(nodes_stub, agent.node_id).status == nodes_pb2.NODE_STATUS_IDLE
     finally:
         agent.close()
+
+
+def test_assignments_without_a_hint_go_down_on_their_events(
+    db: Database, channel: grpc.Channel
+) -> None:
+    """The scheduler's hint (NOTIFY) lost: the chunk.assigned events of a
+    commit bring every one of its assignments down, gathered in one batch."""
+    agents = [ProtocolAgent(channel, f"unhinted-{i}") for i in range(3)]
+    try:
+        job = _job(db)
+        tokens = {a.node_id: assign(db, job, i + 1, a.node_id) for i, a in enumerate(agents)}
+        with db.transaction() as session:  # the events only, as the scheduler's commit
+            for node, token in tokens.items():
+                publish(
+                    session,
+                    jobs_topics.CHUNK_ASSIGNED,
+                    {"job_id": job, "node_id": node, "fencing_token": token},
+                    key=str(node),
+                )
+        for agent in agents:
+            message = agent.next(timeout=15)
+            while message.WhichOneof("message") != "assignment":
+                message = agent.next(timeout=15)
+            assert message.assignment.fencing_token == tokens[agent.node_id]
+    finally:
+        for agent in agents:
+            agent.close()
