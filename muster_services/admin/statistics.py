@@ -92,7 +92,7 @@ class StatisticsService:
                 return False
             reset_at = repo.engine_row(session).statistics_reset_at
             counters = domain.statistics_counters(
-                repo.counts_by_status(session, "nodes"),
+                repo.node_counts_by_status(session),
                 repo.counts_by_status(session, "jobs"),
                 repo.counts_by_status(session, "chunks"),
                 repo.run_counts_since(session, reset_at),

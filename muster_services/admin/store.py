@@ -522,6 +522,20 @@ def counts_by_status(session: Session, table_name: str) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
+def node_counts_by_status(session: Session) -> dict[str, int]:
+    """Render nodes by the status they show (read only): `rendering` while a
+    node holds a live assignment and is online, else its stored status (the
+    nodes domain's SHOWN_STATUS, services/nodes/store.py)."""
+    rows = session.execute(
+        text(
+            "SELECT CASE WHEN n.status <> 'offline' AND EXISTS"
+            " (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+            " THEN 'rendering' ELSE n.status END, count(*) FROM nodes n GROUP BY 1"
+        )
+    )
+    return {str(status): int(count) for status, count in rows}
+
+
 def run_counts_since(session: Session, since: datetime) -> dict[str, int]:
     """Chunk runs started and ended since `since` (the live counters)."""
     row = session.execute(

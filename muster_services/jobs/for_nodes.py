@@ -28,26 +28,25 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from muster_proto.agent.v1 import agent_pb2
-from muster_proto.jobs.v1 import jobs_pb2
-from muster_services.admin import topics as admin_topics
-from muster_services.admin.configuration import read_configuration
-from muster_services.admin.domain import DispatcherConfig
-from muster_services.admin.paths import RepositoryPaths, map_path
-from muster_services.admin.store import all_repositories
-from muster_services.core.database import Database
-from muster_services.jobs import store, topics
-from muster_services.jobs.domain import attributes_from_json
-from muster_services.jobs.enums import CHUNK_STATUS
-from muster_services.jobs.messages import job_for_node, job_message
-from muster_services.jobs.store import (
+from farm.agent.v1 import agent_pb2
+from farm.jobs.v1 import jobs_pb2
+from services.admin import topics as admin_topics
+from services.admin.configuration import read_configuration
+from services.admin.domain import DispatcherConfig
+from services.admin.paths import RepositoryPaths, map_path
+from services.admin.store import all_repositories
+from services.core.database import Database
+from services.jobs import store, topics
+from services.jobs.domain import attributes_from_json
+from services.jobs.enums import CHUNK_STATUS
+from services.jobs.messages import NODE_JOB_COLUMNS, job_for_node, job_message
+from services.jobs.store import (
     job_assignments,
     job_owner,
     node_assignment,
@@ -91,6 +90,10 @@ REFERENCE_TOPICS = frozenset(
 )
 
 
+# The job parts kept (below) are dropped beyond this many (job, platform) pairs.
+JOB_PARTS_LIMIT = 10_000
+
+
 @dataclass(frozen=True)
 class _Reference:
     config: DispatcherConfig
@@ -102,6 +105,14 @@ class _Reference:
     # the lines they match in the render log (LogLine.mark).
     patterns: dict[int, tuple[list[str], list[str]]]
     read_at: float
+    # The job's part of an Assignment (_job_part) by (job, platform), with the
+    # job's values it was built from (NODE_JOB_COLUMNS): built once for all the
+    # assignments of a job to nodes of a platform, in a batch and after it
+    # while the job's values are the same. Built with this reference's
+    # configuration, paths and templates, so it is dropped with them.
+    job_parts: dict[tuple[int, str], tuple[tuple[Any, ...], agent_pb2.Assignment]] = (
+        dataclasses.field(default_factory=dict)
+    )
 
 
 class ReferenceCache:
@@ -148,25 +159,25 @@ def build_assignments(
         shared = (reference or ReferenceCache()).get(
             session, {j.template_id for j in job_rows.values()}
         )
-    config, mappings = shared.config, shared.mappings
+    parts = shared.job_parts
+    if len(parts) > JOB_PARTS_LIMIT:
+        parts.clear()
+    # The values of each job its part is built from, read once per batch.
+    keys = {
+        job_id: tuple(row._mapping[c] for c in NODE_JOB_COLUMNS) for job_id, row in job_rows.items()
+    }
     messages = {}
     for assignment in live:
         try:
             job = job_rows[assignment.job_id]
-            messages[assignment.node_id] = _assignment_message(
-                assignment,
-                job,
-                shared.versions[job.template_id],
-                shared.patterns.get(job.template_id, ([], [])),
-                config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0,
-                # Attributes flagged for substitution become the node's own paths.
-                functools.partial(
-                    _substitute,
-                    mappings=mappings,
-                    platform=assignment.platform,
-                    case_sensitive=config.substitution_paths_case_sensitive,
-                ),
-            )
+            key = keys[job.id]
+            kept = parts.get((job.id, assignment.platform))
+            if kept is None or kept[0] != key:
+                kept = parts[(job.id, assignment.platform)] = (
+                    key,
+                    _job_part(job, assignment.platform, shared),
+                )
+            messages[assignment.node_id] = _assignment_message(assignment, kept[1])
         except Exception:
             _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
     return messages
@@ -178,75 +189,72 @@ def _substitute(
     return map_path(path, mappings, platform, case_sensitive)
 
 
-def _assignment_message(
-    live: Row[Any],
-    job: Row[Any],
-    version: str,
-    patterns: tuple[list[str], list[str]],
-    default_timeout: int,
-    substitute: Callable[[str], str],
-) -> agent_pb2.Assignment:
-    """`live`: the assignment row with its node's platform and its chunk's frames.
+def _job_part(job: Row[Any], platform: str, shared: _Reference) -> agent_pb2.Assignment:
+    """What every Assignment of `job` to a node of `platform` carries: the job
+    (its path attributes mapped to the platform), its timeout, the version of
+    its template's code and the log lines to mark.
 
-    The node runs the template: the assignment carries the job (path
-    attributes mapped to the node's platform), the chunk and the version of
-    the template's code, and the agent calls the template's callbacks."""
-    assignment = agent_pb2.Assignment(
-        job_id=job.id,
-        chunk_id=live.chunk_number,
-        fencing_token=live.fencing_token,
-        run_number=live.runs_count,
-        job_name=job.name,
-        template_id=job.template_id,
-        start_frame=live.start_frame,
-        end_frame=live.end_frame,
-        by_frame=live.by_frame,
-        # The job's own chunk timeout, else the configuration's global one.
-        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
-        run_as_user=live.run_as_user,
+    The node runs the template: the agent calls the template's callbacks of
+    that version with the job and the chunk."""
+    config = shared.config
+    default_timeout = config.chunk_timeout_seconds if config.abort_process_on_chunk_timeout else 0
+    # Attributes flagged for substitution become the node's own paths.
+    substitute = functools.partial(
+        _substitute,
+        mappings=shared.mappings,
+        platform=platform,
+        case_sensitive=config.substitution_paths_case_sensitive,
     )
-    _add_template_run(assignment, live, job, version, substitute)
-    # What the job's log check looks for, the node marks (muster_services/jobs/logs.py).
-    errors, warnings = patterns
-    if job.logs_error_check != "skip_all":
-        assignment.log_error_patterns.extend(errors)
-        if job.logs_error_check != "skip_warnings":
-            assignment.log_warning_patterns.extend(warnings)
-    # The node's own values of the template's client configuration items.
-    preferences = (live.template_preferences or {}).get(str(job.template_id), {})
-    assignment.template_preferences.update({str(k): str(v) for k, v in preferences.items()})
-    return assignment
-
-
-def _add_template_run(
-    assignment: agent_pb2.Assignment,
-    live: Row[Any],
-    job: Row[Any],
-    version: str,
-    substitute: Callable[[str], str],
-) -> None:
-    """What the node's template callbacks need: the job (its path attributes
-    mapped to the node's platform), the chunk, the template's version."""
     attributes = [
         dataclasses.replace(a, value=substitute(a.value))
         if a.substitute_paths and isinstance(a.value, str)
         else a
         for a in attributes_from_json(job.attributes or {})
     ]
-    assignment.template_version = version
-    assignment.job.CopyFrom(job_for_node(job, attributes))
-    assignment.chunk.CopyFrom(
-        jobs_pb2.Chunk(
-            id=live.chunk_number,
-            job_id=job.id,
-            start_frame=live.start_frame,
-            end_frame=live.end_frame,
-            by_frame=live.by_frame,
-            slice_index=live.slice_index,
-            node_id=live.node_id,
-            requeue_count=max(0, live.runs_count - 1),
-        )
+    part = agent_pb2.Assignment(
+        job_id=job.id,
+        job_name=job.name,
+        template_id=job.template_id,
+        # The job's own chunk timeout, else the configuration's global one.
+        timeout_seconds=int(job.chunk_timeout_seconds or default_timeout),
+        template_version=shared.versions[job.template_id],
+        job=job_for_node(job, attributes),
     )
+    # What the job's log check looks for, the node marks (services/jobs/logs.py).
+    errors, warnings = shared.patterns.get(job.template_id, ([], []))
+    if job.logs_error_check != "skip_all":
+        part.log_error_patterns.extend(errors)
+        if job.logs_error_check != "skip_warnings":
+            part.log_warning_patterns.extend(warnings)
+    return part
+
+
+def _assignment_message(live: Row[Any], part: agent_pb2.Assignment) -> agent_pb2.Assignment:
+    """`live`: the assignment row with its node's platform and preferences and
+    its chunk's frames; `part`: its job's part (_job_part), copied."""
+    assignment = agent_pb2.Assignment()
+    assignment.CopyFrom(part)
+    assignment.chunk_id = live.chunk_number
+    assignment.fencing_token = live.fencing_token
+    assignment.run_number = live.runs_count
+    assignment.start_frame = live.start_frame
+    assignment.end_frame = live.end_frame
+    assignment.by_frame = live.by_frame
+    assignment.run_as_user = live.run_as_user
+    chunk = assignment.chunk
+    chunk.id = live.chunk_number
+    chunk.job_id = part.job_id
+    chunk.start_frame = live.start_frame
+    chunk.end_frame = live.end_frame
+    chunk.by_frame = live.by_frame
+    chunk.slice_index = live.slice_index
+    chunk.node_id = live.node_id
+    chunk.requeue_count = max(0, live.runs_count - 1)
+    # The node's own values of the template's client configuration items.
+    preferences = (live.template_preferences or {}).get(str(part.template_id))
+    if preferences:
+        assignment.template_preferences.update({str(k): str(v) for k, v in preferences.items()})
+    return assignment
 
 
 # --- what consoles see of a job ---------------------------------------------------------

@@ -113,6 +113,41 @@ def _attribute_messages(attributes: Iterable[Attribute]) -> list[jobs_pb2.JobAtt
     return messages
 
 
+# The jobs columns job_for_node reads (its _writable_fields, id, parent_id,
+# attributes): a job whose values of these are unchanged has the same Job
+# message for a node (services/jobs/for_nodes.py keeps it between batches).
+NODE_JOB_COLUMNS = (
+    "id",
+    "parent_id",
+    "attributes",
+    "kind",
+    "name",
+    "owner",
+    "priority",
+    "template_id",
+    "start_frame",
+    "end_frame",
+    "by_frame",
+    "packet_size",
+    "packet_type",
+    "included_pools",
+    "excluded_pools",
+    "depend_mode",
+    "depend_chunks",
+    "max_nodes",
+    "project",
+    "department",
+    "job_group",
+    "notes",
+    "chunk_timeout_seconds",
+    "max_chunk_requeues",
+    "logs_error_check",
+    "environment",
+    "paused",
+    "locked",
+)
+
+
 def _writable_fields(job: JobSpec | JobRecord) -> dict[str, Any]:
     """The Job fields a proposed job (JobSpec) and a stored one (JobRecord)
     share, under the same names."""

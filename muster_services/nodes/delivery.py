@@ -1,9 +1,9 @@
 """Assignments down to the agents this replica holds.
 
 - `chunk.assigned` (committed by the scheduler) and the scheduler's hints ->
-  the node's Assignment (built by the jobs domain: muster_services/jobs/for_nodes.py)
-  goes down the stream of the agent that holds the node, and the node is
-  marked rendering;
+  the node's Assignment (built by the jobs domain: services/jobs/for_nodes.py)
+  goes down the stream of the agent that holds the node (the node shows
+  rendering while it holds the assignment: no write here);
 - a (re)connecting agent is reconciled with the live assignment of its node:
   an assignment the agent does not confirm is never sent again (it ends as
   lost), a process whose assignment is gone is killed (its late report will
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -52,10 +53,11 @@ class AssignmentDelivery:
         self._at_once = False
         self._wake = asyncio.Event()
         self._deliverer: asyncio.Future[None] | None = None
-        self._rendering: set[int] = set()
-        self._mark = asyncio.Event()
-        self._marker: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        # chunk.assigned events of held nodes (node, token), from the bus thread.
+        self._events_lock = threading.Lock()
+        self._assigned: list[tuple[int, int]] = []
+        self._assigned_handed = False
 
     def reference_event(self, topic: str) -> None:
         """Any event (bus thread): the configuration or the repositories changed?"""
@@ -65,25 +67,36 @@ class AssignmentDelivery:
     def on_event(
         self, topic: str, payload: dict[str, Any], loop: asyncio.AbstractEventLoop
     ) -> None:
-        """Called in the bus thread for chunk.assigned events."""
+        """Called in the bus thread for chunk.assigned events: gathered, and
+        handed to the event loop once per batch of events (one wake-up of the
+        loop and one timer for a batch, not one of each per chunk)."""
         node_id = int(payload.get("node_id", 0))
         if topic == jobs_topics.CHUNK_ASSIGNED and node_id in self.hub.streams:
             token = int(payload.get("fencing_token", 0))
-            loop.call_soon_threadsafe(self._assigned_event, node_id, token)
+            with self._events_lock:
+                self._assigned.append((node_id, token))
+                if self._assigned_handed:
+                    return
+                self._assigned_handed = True
+            loop.call_soon_threadsafe(self._assigned_events)
 
-    def _assigned_event(self, node_id: int, token: int) -> None:
-        # The scheduler's hint has usually sent it already (the event comes
+    def _assigned_events(self) -> None:
+        # The scheduler's hint has usually sent them already (the event comes
         # after every transaction older than its commit has ended): look a
-        # little later whether it is still missing (a hint lost while its
-        # listener reconnected), instead of reading it again at once.
-        asyncio.get_running_loop().call_later(
-            EVENT_GRACE_SECONDS, self._send_if_missing, node_id, token
-        )
+        # little later whether they are still missing (a hint lost while its
+        # listener reconnected), instead of reading them again at once.
+        with self._events_lock:
+            assigned, self._assigned, self._assigned_handed = self._assigned, [], False
+        asyncio.get_running_loop().call_later(EVENT_GRACE_SECONDS, self._send_if_missing, assigned)
 
-    def _send_if_missing(self, node_id: int, token: int) -> None:
-        stream = self.hub.streams.get(node_id)
-        if stream is not None and stream.sent_token < token:
-            self.want_assignments([node_id])
+    def _send_if_missing(self, assigned: list[tuple[int, int]]) -> None:
+        missing = [
+            node_id
+            for node_id, token in assigned
+            if (stream := self.hub.streams.get(node_id)) is not None and stream.sent_token < token
+        ]
+        if missing:
+            self.want_assignments(missing)
 
     def want_assignments(self, node_ids: list[int], at_once: bool = False) -> None:
         """Send these nodes their live assignments with the next batch (event
@@ -92,7 +105,6 @@ class AssignmentDelivery:
         self._at_once = self._at_once or at_once
         if self._deliverer is None:
             self._deliverer = asyncio.ensure_future(self._deliver_assignments())
-            self._marker = asyncio.ensure_future(self._mark_rendering())
         self._wake.set()
 
     async def _deliver_assignments(self) -> None:
@@ -124,13 +136,15 @@ class AssignmentDelivery:
                         await self._kill_stale(stream, stream.running, message.fencing_token)
                         stream.held_back = True
                         continue
+                    if stream.results_pending > 0:
+                        # Sent once the agent's results are acknowledged (relay.py).
+                        stream.held_for_results = True
+                        continue
                     stream.sent_token = message.fencing_token
                     stream.running = RunningChunk(
                         message.job_id, message.chunk_id, message.fencing_token
                     )
                     await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
-                    self._rendering.add(node_id)
-                self._mark.set()
             except Exception:
                 _LOG.exception("delivering %d assignments failed", len(wanted))
 
@@ -138,19 +152,6 @@ class AssignmentDelivery:
         """The nodes' live assignments, each with the node's own values of its
         template's client configuration items (read with the assignments)."""
         return for_nodes.build_assignments(self.db, node_ids, self.reference)
-
-    async def _mark_rendering(self) -> None:
-        """Nodes sent their chunk show as rendering: written beside the
-        deliveries, so a slow write never holds back the next assignments."""
-        while True:
-            await self._mark.wait()
-            self._mark.clear()
-            marked, self._rendering = sorted(self._rendering), set()
-            if marked:
-                try:
-                    await asyncio.to_thread(self.service.set_rendering_many, marked)
-                except Exception:
-                    _LOG.exception("marking %d nodes rendering failed", len(marked))
 
     async def reconcile(
         self, stream: AgentStream, release: Release, owed: int | None = None
@@ -253,6 +254,6 @@ class AssignmentDelivery:
         pass
 
     def stop(self) -> None:
-        for task in (self._deliverer, self._marker, *self._tasks):
+        for task in (self._deliverer, *self._tasks):
             if task is not None:
                 task.cancel()

@@ -83,6 +83,12 @@ def node_name(host_name: str, instance_number: int) -> str:
     return host_name if instance_number == 0 else f"{host_name}-{instance_number}"
 
 
+def shown_status(stored: str, holds_assignment: bool) -> str:
+    """The status a node shows: rendering while it holds a live assignment and
+    is online, else its stored status (services/nodes/store.py, SHOWN_STATUS)."""
+    return "rendering" if holds_assignment and stored != "offline" else stored
+
+
 def status_for(rendering: bool, paused: bool) -> str:
     """The status of an online node."""
     if rendering:

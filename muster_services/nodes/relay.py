@@ -17,16 +17,16 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from muster_gateway.tls import open_aio_channel, open_channel
-from muster_proto.agent.v1 import agent_pb2
-from muster_proto.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
-from muster_services.core.auth import ServiceIdentity
-from muster_services.core.database import Database
-from muster_services.core.enums import KILL_FOLLOW_UP, RUN_OUTCOME
-from muster_services.nodes import store as repo
-from muster_services.nodes.delivery import BATCH_WINDOW_SECONDS
-from muster_services.nodes.service import NodesService
-from muster_services.nodes.sessions import AgentStream, SessionHub
+from farm.agent.v1 import agent_pb2
+from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
+from services.core.auth import ServiceIdentity
+from services.core.database import Database
+from services.core.enums import KILL_FOLLOW_UP, RUN_OUTCOME
+from services.core.tls import open_aio_channel, open_channel
+from services.nodes import store as repo
+from services.nodes.delivery import BATCH_WINDOW_SECONDS
+from services.nodes.service import COUNTED_FAILURES, NodesService
+from services.nodes.sessions import AgentStream, SessionHub
 
 _LOG = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class ResultRelay:
         if self._results is None:
             self._results = asyncio.Queue()
             self._sender = asyncio.ensure_future(self._send_results())
+        stream.results_pending += 1
         await self._results.put((stream, result))
 
     async def _send_results(self) -> None:
@@ -113,6 +114,13 @@ class ResultRelay:
         """Record a batch of results; False when the jobs service did not take it."""
         tokens = [result.fencing_token for _, result in batch]
         follow_ups = await asyncio.to_thread(self._kill_follow_ups, tokens)
+        failing = [
+            stream.node_id
+            for stream, result in batch
+            if RUN_OUTCOME.to_text.get(result.outcome, "") in COUNTED_FAILURES
+        ]
+        if failing:  # kept off the scheduler until set_idle counted them
+            await asyncio.to_thread(self.service.hold_for_failures, failing)
         request = chunk_runs_pb2.FinishChunkRunsRequest()
         for stream, result in batch:
             run = request.runs.add(
@@ -145,6 +153,15 @@ class ResultRelay:
                     )
                 )
             )
+            stream.results_pending = max(0, stream.results_pending - 1)
+            if (
+                not stream.results_pending
+                and stream.held_for_results
+                and self.hub.render_listener is not None
+            ):
+                # The node's next chunk, booked before its result's reply came.
+                stream.held_for_results = False
+                self.hub.render_listener.want_assignments([stream.node_id])
         ended = [
             (stream.node_id, result.job_id, RUN_OUTCOME.to_text.get(result.outcome, ""))
             for (stream, result), answer in zip(batch, reply.results, strict=True)

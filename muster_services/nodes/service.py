@@ -63,6 +63,10 @@ class RunningChunk:
     fencing_token: int
 
 
+# The run outcomes that count toward a node's exclusion from a job.
+COUNTED_FAILURES = frozenset({"failed", "timed_out"})
+
+
 @dataclass(frozen=True)
 class NodeView:
     """A node row with what the API shows beside it."""
@@ -159,19 +163,20 @@ class NodesService:
         forgive_seconds: float = EXCLUSION_FORGIVE_SECONDS,
     ) -> None:
         """A node that fails a job `threshold` times is kept off it for a while."""
-        if outcome not in ("failed", "timed_out") or threshold <= 0 or not node_id:
+        if outcome not in COUNTED_FAILURES or threshold <= 0 or not node_id:
             return
         failures = repo.count_job_failure(session, node_id, job_id)
         if failures >= threshold:
             repo.exclude_node_from_job(session, node_id, job_id, forgive_seconds)
             _event(session, topics.NODE_EXCLUDED, node_id, job_id=job_id, failures=failures)
 
-    def set_rendering_many(self, node_ids: list[int]) -> None:
-        """Nodes that were just sent a chunk show as rendering."""
-        # A display state: the scheduler's test of a free node is the durable
-        # assignment row, so losing this in a crash cannot double-book.
-        with self.db.relaxed_transaction() as session:
-            repo.mark_rendering(session, node_ids)
+    def hold_for_failures(self, node_ids: list[int]) -> None:
+        """Nodes whose failed runs are about to be recorded stay off the
+        scheduler until set_idle has counted the failures (and maybe excluded
+        the node from the job): a node is free once its assignment is gone,
+        and the failure is counted after that (set_idle)."""
+        with self.db.transaction() as session:
+            repo.hold_rendering(session, node_ids)
 
     def set_idle(
         self,
@@ -190,7 +195,10 @@ class NodesService:
         with self.db.transaction() as session:
             for node_id, job_id, outcome in ended:
                 self.record_chunk_end(session, node_id, job_id, outcome, *exclusion)
-            idle = repo.release_rendering(session, node_ids)
+            # A node shows rendering while it holds its assignment (SHOWN_STATUS):
+            # only a node stored rendering (its agent ran a stale chunk) is written.
+            repo.release_rendering(session, node_ids)
+            idle = repo.idle_of(session, node_ids)
             publish_many(
                 session,
                 [

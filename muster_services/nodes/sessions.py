@@ -40,6 +40,12 @@ class AgentStream:
     running: RunningChunk | None = None
     # An assignment waits for `running` to end (the agent was busy).
     held_back: bool = False
+    # Results received and not yet acknowledged (ResultAccepted queued): a new
+    # assignment waits for them (held_for_results), so the agent gets the
+    # acknowledgement of its last result before its next chunk, as when the
+    # node's row said `rendering` until its result was recorded.
+    results_pending: int = 0
+    held_for_results: bool = False
     # The live assignment the agent registered without (reconcile): it ends
     # as lost unless the agent sends its result first (then 0).
     unconfirmed: int = 0

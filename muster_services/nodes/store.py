@@ -86,6 +86,19 @@ def find_node(session: Session, name: str) -> Row[Any] | None:
     return session.execute(select(nodes).where(func.lower(nodes.c.name) == name.lower())).first()
 
 
+# The status a node shows: `rendering` while it holds a live assignment (and
+# is online), else its stored status. The stored status is what the node is
+# without one (offline, idle, paused; `rendering` only for an agent that runs
+# a chunk that is no longer its assignment, until its result came), so a
+# chunk's start and end write nothing to the node's row: its live assignment
+# (the jobs domain's chunk_assignments) says it.
+SHOWN_STATUS = (
+    "CASE WHEN nodes.status <> 'offline' AND EXISTS"
+    " (SELECT 1 FROM chunk_assignments a WHERE a.node_id = nodes.id)"
+    " THEN 'rendering' ELSE nodes.status END"
+)
+
+
 def list_nodes(
     session: Session,
     after_id: int,
@@ -102,7 +115,9 @@ def list_nodes(
         ).bindparams(pool=pool)
         query = query.where(or_(declared, member_of_pool(pool, nodes.c.name, nodes.c.host_name)))
     if statuses:
-        query = query.where(nodes.c.status.in_(list(statuses)))
+        query = query.where(
+            text(f"({SHOWN_STATUS}) = ANY(:shown)").bindparams(shown=list(statuses))
+        )
     if platform:
         query = query.where(nodes.c.platform == platform)
     return list(session.execute(query).all())
@@ -313,9 +328,7 @@ def count_by_state(connection: Connection) -> Sequence[Row[Any]]:
     """(status, paused, count) of the render nodes, for the metrics
     (muster_services/core/metrics.py): one grouped statement."""
     return connection.execute(
-        select(nodes.c.status, nodes.c.paused, func.count()).group_by(
-            nodes.c.status, nodes.c.paused
-        )
+        text(f"SELECT {SHOWN_STATUS} AS status, paused, count(*) FROM nodes GROUP BY 1, 2")
     ).all()
 
 
@@ -471,7 +484,9 @@ def exclude_node_from_job(
 
 
 def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
-    """Rendering nodes without a live assignment go back to idle (or paused).
+    """Nodes stored `rendering` (their agent ran a chunk that was not, or no
+    longer, their live assignment: SHOWN_STATUS) without a live assignment
+    go back to idle (or paused); only those rows are locked and written.
 
     The test of the live assignment is part of the update (one statement
     with the node rows locked): a chunk assigned meanwhile keeps its node
@@ -481,7 +496,9 @@ def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
     return list(
         session.execute(
             text(
-                f"{LOCK_NODES} UPDATE nodes n"
+                "WITH locked AS MATERIALIZED (SELECT id FROM nodes"
+                " WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'rendering'"
+                " ORDER BY id FOR NO KEY UPDATE) UPDATE nodes n"
                 " SET status = CASE WHEN n.paused THEN 'paused' ELSE 'idle' END,"
                 " updated_at = now() FROM locked l"
                 " WHERE n.id = l.id AND n.status = 'rendering'"
@@ -493,28 +510,36 @@ def release_rendering(session: Session, node_ids: Sequence[int]) -> list[int]:
     )
 
 
-def mark_rendering(session: Session, node_ids: Sequence[int]) -> None:
-    """Nodes just sent their chunk show as rendering, if the chunk is still theirs.
-
-    A fast chunk may end (its assignment deleted, release_rendering run)
-    before this runs: marking it then would leave the node `rendering` with
-    nothing to render, and the scheduler never books a `rendering` node. The
-    assignment row is read FOR SHARE: its deletion waits for this commit (and
-    release_rendering comes after it), or has happened and the row is skipped.
-    A row locked already (its run ending, or its job being deleted) is
-    skipped, not waited for: waiting here, with the nodes' rows locked, closed
-    a deadlock with a result being recorded and a job deletion.
-    """
+def hold_rendering(session: Session, node_ids: Sequence[int]) -> None:
+    """Online nodes stored `rendering` (kept from the scheduler, SHOWN_STATUS)
+    until release_rendering: written before a failed run's end is recorded,
+    so the node is not free before its failure is counted."""
     if node_ids:
         session.execute(
             text(
                 f"{LOCK_NODES} UPDATE nodes n SET status = 'rendering', updated_at = now()"
-                " FROM locked l WHERE n.id = l.id AND n.status <> 'offline' AND EXISTS"
-                " (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id"
-                " FOR SHARE SKIP LOCKED)"
+                " FROM locked l WHERE n.id = l.id AND n.status <> 'offline'"
             ),
             {"ids": sorted(set(node_ids))},
         )
+
+
+def idle_of(session: Session, node_ids: Sequence[int]) -> list[int]:
+    """Those of these nodes that are online and hold no live assignment: their
+    chunk ended and no new one came (node.idle); no row is written."""
+    if not node_ids:
+        return []
+    return list(
+        session.execute(
+            text(
+                "SELECT n.id FROM nodes n WHERE n.id = ANY(CAST(:ids AS bigint[]))"
+                " AND n.status <> 'offline' AND n.session_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                " ORDER BY n.id"
+            ),
+            {"ids": sorted(set(node_ids))},
+        ).scalars()
+    )
 
 
 def rename_host_of_address(session: Session, ip: str, instance: int, host_name: str) -> None:

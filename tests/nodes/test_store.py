@@ -37,7 +37,7 @@ def _in_transaction(db: Database, batch: Callable[[Session], Any]) -> None:
 
 
 def test_batches_lock_nodes_in_id_order(db: Database) -> None:
-    """Heartbeats, results and deliveries each change many nodes' rows at once;
+    """Heartbeats, results and failed results each change many nodes' rows at once;
     each locking them in its own order deadlocked under load. A batch stuck on
     a row holds none of the rows after it."""
     first, middle, last = _nodes(db, 3)
@@ -46,7 +46,7 @@ def test_batches_lock_nodes_in_id_order(db: Database) -> None:
             s, "replica", {last: "new", first: "new", middle: "new"}
         ),
         "results": lambda s: repo.release_rendering(s, [last, first, middle]),
-        "deliveries": lambda s: repo.mark_rendering(s, [last, first, middle]),
+        "failures held": lambda s: repo.hold_rendering(s, [last, first, middle]),
     }
     for name, batch in batches.items():
         with ThreadPoolExecutor(1) as pool, db.transaction() as other:
