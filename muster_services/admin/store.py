@@ -525,7 +525,7 @@ def counts_by_status(session: Session, table_name: str) -> dict[str, int]:
 def node_counts_by_status(session: Session) -> dict[str, int]:
     """Render nodes by the status they show (read only): `rendering` while a
     node holds a live assignment and is online, else its stored status (the
-    nodes domain's SHOWN_STATUS, services/nodes/store.py)."""
+    nodes domain's SHOWN_STATUS, muster_services/nodes/store.py)."""
     rows = session.execute(
         text(
             "SELECT CASE WHEN n.status <> 'offline' AND EXISTS"

@@ -34,19 +34,19 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from farm.agent.v1 import agent_pb2
-from farm.jobs.v1 import jobs_pb2
-from services.admin import topics as admin_topics
-from services.admin.configuration import read_configuration
-from services.admin.domain import DispatcherConfig
-from services.admin.paths import RepositoryPaths, map_path
-from services.admin.store import all_repositories
-from services.core.database import Database
-from services.jobs import store, topics
-from services.jobs.domain import attributes_from_json
-from services.jobs.enums import CHUNK_STATUS
-from services.jobs.messages import NODE_JOB_COLUMNS, job_for_node, job_message
-from services.jobs.store import (
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.jobs.v1 import jobs_pb2
+from muster_services.admin import topics as admin_topics
+from muster_services.admin.configuration import read_configuration
+from muster_services.admin.domain import DispatcherConfig
+from muster_services.admin.paths import RepositoryPaths, map_path
+from muster_services.admin.store import all_repositories
+from muster_services.core.database import Database
+from muster_services.jobs import store, topics
+from muster_services.jobs.domain import attributes_from_json
+from muster_services.jobs.enums import CHUNK_STATUS
+from muster_services.jobs.messages import NODE_JOB_COLUMNS, job_for_node, job_message
+from muster_services.jobs.store import (
     job_assignments,
     job_owner,
     node_assignment,
@@ -220,7 +220,7 @@ def _job_part(job: Row[Any], platform: str, shared: _Reference) -> agent_pb2.Ass
         template_version=shared.versions[job.template_id],
         job=job_for_node(job, attributes),
     )
-    # What the job's log check looks for, the node marks (services/jobs/logs.py).
+    # What the job's log check looks for, the node marks (muster_services/jobs/logs.py).
     errors, warnings = shared.patterns.get(job.template_id, ([], []))
     if job.logs_error_check != "skip_all":
         part.log_error_patterns.extend(errors)

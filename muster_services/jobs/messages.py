@@ -115,7 +115,7 @@ def _attribute_messages(attributes: Iterable[Attribute]) -> list[jobs_pb2.JobAtt
 
 # The jobs columns job_for_node reads (its _writable_fields, id, parent_id,
 # attributes): a job whose values of these are unchanged has the same Job
-# message for a node (services/jobs/for_nodes.py keeps it between batches).
+# message for a node (muster_services/jobs/for_nodes.py keeps it between batches).
 NODE_JOB_COLUMNS = (
     "id",
     "parent_id",

@@ -1,7 +1,7 @@
 """Assignments down to the agents this replica holds.
 
 - `chunk.assigned` (committed by the scheduler) and the scheduler's hints ->
-  the node's Assignment (built by the jobs domain: services/jobs/for_nodes.py)
+  the node's Assignment (built by the jobs domain: muster_services/jobs/for_nodes.py)
   goes down the stream of the agent that holds the node (the node shows
   rendering while it holds the assignment: no write here);
 - a (re)connecting agent is reconciled with the live assignment of its node:

@@ -85,7 +85,7 @@ def node_name(host_name: str, instance_number: int) -> str:
 
 def shown_status(stored: str, holds_assignment: bool) -> str:
     """The status a node shows: rendering while it holds a live assignment and
-    is online, else its stored status (services/nodes/store.py, SHOWN_STATUS)."""
+    is online, else its stored status (muster_services/nodes/store.py, SHOWN_STATUS)."""
     return "rendering" if holds_assignment and stored != "offline" else stored
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from farm.agent.v1 import agent_pb2
-from farm.common.v1 import common_pb2
-from farm.nodes.v1 import nodes_pb2
-from services.core.convert import to_timestamp
-from services.core.enums import KILL_FOLLOW_UP, PLATFORM, PROCESS_PRIORITY, SYSTEM_EVENT
-from services.nodes.domain import NODE_STATUS, shown_status
-from services.nodes.service import NodeView
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.common.v1 import common_pb2
+from muster_proto.nodes.v1 import nodes_pb2
+from muster_services.core.convert import to_timestamp
+from muster_services.core.enums import KILL_FOLLOW_UP, PLATFORM, PROCESS_PRIORITY, SYSTEM_EVENT
+from muster_services.nodes.domain import NODE_STATUS, shown_status
+from muster_services.nodes.service import NodeView
 
 
 def node_message(view: NodeView) -> nodes_pb2.Node:

@@ -17,16 +17,16 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from farm.agent.v1 import agent_pb2
-from farm.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
-from services.core.auth import ServiceIdentity
-from services.core.database import Database
-from services.core.enums import KILL_FOLLOW_UP, RUN_OUTCOME
-from services.core.tls import open_aio_channel, open_channel
-from services.nodes import store as repo
-from services.nodes.delivery import BATCH_WINDOW_SECONDS
-from services.nodes.service import COUNTED_FAILURES, NodesService
-from services.nodes.sessions import AgentStream, SessionHub
+from muster_gateway.tls import open_aio_channel, open_channel
+from muster_proto.agent.v1 import agent_pb2
+from muster_proto.jobs.v1 import chunk_runs_pb2, chunk_runs_pb2_grpc
+from muster_services.core.auth import ServiceIdentity
+from muster_services.core.database import Database
+from muster_services.core.enums import KILL_FOLLOW_UP, RUN_OUTCOME
+from muster_services.nodes import store as repo
+from muster_services.nodes.delivery import BATCH_WINDOW_SECONDS
+from muster_services.nodes.service import COUNTED_FAILURES, NodesService
+from muster_services.nodes.sessions import AgentStream, SessionHub
 
 _LOG = logging.getLogger(__name__)
 

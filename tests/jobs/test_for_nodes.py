@@ -1,5 +1,5 @@
 """The Assignment messages the jobs domain builds for the nodes service
-(services/jobs/for_nodes.py): the job's part is built once per job and
+(muster_services/jobs/for_nodes.py): the job's part is built once per job and
 platform and kept while the job's values are the same; an edit of the job,
 another platform or a new configuration gives the new values."""
 
@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import text
 
-from farm.agent.v1 import agent_pb2
-from services.core.database import Database
-from services.jobs import messages
-from services.jobs.domain import Attribute
-from services.jobs.for_nodes import ReferenceCache, build_assignments
-from services.jobs.service import JobsService
+from muster_proto.agent.v1 import agent_pb2
+from muster_services.core.database import Database
+from muster_services.jobs import messages
+from muster_services.jobs.domain import Attribute
+from muster_services.jobs.for_nodes import ReferenceCache, build_assignments
+from muster_services.jobs.service import JobsService
 from tests.jobs.conftest import SPEC, assign
 
 

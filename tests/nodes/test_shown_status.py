@@ -1,5 +1,5 @@
 """A node shows `rendering` while it holds a live assignment: the status is
-derived from the assignment rows (services/nodes/store.py, SHOWN_STATUS), not
+derived from the assignment rows (muster_services/nodes/store.py, SHOWN_STATUS), not
 written when a chunk starts and ends. Whatever order the writes about an
 earlier run land in, what the API shows, lists, counts and kills follows the
 live assignment; a node whose failed run is being recorded stays off the
@@ -13,16 +13,16 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from farm.common.v1 import common_pb2
-from farm.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from services.admin import store as admin_store
-from services.core.bus import publish
-from services.core.database import Database
-from services.jobs import store as jobs_store
-from services.jobs import topics as jobs_topics
-from services.jobs.service import JobsService
-from services.nodes import store as repo
-from services.nodes.service import NodesService
+from muster_proto.common.v1 import common_pb2
+from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
+from muster_services.admin import store as admin_store
+from muster_services.core.bus import publish
+from muster_services.core.database import Database
+from muster_services.jobs import store as jobs_store
+from muster_services.jobs import topics as jobs_topics
+from muster_services.jobs.service import JobsService
+from muster_services.nodes import store as repo
+from muster_services.nodes.service import NodesService
 from tests.jobs.conftest import SPEC, assign
 from tests.nodes.conftest import ProtocolAgent
 
