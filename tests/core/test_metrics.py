@@ -149,7 +149,12 @@ def test_a_stream_is_gauged_while_open_and_counted_when_it_ends(db: Database) ->
         ended = after.value("muster_rpc_handled_total", method="Connect", code="CANCELLED")
         # The registry is the process's: other tests' streams count in it too.
         cancelled = before.value("muster_rpc_handled_total", method="Connect", code="CANCELLED")
-        assert ended - cancelled == 1
+        codes = {
+            s.labels.get("code"): s.value
+            for s in after.samples
+            if s.name == "muster_rpc_handled_total" and s.labels.get("method") == "Connect"
+        }
+        assert ended - cancelled == 1, f"Connect streams ended by code: {codes}"
         # A stream's lifetime is not a latency: no histogram series for it.
         assert after.value("muster_rpc_duration_seconds_count", method="Connect") == 0
 
