@@ -42,6 +42,9 @@ class Farm:
         self.env = {
             "MUSTER_DATABASE_URL": url,
             "MUSTER_LISTEN": f"127.0.0.1:{free_port()}",
+            # A fixed gRPC port (restarts keep it) would put `run`'s metrics on 9464,
+            # which another test's dispatcher may hold: a free one instead.
+            "MUSTER_METRICS_LISTEN": "127.0.0.1:0",
             "MUSTER_DATA_DIR": str(folder / "data"),
             "MUSTER_HOOKS_DIR": str(folder / "no-hooks"),
             "MUSTER_AGENT_DISCOVERY": "off",
