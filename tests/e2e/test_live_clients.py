@@ -71,7 +71,9 @@ def test_consoles_and_a_notificator_follow_a_real_render(
         ]
         assert "frame 1" in log_text and "frame 2" in log_text
         ids = [e.event_id for e in events]
-        assert ids == sorted(ids)  # in order
+        # Each once, in the bus's (commit) order, which ids need not follow
+        # (docs/clients.md); resuming is tested in tests/nodes.
+        assert len(ids) == len(set(ids))
 
         lines = [notificator.lines.get(timeout=30) for _ in range(2)]
         assert "job started" in lines[0] and "frames" in lines[0]
