@@ -40,6 +40,7 @@ from bench.common import (
     dispatcher_process,
     rss_mb,
     submit_command_job,
+    wait_registered,
 )
 from muster_services.core.auth import ENROLLMENT_SECRET, farm_secret
 from muster_services.core.database import Database
@@ -101,20 +102,6 @@ def _agent(db: Database, nodes_address: str, root: Path) -> Iterator[subprocess.
             agent.wait(30)
 
 
-def _wait_registered(db: Database, count: int) -> None:
-    """Until `count` nodes have a session (the agents started so far registered)."""
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        with db.transaction() as session:
-            registered = session.execute(
-                text("SELECT count(*) FROM nodes WHERE session_id IS NOT NULL")
-            ).scalar_one()
-        if registered >= count:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"the agent did not register in {TIMEOUT_SECONDS:.0f} s")
-
-
 def _wait_job(db: Database, job_id: int) -> None:
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -135,7 +122,7 @@ def _measure_agent(
 ) -> tuple[float, float, float]:
     """(idle before a chunk, agent idle after one, its template host after one), MB."""
     with _agent(db, nodes_address, root) as agent:
-        _wait_registered(db, 1)
+        wait_registered(db, 1, TIMEOUT_SECONDS)
         time.sleep(IDLE_SECONDS)
         if agent.poll() is not None:
             raise RuntimeError(f"the agent exited with {agent.returncode}")

@@ -7,6 +7,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +148,17 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def wait_registered(db: Database, count: int, timeout: float = 60.0) -> None:
+    """Until `count` nodes have a session (the agents started so far registered)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.transaction() as session:
+            registered = session.execute(
+                text("SELECT count(*) FROM nodes WHERE session_id IS NOT NULL")
+            ).scalar_one()
+        if registered >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{count} node(s) did not register in {timeout:.0f} s")

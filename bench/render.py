@@ -60,6 +60,7 @@ from bench.common import (
     bench_token,
     dispatcher_process,
     rss_mb,
+    wait_registered,
 )
 from muster_proto.agent.v1 import agent_pb2, agent_pb2_grpc
 from muster_proto.common.v1 import common_pb2
@@ -512,7 +513,11 @@ def _idle_agent_rss(db: Database, nodes_address: str) -> float:
             stderr=subprocess.DEVNULL,
         )
         try:
-            time.sleep(8.0)  # started, registered, a heartbeat or two
+            # Registered (under load that alone can take seconds), then a heartbeat or
+            # two and the agent's first hand-back of freed memory (bench/agent_memory.py
+            # measures the same way).
+            wait_registered(db, 1)
+            time.sleep(8.0)
             return rss_mb(agent.pid)
         finally:
             agent.terminate()
