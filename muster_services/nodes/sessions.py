@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from muster_proto.agent.v1 import agent_pb2
 from muster_services.admin import topics as admin_topics
@@ -27,12 +28,103 @@ _LOG = logging.getLogger(__name__)
 HEARTBEAT_FLUSH_SECONDS = 1.0
 
 
-@dataclass
+class Outbox(asyncio.Queue[agent_pb2.SessionResponse]):
+    """The messages waiting for one agent stream: an unbounded FIFO with
+    asyncio.Queue's put, put_nowait, get, get_nowait, qsize and empty, built
+    light (a replica holds one per stream, thousands of them idle).
+
+    asyncio.Queue holds three deques and an Event (with its own deque) from
+    the start; this holds its messages' deque and its waiting getters only
+    while it has some. `get` answers a future rather than a coroutine: the
+    stream's writer waits on it (servicer.next_message) without a task
+    wrapped around it. A getter cancelled before a message reached it takes
+    none (the message stays for the next); one that got its message keeps it.
+    """
+
+    def __init__(self) -> None:  # none of asyncio.Queue's own structures
+        self._items: deque[agent_pb2.SessionResponse] | None = None
+        self._waiting: deque[asyncio.Future[agent_pb2.SessionResponse]] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return False
+
+    def put_nowait(self, item: agent_pb2.SessionResponse) -> None:
+        while self._waiting:
+            getter = self._waiting.popleft()
+            if not getter.done():
+                getter.set_result(item)
+                return
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+
+    async def put(self, item: agent_pb2.SessionResponse) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> agent_pb2.SessionResponse:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    def get(self) -> asyncio.Future[agent_pb2.SessionResponse]:  # type: ignore[override]
+        getter: asyncio.Future[agent_pb2.SessionResponse]
+        getter = asyncio.get_running_loop().create_future()
+        if self._items:
+            getter.set_result(self._items.popleft())
+        else:
+            if self._waiting is None:
+                self._waiting = deque()
+            self._waiting.append(getter)
+        return getter
+
+
+class Closed(asyncio.Event):
+    """Set once the stream is to end: asyncio.Event's set, is_set and wait,
+    without its deque of waiters until one waits; `wait` answers a future
+    (as Outbox.get)."""
+
+    def __init__(self) -> None:  # none of asyncio.Event's own structures
+        self._value = False
+        self._waiting: list[asyncio.Future[Literal[True]]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            waiting, self._waiting = self._waiting, None
+            for waiter in waiting or ():
+                if not waiter.done():
+                    waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._value = False
+
+    def wait(self) -> asyncio.Future[Literal[True]]:  # type: ignore[override]
+        waiter: asyncio.Future[Literal[True]] = asyncio.get_running_loop().create_future()
+        if self._value:
+            waiter.set_result(True)
+        else:
+            if self._waiting is None:
+                self._waiting = []
+            self._waiting = [w for w in self._waiting if not w.done()]
+            self._waiting.append(waiter)
+        return waiter
+
+
+@dataclass(slots=True)
 class AgentStream:
     node_id: int
     session_id: str
-    outgoing: asyncio.Queue[agent_pb2.SessionResponse] = field(default_factory=asyncio.Queue)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    outgoing: Outbox = field(default_factory=Outbox)
+    closed: Closed = field(default_factory=Closed)
     # Fencing token of the last assignment sent down this stream: the hint
     # and the event of one assignment both ask for it, it is sent once.
     sent_token: int = 0
