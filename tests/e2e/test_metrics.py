@@ -60,7 +60,10 @@ def test_a_render_moves_the_counters_and_gauges(
     finally:
         console.close()
 
-    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 6, 1, seconds=0.5))).job_id
+    # Chunks of 2 s on two nodes: about 6 s of rendering, so that the database
+    # gauges (a snapshot every 2 s) see it running; at 0.5 s a fast render
+    # could end between two snapshots.
+    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 6, 1, seconds=2.0))).job_id
     # Queue depth while the job renders: its chunks by status.
     busy = eventually(
         lambda: (s := scrape(metrics_url)).value("muster_chunks", status="running") >= 1 and s,
