@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -521,7 +522,12 @@ def _registered_session(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    reader.join(0.3)  # long enough for the service to act on the messages
+    # The registration's answer first (a slower database can take longer than
+    # the pause below), then long enough for the service to act on the messages.
+    deadline = time.monotonic() + 10.0
+    while not received and not error and time.monotonic() < deadline:
+        reader.join(0.05)
+    reader.join(0.3)
     stream.cancel()
     done.set()
     reader.join(5.0)
