@@ -96,12 +96,23 @@ async def _scrape_until(
     server: DispatcherServer, name: str, expected: float, **labels: str
 ) -> Scrape:
     """A scrape where `name` has the expected value (waiting up to 10 s for it)."""
+    return await _scrape_where(
+        server, lambda found: found.value(name, **labels) == expected, f"{name}{labels}"
+    )
+
+
+async def _scrape_where(
+    server: DispatcherServer, holds: Callable[[Scrape], bool], what: str
+) -> Scrape:
+    """A scrape for which `holds` is true (waiting up to 10 s for it). A scrape
+    is not one instant: it reads the metrics one after another, so values that
+    change together may show one before and one after the change."""
     for _ in range(50):
         found = await _scrape(server)
-        if found.value(name, **labels) == expected:
+        if holds(found):
             return found
         await asyncio.sleep(0.2)
-    raise AssertionError(f"{name}{labels} never reached {expected}: {found.value(name, **labels)}")
+    raise AssertionError(f"no scrape showed {what}")
 
 
 def test_rpcs_are_counted_by_method_and_status_and_timed(db: Database) -> None:
@@ -145,25 +156,33 @@ def test_a_stream_is_gauged_while_open_and_counted_when_it_ends(db: Database) ->
         live = await _scrape(server)
         assert live.value("muster_rpc_streams_open", method="Connect") == 1
         call.cancel()
-        after = await _scrape_until(server, "muster_rpc_streams_open", 0, method="Connect")
-        # Counted once when it ends. A console stream's handler returns normally
-        # when its client leaves: whether gRPC has marked the call cancelled by
-        # then is a race, so the code is CANCELLED or OK.
-        ended = sum(
-            after.value("muster_rpc_handled_total", method="Connect", code=code)
-            for code in ("CANCELLED", "OK")
-        )
+
+        def ended(scrape: Scrape) -> float:
+            # Counted once when it ends. A console stream's handler returns
+            # normally when its client leaves: whether gRPC has marked the call
+            # cancelled by then is a race, so the code is CANCELLED or OK.
+            return sum(
+                scrape.value("muster_rpc_handled_total", method="Connect", code=code)
+                for code in ("CANCELLED", "OK")
+            )
+
         # The registry is the process's: other tests' streams count in it too.
-        cancelled = sum(
-            before.value("muster_rpc_handled_total", method="Connect", code=code)
-            for code in ("CANCELLED", "OK")
+        # The interceptor counts the call and then closes its gauge; a scrape
+        # that shows both has seen the whole end.
+        after = await _scrape_where(
+            server,
+            lambda found: (
+                found.value("muster_rpc_streams_open", method="Connect") == 0
+                and ended(found) > ended(before)
+            ),
+            "the Connect stream closed and counted",
         )
         codes = {
             s.labels.get("code"): s.value
             for s in after.samples
             if s.name == "muster_rpc_handled_total" and s.labels.get("method") == "Connect"
         }
-        assert ended - cancelled == 1, f"Connect streams ended by code: {codes}"
+        assert ended(after) - ended(before) == 1, f"Connect streams ended by code: {codes}"
         # A stream's lifetime is not a latency: no histogram series for it.
         assert after.value("muster_rpc_duration_seconds_count", method="Connect") == 0
 
