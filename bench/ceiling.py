@@ -14,10 +14,17 @@ PostgreSQL, round after round (RUNS rounds, medians reported):
   back, the nodes service's part, is left out), and that time split between
   the two. The nodes service's build of the same assignments' messages
   (`for_nodes.build_assignments`, its reads included) is timed on the side;
+  The same two calls are also run at once, as production runs them
+  (`_Pipeline`): one thread ticks like the leader and reads each tick's new
+  assignments back by fencing token, FINISHERS threads record the results
+  like the nodes replicas' relays, each batch after the one before; the
+  rate is CHUNKS over the whole run. The headline ratios are these: the
+  peer works with several connections at once too;
 - bare: a batched `FOR UPDATE SKIP LOCKED` loop on a table of CHUNKS rows,
   the least a loop that assigns and completes in two commits can do: one
   `UPDATE ... RETURNING` takes up to 500 queued rows, then they are marked
-  done in batches of FINISH_BATCH;
+  done in batches of FINISH_BATCH; one after another on one connection, and
+  at once in the same shape as ours (one taking, FINISHERS completing);
 - pgqueuer 1.6.0 as its authors benchmark it (their tools/benchmark.py drain
   strategy): CHUNKS jobs enqueued, then CONSUMERS consumers, each on its own
   asyncpg connection, dequeue in batches of PGQ_BATCH until the queue is
@@ -42,8 +49,10 @@ import cProfile
 import io
 import os
 import pstats
+import queue
 import resource
 import statistics
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -74,6 +83,9 @@ PROFILE = os.environ.get("BENCH_CEILING_PROFILE", "") == "1"
 TICK_BATCH = 500  # Scheduler's default batch_size
 FINISH_BATCH = 100
 CONSUMERS = 5
+# Threads recording results in the concurrent rows: one per nodes replica of
+# the two-replica rows of the render bench.
+FINISHERS = int(os.environ.get("BENCH_CEILING_FINISHERS", "2"))
 PGQ_BATCH = 100
 
 
@@ -129,14 +141,16 @@ class Cpu:
 # --- ours --------------------------------------------------------------------------------
 
 
-def _live_runs(db: Database) -> list[RunEnd]:
-    """The live assignments as succeeded runs (what the agents would report)."""
+def _live_runs(db: Database, after: int = 0) -> list[RunEnd]:
+    """The live assignments holding tokens above `after` as succeeded runs
+    (what the agents would report), in token order."""
     with db.transaction() as session:
         rows = session.execute(
             text(
                 "SELECT job_id, chunk_number, fencing_token, node_id FROM chunk_assignments"
-                " ORDER BY fencing_token"
-            )
+                " WHERE fencing_token > :after ORDER BY fencing_token"
+            ),
+            {"after": after},
         ).all()
     return [
         RunEnd(r.job_id, r.chunk_number, r.fencing_token, r.node_id, 0, "succeeded") for r in rows
@@ -182,49 +196,178 @@ def _ours(
     )
 
 
+class _Pipeline:
+    """The two halves of a loop run as production runs them: one thread
+    assigns (the leader's ticks), FINISHERS threads record the results of
+    what it assigned (each nodes replica's relay sends its batches one after
+    another, and the jobs service serves them while the leader ticks).
+
+    `assign()` commits one batch of assignments and returns the finished
+    runs to record (empty: nothing could be assigned now); `finish(batch)`
+    commits one batch of them. The assigning thread waits for a finish
+    before trying again after an empty round, as the leader waits for the
+    event of a freed node."""
+
+    def __init__(
+        self,
+        assign: Callable[[], list[Any]],
+        finish: Callable[[list[Any]], object],
+        total: int,
+    ) -> None:
+        self.assign, self.finish, self.total = assign, finish, total
+        self.batches: queue.Queue[list[Any] | None] = queue.Queue()
+        self.freed = threading.Condition()
+        self.done = 0
+        self.failed: list[BaseException] = []
+
+    def run(self) -> float:
+        """Seconds from the first assignment to the last finish."""
+        workers = [threading.Thread(target=self._finisher) for _ in range(FINISHERS)]
+        for worker in workers:
+            worker.start()
+        started = time.perf_counter()
+        try:
+            self._assigner()
+        finally:
+            for _ in workers:
+                self.batches.put(None)
+            for worker in workers:
+                worker.join()
+        elapsed = time.perf_counter() - started
+        if self.failed:
+            raise self.failed[0]
+        return elapsed
+
+    def _assigner(self) -> None:
+        sent = 0
+        while not self.failed:
+            with self.freed:
+                seen = self.done
+            if seen >= self.total:
+                return
+            ends = self.assign() if sent < self.total else []
+            if ends:
+                sent += len(ends)
+                for at in range(0, len(ends), FINISH_BATCH):
+                    self.batches.put(ends[at : at + FINISH_BATCH])
+                continue
+            self._wait_for_a_finish(seen)
+
+    def _wait_for_a_finish(self, seen: int) -> None:
+        """Nothing was free: wait until a finish since `seen` frees something."""
+        with self.freed:
+            self.freed.wait_for(lambda: self.done != seen or bool(self.failed), timeout=5)
+
+    def _finisher(self) -> None:
+        while (batch := self.batches.get()) is not None:
+            try:
+                self.finish(batch)
+            except BaseException as exc:
+                self.failed.append(exc)
+            with self.freed:
+                self.done += len(batch)
+                self.freed.notify_all()
+
+
+def _ours_concurrent(db: Database, jobs: JobsService, cpu: Cpu) -> float:
+    """One job of CHUNKS chunks through the leader's ticks and the result path
+    at the same time (`_Pipeline`); chunks/s. The assigning thread reads each
+    tick's new assignments back by fencing token (the nodes service's part,
+    here in the count)."""
+    submit_command_job(jobs, CHUNKS, "ceiling")
+    scheduler, runs = Scheduler(db, batch_size=TICK_BATCH), ChunkRuns(db)
+    last = 0
+
+    def assign() -> list[RunEnd]:
+        nonlocal last
+        if not scheduler.tick():
+            return []
+        ends = _live_runs(db, last)
+        if ends:
+            last = ends[-1].fencing_token
+        return ends
+
+    with cpu.window():
+        elapsed = _Pipeline(assign, runs.finish_many, CHUNKS).run()
+    return CHUNKS / elapsed
+
+
 # --- a bare SKIP LOCKED loop ---------------------------------------------------------------
 
 
 def _bare(url: str, cpu: Cpu) -> float:
-    """CHUNKS rows assigned (500 a commit) and completed (FINISH_BATCH a commit);
-    the loop's CPU in `cpu`."""
+    """CHUNKS rows assigned (500 a commit) and completed (FINISH_BATCH a commit),
+    one after another on one connection; the loop's CPU in `cpu`."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bare_queue")
-        conn.execute(
-            "CREATE TABLE bare_queue (id bigint PRIMARY KEY, status text NOT NULL,"
-            " node int, token bigint, assigned_at timestamptz, done_at timestamptz)"
-        )
-        conn.execute("CREATE INDEX bare_queue_ready ON bare_queue (id) WHERE status = 'queued'")
-        conn.execute(
-            "INSERT INTO bare_queue (id, status) SELECT i, 'queued' FROM generate_series(1, %s) i",
-            (CHUNKS,),
-        )
-        conn.execute("CREATE SEQUENCE IF NOT EXISTS bare_tokens")
-        conn.execute("ANALYZE bare_queue")
+        _bare_table(conn)
         done = 0
         with cpu.window():
             started = time.perf_counter()
             while done < CHUNKS:
-                taken = [
-                    r[0]
-                    for r in conn.execute(
-                        "UPDATE bare_queue SET status = 'assigned', token = nextval('bare_tokens'),"
-                        " node = 1, assigned_at = now() WHERE id IN (SELECT id FROM bare_queue"
-                        " WHERE status = 'queued' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                        " RETURNING id",
-                        (TICK_BATCH,),
-                    ).fetchall()
-                ]
+                taken = [r[0] for r in conn.execute(_BARE_TAKE, (TICK_BATCH,)).fetchall()]
                 for at in range(0, len(taken), FINISH_BATCH):
-                    conn.execute(
-                        "UPDATE bare_queue SET status = 'done', done_at = now()"
-                        " WHERE id = ANY(%s) AND status = 'assigned'",
-                        (taken[at : at + FINISH_BATCH],),
-                    )
+                    conn.execute(_BARE_DONE, (taken[at : at + FINISH_BATCH],))
                 done += len(taken)
             elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE bare_queue")
     return done / elapsed
+
+
+def _bare_table(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("DROP TABLE IF EXISTS bare_queue")
+    conn.execute(
+        "CREATE TABLE bare_queue (id bigint PRIMARY KEY, status text NOT NULL,"
+        " node int, token bigint, assigned_at timestamptz, done_at timestamptz)"
+    )
+    conn.execute("CREATE INDEX bare_queue_ready ON bare_queue (id) WHERE status = 'queued'")
+    conn.execute(
+        "INSERT INTO bare_queue (id, status) SELECT i, 'queued' FROM generate_series(1, %s) i",
+        (CHUNKS,),
+    )
+    conn.execute("CREATE SEQUENCE IF NOT EXISTS bare_tokens")
+    conn.execute("ANALYZE bare_queue")
+
+
+_BARE_TAKE = (
+    "UPDATE bare_queue SET status = 'assigned', token = nextval('bare_tokens'),"
+    " node = 1, assigned_at = now() WHERE id IN (SELECT id FROM bare_queue"
+    " WHERE status = 'queued' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " RETURNING id"
+)
+_BARE_DONE = (
+    "UPDATE bare_queue SET status = 'done', done_at = now()"
+    " WHERE id = ANY(%s) AND status = 'assigned'"
+)
+
+
+def _bare_concurrent(url: str, cpu: Cpu) -> float:
+    """The bare loop shaped as `_Pipeline`: one connection takes, FINISHERS
+    connections complete; rows/s."""
+    dsn = libpq_url(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _bare_table(conn)
+        finishers = [psycopg.connect(dsn, autocommit=True) for _ in range(FINISHERS)]
+        by_thread: dict[int, psycopg.Connection[Any]] = {}
+        lock = threading.Lock()
+
+        def assign() -> list[int]:
+            return [r[0] for r in conn.execute(_BARE_TAKE, (TICK_BATCH,)).fetchall()]
+
+        def finish(batch: list[int]) -> None:
+            with lock:
+                mine = by_thread.get(threading.get_ident())
+                if mine is None:
+                    mine = by_thread[threading.get_ident()] = finishers[len(by_thread)]
+            mine.execute(_BARE_DONE, (batch,))
+
+        try:
+            with cpu.window():
+                elapsed = _Pipeline(assign, finish, CHUNKS).run()
+        finally:
+            for finisher in finishers:
+                finisher.close()
+        conn.execute("DROP TABLE bare_queue")
+    return CHUNKS / elapsed
 
 
 # --- pgqueuer ----------------------------------------------------------------------------
@@ -361,91 +504,113 @@ def _cpu_row(what: str, ours: list[Cpu], ours_count: int, peer: list[Cpu], peer_
 
 def run() -> list[Row]:
     ours: list[tuple[float, float, float, float]] = []
-    bare: list[float] = []
-    best: list[float] = []
-    psycopg_drain: list[float] = []
+    rates: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, list[Cpu]] = defaultdict(list)
-    with bench_database("bench_ceiling", pool_size=4) as db:
+    # The database's pool holds the leader's, the finishers' and the reads' connections.
+    with bench_database("bench_ceiling", pool_size=FINISHERS + 2) as db:
         url = db.url.render_as_string(hide_password=False)
         jobs = JobsService(db)
         jobs.templates.seed_templates()
         idle_nodes(db, NODES, "sim-")
         install_pgqueuer(url)
         for round_ in range(RUNS):
-            for name in ("ours", "bare", "best", "psycopg"):
+            for name in ("ours", "concurrent", "bare", "bare concurrent", "best", "psycopg"):
                 cpu[name].append(Cpu())
+            rates["concurrent"].append(_ours_concurrent(db, jobs, cpu["concurrent"][-1]))
             ours.append(_ours(db, jobs, cpu["ours"][-1]))
-            bare.append(_bare(url, cpu["bare"][-1]))
-            best.append(pgqueuer_at_best(url, cpu=cpu["best"][-1]))
-            psycopg_drain.append(pgqueuer_at_best(url, driver="psycopg", cpu=cpu["psycopg"][-1]))
+            rates["ours"].append(ours[-1][0])
+            rates["bare concurrent"].append(_bare_concurrent(url, cpu["bare concurrent"][-1]))
+            rates["bare"].append(_bare(url, cpu["bare"][-1]))
+            rates["best"].append(pgqueuer_at_best(url, cpu=cpu["best"][-1]))
+            rates["psycopg"].append(pgqueuer_at_best(url, driver="psycopg", cpu=cpu["psycopg"][-1]))
             print(
-                f"round {round_ + 1}: ours {ours[-1][0]:,.0f} chunks/s"
-                f" (CPU {'+'.join(f'{v:.0f}' for v in cpu['ours'][-1].per_thousand(CHUNKS))}"
-                f" ms/1,000), bare {bare[-1]:,.0f}"
-                f" ({'+'.join(f'{v:.0f}' for v in cpu['bare'][-1].per_thousand(CHUNKS))}),"
-                f" pgqueuer {best[-1]:,.0f}"
-                f" ({'+'.join(f'{v:.0f}' for v in cpu['best'][-1].per_thousand(CHUNKS))}),"
-                f" on psycopg {psycopg_drain[-1]:,.0f}; load average {os.getloadavg()}",
+                f"round {round_ + 1} (chunks/s, CPU ms per 1,000 this process + PostgreSQL):"
+                + ",".join(
+                    f" {name} {rates[name][-1]:,.0f}"
+                    f" ({'+'.join(f'{v:.0f}' for v in cpu[name][-1].per_thousand(CHUNKS))})"
+                    for name in ("concurrent", "ours", "bare concurrent", "bare", "best")
+                )
+                + f", pgqueuer on psycopg {rates['psycopg'][-1]:,.0f};"
+                f" load average {os.getloadavg()}",
                 flush=True,
             )
         if PROFILE:
             _profile(db, jobs)
-    rate = statistics.median(r[0] for r in ours)
-    peer = statistics.median(best)
+
+    def rate(name: str) -> float:
+        return statistics.median(rates[name])
+
     what = f"{CHUNKS:,} chunks, {NODES:,} nodes"
+    shape = f"1 assigning + {FINISHERS} finishing threads"
+    pgqueuer = f"pgqueuer drain, asyncpg, {CONSUMERS} consumers x batch {PGQ_BATCH}, autovac"
     return [
         Row(
-            f"scheduler ceiling: ticks + FinishChunkRuns' service layer, no gRPC ({what})",
-            rate,
-            peer,
-            f"pgqueuer drain, asyncpg, {CONSUMERS} consumers x batch {PGQ_BATCH}, autovac",
+            f"scheduler ceiling: ticks and FinishChunkRuns' service layer at once,"
+            f" as in production ({shape}), no gRPC ({what})",
+            rate("concurrent"),
+            rate("best"),
+            pgqueuer,
             "chunks/s",
         ),
         Row(
-            "scheduler ceiling vs a bare batched FOR UPDATE SKIP LOCKED loop",
-            rate,
-            statistics.median(bare),
-            f"assign {TICK_BATCH} / complete {FINISH_BATCH} a commit, {CHUNKS:,} rows",
+            "scheduler ceiling at once vs a bare batched FOR UPDATE SKIP LOCKED loop, same shape",
+            rate("concurrent"),
+            rate("bare concurrent"),
+            f"assign {TICK_BATCH} / complete {FINISH_BATCH} a commit, {shape}, {CHUNKS:,} rows",
+            "chunks/s",
+        ),
+        Row(
+            f"scheduler ceiling: ticks and finishes one after another ({what})",
+            rate("ours"),
+            rate("best"),
+            pgqueuer,
+            "chunks/s",
+        ),
+        Row(
+            "scheduler ceiling one after another vs the bare loop one after another",
+            rate("ours"),
+            rate("bare"),
+            f"assign {TICK_BATCH} / complete {FINISH_BATCH} a commit, one connection",
             "chunks/s",
         ),
         Row(
             "pgqueuer drain on psycopg (reference)",
-            statistics.median(psycopg_drain),
-            peer,
+            rate("psycopg"),
+            rate("best"),
             "the same on asyncpg",
             "jobs/s",
         ),
         Row(
-            "scheduler ceiling: ticks, per 1,000 chunks",
+            "scheduler ceiling: ticks, per 1,000 chunks (one after another)",
             statistics.median(r[1] for r in ours),
             None,
             "-",
             "ms",
         ),
         Row(
-            "scheduler ceiling: finishes, per 1,000 chunks",
+            "scheduler ceiling: finishes, per 1,000 chunks (one after another)",
             statistics.median(r[2] for r in ours),
             None,
             "-",
             "ms",
         ),
         _cpu_row(
-            "scheduler ceiling: CPU per 1,000 chunks, this process + PostgreSQL",
-            cpu["ours"],
+            "scheduler ceiling at once: CPU per 1,000 chunks, this process + PostgreSQL",
+            cpu["concurrent"],
             CHUNKS,
             cpu["best"],
             "pgqueuer drain on asyncpg, per 1,000 jobs",
         ),
         _cpu_row(
-            "scheduler ceiling: CPU per 1,000 chunks vs the bare loop",
-            cpu["ours"],
+            "scheduler ceiling at once: CPU per 1,000 chunks vs the bare loop",
+            cpu["concurrent"],
             CHUNKS,
-            cpu["bare"],
-            "the bare loop, per 1,000 rows",
+            cpu["bare concurrent"],
+            "the bare loop at once, per 1,000 rows",
         ),
         Row(
-            "scheduler ceiling: of which PostgreSQL, per 1,000 chunks",
-            statistics.median(c.per_thousand(CHUNKS)[1] for c in cpu["ours"]),
+            "scheduler ceiling at once: of which PostgreSQL, per 1,000 chunks",
+            statistics.median(c.per_thousand(CHUNKS)[1] for c in cpu["concurrent"]),
             statistics.median(c.per_thousand(CHUNKS)[1] for c in cpu["best"]),
             "pgqueuer drain on asyncpg: its PostgreSQL, per 1,000 jobs",
             "ms CPU",

@@ -1331,7 +1331,11 @@ def lock_ending(session: Session, tokens: Iterable[int], known_version: str) -> 
 # to completion whatever the main one reads; the jobs are locked (in id
 # order) only after the three others are done (`done`: the lock's scan needs
 # their counts first), so the lock order stays assignments, chunks, history,
-# jobs, as when they were five statements.
+# jobs, as when they were five statements. The history rows and chunks are
+# also named by their keys' arrays (`= ANY`): joined to the jsonb rows alone,
+# the planner read all of chunk_runs and chunks until they were large enough
+# to make their indexes cheaper, so a batch cost in proportion to the history
+# (tests/jobs/test_runs.py, "however long the history").
 _RUN_ENDS = (
     "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
     " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
@@ -1340,14 +1344,17 @@ _END_RUNS = text(
     f"WITH v AS MATERIALIZED (SELECT * FROM {_RUN_ENDS}),"
     " r AS (UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()),"
     " exit_code = v.exit_code, outcome = v.outcome, message = v.message"
-    " FROM v WHERE r.fencing_token = v.token RETURNING 1),"
+    " FROM v WHERE r.fencing_token = ANY(CAST(:tokens AS bigint[]))"
+    " AND r.fencing_token = v.token RETURNING 1),"
     " c AS (UPDATE chunks c SET status = v.status,"
     " ended_at = CASE WHEN v.status = 'queued' THEN NULL ELSE coalesce(v.ended_at, now()) END,"
     " exit_code = v.exit_code,"
     " progress = CASE WHEN v.status LIKE 'completed%' THEN 100.0 ELSE c.progress END,"
     " requeue_count = c.requeue_count + CASE WHEN v.status = 'queued' THEN 1 ELSE 0 END,"
     " fencing_token = NULL, version = c.version + 1"
-    " FROM v WHERE c.job_id = v.job AND c.chunk_number = v.chunk RETURNING 1),"
+    " FROM v WHERE c.job_id = ANY(CAST(:jobs AS bigint[]))"
+    " AND c.chunk_number = ANY(CAST(:chunks AS int[]))"
+    " AND c.job_id = v.job AND c.chunk_number = v.chunk RETURNING 1),"
     " d AS (DELETE FROM chunk_assignments WHERE fencing_token = ANY(CAST(:tokens AS bigint[]))"
     " RETURNING 1),"
     " done AS MATERIALIZED (SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)"
@@ -1373,6 +1380,8 @@ def end_runs(
         {
             "rows": json.dumps(ends),
             "tokens": [end["token"] for end in ends],
+            "jobs": sorted({end["job"] for end in ends}),
+            "chunks": sorted({end["chunk"] for end in ends}),
             "ids": sorted(moves),
             "moves": _moves_json(moves),
         },

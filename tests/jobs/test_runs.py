@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from muster_services.core.database import Database
 from muster_services.jobs.domain import Attribute, JobSpec
@@ -22,6 +23,19 @@ def jobs(db: Database) -> JobsService:
     service = JobsService(db)
     service.templates.seed_templates()
     return service
+
+
+def _submit(jobs: JobsService, frames: int) -> int:
+    """A job of `frames` one-frame chunks running /bin/true; its id."""
+    spec = JobSpec(
+        name="job",
+        owner="alice",
+        template_id=COMMAND_LINE_TEMPLATE_ID,
+        start_frame=1,
+        end_frame=frames,
+        attributes=(Attribute("executable", "string", "/bin/true"),),
+    )
+    return int(jobs.queue.submit_job(spec).id)
 
 
 def _live(db: Database) -> dict[int, tuple[int, int]]:
@@ -43,15 +57,7 @@ def test_each_call_applies_the_configuration_it_read_not_a_concurrent_call_s(
     configuration (requeues allowed) and waits for its assignment's lock;
     meanwhile the configuration changes (no requeues) and call B applies it.
     A must still apply what it read: its chunk goes back to the queue."""
-    spec = JobSpec(
-        name="job",
-        owner="alice",
-        template_id=COMMAND_LINE_TEMPLATE_ID,
-        start_frame=1,
-        end_frame=2,
-        attributes=(Attribute("executable", "string", "/bin/true"),),
-    )
-    job = int(jobs.queue.submit_job(spec).id)  # max_chunk_requeues 0: the configuration's
+    job = _submit(jobs, 2)  # max_chunk_requeues 0: the configuration's
     for name in ("a", "b"):
         with db.transaction() as session:
             session.execute(
@@ -102,15 +108,7 @@ def test_the_requeue_rules_are_kept_between_batches_until_the_configuration_chan
     row is unchanged, and a change applies from the next batch (the locking
     statement returns the row's version, and the configuration when the
     version is not the kept one)."""
-    spec = JobSpec(
-        name="job",
-        owner="alice",
-        template_id=COMMAND_LINE_TEMPLATE_ID,
-        start_frame=1,
-        end_frame=3,
-        attributes=(Attribute("executable", "string", "/bin/true"),),
-    )
-    job = int(jobs.queue.submit_job(spec).id)  # max_chunk_requeues 0: the configuration's
+    job = _submit(jobs, 3)  # max_chunk_requeues 0: the configuration's
     with db.transaction() as session:
         session.execute(
             text(
@@ -148,15 +146,7 @@ def test_releasing_one_token_ends_only_that_live_assignment_of_the_node(
     """An agent that registered without its assignment: that assignment (by its
     token) ends as lost; a token no longer live (the run ended meanwhile and
     the node has a newer one) releases nothing."""
-    spec = JobSpec(
-        name="job",
-        owner="alice",
-        template_id=COMMAND_LINE_TEMPLATE_ID,
-        start_frame=1,
-        end_frame=2,
-        attributes=(Attribute("executable", "string", "/bin/true"),),
-    )
-    job = int(jobs.queue.submit_job(spec).id)
+    job = _submit(jobs, 2)
     with db.transaction() as session:
         session.execute(
             text(
@@ -177,3 +167,69 @@ def test_releasing_one_token_ends_only_that_live_assignment_of_the_node(
             text("SELECT run_number, outcome, message, node_name FROM chunk_runs")
         ).one()
     assert tuple(run) == (1, "lost", "new agent", "a")
+
+
+def test_a_result_batch_reads_only_its_own_rows_however_long_the_history(
+    db: Database, jobs: JobsService
+) -> None:
+    """The batch's history rows and chunks are found by their keys: no scan
+    of the history or of the job's chunks, which grow with every result.
+    Left to itself the planner joined the batch's rows (it cannot tell how
+    many a jsonb_to_recordset gives) to a full scan of chunk_runs or chunks
+    until those tables were large enough to make the index cheaper: each
+    batch then cost in proportion to the history."""
+    done, live = 6_000, 100
+    job = _submit(jobs, done + live)
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO chunk_runs (job_id, chunk_number, run_number, node_id, fencing_token,"
+                " start_frame, end_frame, ended_at, exit_code, outcome)"
+                " SELECT :job, g, 1, 1, nextval('fencing_tokens'), g, g, now(), 0, 'succeeded'"
+                " FROM generate_series(1, :done) g"
+            ),
+            {"job": job, "done": done},
+        )
+        session.execute(
+            text(
+                "UPDATE chunks SET status = 'completed', runs_count = 1"
+                " WHERE job_id = :job AND chunk_number <= :done"
+            ),
+            {"job": job, "done": done},
+        )
+        session.execute(
+            text(
+                "INSERT INTO nodes (name, host_name, platform, status, pools, session_id,"
+                " last_heartbeat_at) SELECT 'n' || g, 'n' || g, 'linux', 'idle', '{}', 'live',"
+                " now() FROM generate_series(1, :live) g"
+            ),
+            {"live": live},
+        )
+        session.execute(text("ANALYZE chunk_runs"))
+        session.execute(text("ANALYZE chunks"))
+    assert Scheduler(db).tick() == live
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "UPDATE chunk_runs" in statement and not statement.startswith("EXPLAIN"):
+            cursor.execute(f"EXPLAIN (COSTS OFF) {statement}", params)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+
+    event.listen(db.engine, "before_cursor_execute", explain)
+    try:
+        ends = [
+            RunEnd(job, chunk, token, node, 0, "succeeded")
+            for chunk, (token, node) in _live(db).items()
+        ]
+        assert ChunkRuns(db).finish_many(ends) == ["completed"] * live
+    finally:
+        event.remove(db.engine, "before_cursor_execute", explain)
+    (plan,) = plans
+    assert "Seq Scan on chunk_runs" not in plan, plan
+    with db.transaction() as session:
+        version = int(session.execute(text("SHOW server_version_num")).scalar_one())
+    # The chunks by both key columns' arrays: PostgreSQL 17 and later search
+    # the primary key with the two arrays at once; earlier versions cost it
+    # as one search per pair and may still scan a small table.
+    if version >= 170000:
+        assert "Seq Scan on chunks" not in plan, plan
