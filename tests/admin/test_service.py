@@ -213,6 +213,46 @@ def test_every_services_events_become_action_and_activity_lines(
     )
 
 
+def test_a_batch_of_events_is_written_in_order_with_its_times_and_details(
+    service: AdminService, db: Database
+) -> None:
+    """One statement per table writes a whole batch: the lines keep the
+    events' order (ids), their publication times and their details."""
+    with db.transaction() as session:
+        for chunk in range(1, 31):
+            publish(
+                session,
+                "chunk.finished",
+                {"job_id": 9, "chunk_id": chunk, "note": 'caf\u00e9 "q"', "actor": "ann"},
+            )
+    drain_logs(db)
+    with db.transaction() as session:
+        published = (
+            session.execute(
+                text("SELECT created_at FROM events WHERE topic = 'chunk.finished' ORDER BY id")
+            )
+            .scalars()
+            .all()
+        )
+        activity = session.execute(
+            select(activity_log.c.logged_at, activity_log.c.detail).order_by(activity_log.c.id)
+        ).all()
+        actions = session.execute(
+            select(action_log.c.logged_at, action_log.c.user_name, action_log.c.detail).order_by(
+                action_log.c.id
+            )
+        ).all()
+    assert [row.detail["chunk_id"] for row in activity] == list(range(1, 31))
+    assert [row.logged_at for row in activity] == list(published)
+    assert activity[0].detail == {
+        "job_id": 9,
+        "chunk_id": 1,
+        "note": 'caf\u00e9 "q"',
+        "actor": "ann",
+    }
+    assert [(row.logged_at, row.user_name) for row in actions] == [(t, "ann") for t in published]
+
+
 def test_a_chunk_runs_outcome_is_not_taken_for_the_outcome_of_a_call(
     service: AdminService, db: Database
 ) -> None:
