@@ -570,6 +570,11 @@ class DispatcherServer:
         host = listen.rsplit(":", 1)[0]
         if host in ("0.0.0.0", "[::]", ""):
             host = "127.0.0.1"
+        # The health port before the metrics endpoint and the background work
+        # open theirs: a port this process is handed for them (port 0) can
+        # then never be the one configured for health.
+        if health_listen:
+            self._health_server = await self._serve_health(health_listen)
         if metrics_listen:
             self.metrics = Endpoint(metrics_listen, [m for c in self.components for m in c.metrics])
             _LOG.info("metrics at %s", self.metrics.url)
@@ -578,8 +583,6 @@ class DispatcherServer:
                 told(f"{host}:{port}")
             for item in component.background:
                 item.start()
-        if health_listen:
-            self._health_server = await self._serve_health(health_listen)
         await self.server.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
