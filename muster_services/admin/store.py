@@ -458,10 +458,13 @@ _ADD_ACTIVITIES = text(
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows as one JSON array (times in ISO 8601 with their offset)."""
-    return json.dumps(
-        [dict(row) for row in rows],
-        default=lambda value: value.isoformat() if isinstance(value, datetime) else str(value),
-    )
+    return json.dumps([dict(row) for row in rows], default=_iso_time)
+
+
+def _iso_time(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"a log line holds a {type(value).__name__}, not JSON")
 
 
 def add_actions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
