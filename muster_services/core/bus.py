@@ -561,7 +561,16 @@ class LiveSubscription(ListeningThread):
     re-read from the state tables on reconnect instead. `on_events` gets each
     batch, oldest first, in the subscription's thread; `position` is the last
     event handed over. No topics: every event.
+
+    `skip_to`, when given, lets the owner pass over events nobody is there to
+    be handed: while `unwatched()` says so, the subscription reads only the
+    newest position (on a wake-up, at most every IDLE_SECONDS; not the
+    events) and offers it to `skip_to`, which answers whether the owner took
+    it (atomically with whatever makes it watched again); if not, it reads
+    on as usual.
     """
+
+    IDLE_SECONDS = 0.1
 
     def __init__(
         self,
@@ -570,6 +579,8 @@ class LiveSubscription(ListeningThread):
         on_events: Callable[[list[Event]], None],
         poll_seconds: float = 5.0,
         consumer: str = "live",
+        unwatched: Callable[[], bool] | None = None,
+        skip_to: Callable[[Position], bool] | None = None,
     ) -> None:
         super().__init__(db, "bus-live", poll_seconds)
         # Its name in the metrics (muster_event_bus_lag_seconds).
@@ -577,14 +588,32 @@ class LiveSubscription(ListeningThread):
         self.topics = list(topics)
         self.on_events = on_events
         self.position = Position()
+        self.unwatched = unwatched
+        self.skip_to = skip_to
 
     def start(self) -> None:
         with self.db.transaction() as session:
             self.position = latest_position(session)
         super().start()
 
+    def _skipped(self, conn: Any) -> bool:
+        """Nobody watches: the newest position offered to the owner instead
+        of the events up to it; True when taken (then wait a little)."""
+        if self.unwatched is None or self.skip_to is None or not self.unwatched():
+            return False
+        with self.db.transaction() as session:
+            newest = latest_position(session)
+        if newest > self.position and not self.skip_to(newest):
+            return False
+        self.position = max(self.position, newest)
+        self._wait(conn, self.poll_seconds, self.topics)
+        self._stop.wait(self.IDLE_SECONDS)
+        return True
+
     def _serve(self, conn: Any) -> None:
         while not self._stop.is_set():
+            if self._skipped(conn):
+                continue
             with self.db.transaction() as session:
                 batch = read_batch(session, self.position, self.topics or None)
             events = batch.events
@@ -602,7 +631,12 @@ class LiveSubscription(ListeningThread):
 
 
 class HintListener(ListeningThread):
-    """Hands the ids of every hint on `channel` to `on_ids`, in its own thread."""
+    """Hands the ids of every hint on `channel` to `on_ids`, in its own thread.
+
+    Hints sent while it does not listen (before it starts, while it
+    reconnects) are lost: `on_listening` is called each time it listens
+    again, so its owner can read the state a lost hint would have named.
+    """
 
     def __init__(
         self,
@@ -610,11 +644,15 @@ class HintListener(ListeningThread):
         channel: str,
         on_ids: Callable[[list[int]], None],
         poll_seconds: float = 5.0,
+        on_listening: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(db, f"hints-{channel}", poll_seconds, channel)
         self.on_ids = on_ids
+        self.on_listening = on_listening
 
     def _serve(self, conn: Any) -> None:
+        if self.on_listening is not None:
+            self.on_listening()
         while not self._stop.is_set():
             ids = [
                 i

@@ -10,8 +10,8 @@ This module is owned by the jobs domain; its SQL is in muster_services/jobs/stor
   (build_assignments), with what every assignment of a batch shares
   (ReferenceCache) and the events that say that changed (REFERENCE_TOPICS);
 - reads of the live assignments (chunk_assignments) that the nodes' use
-  cases need: a node's live fencing token, a node's, several nodes' or a
-  job's assignment rows;
+  cases need: a node's live fencing token, several nodes' tokens, a node's,
+  several nodes' or a job's assignment rows;
 - what consoles and node actions see of a job: its Job message
   (console_job), its owner, name and folder ancestry (job_facts), its owner
   (job_owner);
@@ -52,6 +52,7 @@ from muster_services.jobs.store import (
     node_assignment,
     node_live_token,
     nodes_assignments,
+    nodes_live_tokens,
 )
 from muster_services.jobs.tables import chunk_assignments
 
@@ -70,6 +71,7 @@ __all__ = [
     "node_assignment",
     "node_live_token",
     "nodes_assignments",
+    "nodes_live_tokens",
 ]
 
 _LOG = logging.getLogger(__name__)

@@ -592,6 +592,21 @@ def node_live_token(session: Session, node_id: int) -> int:
     return int(token or 0)
 
 
+def nodes_live_tokens(session: Session, node_ids: Sequence[int]) -> dict[int, int]:
+    """The fencing tokens of these nodes' live assignments, by node (nodes
+    without one are left out); one statement whatever the count."""
+    if not node_ids:
+        return {}
+    rows = session.execute(
+        text(
+            "SELECT node_id, fencing_token FROM chunk_assignments"
+            " WHERE node_id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"ids": sorted(set(node_ids))},
+    ).all()
+    return {int(node): int(token) for node, token in rows}
+
+
 def node_assignment(session: Session, node_id: int) -> Row[Any] | None:
     """The node's live assignment row, if it holds one."""
     return session.execute(

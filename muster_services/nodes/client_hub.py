@@ -228,6 +228,10 @@ class ClientHub:
             [],
             lambda events: self._hand_over([(e, self.enrich(e)) for e in events]),
             consumer="nodes-clients",
+            # With no stream held here, events are passed over unread (a
+            # stream that attaches replays from the outbox what it missed).
+            unwatched=lambda: not self.streams,
+            skip_to=self._skip_to,
         )
         self._facts: dict[int, JobFacts] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -279,6 +283,35 @@ class ClientHub:
 
         loop.call_soon_threadsafe(dispatch)
         done.wait(30)
+
+    def _skip_to(self, position: Position) -> bool:
+        """No stream held: move to `position` without reading the events up to
+        it (bus reader thread); False once a stream is held. Decided on the
+        event loop, where streams attach: a stream attaching later replays
+        up to the position taken here, one attaching earlier gets the events."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            if self.streams:
+                return False
+            self.position = max(self.position, position)
+            self._facts.clear()
+            return True
+        taken = threading.Event()
+        decided = threading.Event()
+
+        def decide() -> None:
+            try:
+                if not self.streams:
+                    self.position = max(self.position, position)
+                    # Job events passed over may have changed what is cached.
+                    self._facts.clear()
+                    taken.set()
+            finally:
+                decided.set()
+
+        loop.call_soon_threadsafe(decide)
+        decided.wait(30)
+        return taken.is_set()
 
     # --- fan-out (event loop) -----------------------------------------------------------------
 

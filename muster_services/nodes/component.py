@@ -24,7 +24,6 @@ from muster_services.core.database import Database
 from muster_services.core.server import Component, RawResponseServer
 from muster_services.core.settings import Settings
 from muster_services.jobs import for_nodes
-from muster_services.jobs import topics as jobs_topics
 from muster_services.nodes import store, topics
 from muster_services.nodes.client_hub import ClientHub
 from muster_services.nodes.clients import ClientsService
@@ -98,14 +97,20 @@ def build(db: Database, settings: Settings) -> Component:
             ),
             hub,
             client_hub,
-            # The scheduler's hints: assignments go out the moment they commit.
-            HintListener(db, ASSIGNMENTS_CHANNEL, hub.on_assigned, settings.event_poll_seconds),
+            # The scheduler's hints: assignments go out the moment they commit
+            # (and the state table is read whenever it listens again).
+            HintListener(
+                db,
+                ASSIGNMENTS_CHANNEL,
+                hub.on_assigned,
+                settings.event_poll_seconds,
+                on_listening=delivery.listening,
+            ),
             LiveSubscription(
                 db,
                 [
                     topics.NODE_COMMAND,
                     topics.NODE_DELETED,
-                    jobs_topics.CHUNK_ASSIGNED,
                     admin_topics.SYSTEM_SOFT_RESTART,
                     *sorted(for_nodes.REFERENCE_TOPICS),
                 ],

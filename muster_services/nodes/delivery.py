@@ -1,9 +1,13 @@
 """Assignments down to the agents this replica holds.
 
-- `chunk.assigned` (committed by the scheduler) and the scheduler's hints ->
-  the node's Assignment (built by the jobs domain: muster_services/jobs/for_nodes.py)
+- the scheduler's hint (a NOTIFY on its commit naming the nodes) -> the
+  node's Assignment (built by the jobs domain: muster_services/jobs/for_nodes.py)
   goes down the stream of the agent that holds the node (the node shows
   rendering while it holds the assignment: no write here);
+- a hint is lost only while its listener is not listening: when it starts
+  listening (again) and every SWEEP_SECONDS, the live assignments of the
+  idle agents held here are read, and one not sent yet goes down (the
+  state table is the record; no outbox event is read per assignment);
 - a (re)connecting agent is reconciled with the live assignment of its node:
   an assignment the agent does not confirm is never sent again (it ends as
   lost), a process whose assignment is gone is killed (its late report will
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -22,7 +25,6 @@ from muster_proto.agent.v1 import agent_pb2
 from muster_proto.common.v1 import common_pb2
 from muster_services.core.database import Database
 from muster_services.jobs import for_nodes
-from muster_services.jobs import topics as jobs_topics
 from muster_services.nodes.service import NodesService, RunningChunk
 from muster_services.nodes.sessions import AgentStream, SessionHub
 
@@ -32,8 +34,9 @@ _LOG = logging.getLogger(__name__)
 # this window go as one batch: one build of assignments; one transaction that
 # moves a job's counters once for every result of the batch.
 BATCH_WINDOW_SECONDS = 0.005
-# How long an assignment's event waits for the scheduler's hint to have sent it.
-EVENT_GRACE_SECONDS = 0.1
+# How often the idle agents' live assignments are compared with what was
+# sent (an assignment whose hint was lost, or whose build failed, goes then).
+SWEEP_SECONDS = 1.0
 # How long a registering agent has to report the result of a live assignment
 # it does not run (it re-sends its pending results right after registering)
 # before that assignment ends as lost.
@@ -54,45 +57,53 @@ class AssignmentDelivery:
         self._wake = asyncio.Event()
         self._deliverer: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
-        # chunk.assigned events of held nodes (node, token), from the bus thread.
-        self._events_lock = threading.Lock()
-        self._assigned: list[tuple[int, int]] = []
-        self._assigned_handed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Future[None] | None = None
 
     def reference_event(self, topic: str) -> None:
         """Any event (bus thread): the configuration or the repositories changed?"""
         if topic in for_nodes.REFERENCE_TOPICS:
             self.reference.invalidate()
 
-    def on_event(
-        self, topic: str, payload: dict[str, Any], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """Called in the bus thread for chunk.assigned events: gathered, and
-        handed to the event loop once per batch of events (one wake-up of the
-        loop and one timer for a batch, not one of each per chunk)."""
-        node_id = int(payload.get("node_id", 0))
-        if topic == jobs_topics.CHUNK_ASSIGNED and node_id in self.hub.streams:
-            token = int(payload.get("fencing_token", 0))
-            with self._events_lock:
-                self._assigned.append((node_id, token))
-                if self._assigned_handed:
-                    return
-                self._assigned_handed = True
-            loop.call_soon_threadsafe(self._assigned_events)
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The server's event loop (the first stream): the periodic sweep starts."""
+        if self._loop is None:
+            self._loop = loop
+            self._sweeper = loop.create_task(self._sweep_periodically())
 
-    def _assigned_events(self) -> None:
-        # The scheduler's hint has usually sent them already (the event comes
-        # after every transaction older than its commit has ended): look a
-        # little later whether they are still missing (a hint lost while its
-        # listener reconnected), instead of reading them again at once.
-        with self._events_lock:
-            assigned, self._assigned, self._assigned_handed = self._assigned, [], False
-        asyncio.get_running_loop().call_later(EVENT_GRACE_SECONDS, self._send_if_missing, assigned)
+    def listening(self) -> None:
+        """The hints' listener listens (again), in its thread: anything assigned
+        before is read from the state table (a hint sent while it did not
+        listen is lost); anything after comes with its hint."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._spawn, self.sweep())
 
-    def _send_if_missing(self, assigned: list[tuple[int, int]]) -> None:
+    async def _sweep_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep()
+            except Exception:  # the database is away: the next sweep tries again
+                _LOG.exception("comparing the agents' live assignments failed")
+
+    async def sweep(self) -> None:
+        """Idle agents held here whose node holds a live assignment not sent
+        to them yet get it (the busy ones get theirs when their chunk ends)."""
+        idle = [
+            node_id
+            for node_id, stream in self.hub.streams.items()
+            if stream.running is None
+            and not stream.held_back
+            and not stream.held_for_results
+            and not stream.results_pending
+        ]
+        if not idle:
+            return
+        live = await asyncio.to_thread(self._live_tokens, idle)
         missing = [
             node_id
-            for node_id, token in assigned
+            for node_id, token in live.items()
             if (stream := self.hub.streams.get(node_id)) is not None and stream.sent_token < token
         ]
         if missing:
@@ -145,7 +156,7 @@ class AssignmentDelivery:
                         message.job_id, message.chunk_id, message.fencing_token
                     )
                     await stream.outgoing.put(agent_pb2.SessionResponse(assignment=message))
-            except Exception:
+            except Exception:  # the next sweep finds those not sent
                 _LOG.exception("delivering %d assignments failed", len(wanted))
 
     def _assignments(self, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
@@ -245,6 +256,10 @@ class AssignmentDelivery:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _live_tokens(self, node_ids: list[int]) -> dict[int, int]:
+        with self.db.transaction() as session:
+            return for_nodes.nodes_live_tokens(session, node_ids)
+
     def _live_token(self, node_id: int) -> int:
         with self.db.transaction() as session:
             return for_nodes.node_live_token(session, node_id)
@@ -254,6 +269,6 @@ class AssignmentDelivery:
         pass
 
     def stop(self) -> None:
-        for task in (self._deliverer, *self._tasks):
+        for task in (self._deliverer, self._sweeper, *self._tasks):
             if task is not None:
                 task.cancel()

@@ -152,7 +152,7 @@ class SessionHub:
     def __init__(self, service: NodesService) -> None:
         self.service = service
         self.streams: dict[int, AgentStream] = {}
-        # Told of render events (chunk.assigned) for streams held here.
+        # Sends the live assignments of the streams held here (delivery.py).
         self.render_listener: AssignmentDelivery | None = None
         # Nodes held here whose render log goes to consoles as it comes.
         self.realtime: set[int] = set()
@@ -166,6 +166,8 @@ class SessionHub:
         if self._loop is None:
             self._loop = loop
             self._flusher = loop.create_task(self._flush_heartbeats())
+            if self.render_listener is not None:
+                self.render_listener.bind(loop)
 
     def add(self, stream: AgentStream) -> None:
         previous = self.streams.get(stream.node_id)
@@ -255,8 +257,6 @@ class SessionHub:
                 # every stream; they reconnect with their running chunks.
                 for held in list(self.streams):
                     loop.call_soon_threadsafe(self._close, held)
-        elif event.topic.startswith("chunk.") and self.render_listener is not None:
-            self.render_listener.on_event(event.topic, event.payload, loop)
 
     def on_assigned(self, node_ids: list[int]) -> None:
         """A scheduler's commit named these nodes (a hint, in its listener's

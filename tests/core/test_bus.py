@@ -18,6 +18,7 @@ from muster_services.core.bus import (
     Event,
     HintListener,
     Listener,
+    LiveSubscription,
     Position,
     hint,
     latest_position,
@@ -296,6 +297,69 @@ def test_hints_name_their_ids_on_commit_only_however_many(db: Database) -> None:
         assert got.empty()  # the rolled-back hint never came
     finally:
         listener.stop()
+
+
+def test_hints_sent_before_the_listener_listens_are_for_on_listening_to_find(
+    db: Database,
+) -> None:
+    """A hint sent while nobody listens is lost; the listener says each time
+    it listens, after its LISTEN, so its owner reads the state instead."""
+    listening: queue.Queue[bool] = queue.Queue()
+    got: queue.Queue[list[int]] = queue.Queue()
+    with db.transaction() as session:
+        hint(session, "test_hints_late", [7])  # nobody listens yet
+    listener = HintListener(
+        db, "test_hints_late", got.put, poll_seconds=30, on_listening=lambda: listening.put(True)
+    )
+    listener.start()
+    try:
+        assert listening.get(timeout=5)
+        with db.transaction() as session:
+            hint(session, "test_hints_late", [8])
+        assert got.get(timeout=5) == [8]
+        assert got.empty()
+    finally:
+        listener.stop()
+
+
+def test_a_live_subscription_nobody_watches_passes_over_events_unread(db: Database) -> None:
+    """While its owner says nobody watches, a live subscription hands over no
+    event and takes the newest position; once watched, it hands over every
+    event after the position the owner last took, in order."""
+    watched = threading.Event()
+    taken: list[Position] = []
+    handed: list[Event] = []
+
+    def skip_to(position: Position) -> bool:
+        if watched.is_set():
+            return False
+        taken.append(position)
+        return True
+
+    subscription = LiveSubscription(
+        db,
+        [],
+        handed.extend,
+        poll_seconds=0.2,
+        unwatched=lambda: not watched.is_set(),
+        skip_to=skip_to,
+    )
+    subscription.start()
+    try:
+        with db.transaction() as session:
+            passed = [publish(session, "job.edited", {"n": n}) for n in range(3)]
+        deadline = time.monotonic() + 10
+        while not (taken and taken[-1].id >= passed[-1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert taken and taken[-1].id == passed[-1]
+        watched.set()
+        with db.transaction() as session:
+            after = [publish(session, "job.edited", {"n": n}) for n in range(3, 6)]
+        while len(handed) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e.id for e in handed] == after
+    finally:
+        subscription.stop()
 
 
 def test_the_held_back_read_uses_the_index_even_as_a_generic_plan(db: Database) -> None:

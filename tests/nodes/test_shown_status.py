@@ -7,21 +7,23 @@ scheduler until the failure is counted."""
 
 from __future__ import annotations
 
+import queue
+import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
 from sqlalchemy import text
 
+from muster_proto.agent.v1 import agent_pb2
 from muster_proto.common.v1 import common_pb2
 from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from muster_services.admin import store as admin_store
-from muster_services.core.bus import publish
 from muster_services.core.database import Database
 from muster_services.jobs import store as jobs_store
-from muster_services.jobs import topics as jobs_topics
 from muster_services.jobs.service import JobsService
 from muster_services.nodes import store as repo
+from muster_services.nodes.delivery import SWEEP_SECONDS
 from muster_services.nodes.service import NodesService
 from tests.jobs.conftest import SPEC, assign
 from tests.nodes.conftest import ProtocolAgent
@@ -182,28 +184,36 @@ def test_an_agent_still_running_a_stale_chunk_keeps_its_node_busy(
         agent.close()
 
 
-def test_assignments_without_a_hint_go_down_on_their_events(
+def _drained(agent: ProtocolAgent) -> list[agent_pb2.SessionResponse]:
+    found = []
+    while True:
+        try:
+            found.append(agent.received.get_nowait())
+        except queue.Empty:
+            return found
+
+
+def test_assignments_whose_hint_was_lost_go_down_with_the_next_sweep(
     db: Database, channel: grpc.Channel
 ) -> None:
-    """The scheduler's hint (NOTIFY) lost: the chunk.assigned events of a
-    commit bring every one of its assignments down, gathered in one batch."""
+    """The scheduler's hint (NOTIFY) lost (these assignments are written with
+    none, and with no outbox event): the sweep reads the idle agents' live
+    assignments from the state table and sends each one, once."""
     agents = [ProtocolAgent(channel, f"unhinted-{i}") for i in range(3)]
     try:
         job = _job(db)
         tokens = {a.node_id: assign(db, job, i + 1, a.node_id) for i, a in enumerate(agents)}
-        with db.transaction() as session:  # the events only, as the scheduler's commit
-            for node, token in tokens.items():
-                publish(
-                    session,
-                    jobs_topics.CHUNK_ASSIGNED,
-                    {"job_id": job, "node_id": node, "fencing_token": token},
-                    key=str(node),
-                )
+        started = time.monotonic()
         for agent in agents:
             message = agent.next(timeout=15)
             while message.WhichOneof("message") != "assignment":
                 message = agent.next(timeout=15)
             assert message.assignment.fencing_token == tokens[agent.node_id]
+        assert time.monotonic() - started < 1.0 + SWEEP_SECONDS * 3
+        # Sent once: later sweeps find them sent.
+        time.sleep(SWEEP_SECONDS * 2.5)
+        for agent in agents:
+            assert not [m for m in _drained(agent) if m.WhichOneof("message") == "assignment"]
     finally:
         for agent in agents:
             agent.close()

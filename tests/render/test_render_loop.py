@@ -32,12 +32,13 @@ def farm(db: Database) -> Iterator[grpc.Channel]:
         yield ch
 
 
-@pytest.fixture(params=["hint", "event"])
+@pytest.fixture(params=["hint", "sweep"])
 def farm_by(request: pytest.FixtureRequest, db: Database) -> Iterator[grpc.Channel]:
-    """The farm, its assignments reaching the nodes service by the scheduler's
-    hint, or (its listener left out) by their outbox events only."""
+    """The farm, its assignments reaching the agents by the scheduler's hint,
+    or (the hints' listener left out) by the nodes service's sweep of the
+    state table only."""
     components = app.build_components(list(app.SERVICE_NAMES), db, Settings())
-    if request.param == "event":
+    if request.param == "sweep":
         for component in components:
             component.background = [
                 b for b in component.background if not isinstance(b, HintListener)
