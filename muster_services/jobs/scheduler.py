@@ -210,12 +210,15 @@ class Scheduler(ListeningThread):
         with self.db.transaction() as session:
             if not store.start_tick(session):
                 return 0
-            nodes = self._free_nodes(session)
-            if not nodes:
+            # The rows first, the nodes built only once there is a job for
+            # them: an idle farm's tick reads two empty or short results.
+            free = store.free_nodes(session, self.batch_size)
+            if not free:
                 return 0
             candidates = self._candidate_jobs(session)
             if not candidates:
                 return 0
+            nodes = self._free_nodes(session, free)
             budget = self._budget(session)
             plan = self._match(session, nodes, candidates, budget)
             if plan:
@@ -292,10 +295,9 @@ class Scheduler(ListeningThread):
             session, job.id, waiting_for, done_chunk_statuses(job.depend_mode), limit
         )
 
-    def _free_nodes(self, session: Session) -> list[FreeNode]:
-        rows = store.free_nodes(session, self.batch_size)
-        if not rows:
-            return []
+    @staticmethod
+    def _free_nodes(session: Session, rows: Sequence[Any]) -> list[FreeNode]:
+        """The free nodes' rows (store.free_nodes) with their pools."""
         members = pools_by_member(session)
         return [
             FreeNode(

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from muster_services.core.database import Database
 from muster_services.jobs.domain import Attribute, JobSpec, next_chunk_status
@@ -97,6 +97,27 @@ def test_higher_priority_first_then_older_and_chunks_in_frame_order(
         ).one()
     assert (status, queued, running) == ("running", 0, 2)
     del low
+
+
+def test_a_tick_with_idle_nodes_and_no_job_builds_no_node(db: Database, jobs: JobsService) -> None:
+    """An idle farm's tick (woken by any event) stops at the empty job list:
+    the free nodes' pools are read and their nodes built only for a job."""
+    for n in range(3):
+        _node(db, f"idle-{n}")
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert Scheduler(db).tick() == 0
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert any("FROM nodes" in s for s in statements)
+    assert not any("pool_members" in s for s in statements), statements
+    _job(jobs, frames=1)
+    assert Scheduler(db).tick() == 1
 
 
 def test_a_busy_node_is_never_booked_twice_and_a_second_tick_finds_nothing(
