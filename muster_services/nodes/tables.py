@@ -192,6 +192,13 @@ Index(
     postgresql_where=text("acknowledged_at IS NULL"),
 )
 Index("ix_node_commands_created_at", node_commands.c.created_at)
+# The kill follow-ups by fencing token: read for every batch of results
+# (store.kill_follow_ups), however many commands were ever sent.
+Index(
+    "ix_node_commands_kill_token",
+    node_commands.c.payload["fencing_token"].astext,
+    postgresql_where=text("kind = 'kill_process'"),
+)
 
 # --- client connections --------------------------------------------------------------
 # Live console and notificator connections, held by any nodes-service replica.

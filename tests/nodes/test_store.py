@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from muster_services.core.database import Database
@@ -77,3 +77,40 @@ def test_a_lost_node_whose_agent_still_runs_a_chunk_comes_back_rendering_not_idl
         }
     assert sorted(revived) == sorted([busy, free])
     assert statuses == {busy: "rendering", free: "idle"}
+
+
+def test_a_batch_of_results_finds_its_kill_follow_ups_by_index_however_many_commands(
+    db: Database,
+) -> None:
+    """The relay reads the kill follow-ups of every batch of results; the
+    commands are never pruned, so a scan of them would cost each batch in
+    proportion to every command the farm was ever sent."""
+    (node,) = _nodes(db, 1)
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "INSERT INTO node_commands (node_id, kind, payload)"
+                " SELECT :node, CASE WHEN g % 2 = 0 THEN 'kill_process' ELSE 'pause' END,"
+                " jsonb_build_object('fencing_token', g, 'follow_up',"
+                " CASE WHEN g % 4 = 0 THEN 'requeue' ELSE 'continue' END)"
+                " FROM generate_series(1, 20000) g"
+            ),
+            {"node": node},
+        )
+        session.execute(text("ANALYZE node_commands"))
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "FROM node_commands" in statement and not statement.startswith("EXPLAIN"):
+            cursor.execute(f"EXPLAIN (COSTS OFF) {statement}", params)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+
+    event.listen(db.engine, "before_cursor_execute", explain)
+    try:
+        with db.transaction() as session:
+            found = repo.kill_follow_ups(session, [4, 6, 7, 10**9])
+    finally:
+        event.remove(db.engine, "before_cursor_execute", explain)
+    assert found == {4: "requeue", 6: "continue"}
+    (plan,) = plans
+    assert "ix_node_commands_kill_token" in plan, plan
