@@ -51,11 +51,12 @@ def _lines(event: Event) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The action-log and activity-log rows of one bus event (either may be None)."""
     action = domain.action_entry(event.topic, event.payload)
     activity = domain.activity_entry(event.topic, event.payload)
+    # The time and details are the event's own (read with it: admin/store.py).
     return (
         None
         if action is None
         else {
-            "logged_at": event.created_at,
+            "event_id": event.id,
             "user_name": action.user_name,
             "peer": action.peer,
             "action": action.action,
@@ -65,17 +66,15 @@ def _lines(event: Event) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
             # run's: killed, timed_out...) is not the outcome of a call.
             "outcome": _call_outcome(event.payload),
             "status_code": str(event.payload.get("status_code", "OK")),
-            "detail": action.detail,
         },
         None
         if activity is None
         else {
-            "logged_at": event.created_at,
+            "event_id": event.id,
             "category": activity.category,
             "message": activity.message,
             "job_id": activity.job_id,
             "node_id": activity.node_id,
-            "detail": activity.detail,
         },
     )
 

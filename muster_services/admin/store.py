@@ -435,36 +435,34 @@ def utc_today(session: Session) -> date:
 
 # The log lines of a batch of events in one statement per table, in the
 # batch's order (the ids follow it): an executemany sent one INSERT per line,
-# two or three per rendered chunk on a busy farm.
+# two or three per rendered chunk on a busy farm. Each line names its event:
+# its time and details are taken from the event's row, not sent back encoded
+# again. (An event pruned meanwhile, past the retention, leaves its line with
+# the time of writing and no details.)
 _ADD_ACTIONS = text(
     "INSERT INTO action_log (logged_at, user_name, peer, action, target, outcome,"
-    " status_code, detail) SELECT coalesce(logged_at, now()), coalesce(user_name, ''),"
-    " coalesce(peer, ''), action, coalesce(target, ''), outcome, coalesce(status_code, 'OK'),"
-    " coalesce(detail, '{}') FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
-    " AS (logged_at timestamptz, user_name text, peer text, action text, target text,"
-    " outcome text, status_code text, detail jsonb)) WITH ORDINALITY"
-    " AS v(logged_at, user_name, peer, action, target, outcome, status_code, detail, n)"
-    " ORDER BY n"
+    " status_code, detail) SELECT coalesce(e.created_at, now()), coalesce(v.user_name, ''),"
+    " coalesce(v.peer, ''), v.action, coalesce(v.target, ''), v.outcome,"
+    " coalesce(v.status_code, 'OK'), coalesce(e.payload - 'actor' - 'peer', '{}')"
+    " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " AS (event_id bigint, user_name text, peer text, action text, target text,"
+    " outcome text, status_code text)) WITH ORDINALITY"
+    " AS v(event_id, user_name, peer, action, target, outcome, status_code, n)"
+    " LEFT JOIN events e ON e.id = v.event_id ORDER BY v.n"
 )
 _ADD_ACTIVITIES = text(
     "INSERT INTO activity_log (logged_at, category, message, job_id, node_id, detail)"
-    " SELECT coalesce(logged_at, now()), category, message, job_id, node_id,"
-    " coalesce(detail, '{}') FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
-    " AS (logged_at timestamptz, category text, message text, job_id bigint, node_id bigint,"
-    " detail jsonb)) WITH ORDINALITY"
-    " AS v(logged_at, category, message, job_id, node_id, detail, n) ORDER BY n"
+    " SELECT coalesce(e.created_at, now()), v.category, v.message, v.job_id, v.node_id,"
+    " coalesce(e.payload, '{}') FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " AS (event_id bigint, category text, message text, job_id bigint, node_id bigint))"
+    " WITH ORDINALITY AS v(event_id, category, message, job_id, node_id, n)"
+    " LEFT JOIN events e ON e.id = v.event_id ORDER BY v.n"
 )
 
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows as one JSON array (times in ISO 8601 with their offset)."""
-    return json.dumps([dict(row) for row in rows], default=_iso_time)
-
-
-def _iso_time(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"a log line holds a {type(value).__name__}, not JSON")
+    """The rows as one JSON array (plain values only)."""
+    return json.dumps([dict(row) for row in rows])
 
 
 def add_actions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
