@@ -234,6 +234,9 @@ class ClientHub:
             skip_to=self._skip_to,
         )
         self._facts: dict[int, JobFacts] = {}
+        # Held while a stream joins the fan-out and while the reader passes
+        # over events nobody holds a stream for (_skip_to).
+        self._attach_lock = threading.Lock()
         self._refresher: asyncio.Task[None] | None = None
 
     # --- lifecycle (Background protocol; start/stop run on the server's loop) --------------
@@ -286,32 +289,18 @@ class ClientHub:
 
     def _skip_to(self, position: Position) -> bool:
         """No stream held: move to `position` without reading the events up to
-        it (bus reader thread); False once a stream is held. Decided on the
-        event loop, where streams attach: a stream attaching later replays
-        up to the position taken here, one attaching earlier gets the events."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
+        it (bus reader thread); False once a stream is held. Under the lock
+        that attach takes to join the fan-out: a stream attaching later
+        replays up to the position taken here, one attached earlier gets the
+        events. (Not a call onto the event loop: the loop may be stopping,
+        waiting for this thread.)"""
+        with self._attach_lock:
             if self.streams:
                 return False
             self.position = max(self.position, position)
+            # Job events passed over may have changed what is cached.
             self._facts.clear()
             return True
-        taken = threading.Event()
-        decided = threading.Event()
-
-        def decide() -> None:
-            try:
-                if not self.streams:
-                    self.position = max(self.position, position)
-                    # Job events passed over may have changed what is cached.
-                    self._facts.clear()
-                    taken.set()
-            finally:
-                decided.set()
-
-        loop.call_soon_threadsafe(decide)
-        decided.wait(30)
-        return taken.is_set()
 
     # --- fan-out (event loop) -----------------------------------------------------------------
 
@@ -526,23 +515,26 @@ class ClientHub:
 
         Returns False when that event is no longer kept (the client must reload).
         """
+        start: Position | None = None
         if resume_after:
             start = await asyncio.to_thread(self._position_of, resume_after)
             if start is None:
                 return False
-            while start < self.position:
+        while True:
+            # The check and the join at once (and under the lock _skip_to
+            # takes): the live fan-out continues exactly where the replay stopped.
+            with self._attach_lock:
+                if start is None or not start < self.position:
+                    self.streams[stream.connection_id] = stream
+                    return True
                 target = self.position
-                events = await asyncio.to_thread(self._between, start, target)
-                for event, extra in events:
-                    rendered = self.render(stream, event, extra)
-                    if rendered is not None:
-                        await send(rendered)
-                        stream.last_event_id = event.id
-                start = target
-        # No await between the check above and this line: the live fan-out
-        # continues exactly where the replay stopped.
-        self.streams[stream.connection_id] = stream
-        return True
+            events = await asyncio.to_thread(self._between, start, target)
+            for event, extra in events:
+                rendered = self.render(stream, event, extra)
+                if rendered is not None:
+                    await send(rendered)
+                    stream.last_event_id = event.id
+            start = target
 
     def spacing(self, stream: ClientStream) -> float:
         """The least time between two writes of `stream` (0 when not batching)."""
