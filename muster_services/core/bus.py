@@ -607,7 +607,8 @@ class LiveSubscription(ListeningThread):
             return False
         self.position = max(self.position, newest)
         self._wait(conn, self.poll_seconds, self.topics)
-        self._stop.wait(self.IDLE_SECONDS)
+        if self.unwatched():  # still nobody: at most one such look per IDLE_SECONDS
+            self._stop.wait(self.IDLE_SECONDS)
         return True
 
     def _serve(self, conn: Any) -> None:
