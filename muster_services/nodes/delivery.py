@@ -77,15 +77,18 @@ class AssignmentDelivery:
         listen is lost); anything after comes with its hint."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._spawn, self.sweep())
+            loop.call_soon_threadsafe(self._spawn, self._sweep_logged())
 
     async def _sweep_periodically(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            try:
-                await self.sweep()
-            except Exception:  # the database is away: the next sweep tries again
-                _LOG.exception("comparing the agents' live assignments failed")
+            await self._sweep_logged()
+
+    async def _sweep_logged(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:  # the database is away: the next sweep tries again
+            _LOG.exception("comparing the agents' live assignments failed")
 
     async def sweep(self) -> None:
         """Idle agents held here whose node holds a live assignment not sent
