@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 
 from muster_gateway.live import events_of
@@ -404,3 +407,23 @@ def until_lock_wait(db: Any, seconds: float = 10.0) -> None:
         ).scalar_one():
             assert time.monotonic() < deadline, "no transaction came to wait for a lock"
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def executed(db: Any, explain: str = "") -> Iterator[list[str]]:
+    """The statements `db`'s engine runs inside the block, in order; with
+    `explain`, instead the plans (EXPLAIN, costs off) of those containing it."""
+    found: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if not explain:
+            found.append(statement)
+        elif explain in statement and not statement.startswith("EXPLAIN"):
+            cursor.execute(f"EXPLAIN (COSTS OFF) {statement}", params)
+            found.append("\n".join(row[0] for row in cursor.fetchall()))
+
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        yield found
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", seen)

@@ -586,10 +586,7 @@ def template_log_patterns(session: Session) -> dict[int, tuple[list[str], list[s
 
 def node_live_token(session: Session, node_id: int) -> int:
     """The fencing token of the node's live assignment (0: none)."""
-    token = session.execute(
-        select(chunk_assignments.c.fencing_token).where(chunk_assignments.c.node_id == node_id)
-    ).scalar()
-    return int(token or 0)
+    return nodes_live_tokens(session, [node_id]).get(node_id, 0)
 
 
 def nodes_live_tokens(session: Session, node_ids: Sequence[int]) -> dict[int, int]:

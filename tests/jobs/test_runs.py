@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from muster_services.core.database import Database
 from muster_services.jobs.domain import Attribute, JobSpec
@@ -15,7 +14,7 @@ from muster_services.jobs.scheduler import Scheduler
 from muster_services.jobs.service import JobsService
 from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
 from tests.jobs.conftest import configure
-from tests.support import until_lock_wait
+from tests.support import executed, until_lock_wait
 
 
 @pytest.fixture
@@ -208,22 +207,12 @@ def test_a_result_batch_reads_only_its_own_rows_however_long_the_history(
         session.execute(text("ANALYZE chunk_runs"))
         session.execute(text("ANALYZE chunks"))
     assert Scheduler(db).tick() == live
-    plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if "UPDATE chunk_runs" in statement and not statement.startswith("EXPLAIN"):
-            cursor.execute(f"EXPLAIN (COSTS OFF) {statement}", params)
-            plans.append("\n".join(row[0] for row in cursor.fetchall()))
-
-    event.listen(db.engine, "before_cursor_execute", explain)
-    try:
+    with executed(db, explain="UPDATE chunk_runs") as plans:
         ends = [
             RunEnd(job, chunk, token, node, 0, "succeeded")
             for chunk, (token, node) in _live(db).items()
         ]
         assert ChunkRuns(db).finish_many(ends) == ["completed"] * live
-    finally:
-        event.remove(db.engine, "before_cursor_execute", explain)
     (plan,) = plans
     assert "Seq Scan on chunk_runs" not in plan, plan
     with db.transaction() as session:

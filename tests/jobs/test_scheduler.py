@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from muster_services.core.database import Database
 from muster_services.jobs.domain import Attribute, JobSpec, next_chunk_status
@@ -16,7 +16,7 @@ from muster_services.jobs.scheduler import Scheduler
 from muster_services.jobs.service import JobsService
 from muster_services.jobs.store import READY_CHUNKS, start_tick
 from muster_services.jobs.templates import COMMAND_LINE_TEMPLATE_ID
-from tests.support import until_lock_wait
+from tests.support import executed, until_lock_wait
 
 
 @pytest.fixture
@@ -104,16 +104,8 @@ def test_a_tick_with_idle_nodes_and_no_job_builds_no_node(db: Database, jobs: Jo
     the free nodes' pools are read and their nodes built only for a job."""
     for n in range(3):
         _node(db, f"idle-{n}")
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", seen)
-    try:
+    with executed(db) as statements:
         assert Scheduler(db).tick() == 0
-    finally:
-        event.remove(db.engine, "before_cursor_execute", seen)
     assert any("FROM nodes" in s for s in statements)
     assert not any("pool_members" in s for s in statements), statements
     _job(jobs, frames=1)

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from muster_services.core.database import Database
 from muster_services.nodes import store as repo
-from tests.support import until_lock_wait
+from tests.support import executed, until_lock_wait
 
 
 def _nodes(db: Database, count: int) -> list[int]:
@@ -98,19 +98,8 @@ def test_a_batch_of_results_finds_its_kill_follow_ups_by_index_however_many_comm
             {"node": node},
         )
         session.execute(text("ANALYZE node_commands"))
-    plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if "FROM node_commands" in statement and not statement.startswith("EXPLAIN"):
-            cursor.execute(f"EXPLAIN (COSTS OFF) {statement}", params)
-            plans.append("\n".join(row[0] for row in cursor.fetchall()))
-
-    event.listen(db.engine, "before_cursor_execute", explain)
-    try:
-        with db.transaction() as session:
-            found = repo.kill_follow_ups(session, [4, 6, 7, 10**9])
-    finally:
-        event.remove(db.engine, "before_cursor_execute", explain)
+    with executed(db, explain="FROM node_commands") as plans, db.transaction() as session:
+        found = repo.kill_follow_ups(session, [4, 6, 7, 10**9])
     assert found == {4: "requeue", 6: "continue"}
     (plan,) = plans
     assert "ix_node_commands_kill_token" in plan, plan
