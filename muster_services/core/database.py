@@ -38,6 +38,24 @@ def libpq_url(url: str | URL) -> str:
     return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# What every session of ours sets (libpq `options`, sent with the connection:
+# no round trip). JIT compilation off: on a PostgreSQL built with LLVM (Debian's,
+# the postgres images) it is on by default and kicks in above jit_above_cost,
+# which the render loop's batched statements pass on estimates alone; it then
+# compiled them on every run, 350 to 500 ms a statement where the plan runs in
+# a few, and the render loop went from 1,800 to 500 chunks/s (docs/render-loop.md,
+# "JIT"). None of our statements is the long analytic query JIT pays off for.
+SESSION_SETTINGS = ("jit=off",)
+
+
+def session_options(url: str | URL) -> str:
+    """The libpq `options` of our connections: the URL's own `options`, if
+    any, then SESSION_SETTINGS, which come last and so win."""
+    given = sqlalchemy_url(url).query.get("options", "")
+    own = " ".join(f"-c {setting}" for setting in SESSION_SETTINGS)
+    return f"{given if isinstance(given, str) else ' '.join(given)} {own}".strip()
+
+
 def with_database(url: str | URL, database: str) -> URL:
     return sqlalchemy_url(url).set(database=database)
 
@@ -141,6 +159,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            connect_args={"options": session_options(self.url)},
         )
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         # Same pool; statements commit as they run (reads of one statement).
@@ -179,7 +198,9 @@ class Database:
 
     def raw_connection(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A dedicated psycopg connection outside the pool (LISTEN needs one)."""
-        return psycopg.connect(libpq_url(self.url), autocommit=autocommit)
+        return psycopg.connect(
+            libpq_url(self.url), autocommit=autocommit, options=session_options(self.url)
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()
