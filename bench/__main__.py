@@ -17,7 +17,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import BENCHMARKS, Row
+import psycopg
+
+from bench.common import BENCHMARKS, POSTGRES_URL, Row
+from muster_services.core.database import libpq_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,8 +42,17 @@ HEADER = (
     "# Benchmarks\n\n"
     "Written by `make bench` (bench/__main__.py; `python -m bench NAME` reruns one section). "
     "Figures are medians of repeated runs on the machine named in each section; each row's "
-    "peer figure was measured in the same run.\n"
+    "peer figure was measured in the same run. They run on the embedded PostgreSQL unless "
+    "`BENCH_POSTGRES_URL` and `BENCH_POSTGRES_DATA` name a server of the machine (a role that "
+    "may create databases, and the server's data folder); a section measured so says which "
+    'server in its "Last run" line.\n'
 )
+
+
+def _server_version() -> str:
+    with psycopg.connect(libpq_url(POSTGRES_URL)) as connection:
+        row = connection.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {row[0] if row else '?'}"
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -65,6 +77,8 @@ def main(argv: list[str]) -> int:
     out = ROOT / "docs" / "benchmarks.md"
     sections = _sections(out.read_text()) if out.exists() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if POSTGRES_URL:
+        machine += f", {_server_version()} (BENCH_POSTGRES_URL), not the embedded PostgreSQL"
     for name in chosen:
         started = time.perf_counter()
         print(f"running {name} ...", flush=True)

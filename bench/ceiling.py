@@ -64,10 +64,10 @@ from sqlalchemy import event, text
 
 from bench.common import (
     BENCHMARKS,
-    ROOT,
     Row,
     bench_database,
     idle_nodes,
+    postmaster_pid,
     submit_command_job,
 )
 from muster_services.core.database import Database, libpq_url
@@ -98,10 +98,10 @@ def _stat(pid: int | str) -> list[str]:
 
 
 def _server_cpu() -> float:
-    """CPU seconds of the embedded PostgreSQL so far: its postmaster, its
+    """CPU seconds of the benchmarks' PostgreSQL so far: its postmaster, its
     children, and the children that ended (the postmaster's cutime and
     cstime: a backend whose connection closed is counted once reaped)."""
-    postmaster = int((ROOT / ".data/bench/postgres/postmaster.pid").read_text().split()[0])
+    postmaster = postmaster_pid()
     fields = _stat(postmaster)
     ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
     children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()

@@ -30,8 +30,16 @@ import grpc
 import grpc.aio
 from sqlalchemy import text
 
-from bench.common import BENCHMARKS, Row, bench_database, bench_token, dispatcher_process, rss_mb
-from bench.render import CpuShares, SimulatedNode, _postgres_pids
+from bench.common import (
+    BENCHMARKS,
+    Row,
+    bench_database,
+    bench_token,
+    dispatcher_process,
+    postgres_pids,
+    rss_mb,
+)
+from bench.render import CpuShares, SimulatedNode
 from muster_gateway.live import events_of
 from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from muster_proto.nodes.v1 import nodes_pb2, nodes_pb2_grpc
@@ -241,7 +249,7 @@ async def _render(
         {
             "nodes service": lambda: [nodes_pid],
             "jobs+admin service": lambda: [pids["jobs+admin service"]],
-            "PostgreSQL": _postgres_pids,
+            "PostgreSQL": postgres_pids,
             "console processes": lambda: [p.pid for p in processes if p.pid is not None],
             "simulated nodes (this process)": lambda: [os.getpid()],
         }

@@ -51,13 +51,44 @@ def median_of(runs: int, work: Callable[[], float]) -> float:
     return statistics.median(work() for _ in range(runs))
 
 
+# The benchmarks' PostgreSQL: the embedded one in .data/bench, or a server of
+# this machine named by BENCH_POSTGRES_URL (a role that may create databases:
+# each benchmark creates its own and drops it) and BENCH_POSTGRES_DATA (its
+# data folder, where the CPU figures find its postmaster's pid).
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "").strip()
+POSTGRES_DATA = Path(os.environ.get("BENCH_POSTGRES_DATA", "") or ROOT / ".data/bench/postgres")
+if POSTGRES_URL and not os.environ.get("BENCH_POSTGRES_DATA"):
+    raise SystemExit("BENCH_POSTGRES_URL needs BENCH_POSTGRES_DATA, the server's data folder")
+
+
+def postmaster_pid() -> int:
+    return int((POSTGRES_DATA / "postmaster.pid").read_text().split()[0])
+
+
+def postgres_pids() -> list[int]:
+    """The benchmarks' PostgreSQL processes: its postmaster and every child."""
+    postmaster = postmaster_pid()
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return [postmaster, *children]
+
+
 @contextlib.contextmanager
 def bench_database(name: str, pool_size: int = 4) -> Iterator[Database]:
-    """A fresh database `name` at the head migration on the embedded PostgreSQL
-    in .data/bench, dropped afterwards (the server stops with the last user)."""
+    """A fresh database `name` at the head migration on the benchmarks'
+    PostgreSQL, dropped afterwards (the embedded server stops with its last
+    user)."""
     server = EmbeddedPostgres(ROOT / ".data" / "bench")
-    server.start()
-    admin = server.admin_url()
+    if POSTGRES_URL:
+        admin = POSTGRES_URL
+    else:
+        server.start()
+        admin = server.admin_url()
     drop_database(admin, name)
     ensure_database(admin, name)
     url = with_database(admin, name).render_as_string(hide_password=False)

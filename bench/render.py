@@ -59,6 +59,7 @@ from bench.common import (
     bench_database,
     bench_token,
     dispatcher_process,
+    postgres_pids,
     rss_mb,
     wait_registered,
 )
@@ -259,19 +260,6 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _postgres_pids() -> list[int]:
-    """The embedded PostgreSQL's processes: its postmaster and every child."""
-    postmaster = int((ROOT / ".data/bench/postgres/postmaster.pid").read_text().split()[0])
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                children.append(int(stat.parent.name))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-    return [postmaster, *children]
-
-
 class CpuShares:
     """CPU seconds per 1,000 chunks of named groups of processes over windows
     (each group's processes listed again at the start of each window)."""
@@ -288,10 +276,15 @@ class CpuShares:
             pids = listed()
             self._at[name] = (pids, _cpu_seconds(pids))
 
-    def stop(self, chunks: int) -> None:
+    def stop(self, chunks: int) -> dict[str, float]:
+        """Ends a window of `chunks`: its CPU milliseconds per 1,000 chunks."""
+        window = {}
         for name, (pids, at) in self._at.items():
-            self.spent[name] += _cpu_seconds(pids) - at
+            spent = _cpu_seconds(pids) - at
+            self.spent[name] += spent
+            window[name] = spent / max(chunks, 1) * 1e6
         self.chunks += chunks
+        return window
 
     def per_thousand(self) -> dict[str, float]:
         """CPU milliseconds per 1,000 chunks (= µs per chunk) of each group."""
@@ -301,6 +294,17 @@ class CpuShares:
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
+
+
+def _progress(window: str, rate: float, shares: dict[str, float] | None = None) -> None:
+    """A window's figures on stderr as it ends (the table comes at the end)."""
+    cost = "; ".join(f"{name} {ms:,.0f}" for name, ms in (shares or {}).items())
+    print(
+        f"render loop, {window}: {rate:,.0f} chunks/s"
+        + (f"; CPU ms per 1,000 chunks: {cost}" if cost else ""),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _heartbeating(db: Database) -> int:
@@ -389,6 +393,7 @@ async def _render(
                 started, at_start = time.perf_counter(), done()
                 await drained(before, chunks, MEASURE_SECONDS)
                 rates.append((done() - at_start) / (time.perf_counter() - started))
+                _progress(f"{chunks:,} queued, window {len(rates)}", rates[-1])
                 if done() >= before + chunks:
                     break
             await drained(before, chunks, 120 if chunks <= CHUNKS else 0)
@@ -413,8 +418,9 @@ async def _render(
                         job_ids.append(await submit(queued // 2))
                         submitted += queued // 2
                     await asyncio.sleep(0.05)
-                cpu.stop(done() - at_start)
+                shares = cpu.stop(done() - at_start)
                 rates.append((done() - at_start) / (time.perf_counter() - started))
+                _progress(f"{queued:,} queued, window {len(rates)}", rates[-1], shares)
             for job_id in job_ids:
                 await delete(job_id)
             await asyncio.sleep(1.0)
@@ -596,7 +602,7 @@ def run() -> list[Row]:
             {
                 "jobs+admin service": lambda: [jobs_pid],
                 "nodes service": lambda: [pid for _, pid in replicas],
-                "PostgreSQL": _postgres_pids,
+                "PostgreSQL": postgres_pids,
                 "simulated nodes": lambda: [os.getpid()],
             }
         )
