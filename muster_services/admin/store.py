@@ -45,7 +45,7 @@ from muster_services.admin.tables import (
     statistics_samples,
     users,
 )
-from muster_services.core.database import storable_text
+from muster_services.core.database import execute_replanned, storable_text
 
 # --- named rows (users, groups, pools, repositories) ------------------------------------------
 
@@ -438,25 +438,32 @@ def utc_today(session: Session) -> date:
 # two or three per rendered chunk on a busy farm. Each line names its event:
 # its time and details are taken from the event's row, not sent back encoded
 # again. (An event pruned meanwhile, past the retention, leaves its line with
-# the time of writing and no details.)
-_ADD_ACTIONS = text(
+# the time of writing and no details.) Each line's event is looked up by id
+# (LATERAL ... LIMIT 1: no join over the outbox, which the planner chose for
+# its default guess of 100 lines a batch), in a statement planned at each run
+# (execute_replanned): a plan cached while the outbox was small read the whole
+# outbox for each batch until the next ANALYZE (docs/render-loop.md, "Plans
+# cached on a small outbox").
+_EVENT_OF_LINE = (
+    " LEFT JOIN LATERAL (SELECT created_at, payload FROM events WHERE id = v.event_id LIMIT 1)"
+    " e ON true ORDER BY v.n"
+)
+_ADD_ACTIONS = (
     "INSERT INTO action_log (logged_at, user_name, peer, action, target, outcome,"
     " status_code, detail) SELECT coalesce(e.created_at, now()), coalesce(v.user_name, ''),"
     " coalesce(v.peer, ''), v.action, coalesce(v.target, ''), v.outcome,"
     " coalesce(v.status_code, 'OK'), coalesce(e.payload - 'actor' - 'peer', '{}')"
-    " FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " FROM ROWS FROM (jsonb_to_recordset(CAST(%(rows)s AS jsonb))"
     " AS (event_id bigint, user_name text, peer text, action text, target text,"
     " outcome text, status_code text)) WITH ORDINALITY"
-    " AS v(event_id, user_name, peer, action, target, outcome, status_code, n)"
-    " LEFT JOIN events e ON e.id = v.event_id ORDER BY v.n"
+    " AS v(event_id, user_name, peer, action, target, outcome, status_code, n)" + _EVENT_OF_LINE
 )
-_ADD_ACTIVITIES = text(
+_ADD_ACTIVITIES = (
     "INSERT INTO activity_log (logged_at, category, message, job_id, node_id, detail)"
     " SELECT coalesce(e.created_at, now()), v.category, v.message, v.job_id, v.node_id,"
-    " coalesce(e.payload, '{}') FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " coalesce(e.payload, '{}') FROM ROWS FROM (jsonb_to_recordset(CAST(%(rows)s AS jsonb))"
     " AS (event_id bigint, category text, message text, job_id bigint, node_id bigint))"
-    " WITH ORDINALITY AS v(event_id, category, message, job_id, node_id, n)"
-    " LEFT JOIN events e ON e.id = v.event_id ORDER BY v.n"
+    " WITH ORDINALITY AS v(event_id, category, message, job_id, node_id, n)" + _EVENT_OF_LINE
 )
 
 
@@ -467,12 +474,12 @@ def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def add_actions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        session.execute(_ADD_ACTIONS, {"rows": _json_rows(rows)})
+        execute_replanned(session, _ADD_ACTIONS, {"rows": _json_rows(rows)})
 
 
 def add_activities(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        session.execute(_ADD_ACTIVITIES, {"rows": _json_rows(rows)})
+        execute_replanned(session, _ADD_ACTIVITIES, {"rows": _json_rows(rows)})
 
 
 def prune_logs(session: Session, days: int) -> None:

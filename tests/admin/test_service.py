@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
-from muster_services.admin import configuration
+from muster_services.admin import configuration, store
 from muster_services.admin.domain import GroupSpec, PoolSpec, RepositorySpec, UserSpec
 from muster_services.admin.logs import record_event
 from muster_services.admin.resources import read_repository_paths
@@ -251,6 +251,48 @@ def test_a_batch_of_events_is_written_in_order_with_its_times_and_details(
         "actor": "ann",
     }
     assert [(row.logged_at, row.user_name) for row in actions] == [(t, "ann") for t in published]
+
+
+def test_a_batch_looks_its_events_up_by_key_however_small_the_outbox_was_before(
+    database_url: str,
+) -> None:
+    """The lines' statements find their events by id, not by reading the
+    outbox, even on a connection that first ran them when the outbox was
+    small: a plan cached then (a hash join over every event) was kept while
+    the outbox grew, until the next ANALYZE."""
+    one = Database(database_url, pool_size=1)  # one connection: its prepared statements stay
+    try:
+        with one.transaction() as session:
+            session.execute(text("ALTER TABLE events SET (autovacuum_enabled = false)"))
+
+        def write_lines() -> int:
+            """A batch's lines; the outbox's rows its statements read one by one."""
+            with one.transaction() as session:
+                ids = [publish(session, "chunk.finished", {"actor": "ann"}) for _ in range(3)]
+                store.add_actions(
+                    session,
+                    [{"event_id": i, "action": "x", "outcome": "succeeded"} for i in ids],
+                )
+                store.add_activities(
+                    session,
+                    [{"event_id": i, "category": "chunk.finished", "message": ""} for i in ids],
+                )
+                read = session.execute(
+                    text(
+                        "SELECT seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'events'"
+                    )
+                ).scalar_one()
+            return int(read)
+
+        for _ in range(12):  # past psycopg's prepare threshold and the server's custom plans
+            write_lines()
+        with one.transaction() as session:
+            session.execute(
+                text("INSERT INTO events (topic) SELECT 'grown' FROM generate_series(1, 50000)")
+            )
+        assert write_lines() == 0
+    finally:
+        one.dispose()
 
 
 def test_a_chunk_runs_outcome_is_not_taken_for_the_outcome_of_a_call(
