@@ -560,8 +560,14 @@ def log_file_day(kind: str, name: str) -> date:
 # muster_services/nodes/topics.py).
 ACTIVITY_PREFIXES = ("chunk.", "node.", "job.")
 # Actors that are the dispatcher's own automatic work, not an API caller:
-# their events go to the activity log only.
-AUTOMATIC_ACTORS = ("scheduler",)
+# their events go to the activity log only. The scheduler, and the nodes
+# service's own token, which only relays its agents' results and render logs
+# and releases a lost node's chunks (muster_services/nodes/relay.py). Hook
+# scripts call as `service:dispatcher`: their calls stay actions.
+AUTOMATIC_ACTORS = ("scheduler", "service:nodes")
+# Topics of the render loop's course, whoever's call they follow: a node idle
+# again once its chunk ended (one per chunk). Activity log only.
+AUTOMATIC_TOPICS = (nodes_topics.NODE_IDLE,)
 AUDIT_TOPICS = (core_topics.CALL_DENIED, core_topics.CALL_FAILED)
 # Topics that carry data, not a change anyone made (render output forwarded to
 # consoles): never an action-log line.
@@ -590,7 +596,7 @@ class ActionEntry:
 def action_entry(topic: str, payload: Mapping[str, Any]) -> ActionEntry | None:
     """The action-log line of an event, or None for automatic work."""
     actor = str(payload.get("actor", ""))
-    if not actor or actor in AUTOMATIC_ACTORS or topic in STREAM_TOPICS:
+    if not actor or actor in AUTOMATIC_ACTORS or topic in STREAM_TOPICS + AUTOMATIC_TOPICS:
         return None
     detail = {k: v for k, v in payload.items() if k not in ("actor", "peer")}
     return ActionEntry(

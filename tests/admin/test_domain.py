@@ -226,6 +226,22 @@ def test_an_event_by_a_caller_is_an_action_and_a_scheduler_event_only_activity()
     assert domain.activity_entry("user.created", {"user": "ann"}) is None
 
 
+def test_the_render_loops_own_reports_are_activity_only() -> None:
+    """A chunk's end relayed by the nodes service and the node idle again after
+    it are the machinery's, two per chunk: activity lines, not actions. A node
+    joining and a hook script's call stay actions."""
+    agent = {"node_id": 3, "actor": "agent:host#0", "peer": "ipv4:10.0.0.3:5000"}
+    finished = {"job_id": 7, "chunk_id": 1, "node_id": 3, "actor": "service:nodes"}
+    assert domain.action_entry("chunk.finished", finished) is None
+    assert domain.action_entry("node.idle", agent) is None
+    assert domain.activity_entry("chunk.finished", finished) is not None
+    assert domain.activity_entry("node.idle", agent) is not None
+    joined = domain.action_entry("node.registered", agent)
+    assert joined is not None and joined.user_name == "agent:host#0"
+    hook = domain.action_entry("job.deleted", {"job_id": 8, "actor": "service:dispatcher"})
+    assert hook is not None and hook.target == "job:8"
+
+
 def test_an_inverted_time_range_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="time_range"):
         domain.check_time_range(datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
