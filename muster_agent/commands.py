@@ -98,11 +98,32 @@ async def execute(instance: Instance, command: agent_pb2.Command) -> Ack:
     return Ack(False, f"unknown command {kind or '(none)'}: this agent is too old for it")
 
 
+# Kills of tokens not yet assigned that an instance keeps (older ones go first).
+KILLED_AHEAD_KEPT = 16
+
+
 async def kill_process(instance: Instance, kill: agent_pb2.KillProcessCommand) -> Ack:
     run = instance.run
-    if run is None or run.fencing_token != kill.fencing_token:
+    token = kill.fencing_token
+    if (run is None or run.fencing_token != token) and token > instance.last_token:
+        # Its assignment has not arrived yet (it travels apart from commands):
+        # the chunk ends killed when it does (Instance._assign).
+        instance.killed_ahead[token] = kill.follow_up
+        for old in sorted(instance.killed_ahead)[:-KILLED_AHEAD_KEPT]:
+            del instance.killed_ahead[old]
+        if kill.follow_up == common_pb2.KILL_FOLLOW_UP_PAUSE:
+            instance.paused = True
+        _LOG.info(
+            "%s: job %d chunk %d (token %d) killed before its assignment arrived",
+            instance.label,
+            kill.job_id,
+            kill.chunk_id,
+            token,
+        )
+        return Ack(True)
+    if run is None or run.fencing_token != token:
         running = f"token {run.fencing_token}" if run is not None else "nothing"
-        return Ack(False, f"stale: token {kill.fencing_token} is not running here ({running} is)")
+        return Ack(False, f"stale: token {token} is not running here ({running} is)")
     if kill.follow_up == common_pb2.KILL_FOLLOW_UP_PAUSE:
         # Paused before the kill ends, so no assignment can slip in between.
         instance.paused = True

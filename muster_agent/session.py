@@ -99,6 +99,12 @@ class Instance:
         self.run: ChunkRun | None = None
         # Chunks started by this process (the agent trims its memory after them).
         self.chunks_started = 0
+        # The newest fencing token assigned to this instance, and the kills of
+        # newer tokens: a kill sent just after its chunk's assignment may reach
+        # the agent first (the two travel separately); the chunk then ends
+        # killed as it arrives, instead of running to its end.
+        self.last_token = 0
+        self.killed_ahead: dict[int, int] = {}
         self.pending: dict[int, agent_pb2.ChunkResult] = {
             r.fencing_token: r for r in state.pending_results(number)
         }
@@ -297,6 +303,21 @@ class Instance:
             # the service sent the assignment again; the result answers it.
             _LOG.info("%s: %s already ran; sending its result again", self.label, what)
             self.send(agent_pb2.SessionRequest(result=self.pending[token]))
+            return
+        self.last_token = max(self.last_token, token)
+        if self.killed_ahead.pop(token, None) is not None:
+            _LOG.info("%s: %s was killed on request before it arrived", self.label, what)
+            self._finish(
+                agent_pb2.ChunkResult(
+                    job_id=assignment.job_id,
+                    chunk_id=assignment.chunk_id,
+                    fencing_token=token,
+                    exit_code=-1,
+                    outcome=common_pb2.CHUNK_RUN_OUTCOME_KILLED,
+                    message="killed on request",
+                    end_time=now_timestamp(),
+                )
+            )
             return
         if self.run is not None or self.paused:
             reason = "instance busy" if self.run is not None else "instance busy: paused"

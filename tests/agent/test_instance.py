@@ -283,6 +283,36 @@ def test_kill_process_checks_the_token_and_pauses_on_request(config: AgentConfig
     run(body)
 
 
+def test_a_kill_that_overtakes_its_assignment_ends_the_chunk_killed(config: AgentConfig) -> None:
+    """The service sends a kill right after an assignment; the two travel apart
+    and the kill may come first. The chunk then never runs: it ends killed as
+    it arrives, and the kill's follow-up (here a pause) holds."""
+
+    async def body() -> None:
+        instance = connected(config)
+        await instance.handle(agent_pb2.SessionResponse(assignment=assignment(4)))
+        assert (await next_of(instance, "result")).result.fencing_token == 4
+        kill = agent_pb2.KillProcessCommand(
+            job_id=5, chunk_id=7, fencing_token=7, follow_up=common_pb2.KILL_FOLLOW_UP_PAUSE
+        )
+        await instance.handle(command(1, kill_process=kill))
+        assert (await ack_of(instance, 1)).success and instance.paused
+        await instance.handle(agent_pb2.SessionResponse(assignment=assignment(7, "sleep 30")))
+        assert instance.run is None
+        result = (await next_of(instance, "result")).result
+        assert (result.fencing_token, result.outcome, result.message) == (
+            7,
+            common_pb2.CHUNK_RUN_OUTCOME_KILLED,
+            "killed on request",
+        )
+        # Older than what was assigned: stale, as before.
+        old = agent_pb2.KillProcessCommand(job_id=5, chunk_id=4, fencing_token=4)
+        await instance.handle(command(2, kill_process=old))
+        assert not (await ack_of(instance, 2)).success
+
+    run(body)
+
+
 def test_pause_resume_realtime_log_and_custom_message(config: AgentConfig) -> None:
     async def body() -> None:
         instance = connected(config)
