@@ -105,36 +105,31 @@ KILLED_AHEAD_KEPT = 16
 async def kill_process(instance: Instance, kill: agent_pb2.KillProcessCommand) -> Ack:
     run = instance.run
     token = kill.fencing_token
-    if (run is None or run.fencing_token != token) and token > instance.last_token:
-        # Its assignment has not arrived yet (it travels apart from commands):
-        # the chunk ends killed when it does (Instance._assign).
+    running_it = run is not None and run.fencing_token == token
+    # A newer token than any assigned: its assignment, sent before the kill but
+    # apart from commands, has not arrived yet. The chunk ends killed when it
+    # does (Instance._assign).
+    ahead = not running_it and token > instance.last_token
+    if not running_it and not ahead:
+        running = f"token {run.fencing_token}" if run is not None else "nothing"
+        return Ack(False, f"stale: token {token} is not running here ({running} is)")
+    if ahead:
         instance.killed_ahead[token] = kill.follow_up
         for old in sorted(instance.killed_ahead)[:-KILLED_AHEAD_KEPT]:
             del instance.killed_ahead[old]
-        if kill.follow_up == common_pb2.KILL_FOLLOW_UP_PAUSE:
-            instance.paused = True
-        _LOG.info(
-            "%s: job %d chunk %d (token %d) killed before its assignment arrived",
-            instance.label,
-            kill.job_id,
-            kill.chunk_id,
-            token,
-        )
-        return Ack(True)
-    if run is None or run.fencing_token != token:
-        running = f"token {run.fencing_token}" if run is not None else "nothing"
-        return Ack(False, f"stale: token {token} is not running here ({running} is)")
     if kill.follow_up == common_pb2.KILL_FOLLOW_UP_PAUSE:
         # Paused before the kill ends, so no assignment can slip in between.
         instance.paused = True
     _LOG.info(
-        "%s: killing job %d chunk %d (token %d)",
+        "%s: killing job %d chunk %d (token %d)%s",
         instance.label,
         kill.job_id,
         kill.chunk_id,
-        kill.fencing_token,
+        token,
+        " before its assignment arrived" if ahead else "",
     )
-    await instance.kill_running("killed on request")
+    if running_it:
+        await instance.kill_running("killed on request")
     return Ack(True)
 
 

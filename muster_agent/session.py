@@ -307,17 +307,7 @@ class Instance:
         self.last_token = max(self.last_token, token)
         if self.killed_ahead.pop(token, None) is not None:
             _LOG.info("%s: %s was killed on request before it arrived", self.label, what)
-            self._finish(
-                agent_pb2.ChunkResult(
-                    job_id=assignment.job_id,
-                    chunk_id=assignment.chunk_id,
-                    fencing_token=token,
-                    exit_code=-1,
-                    outcome=common_pb2.CHUNK_RUN_OUTCOME_KILLED,
-                    message="killed on request",
-                    end_time=now_timestamp(),
-                )
-            )
+            self._end_unrun(assignment, common_pb2.CHUNK_RUN_OUTCOME_KILLED, "killed on request")
             return
         if self.run is not None or self.paused:
             reason = "instance busy" if self.run is not None else "instance busy: paused"
@@ -327,17 +317,7 @@ class Instance:
                 what,
                 reason,
             )
-            self._finish(
-                agent_pb2.ChunkResult(
-                    job_id=assignment.job_id,
-                    chunk_id=assignment.chunk_id,
-                    fencing_token=token,
-                    exit_code=-1,
-                    outcome=common_pb2.CHUNK_RUN_OUTCOME_FAILED,
-                    message=reason,
-                    end_time=now_timestamp(),
-                )
-            )
+            self._end_unrun(assignment, common_pb2.CHUNK_RUN_OUTCOME_FAILED, reason)
             return
         _LOG.info("%s: running %s of %r", self.label, what, assignment.job_name)
         run = ChunkRun(
@@ -355,6 +335,20 @@ class Instance:
         self.chunks_started += 1
         self._save()  # on disk before the process exists: a restart finds it
         self._run_task = asyncio.create_task(self._run_chunk(run))
+
+    def _end_unrun(self, assignment: agent_pb2.Assignment, outcome: int, message: str) -> None:
+        """Report an assignment that never ran as ended now with `outcome`."""
+        self._finish(
+            agent_pb2.ChunkResult(
+                job_id=assignment.job_id,
+                chunk_id=assignment.chunk_id,
+                fencing_token=assignment.fencing_token,
+                exit_code=-1,
+                outcome=outcome,  # type: ignore[arg-type]
+                message=message,
+                end_time=now_timestamp(),
+            )
+        )
 
     async def _run_chunk(self, run: ChunkRun) -> None:
         try:
