@@ -114,9 +114,9 @@ async def kill_process(instance: Instance, kill: agent_pb2.KillProcessCommand) -
         running = f"token {run.fencing_token}" if run is not None else "nothing"
         return Ack(False, f"stale: token {token} is not running here ({running} is)")
     if ahead:
-        instance.killed_ahead[token] = kill.follow_up
+        instance.killed_ahead.add(token)
         for old in sorted(instance.killed_ahead)[:-KILLED_AHEAD_KEPT]:
-            del instance.killed_ahead[old]
+            instance.killed_ahead.discard(old)
     if kill.follow_up == common_pb2.KILL_FOLLOW_UP_PAUSE:
         # Paused before the kill ends, so no assignment can slip in between.
         instance.paused = True

@@ -104,7 +104,7 @@ class Instance:
         # the agent first (the two travel separately); the chunk then ends
         # killed as it arrives, instead of running to its end.
         self.last_token = 0
-        self.killed_ahead: dict[int, int] = {}
+        self.killed_ahead: set[int] = set()
         self.pending: dict[int, agent_pb2.ChunkResult] = {
             r.fencing_token: r for r in state.pending_results(number)
         }
@@ -305,7 +305,8 @@ class Instance:
             self.send(agent_pb2.SessionRequest(result=self.pending[token]))
             return
         self.last_token = max(self.last_token, token)
-        if self.killed_ahead.pop(token, None) is not None:
+        if token in self.killed_ahead:
+            self.killed_ahead.discard(token)
             _LOG.info("%s: %s was killed on request before it arrived", self.label, what)
             self._end_unrun(assignment, common_pb2.CHUNK_RUN_OUTCOME_KILLED, "killed on request")
             return
@@ -336,7 +337,12 @@ class Instance:
         self._save()  # on disk before the process exists: a restart finds it
         self._run_task = asyncio.create_task(self._run_chunk(run))
 
-    def _end_unrun(self, assignment: agent_pb2.Assignment, outcome: int, message: str) -> None:
+    def _end_unrun(
+        self,
+        assignment: agent_pb2.Assignment,
+        outcome: common_pb2.ChunkRunOutcome.ValueType,
+        message: str,
+    ) -> None:
         """Report an assignment that never ran as ended now with `outcome`."""
         self._finish(
             agent_pb2.ChunkResult(
@@ -344,7 +350,7 @@ class Instance:
                 chunk_id=assignment.chunk_id,
                 fencing_token=assignment.fencing_token,
                 exit_code=-1,
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 message=message,
                 end_time=now_timestamp(),
             )

@@ -572,6 +572,8 @@ AUDIT_TOPICS = (core_topics.CALL_DENIED, core_topics.CALL_FAILED)
 # Topics that carry data, not a change anyone made (render output forwarded to
 # consoles): never an action-log line.
 STREAM_TOPICS = (nodes_topics.LOG_CHUNK,)
+# Topics that are never an action-log line, whoever's event.
+_NEVER_ACTIONS = frozenset(STREAM_TOPICS + AUTOMATIC_TOPICS)
 # Payload keys that name what an event acted on, in order of preference.
 _TARGET_KEYS = (
     ("job_id", "job"),
@@ -596,7 +598,7 @@ class ActionEntry:
 def action_entry(topic: str, payload: Mapping[str, Any]) -> ActionEntry | None:
     """The action-log line of an event, or None for automatic work."""
     actor = str(payload.get("actor", ""))
-    if not actor or actor in AUTOMATIC_ACTORS or topic in STREAM_TOPICS + AUTOMATIC_TOPICS:
+    if not actor or actor in AUTOMATIC_ACTORS or topic in _NEVER_ACTIONS:
         return None
     detail = {k: v for k, v in payload.items() if k not in ("actor", "peer")}
     return ActionEntry(
