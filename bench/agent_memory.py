@@ -38,6 +38,7 @@ from bench.common import (
     Row,
     bench_database,
     dispatcher_process,
+    private_mb,
     rss_mb,
     submit_command_job,
     wait_registered,
@@ -119,14 +120,15 @@ def _wait_job(db: Database, job_id: int) -> None:
 
 def _measure_agent(
     db: Database, jobs: JobsService, nodes_address: str, root: Path, run: int
-) -> tuple[float, float, float]:
-    """(idle before a chunk, agent idle after one, its template host after one), MB."""
+) -> tuple[float, float, float, float]:
+    """(idle before a chunk, agent idle after one, its template host after one,
+    the private part of the first), MB."""
     with _agent(db, nodes_address, root) as agent:
         wait_registered(db, 1, TIMEOUT_SECONDS)
         time.sleep(IDLE_SECONDS)
         if agent.poll() is not None:
             raise RuntimeError(f"the agent exited with {agent.returncode}")
-        before = rss_mb(agent.pid)
+        before, private = rss_mb(agent.pid), private_mb(agent.pid)
         job_id = submit_command_job(jobs, 1, f"agent-memory-{root.name}-{run}")
         _wait_job(db, job_id)
         time.sleep(IDLE_SECONDS)
@@ -134,11 +136,11 @@ def _measure_agent(
         hosts = _children(agent.pid)
         if len(hosts) != 1:
             raise RuntimeError(f"expected the agent's one template host, found {hosts}")
-        return before, after, rss_mb(hosts[0])
+        return before, after, rss_mb(hosts[0]), private
 
 
-def _floor() -> float:
-    """A bare Python process that imported grpc.aio, MB."""
+def _floor() -> tuple[float, float]:
+    """A bare Python process that imported grpc.aio: (RSS, its private part), MB."""
     bare = subprocess.Popen(
         [sys.executable, "-c", "import grpc.aio, sys; print(flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE,
@@ -148,7 +150,7 @@ def _floor() -> float:
         assert bare.stdout is not None
         bare.stdout.readline()  # imported
         time.sleep(1.0)
-        return rss_mb(bare.pid)
+        return rss_mb(bare.pid), private_mb(bare.pid)
     finally:
         assert bare.stdin is not None
         bare.stdin.close()
@@ -157,7 +159,7 @@ def _floor() -> float:
 
 def run() -> list[Row]:
     roots = [ROOT, *([Path(PREVIOUS).resolve()] if PREVIOUS else [])]
-    figures: dict[Path, list[tuple[float, float, float]]] = {root: [] for root in roots}
+    figures: dict[Path, list[tuple[float, float, float, float]]] = {root: [] for root in roots}
     with (
         bench_database("bench_agent_memory", pool_size=2) as db,
         dispatcher_process(db, ["jobs", "admin"]) as (jobs_address, _),
@@ -170,7 +172,9 @@ def run() -> list[Row]:
         for n in range(RUNS):
             for root in roots:  # back to back: an A/B sees the same load
                 figures[root].append(_measure_agent(db, jobs, nodes_address, root, n))
-    floor = statistics.median(_floor() for _ in range(RUNS))
+    floors = [_floor() for _ in range(RUNS)]
+    floor = statistics.median(f[0] for f in floors)
+    floor_private = statistics.median(f[1] for f in floors)
     load = os.getloadavg()[0]
 
     def median(root: Path, index: int) -> float:
@@ -182,6 +186,8 @@ def run() -> list[Row]:
     def peer(index: int) -> tuple[float, str]:
         if PREVIOUS:
             return median(roots[1], index), f"the previous code ({roots[1].name})"
+        if index == 3:
+            return floor_private, "the same of bare `python -c 'import grpc.aio'`"
         return floor, "bare `python -c 'import grpc.aio'`"
 
     print(f"load average (1 min) at the end: {load:.2f}")
@@ -190,6 +196,9 @@ def run() -> list[Row]:
         (0, "idle agent resident memory, before its first chunk"),
         (1, "idle agent resident memory, after a chunk (template code loaded)"),
         (2, "its warm template host process, after a chunk"),
+        # What the agent holds of its own; the rest is mapped files' pages
+        # (bench/common.py private_mb), which move with the machine's state.
+        (3, "of the idle agent before its first chunk: private (anonymous) memory"),
     ):
         value, name = peer(index)
         rows.append(Row(what, median(ROOT, index), value, name, "MB"))
@@ -205,6 +214,7 @@ def run() -> list[Row]:
     )
     if PREVIOUS:
         rows.append(Row("bare `python -c 'import grpc.aio'` (the floor)", floor, None, "-", "MB"))
+        rows.append(Row("the floor's private (anonymous) memory", floor_private, None, "-", "MB"))
     return rows
 
 

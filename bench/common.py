@@ -173,12 +173,25 @@ def bench_token(db: Database, name: str = "bench", role: str = "administrator") 
     return security_for(db).signer.issue(name, "user", role, 3600)[0]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, in MB."""
+def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB."""
+    return _status_mb(pid, "VmRSS")
+
+
+def private_mb(pid: int) -> float:
+    """The anonymous part of a process's resident memory (RssAnon), in MB: its
+    own heap and stacks. The rest of its RSS is pages of files it maps (the
+    interpreter, grpc's and other libraries), shared with every process that
+    maps them and resident as the page cache holds them, so it moves with
+    the machine's state (after a reboot, for one) and not with the code."""
+    return _status_mb(pid, "RssAnon")
 
 
 def wait_registered(db: Database, count: int, timeout: float = 60.0) -> None:

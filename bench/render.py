@@ -60,6 +60,7 @@ from bench.common import (
     bench_token,
     dispatcher_process,
     postgres_pids,
+    private_mb,
     rss_mb,
     wait_registered,
 )
@@ -496,8 +497,9 @@ def _bare_relay(signer: TokenSigner, assignment: agent_pb2.Assignment) -> tuple[
             relay.wait(30)
 
 
-def _idle_agent_rss(db: Database, nodes_address: str) -> float:
-    """Resident memory of a real agent (one instance) registered and idle."""
+def _idle_agent_rss(db: Database, nodes_address: str) -> tuple[float, float]:
+    """Resident memory of a real agent (one instance) registered and idle, and
+    its private part (bench/common.py private_mb)."""
     with tempfile.TemporaryDirectory() as work:
         agent = subprocess.Popen(
             [
@@ -524,7 +526,7 @@ def _idle_agent_rss(db: Database, nodes_address: str) -> float:
             # measures the same way).
             wait_registered(db, 1)
             time.sleep(8.0)
-            return rss_mb(agent.pid)
+            return rss_mb(agent.pid), private_mb(agent.pid)
         finally:
             agent.terminate()
             agent.wait(30)
@@ -597,7 +599,7 @@ def run() -> list[Row]:
         nodes_address, nodes_pid = replicas[0]
         time.sleep(2.0)
         idle_rss = rss_mb(nodes_pid)
-        agent_rss = _idle_agent_rss(db, nodes_address)
+        agent_rss, agent_private = _idle_agent_rss(db, nodes_address)
         cpu = CpuShares(
             {
                 "jobs+admin service": lambda: [jobs_pid],
@@ -690,6 +692,13 @@ def run() -> list[Row]:
             "nodes",
         ),
         Row("idle agent resident memory (one instance)", agent_rss, None, "-", "MB"),
+        Row(
+            "of which private (anonymous) memory; the rest is mapped files' pages",
+            agent_private,
+            None,
+            "-",
+            "MB",
+        ),
         Row(
             f"render loop ({CHUNKS:,} queued) vs the design's limit: a bare grpc.aio relay,"
             " the same nodes and messages, no database",
