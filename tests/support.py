@@ -427,3 +427,33 @@ def executed(db: Any, explain: str = "") -> Iterator[list[str]]:
         yield found
     finally:
         sqlalchemy_event.remove(db.engine, "before_cursor_execute", seen)
+
+
+def busy_farm(db: Any, job_id: int, count: int, free_every: int = 10) -> list[int]:
+    """`count` online nodes, each but every `free_every`-th holding a live
+    assignment of one of job `job_id`'s chunks 1..count (which must exist),
+    tables analysed: a farm large enough that a plan scanning a whole table
+    per batch shows. Returns the nodes' ids in chunk order."""
+    with db.transaction() as session:
+        ids = [
+            int(i)
+            for i in session.execute(
+                text(
+                    "INSERT INTO nodes (name, host_name, platform, status, session_id,"
+                    " last_heartbeat_at) SELECT 'farm-' || g, 'farm-' || g, 'linux', 'idle',"
+                    " 'live', now() FROM generate_series(1, :count) g RETURNING id"
+                ),
+                {"count": count},
+            ).scalars()
+        ]
+        session.execute(
+            text(
+                "INSERT INTO chunk_assignments (job_id, chunk_number, node_id, state)"
+                " SELECT :job, g, (CAST(:ids AS bigint[]))[g], 'running'"
+                " FROM generate_series(1, :count) g WHERE g % :every <> 0"
+            ),
+            {"job": job_id, "ids": ids, "count": count, "every": free_every},
+        )
+        for table in ("nodes", "chunks", "chunk_assignments"):
+            session.execute(text(f"ANALYZE {table}"))
+    return ids

@@ -526,15 +526,21 @@ def hold_rendering(session: Session, node_ids: Sequence[int]) -> None:
 
 def idle_of(session: Session, node_ids: Sequence[int]) -> list[int]:
     """Those of these nodes that are online and hold no live assignment: their
-    chunk ended and no new one came (node.idle); no row is written."""
+    chunk ended and no new one came (node.idle); no row is written.
+
+    Each node's assignment is looked up by key (LATERAL ... LIMIT 1): as NOT
+    EXISTS, the planner hashed every live assignment of the farm for each
+    batch of results."""
     if not node_ids:
         return []
     return list(
         session.execute(
             text(
-                "SELECT n.id FROM nodes n WHERE n.id = ANY(CAST(:ids AS bigint[]))"
-                " AND n.status <> 'offline' AND n.session_id IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM chunk_assignments a WHERE a.node_id = n.id)"
+                "SELECT n.id FROM nodes n"
+                " LEFT JOIN LATERAL (SELECT 1 AS held FROM chunk_assignments a"
+                " WHERE a.node_id = n.id LIMIT 1) h ON true"
+                " WHERE n.id = ANY(CAST(:ids AS bigint[]))"
+                " AND n.status <> 'offline' AND n.session_id IS NOT NULL AND h.held IS NULL"
                 " ORDER BY n.id"
             ),
             {"ids": sorted(set(node_ids))},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -10,8 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from muster_services.core.database import Database
+from muster_services.jobs.service import JobsService
 from muster_services.nodes import store as repo
-from tests.support import executed, until_lock_wait
+from tests.jobs.conftest import SPEC
+from tests.support import busy_farm, executed, until_lock_wait
 
 
 def _nodes(db: Database, count: int) -> list[int]:
@@ -103,3 +106,19 @@ def test_a_batch_of_results_finds_its_kill_follow_ups_by_index_however_many_comm
     assert found == {4: "requeue", 6: "continue"}
     (plan,) = plans
     assert "ix_node_commands_kill_token" in plan, plan
+
+
+def test_the_idle_nodes_of_a_batch_are_found_by_key_on_a_large_farm(db: Database) -> None:
+    """Which nodes of a batch of results hold no new assignment: read as NOT
+    EXISTS, the planner hashed every live assignment of the farm for each
+    batch; each node's assignment is now looked up by key."""
+    jobs = JobsService(db)
+    jobs.templates.seed_templates()
+    job_id = int(jobs.queue.submit_job(dataclasses.replace(SPEC, end_frame=3_000)).id)
+    nodes = busy_farm(db, job_id, 3_000)
+    batch = nodes[:400]
+    with executed(db, explain="FROM nodes n") as plans, db.transaction() as session:
+        idle = repo.idle_of(session, batch)
+    assert idle == sorted(n for i, n in enumerate(batch, start=1) if i % 10 == 0)
+    (plan,) = plans
+    assert "Seq Scan on chunk_assignments" not in plan, plan
