@@ -173,6 +173,34 @@ def bench_token(db: Database, name: str = "bench", role: str = "administrator") 
     return security_for(db).signer.issue(name, "user", role, 3600)[0]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes so far, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int, name: str) -> float:
+    """CPU time so far of a process's threads named `name` (gRPC's C core
+    names its I/O thread `event_engine`; Python threads keep the process's
+    name), in seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):

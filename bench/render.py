@@ -58,6 +58,7 @@ from bench.common import (
     Row,
     bench_database,
     bench_token,
+    cpu_seconds,
     dispatcher_process,
     postgres_pids,
     private_mb,
@@ -249,18 +250,6 @@ async def _stop_nodes(nodes: list[SimulatedNode], tasks: list[asyncio.Task[None]
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) of these processes so far, in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue  # ended meanwhile
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 class CpuShares:
     """CPU seconds per 1,000 chunks of named groups of processes over windows
     (each group's processes listed again at the start of each window)."""
@@ -275,13 +264,13 @@ class CpuShares:
         self._at = {}
         for name, listed in self.groups.items():
             pids = listed()
-            self._at[name] = (pids, _cpu_seconds(pids))
+            self._at[name] = (pids, cpu_seconds(pids))
 
     def stop(self, chunks: int) -> dict[str, float]:
         """Ends a window of `chunks`: its CPU milliseconds per 1,000 chunks."""
         window = {}
         for name, (pids, at) in self._at.items():
-            spent = _cpu_seconds(pids) - at
+            spent = cpu_seconds(pids) - at
             self.spent[name] += spent
             window[name] = spent / max(chunks, 1) * 1e6
         self.chunks += chunks

@@ -7,7 +7,9 @@ grpc.aio stream each, every stream on one channel as the render bench opens
 them), registered in waves and left idle (heartbeating). Measured: the
 replica's resident memory with 0 streams, then with each of STREAM_WAVES open
 (a few seconds after the wave's registrations, as bench/render.py waits), and
-the memory per 1,000 streams from the last wave.
+the memory per 1,000 streams from the last wave; then, over STREAM_CPU_SECONDS
+with the last wave idle, the CPU the replica spends on those streams (their
+heartbeats and its own periodic work), with the part of gRPC's I/O thread.
 
 Peer, with BENCH_STREAM_MEMORY_PREVIOUS=DIR: the nodes service of another
 checkout (DIR: a worktree of the previous code with its own .venv and stubs)
@@ -26,11 +28,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc.aio
 
-from bench.common import BENCHMARKS, Row, bench_database, rss_mb
+from bench.common import (
+    BENCHMARKS,
+    Row,
+    bench_database,
+    cpu_seconds,
+    rss_mb,
+    thread_cpu_seconds,
+)
 from muster_services.core.auth import security_for
 from muster_services.core.database import Database
 
@@ -39,6 +49,21 @@ WAVES = [int(n) for n in os.environ.get("STREAM_WAVES", "1000,5000").split(",")]
 PREVIOUS = os.environ.get("BENCH_STREAM_MEMORY_PREVIOUS", "")
 TRACE = os.environ.get("STREAM_MEMORY_TRACE", "") == "1"
 SETTLE_SECONDS = 4.0
+# The CPU the replica spends on the last wave's idle streams (their
+# heartbeats, one each interval, and its own periodic work), over this long.
+CPU_SECONDS = float(os.environ.get("STREAM_CPU_SECONDS", "20"))
+
+
+@dataclass
+class Measured:
+    rss: list[float]  # MB with 0 streams, then after each wave
+    # Over CPU_SECONDS with the last wave idle: the replica's CPU, of which
+    # gRPC's I/O thread's, and the simulated nodes' (this process), in % of
+    # a core.
+    replica_cpu: float = 0.0
+    io_thread_cpu: float = 0.0
+    nodes_cpu: float = 0.0
+
 
 # Loaded into the replica with STREAM_MEMORY_TRACE=1 (sitecustomize): SIGUSR1
 # writes the top allocation sites to the file named by its environment.
@@ -78,7 +103,7 @@ def _replica(db: Database, root: Path, jobs_address: str, trace_dir: str) -> sub
     )
 
 
-async def _waves(db: Database, address: str, pid: int, trace_dir: str) -> list[float]:
+async def _waves(db: Database, address: str, pid: int, trace_dir: str) -> Measured:
     from bench.render import SimulatedNode
 
     signer = security_for(db).signer
@@ -101,6 +126,24 @@ async def _waves(db: Database, address: str, pid: int, trace_dir: str) -> list[f
             await asyncio.sleep(SETTLE_SECONDS)
             figures.append(rss_mb(pid))
             print(f"    {wave:>6,} streams: {figures[-1]:.1f} MB", flush=True)
+        measured = Measured(figures)
+        at = (
+            cpu_seconds([pid]),
+            thread_cpu_seconds(pid, "event_engine"),
+            cpu_seconds([os.getpid()]),
+        )
+        await asyncio.sleep(CPU_SECONDS)
+        measured.replica_cpu = 100 * (cpu_seconds([pid]) - at[0]) / CPU_SECONDS
+        measured.io_thread_cpu = (
+            100 * (thread_cpu_seconds(pid, "event_engine") - at[1]) / CPU_SECONDS
+        )
+        measured.nodes_cpu = 100 * (cpu_seconds([os.getpid()]) - at[2]) / CPU_SECONDS
+        print(
+            f"    {WAVES[-1]:>6,} idle streams: replica {measured.replica_cpu:.1f}% of a core"
+            f" (gRPC I/O thread {measured.io_thread_cpu:.1f}%), simulated nodes"
+            f" {measured.nodes_cpu:.1f}%",
+            flush=True,
+        )
         if trace_dir:
             os.kill(pid, 10)  # SIGUSR1
             await asyncio.sleep(5.0)
@@ -108,10 +151,10 @@ async def _waves(db: Database, address: str, pid: int, trace_dir: str) -> list[f
         for node in nodes:
             await node.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return figures
+    return measured
 
 
-def _measure(db: Database, jobs_address: str, root: Path) -> list[float]:
+def _measure(db: Database, jobs_address: str, root: Path) -> Measured:
     with tempfile.TemporaryDirectory() as trace_dir:
         if TRACE:
             (Path(trace_dir) / "sitecustomize.py").write_text(_TRACER)
@@ -139,7 +182,7 @@ def run() -> list[Row]:
     ):
         print("  this checkout", flush=True)
         ours = _measure(db, jobs_address, ROOT)
-        theirs: list[float] | None = None
+        theirs: Measured | None = None
         if PREVIOUS:
             print(f"  previous: {PREVIOUS}", flush=True)
             theirs = _measure(db, jobs_address, Path(PREVIOUS))
@@ -147,8 +190,8 @@ def run() -> list[Row]:
     rows = [
         Row(
             "nodes replica resident memory, no stream",
-            ours[0],
-            theirs[0] if theirs else None,
+            ours.rss[0],
+            theirs.rss[0] if theirs else None,
             peer,
             "MB",
         )
@@ -157,8 +200,8 @@ def run() -> list[Row]:
         rows.append(
             Row(
                 f"nodes replica resident memory, {wave:,} idle agent streams",
-                ours[i],
-                theirs[i] if theirs else None,
+                ours.rss[i],
+                theirs.rss[i] if theirs else None,
                 peer,
                 "MB",
             )
@@ -166,12 +209,29 @@ def run() -> list[Row]:
     rows.append(
         Row(
             f"per 1,000 streams (from 0 to {WAVES[-1]:,})",
-            _per_thousand(ours),
-            _per_thousand(theirs) if theirs else None,
+            _per_thousand(ours.rss),
+            _per_thousand(theirs.rss) if theirs else None,
             peer,
             "MB",
         )
     )
+    idle = f"{WAVES[-1]:,} idle agent streams, each heartbeating every ~10 s"
+    rows += [
+        Row(
+            f"nodes replica CPU, {idle}",
+            ours.replica_cpu,
+            theirs.replica_cpu if theirs else ours.nodes_cpu,
+            peer if theirs else "the simulated nodes sending those heartbeats",
+            "% of a core",
+        ),
+        Row(
+            "of which gRPC's I/O thread (event_engine)",
+            ours.io_thread_cpu,
+            theirs.io_thread_cpu if theirs else None,
+            peer,
+            "% of a core",
+        ),
+    ]
     return rows
 
 
