@@ -183,24 +183,28 @@ def run() -> list[Row]:
     def summed(root: Path) -> float:
         return statistics.median(f[1] + f[2] for f in figures[root])
 
-    def peer(index: int) -> tuple[float, str]:
-        if PREVIOUS:
-            return median(roots[1], index), f"the previous code ({roots[1].name})"
-        if index == 3:
-            return floor_private, "the same of bare `python -c 'import grpc.aio'`"
-        return floor, "bare `python -c 'import grpc.aio'`"
-
+    bare = "bare `python -c 'import grpc.aio'`"
     print(f"load average (1 min) at the end: {load:.2f}")
     rows = []
-    for index, what in (
-        (0, "idle agent resident memory, before its first chunk"),
-        (1, "idle agent resident memory, after a chunk (template code loaded)"),
-        (2, "its warm template host process, after a chunk"),
+    for index, what, floor_figure, floor_name in (
+        (0, "idle agent resident memory, before its first chunk", floor, bare),
+        (1, "idle agent resident memory, after a chunk (template code loaded)", floor, bare),
+        (2, "its warm template host process, after a chunk", floor, bare),
         # What the agent holds of its own; the rest is mapped files' pages
         # (bench/common.py private_mb), which move with the machine's state.
-        (3, "of the idle agent before its first chunk: private (anonymous) memory"),
+        (
+            3,
+            "of the idle agent before its first chunk: private (anonymous) memory",
+            floor_private,
+            f"the same of {bare}",
+        ),
     ):
-        value, name = peer(index)
+        # Without a previous checkout to compare with, the floor is the peer.
+        value, name = (
+            (median(roots[1], index), f"the previous code ({roots[1].name})")
+            if PREVIOUS
+            else (floor_figure, floor_name)
+        )
         rows.append(Row(what, median(ROOT, index), value, name, "MB"))
     total_peer = summed(roots[1]) if PREVIOUS else None
     rows.append(
@@ -213,7 +217,7 @@ def run() -> list[Row]:
         )
     )
     if PREVIOUS:
-        rows.append(Row("bare `python -c 'import grpc.aio'` (the floor)", floor, None, "-", "MB"))
+        rows.append(Row(f"{bare} (the floor)", floor, None, "-", "MB"))
         rows.append(Row("the floor's private (anonymous) memory", floor_private, None, "-", "MB"))
     return rows
 

@@ -66,8 +66,10 @@ from bench.common import (
     BENCHMARKS,
     Row,
     bench_database,
+    cpu_ticks,
     idle_nodes,
     postmaster_pid,
+    proc_stat,
     submit_command_job,
 )
 from muster_services.core.database import Database, libpq_url
@@ -92,23 +94,17 @@ PGQ_BATCH = 100
 # --- CPU ---------------------------------------------------------------------------------
 
 
-def _stat(pid: int | str) -> list[str]:
-    """The fields of /proc/PID/stat after the command's name."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
 def _server_cpu() -> float:
     """CPU seconds of the benchmarks' PostgreSQL so far: its postmaster, its
     children, and the children that ended (the postmaster's cutime and
     cstime: a backend whose connection closed is counted once reaped)."""
     postmaster = postmaster_pid()
-    fields = _stat(postmaster)
+    fields = proc_stat(postmaster)
     ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
     children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
     for child in children:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            child_fields = _stat(child)
-            ticks += int(child_fields[11]) + int(child_fields[12])
+            ticks += cpu_ticks(proc_stat(child))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

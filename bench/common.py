@@ -173,15 +173,28 @@ def bench_token(db: Database, name: str = "bench", role: str = "administrator") 
     return security_for(db).signer.issue(name, "user", role, 3600)[0]
 
 
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name."""
+    return _fields(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _fields(stat: str) -> list[str]:
+    return stat.rsplit(")", 1)[1].split()
+
+
+def cpu_ticks(fields: list[str]) -> int:
+    """User + system clock ticks of a process or thread (proc_stat's fields)."""
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """CPU time (user + system) of these processes so far, in seconds."""
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += cpu_ticks(proc_stat(pid))
         except FileNotFoundError:
             continue  # ended meanwhile
-        total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -196,8 +209,7 @@ def thread_cpu_seconds(pid: int, name: str) -> float:
         except FileNotFoundError:
             continue
         if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += cpu_ticks(_fields(stat))
     return total / os.sysconf("SC_CLK_TCK")
 
 
