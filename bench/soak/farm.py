@@ -270,15 +270,12 @@ class Farm:
             self.agents[name] = Process(name, argv, agent_env, logs)
 
     def start(self) -> None:
-        # The first replica alone: on a fresh database every replica creates
-        # the administrator, and two doing it at once crash one of them
-        # (the check-then-insert race in bootstrap_administrator).
-        first, *others = self.services.values()
-        first.start()
-        first.wait_ready()
-        for service in others:
+        # Every replica at the same moment, as a cluster's Deployments start:
+        # on a fresh database each migrates, seeds the templates and creates
+        # the administrator, and exactly one of each must win.
+        for service in self.services.values():
             service.start()
-        for service in others:
+        for service in self.services.values():
             service.wait_ready()
         for agent in self.agents.values():
             agent.start()
