@@ -361,25 +361,27 @@ class Scheduler(ListeningThread):
         )
         if count != len(planned):
             raise IntegrityError("chunks changed while assigning", None, Exception())
-        rows = [{**r, "token": tokens[(r["job"], r["chunk"])]} for r in planned]
-        events: list[tuple[str, dict[str, Any], str]] = []
-        for row in rows:
-            assigned = {
-                "job_id": row["job"],
-                "chunk_id": row["chunk"],
-                "node_id": row["node"],
-                "actor": "scheduler",
-                "old_status": "queued",
-                "status": "assigned",
-            }
-            events.append(
-                (
-                    topics.CHUNK_ASSIGNED,
-                    {**assigned, "fencing_token": row["token"]},
-                    str(row["node"]),
-                )
+        # One event per assignment: `chunk.started`, for the job's followers
+        # (consoles, notificators, the activity log), with the run's fencing
+        # token. (A second event per chunk, `chunk.assigned`, repeated it for
+        # the node until 2026-12: no reader used it, and it was a third of the
+        # ceiling's events; docs/render-loop.md, "Events of the render loop".)
+        events: list[tuple[str, dict[str, Any], str]] = [
+            (
+                topics.CHUNK_STARTED,
+                {
+                    "job_id": row["job"],
+                    "chunk_id": row["chunk"],
+                    "node_id": row["node"],
+                    "actor": "scheduler",
+                    "old_status": "queued",
+                    "status": "assigned",
+                    "fencing_token": tokens[(row["job"], row["chunk"])],
+                },
+                str(row["job"]),
             )
-            events.append((topics.CHUNK_STARTED, assigned, str(row["job"])))
+            for row in planned
+        ]
         started = {p.job.id for p in plan if not p.job.started}
         events.extend(
             (topics.JOB_STARTED, {"job_id": job_id, "actor": "scheduler"}, str(job_id))

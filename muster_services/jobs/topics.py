@@ -29,7 +29,6 @@ TEMPLATES_CHANGED: Final = "template.changed"
 # Chunks and the render loop.
 CHUNK_STATUS_CHANGED: Final = "chunk.status_changed"
 CHUNK_KILL_REQUESTED: Final = "chunk.kill_requested"
-CHUNK_ASSIGNED: Final = "chunk.assigned"
 CHUNK_STARTED: Final = "chunk.started"
 CHUNK_FINISHED: Final = "chunk.finished"
 CHUNK_FAILED: Final = "chunk.failed"

@@ -99,6 +99,32 @@ def test_higher_priority_first_then_older_and_chunks_in_frame_order(
     del low
 
 
+def test_a_tick_records_one_chunk_started_event_per_assignment_with_its_token(
+    db: Database, jobs: JobsService
+) -> None:
+    """The outbox gets one event per assignment (the activity log, consoles
+    and notificators follow it), carrying the run's fencing token, and the
+    job's start once."""
+    job = _job(jobs, frames=3)
+    nodes = [_node(db, f"n{i}") for i in range(3)]
+    assert Scheduler(db).tick() == 3
+    with db.transaction() as session:
+        events = session.execute(text("SELECT topic, key, payload FROM events ORDER BY id")).all()
+        tokens: dict[int, int] = {
+            int(chunk): int(token)
+            for chunk, token in session.execute(
+                text("SELECT chunk_number, fencing_token FROM chunk_assignments")
+            ).all()
+        }
+    chunk_events = [e for e in events if e.topic.startswith("chunk.")]
+    assert [e.topic for e in chunk_events] == ["chunk.started"] * 3
+    assert sorted(
+        (e.payload["chunk_id"], e.payload["node_id"], e.payload["fencing_token"], e.key)
+        for e in chunk_events
+    ) == [(c, n, tokens[c], str(job)) for c, n in zip((1, 2, 3), nodes, strict=True)]
+    assert [e.topic for e in events].count("job.started") == 1
+
+
 def test_a_tick_with_idle_nodes_and_no_job_builds_no_node(db: Database, jobs: JobsService) -> None:
     """An idle farm's tick (woken by any event) stops at the empty job list:
     the free nodes' pools are read and their nodes built only for a job."""
