@@ -6,7 +6,7 @@ client processes (grpc.aio, so client CPU is not the server's), and in this
 process the simulated render nodes of bench/render.py speaking the agent
 protocol, finishing every chunk the moment it arrives. Every console opens
 its stream before the job is submitted and reads until the job's completed
-change: each must receive every event (chunk assigned, started, finished,
+change: each must receive every event (chunk started, finished,
 job and node changes), in order. Measured: delivery latency (event created
 -> received by the console, median and p99), events missing or out of order
 in any console (must be 0), the nodes service's peak resident memory, and
