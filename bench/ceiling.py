@@ -518,22 +518,25 @@ def run() -> list[Row]:
         jobs.templates.seed_templates()
         idle_nodes(db, NODES, "sim-")
         install_pgqueuer(url)
+
+        def ours_one_after_another(meter: Cpu) -> float:
+            ours.append(_ours(db, jobs, meter))
+            return ours[-1][0]
+
+        # Every round runs the loops in this order, each on a vacuumed database.
+        loops: dict[str, Callable[[Cpu], float]] = {
+            "concurrent": lambda meter: _ours_concurrent(db, jobs, meter),
+            "ours": ours_one_after_another,
+            "bare concurrent": lambda meter: _bare_concurrent(url, meter),
+            "bare": lambda meter: _bare(url, meter),
+            "best": lambda meter: pgqueuer_at_best(url, cpu=meter),
+            "psycopg": lambda meter: pgqueuer_at_best(url, driver="psycopg", cpu=meter),
+        }
         for round_ in range(RUNS):
-            for name in ("ours", "concurrent", "bare", "bare concurrent", "best", "psycopg"):
+            for name, loop in loops.items():
                 cpu[name].append(Cpu())
-            _settle(url)
-            rates["concurrent"].append(_ours_concurrent(db, jobs, cpu["concurrent"][-1]))
-            _settle(url)
-            ours.append(_ours(db, jobs, cpu["ours"][-1]))
-            rates["ours"].append(ours[-1][0])
-            _settle(url)
-            rates["bare concurrent"].append(_bare_concurrent(url, cpu["bare concurrent"][-1]))
-            _settle(url)
-            rates["bare"].append(_bare(url, cpu["bare"][-1]))
-            _settle(url)
-            rates["best"].append(pgqueuer_at_best(url, cpu=cpu["best"][-1]))
-            _settle(url)
-            rates["psycopg"].append(pgqueuer_at_best(url, driver="psycopg", cpu=cpu["psycopg"][-1]))
+                _settle(url)
+                rates[name].append(loop(cpu[name][-1]))
             print(
                 f"round {round_ + 1} (chunks/s, CPU ms per 1,000 this process + PostgreSQL):"
                 + ",".join(

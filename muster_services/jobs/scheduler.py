@@ -361,11 +361,9 @@ class Scheduler(ListeningThread):
         )
         if count != len(planned):
             raise IntegrityError("chunks changed while assigning", None, Exception())
-        # One event per assignment: `chunk.started`, for the job's followers
-        # (consoles, notificators, the activity log), with the run's fencing
-        # token. (A second event per chunk, `chunk.assigned`, repeated it for
-        # the node until 2026-12: no reader used it, and it was a third of the
-        # ceiling's events; docs/render-loop.md, "Events of the render loop".)
+        # One event per assignment, `chunk.started`, with the run's fencing
+        # token, for the job's followers: consoles, notificators, the activity
+        # log (docs/render-loop.md, "One event per assignment").
         events: list[tuple[str, dict[str, Any], str]] = [
             (
                 topics.CHUNK_STARTED,
