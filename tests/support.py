@@ -429,11 +429,14 @@ def executed(db: Any, explain: str = "") -> Iterator[list[str]]:
         sqlalchemy_event.remove(db.engine, "before_cursor_execute", seen)
 
 
-def busy_farm(db: Any, job_id: int, count: int, free_every: int = 10) -> list[int]:
+def busy_farm(
+    db: Any, job_id: int, count: int, free_every: int = 10, analysed: bool = True
+) -> list[int]:
     """`count` online nodes, each but every `free_every`-th holding a live
     assignment of one of job `job_id`'s chunks 1..count (which must exist),
-    tables analysed: a farm large enough that a plan scanning a whole table
-    per batch shows. Returns the nodes' ids in chunk order."""
+    tables analysed unless `analysed` is False (a young farm): a farm large
+    enough that a plan scanning a whole table per batch shows. Returns the
+    nodes' ids in chunk order."""
     with db.transaction() as session:
         ids = [
             int(i)
@@ -454,6 +457,6 @@ def busy_farm(db: Any, job_id: int, count: int, free_every: int = 10) -> list[in
             ),
             {"job": job_id, "ids": ids, "count": count, "every": free_every},
         )
-        for table in ("nodes", "chunks", "chunk_assignments"):
+        for table in ("nodes", "chunks", "chunk_assignments") if analysed else ():
             session.execute(text(f"ANALYZE {table}"))
     return ids
