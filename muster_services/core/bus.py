@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,9 +106,6 @@ def publish_many(
         if hints:
             hint(session, *hints)
         return
-    # The payload names the topics: a reader of other topics sleeps on.
-    topics = ",".join(sorted({topic for topic, _, _ in events}))
-    hint_channel, hint_ids = hints or ("", ())
     session.execute(
         _INSERT_MANY,
         {
@@ -118,12 +115,41 @@ def publish_many(
                     for topic, payload, key in events
                 ]
             ),
-            "channel": CHANNEL,
-            "topics": topics if len(topics) < 4000 else "batch",
-            "hint_channel": hint_channel,
-            "hints": _hint_payloads(hint_ids),
+            **wake_parameters((topic for topic, _, _ in events), hints),
         },
     )
+
+
+def outbox_ctes(source: str) -> str:
+    """The CTEs with which a statement of another domain records its events
+    itself, in the statement that makes the change (one round trip for both,
+    as publish_many is one for events alone): `published` inserts the rows
+    `source` selects (columns topic, key, payload, and n, their order) and
+    `woken` holds the wake-up and the hints, which run only if the statement
+    reads `woken` once: `(SELECT count(*) FROM woken)`. Its parameters:
+    wake_parameters()."""
+    return (
+        "published AS (INSERT INTO events (topic, key, payload)"
+        f" SELECT s.topic, s.key, s.payload FROM ({source}) s ORDER BY s.n RETURNING 1),"
+        " woken AS MATERIALIZED (SELECT pg_notify(:channel, :topics),"
+        " (SELECT count(pg_notify(:hint_channel, p)) FROM unnest(CAST(:hints AS text[])) p))"
+    )
+
+
+def wake_parameters(
+    topics: Iterable[str], hints: tuple[str, Sequence[int]] | None = None
+) -> dict[str, Any]:
+    """The parameters of `woken` (outbox_ctes) for events of these topics:
+    the wake-up's payload names them (a reader of other topics sleeps on);
+    with `hints` (channel, ids), hint them too (see hint)."""
+    names = ",".join(sorted(set(topics)))
+    hint_channel, hint_ids = hints or ("", ())
+    return {
+        "channel": CHANNEL,
+        "topics": names if len(names) < 4000 else "batch",
+        "hint_channel": hint_channel,
+        "hints": _hint_payloads(hint_ids),
+    }
 
 
 def hint(session: Session, channel: str, ids: Sequence[int]) -> None:
@@ -168,12 +194,12 @@ def hinted_ids(payload: str) -> list[int]:
 # The events, their wake-up and any hints: one statement (the inserting CTE
 # runs whatever the SELECT reads of it).
 _INSERT_MANY = text(
-    "WITH ins AS (INSERT INTO events (topic, key, payload)"
-    " SELECT e.item->>'topic', e.item->>'key', e.item->'payload'"
-    " FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(item, n)"
-    " ORDER BY e.n RETURNING 1)"
-    " SELECT pg_notify(:channel, :topics),"
-    " (SELECT count(pg_notify(:hint_channel, p)) FROM unnest(CAST(:hints AS text[])) p)"
+    "WITH "
+    + outbox_ctes(
+        "SELECT e.item->>'topic' AS topic, e.item->>'key' AS key, e.item->'payload' AS payload,"
+        " e.n FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(item, n)"
+    )
+    + " SELECT (SELECT count(*) FROM woken)"
 )
 
 

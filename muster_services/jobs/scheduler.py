@@ -34,11 +34,10 @@ from muster_services.core import metrics
 from muster_services.core.bus import (
     ASSIGNMENTS_CHANNEL,
     ListeningThread,
-    publish_many,
     try_advisory_lock,
 )
 from muster_services.core.database import Database
-from muster_services.jobs import store, topics
+from muster_services.jobs import store
 from muster_services.jobs.domain import (
     CandidateJob,
     FreeNode,
@@ -336,8 +335,8 @@ class Scheduler(ListeningThread):
 
     @staticmethod
     def _commit(session: Session, plan: list[Planned]) -> None:
-        """Write the tick's assignments: two set-based statements (store.assign,
-        then the events), whatever the count."""
+        """Write the tick's assignments and their events: one set-based
+        statement (store.assign), whatever the count."""
         planned = [
             {
                 "job": p.job.id,
@@ -349,42 +348,23 @@ class Scheduler(ListeningThread):
             for p in plan
         ]
         # The assignments, their chunks (only if still queued), their
-        # `running` history entries and the jobs' counters (their rows in id
-        # order, as a result's transaction takes them): one statement.
-        tokens, count = store.assign(
+        # `running` history entries, the jobs' counters (their rows in id
+        # order, as a result's transaction takes them) and the events: one
+        # `chunk.started` per assignment with the run's fencing token, for
+        # the job's followers (consoles, notificators, the activity log;
+        # docs/render-loop.md, "One event per assignment"), and `job.started`
+        # for the jobs whose first chunks these are. The nodes service sends
+        # the assignments on the hint as soon as this commits, without
+        # waiting for the outbox's events (which remain the record).
+        assigned, started = store.assign(
             session,
             planned,
             {
                 job_id: counter_moves([("queued", "assigned")] * n)
                 for job_id, n in Counter(row["job"] for row in planned).items()
             },
+            sorted({p.job.id for p in plan if not p.job.started}),
+            (ASSIGNMENTS_CHANNEL, sorted({p.node.id for p in plan})),
         )
-        if count != len(planned):
+        if started != len(planned) or assigned != len(planned):
             raise IntegrityError("chunks changed while assigning", None, Exception())
-        # One event per assignment, `chunk.started`, with the run's fencing
-        # token, for the job's followers: consoles, notificators, the activity
-        # log (docs/render-loop.md, "One event per assignment").
-        events: list[tuple[str, dict[str, Any], str]] = [
-            (
-                topics.CHUNK_STARTED,
-                {
-                    "job_id": row["job"],
-                    "chunk_id": row["chunk"],
-                    "node_id": row["node"],
-                    "actor": "scheduler",
-                    "old_status": "queued",
-                    "status": "assigned",
-                    "fencing_token": tokens[(row["job"], row["chunk"])],
-                },
-                str(row["job"]),
-            )
-            for row in planned
-        ]
-        started = {p.job.id for p in plan if not p.job.started}
-        events.extend(
-            (topics.JOB_STARTED, {"job_id": job_id, "actor": "scheduler"}, str(job_id))
-            for job_id in sorted(started)
-        )
-        # The nodes service sends the assignments as soon as this commits,
-        # without waiting for the outbox's events (which remain the record).
-        publish_many(session, events, (ASSIGNMENTS_CHANNEL, sorted({p.node.id for p in plan})))

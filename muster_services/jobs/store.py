@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from muster_services.core.bus import outbox_ctes, wake_parameters
 from muster_services.jobs.domain import (
     JOB_RECORD_DERIVED,
     ROOT,
@@ -66,6 +67,7 @@ from muster_services.jobs.tables import (
     template_versions,
     templates,
 )
+from muster_services.jobs.topics import CHUNK_STARTED, JOB_STARTED
 
 # --- jobs ---------------------------------------------------------------------------
 
@@ -1268,25 +1270,52 @@ _ASSIGN = text(
     " done AS MATERIALIZED (SELECT count(*) AS started FROM r),"
     " locked AS MATERIALIZED (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))"
     " AND (SELECT started FROM done) >= 0 ORDER BY id FOR NO KEY UPDATE),"
-    f" moved AS ({_COUNTERS_UPDATE})"
-    " SELECT a.fencing_token, a.job_id, a.chunk_number, (SELECT started FROM done) AS started"
+    f" moved AS ({_COUNTERS_UPDATE}),"
+    # The assignments' events (docs/render-loop.md, "One event per assignment"),
+    # then `job.started` for each job whose first chunks these are.
+    + outbox_ctes(
+        "SELECT CAST(:chunk_topic AS text) AS topic, CAST(a.job_id AS text) AS key,"
+        " jsonb_build_object('job_id', a.job_id, 'chunk_id', a.chunk_number, 'node_id', v.node,"
+        " 'actor', 'scheduler', 'old_status', 'queued', 'status', 'assigned',"
+        " 'fencing_token', a.fencing_token) AS payload, v.n"
+        " FROM a JOIN v ON v.job = a.job_id AND v.chunk = a.chunk_number"
+        " UNION ALL SELECT CAST(:job_topic AS text), CAST(s.job AS text),"
+        " jsonb_build_object('job_id', s.job, 'actor', 'scheduler'), (SELECT count(*) FROM v) + s.k"
+        " FROM unnest(CAST(:started_jobs AS bigint[])) WITH ORDINALITY AS s(job, k)"
+    )
+    + " SELECT (SELECT started FROM done) AS started, (SELECT count(*) FROM woken) AS woken"
     " FROM a"
 )
 
 
 def assign(
-    session: Session, planned: Sequence[Mapping[str, Any]], moves: Mapping[int, CounterMove]
-) -> tuple[dict[tuple[int, int], int], int]:
+    session: Session,
+    planned: Sequence[Mapping[str, Any]],
+    moves: Mapping[int, CounterMove],
+    started_jobs: Sequence[int],
+    hints: tuple[str, Sequence[int]],
+) -> tuple[int, int]:
     """The tick's live assignments ({job, chunk, node, name, run_as} each, in
     plan order), their chunks started (only those still queued) with their
-    `running` history entries, and each job's CounterMove (job id -> move) in
-    its counters, in one statement: (job, chunk) -> its fencing token, and
+    `running` history entries, each job's CounterMove (job id -> move) in its
+    counters, and the events: a `chunk.started` per assignment, then a
+    `job.started` per job of `started_jobs`, hinted on `hints` (channel, node
+    ids) at commit. One statement: how many assignments it inserted, and
     how many chunks started."""
+    topics = [CHUNK_STARTED, *([JOB_STARTED] if started_jobs else [])]
     rows = session.execute(
-        _ASSIGN, {"rows": json.dumps(planned), "ids": sorted(moves), "moves": _moves_json(moves)}
+        _ASSIGN,
+        {
+            "rows": json.dumps(planned),
+            "ids": sorted(moves),
+            "moves": _moves_json(moves),
+            "chunk_topic": CHUNK_STARTED,
+            "job_topic": JOB_STARTED,
+            "started_jobs": list(started_jobs),
+            **wake_parameters(topics, hints),
+        },
     ).all()
-    started = int(rows[0].started) if rows else 0
-    return {(row.job_id, row.chunk_number): int(row.fencing_token) for row in rows}, started
+    return len(rows), int(rows[0].started) if rows else 0
 
 
 # A batch of results, locked in the order every writer of a run's end takes
