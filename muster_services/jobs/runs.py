@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from muster_services.admin.configuration import read_configuration
 from muster_services.admin.domain import configuration_from_json
 from muster_services.core import metrics
-from muster_services.core.bus import hint, publish_many
+from muster_services.core.bus import hint
 from muster_services.core.caller import current_caller
 from muster_services.core.database import Database
 from muster_services.core.errors import InvalidArgument
-from muster_services.jobs import log_store, rollup, store, topics
+from muster_services.jobs import log_store, rollup, store
 from muster_services.jobs.domain import (
     RequeueRules,
     check_chunk_id,
@@ -170,9 +170,9 @@ class ChunkRuns:
     def _end_runs(
         self, session: Session, ended: Sequence[tuple[RunEnd, Row[Any]]], rules: RequeueRules
     ) -> list[str]:
-        """The runs' history entries, their chunks, assignments and jobs'
-        counters, with two statements whatever the count (the events, then the
-        rest: store.end_runs); the chunks' new statuses.
+        """The runs' history entries, their chunks, assignments, jobs'
+        counters and events, with one statement whatever the count
+        (store.end_runs); the chunks' new statuses.
 
         The full rollup (status, job.completed) runs only where
         domain.needs_rollup says (nothing left to render, a chunk on hold),
@@ -181,9 +181,7 @@ class ChunkRuns:
             return []
         statuses: list[str] = []
         changes: list[dict[str, Any]] = []
-        events: list[tuple[str, dict[str, Any], str]] = []
         transitions: dict[int, list[tuple[str, str]]] = defaultdict(list)
-        actor = current_caller().label
         for end, row in ended:
             status = next_chunk_status(
                 end.outcome,
@@ -205,28 +203,21 @@ class ChunkRuns:
                     "outcome": end.outcome,
                     "message": end.message[:4000],
                     "status": status,
+                    "node": end.node_id,
+                    "old_status": row.chunk_status,
                 }
             )
-            payload = {
-                "job_id": end.job_id,
-                "chunk_id": end.chunk_number,
-                "node_id": end.node_id,
-                "outcome": end.outcome,
-                "old_status": row.chunk_status,
-                "status": status,
-                "actor": actor,
-            }
-            key = str(end.job_id)
-            events.append((topics.CHUNK_FINISHED, payload, key))
-            if status == "failed":
-                events.append((topics.CHUNK_FAILED, payload, key))
-            if status == "queued":
-                events.append((topics.CHUNK_REQUEUED, payload, key))
-        # The runs' followers learn of the end at once (FollowChunkLog). The
-        # events first: a rollup's job.completed comes after its chunks' ends.
-        publish_many(session, events, (LOG_CHANNEL, [end.fencing_token for end, _ in ended]))
+        # The ends, their events and the jobs' counters in one statement; the
+        # runs' followers learn of the ends at once (FollowChunkLog, the
+        # hint). A rollup's job.completed comes after its chunks' ends.
         moves = {job_id: counter_moves(t) for job_id, t in transitions.items()}
-        for left in store.end_runs(session, changes, moves):
+        for left in store.end_runs(
+            session,
+            changes,
+            moves,
+            current_caller().label,
+            (LOG_CHANNEL, [end.fencing_token for end, _ in ended]),
+        ):
             if needs_rollup(moves[left.id], left.chunks_queued, left.chunks_running):
                 rollup.refresh(session, left.id)
         return statuses

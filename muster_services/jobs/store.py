@@ -67,7 +67,13 @@ from muster_services.jobs.tables import (
     template_versions,
     templates,
 )
-from muster_services.jobs.topics import CHUNK_STARTED, JOB_STARTED
+from muster_services.jobs.topics import (
+    CHUNK_FAILED,
+    CHUNK_FINISHED,
+    CHUNK_REQUEUED,
+    CHUNK_STARTED,
+    JOB_STARTED,
+)
 
 # --- jobs ---------------------------------------------------------------------------
 
@@ -1389,12 +1395,30 @@ def lock_ending(session: Session, tokens: Iterable[int], known_version: str) -> 
 # the planner read all of chunk_runs and chunks until they were large enough
 # to make their indexes cheaper, so a batch cost in proportion to the history
 # (tests/jobs/test_runs.py, "however long the history").
+# A run's end as its events tell it (docs/render-loop.md, "Events of the render loop").
+_RUN_END_PAYLOAD = (
+    "jsonb_build_object('job_id', v.job, 'chunk_id', v.chunk, 'node_id', v.node,"
+    " 'outcome', v.outcome, 'old_status', v.old_status, 'status', v.status,"
+    " 'actor', CAST(:actor AS text))"
+)
 _RUN_ENDS = (
-    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(job bigint, chunk int, token bigint,"
-    " ended_at timestamptz, exit_code int, outcome text, message text, status text)"
+    "ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS (job bigint, chunk int, token bigint,"
+    " ended_at timestamptz, exit_code int, outcome text, message text, status text, node bigint,"
+    " old_status text)) WITH ORDINALITY AS v(job, chunk, token, ended_at, exit_code, outcome,"
+    " message, status, node, old_status, n)"
 )
 _END_RUNS = text(
     f"WITH v AS MATERIALIZED (SELECT * FROM {_RUN_ENDS}),"
+    # The ends' events, in the batch's order: `chunk.finished` for each, then
+    # `chunk.failed` or `chunk.requeued` for those the end failed or requeued.
+    + outbox_ctes(
+        "SELECT CAST(:finished_topic AS text) AS topic, CAST(v.job AS text) AS key,"
+        f" {_RUN_END_PAYLOAD} AS payload, 2 * v.n AS n FROM v"
+        " UNION ALL SELECT CASE v.status WHEN 'failed' THEN CAST(:failed_topic AS text)"
+        " ELSE CAST(:requeued_topic AS text) END, CAST(v.job AS text),"
+        f" {_RUN_END_PAYLOAD}, 2 * v.n + 1 FROM v WHERE v.status IN ('failed', 'queued')"
+    )
+    + ","
     " r AS (UPDATE chunk_runs r SET ended_at = coalesce(v.ended_at, now()),"
     " exit_code = v.exit_code, outcome = v.outcome, message = v.message"
     " FROM v WHERE r.fencing_token = ANY(CAST(:tokens AS bigint[]))"
@@ -1413,21 +1437,34 @@ _END_RUNS = text(
     " done AS MATERIALIZED (SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)"
     " + (SELECT count(*) FROM d) AS n),"
     " locked AS MATERIALIZED (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))"
-    " AND (SELECT n FROM done) >= 0 ORDER BY id FOR NO KEY UPDATE)"
+    " AND (SELECT n FROM done) >= 0 AND (SELECT count(*) FROM woken) >= 0"
+    " ORDER BY id FOR NO KEY UPDATE)"
     f" {_COUNTERS_UPDATE}"
 )
 
 
 def end_runs(
-    session: Session, ends: Sequence[Mapping[str, Any]], moves: Mapping[int, CounterMove]
+    session: Session,
+    ends: Sequence[Mapping[str, Any]],
+    moves: Mapping[int, CounterMove],
+    actor: str,
+    hints: tuple[str, Sequence[int]],
 ) -> list[Row[Any]]:
     """Runs' ends ({job, chunk, token, ended_at, exit_code, outcome, message,
-    status} each) in their history entries and chunks, their assignments
-    gone, and each job's CounterMove (job id -> move) in its counters, in one
-    statement; the jobs' (id, chunks_queued, chunks_running) after it, in id
-    order."""
+    status, node, old_status} each) in their history entries and chunks, their
+    assignments gone, each job's CounterMove (job id -> move) in its counters,
+    and their events (`chunk.finished`, and `chunk.failed` or `chunk.requeued`
+    where the end did that, by `actor`), hinted on `hints` (channel, ids) at
+    commit, in one statement; the jobs' (id, chunks_queued, chunks_running)
+    after it, in id order."""
     if not ends:
         return []
+    statuses = {end["status"] for end in ends}
+    topics = [
+        CHUNK_FINISHED,
+        *([CHUNK_FAILED] if "failed" in statuses else []),
+        *([CHUNK_REQUEUED] if "queued" in statuses else []),
+    ]
     rows = session.execute(
         _END_RUNS,
         {
@@ -1437,6 +1474,11 @@ def end_runs(
             "chunks": sorted({end["chunk"] for end in ends}),
             "ids": sorted(moves),
             "moves": _moves_json(moves),
+            "actor": actor,
+            "finished_topic": CHUNK_FINISHED,
+            "failed_topic": CHUNK_FAILED,
+            "requeued_topic": CHUNK_REQUEUED,
+            **wake_parameters(topics, hints),
         },
     ).all()
     return sorted(rows, key=lambda r: int(r.id))
