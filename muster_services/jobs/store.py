@@ -1290,7 +1290,6 @@ _ASSIGN = text(
         " FROM unnest(CAST(:started_jobs AS bigint[])) WITH ORDINALITY AS s(job, k)"
     )
     + " SELECT (SELECT started FROM done) AS started, (SELECT count(*) FROM woken) AS woken"
-    " FROM a"
 )
 
 
@@ -1300,28 +1299,28 @@ def assign(
     moves: Mapping[int, CounterMove],
     started_jobs: Sequence[int],
     hints: tuple[str, Sequence[int]],
-) -> tuple[int, int]:
+) -> int:
     """The tick's live assignments ({job, chunk, node, name, run_as} each, in
     plan order), their chunks started (only those still queued) with their
     `running` history entries, each job's CounterMove (job id -> move) in its
     counters, and the events: a `chunk.started` per assignment, then a
     `job.started` per job of `started_jobs`, hinted on `hints` (channel, node
-    ids) at commit. One statement: how many assignments it inserted, and
-    how many chunks started."""
+    ids) at commit. One statement: how many chunks started."""
     topics = [CHUNK_STARTED, *([JOB_STARTED] if started_jobs else [])]
-    rows = session.execute(
-        _ASSIGN,
-        {
-            "rows": json.dumps(planned),
-            "ids": sorted(moves),
-            "moves": _moves_json(moves),
-            "chunk_topic": CHUNK_STARTED,
-            "job_topic": JOB_STARTED,
-            "started_jobs": list(started_jobs),
-            **wake_parameters(topics, hints),
-        },
-    ).all()
-    return len(rows), int(rows[0].started) if rows else 0
+    return int(
+        session.execute(
+            _ASSIGN,
+            {
+                "rows": json.dumps(planned),
+                "ids": sorted(moves),
+                "moves": _moves_json(moves),
+                "chunk_topic": CHUNK_STARTED,
+                "job_topic": JOB_STARTED,
+                "started_jobs": list(started_jobs),
+                **wake_parameters(topics, hints),
+            },
+        ).scalar_one()
+    )
 
 
 # A batch of results, locked in the order every writer of a run's end takes
@@ -1384,9 +1383,17 @@ def lock_ending(session: Session, tokens: Iterable[int], known_version: str) -> 
     return EndingBatch(rows, rows[0].config_version or "", rows[0].config)
 
 
-# A batch of runs' ends, in one statement: their history entries (`r`), their
-# chunks (`c`: back in the queue means no end time), their assignments gone
-# (`d`), then the jobs' counters (_COUNTERS_UPDATE). Every sub-statement runs
+# A run's end as its events tell it (docs/render-loop.md, "Events of the render loop").
+_RUN_END_PAYLOAD = (
+    "jsonb_build_object('job_id', v.job, 'chunk_id', v.chunk, 'node_id', v.node,"
+    " 'outcome', v.outcome, 'old_status', v.old_status, 'status', v.status,"
+    " 'actor', CAST(:actor AS text))"
+)
+
+# A batch of runs' ends, in one statement: their events (`published` and the
+# wake-up `woken`, bus.outbox_ctes; no row lock), their history entries (`r`),
+# their chunks (`c`: back in the queue means no end time), their assignments
+# gone (`d`), then the jobs' counters (_COUNTERS_UPDATE). Every sub-statement runs
 # to completion whatever the main one reads; the jobs are locked (in id
 # order) only after the three others are done (`done`: the lock's scan needs
 # their counts first), so the lock order stays assignments, chunks, history,
@@ -1395,12 +1402,6 @@ def lock_ending(session: Session, tokens: Iterable[int], known_version: str) -> 
 # the planner read all of chunk_runs and chunks until they were large enough
 # to make their indexes cheaper, so a batch cost in proportion to the history
 # (tests/jobs/test_runs.py, "however long the history").
-# A run's end as its events tell it (docs/render-loop.md, "Events of the render loop").
-_RUN_END_PAYLOAD = (
-    "jsonb_build_object('job_id', v.job, 'chunk_id', v.chunk, 'node_id', v.node,"
-    " 'outcome', v.outcome, 'old_status', v.old_status, 'status', v.status,"
-    " 'actor', CAST(:actor AS text))"
-)
 _RUN_ENDS = (
     "ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS (job bigint, chunk int, token bigint,"
     " ended_at timestamptz, exit_code int, outcome text, message text, status text, node bigint,"
