@@ -29,7 +29,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
@@ -60,6 +60,7 @@ __all__ = [
     "REFERENCE_SECONDS",
     "REFERENCE_TOPICS",
     "JobFacts",
+    "NodeAssignment",
     "ReferenceCache",
     "build_assignments",
     "chunk_assignments",
@@ -147,9 +148,19 @@ class ReferenceCache:
         return current
 
 
+class NodeAssignment(NamedTuple):
+    """A node's live assignment as its agent gets it, and whether the node's
+    realtime log is on as the assignment was read: the relay forwards the
+    run's log lines to consoles by it, whether or not the command that
+    switched it on has reached the agent's stream yet."""
+
+    message: agent_pb2.Assignment
+    realtime_log: bool
+
+
 def build_assignments(
     db: Database, node_ids: list[int], reference: ReferenceCache | None = None
-) -> dict[int, agent_pb2.Assignment]:
+) -> dict[int, NodeAssignment]:
     """The Assignment messages of these nodes' live assignments, read with a
     few set-based queries. No transaction: a job deleted between two reads
     leaves its assignment unbuilt (and gone)."""
@@ -179,7 +190,9 @@ def build_assignments(
                     key,
                     _job_part(job, assignment.platform, shared),
                 )
-            messages[assignment.node_id] = _assignment_message(assignment, kept[1])
+            messages[assignment.node_id] = NodeAssignment(
+                _assignment_message(assignment, kept[1]), bool(assignment.realtime_log)
+            )
         except Exception:
             _LOG.exception("cannot build the assignment of node %s", assignment.node_id)
     return messages

@@ -541,10 +541,10 @@ def _id_array(values: Iterable[int]) -> BindParameter[Any]:
 _ASSIGNMENTS_TO_BUILD = text(
     "SELECT a.fencing_token, a.job_id, a.chunk_number, a.node_id, a.state, a.kill_follow_up,"
     " a.status_after_kill, a.run_as_user, a.assigned_at, a.updated_at,"
-    " n.platform, n.template_preferences,"
+    " n.platform, n.template_preferences, n.realtime_log,"
     " c.runs_count, c.start_frame, c.end_frame, c.by_frame, c.slice_index"
     " FROM chunk_assignments a"
-    " JOIN LATERAL (SELECT platform, template_preferences FROM nodes"
+    " JOIN LATERAL (SELECT platform, template_preferences, realtime_log FROM nodes"
     " WHERE nodes.id = a.node_id LIMIT 1) n ON true"
     " JOIN LATERAL (SELECT runs_count, start_frame, end_frame, by_frame, slice_index"
     " FROM chunks WHERE chunks.job_id = a.job_id AND chunks.chunk_number = a.chunk_number"
@@ -555,8 +555,9 @@ _ASSIGNMENTS_TO_BUILD = text(
 
 def assignments_to_build(session: Session, node_ids: Iterable[int]) -> Sequence[Row[Any]]:
     """Each live assignment of these nodes with its node's platform, its
-    node's template preferences (an administrator's values, nodes domain) and
-    its chunk's frames (one read per batch of deliveries)."""
+    node's template preferences (an administrator's values, nodes domain), its
+    node's realtime log switch and its chunk's frames (one read per batch of
+    deliveries)."""
     return session.execute(_ASSIGNMENTS_TO_BUILD, {"ids": sorted(set(node_ids))}).all()
 
 

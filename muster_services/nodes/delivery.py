@@ -133,8 +133,10 @@ class AssignmentDelivery:
             if not wanted:
                 continue
             try:
-                messages = await asyncio.to_thread(self._assignments, wanted)
-                for node_id, message in messages.items():
+                commands = self.hub.realtime_commands
+                built = await asyncio.to_thread(self._assignments, wanted)
+                switches = commands == self.hub.realtime_commands
+                for node_id, (message, realtime_log) in built.items():
                     stream = self.hub.streams.get(node_id)
                     if stream is None or stream.sent_token == message.fencing_token:
                         continue  # sent already
@@ -154,6 +156,14 @@ class AssignmentDelivery:
                         # Sent once the agent's results are acknowledged (relay.py).
                         stream.held_for_results = True
                         continue
+                    # The switch as stored: a realtime log switched on before
+                    # this chunk was given covers its first lines, even when
+                    # its command is still on its way (sessions.deliver_rows;
+                    # one delivered during the read is as new, and is kept).
+                    if switches and realtime_log:
+                        self.hub.realtime.add(node_id)
+                    elif switches:
+                        self.hub.realtime.discard(node_id)
                     stream.sent_token = message.fencing_token
                     stream.running = RunningChunk(
                         message.job_id, message.chunk_id, message.fencing_token
@@ -162,7 +172,7 @@ class AssignmentDelivery:
             except Exception:  # the next sweep finds those not sent
                 _LOG.exception("delivering %d assignments failed", len(wanted))
 
-    def _assignments(self, node_ids: list[int]) -> dict[int, agent_pb2.Assignment]:
+    def _assignments(self, node_ids: list[int]) -> dict[int, for_nodes.NodeAssignment]:
         """The nodes' live assignments, each with the node's own values of its
         template's client configuration items (read with the assignments)."""
         return for_nodes.build_assignments(self.db, node_ids, self.reference)

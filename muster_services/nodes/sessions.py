@@ -156,6 +156,9 @@ class SessionHub:
         self.render_listener: AssignmentDelivery | None = None
         # Nodes held here whose render log goes to consoles as it comes.
         self.realtime: set[int] = set()
+        # Realtime log commands delivered so far: a switch read with an
+        # assignment (delivery.py) yields to a command delivered meanwhile.
+        self.realtime_commands = 0
         # Timings in effect (NodeTimings), reloaded on configuration changes.
         self.timings: Any = None
         self._beats: set[int] = set()
@@ -290,6 +293,7 @@ class SessionHub:
                 continue
             await stream.outgoing.put(agent_pb2.SessionResponse(command=message))
             if row.kind == "set_realtime_log":
+                self.realtime_commands += 1
                 if row.payload.get("enabled"):
                     self.realtime.add(stream.node_id)
                 else:

@@ -21,6 +21,13 @@ from tests.jobs.conftest import SPEC, assign
 from tests.support import busy_farm, executed
 
 
+def _built(
+    db: Database, nodes: list[int], reference: ReferenceCache
+) -> dict[int, agent_pb2.Assignment]:
+    """The Assignment messages of build_assignments, by node."""
+    return {node: built.message for node, built in build_assignments(db, nodes, reference).items()}
+
+
 def _node(db: Database, name: str, platform: str, preferences: str = "{}") -> int:
     with db.transaction() as session:
         return int(
@@ -65,7 +72,7 @@ def test_each_assignment_has_its_chunk_and_its_platforms_job(
     db: Database, service: JobsService
 ) -> None:
     job_id, (lin1, lin2, win1) = _farm(db, service)
-    built = build_assignments(db, [lin1, lin2, win1], ReferenceCache())
+    built = _built(db, [lin1, lin2, win1], ReferenceCache())
     assert [built[n].chunk_id for n in (lin1, lin2, win1)] == [1, 2, 3]
     assert [built[n].chunk.node_id for n in (lin1, lin2, win1)] == [lin1, lin2, win1]
     assert len({built[n].fencing_token for n in (lin1, lin2, win1)}) == 3
@@ -80,27 +87,27 @@ def test_each_assignment_has_its_chunk_and_its_platforms_job(
 def test_kept_parts_build_what_a_fresh_build_does(db: Database, service: JobsService) -> None:
     _, nodes = _farm(db, service)
     reference = ReferenceCache()
-    first = build_assignments(db, nodes, reference)
-    again = build_assignments(db, nodes, reference)  # the parts kept
-    fresh = build_assignments(db, nodes, ReferenceCache())
+    first = _built(db, nodes, reference)
+    again = _built(db, nodes, reference)  # the parts kept
+    fresh = _built(db, nodes, ReferenceCache())
     for node in nodes:
         assert again[node] == first[node] == fresh[node]
         # Copies: changing one message changes no other.
     again[nodes[0]].job.name = "changed"
-    assert build_assignments(db, nodes, reference)[nodes[0]].job.name == SPEC.name
+    assert _built(db, nodes, reference)[nodes[0]].job.name == SPEC.name
 
 
 def test_an_edited_job_is_built_again(db: Database, service: JobsService) -> None:
     job_id, (lin1, _, win1) = _farm(db, service)
     reference = ReferenceCache()
-    build_assignments(db, [lin1, win1], reference)
+    _built(db, [lin1, win1], reference)
     moved = Attribute("job_file", "string", "/shows/other/shot.blend", substitute_paths=True)
     service.queue.update_job(
         job_id,
         dataclasses.replace(SPEC, priority=77, attributes=(moved,)),
         ["priority", "attributes"],
     )
-    built = build_assignments(db, [lin1, win1], reference)
+    built = _built(db, [lin1, win1], reference)
     assert built[lin1].job.priority == built[win1].job.priority == 77
     assert _scene(built[lin1]) == "/shows/other/shot.blend"
     assert _scene(built[win1]) == "S:\\other\\shot.blend"
@@ -109,7 +116,7 @@ def test_an_edited_job_is_built_again(db: Database, service: JobsService) -> Non
 def test_a_new_configuration_is_built_with(db: Database, service: JobsService) -> None:
     _, (lin1, _, _) = _farm(db, service)
     reference = ReferenceCache()
-    assert build_assignments(db, [lin1], reference)[lin1].timeout_seconds == 0
+    assert _built(db, [lin1], reference)[lin1].timeout_seconds == 0
     with db.transaction() as session:
         session.execute(
             text(
@@ -119,7 +126,7 @@ def test_a_new_configuration_is_built_with(db: Database, service: JobsService) -
             )
         )
     reference.invalidate()  # as a config.changed event does
-    assert build_assignments(db, [lin1], reference)[lin1].timeout_seconds == 600
+    assert _built(db, [lin1], reference)[lin1].timeout_seconds == 600
 
 
 def test_the_kept_part_is_keyed_on_every_column_the_job_message_reads() -> None:
@@ -151,8 +158,21 @@ def test_a_batch_looks_its_nodes_and_chunks_up_by_key_on_a_large_farm(
     nodes = busy_farm(db, job_id, 3_000)
     wanted = [n for i, n in enumerate(nodes, start=1) if i % 10][:250]
     with executed(db, explain="FROM chunk_assignments") as plans:
-        built = build_assignments(db, wanted, ReferenceCache())
+        built = _built(db, wanted, ReferenceCache())
     assert sorted(built) == sorted(wanted)
     assert [built[n].chunk_id for n in wanted] == [nodes.index(n) + 1 for n in wanted]
     (plan,) = plans
     assert "Seq Scan on nodes" not in plan and "Seq Scan on chunks" not in plan, plan
+
+
+def test_each_assignment_says_whether_its_nodes_realtime_log_is_on(
+    db: Database, service: JobsService
+) -> None:
+    """The relay forwards a run's lines to consoles by this switch, read with
+    the assignment: the command that switches it on may reach the node's
+    stream after the chunk's first lines (muster_services/nodes/delivery.py)."""
+    _, (lin1, lin2, win1) = _farm(db, service)
+    with db.transaction() as session:
+        session.execute(text("UPDATE nodes SET realtime_log = true WHERE id = :id"), {"id": lin2})
+    built = build_assignments(db, [lin1, lin2, win1], ReferenceCache())
+    assert {n: b.realtime_log for n, b in built.items()} == {lin1: False, lin2: True, win1: False}
