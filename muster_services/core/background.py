@@ -12,10 +12,14 @@ _LOG = logging.getLogger(__name__)
 class Periodic:
     """Calls `work` every `interval` seconds until stopped; errors are logged."""
 
-    def __init__(self, name: str, interval: float, work: Callable[[], object]) -> None:
+    def __init__(
+        self, name: str, interval: float, work: Callable[[], object], at_start: bool = False
+    ) -> None:
         self.name = name
         self.interval = interval
         self.work = work
+        # Also once as it starts, before the first interval.
+        self.at_start = at_start
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -29,8 +33,13 @@ class Periodic:
             self._thread.join(10)
 
     def _run(self) -> None:
+        if self.at_start:
+            self._work()
         while not self._stop.wait(self.interval):
-            try:
-                self.work()
-            except Exception:
-                _LOG.exception("%s failed", self.name)
+            self._work()
+
+    def _work(self) -> None:
+        try:
+            self.work()
+        except Exception:
+            _LOG.exception("%s failed", self.name)

@@ -90,6 +90,14 @@ def execute_replanned(session: Session, statement: str, params: Mapping[str, Any
         cursor.execute(statement, params, prepare=False)
 
 
+def retryable(exc: BaseException) -> bool:
+    """PostgreSQL rolled the transaction back because of a concurrent one
+    (a deadlock, a serialization failure): it committed nothing, so running
+    it again is safe."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+
+
 def storable_text(value: str) -> bool:
     """Whether a text column can hold `value`: PostgreSQL text cannot hold
     NUL, so a lookup by such a value finds nothing (and must not reach SQL)."""

@@ -25,7 +25,6 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 import grpc.aio
-import psycopg
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
@@ -34,6 +33,7 @@ from grpc_reflection.v1alpha import reflection
 from muster_gateway.tls import ServerTLS
 from muster_services.core.auth import Guard, Security
 from muster_services.core.caller import Caller, acting_as
+from muster_services.core.database import retryable
 from muster_services.core.errors import DomainError, status_of
 from muster_services.core.metrics import Endpoint, MethodMetrics, Snapshot, rpc_method
 from muster_services.core.permissions import Access, access_of
@@ -235,11 +235,6 @@ _HANDLER_KINDS: dict[str, Callable[..., Any]] = {
 RETRIES = 3
 
 
-def _retryable(exc: BaseException) -> bool:
-    orig = getattr(exc, "orig", None)
-    return isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
-
-
 class _Call:
     """One RPC method as the interceptor serves it."""
 
@@ -264,7 +259,7 @@ class _Call:
             code, message = status_of(exc), exc.message
         elif isinstance(exc, grpc.aio.AbortError):
             return None  # the handler aborted with its own status
-        elif _retryable(exc):
+        elif retryable(exc):
             # Rolled back RETRIES times by concurrent work: nothing changed,
             # and the caller may try again.
             _LOG.warning("%s: gave up after %d concurrency rollbacks", self.method, RETRIES)
@@ -372,7 +367,7 @@ class _Call:
 
     def _retrying(self, exc: Exception, attempt: int) -> None:
         """Re-raise unless `exc` is a concurrency rollback worth another attempt."""
-        if attempt + 1 == RETRIES or not _retryable(exc):
+        if attempt + 1 == RETRIES or not retryable(exc):
             raise exc
         _LOG.info("%s: retrying after %s", self.method, type(exc.orig).__name__)  # type: ignore[attr-defined]
 

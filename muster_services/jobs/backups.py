@@ -23,7 +23,13 @@ from muster_services.core.errors import AlreadyExists, FailedPrecondition, Inval
 from muster_services.core.paging import Page, page_of, page_request
 from muster_services.jobs import domain, topics
 from muster_services.jobs import store as repo
-from muster_services.jobs.common import check_parent, delete_locked, ensure_may_change, job
+from muster_services.jobs.common import (
+    check_parent,
+    delete_locked,
+    ensure_may_change,
+    finish_deletion,
+    job,
+)
 from muster_services.jobs.domain import ROOT, BackupRecord, JobRecord
 from muster_services.jobs.enums import (
     RESTORE_ALL_FLAGS,
@@ -140,12 +146,15 @@ class BackupsService:
             return _backup(session, job(session, job_id, lock=True), overwrite_mode)
 
     def archive_job(self, job_id: int, overwrite_mode: str) -> int:
-        """backupJobAndDelete: the backup and the deletion in one transaction."""
+        """backupJobAndDelete: the backup and the deletion's first step in one
+        transaction (no job is deleted without its backup), the deletion's
+        rows in a second (common.delete_locked)."""
         with self.db.transaction() as session:
             row = job(session, job_id, lock=True)
             backup_id = _backup(session, row, overwrite_mode)
-            delete_locked(session, row, archived=True)
-            return backup_id
+            root = delete_locked(session, row, archived=True)
+        finish_deletion(self.db, root)
+        return backup_id
 
     def restore_job(self, backup_id: int, action_flags: int, new_parent_id: int) -> int:
         """backupRestoreJob; returns the job id in the queue."""

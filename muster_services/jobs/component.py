@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -20,6 +21,7 @@ from muster_services.core.server import Component
 from muster_services.core.settings import Settings
 from muster_services.jobs import store
 from muster_services.jobs.actions import ACTION_TOPICS, JobActions
+from muster_services.jobs.common import finish_deletions
 from muster_services.jobs.domain import JobSpec
 from muster_services.jobs.hooks import REACTIONS, HookRunner
 from muster_services.jobs.logs import LogWaker
@@ -74,6 +76,8 @@ class Retention:
 
 
 RETENTION_SECONDS = 300.0
+# How often a replica looks for deletions left half done (common.finish_deletions).
+DELETIONS_SECONDS = 30.0
 
 
 # The hook worker lives until the hooks change or the dispatcher restarts.
@@ -126,6 +130,13 @@ def build(db: Database, settings: Settings) -> Component:
             # A changed template file is loaded again (every replica looks).
             Periodic("jobs-templates", settings.templates_poll_seconds, service.templates.sync),
             Periodic("jobs-retention", RETENTION_SECONDS, Retention(db, service).run_once),
+            # Deletions whose process died between their two transactions.
+            Periodic(
+                "jobs-deletions",
+                DELETIONS_SECONDS,
+                functools.partial(finish_deletions, db),
+                at_start=True,
+            ),
             Scheduler(db, hooks=hooks),
             Listener(
                 DurableConsumer(

@@ -33,6 +33,7 @@ from muster_services.jobs.common import (
     check_parent,
     delete_locked,
     ensure_may_change,
+    finish_deletion,
     job,
     subtree_unlocked,
 )
@@ -356,7 +357,8 @@ class QueueService:
         """jobDelete: the job, or the folder with everything inside it. History
         and backups stay."""
         with self.db.transaction() as session:
-            delete_locked(session, job(session, job_id, lock=True), archived=False)
+            root = delete_locked(session, job(session, job_id, lock=True), archived=False)
+        finish_deletion(self.db, root)
 
     def recompute_status(self, job_id: int) -> JobRecord:
         """jobUpdateStatus."""

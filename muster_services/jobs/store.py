@@ -61,6 +61,7 @@ from muster_services.jobs.tables import (
     chunk_assignments,
     chunk_runs,
     chunks,
+    job_deletions,
     job_dependencies,
     jobs,
     template_files,
@@ -299,6 +300,52 @@ def delete_jobs(session: Session, job_id: int) -> None:
     session.execute(delete(jobs).where(jobs.c.id == job_id))
 
 
+# --- deletions under way (job_deletions; muster_services/jobs/common.py) ------------------
+
+
+def mark_deleting(
+    session: Session, root_id: int, job_ids: Sequence[int], event: Mapping[str, Any]
+) -> None:
+    """The jobs of the tree `root_id` as being deleted, the root's row with the
+    event to publish once they are gone. A deletion begun before (its process
+    died before it ended) keeps its rows and its event."""
+    session.execute(
+        pg_insert(job_deletions)
+        .values(
+            [
+                {"job_id": i, "root_id": root_id, "event": dict(event) if i == root_id else None}
+                for i in sorted(job_ids)
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["job_id"])
+    )
+
+
+def lock_deletion(session: Session, root_id: int, wait: bool = True) -> dict[str, Any] | None:
+    """The event of the deletion of `root_id` under way, its row locked; None
+    when it is over (or, without `wait`, another transaction is ending it)."""
+    query: Select[Any] = (
+        select(job_deletions.c.event)
+        .where(job_deletions.c.job_id == root_id, job_deletions.c.root_id == root_id)
+        .with_for_update(skip_locked=not wait)
+    )
+    row = session.execute(query).first()
+    return None if row is None else dict(row.event)
+
+
+def deletions_begun_before(session: Session, seconds: float) -> list[int]:
+    """The roots of the deletions begun more than `seconds` ago and not over."""
+    query: Select[Any] = (
+        select(job_deletions.c.job_id)
+        .where(
+            job_deletions.c.job_id == job_deletions.c.root_id,
+            job_deletions.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds),
+        )
+        .order_by(job_deletions.c.job_id)
+    )
+    return [int(i) for i in session.execute(query).scalars()]
+
+
 # --- chunks -----------------------------------------------------------------------------
 
 
@@ -493,29 +540,30 @@ def request_kill(session: Session, job_id: int, chunk_number: int, status_after:
     )
 
 
+# The live assignments of some jobs ended now (`a`), their runs ended as
+# killed (`r`), and their chunks' tokens forgotten (`c`): a late report
+# carrying one (progress, FinishChunkRun) matches nothing and waits for no
+# lock a deletion holds on the chunk.
+_RELEASE = text(
+    "WITH a AS (DELETE FROM chunk_assignments WHERE job_id = ANY(CAST(:ids AS bigint[]))"
+    " RETURNING job_id, chunk_number, node_id),"
+    " r AS (UPDATE chunk_runs r SET outcome = 'killed', ended_at = now(), message = :message"
+    " FROM a WHERE r.job_id = a.job_id AND r.chunk_number = a.chunk_number"
+    " AND r.outcome = 'running' RETURNING 1),"
+    " c AS (UPDATE chunks c SET fencing_token = NULL FROM a"
+    " WHERE c.job_id = a.job_id AND c.chunk_number = a.chunk_number RETURNING 1)"
+    " SELECT DISTINCT node_id FROM a ORDER BY node_id"
+)
+
+
 def release_assignments(session: Session, job_ids: Sequence[int], message: str) -> list[int]:
     """End the live assignments of these jobs now: their runs end as killed in
     the history, the rows go, and the ids of the nodes that ran them are
     returned so the nodes service can kill the processes."""
     if not job_ids:
         return []
-    live = select(chunk_assignments.c.job_id, chunk_assignments.c.chunk_number).where(
-        chunk_assignments.c.job_id.in_(job_ids)
-    )
-    session.execute(
-        update(chunk_runs)
-        .where(
-            chunk_runs.c.outcome == "running",
-            tuple_(chunk_runs.c.job_id, chunk_runs.c.chunk_number).in_(live),
-        )
-        .values(outcome="killed", ended_at=func.now(), message=message)
-    )
-    nodes = session.execute(
-        delete(chunk_assignments)
-        .where(chunk_assignments.c.job_id.in_(job_ids))
-        .returning(chunk_assignments.c.node_id)
-    ).scalars()
-    return sorted({int(n) for n in nodes})
+    rows = session.execute(_RELEASE, {"ids": sorted(job_ids), "message": message}).scalars()
+    return [int(n) for n in rows]
 
 
 def live_assignments_count(session: Session) -> int:
@@ -1104,7 +1152,8 @@ def template_platforms(session: Session) -> dict[int, frozenset[str]]:
 def candidate_jobs(session: Session) -> list[Row[Any]]:
     """Jobs with queued chunks in dispatch order (priority, age), each with its
     live assignments' count (`working`) and its dependencies (`dependencies`:
-    id -> status as JSON)."""
+    id -> status as JSON). A job being deleted gets nothing more: the
+    deletion's second transaction (common.finish_deletion) is left alone."""
     # Each job's dependencies come with it: one round trip. A deleted
     # dependency has no row left here: it holds nothing back.
     return list(
@@ -1118,6 +1167,7 @@ def candidate_jobs(session: Session) -> list[Row[Any]]:
                 " WHERE d.job_id = j.id) AS dependencies"
                 " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
                 " AND j.status <> 'failed'"
+                " AND NOT EXISTS (SELECT 1 FROM job_deletions x WHERE x.job_id = j.id)"
                 " ORDER BY j.priority DESC, j.submitted_at, j.id LIMIT 2000"
             )
         ).all()

@@ -447,6 +447,25 @@ chunk_assignments = Table(
     ),
 )
 
+# --- deletions under way ----------------------------------------------------------
+# A job or folder whose deletion has begun (muster_services/jobs/common.py,
+# delete_locked): one row per job of the tree, gone with its job (cascade).
+# The deletion's first, short transaction releases the live chunks and writes
+# these rows; its second deletes the jobs, their chunks and these rows and
+# publishes the root's event (`event`, on the root's row). The scheduler gives
+# no chunk of these jobs, so the second transaction's locks are on rows no
+# render-loop statement waits for. A row whose second transaction never came
+# (the process died) is finished later (finish_deletions).
+job_deletions = Table(
+    "job_deletions",
+    metadata,
+    Column("job_id", BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("root_id", BigInteger, nullable=False),
+    # The root's job.deleted event payload (NULL on the other rows).
+    Column("event", JSONB, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # --- chunk runs (history) -----------------------------------------------------------
 # Every run of every chunk (the API's chunk history). Deliberately no foreign
 # key to jobs or chunks: history survives requeues, reinit and job deletion.
