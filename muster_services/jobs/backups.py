@@ -23,13 +23,7 @@ from muster_services.core.errors import AlreadyExists, FailedPrecondition, Inval
 from muster_services.core.paging import Page, page_of, page_request
 from muster_services.jobs import domain, topics
 from muster_services.jobs import store as repo
-from muster_services.jobs.common import (
-    check_parent,
-    delete_locked,
-    ensure_may_change,
-    finish_deletion,
-    job,
-)
+from muster_services.jobs.common import check_parent, ensure_may_change, job
 from muster_services.jobs.domain import ROOT, BackupRecord, JobRecord
 from muster_services.jobs.enums import (
     RESTORE_ALL_FLAGS,
@@ -38,6 +32,7 @@ from muster_services.jobs.enums import (
     RESTORE_REMOVE_BACKUP,
 )
 from muster_services.jobs.rollup import refresh
+from muster_services.jobs.teardowns import begin_deletion, finish_deletion
 
 
 @dataclass(frozen=True)
@@ -148,11 +143,11 @@ class BackupsService:
     def archive_job(self, job_id: int, overwrite_mode: str) -> int:
         """backupJobAndDelete: the backup and the deletion's first step in one
         transaction (no job is deleted without its backup), the deletion's
-        rows in a second (common.delete_locked)."""
+        rows in a second (teardowns.py)."""
         with self.db.transaction() as session:
             row = job(session, job_id, lock=True)
             backup_id = _backup(session, row, overwrite_mode)
-            root = delete_locked(session, row, archived=True)
+            root = begin_deletion(session, row, archived=True)
         finish_deletion(self.db, root)
         return backup_id
 

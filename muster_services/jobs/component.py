@@ -21,7 +21,6 @@ from muster_services.core.server import Component
 from muster_services.core.settings import Settings
 from muster_services.jobs import store
 from muster_services.jobs.actions import ACTION_TOPICS, JobActions
-from muster_services.jobs.common import finish_deletions
 from muster_services.jobs.domain import JobSpec
 from muster_services.jobs.hooks import REACTIONS, HookRunner
 from muster_services.jobs.logs import LogWaker
@@ -32,6 +31,7 @@ from muster_services.jobs.runs_servicer import CHUNK_RUNS_SERVICE, ChunkRunsServ
 from muster_services.jobs.scheduler import Scheduler
 from muster_services.jobs.service import JobsService
 from muster_services.jobs.servicer import JOBS_SERVICE, JobsServicer
+from muster_services.jobs.teardowns import finish_teardowns
 
 __all__ = ["JOBS_SERVICE", "JobsServicer", "build"]
 
@@ -76,8 +76,9 @@ class Retention:
 
 
 RETENTION_SECONDS = 300.0
-# How often a replica looks for deletions left half done (common.finish_deletions).
-DELETIONS_SECONDS = 30.0
+# How often a replica looks for deletions and reinits left half done
+# (teardowns.finish_teardowns).
+TEARDOWNS_SECONDS = 30.0
 
 
 # The hook worker lives until the hooks change or the dispatcher restarts.
@@ -130,11 +131,12 @@ def build(db: Database, settings: Settings) -> Component:
             # A changed template file is loaded again (every replica looks).
             Periodic("jobs-templates", settings.templates_poll_seconds, service.templates.sync),
             Periodic("jobs-retention", RETENTION_SECONDS, Retention(db, service).run_once),
-            # Deletions whose process died between their two transactions.
+            # Deletions and reinits whose process died between their two
+            # transactions (teardowns.py).
             Periodic(
-                "jobs-deletions",
-                DELETIONS_SECONDS,
-                functools.partial(finish_deletions, db),
+                "jobs-teardowns",
+                TEARDOWNS_SECONDS,
+                functools.partial(finish_teardowns, db),
                 at_start=True,
             ),
             Scheduler(db, hooks=hooks),

@@ -29,16 +29,15 @@ from muster_services.core.paging import Page, page_of, page_request
 from muster_services.jobs import domain, topics
 from muster_services.jobs import store as repo
 from muster_services.jobs.actions import ensure_may_set_job_actions
-from muster_services.jobs.common import (
-    check_parent,
-    delete_locked,
-    ensure_may_change,
-    finish_deletion,
-    job,
-    subtree_unlocked,
-)
+from muster_services.jobs.common import check_parent, ensure_may_change, job
 from muster_services.jobs.domain import ROOT, JobRecord, JobSpec, JobVersion
 from muster_services.jobs.rollup import refresh
+from muster_services.jobs.teardowns import (
+    begin_deletion,
+    begin_reinit,
+    finish_deletion,
+    finish_reinit,
+)
 
 # The onValidateJobSubmission rule: a refusal reason for a proposed job, or
 # None to accept it (muster_services/jobs/component.py builds it from the hooks).
@@ -329,35 +328,17 @@ class QueueService:
 
     def reinit_job(self, job_id: int) -> None:
         """jobReinit: every chunk rebuilt as queued, counters restart; live
-        chunks are released (their runs end as killed)."""
+        chunks are released (their runs end as killed). Two transactions
+        (teardowns.py)."""
         with self.db.transaction() as session:
-            job(session, job_id, lock=True)
-            tree = subtree_unlocked(session, job_id)
-            job_ids = sorted(int(r.id) for r in tree if r.kind == "job")
-            nodes = repo.release_assignments(session, job_ids, "killed by reinit")
-            for each in job_ids:
-                row = job(session, each, lock=True)
-                plan = domain.plan_chunks(domain.spec_of(row), row.packet_type)
-                repo.delete_chunks(session, each)
-                repo.insert_chunks(session, each, plan)
-                repo.update_job(
-                    session,
-                    each,
-                    {"requeue_count": 0, "started_at": None, "ended_at": None, "status": "queued"},
-                )
-                refresh(session, each, reinit=True)
-            publish_change(
-                session,
-                topics.JOB_REINIT,
-                {"job_id": job_id, "job_ids": job_ids, "node_ids": nodes},
-                key=str(job_id),
-            )
+            root = begin_reinit(session, job(session, job_id, lock=True))
+        finish_reinit(self.db, root)
 
     def delete_job(self, job_id: int) -> None:
         """jobDelete: the job, or the folder with everything inside it. History
-        and backups stay."""
+        and backups stay. Two transactions (teardowns.py)."""
         with self.db.transaction() as session:
-            root = delete_locked(session, job(session, job_id, lock=True), archived=False)
+            root = begin_deletion(session, job(session, job_id, lock=True), archived=False)
         finish_deletion(self.db, root)
 
     def recompute_status(self, job_id: int) -> JobRecord:

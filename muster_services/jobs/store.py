@@ -61,8 +61,8 @@ from muster_services.jobs.tables import (
     chunk_assignments,
     chunk_runs,
     chunks,
-    job_deletions,
     job_dependencies,
+    job_teardowns,
     jobs,
     template_files,
     template_versions,
@@ -300,50 +300,79 @@ def delete_jobs(session: Session, job_id: int) -> None:
     session.execute(delete(jobs).where(jobs.c.id == job_id))
 
 
-# --- deletions under way (job_deletions; muster_services/jobs/common.py) ------------------
+# --- teardowns under way (job_teardowns; muster_services/jobs/teardowns.py) ---------------
 
 
-def mark_deleting(
-    session: Session, root_id: int, job_ids: Sequence[int], event: Mapping[str, Any]
+def mark_teardown(
+    session: Session, action: str, root_id: int, job_ids: Sequence[int], event: Mapping[str, Any]
 ) -> None:
-    """The jobs of the tree `root_id` as being deleted, the root's row with the
-    event to publish once they are gone. A deletion begun before (its process
-    died before it ended) keeps its rows and its event."""
+    """The jobs of the tree `root_id` as being deleted or reinitialised, the
+    root's row with the event to publish once it is done. A teardown begun
+    before (its process died before it ended) keeps its rows and its event,
+    unless this is a deletion and that a reinit: the deletion takes them over."""
+    rows = [
+        {
+            "job_id": i,
+            "root_id": root_id,
+            "action": action,
+            "event": dict(event) if i == root_id else None,
+        }
+        for i in sorted(job_ids)
+    ]
+    statement = pg_insert(job_teardowns).values(rows)
     session.execute(
-        pg_insert(job_deletions)
-        .values(
-            [
-                {"job_id": i, "root_id": root_id, "event": dict(event) if i == root_id else None}
-                for i in sorted(job_ids)
-            ]
+        statement.on_conflict_do_update(
+            index_elements=["job_id"],
+            set_={
+                "root_id": statement.excluded.root_id,
+                "action": statement.excluded.action,
+                "event": statement.excluded.event,
+                "created_at": func.now(),
+            },
+            where=and_(job_teardowns.c.action == "reinit", statement.excluded.action == "delete"),
         )
-        .on_conflict_do_nothing(index_elements=["job_id"])
     )
 
 
-def lock_deletion(session: Session, root_id: int, wait: bool = True) -> dict[str, Any] | None:
-    """The event of the deletion of `root_id` under way, its row locked; None
-    when it is over (or, without `wait`, another transaction is ending it)."""
+def lock_teardown(
+    session: Session, action: str, root_id: int, wait: bool = True
+) -> dict[str, Any] | None:
+    """The event of the teardown `action` of `root_id` under way, its row
+    locked; None when it is over (or, without `wait`, another transaction is
+    ending it)."""
     query: Select[Any] = (
-        select(job_deletions.c.event)
-        .where(job_deletions.c.job_id == root_id, job_deletions.c.root_id == root_id)
+        select(job_teardowns.c.event)
+        .where(
+            job_teardowns.c.job_id == root_id,
+            job_teardowns.c.root_id == root_id,
+            job_teardowns.c.action == action,
+        )
         .with_for_update(skip_locked=not wait)
     )
     row = session.execute(query).first()
     return None if row is None else dict(row.event)
 
 
-def deletions_begun_before(session: Session, seconds: float) -> list[int]:
-    """The roots of the deletions begun more than `seconds` ago and not over."""
-    query: Select[Any] = (
-        select(job_deletions.c.job_id)
-        .where(
-            job_deletions.c.job_id == job_deletions.c.root_id,
-            job_deletions.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds),
+def end_teardown(session: Session, root_id: int) -> None:
+    """The rows of the reinit of `root_id` (a deletion's go with its jobs)."""
+    session.execute(
+        delete(job_teardowns).where(
+            job_teardowns.c.root_id == root_id, job_teardowns.c.action == "reinit"
         )
-        .order_by(job_deletions.c.job_id)
     )
-    return [int(i) for i in session.execute(query).scalars()]
+
+
+def teardowns_begun_before(session: Session, seconds: float) -> list[tuple[str, int]]:
+    """(action, root) of the teardowns begun more than `seconds` ago and not over."""
+    query: Select[Any] = (
+        select(job_teardowns.c.action, job_teardowns.c.job_id)
+        .where(
+            job_teardowns.c.job_id == job_teardowns.c.root_id,
+            job_teardowns.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds),
+        )
+        .order_by(job_teardowns.c.job_id)
+    )
+    return [(str(r.action), int(r.job_id)) for r in session.execute(query).all()]
 
 
 # --- chunks -----------------------------------------------------------------------------
@@ -1152,8 +1181,8 @@ def template_platforms(session: Session) -> dict[int, frozenset[str]]:
 def candidate_jobs(session: Session) -> list[Row[Any]]:
     """Jobs with queued chunks in dispatch order (priority, age), each with its
     live assignments' count (`working`) and its dependencies (`dependencies`:
-    id -> status as JSON). A job being deleted gets nothing more: the
-    deletion's second transaction (common.finish_deletion) is left alone."""
+    id -> status as JSON). A job being deleted or reinitialised gets nothing
+    more: the teardown's second transaction (teardowns.py) is left alone."""
     # Each job's dependencies come with it: one round trip. A deleted
     # dependency has no row left here: it holds nothing back.
     return list(
@@ -1167,7 +1196,7 @@ def candidate_jobs(session: Session) -> list[Row[Any]]:
                 " WHERE d.job_id = j.id) AS dependencies"
                 " FROM jobs j WHERE j.kind = 'job' AND NOT j.paused AND j.chunks_queued > 0"
                 " AND j.status <> 'failed'"
-                " AND NOT EXISTS (SELECT 1 FROM job_deletions x WHERE x.job_id = j.id)"
+                " AND NOT EXISTS (SELECT 1 FROM job_teardowns x WHERE x.job_id = j.id)"
                 " ORDER BY j.priority DESC, j.submitted_at, j.id LIMIT 2000"
             )
         ).all()

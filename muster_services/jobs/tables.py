@@ -447,23 +447,26 @@ chunk_assignments = Table(
     ),
 )
 
-# --- deletions under way ----------------------------------------------------------
-# A job or folder whose deletion has begun (muster_services/jobs/common.py,
-# delete_locked): one row per job of the tree, gone with its job (cascade).
-# The deletion's first, short transaction releases the live chunks and writes
-# these rows; its second deletes the jobs, their chunks and these rows and
-# publishes the root's event (`event`, on the root's row). The scheduler gives
-# no chunk of these jobs, so the second transaction's locks are on rows no
-# render-loop statement waits for. A row whose second transaction never came
-# (the process died) is finished later (finish_deletions).
-job_deletions = Table(
-    "job_deletions",
+# --- teardowns under way ------------------------------------------------------------
+# A deletion or reinit whose first transaction is done (muster_services/jobs/
+# teardowns.py): one row per job of the tree. The first, short transaction
+# releases the jobs' live chunks and writes these rows; the second deletes the
+# jobs (a deletion: these rows go by cascade) or rebuilds their chunks (a
+# reinit: it deletes these rows), and publishes the root's event (`event`, on
+# the root's row). The scheduler gives no chunk of these jobs, so the second
+# transaction's locks are on rows no render-loop statement waits for. A row
+# whose second transaction never came (the process died) is finished later.
+TEARDOWN_ACTIONS = ("delete", "reinit")
+job_teardowns = Table(
+    "job_teardowns",
     metadata,
     Column("job_id", BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     Column("root_id", BigInteger, nullable=False),
-    # The root's job.deleted event payload (NULL on the other rows).
+    Column("action", Text, nullable=False),
+    # The root's job.deleted or job.reinit event payload (NULL on the other rows).
     Column("event", JSONB, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(one_of("action", TEARDOWN_ACTIONS), name="action"),
 )
 
 # --- chunk runs (history) -----------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Deletions under way.
+"""Teardowns under way: deletions and reinits in two transactions.
 
-- job_deletions: the jobs of a tree whose deletion has begun, one row each,
-  gone with the job (cascade); the root's row holds the job.deleted event to
-  publish once the jobs are gone. A deletion now releases the live chunks in
-  a short transaction of its own and deletes the rows in a second one, whose
-  locks no render-loop statement waits for (muster_services/jobs/common.py).
+- job_teardowns: the jobs of a tree whose deletion or reinit has begun, one
+  row each (a deletion's go with their jobs, by cascade); the root's row holds
+  the job.deleted or job.reinit event to publish once it is done. The first,
+  short transaction releases the live chunks; the second deletes the jobs or
+  rebuilds their chunks, with locks no render-loop statement waits for
+  (muster_services/jobs/teardowns.py).
 
 Mirrors muster_services/jobs/tables.py.
 
@@ -27,9 +28,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "job_deletions",
+        "job_teardowns",
         sa.Column("job_id", sa.BigInteger(), nullable=False),
         sa.Column("root_id", sa.BigInteger(), nullable=False),
+        sa.Column("action", sa.Text(), nullable=False),
         sa.Column("event", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column(
             "created_at",
@@ -37,15 +39,16 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
+        sa.CheckConstraint("action IN ('delete', 'reinit')", name=op.f("ck_job_teardowns_action")),
         sa.ForeignKeyConstraint(
             ["job_id"],
             ["jobs.id"],
-            name=op.f("fk_job_deletions_job_id_jobs"),
+            name=op.f("fk_job_teardowns_job_id_jobs"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_job_deletions")),
+        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_job_teardowns")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("job_deletions")
+    op.drop_table("job_teardowns")
