@@ -93,15 +93,19 @@ class ResultRelay:
             await asyncio.sleep(BATCH_WINDOW_SECONDS)
             while not self._results.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._results.get_nowait())
-            delay = 0.2
-            # The jobs service may be restarting (or its leader moving): keep
-            # the batch and try again; the agents are not told before it lands.
-            while not await self._try_finish(batch):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                batch = [(s, r) for s, r in batch if self.hub.streams.get(s.node_id) is s]
-                if not batch:
-                    break  # those agents reconnected: they send their results again
+            await self._record(batch)
+
+    async def _record(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> None:
+        """Send the batch until it is recorded (or its agents are gone)."""
+        delay = 0.2
+        # The jobs service may be restarting (or its leader moving): keep
+        # the batch and try again; the agents are not told before it lands.
+        while not await self._try_finish(batch):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            batch = [(s, r) for s, r in batch if self.hub.streams.get(s.node_id) is s]
+            if not batch:
+                break  # those agents reconnected: they send their results again
 
     async def _try_finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> bool:
         try:
@@ -110,8 +114,33 @@ class ResultRelay:
             _LOG.exception("recording %d results failed", len(batch))
             return False
 
+    async def _refused(
+        self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]], why: str
+    ) -> None:
+        """The jobs service refused the batch as bad input (nothing recorded):
+        one of its results at least is malformed, as an agent with a bug may
+        send. Sent again forever, it held every other node's result back. Its
+        halves are recorded each on its own, down to the malformed results
+        alone, each answered not applied (the agent drops it)."""
+        if len(batch) > 1:
+            half = len(batch) // 2
+            await self._record(batch[:half])
+            await self._record(batch[half:])
+            return
+        ((stream, result),) = batch
+        _LOG.warning(
+            "node %s: result of job %s chunk %s (token %s) refused, not applied: %s",
+            stream.node_id,
+            result.job_id,
+            result.chunk_id,
+            result.fencing_token,
+            why,
+        )
+        await self._answer(stream, result, applied=False)
+
     async def _finish(self, batch: list[tuple[AgentStream, agent_pb2.ChunkResult]]) -> bool:
-        """Record a batch of results; False when the jobs service did not take it."""
+        """Record a batch of results; False when the jobs service did not take
+        it (and will be asked again)."""
         tokens = [result.fencing_token for _, result in batch]
         follow_ups = await asyncio.to_thread(self._kill_follow_ups, tokens)
         failing = [
@@ -140,28 +169,13 @@ class ResultRelay:
                 request, timeout=RPC_TIMEOUT_SECONDS, metadata=self.identity.metadata()
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                await self._refused(batch, exc.details() or "")
+                return True
             _LOG.warning("%d results not recorded yet: %s", len(batch), exc.details())
             return False
         for (stream, result), answer in zip(batch, reply.results, strict=True):
-            await stream.outgoing.put(
-                agent_pb2.SessionResponse(
-                    result_accepted=agent_pb2.ResultAccepted(
-                        job_id=result.job_id,
-                        chunk_id=result.chunk_id,
-                        fencing_token=result.fencing_token,
-                        applied=answer.applied,
-                    )
-                )
-            )
-            stream.results_pending = max(0, stream.results_pending - 1)
-            if (
-                not stream.results_pending
-                and stream.held_for_results
-                and self.hub.render_listener is not None
-            ):
-                # The node's next chunk, booked before its result's reply came.
-                stream.held_for_results = False
-                self.hub.render_listener.want_assignments([stream.node_id])
+            await self._answer(stream, result, answer.applied)
         ended = [
             (stream.node_id, result.job_id, RUN_OUTCOME.to_text.get(result.outcome, ""))
             for (stream, result), answer in zip(batch, reply.results, strict=True)
@@ -175,6 +189,30 @@ class ResultRelay:
             *([exclusion] if exclusion else []),
         )
         return True
+
+    async def _answer(
+        self, stream: AgentStream, result: agent_pb2.ChunkResult, applied: bool
+    ) -> None:
+        """Tell the agent its result is settled (it stops sending it again)."""
+        await stream.outgoing.put(
+            agent_pb2.SessionResponse(
+                result_accepted=agent_pb2.ResultAccepted(
+                    job_id=result.job_id,
+                    chunk_id=result.chunk_id,
+                    fencing_token=result.fencing_token,
+                    applied=applied,
+                )
+            )
+        )
+        stream.results_pending = max(0, stream.results_pending - 1)
+        if (
+            not stream.results_pending
+            and stream.held_for_results
+            and self.hub.render_listener is not None
+        ):
+            # The node's next chunk, booked before its result's reply came.
+            stream.held_for_results = False
+            self.hub.render_listener.want_assignments([stream.node_id])
 
     def _kill_follow_ups(self, tokens: list[int]) -> dict[int, str]:
         """What the dispatcher asked for after killing these runs, by token."""
