@@ -40,7 +40,7 @@ from muster_services.nodes.servicer import (
     ClientsServicer,
     NodesServicer,
 )
-from muster_services.nodes.sessions import SessionHub
+from muster_services.nodes.sessions import RELEASING_TOPICS, SessionHub
 from muster_services.nodes.timings import NodeTimings
 
 LOST_SWEEP_SECONDS = 1.0
@@ -113,6 +113,7 @@ def build(db: Database, settings: Settings) -> Component:
                     topics.NODE_DELETED,
                     admin_topics.SYSTEM_SOFT_RESTART,
                     *sorted(for_nodes.REFERENCE_TOPICS),
+                    *sorted(RELEASING_TOPICS),
                 ],
                 hub.on_events,
                 settings.event_poll_seconds,

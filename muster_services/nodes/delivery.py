@@ -217,13 +217,19 @@ class AssignmentDelivery:
         elif live and live != owed and (running is None or running.fencing_token != live):
             self.want_assignments([stream.node_id])
 
-    async def revived(self, streams: list[AgentStream]) -> None:
-        """Nodes declared lost whose heartbeats came again (their stream lived):
-        their agents still run the chunks the sweep released: killed."""
-        for stream in streams:
-            if stream.running is not None:
-                live = await asyncio.to_thread(self._live_token, stream.node_id)
-                await self._kill_stale(stream, stream.running, live)
+    async def kill_released(self, streams: list[AgentStream]) -> None:
+        """Agents that may still run a chunk the dispatcher took back: a node
+        declared lost whose heartbeats came again (its stream lived), the
+        nodes of a deleted or reinitialised job's running chunks (the
+        job.deleted and job.reinit events name them). Each one whose running
+        chunk is not its node's live assignment is told to kill it."""
+        busy = [stream for stream in streams if stream.running is not None]
+        if not busy:
+            return
+        live = await asyncio.to_thread(self._live_tokens, [s.node_id for s in busy])
+        for stream in busy:
+            if stream.running is not None:  # it may have ended meanwhile
+                await self._kill_stale(stream, stream.running, live.get(stream.node_id, 0))
 
     async def _kill_stale(
         self, stream: AgentStream, running: RunningChunk | None, live: int

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from muster_proto.agent.v1 import agent_pb2
 from muster_services.admin import topics as admin_topics
 from muster_services.core.bus import Event
+from muster_services.jobs import topics as jobs_topics
 from muster_services.nodes import topics
 from muster_services.nodes.messages import command_message
 from muster_services.nodes.service import NodesService, RunningChunk
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from muster_services.nodes.delivery import AssignmentDelivery
 
 _LOG = logging.getLogger(__name__)
+
+# Events naming nodes whose running chunks the jobs service took back
+# (`node_ids`): their agents are told to kill those processes.
+RELEASING_TOPICS = frozenset({jobs_topics.JOB_DELETED, jobs_topics.JOB_REINIT})
 
 HEARTBEAT_FLUSH_SECONDS = 1.0
 
@@ -212,7 +217,7 @@ class SessionHub:
                     continue
                 await self._renew_leases(recorded)
                 if revived and self.render_listener is not None:
-                    await self.render_listener.revived(
+                    await self.render_listener.kill_released(
                         [self.streams[n] for n in revived if n in self.streams]
                     )
 
@@ -250,6 +255,12 @@ class SessionHub:
             asyncio.run_coroutine_threadsafe(self.deliver_command(node_id, command_id), loop)
         elif event.topic == topics.NODE_DELETED and node_id in self.streams:
             loop.call_soon_threadsafe(self._close, node_id)
+        elif event.topic in RELEASING_TOPICS and self.render_listener is not None:
+            # The job's running chunks were taken back: their processes go
+            # now, not when they end or when their nodes get another chunk.
+            taken = [int(n) for n in event.payload.get("node_ids", ()) if int(n) in self.streams]
+            if taken:
+                asyncio.run_coroutine_threadsafe(self._kill_released(taken), loop)
         elif (
             event.topic in (admin_topics.CONFIG_CHANGED, admin_topics.SYSTEM_SOFT_RESTART)
             and self.timings
@@ -273,6 +284,11 @@ class SessionHub:
         stream = self.streams.get(node_id)
         if stream is not None:
             stream.closed.set()
+
+    async def _kill_released(self, node_ids: list[int]) -> None:
+        if self.render_listener is not None:
+            streams = [self.streams[n] for n in node_ids if n in self.streams]
+            await self.render_listener.kill_released(streams)
 
     async def deliver_command(self, node_id: int, command_id: int) -> None:
         row = await asyncio.to_thread(self.service.command, command_id)

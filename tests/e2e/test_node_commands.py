@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from muster_proto.common.v1 import common_pb2
 from muster_proto.jobs.v1 import jobs_pb2, jobs_pb2_grpc
@@ -181,3 +183,42 @@ def test_kill_and_redo_every_node_working_on_a_job(
             )
         )
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _processes_naming(folder: Path) -> list[int]:
+    """The processes whose command line names `folder` (a chunk's shell)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if str(folder).encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("teardown", ["delete", "reinit"])
+def test_the_processes_of_a_deleted_or_reinitialised_job_are_killed_at_once(
+    nodes: nodes_pb2_grpc.NodesServiceStub,
+    jobs: jobs_pb2_grpc.JobsServiceStub,
+    node: int,
+    shared_tmp: Path,
+    teardown: str,
+) -> None:
+    """Its running chunks' processes, though no other chunk comes to their
+    nodes (before, they rendered to their end for a job that was gone)."""
+    out = shared_tmp / "frames"
+    out.mkdir()
+    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 1, 1, seconds=120))).job_id
+    eventually(lambda: _processes_naming(out), what="the chunk's process")
+    if teardown == "delete":
+        jobs.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id))
+    else:  # paused first: its chunk goes to no node again
+        jobs.UpdateJob(
+            jobs_pb2.UpdateJobRequest(
+                job=jobs_pb2.Job(id=job_id, paused=True), update_mask=FieldMask(paths=["paused"])
+            )
+        )
+        jobs.ReinitJob(jobs_pb2.ReinitJobRequest(job_id=job_id))
+    eventually(lambda: not _processes_naming(out), timeout=20, what="the process killed")
+    assert list(out.iterdir()) == []  # no frame rendered
+    runs = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
+    assert [r.outcome for r in runs] == [common_pb2.CHUNK_RUN_OUTCOME_KILLED]
