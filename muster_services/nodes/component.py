@@ -24,6 +24,7 @@ from muster_services.core.database import Database
 from muster_services.core.server import Component, RawResponseServer
 from muster_services.core.settings import Settings
 from muster_services.jobs import for_nodes
+from muster_services.jobs import topics as jobs_topics
 from muster_services.nodes import store, topics
 from muster_services.nodes.client_hub import ClientHub
 from muster_services.nodes.clients import ClientsService
@@ -84,6 +85,17 @@ def build(db: Database, settings: Settings) -> Component:
         background=[
             delivery,
             relay,
+            # chunkSetStatus on a running chunk: its process is killed (once).
+            Listener(
+                DurableConsumer(
+                    db,
+                    "nodes-chunk-kills",
+                    lambda session, event: service.kill_requested(session, event.payload),
+                    topics=[jobs_topics.CHUNK_KILL_REQUESTED],
+                ),
+                settings.event_poll_seconds,
+                exclusive=True,
+            ),
             Listener(
                 DurableConsumer(
                     db,

@@ -286,18 +286,20 @@ class NodesService:
     # --- node actions ---------------------------------------------------------------------
 
     def _queue_command(
-        self, session: Session, node: Row[Any], kind: str, payload: dict[str, Any]
+        self,
+        session: Session,
+        node: Row[Any],
+        kind: str,
+        payload: dict[str, Any],
+        actor: str = "",
     ) -> int:
-        command_id = repo.insert_command(session, node.id, kind, payload, current_caller().label)
+        """`actor`: who asked, when not the caller (an event's actor)."""
+        actor = actor or current_caller().label
+        command_id = repo.insert_command(session, node.id, kind, payload, actor)
         publish(
             session,
             topics.NODE_COMMAND,
-            {
-                "node_id": node.id,
-                "command_id": command_id,
-                "kind": kind,
-                "actor": current_caller().label,
-            },
+            {"node_id": node.id, "command_id": command_id, "kind": kind, "actor": actor},
             key=str(node.id),
         )
         return command_id
@@ -423,17 +425,7 @@ class NodesService:
                 raise FailedPrecondition(f"node {node_id} ({node.name}) runs no chunk")
             if follow_up == "pause":
                 repo.update_node(session, node_id, paused=True)
-            return self._queue_command(
-                session,
-                node,
-                "kill_process",
-                {
-                    "job_id": assignment.job_id,
-                    "chunk_id": assignment.chunk_number,
-                    "fencing_token": assignment.fencing_token,
-                    "follow_up": follow_up,
-                },
-            )
+            return self._queue_kill(session, node, assignment, follow_up)
 
     def kill_job(self, job_id: int, follow_up: str) -> list[int]:
         if job_id <= 0:
@@ -455,16 +447,48 @@ class NodesService:
                     continue
                 if follow_up == "pause":
                     repo.update_node(session, node.id, paused=True)
-                self._queue_command(
-                    session,
-                    node,
-                    "kill_process",
-                    {
-                        "job_id": assignment.job_id,
-                        "chunk_id": assignment.chunk_number,
-                        "fencing_token": assignment.fencing_token,
-                        "follow_up": follow_up,
-                    },
-                )
+                self._queue_kill(session, node, assignment, follow_up)
                 killed.append(node.id)
             return killed
+
+    def kill_requested(self, session: Session, payload: dict[str, Any]) -> None:
+        """chunk.kill_requested (chunkSetStatus on a running chunk, in the
+        consumer's transaction): the node's agent is told to kill the process;
+        the chunk takes the status asked for once the kill is confirmed (or
+        the node is declared lost). Nothing when the chunk is no longer the
+        node's live assignment, or the node is offline."""
+        node = repo.get_node(session, int(payload["node_id"]), lock=True)
+        if node is None or not self._online(node):
+            return
+        live = for_nodes.node_assignment(session, int(node.id))
+        if (
+            live is None
+            or live.state != "killing"
+            or (int(live.job_id), int(live.chunk_number))
+            != (int(payload["job_id"]), int(payload["chunk_id"]))
+        ):
+            return
+        actor = str(payload.get("actor") or current_caller().label)
+        self._queue_kill(session, node, live, "continue", actor)
+
+    def _queue_kill(
+        self,
+        session: Session,
+        node: Row[Any],
+        assignment: Row[Any],
+        follow_up: str,
+        actor: str = "",
+    ) -> int:
+        """A kill_process command for the node's live assignment."""
+        return self._queue_command(
+            session,
+            node,
+            "kill_process",
+            {
+                "job_id": assignment.job_id,
+                "chunk_id": assignment.chunk_number,
+                "fencing_token": assignment.fencing_token,
+                "follow_up": follow_up,
+            },
+            actor,
+        )

@@ -222,3 +222,32 @@ def test_the_processes_of_a_deleted_or_reinitialised_job_are_killed_at_once(
     assert list(out.iterdir()) == []  # no frame rendered
     runs = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
     assert [r.outcome for r in runs] == [common_pb2.CHUNK_RUN_OUTCOME_KILLED]
+
+
+def test_setting_a_running_chunks_status_kills_its_process_then_applies(
+    nodes: nodes_pb2_grpc.NodesServiceStub,
+    jobs: jobs_pb2_grpc.JobsServiceStub,
+    node: int,
+    shared_tmp: Path,
+) -> None:
+    """chunkSetStatus on a running chunk: the process is killed at once and
+    the status applies on the kill's result (before, the status waited for
+    the process to end by itself)."""
+    out = shared_tmp / "frames"
+    out.mkdir()
+    job_id = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(job=frame_job(out, 1, 1, seconds=120))).job_id
+    eventually(lambda: _processes_naming(out), what="the chunk's process")
+    jobs.SetChunkStatus(
+        jobs_pb2.SetChunkStatusRequest(
+            job_id=job_id, chunk_id=1, status=jobs_pb2.CHUNK_STATUS_SKIPPED
+        )
+    )
+
+    def chunk() -> Any:
+        return jobs.GetChunk(jobs_pb2.GetChunkRequest(job_id=job_id, chunk_id=1)).chunk
+
+    eventually(lambda: chunk().status == jobs_pb2.CHUNK_STATUS_SKIPPED, timeout=20, what="skipped")
+    assert not _processes_naming(out)
+    assert list(out.iterdir()) == []
+    runs = jobs.ListChunkHistory(jobs_pb2.ListChunkHistoryRequest(job_id=job_id)).chunk_runs
+    assert [r.outcome for r in runs] == [common_pb2.CHUNK_RUN_OUTCOME_KILLED]
