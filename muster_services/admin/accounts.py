@@ -24,6 +24,7 @@ from muster_services.admin import store as repo
 from muster_services.admin.common import Named, check_writable
 from muster_services.admin.domain import GroupSpec, UserSpec
 from muster_services.admin.tables import groups, users
+from muster_services.core.auth import revoke_user_tokens
 from muster_services.core.bus import publish_change
 from muster_services.core.database import Database
 from muster_services.core.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -211,6 +212,10 @@ class AccountsService:
                 update["password_hash"] = self.hasher.hash(password)
             update = {k: v for k, v in update.items() if getattr(row, k) != v}
             repo.update_row(session, users, row.id, update)
+            if "role" in update or "enabled" in update:
+                # The tokens the user holds name the old role, or a user
+                # who may no longer sign in: refused from now on.
+                revoke_user_tokens(session, name)
             if spec.groups != current.groups:
                 repo.set_user_groups(session, row.id, spec.groups)
             changed = sorted(
@@ -232,6 +237,7 @@ class AccountsService:
                 )
             domain.ensure_an_administrator_remains(administrators, name, None, None)
             repo.delete_row(session, users, row.id)
+            revoke_user_tokens(session, name)
             publish_change(session, topics.USER_DELETED, {"user": name}, key=name)
 
     def verify_password(self, name: str, password: str) -> bool:

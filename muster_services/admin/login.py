@@ -20,7 +20,7 @@ from muster_services.admin import store
 from muster_services.admin.accounts import AccountsService
 from muster_services.admin.directory import Directory
 from muster_services.admin.domain import UserSpec
-from muster_services.core.auth import TokenSigner
+from muster_services.core.auth import TokenSigner, token_generation
 from muster_services.core.caller import current_caller
 from muster_services.core.database import Database
 from muster_services.core.errors import (
@@ -86,7 +86,11 @@ class LoginService:
         if role is None:
             self._record_failure(name, address)
             raise Unauthenticated(REFUSED)
-        token, expires_at = self.signer.issue(name, "user", role, self.ttl_seconds)
+        with self.db.read() as connection:
+            generation = token_generation(connection, name)
+        token, expires_at = self.signer.issue(
+            name, "user", role, self.ttl_seconds, generation=generation
+        )
         return Session(name, role, token, expires_at)
 
     def _verify(self, name: str, password: str) -> str | None:

@@ -11,6 +11,13 @@ trip per call.
 The guard (`Guard.admit`) runs before every RPC (muster_services/core/server.py): it
 verifies the token the call carries as `authorization: Bearer <token>`
 metadata and checks the method's access level (muster_services/core/permissions.py).
+
+Revocation: a user token carries its user's generation at login
+(`token_generations`); deleting or disabling a user, or changing its role,
+adds 1 (`revoke_user_tokens`), and the guard refuses a token older than its
+user's generation. Each process reads the generations whole every
+REVOCATION_REFRESH_SECONDS in a thread of its own (`Revocations`): no call
+waits for the database, and a revocation reaches every replica within that time.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -28,7 +37,7 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from muster_services.core.caller import Caller
@@ -43,6 +52,10 @@ ADMINISTRATOR = "administrator"
 SERVICE_TOKEN_TTL = 24 * 3600.0
 # Tokens longer than this are refused before any work is done on them.
 MAX_TOKEN_LENGTH = 4096
+# How often each process reads the users' token generations (Revocations).
+REVOCATION_REFRESH_SECONDS = 2.0
+
+_LOG = logging.getLogger(__name__)
 
 
 def _b64(data: bytes) -> str:
@@ -64,6 +77,8 @@ class Claims:
     # Agents only: the node identity the token is bound to.
     host: str = ""
     instance: int = 0
+    # Users only: the user's token generation when it was issued (Revocations).
+    generation: int = 0
 
 
 class TokenSigner:
@@ -86,12 +101,16 @@ class TokenSigner:
         ttl_seconds: float,
         host: str = "",
         instance: int = 0,
+        generation: int = 0,
     ) -> tuple[str, float]:
-        """A token and the time (epoch seconds) it expires."""
+        """A token and the time (epoch seconds) it expires; `generation`: a
+        user's token generation (token_generation)."""
         if kind not in KINDS:
             raise ValueError(f"unknown token kind {kind!r}")
         expires_at = time.time() + ttl_seconds
         body: dict[str, Any] = {"sub": subject, "kind": kind, "role": role, "exp": expires_at}
+        if generation:
+            body["gen"] = generation
         if kind == "agent":
             body.update(host=host, inst=instance)
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
@@ -135,6 +154,7 @@ class TokenSigner:
                 expires_at=float(body["exp"]),
                 host=str(body.get("host", "")),
                 instance=int(body.get("inst", 0)),
+                generation=int(body.get("gen", 0)),
             )
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise Unauthenticated("malformed token") from None
@@ -157,8 +177,9 @@ def bearer_token(metadata: Iterable[tuple[str, Any]]) -> str:
 class Guard:
     """Decides who a call comes from and whether that caller may make it."""
 
-    def __init__(self, signer: TokenSigner) -> None:
+    def __init__(self, signer: TokenSigner, revocations: Revocations | None = None) -> None:
         self.signer = signer
+        self.revocations = revocations
 
     def admit(self, method: str, metadata: Iterable[tuple[str, Any]], peer: str) -> Caller:
         """The caller of `method`, or Unauthenticated / PermissionDenied."""
@@ -174,6 +195,14 @@ class Guard:
         if not token:
             raise Unauthenticated(f"{_short(method)} needs a token: log in first")
         claims = self.signer.verify(token)
+        if (
+            claims.kind == "user"
+            and self.revocations is not None
+            and claims.generation < self.revocations.generation(claims.subject)
+        ):
+            raise Unauthenticated(
+                f"token of {claims.subject!r} revoked (the account was changed): log in again"
+            )
         return Caller(
             name=claims.subject,
             peer=peer,
@@ -252,6 +281,79 @@ def check_secret(expected: str, given: str) -> bool:
     return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
+# --- revocation -----------------------------------------------------------------------
+
+
+def token_generation(session: Any, user_name: str) -> int:
+    """The user's token generation (0: never revoked), for its next token."""
+    from muster_services.core.schema import token_generations
+
+    found = session.execute(
+        select(token_generations.c.generation).where(token_generations.c.user_name == user_name)
+    ).scalar()
+    return int(found or 0)
+
+
+def revoke_user_tokens(session: Any, user_name: str) -> None:
+    """Every token the user holds stops working (within
+    REVOCATION_REFRESH_SECONDS on every replica): its generation goes up."""
+    from muster_services.core.schema import token_generations
+
+    statement = pg_insert(token_generations).values(user_name=user_name, generation=1)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["user_name"],
+            set_={"generation": token_generations.c.generation + 1, "revoked_at": func.now()},
+        )
+    )
+
+
+class Revocations:
+    """The users' token generations as this process's guard checks them:
+    read whole (a row per user whose tokens were ever revoked) on first use
+    and again every `refresh_seconds` by a daemon thread."""
+
+    def __init__(self, db: Any, refresh_seconds: float = REVOCATION_REFRESH_SECONDS) -> None:
+        self._db = db
+        self._refresh_seconds = refresh_seconds
+        self._generations: dict[str, int] = {}
+        self._started = False
+        self._start_lock = Lock()
+
+    def generation(self, user_name: str) -> int:
+        if not self._started:
+            self._start()
+        return self._generations.get(user_name, 0)
+
+    def refresh(self) -> None:
+        from muster_services.core.schema import token_generations
+
+        with self._db.read() as connection:
+            rows = connection.execute(
+                select(token_generations.c.user_name, token_generations.c.generation)
+            ).all()
+        self._generations = {str(r.user_name): int(r.generation) for r in rows}
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            self._refresh_logged()  # once before the first answer
+            threading.Thread(target=self._run, name="token-revocations", daemon=True).start()
+            self._started = True
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._refresh_seconds)
+            self._refresh_logged()
+
+    def _refresh_logged(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # the database is away: the last generations stand
+            _LOG.exception("reading the token generations failed")
+
+
 # --- one process's security ---------------------------------------------------------
 
 
@@ -262,10 +364,12 @@ class Security:
     signer: TokenSigner
     # Records refused and failed calls (muster_services/core/server.py Refusal).
     audit: Any = None
+    # The users' token generations (None: no revocation, as in unit tests).
+    revocations: Revocations | None = None
 
     @property
     def guard(self) -> Guard:
-        return Guard(self.signer)
+        return Guard(self.signer, self.revocations)
 
     def service_token(self, name: str, ttl_seconds: float = SERVICE_TOKEN_TTL) -> str:
         """A token for the dispatcher's own service `name` (administrator rights)."""
@@ -284,7 +388,7 @@ def security_for(db: Any) -> Security:
         if found is None:
             from muster_services.core.audit import audit_to_bus
 
-            found = Security(signer_for(db), audit_to_bus(db))
+            found = Security(signer_for(db), audit_to_bus(db), Revocations(db))
             _securities[key] = found
         return found
 

@@ -84,3 +84,16 @@ farm_secrets = Table(
     Column("value", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Each user's token generation (muster_services/core/auth.py): a user token
+# carries its user's generation at login, and one older than the row's is
+# refused. Deleting or disabling a user, or changing its role, adds 1. Only
+# users whose tokens were ever revoked have a row; the row outlives the user
+# (a user created again under the name starts from it).
+token_generations = Table(
+    "token_generations",
+    metadata,
+    Column("user_name", Text, primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

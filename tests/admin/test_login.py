@@ -152,3 +152,42 @@ def test_a_directory_user_logs_in_by_bind_with_the_directory_role(
     assert service.login.login("eli", "eli-pw").role == "user"
     with pytest.raises(Unauthenticated):
         service.login.login("eli", "wrong")
+
+
+@pytest.mark.parametrize("change", ["delete", "disable", "demote"])
+def test_deleting_disabling_or_demoting_a_user_revokes_the_tokens_they_hold(
+    stub: AdminServiceStub, service: AdminService, change: str
+) -> None:
+    _user(service, "dora", "dora-password-1", role="administrator")
+    _user(service, "keeper", "keeper-password-1", role="administrator")
+    token = stub.Login(pb.LoginRequest(user_name="dora", password="dora-password-1")).token
+    held = auth_metadata(token)
+    stub.ListUsers(pb.ListUsersRequest(), metadata=held)  # an administrator's call: open
+    if change == "delete":
+        service.accounts.delete_user("dora")
+    elif change == "disable":
+        service.accounts.update_user("dora", {"enabled": False})
+    else:
+        service.accounts.update_user("dora", {"role": "user"})
+
+    def refused() -> str:
+        try:
+            stub.ListUsers(pb.ListUsersRequest(), metadata=held)
+        except grpc.RpcError as error:
+            return f"{error.code().name}: {error.details()}"
+        return ""
+
+    deadline = time.monotonic() + 10  # every replica reads the generations every 2 s
+    while not refused() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert refused() == (
+        "UNAUTHENTICATED: token of 'dora' revoked (the account was changed): log in again"
+    )
+    if change == "demote":  # a new login works, with the new role
+        again = stub.Login(pb.LoginRequest(user_name="dora", password="dora-password-1"))
+        assert again.role == pb.USER_ROLE_USER
+        me = stub.GetUser(pb.GetUserRequest(name="dora"), metadata=auth_metadata(again.token))
+        assert me.user.name == "dora"
+    # Another user's token is not touched.
+    other = stub.Login(pb.LoginRequest(user_name="keeper", password="keeper-password-1")).token
+    stub.ListUsers(pb.ListUsersRequest(), metadata=auth_metadata(other))
