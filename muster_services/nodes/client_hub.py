@@ -205,6 +205,14 @@ class ClientStream:
             self.ready.set()
 
 
+def _signs_out(event: Event) -> bool:
+    """A user deleted, disabled or given another role: its tokens are revoked."""
+    if event.topic == admin_topics.USER_DELETED:
+        return True
+    fields = event.payload.get("fields", ())
+    return event.topic == admin_topics.USER_UPDATED and ("role" in fields or "enabled" in fields)
+
+
 class ClientHub:
     def __init__(
         self,
@@ -348,6 +356,17 @@ class ClientHub:
                 groups.setdefault(stream.view, []).append(stream)
             for members in groups.values():
                 self._fan_out_to(members, relevant)
+        for event, _ in events:
+            if _signs_out(event):
+                # The user's tokens were revoked (muster_services/core/auth.py):
+                # the streams it opened with one end too.
+                user = str(event.payload.get("user", ""))
+                for stream in [s for s in self.streams.values() if s.user_name == user]:
+                    stream.close(
+                        nodes_pb2.DISCONNECT_REASON_FORCED,
+                        f"signed out: the account {user!r} was changed by "
+                        + str(event.payload.get("actor", "an administrator")),
+                    )
         for event, _ in relevant:
             if event.topic == topics.CLIENT_DISCONNECT:
                 target = self.streams.get(int(event.payload.get("connection_id", 0)))

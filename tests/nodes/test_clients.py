@@ -207,3 +207,25 @@ def test_bad_requests_are_refused(
     with pytest.raises(grpc.RpcError) as error:
         next(stream)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_user_deleted_disabled_or_given_another_role_is_signed_out_of_its_consoles(
+    connect: Any, db: Database
+) -> None:
+    """Its tokens are revoked (muster_services/core/auth.py); the console
+    streams it opened with one end too, and no other user's."""
+    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
+    _publish(db, "user.updated", user="alice", fields=["email"], actor="admin")
+    _publish(db, "user.updated", user="alice", fields=["enabled"], actor="admin")
+    _publish(db, "user.deleted", user="carol", actor="admin")
+    for client, user in ((alice, "alice"), (carol, "carol")):
+        event = client.next()
+        while not event.HasField("disconnect_notice"):
+            event = client.next()
+        assert event.disconnect_notice.reason == nodes_pb2.DISCONNECT_REASON_FORCED
+        assert event.disconnect_notice.message == (
+            f"signed out: the account {user!r} was changed by admin"
+        )
+        client.thread.join(10)
+        assert not client.thread.is_alive()
+    assert bob.thread.is_alive()
