@@ -26,6 +26,7 @@ from muster_services.admin.domain import GroupSpec, UserSpec
 from muster_services.admin.tables import groups, users
 from muster_services.core.auth import revoke_user_tokens
 from muster_services.core.bus import publish_change
+from muster_services.core.caller import current_caller
 from muster_services.core.database import Database
 from muster_services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from muster_services.core.paging import Page, page_request
@@ -212,9 +213,15 @@ class AccountsService:
                 update["password_hash"] = self.hasher.hash(password)
             update = {k: v for k, v in update.items() if getattr(row, k) != v}
             repo.update_row(session, users, row.id, update)
-            if "role" in update or "enabled" in update:
-                # The tokens the user holds name the old role, or a user
-                # who may no longer sign in: refused from now on.
+            if (
+                "role" in update
+                or "enabled" in update
+                or (password and current_caller().name != name)
+            ):
+                # The tokens the user holds name the old role, or a user who
+                # may no longer sign in, or were got with a password someone
+                # else has just reset: refused from now on. (A user changing
+                # its own password keeps the session it changes it from.)
                 revoke_user_tokens(session, name)
             if spec.groups != current.groups:
                 repo.set_user_groups(session, row.id, spec.groups)

@@ -154,7 +154,7 @@ def test_a_directory_user_logs_in_by_bind_with_the_directory_role(
         service.login.login("eli", "wrong")
 
 
-@pytest.mark.parametrize("change", ["delete", "disable", "demote"])
+@pytest.mark.parametrize("change", ["delete", "disable", "demote", "reset"])
 def test_deleting_disabling_or_demoting_a_user_revokes_the_tokens_they_hold(
     stub: AdminServiceStub, service: AdminService, change: str
 ) -> None:
@@ -167,8 +167,11 @@ def test_deleting_disabling_or_demoting_a_user_revokes_the_tokens_they_hold(
         service.accounts.delete_user("dora")
     elif change == "disable":
         service.accounts.update_user("dora", {"enabled": False})
-    else:
+    elif change == "demote":
         service.accounts.update_user("dora", {"role": "user"})
+    else:  # an administrator resets the password
+        with acting_as(Caller(name="keeper", role="administrator", kind="user")):
+            service.accounts.update_user("dora", {"password": "dora-password-2"})
 
     def refused() -> str:
         try:
@@ -183,11 +186,26 @@ def test_deleting_disabling_or_demoting_a_user_revokes_the_tokens_they_hold(
     assert refused() == (
         "UNAUTHENTICATED: token of 'dora' revoked (the account was changed): log in again"
     )
-    if change == "demote":  # a new login works, with the new role
-        again = stub.Login(pb.LoginRequest(user_name="dora", password="dora-password-1"))
-        assert again.role == pb.USER_ROLE_USER
+    if change in ("demote", "reset"):  # a new login works, with the new role
+        password = "dora-password-2" if change == "reset" else "dora-password-1"
+        again = stub.Login(pb.LoginRequest(user_name="dora", password=password))
+        assert again.role == (
+            pb.USER_ROLE_USER if change == "demote" else pb.USER_ROLE_ADMINISTRATOR
+        )
         me = stub.GetUser(pb.GetUserRequest(name="dora"), metadata=auth_metadata(again.token))
         assert me.user.name == "dora"
     # Another user's token is not touched.
     other = stub.Login(pb.LoginRequest(user_name="keeper", password="keeper-password-1")).token
     stub.ListUsers(pb.ListUsersRequest(), metadata=auth_metadata(other))
+
+
+def test_a_user_changing_its_own_password_keeps_its_session(
+    stub: AdminServiceStub, service: AdminService
+) -> None:
+    _user(service, "erin", "erin-password-1")
+    token = stub.Login(pb.LoginRequest(user_name="erin", password="erin-password-1")).token
+    with acting_as(Caller(name="erin", role="user", kind="user")):
+        service.accounts.update_user("erin", {"password": "erin-password-2"})
+    time.sleep(3)  # past a refresh of the generations
+    me = stub.GetUser(pb.GetUserRequest(name="erin"), metadata=auth_metadata(token))
+    assert me.user.name == "erin"
