@@ -343,15 +343,22 @@ class Revocations:
             self._started = True
 
     def _run(self) -> None:
+        delay = self._refresh_seconds
         while True:
-            time.sleep(self._refresh_seconds)
-            self._refresh_logged()
+            time.sleep(delay)
+            # The database away: the last generations stand, and the reads
+            # slow down (to 30 s) until it answers again.
+            ok = self._refresh_logged(quiet=delay > self._refresh_seconds)
+            delay = self._refresh_seconds if ok else min(delay * 2, 30.0)
 
-    def _refresh_logged(self) -> None:
+    def _refresh_logged(self, quiet: bool = False) -> bool:
         try:
             self.refresh()
-        except Exception:  # the database is away: the last generations stand
-            _LOG.exception("reading the token generations failed")
+        except Exception as exc:
+            if not quiet:  # once per outage
+                _LOG.warning("reading the token generations failed: %s", exc)
+            return False
+        return True
 
 
 # --- one process's security ---------------------------------------------------------

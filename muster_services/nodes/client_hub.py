@@ -206,11 +206,15 @@ class ClientStream:
 
 
 def _signs_out(event: Event) -> bool:
-    """A user deleted, disabled or given another role: its tokens are revoked."""
+    """A user deleted, disabled, given another role or its password reset by
+    someone else: its tokens are revoked (muster_services/admin/accounts.py)."""
     if event.topic == admin_topics.USER_DELETED:
         return True
+    if event.topic != admin_topics.USER_UPDATED:
+        return False
     fields = event.payload.get("fields", ())
-    return event.topic == admin_topics.USER_UPDATED and ("role" in fields or "enabled" in fields)
+    reset = "password" in fields and event.payload.get("actor") != event.payload.get("user")
+    return "role" in fields or "enabled" in fields or reset
 
 
 class ClientHub:

@@ -216,6 +216,7 @@ def test_a_user_deleted_disabled_or_given_another_role_is_signed_out_of_its_cons
     streams it opened with one end too, and no other user's."""
     alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
     _publish(db, "user.updated", user="alice", fields=["email"], actor="admin")
+    _publish(db, "user.updated", user="bob", fields=["password"], actor="bob")  # its own
     _publish(db, "user.updated", user="alice", fields=["enabled"], actor="admin")
     _publish(db, "user.deleted", user="carol", actor="admin")
     for client, user in ((alice, "alice"), (carol, "carol")):
