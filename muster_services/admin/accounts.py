@@ -213,15 +213,16 @@ class AccountsService:
                 update["password_hash"] = self.hasher.hash(password)
             update = {k: v for k, v in update.items() if getattr(row, k) != v}
             repo.update_row(session, users, row.id, update)
-            if (
+            # The tokens the user holds name the old role, or a user who may
+            # no longer sign in, or were got with a password someone else has
+            # just reset: refused from now on. (A user changing its own
+            # password keeps the session it changes it from.)
+            revoked = (
                 "role" in update
                 or "enabled" in update
-                or (password and current_caller().name != name)
-            ):
-                # The tokens the user holds name the old role, or a user who
-                # may no longer sign in, or were got with a password someone
-                # else has just reset: refused from now on. (A user changing
-                # its own password keeps the session it changes it from.)
+                or (bool(password) and current_caller().name != name)
+            )
+            if revoked:
                 revoke_user_tokens(session, name)
             if spec.groups != current.groups:
                 repo.set_user_groups(session, row.id, spec.groups)
@@ -230,7 +231,10 @@ class AccountsService:
                 - {"password_hash"}
             ) + (["password"] if password else [])
             publish_change(
-                session, topics.USER_UPDATED, {"user": name, "fields": changed}, key=name
+                session,
+                topics.USER_UPDATED,
+                {"user": name, "fields": changed, "tokens_revoked": revoked},
+                key=name,
             )
             return USERS.view(session, USERS.row(session, name))
 
@@ -245,7 +249,9 @@ class AccountsService:
             domain.ensure_an_administrator_remains(administrators, name, None, None)
             repo.delete_row(session, users, row.id)
             revoke_user_tokens(session, name)
-            publish_change(session, topics.USER_DELETED, {"user": name}, key=name)
+            publish_change(
+                session, topics.USER_DELETED, {"user": name, "tokens_revoked": True}, key=name
+            )
 
     def verify_password(self, name: str, password: str) -> bool:
         """Whether an enabled local user has this password (authentication's

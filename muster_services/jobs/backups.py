@@ -32,7 +32,7 @@ from muster_services.jobs.enums import (
     RESTORE_REMOVE_BACKUP,
 )
 from muster_services.jobs.rollup import refresh
-from muster_services.jobs.teardowns import begin_deletion, finish_deletion
+from muster_services.jobs.teardowns import begin_deletion, finish_teardown
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class BackupsService:
             row = job(session, job_id, lock=True)
             backup_id = _backup(session, row, overwrite_mode)
             root = begin_deletion(session, row, archived=True)
-        finish_deletion(self.db, root)
+        finish_teardown(self.db, "delete", root)
         return backup_id
 
     def restore_job(self, backup_id: int, action_flags: int, new_parent_id: int) -> int:

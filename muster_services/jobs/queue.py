@@ -35,8 +35,7 @@ from muster_services.jobs.rollup import refresh
 from muster_services.jobs.teardowns import (
     begin_deletion,
     begin_reinit,
-    finish_deletion,
-    finish_reinit,
+    finish_teardown,
 )
 
 # The onValidateJobSubmission rule: a refusal reason for a proposed job, or
@@ -332,14 +331,14 @@ class QueueService:
         (teardowns.py)."""
         with self.db.transaction() as session:
             root = begin_reinit(session, job(session, job_id, lock=True))
-        finish_reinit(self.db, root)
+        finish_teardown(self.db, "reinit", root)
 
     def delete_job(self, job_id: int) -> None:
         """jobDelete: the job, or the folder with everything inside it. History
         and backups stay. Two transactions (teardowns.py)."""
         with self.db.transaction() as session:
             root = begin_deletion(session, job(session, job_id, lock=True), archived=False)
-        finish_deletion(self.db, root)
+        finish_teardown(self.db, "delete", root)
 
     def recompute_status(self, job_id: int) -> JobRecord:
         """jobUpdateStatus."""

@@ -12,7 +12,7 @@ and reinits in two steps"). So each is two transactions:
    fencing tokens) and every job of the tree marked in `job_teardowns`, the
    root's row with the event to publish, stamped with who asked. The
    scheduler gives no chunk of a marked job.
-2. `finish_deletion` / `finish_reinit`, once the first has committed: the
+2. `finish_teardown`, once the first has committed: the
    rows deleted (or the chunks rebuilt), any chunk a tick gave in between
    released with the rest, the marks gone and the event published. No result,
    progress report or tick touches the rows it locks.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -68,88 +69,110 @@ TEARDOWN_GRACE_SECONDS = 60.0
 
 def begin_deletion(session: Session, row: JobRecord, archived: bool) -> int:
     """The first transaction of deleting the (locked) job or folder `row` and
-    everything inside it; returns the root's id for finish_deletion, called
+    everything inside it; returns the root's id for finish_teardown, called
     once the caller has committed. History and backups stay."""
     job_id = int(row.id)
     ids = sorted(int(r.id) for r in subtree_unlocked(session, job_id))
     # What the job was, for those who hear of it once it is gone (onDeleteJob).
     snapshot = {f: getattr(row, f) for f in DELETED_JOB_FIELDS}
-    nodes = repo.release_assignments(session, ids, DELETION_MESSAGE)
-    event = {
-        "job_id": job_id,
-        "deleted_ids": ids,
-        "node_ids": nodes,
-        "archived": archived,
-        "job": snapshot,
-        # Stamped now: the event may be published by another process.
-        **current_caller().stamp(),
-    }
-    repo.mark_teardown(session, "delete", job_id, ids, event)
-    return job_id
-
-
-def finish_deletion(db: Database, job_id: int, wait: bool = True) -> bool:
-    """The second transaction of the deletion of `job_id`: the tree's rows go
-    (their chunks, dependencies and marks with them) and job.deleted is
-    published. False when no deletion of it is under way (or, without
-    `wait`, another transaction is ending it)."""
-
-    def work(session: Session) -> bool:
-        event = repo.lock_teardown(session, "delete", job_id, wait)
-        if event is None:
-            return False
-        _release_late(session, event, event["deleted_ids"], DELETION_MESSAGE)
-        # ON DELETE CASCADE removes the folder's contents, their chunks and
-        # dependency rows and the marks; chunk_runs and backup_jobs stay.
-        repo.delete_jobs(session, job_id)
-        publish(session, topics.JOB_DELETED, event, key=str(job_id))
-        return True
-
-    return _second_transaction(db, work)
+    event = {"job_id": job_id, "deleted_ids": ids, "archived": archived, "job": snapshot}
+    return _begin(session, "delete", job_id, ids, event)
 
 
 def begin_reinit(session: Session, row: JobRecord) -> int:
     """The first transaction of jobReinit of the (locked) job or folder `row`:
     every job inside it starts over. Returns the root's id for
-    finish_reinit, called once the caller has committed."""
+    finish_teardown, called once the caller has committed."""
     job_id = int(row.id)
     tree = subtree_unlocked(session, job_id)
     job_ids = sorted(int(r.id) for r in tree if r.kind == "job")
-    nodes = repo.release_assignments(session, job_ids, REINIT_MESSAGE)
-    event = {"job_id": job_id, "job_ids": job_ids, "node_ids": nodes, **current_caller().stamp()}
-    repo.mark_teardown(session, "reinit", job_id, sorted({job_id, *job_ids}), event)
-    return job_id
+    return _begin(
+        session,
+        "reinit",
+        job_id,
+        sorted({job_id, *job_ids}),
+        {"job_id": job_id, "job_ids": job_ids},
+    )
 
 
-def finish_reinit(db: Database, job_id: int, wait: bool = True) -> bool:
-    """The second transaction of jobReinit: every chunk of each job rebuilt as
-    queued, its counters restarted, the marks gone and job.reinit published.
-    False when no reinit of `job_id` is under way (a deletion took it over,
-    or, without `wait`, another transaction is ending it)."""
+def _begin(
+    session: Session, action: str, root: int, marked: list[int], event: dict[str, Any]
+) -> int:
+    """Release the live chunks of the jobs the event names (ACTIONS' `ids`),
+    and mark `marked` with the event, its nodes and who asked (stamped now:
+    the event may be published by another process)."""
+    spec = ACTIONS[action]
+    nodes = repo.release_assignments(session, event[spec.ids], spec.message)
+    stamped = {**event, "node_ids": nodes, **current_caller().stamp()}
+    repo.mark_teardown(session, action, root, marked, stamped)
+    return root
 
-    def work(session: Session) -> bool:
-        event = repo.lock_teardown(session, "reinit", job_id, wait)
-        if event is None:
-            return False
-        _release_late(session, event, event["job_ids"], REINIT_MESSAGE)
-        for each in event["job_ids"]:
-            row = repo.get_job(session, each, lock=True)
-            if row is None:
-                continue
-            plan = domain.plan_chunks(domain.spec_of(row), row.packet_type)
-            repo.delete_chunks(session, each)
-            repo.insert_chunks(session, each, plan)
-            repo.update_job(
-                session,
-                each,
-                {"requeue_count": 0, "started_at": None, "ended_at": None, "status": "queued"},
-            )
-            refresh(session, each, reinit=True)
-        repo.end_teardown(session, job_id)
-        publish(session, topics.JOB_REINIT, event, key=str(job_id))
-        return True
 
-    return _second_transaction(db, work)
+def finish_teardown(db: Database, action: str, job_id: int, wait: bool = True) -> bool:
+    """The second transaction of the teardown `action` of `job_id`: its rows
+    deleted or its chunks rebuilt (ACTIONS' `rows`), any chunk a tick gave
+    between the two released with the rest (its node named in the event),
+    and the event published. False when no such teardown is under way (a
+    deletion took a reinit over, or, without `wait`, another transaction is
+    ending it)."""
+    spec = ACTIONS[action]
+    for attempt in range(FINISH_ATTEMPTS):
+        try:
+            with db.transaction() as session:
+                event = repo.lock_teardown(session, action, job_id, wait)
+                if event is None:
+                    return False
+                late = repo.release_assignments(session, event[spec.ids], spec.message)
+                if late:
+                    event["node_ids"] = sorted({*event["node_ids"], *late})
+                spec.rows(session, job_id, event)
+                publish(session, spec.topic, event, key=str(job_id))
+                return True
+        except DBAPIError as exc:
+            if attempt + 1 == FINISH_ATTEMPTS or not retryable(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _delete_rows(session: Session, job_id: int, event: dict[str, Any]) -> None:
+    # ON DELETE CASCADE removes the folder's contents, their chunks and
+    # dependency rows and the marks; chunk_runs and backup_jobs stay.
+    repo.delete_jobs(session, job_id)
+
+
+def _rebuild_chunks(session: Session, job_id: int, event: dict[str, Any]) -> None:
+    """Every chunk of each job rebuilt as queued, its counters restarted; the marks gone."""
+    for each in event["job_ids"]:
+        row = repo.get_job(session, each, lock=True)
+        if row is None:
+            continue
+        plan = domain.plan_chunks(domain.spec_of(row), row.packet_type)
+        repo.delete_chunks(session, each)
+        repo.insert_chunks(session, each, plan)
+        repo.update_job(
+            session,
+            each,
+            {"requeue_count": 0, "started_at": None, "ended_at": None, "status": "queued"},
+        )
+        refresh(session, each, reinit=True)
+    repo.end_teardown(session, job_id)
+
+
+@dataclass(frozen=True)
+class _Action:
+    """What a kind of teardown publishes, writes in the history of the runs it
+    ends, reads its released jobs from (an event key), and does to the rows."""
+
+    topic: str
+    message: str
+    ids: str
+    rows: Callable[[Session, int, dict[str, Any]], None]
+
+
+ACTIONS = {
+    "delete": _Action(topics.JOB_DELETED, DELETION_MESSAGE, "deleted_ids", _delete_rows),
+    "reinit": _Action(topics.JOB_REINIT, REINIT_MESSAGE, "job_ids", _rebuild_chunks),
+}
 
 
 def finish_teardowns(db: Database, grace_seconds: float = TEARDOWN_GRACE_SECONDS) -> int:
@@ -157,27 +180,7 @@ def finish_teardowns(db: Database, grace_seconds: float = TEARDOWN_GRACE_SECONDS
     died between the two transactions); returns how many this call ended."""
     with db.read_session() as session:
         begun = repo.teardowns_begun_before(session, grace_seconds)
-    finish = {"delete": finish_deletion, "reinit": finish_reinit}
-    ended = sum(finish[action](db, root, wait=False) for action, root in begun)
+    ended = sum(finish_teardown(db, action, root, wait=False) for action, root in begun)
     if ended:
         _LOG.info("finished %d deletion(s) or reinit(s) a stopped process began", ended)
     return ended
-
-
-def _release_late(session: Session, event: dict[str, Any], job_ids: list[int], why: str) -> None:
-    """A tick that read the jobs before the teardown began may have given one
-    of their chunks since: released with the rest, its node named in the event."""
-    late = repo.release_assignments(session, job_ids, why)
-    if late:
-        event["node_ids"] = sorted({*event["node_ids"], *late})
-
-
-def _second_transaction(db: Database, work: Callable[[Session], bool]) -> bool:
-    for attempt in range(FINISH_ATTEMPTS):
-        try:
-            with db.transaction() as session:
-                return work(session)
-        except DBAPIError as exc:
-            if attempt + 1 == FINISH_ATTEMPTS or not retryable(exc):
-                raise
-    raise AssertionError("unreachable")

@@ -206,15 +206,12 @@ class ClientStream:
 
 
 def _signs_out(event: Event) -> bool:
-    """A user deleted, disabled, given another role or its password reset by
-    someone else: its tokens are revoked (muster_services/admin/accounts.py)."""
-    if event.topic == admin_topics.USER_DELETED:
-        return True
-    if event.topic != admin_topics.USER_UPDATED:
-        return False
-    fields = event.payload.get("fields", ())
-    reset = "password" in fields and event.payload.get("actor") != event.payload.get("user")
-    return "role" in fields or "enabled" in fields or reset
+    """The user's tokens were revoked (muster_services/admin/accounts.py says
+    so in the event): deleted, disabled, given another role, or its password
+    reset by someone else."""
+    return event.topic in (admin_topics.USER_UPDATED, admin_topics.USER_DELETED) and bool(
+        event.payload.get("tokens_revoked")
+    )
 
 
 class ClientHub:

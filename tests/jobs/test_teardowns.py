@@ -25,7 +25,7 @@ from muster_services.jobs.service import JobsService
 from muster_services.jobs.teardowns import (
     begin_deletion,
     begin_reinit,
-    finish_deletion,
+    finish_teardown,
     finish_teardowns,
 )
 from tests.jobs.conftest import assign, topics
@@ -147,7 +147,7 @@ def test_a_chunk_given_between_the_two_transactions_is_released_with_the_rest(
     _begin(db, folder)
     # What a tick that read the job before the deletion began writes after it.
     assign(db, doomed, 2, node_id=7)
-    assert finish_deletion(db, folder)
+    assert finish_teardown(db, "delete", folder)
     topic, payload = topics(db)[-1]
     assert (topic, payload["deleted_ids"], payload["node_ids"]) == (
         "job.deleted",
@@ -155,7 +155,7 @@ def test_a_chunk_given_between_the_two_transactions_is_released_with_the_rest(
         [7],
     )
     assert _outcomes(service, doomed) == [(2, "killed")]
-    assert not finish_deletion(db, folder)  # over: nothing left to do
+    assert not finish_teardown(db, "delete", folder)  # over: nothing left to do
 
 
 def test_deleting_again_after_a_process_died_finishes_the_first_deletion(

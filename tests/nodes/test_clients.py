@@ -215,10 +215,11 @@ def test_a_user_deleted_disabled_or_given_another_role_is_signed_out_of_its_cons
     """Its tokens are revoked (muster_services/core/auth.py); the console
     streams it opened with one end too, and no other user's."""
     alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
-    _publish(db, "user.updated", user="alice", fields=["email"], actor="admin")
-    _publish(db, "user.updated", user="bob", fields=["password"], actor="bob")  # its own
-    _publish(db, "user.updated", user="alice", fields=["enabled"], actor="admin")
-    _publish(db, "user.deleted", user="carol", actor="admin")
+    # As the admin service publishes them (muster_services/admin/accounts.py).
+    _publish(db, "user.updated", user="alice", fields=["email"], tokens_revoked=False)
+    _publish(db, "user.updated", user="bob", fields=["password"], tokens_revoked=False)
+    _publish(db, "user.updated", user="alice", tokens_revoked=True, actor="admin")
+    _publish(db, "user.deleted", user="carol", tokens_revoked=True, actor="admin")
     for client, user in ((alice, "alice"), (carol, "carol")):
         event = client.next()
         while not event.HasField("disconnect_notice"):
